@@ -1,0 +1,285 @@
+//! The dynamic message model.
+
+use bytes::Bytes;
+use std::fmt;
+
+/// Which placeholder an opaque object travelled as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpaqueKind {
+    /// `{"__Serialized__": i}`: data for workers/clients, never understood by the scheduler.
+    Serialized,
+    /// `{"__Pickled__": i}`: a pickle (run specs, annotations), also never unpickled in Rust.
+    Pickled,
+}
+
+/// An out-of-band object: its msgpack sub-header bytes and its payload frames,
+/// kept exactly as received so that it can be relayed verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opaque {
+    /// Placeholder kind.
+    pub kind: OpaqueKind,
+    /// The msgpack-encoded sub-header (contains `num-sub-frames`).
+    pub header: Bytes,
+    /// The payload frames that follow the sub-header.
+    pub frames: Vec<Bytes>,
+}
+
+impl Opaque {
+    /// Total payload size in bytes (header plus frames).
+    pub fn nbytes(&self) -> usize {
+        self.header.len() + self.frames.iter().map(Bytes::len).sum::<usize>()
+    }
+}
+
+/// A msgpack value, extended with opaque out-of-band objects and pre-encoded msgpack.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// msgpack nil / Python None.
+    Nil,
+    /// msgpack bool.
+    Bool(bool),
+    /// A signed integer (also used for every integer that fits in i64).
+    Int(i64),
+    /// An unsigned integer above `i64::MAX`.
+    UInt(u64),
+    /// A float (float32 is widened).
+    Float(f64),
+    /// A UTF-8 string.
+    Str(String),
+    /// Binary data.
+    Bin(Bytes),
+    /// An array (a Python tuple or list).
+    Array(Vec<Value>),
+    /// A map with arbitrary keys, in wire order.
+    Map(Vec<(Value, Value)>),
+    /// A msgpack extension value (unused by Dask; kept for fidelity).
+    Ext(i8, Bytes),
+    /// An out-of-band object (`__Serialized__` / `__Pickled__`).
+    Opaque(Box<Opaque>),
+    /// Already-encoded msgpack, written verbatim (used for interned keys).
+    Raw(Bytes),
+}
+
+impl Value {
+    /// Build a string value.
+    pub fn str(s: impl Into<String>) -> Value {
+        Value::Str(s.into())
+    }
+
+    /// Build a map from `&str` keys, the common shape of Dask messages.
+    pub fn map<I, K>(entries: I) -> Value
+    where
+        I: IntoIterator<Item = (K, Value)>,
+        K: Into<String>,
+    {
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Value::Str(k.into()), v))
+                .collect(),
+        )
+    }
+
+    /// Look up a string key in a map (None if not a map or absent).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Remove and return a string-keyed entry of a map.
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        match self {
+            Value::Map(entries) => {
+                let pos = entries
+                    .iter()
+                    .position(|(k, _)| matches!(k, Value::Str(s) if s == key))?;
+                Some(entries.remove(pos).1)
+            }
+            _ => None,
+        }
+    }
+
+    /// Insert or replace a string-keyed entry (no-op on non-maps).
+    pub fn set(&mut self, key: &str, value: Value) {
+        if let Value::Map(entries) = self {
+            if let Some(slot) = entries
+                .iter_mut()
+                .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+            {
+                slot.1 = value;
+            } else {
+                entries.push((Value::Str(key.to_string()), value));
+            }
+        }
+    }
+
+    /// The string, if this is a str.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is an int that fits i64.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::UInt(u) => i64::try_from(*u).ok(),
+            _ => None,
+        }
+    }
+
+    /// A number as f64 (ints are converted).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::UInt(u) => Some(*u as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// Python truthiness of plain values (None/False/0/empty are false).
+    pub fn truthy(&self) -> bool {
+        match self {
+            Value::Nil => false,
+            Value::Bool(b) => *b,
+            Value::Int(i) => *i != 0,
+            Value::UInt(u) => *u != 0,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) => !s.is_empty(),
+            Value::Bin(b) => !b.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::Map(m) => !m.is_empty(),
+            _ => true,
+        }
+    }
+
+    /// The elements of an array, or of a `{"__Set__": true, "as-list": [...]}` set.
+    pub fn as_seq(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(items) => Some(items),
+            Value::Map(_) if self.get("__Set__").is_some() => match self.get("as-list") {
+                Some(Value::Array(items)) => Some(items),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The entries of a map.
+    pub fn as_map(&self) -> Option<&[(Value, Value)]> {
+        match self {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// True for nil.
+    pub fn is_nil(&self) -> bool {
+        matches!(self, Value::Nil)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+impl From<u64> for Value {
+    fn from(u: u64) -> Self {
+        match i64::try_from(u) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::UInt(u),
+        }
+    }
+}
+impl From<usize> for Value {
+    fn from(u: usize) -> Self {
+        Value::from(u as u64)
+    }
+}
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Value::Float(f)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+impl From<Bytes> for Value {
+    fn from(b: Bytes) -> Self {
+        Value::Bin(b)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(o: Option<T>) -> Self {
+        o.map_or(Value::Nil, Into::into)
+    }
+}
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(v: Vec<T>) -> Self {
+        Value::Array(v.into_iter().map(Into::into).collect())
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Nil => write!(f, "None"),
+            Value::Bool(b) => write!(f, "{}", if *b { "True" } else { "False" }),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::UInt(u) => write!(f, "{u}"),
+            Value::Float(x) => write!(f, "{x:?}"),
+            Value::Str(s) => write!(f, "'{s}'"),
+            Value::Bin(b) => write!(f, "<{} bytes>", b.len()),
+            Value::Array(items) => {
+                write!(f, "(")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                if items.len() == 1 {
+                    write!(f, ",")?;
+                }
+                write!(f, ")")
+            }
+            Value::Map(entries) => {
+                write!(f, "{{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                write!(f, "}}")
+            }
+            Value::Ext(t, b) => write!(f, "<ext {t} {} bytes>", b.len()),
+            Value::Opaque(o) => write!(f, "<{:?} {} bytes>", o.kind, o.nbytes()),
+            Value::Raw(b) => match crate::msgpack::decode(b) {
+                Ok(v) => write!(f, "{v}"),
+                Err(_) => write!(f, "<raw {} bytes>", b.len()),
+            },
+        }
+    }
+}
