@@ -1,1 +1,35 @@
-//! placeholder
+//! The Dask scheduler state machine: pure and synchronous.
+//!
+//! [`State`] owns tasks, workers and clients. Every stimulus (a stream op from a
+//! client or worker, a materialized graph, a worker joining or leaving, a timer)
+//! is a method call taking the current time as an argument; the messages the
+//! stimulus produces for workers and clients are queued in an outbox that the
+//! I/O layer drains with [`State::take_outbox`]. No sockets, no clocks, no async:
+//! the whole scheduler can be driven and inspected from a unit test.
+//!
+//! Task states and transitions follow `distributed.scheduler` (released,
+//! waiting, queued, no-worker, processing, memory, erred, forgotten); the
+//! transition engine is in [`transitions`], placement in [`placement`].
+
+pub mod config;
+pub mod error;
+pub mod graph;
+pub mod ids;
+pub mod messages;
+pub mod ops_client;
+pub mod ops_worker;
+pub mod placement;
+pub mod queries;
+pub mod state;
+pub mod task;
+pub mod timedelta;
+pub mod transitions;
+pub mod worker;
+
+pub use config::Config;
+pub use error::CoreError;
+pub use graph::{GraphSubmission, GraphTask};
+pub use ids::{ClientId, TaskId, WorkerId};
+pub use state::{Outgoing, State};
+pub use task::TaskState;
+pub use worker::{WorkerRegistration, WorkerStatus};

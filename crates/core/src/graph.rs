@@ -1,0 +1,216 @@
+//! `update-graph` after materialization: create tasks, wire dependencies,
+//! apply annotations and priorities, and start computing the requested keys.
+
+use crate::ids::{ClientId, TaskId};
+use crate::messages;
+use crate::state::{Outgoing, State};
+use crate::task::{insert_item, Priority, Restrictions, TaskState};
+use crate::transitions::Target;
+use dask_wire::{Key, Opaque, Value};
+use std::collections::HashMap;
+
+/// One materialized task, as produced by the graph materializer.
+#[derive(Debug, Clone)]
+pub struct GraphTask {
+    /// The key.
+    pub key: Key,
+    /// Keys it depends on.
+    pub dependencies: Vec<Key>,
+    /// Pickled `GraphNode` (sent verbatim as `compute-task.run_spec`).
+    pub run_spec: Opaque,
+    /// Position from `dask.order` (or the client's `internal_priority`).
+    pub order: i64,
+    /// Merged global + layer annotations (a msgpack map).
+    pub annotations: Value,
+    /// The run spec makes data from nothing (`GraphNode.data_producer`).
+    pub data_producer: bool,
+}
+
+/// A graph submitted by a client, materialized.
+#[derive(Debug, Clone)]
+pub struct GraphSubmission {
+    /// The keys the client wants (its futures).
+    pub requested: Vec<Key>,
+    /// Materialized tasks.
+    pub tasks: Vec<GraphTask>,
+    /// Seconds after which a new graph starts a new priority generation.
+    pub fifo_timeout: f64,
+}
+
+/// The placement-relevant annotations of a task.
+fn parse_annotations(ann: &Value) -> (f64, u32, Option<Box<Restrictions>>) {
+    let priority = ann.get("priority").and_then(Value::as_f64).unwrap_or(0.0);
+    let retries = ann
+        .get("retries")
+        .and_then(Value::as_i64)
+        .map_or(0, |r| r.clamp(0, u32::MAX as i64) as u32);
+    let mut r = Restrictions::default();
+    if let Some(workers) = ann.get("workers").or_else(|| ann.get("restrictions")) {
+        match workers {
+            Value::Str(s) => r.workers.push(s.clone()),
+            other => {
+                if let Some(items) = other.as_seq() {
+                    r.workers
+                        .extend(items.iter().filter_map(Value::as_str).map(str::to_string));
+                }
+            }
+        }
+    }
+    if let Some(res) = ann.get("resources").and_then(Value::as_map) {
+        for (k, v) in res {
+            if let (Some(name), Some(amount)) = (k.as_str(), v.as_f64()) {
+                r.resources.push((name.to_string(), amount));
+            }
+        }
+    }
+    r.loose = ann
+        .get("allow_other_workers")
+        .or_else(|| ann.get("loose_restrictions"))
+        .is_some_and(Value::truthy);
+    let restrictions = (!r.is_empty()).then(|| Box::new(r));
+    (priority, retries, restrictions)
+}
+
+impl State {
+    /// Add a materialized graph for `client` and start computing its requested keys.
+    pub fn update_graph(&mut self, client: ClientId, graph: GraphSubmission, now: f64) {
+        self.now = now;
+        let by_key: HashMap<&Key, usize> = graph
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (&t.key, i))
+            .collect();
+
+        // Every dependency must come with the graph or already be known.
+        let lost = graph.tasks.iter().any(|t| {
+            t.dependencies
+                .iter()
+                .any(|d| !by_key.contains_key(d) && self.task_id(d).is_none())
+        }) || graph
+            .requested
+            .iter()
+            .any(|k| !by_key.contains_key(k) && self.task_id(k).is_none());
+        if lost {
+            let keys = graph.requested.iter().map(Key::to_value).collect();
+            self.outbox.push(Outgoing::Client(
+                client,
+                messages::cancelled_keys(keys, Some("lost dependencies")),
+            ));
+            return;
+        }
+
+        if now - self.last_graph_time > graph.fifo_timeout {
+            self.generation += 1.0;
+            self.last_graph_time = now;
+        }
+        let generation = self.generation;
+
+        // Walk from the requested keys; only reachable tasks are created, and we
+        // do not descend into tasks the scheduler already knows how to compute.
+        let mut stack: Vec<&Key> = graph.requested.iter().collect();
+        let mut seen: std::collections::HashSet<&Key> = std::collections::HashSet::new();
+        let mut touched: Vec<(TaskId, usize)> = Vec::new();
+        while let Some(key) = stack.pop() {
+            if !seen.insert(key) {
+                continue;
+            }
+            let Some(&gi) = by_key.get(key) else { continue };
+            let id = match self.task_id(key) {
+                Some(id) => {
+                    let t = self.task(id);
+                    if t.run_spec.is_some() || t.state == TaskState::Memory {
+                        continue;
+                    }
+                    id
+                }
+                None => self.new_task(key.clone()),
+            };
+            touched.push((id, gi));
+            stack.extend(graph.tasks[gi].dependencies.iter());
+        }
+
+        for &(id, gi) in &touched {
+            let gt = &graph.tasks[gi];
+            let (user_priority, retries, restrictions) = parse_annotations(&gt.annotations);
+            let t = self.task_mut(id);
+            t.run_spec = Some(Box::new(gt.run_spec.clone()));
+            t.annotations = gt.annotations.clone();
+            t.retries = retries;
+            t.restrictions = restrictions;
+            t.data_producer = gt.data_producer;
+            t.priority = Priority {
+                user: -user_priority,
+                generation,
+                order: gt.order,
+            };
+        }
+        for &(id, gi) in &touched {
+            for dep_key in &graph.tasks[gi].dependencies {
+                let Some(dep) = self.task_id(dep_key) else {
+                    continue;
+                };
+                if dep == id {
+                    continue;
+                }
+                insert_item(&mut self.task_mut(id).dependencies, dep);
+                insert_item(&mut self.task_mut(dep).dependents, id);
+            }
+        }
+
+        let mut requested: Vec<TaskId> = graph
+            .requested
+            .iter()
+            .filter_map(|k| self.task_id(k))
+            .collect();
+        requested.sort_by_key(|id| self.task(*id).priority);
+        requested.dedup();
+        self.client_desires(client, &requested);
+        let recs = requested
+            .into_iter()
+            .filter(|id| self.task(*id).state == TaskState::Released)
+            .map(|id| (id, Target::Waiting))
+            .collect();
+        self.transitions(recs);
+    }
+
+    /// Materialization failed: the client's requested keys err with this exception.
+    pub fn graph_failed(
+        &mut self,
+        client: ClientId,
+        keys: &[Key],
+        exception: Value,
+        traceback: Value,
+    ) {
+        for key in keys {
+            self.outbox.push(Outgoing::Client(
+                client,
+                messages::task_erred(key.to_value(), exception.clone(), traceback.clone()),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_become_restrictions() {
+        let ann = Value::map([
+            ("priority", Value::Int(10)),
+            ("retries", Value::Int(2)),
+            ("workers", Value::str("tcp://a:1")),
+            ("allow_other_workers", Value::Bool(true)),
+            ("resources", Value::map([("GPU", Value::Int(1))])),
+        ]);
+        let (p, r, restr) = parse_annotations(&ann);
+        assert_eq!(p, 10.0);
+        assert_eq!(r, 2);
+        let restr = restr.unwrap();
+        assert_eq!(restr.workers, vec!["tcp://a:1".to_string()]);
+        assert_eq!(restr.resources, vec![("GPU".to_string(), 1.0)]);
+        assert!(restr.loose);
+        assert_eq!(parse_annotations(&Value::Map(vec![])).2, None);
+    }
+}

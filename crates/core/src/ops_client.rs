@@ -1,0 +1,215 @@
+//! Client report-stream ops (`client-desires-keys`, `cancel-keys`, ...).
+//!
+//! `update-graph`, `close-client` and `close-stream` involve I/O and are
+//! handled by the server, which calls [`State::update_graph`] /
+//! [`State::remove_client`].
+
+use crate::error::CoreError;
+use crate::ids::{ClientId, TaskId};
+use crate::messages;
+use crate::state::{Outgoing, State};
+use crate::task::TaskState;
+use dask_wire::{Key, Value};
+
+/// Parse a list (or `__Set__`) of keys from a message field.
+pub fn keys_field(op: &str, msg: &Value, field: &str) -> Result<Vec<Key>, CoreError> {
+    let Some(v) = msg.get(field) else {
+        return Err(CoreError::malformed(op, format!("missing '{field}'")));
+    };
+    if v.is_nil() {
+        return Ok(Vec::new());
+    }
+    let items = v
+        .as_seq()
+        .ok_or_else(|| CoreError::malformed(op, format!("'{field}' is not a list of keys")))?;
+    items
+        .iter()
+        .map(|k| Key::from_value(k).map_err(|e| CoreError::malformed(op, e.to_string())))
+        .collect()
+}
+
+fn op_name(msg: &Value) -> Result<&str, CoreError> {
+    msg.get("op")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CoreError::malformed("?", "message without a string 'op'"))
+}
+
+impl State {
+    /// Resolve the client a stream message acts for: its `client` field if
+    /// present (e.g. `fire-and-forget`), else the stream's own client.
+    fn acting_client(&mut self, stream_client: ClientId, msg: &Value) -> ClientId {
+        match msg.get("client").and_then(Value::as_str) {
+            Some(name) if self.client_name(stream_client) != Some(name) => {
+                let now = self.now;
+                self.add_client(name, now)
+            }
+            _ => stream_client,
+        }
+    }
+
+    /// Handle one op from a client's report stream.
+    pub fn handle_client_op(
+        &mut self,
+        client: ClientId,
+        msg: &Value,
+        now: f64,
+    ) -> Result<(), CoreError> {
+        self.now = now;
+        let op = op_name(msg)?;
+        match op {
+            "client-desires-keys" => {
+                let keys = keys_field(op, msg, "keys")?;
+                let who = self.acting_client(client, msg);
+                let ids: Vec<TaskId> = keys
+                    .into_iter()
+                    .map(|k| self.task_id(&k).unwrap_or_else(|| self.new_task(k)))
+                    .collect();
+                self.client_desires(who, &ids);
+            }
+            "client-releases-keys" => {
+                let keys = keys_field(op, msg, "keys")?;
+                let who = self.acting_client(client, msg);
+                let ids: Vec<TaskId> = keys.iter().filter_map(|k| self.task_id(k)).collect();
+                self.client_releases(who, &ids);
+            }
+            "cancel-keys" => {
+                let keys = keys_field(op, msg, "keys")?;
+                let force = msg.get("force").is_some_and(Value::truthy);
+                let reason = msg.get("reason").cloned().unwrap_or(Value::Nil);
+                let text = msg.get("msg").cloned().unwrap_or(Value::Nil);
+                self.cancel(client, &keys, force, reason, text);
+            }
+            "heartbeat-client" => {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.last_seen = now;
+                }
+                let interval = crate::queries::heartbeat_interval(self.workers.len()) * 10.0;
+                self.outbox.push(Outgoing::Client(
+                    client,
+                    messages::adjust_heartbeat_interval(interval),
+                ));
+            }
+            "subscribe-topic" | "unsubscribe-topic" => {
+                let topic = msg
+                    .get("topic")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| CoreError::malformed(op, "missing 'topic'"))?
+                    .to_string();
+                let subs = self.subscriptions.entry(topic).or_default();
+                if op == "subscribe-topic" {
+                    subs.insert(client);
+                } else {
+                    subs.remove(&client);
+                }
+            }
+            "report-key" => {
+                let key = msg
+                    .get("key")
+                    .ok_or_else(|| CoreError::malformed(op, "missing 'key'"))
+                    .and_then(|k| {
+                        Key::from_value(k).map_err(|e| CoreError::malformed(op, e.to_string()))
+                    })?;
+                match self.task_id(&key) {
+                    Some(id) => self.report_to_client(client, id),
+                    None => self.outbox.push(Outgoing::Client(
+                        client,
+                        messages::cancelled_keys(vec![key.to_value()], None),
+                    )),
+                }
+            }
+            "update-data" => {
+                let who = self.acting_client(client, msg);
+                let (who_has, nbytes) = crate::ops_worker::parse_who_has_nbytes(op, msg)?;
+                self.update_data(Some(who), &who_has, &nbytes);
+            }
+            other => return Err(CoreError::UnknownOp(other.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Send `client` the current outcome of a task (memory or erred), if any.
+    pub(crate) fn report_to_client(&mut self, client: ClientId, id: TaskId) {
+        let t = self.task(id);
+        let msg = match t.state {
+            TaskState::Memory => messages::key_in_memory(t.key.to_value(), t.result_type.clone()),
+            TaskState::Erred => self.task_erred_msg(id),
+            _ => return,
+        };
+        self.outbox.push(Outgoing::Client(client, msg));
+    }
+
+    /// `cancel-keys`: stop the keys (and their dependents) nobody else wants.
+    pub fn cancel(
+        &mut self,
+        client: ClientId,
+        keys: &[Key],
+        force: bool,
+        reason: Value,
+        text: Value,
+    ) {
+        let mut cancelled = Vec::new();
+        let mut releasers = Vec::new();
+        self.collect_cancel(client, keys, force, &mut cancelled, &mut releasers);
+        let key_values: Vec<Value> = cancelled
+            .iter()
+            .map(|id| self.task(*id).key.to_value())
+            .collect();
+        releasers.sort_unstable();
+        releasers.dedup();
+        for c in releasers {
+            let live: Vec<TaskId> = cancelled
+                .iter()
+                .copied()
+                .filter(|id| self.tasks.get(*id as usize).is_some_and(Option::is_some))
+                .collect();
+            self.client_releases(c, &live);
+        }
+        let msg = Value::map([
+            ("op", Value::str("cancelled-keys")),
+            ("keys", Value::Array(key_values)),
+            ("reason", reason),
+            ("msg", text),
+        ]);
+        let clients: Vec<ClientId> = self.clients.keys().copied().collect();
+        for c in clients {
+            self.outbox.push(Outgoing::Client(c, msg.clone()));
+        }
+    }
+
+    fn collect_cancel(
+        &mut self,
+        client: ClientId,
+        keys: &[Key],
+        force: bool,
+        cancelled: &mut Vec<TaskId>,
+        releasers: &mut Vec<ClientId>,
+    ) {
+        for key in keys {
+            let Some(id) = self.task_id(key) else {
+                continue;
+            };
+            let t = self.task(id);
+            if t.who_wants.is_empty() {
+                continue;
+            }
+            if force || t.who_wants == [client] {
+                let dependents: Vec<Key> = t
+                    .dependents
+                    .iter()
+                    .map(|d| self.task(*d).key.clone())
+                    .collect();
+                if !dependents.is_empty() {
+                    self.collect_cancel(client, &dependents, force, cancelled, releasers);
+                }
+                if !cancelled.contains(&id) {
+                    cancelled.push(id);
+                }
+            }
+            if force {
+                releasers.extend(self.task(id).who_wants.iter().copied());
+            } else {
+                releasers.push(client);
+            }
+        }
+    }
+}

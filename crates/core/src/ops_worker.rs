@@ -1,0 +1,439 @@
+//! Worker stream ops (`task-finished`, `task-erred`, `add-keys`, ...) and
+//! data registration (`update_data` from scatter).
+
+use crate::error::CoreError;
+use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::messages;
+use crate::ops_client::keys_field;
+use crate::state::{Outgoing, State};
+use crate::task::{remove_item, ErrorInfo, TaskState};
+use crate::transitions::Target;
+use crate::worker::WorkerStatus;
+use dask_wire::{Key, Value};
+
+fn key_field(op: &str, msg: &Value) -> Result<Key, CoreError> {
+    let v = msg
+        .get("key")
+        .ok_or_else(|| CoreError::malformed(op, "missing 'key'"))?;
+    Key::from_value(v).map_err(|e| CoreError::malformed(op, e.to_string()))
+}
+
+/// `who_has` entries: key and the addresses holding it.
+pub type WhoHas = Vec<(Key, Vec<String>)>;
+/// `nbytes` entries: key and its size.
+pub type NBytes = Vec<(Key, i64)>;
+
+/// Parse `who_has: {key: [addr]}` and `nbytes: {key: int}` of `update_data`.
+pub fn parse_who_has_nbytes(op: &str, msg: &Value) -> Result<(WhoHas, NBytes), CoreError> {
+    let who_has = msg
+        .get("who_has")
+        .and_then(Value::as_map)
+        .ok_or_else(|| CoreError::malformed(op, "'who_has' is not a map"))?;
+    let mut out = Vec::with_capacity(who_has.len());
+    for (k, v) in who_has {
+        let key = Key::from_value(k).map_err(|e| CoreError::malformed(op, e.to_string()))?;
+        let addrs = v
+            .as_seq()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((key, addrs));
+    }
+    let mut sizes = Vec::new();
+    if let Some(nb) = msg.get("nbytes").and_then(Value::as_map) {
+        for (k, v) in nb {
+            let key = Key::from_value(k).map_err(|e| CoreError::malformed(op, e.to_string()))?;
+            sizes.push((key, v.as_i64().unwrap_or(0)));
+        }
+    }
+    Ok((out, sizes))
+}
+
+/// Seconds spent computing, from a `startstops` list.
+fn compute_seconds(msg: &Value) -> Option<f64> {
+    msg.get("startstops")?.as_seq()?.iter().find_map(|ss| {
+        (ss.get("action")?.as_str()? == "compute")
+            .then(|| Some(ss.get("stop")?.as_f64()? - ss.get("start")?.as_f64()?))
+            .flatten()
+    })
+}
+
+impl State {
+    /// Handle one op from a worker's stream.
+    pub fn handle_worker_op(
+        &mut self,
+        w: WorkerId,
+        msg: &Value,
+        now: f64,
+    ) -> Result<(), CoreError> {
+        self.now = now;
+        let op = msg
+            .get("op")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CoreError::malformed("?", "message without a string 'op'"))?;
+        if let Some(worker) = self.workers.get_mut(&w) {
+            worker.last_seen = now;
+        } else {
+            return Ok(());
+        }
+        match op {
+            "task-finished" => self.on_task_finished(w, msg)?,
+            "task-erred" => self.on_task_erred(w, msg)?,
+            "release-worker-data" => {
+                let key = key_field(op, msg)?;
+                if let Some(id) = self.task_id(&key) {
+                    self.remove_replica(id, w);
+                }
+            }
+            "add-keys" => {
+                let keys = keys_field(op, msg, "keys")?;
+                let mut redundant = Vec::new();
+                for key in keys {
+                    match self.task_id(&key) {
+                        Some(id) if self.task(id).state == TaskState::Memory => {
+                            self.add_replica(id, w)
+                        }
+                        _ => redundant.push(key.to_value()),
+                    }
+                }
+                if !redundant.is_empty() {
+                    let stim = self.stimulus("redundant-replicas");
+                    self.outbox.push(Outgoing::Worker(
+                        w,
+                        messages::remove_replicas(redundant, &stim),
+                    ));
+                }
+            }
+            "worker-status-change" => {
+                let status = msg
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| CoreError::malformed(op, "missing 'status'"))?;
+                let status = WorkerStatus::parse(status).ok_or_else(|| {
+                    CoreError::malformed(op, format!("unknown status '{status}'"))
+                })?;
+                self.set_worker_status(w, status);
+            }
+            "long-running" => {
+                let key = key_field(op, msg)?;
+                if let Some(id) = self.task_id(&key) {
+                    if self.task(id).processing_on == Some(w) {
+                        // A seceded task no longer occupies a thread.
+                        let d = self.estimated_duration(id);
+                        if let Some(worker) = self.workers.get_mut(&w) {
+                            worker.occupancy = (worker.occupancy - d).max(0.0);
+                        }
+                    }
+                }
+            }
+            "reschedule" => {
+                let key = key_field(op, msg)?;
+                if let Some(id) = self.task_id(&key) {
+                    if self.task(id).processing_on == Some(w) {
+                        self.transitions(vec![(id, Target::Released)]);
+                    }
+                }
+            }
+            "request-refresh-who-has" => {
+                let keys = keys_field(op, msg, "keys")?;
+                let mut who_has = Vec::new();
+                let mut unknown = Vec::new();
+                for key in keys {
+                    match self.task_id(&key) {
+                        Some(id) => {
+                            let addrs = self.replica_addresses(id);
+                            who_has.push((key.to_value(), Value::Array(addrs)));
+                        }
+                        None => unknown.push(key.to_value()),
+                    }
+                }
+                let stim = self.stimulus("refresh-who-has");
+                if !who_has.is_empty() {
+                    self.outbox.push(Outgoing::Worker(
+                        w,
+                        messages::refresh_who_has(Value::Map(who_has), &stim),
+                    ));
+                }
+                if !unknown.is_empty() {
+                    self.outbox
+                        .push(Outgoing::Worker(w, messages::free_keys(unknown, &stim)));
+                }
+            }
+            "log-event" => {
+                let mut event = msg.get("msg").cloned().unwrap_or(Value::Nil);
+                if let (Value::Map(_), Some(addr)) = (&event, self.worker_address(w)) {
+                    let addr = addr.to_string();
+                    event.set("worker", Value::Str(addr));
+                }
+                let topics: Vec<String> = match msg.get("topic") {
+                    Some(Value::Str(t)) => vec![t.clone()],
+                    Some(other) => other
+                        .as_seq()
+                        .map(|ts| {
+                            ts.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                for topic in topics {
+                    self.publish_event(&topic, event.clone());
+                }
+            }
+            "keep-alive" | "steal-response" => {}
+            other => return Err(CoreError::UnknownOp(other.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Forward an event to the clients subscribed to `topic`.
+    pub fn publish_event(&mut self, topic: &str, msg: Value) {
+        let Some(subs) = self.subscriptions.get(topic) else {
+            return;
+        };
+        let out = messages::event(topic, self.now, msg);
+        for c in subs.clone() {
+            self.outbox.push(Outgoing::Client(c, out.clone()));
+        }
+    }
+
+    fn set_worker_status(&mut self, w: WorkerId, status: WorkerStatus) {
+        let Some(worker) = self.workers.get_mut(&w) else {
+            return;
+        };
+        let was = worker.status;
+        worker.status = status;
+        if status == WorkerStatus::Running && was != WorkerStatus::Running {
+            self.on_worker_running(w);
+        }
+    }
+
+    pub(crate) fn replica_addresses(&self, id: TaskId) -> Vec<Value> {
+        let t = self.task(id);
+        if t.state != TaskState::Memory {
+            return Vec::new();
+        }
+        t.who_has
+            .iter()
+            .filter_map(|w| self.workers.get(w))
+            .map(|w| Value::Str(w.info.address.clone()))
+            .collect()
+    }
+
+    pub(crate) fn add_replica(&mut self, id: TaskId, w: WorkerId) {
+        let nbytes = self.task(id).nbytes;
+        let t = self.task_mut(id);
+        if t.who_has.contains(&w) {
+            return;
+        }
+        t.who_has.push(w);
+        if let Some(worker) = self.workers.get_mut(&w) {
+            worker.has_what.insert(id);
+            worker.nbytes += nbytes;
+        }
+    }
+
+    /// A worker no longer holds a key (it said so, or a fetch found it missing).
+    pub fn remove_replica(&mut self, id: TaskId, w: WorkerId) {
+        if self.task(id).state != TaskState::Memory {
+            return;
+        }
+        let nbytes = self.task(id).nbytes;
+        if !remove_item(&mut self.task_mut(id).who_has, w) {
+            return;
+        }
+        if let Some(worker) = self.workers.get_mut(&w) {
+            worker.has_what.remove(&id);
+            worker.nbytes -= nbytes;
+        }
+        if self.task(id).who_has.is_empty() {
+            let target = if self.task(id).run_spec.is_some() {
+                Target::Released
+            } else {
+                Target::Forgotten
+            };
+            self.transitions(vec![(id, target)]);
+        }
+    }
+
+    /// Keys reported missing by a worker during a gather.
+    pub fn missing_data(&mut self, worker_address: &str, keys: &[Key], now: f64) {
+        self.now = now;
+        let Some(w) = self.worker_id(worker_address) else {
+            return;
+        };
+        for key in keys {
+            if let Some(id) = self.task_id(key) {
+                self.remove_replica(id, w);
+            }
+        }
+    }
+
+    fn free_on_worker(&mut self, w: WorkerId, key: &Key, why: &str) {
+        let stim = self.stimulus(why);
+        self.outbox.push(Outgoing::Worker(
+            w,
+            messages::free_keys(vec![key.to_value()], &stim),
+        ));
+    }
+
+    fn on_task_finished(&mut self, w: WorkerId, msg: &Value) -> Result<(), CoreError> {
+        let op = "task-finished";
+        let key = key_field(op, msg)?;
+        let run_id = msg.get("run_id").and_then(Value::as_i64);
+        let Some(id) = self.task_id(&key) else {
+            self.free_on_worker(w, &key, "unknown-task-finished");
+            return Ok(());
+        };
+        let t = self.task(id);
+        match t.state {
+            TaskState::Processing
+                if t.processing_on == Some(w) && run_id.is_none_or(|r| r == t.run_id) => {}
+            TaskState::Memory => {
+                self.add_replica(id, w);
+                return Ok(());
+            }
+            _ => {
+                self.free_on_worker(w, &key, "stale-task-finished");
+                return Ok(());
+            }
+        }
+        if let Some(seconds) = compute_seconds(msg) {
+            self.record_duration(id, seconds.max(0.0));
+        }
+        self.detach_from_worker(id);
+        let nbytes = msg.get("nbytes").and_then(Value::as_i64).unwrap_or(0);
+        let result_type = msg.get("type").filter(|v| !v.is_nil()).cloned();
+        {
+            let t = self.task_mut(id);
+            t.state = TaskState::Memory;
+            t.nbytes = nbytes;
+            t.result_type = result_type;
+            t.who_has.clear();
+        }
+        self.add_replica(id, w);
+
+        let mut recs = Vec::new();
+        for d in self.task(id).dependents.clone() {
+            let dt = self.task_mut(d);
+            if dt.state == TaskState::Waiting
+                && remove_item(&mut dt.waiting_on, id)
+                && dt.waiting_on.is_empty()
+            {
+                recs.push((d, Target::Processing));
+            }
+        }
+        for dep in self.task(id).dependencies.clone() {
+            let dt = self.task_mut(dep);
+            remove_item(&mut dt.waiters, id);
+            if dt.waiters.is_empty() && dt.who_wants.is_empty() && dt.state == TaskState::Memory {
+                recs.push((dep, Target::Released));
+            }
+        }
+        let t = self.task(id);
+        if !t.who_wants.is_empty() {
+            let report = messages::key_in_memory(t.key.to_value(), t.result_type.clone());
+            for c in t.who_wants.clone() {
+                self.outbox.push(Outgoing::Client(c, report.clone()));
+            }
+        }
+        let t = self.task(id);
+        if t.who_wants.is_empty() && t.waiters.is_empty() {
+            recs.push((id, Target::Released));
+        }
+        self.transition_counter += 1;
+        self.transitions(recs);
+        self.fill_queued_slots();
+        Ok(())
+    }
+
+    fn on_task_erred(&mut self, w: WorkerId, msg: &Value) -> Result<(), CoreError> {
+        let op = "task-erred";
+        let key = key_field(op, msg)?;
+        let run_id = msg.get("run_id").and_then(Value::as_i64);
+        let Some(id) = self.task_id(&key) else {
+            self.free_on_worker(w, &key, "unknown-task-erred");
+            return Ok(());
+        };
+        let t = self.task(id);
+        if t.state != TaskState::Processing
+            || t.processing_on != Some(w)
+            || run_id.is_some_and(|r| r != t.run_id)
+        {
+            self.free_on_worker(w, &key, "stale-task-erred");
+            return Ok(());
+        }
+        if t.retries > 0 {
+            self.task_mut(id).retries -= 1;
+            // Like Python: forget the failed attempt on the worker, then run again.
+            self.transitions(vec![(id, Target::Released)]);
+            return Ok(());
+        }
+        let text = |f: &str| msg.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+        self.task_mut(id).error = Some(Box::new(ErrorInfo {
+            exception: msg.get("exception").cloned().unwrap_or(Value::Nil),
+            traceback: msg.get("traceback").cloned().unwrap_or(Value::Nil),
+            exception_text: text("exception_text"),
+            traceback_text: text("traceback_text"),
+        }));
+        self.transitions(vec![(id, Target::Erred(id))]);
+        Ok(())
+    }
+
+    /// Register data placed on workers (scatter, `update_data`): the keys are in
+    /// memory there, and `client` (if any) wants them.
+    pub fn update_data(
+        &mut self,
+        client: Option<ClientId>,
+        who_has: &[(Key, Vec<String>)],
+        nbytes: &[(Key, i64)],
+    ) {
+        let mut ids = Vec::with_capacity(who_has.len());
+        for (key, addrs) in who_has {
+            let workers: Vec<WorkerId> = addrs.iter().filter_map(|a| self.worker_id(a)).collect();
+            if workers.is_empty() {
+                continue;
+            }
+            let id = self
+                .task_id(key)
+                .unwrap_or_else(|| self.new_task(key.clone()));
+            let size = nbytes.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
+            let t = self.task_mut(id);
+            if t.state != TaskState::Memory {
+                if t.state != TaskState::Released {
+                    // Data arrived for something being computed: keep the data.
+                    self.transitions(vec![(id, Target::Released)]);
+                }
+                let t = self.task_mut(id);
+                t.state = TaskState::Memory;
+                t.who_has.clear();
+            }
+            self.task_mut(id).nbytes = size;
+            for w in workers {
+                self.add_replica(id, w);
+            }
+            // Dependents waiting for this key can go ahead.
+            let mut recs = Vec::new();
+            for d in self.task(id).dependents.clone() {
+                let dt = self.task_mut(d);
+                if dt.state == TaskState::Waiting
+                    && remove_item(&mut dt.waiting_on, id)
+                    && dt.waiting_on.is_empty()
+                {
+                    recs.push((d, Target::Processing));
+                }
+            }
+            self.transitions(recs);
+            ids.push(id);
+        }
+        if let Some(c) = client {
+            self.client_desires(c, &ids);
+        }
+    }
+}

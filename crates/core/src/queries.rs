@@ -1,0 +1,388 @@
+//! Read-mostly operations behind the scheduler's RPC handlers
+//! (`who_has`, `ncores`, `identity`, `retry`, heartbeats, gather planning, ...).
+
+use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::state::State;
+use crate::task::TaskState;
+use crate::transitions::Target;
+use crate::worker::{Worker, WorkerStatus};
+use dask_wire::{Key, Value};
+use std::collections::BTreeMap;
+
+/// The heartbeat interval Dask asks of workers for a cluster of `n` workers.
+pub fn heartbeat_interval(n: usize) -> f64 {
+    match n {
+        0..=10 => 0.5,
+        11..=49 => 1.0,
+        50..=199 => 2.0,
+        _ => n as f64 / 200.0 + 1.0,
+    }
+}
+
+fn str_list(v: Option<&Value>) -> Option<Vec<String>> {
+    let v = v?;
+    if v.is_nil() {
+        return None;
+    }
+    Some(match v {
+        Value::Str(s) => vec![s.clone()],
+        other => other
+            .as_seq()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+impl State {
+    fn selected_workers(&self, filter: Option<&Value>) -> Vec<&Worker> {
+        match str_list(filter) {
+            None => self.workers.values().collect(),
+            Some(addrs) => addrs
+                .iter()
+                .filter_map(|a| self.worker_id(a).and_then(|id| self.workers.get(&id)))
+                .collect(),
+        }
+    }
+
+    /// `who_has`: `{key: [addresses]}` for the given keys (all if nil).
+    pub fn who_has(&self, keys: Option<&[Key]>) -> Value {
+        let ids: Vec<(Key, Option<TaskId>)> = match keys {
+            Some(keys) => keys.iter().map(|k| (k.clone(), self.task_id(k))).collect(),
+            None => self
+                .task_ids
+                .iter()
+                .map(|(k, id)| (k.clone(), Some(*id)))
+                .collect(),
+        };
+        Value::Map(
+            ids.into_iter()
+                .map(|(k, id)| {
+                    let addrs = id.map(|id| self.replica_addresses(id)).unwrap_or_default();
+                    (k.to_value(), Value::Array(addrs))
+                })
+                .collect(),
+        )
+    }
+
+    /// `has_what`: `{address: [keys]}`.
+    pub fn has_what(&self, workers: Option<&Value>) -> Value {
+        Value::Map(
+            self.selected_workers(workers)
+                .into_iter()
+                .map(|w| {
+                    let keys = w
+                        .has_what
+                        .iter()
+                        .map(|id| self.task(*id).key.to_value())
+                        .collect();
+                    (Value::Str(w.info.address.clone()), Value::Array(keys))
+                })
+                .collect(),
+        )
+    }
+
+    /// `processing`: `{address: [keys]}`.
+    pub fn processing(&self, workers: Option<&Value>) -> Value {
+        Value::Map(
+            self.selected_workers(workers)
+                .into_iter()
+                .map(|w| {
+                    let keys = w
+                        .processing
+                        .iter()
+                        .map(|id| self.task(*id).key.to_value())
+                        .collect();
+                    (Value::Str(w.info.address.clone()), Value::Array(keys))
+                })
+                .collect(),
+        )
+    }
+
+    /// `ncores` / `ncores_running`: `{address: nthreads}`.
+    pub fn ncores(&self, workers: Option<&Value>, running_only: bool) -> Value {
+        Value::Map(
+            self.selected_workers(workers)
+                .into_iter()
+                .filter(|w| !running_only || w.status == WorkerStatus::Running)
+                .map(|w| {
+                    (
+                        Value::Str(w.info.address.clone()),
+                        Value::Int(w.info.nthreads as i64),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// `nbytes`: `{key: nbytes}` for keys in memory.
+    pub fn nbytes(&self, keys: Option<&[Key]>) -> Value {
+        let mut out = Vec::new();
+        let mut push = |id: TaskId| {
+            let t = self.task(id);
+            if t.state == TaskState::Memory {
+                out.push((t.key.to_value(), Value::Int(t.nbytes)));
+            }
+        };
+        match keys {
+            Some(keys) => keys
+                .iter()
+                .filter_map(|k| self.task_id(k))
+                .for_each(&mut push),
+            None => self.task_ids.values().copied().for_each(&mut push),
+        }
+        Value::Map(out)
+    }
+
+    /// `get_task_status`: `{key: state | nil}`.
+    pub fn task_status(&self, keys: &[Key]) -> Value {
+        Value::Map(
+            keys.iter()
+                .map(|k| {
+                    let state = self
+                        .task_state(k)
+                        .map_or(Value::Nil, |s| Value::str(s.as_str()));
+                    (k.to_value(), state)
+                })
+                .collect(),
+        )
+    }
+
+    /// The `identity` entry of one worker.
+    pub fn worker_identity(&self, w: &Worker) -> Value {
+        let mut entries = vec![
+            ("type", Value::str("Worker")),
+            ("id", Value::Str(w.info.server_id.clone())),
+            ("host", Value::Str(w.host.clone())),
+            (
+                "resources",
+                Value::Map(
+                    w.info
+                        .resources
+                        .iter()
+                        .map(|(k, v)| (Value::Str(k.clone()), Value::Float(*v)))
+                        .collect(),
+                ),
+            ),
+            ("local_directory", w.info.local_directory.clone()),
+            ("name", w.info.name.clone()),
+            ("nthreads", Value::Int(w.info.nthreads as i64)),
+            ("memory_limit", Value::Int(w.info.memory_limit)),
+            ("last_seen", Value::Float(w.last_seen)),
+            ("services", w.info.services.clone()),
+            ("metrics", w.info.metrics.clone()),
+            ("status", Value::str(w.status.as_str())),
+            ("nanny", w.info.nanny.clone()),
+        ];
+        let mut map = Value::map(entries.drain(..));
+        if let Some(extra) = w.info.extra.as_map() {
+            for (k, v) in extra {
+                if let Some(name) = k.as_str() {
+                    map.set(name, v.clone());
+                }
+            }
+        }
+        map
+    }
+
+    /// Worker identities keyed by address (`n` of them; all if negative).
+    pub fn workers_identity(&self, n: i64) -> Value {
+        let take = if n < 0 { usize::MAX } else { n as usize };
+        Value::Map(
+            self.workers
+                .values()
+                .take(take)
+                .map(|w| (Value::Str(w.info.address.clone()), self.worker_identity(w)))
+                .collect(),
+        )
+    }
+
+    /// `(n_workers, total_threads, total_memory)` for `identity`.
+    pub fn cluster_totals(&self) -> (usize, i64, i64) {
+        let threads = self.workers.values().map(|w| w.info.nthreads as i64).sum();
+        let memory = self.workers.values().map(|w| w.info.memory_limit).sum();
+        (self.workers.len(), threads, memory)
+    }
+
+    /// Record a heartbeat. `None` if the worker is unknown (reply `missing`).
+    pub fn heartbeat_worker(
+        &mut self,
+        address: &str,
+        metrics: Option<Value>,
+        now: f64,
+    ) -> Option<f64> {
+        let id = self.worker_id(address)?;
+        let n = self.workers.len();
+        let w = self.workers.get_mut(&id)?;
+        w.last_seen = now;
+        if let Some(m) = metrics {
+            w.info.metrics = m;
+        }
+        Some(heartbeat_interval(n))
+    }
+
+    /// Workers silent for longer than `worker-ttl` (to be removed by the caller).
+    pub fn expired_workers(&self, now: f64) -> Vec<WorkerId> {
+        let Some(ttl) = self.config.worker_ttl else {
+            return Vec::new();
+        };
+        let ttl = ttl.max(10.0 * heartbeat_interval(self.workers.len()));
+        self.workers
+            .values()
+            .filter(|w| now - w.last_seen > ttl)
+            .map(|w| w.id)
+            .collect()
+    }
+
+    /// True when nothing is running, queued or waiting for a worker.
+    pub fn is_idle(&self) -> bool {
+        self.workers.values().all(|w| w.processing.is_empty())
+            && self.unrunnable.is_empty()
+            && self.queued.is_empty()
+    }
+
+    /// Where to fetch each key for a gather: `{address: [keys]}`, plus keys
+    /// that are not in memory anywhere.
+    pub fn gather_plan(&self, keys: &[Key]) -> (BTreeMap<String, Vec<Key>>, Vec<Key>) {
+        let mut plan: BTreeMap<String, Vec<Key>> = BTreeMap::new();
+        let mut missing = Vec::new();
+        for key in keys {
+            let holder = self.task_id(key).and_then(|id| {
+                let t = self.task(id);
+                if t.state != TaskState::Memory {
+                    return None;
+                }
+                t.who_has
+                    .iter()
+                    .filter_map(|w| self.workers.get(w))
+                    .min_by_key(|w| w.processing.len())
+            });
+            match holder {
+                Some(w) => plan
+                    .entry(w.info.address.clone())
+                    .or_default()
+                    .push(key.clone()),
+                None => missing.push(key.clone()),
+            }
+        }
+        (plan, missing)
+    }
+
+    /// Running worker addresses for scatter, sorted (Dask's round-robin order),
+    /// optionally restricted to the given addresses, names or hosts.
+    pub fn scatter_targets(&self, workers: Option<&Value>) -> Vec<String> {
+        let running = self.running_workers();
+        let mut out: Vec<String> = match str_list(workers) {
+            None => running.map(|w| w.info.address.clone()).collect(),
+            Some(specs) => running
+                .filter(|w| {
+                    specs
+                        .iter()
+                        .any(|s| *s == w.info.address || *s == w.name_str || *s == w.host)
+                })
+                .map(|w| w.info.address.clone())
+                .collect(),
+        };
+        out.sort();
+        out
+    }
+
+    /// Addresses for `broadcast`: the given workers/hosts, or all workers.
+    pub fn broadcast_targets(&self, workers: Option<&Value>, hosts: Option<&Value>) -> Vec<String> {
+        let workers = str_list(workers);
+        let hosts = str_list(hosts);
+        if workers.is_none() && hosts.is_none() {
+            return self
+                .workers
+                .values()
+                .map(|w| w.info.address.clone())
+                .collect();
+        }
+        let mut out = Vec::new();
+        for spec in workers.unwrap_or_default() {
+            let resolved = self.resolve_workers(&spec);
+            if resolved.is_empty() {
+                out.push(spec);
+            } else {
+                out.extend(resolved);
+            }
+        }
+        for host in hosts.unwrap_or_default() {
+            out.extend(
+                self.workers
+                    .values()
+                    .filter(|w| w.host == host)
+                    .map(|w| w.info.address.clone()),
+            );
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Nanny address of a worker, if it has one.
+    pub fn nanny_of(&self, address: &str) -> Option<String> {
+        let id = self.worker_id(address)?;
+        self.workers[&id].info.nanny.as_str().map(str::to_string)
+    }
+
+    /// `retry`: rerun erred keys from their erred roots; returns all keys visited.
+    pub fn retry(&mut self, _client: Option<ClientId>, keys: &[Key], now: f64) -> Vec<Key> {
+        self.now = now;
+        let mut stack: Vec<TaskId> = keys.iter().filter_map(|k| self.task_id(k)).collect();
+        let mut seen: Vec<TaskId> = Vec::new();
+        let mut roots = Vec::new();
+        while let Some(id) = stack.pop() {
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            let erred_deps: Vec<TaskId> = self
+                .task(id)
+                .dependencies
+                .iter()
+                .copied()
+                .filter(|d| self.task(*d).state == TaskState::Erred)
+                .collect();
+            if erred_deps.is_empty() {
+                roots.push(id);
+            } else {
+                stack.extend(erred_deps);
+            }
+        }
+        let visited = seen.iter().map(|id| self.task(*id).key.clone()).collect();
+        let recs = roots
+            .into_iter()
+            .filter(|id| self.task(*id).state == TaskState::Erred)
+            .map(|id| (id, Target::Waiting))
+            .collect();
+        self.transitions(recs);
+        visited
+    }
+
+    /// Replace a worker's resources (`set_resources`) and retry parked tasks.
+    pub fn set_resources(&mut self, address: &str, resources: Vec<(String, f64)>) -> bool {
+        let Some(id) = self.worker_id(address) else {
+            return false;
+        };
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.info.resources = resources;
+        }
+        self.on_worker_running(id);
+        true
+    }
+
+    /// All task ids in a given state (for tests and diagnostics).
+    pub fn tasks_in_state(&self, state: TaskState) -> Vec<Key> {
+        self.task_ids
+            .iter()
+            .filter(|(_, id)| self.task(**id).state == state)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}

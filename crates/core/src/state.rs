@@ -1,0 +1,458 @@
+//! The scheduler state: task arena, workers, clients, outbox.
+
+use crate::config::Config;
+use crate::error::CoreError;
+use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::task::{insert_item, remove_item, Task, TaskState};
+use crate::transitions::Target;
+use crate::worker::{host_of, Worker, WorkerRegistration, WorkerStatus};
+use dask_wire::{Key, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// A message for the I/O layer to deliver on a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    /// An op map for a worker's batched stream.
+    Worker(WorkerId, Value),
+    /// An op map for a client's report stream.
+    Client(ClientId, Value),
+}
+
+/// A connected client (or the `fire-and-forget` pseudo-client).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client's id string (`Client-<uuid>`).
+    pub name: String,
+    /// Tasks it holds futures for.
+    pub wants_what: HashSet<TaskId>,
+    /// Last heartbeat.
+    pub last_seen: f64,
+}
+
+/// Running statistics of a task prefix (`inc`, `sum-aggregate`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct PrefixStats {
+    /// The prefix name.
+    pub name: String,
+    /// Exponentially weighted average duration (s), if measured.
+    pub duration_average: Option<f64>,
+    /// Completed tasks.
+    pub completed: u64,
+}
+
+/// The whole scheduler state. See the crate docs.
+#[derive(Debug)]
+pub struct State {
+    pub(crate) config: Config,
+    pub(crate) tasks: Vec<Option<Task>>,
+    free_slots: Vec<TaskId>,
+    pub(crate) task_ids: HashMap<Key, TaskId>,
+    pub(crate) workers: BTreeMap<WorkerId, Worker>,
+    pub(crate) worker_by_addr: HashMap<String, WorkerId>,
+    next_worker: u32,
+    pub(crate) clients: BTreeMap<ClientId, Client>,
+    pub(crate) client_by_name: HashMap<String, ClientId>,
+    next_client: u32,
+    pub(crate) outbox: Vec<Outgoing>,
+    pub(crate) run_counter: i64,
+    pub(crate) generation: f64,
+    pub(crate) last_graph_time: f64,
+    pub(crate) prefixes: Vec<PrefixStats>,
+    prefix_ids: HashMap<String, u32>,
+    pub(crate) groups: Vec<u32>,
+    group_ids: HashMap<String, u32>,
+    pub(crate) unrunnable: BTreeSet<TaskId>,
+    pub(crate) queued: BTreeSet<(crate::task::Priority, TaskId)>,
+    pub(crate) subscriptions: HashMap<String, BTreeSet<ClientId>>,
+    pub(crate) transition_counter: u64,
+    pub(crate) stimulus_counter: u64,
+    pub(crate) now: f64,
+    pub(crate) round_robin: usize,
+}
+
+/// The pseudo-client that holds `fire_and_forget` futures.
+pub const FIRE_AND_FORGET: &str = "fire-and-forget";
+
+impl State {
+    /// An empty scheduler.
+    pub fn new(config: Config) -> State {
+        let mut s = State {
+            config,
+            tasks: Vec::new(),
+            free_slots: Vec::new(),
+            task_ids: HashMap::new(),
+            workers: BTreeMap::new(),
+            worker_by_addr: HashMap::new(),
+            next_worker: 0,
+            clients: BTreeMap::new(),
+            client_by_name: HashMap::new(),
+            next_client: 0,
+            outbox: Vec::new(),
+            run_counter: 0,
+            generation: 0.0,
+            last_graph_time: f64::NEG_INFINITY,
+            prefixes: Vec::new(),
+            prefix_ids: HashMap::new(),
+            groups: Vec::new(),
+            group_ids: HashMap::new(),
+            unrunnable: BTreeSet::new(),
+            queued: BTreeSet::new(),
+            subscriptions: HashMap::new(),
+            transition_counter: 0,
+            stimulus_counter: 0,
+            now: 0.0,
+            round_robin: 0,
+        };
+        s.add_client(FIRE_AND_FORGET, 0.0);
+        s
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Messages produced since the last call, in order.
+    pub fn take_outbox(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Number of tasks the scheduler holds.
+    pub fn task_count(&self) -> usize {
+        self.task_ids.len()
+    }
+
+    /// Transitions performed so far (for idle detection).
+    pub fn transition_counter(&self) -> u64 {
+        self.transition_counter
+    }
+
+    // ---------------------------------------------------------------- tasks
+
+    pub(crate) fn task(&self, id: TaskId) -> &Task {
+        self.tasks[id as usize].as_ref().expect("live task id")
+    }
+
+    pub(crate) fn task_mut(&mut self, id: TaskId) -> &mut Task {
+        self.tasks[id as usize].as_mut().expect("live task id")
+    }
+
+    /// The id of a key, if the scheduler knows it.
+    pub fn task_id(&self, key: &Key) -> Option<TaskId> {
+        self.task_ids.get(key).copied()
+    }
+
+    /// The state of a key, if known.
+    pub fn task_state(&self, key: &Key) -> Option<TaskState> {
+        self.task_id(key).map(|id| self.task(id).state)
+    }
+
+    pub(crate) fn new_task(&mut self, key: Key) -> TaskId {
+        let name = key.name();
+        let prefix = self.intern_prefix(&dask_wire::key::key_split(&name));
+        let group = self.intern_group(&key);
+        let task = Task::new(key.clone(), prefix, group);
+        let id = match self.free_slots.pop() {
+            Some(id) => {
+                self.tasks[id as usize] = Some(task);
+                id
+            }
+            None => {
+                self.tasks.push(Some(task));
+                (self.tasks.len() - 1) as TaskId
+            }
+        };
+        self.task_ids.insert(key, id);
+        id
+    }
+
+    /// Drop a task from the arena (it must be detached from everything).
+    pub(crate) fn remove_task(&mut self, id: TaskId) {
+        if let Some(task) = self.tasks[id as usize].take() {
+            self.task_ids.remove(&task.key);
+            self.unrunnable.remove(&id);
+            self.queued.remove(&(task.priority, id));
+            for c in task.who_wants {
+                if let Some(client) = self.clients.get_mut(&c) {
+                    client.wants_what.remove(&id);
+                }
+            }
+            self.free_slots.push(id);
+        }
+    }
+
+    fn intern_prefix(&mut self, prefix: &str) -> u32 {
+        if let Some(id) = self.prefix_ids.get(prefix) {
+            return *id;
+        }
+        let id = self.prefixes.len() as u32;
+        self.prefixes.push(PrefixStats {
+            name: prefix.to_string(),
+            ..Default::default()
+        });
+        self.prefix_ids.insert(prefix.to_string(), id);
+        id
+    }
+
+    /// `key_split_group`: tuple keys group by their name, strings by prefix.
+    fn intern_group(&mut self, key: &Key) -> u32 {
+        let name = match key.decoded() {
+            Value::Array(_) => key.name(),
+            _ => key.prefix(),
+        };
+        if let Some(id) = self.group_ids.get(&name) {
+            self.groups[*id as usize] += 1;
+            return *id;
+        }
+        let id = self.groups.len() as u32;
+        self.groups.push(1);
+        self.group_ids.insert(name, id);
+        id
+    }
+
+    /// Estimated run time of a task from its prefix history.
+    pub(crate) fn estimated_duration(&self, id: TaskId) -> f64 {
+        self.prefixes[self.task(id).prefix as usize]
+            .duration_average
+            .unwrap_or(self.config.unknown_task_duration)
+    }
+
+    pub(crate) fn record_duration(&mut self, id: TaskId, seconds: f64) {
+        let p = self.task(id).prefix as usize;
+        let stats = &mut self.prefixes[p];
+        stats.completed += 1;
+        stats.duration_average = Some(match stats.duration_average {
+            None => seconds,
+            Some(avg) => 0.5 * avg + 0.5 * seconds,
+        });
+    }
+
+    pub(crate) fn stimulus(&mut self, what: &str) -> String {
+        self.stimulus_counter += 1;
+        format!("{what}-{:.6}-{}", self.now, self.stimulus_counter)
+    }
+
+    // ---------------------------------------------------------------- clients
+
+    /// Register a client by its id string; idempotent.
+    pub fn add_client(&mut self, name: &str, now: f64) -> ClientId {
+        if let Some(id) = self.client_by_name.get(name) {
+            return *id;
+        }
+        let id = ClientId(self.next_client);
+        self.next_client += 1;
+        self.clients.insert(
+            id,
+            Client {
+                name: name.to_string(),
+                wants_what: HashSet::new(),
+                last_seen: now,
+            },
+        );
+        self.client_by_name.insert(name.to_string(), id);
+        id
+    }
+
+    /// Look up a client id by name.
+    pub fn client_id(&self, name: &str) -> Option<ClientId> {
+        self.client_by_name.get(name).copied()
+    }
+
+    /// Client id string.
+    pub fn client_name(&self, id: ClientId) -> Option<&str> {
+        self.clients.get(&id).map(|c| c.name.as_str())
+    }
+
+    /// Number of connected clients (without the fire-and-forget pseudo-client).
+    pub fn client_count(&self) -> usize {
+        self.clients.len() - 1
+    }
+
+    /// A client left: release everything it wanted and forget it.
+    pub fn remove_client(&mut self, client: ClientId, now: f64) {
+        self.now = now;
+        let Some(c) = self.clients.get(&client) else {
+            return;
+        };
+        if c.name == FIRE_AND_FORGET {
+            return;
+        }
+        let keys: Vec<TaskId> = c.wants_what.iter().copied().collect();
+        self.client_releases(client, &keys);
+        for subs in self.subscriptions.values_mut() {
+            subs.remove(&client);
+        }
+        if let Some(c) = self.clients.remove(&client) {
+            self.client_by_name.remove(&c.name);
+        }
+    }
+
+    /// Add `client` to the wanters of these tasks and report their current state.
+    pub(crate) fn client_desires(&mut self, client: ClientId, ids: &[TaskId]) {
+        for &id in ids {
+            insert_item(&mut self.task_mut(id).who_wants, client);
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.wants_what.insert(id);
+            }
+            self.report_to_client(client, id);
+        }
+    }
+
+    /// Drop `client`'s interest; release or forget what nobody needs any more.
+    pub(crate) fn client_releases(&mut self, client: ClientId, ids: &[TaskId]) {
+        let mut recs = Vec::new();
+        for &id in ids {
+            if self.tasks.get(id as usize).is_none_or(Option::is_none) {
+                continue;
+            }
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.wants_what.remove(&id);
+            }
+            let t = self.task_mut(id);
+            if !remove_item(&mut t.who_wants, client) || !t.who_wants.is_empty() {
+                continue;
+            }
+            if t.dependents.is_empty() {
+                recs.push((id, Target::Forgotten));
+            } else if t.state != TaskState::Erred && t.waiters.is_empty() {
+                recs.push((id, Target::Released));
+            }
+        }
+        self.transitions(recs);
+    }
+
+    // ---------------------------------------------------------------- workers
+
+    /// Register a worker. Fails if the address or name is taken.
+    pub fn add_worker(&mut self, reg: WorkerRegistration, now: f64) -> Result<WorkerId, CoreError> {
+        self.now = now;
+        if self.worker_by_addr.contains_key(&reg.address) {
+            return Err(CoreError::Registration(format!(
+                "worker address already registered: {}",
+                reg.address
+            )));
+        }
+        let name_str = match &reg.name {
+            Value::Str(s) => s.clone(),
+            Value::Nil => reg.address.clone(),
+            other => other.to_string(),
+        };
+        if self.workers.values().any(|w| w.name_str == name_str) {
+            return Err(CoreError::Registration(format!("name taken, {name_str}")));
+        }
+        let id = WorkerId(self.next_worker);
+        self.next_worker += 1;
+        let host = host_of(&reg.address);
+        let status = reg.status;
+        self.worker_by_addr.insert(reg.address.clone(), id);
+        self.workers.insert(
+            id,
+            Worker {
+                id,
+                info: reg,
+                host,
+                name_str,
+                status,
+                processing: HashSet::new(),
+                has_what: HashSet::new(),
+                occupancy: 0.0,
+                nbytes: 0,
+                used_resources: Vec::new(),
+                last_seen: now,
+            },
+        );
+        if status == WorkerStatus::Running {
+            self.on_worker_running(id);
+        }
+        Ok(id)
+    }
+
+    /// Look up a worker by its contact address.
+    pub fn worker_id(&self, address: &str) -> Option<WorkerId> {
+        self.worker_by_addr.get(address).copied()
+    }
+
+    /// A worker's contact address.
+    pub fn worker_address(&self, id: WorkerId) -> Option<&str> {
+        self.workers.get(&id).map(|w| w.info.address.as_str())
+    }
+
+    /// Resolve an address, name or host to the matching worker addresses.
+    pub fn resolve_workers(&self, spec: &str) -> Vec<String> {
+        self.workers
+            .values()
+            .filter(|w| w.info.address == spec || w.name_str == spec || w.host == spec)
+            .map(|w| w.info.address.clone())
+            .collect()
+    }
+
+    /// A worker left (stream closed, killed, unregistered): reschedule its
+    /// processing tasks and recompute or drop results only it held.
+    pub fn remove_worker(&mut self, id: WorkerId, now: f64) -> bool {
+        self.now = now;
+        let Some(worker) = self.workers.remove(&id) else {
+            return false;
+        };
+        self.worker_by_addr.remove(&worker.info.address);
+        let stim = self.stimulus("remove-worker");
+        let mut recs = Vec::new();
+        let mut processing: Vec<TaskId> = worker.processing.iter().copied().collect();
+        processing.sort_unstable();
+        for tid in processing {
+            let allowed = self.config.allowed_failures;
+            let t = self.task_mut(tid);
+            t.processing_on = None;
+            t.suspicious += 1;
+            if t.suspicious > allowed {
+                recs.push((tid, Target::KilledWorker(worker.info.address.clone())));
+            } else {
+                recs.push((tid, Target::Released));
+            }
+        }
+        let mut held: Vec<TaskId> = worker.has_what.iter().copied().collect();
+        held.sort_unstable();
+        for tid in held {
+            let t = self.task_mut(tid);
+            remove_item(&mut t.who_has, id);
+            if t.who_has.is_empty() && t.state == TaskState::Memory {
+                if t.run_spec.is_some() {
+                    recs.push((tid, Target::Released));
+                } else {
+                    recs.push((tid, Target::Forgotten));
+                }
+            }
+        }
+        let others: Vec<WorkerId> = self.workers.keys().copied().collect();
+        for other in others {
+            self.outbox.push(Outgoing::Worker(
+                other,
+                crate::messages::remove_worker(&worker.info.address, &stim),
+            ));
+        }
+        self.transitions(recs);
+        true
+    }
+
+    /// Ids of workers that accept tasks.
+    pub(crate) fn running_workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers
+            .values()
+            .filter(|w| w.status == WorkerStatus::Running)
+    }
+
+    /// A worker became `running`: try everything that had nowhere to go.
+    pub(crate) fn on_worker_running(&mut self, _id: WorkerId) {
+        let waiting: Vec<TaskId> = self.unrunnable.iter().copied().collect();
+        let recs = waiting
+            .into_iter()
+            .map(|t| (t, Target::Processing))
+            .collect();
+        self.transitions(recs);
+        self.fill_queued_slots();
+    }
+
+    /// Number of running workers.
+    pub fn running_worker_count(&self) -> usize {
+        self.running_workers().count()
+    }
+}

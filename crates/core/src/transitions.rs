@@ -1,0 +1,486 @@
+//! The transition engine.
+//!
+//! Like `Scheduler._transitions`, every transition is a function that changes
+//! one task, queues the messages it implies in the outbox, and returns
+//! *recommendations* for other tasks; the engine processes recommendations in
+//! FIFO order until none are left. A recommendation that no longer fits the
+//! task's state (it changed meanwhile) is dropped.
+
+use crate::ids::{TaskId, WorkerId};
+use crate::messages;
+use crate::state::{Outgoing, State};
+use crate::task::{insert_item, remove_item, ErrorInfo, TaskState};
+use dask_wire::pickle::{self, PickleArg};
+use dask_wire::Value;
+use std::collections::VecDeque;
+
+/// What a task is recommended to become.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Drop from computation (keeps the task if others reference it).
+    Released,
+    /// Compute it (and its missing dependencies).
+    Waiting,
+    /// Its inputs are ready: assign it to a worker, queue it, or park it.
+    Processing,
+    /// It failed, or the given task it depends on failed.
+    Erred(TaskId),
+    /// Its workers died too often while running it (`KilledWorker`); the
+    /// address is the last worker that died.
+    KilledWorker(String),
+    /// Remove it entirely.
+    Forgotten,
+}
+
+/// A batch of recommendations.
+pub type Recs = Vec<(TaskId, Target)>;
+
+impl State {
+    fn exists(&self, id: TaskId) -> bool {
+        matches!(self.tasks.get(id as usize), Some(Some(_)))
+    }
+
+    /// Run recommendations to completion.
+    pub(crate) fn transitions(&mut self, recs: Recs) {
+        let mut queue: VecDeque<(TaskId, Target)> = recs.into();
+        while let Some((id, target)) = queue.pop_front() {
+            if !self.exists(id) {
+                continue;
+            }
+            self.transition_counter += 1;
+            let more = self.transition(id, target);
+            queue.extend(more);
+        }
+    }
+
+    fn transition(&mut self, id: TaskId, target: Target) -> Recs {
+        use TaskState::*;
+        let state = self.task(id).state;
+        match (state, target) {
+            (Released, Target::Waiting) => self.released_waiting(id),
+            (Released | Memory | Erred, Target::Forgotten) => self.forget(id),
+            (Waiting | Queued | NoWorker | Processing, Target::Forgotten) => {
+                let mut recs = self.transition(id, Target::Released);
+                recs.retain(|(t, _)| *t != id);
+                if self.exists(id) && self.task(id).state == Released {
+                    recs.extend(self.forget(id));
+                }
+                recs
+            }
+            (Released | Waiting | Queued | NoWorker | Processing, Target::Erred(blame)) => {
+                self.enter_erred(id, blame)
+            }
+            (Processing, Target::KilledWorker(address)) => self.killed_worker(id, &address),
+            (Waiting | Queued | NoWorker, Target::Processing) => self.enter_processing(id),
+            (Waiting | Queued | NoWorker, Target::Released) => self.waiting_released(id),
+            (Processing, Target::Released) => self.processing_released(id),
+            (Memory, Target::Released) => self.memory_released(id),
+            (Erred, Target::Released) => self.erred_released(id),
+            (Erred, Target::Waiting) => {
+                let mut recs = self.erred_released(id);
+                recs.retain(|(t, r)| !(*t == id && *r == Target::Waiting));
+                recs.extend(self.released_waiting(id));
+                recs
+            }
+            (Memory, Target::KilledWorker(_)) => Vec::new(),
+            _ => Vec::new(),
+        }
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    /// Dependencies lose `id` as a waiter; those nobody needs any more are released.
+    fn release_unneeded_dependencies(&mut self, id: TaskId) -> Recs {
+        let deps = self.task(id).dependencies.clone();
+        let mut recs = Vec::new();
+        for dep in deps {
+            let d = self.task_mut(dep);
+            remove_item(&mut d.waiters, id);
+            if d.waiters.is_empty() && d.who_wants.is_empty() && d.state != TaskState::Released {
+                recs.push((dep, Target::Released));
+            }
+        }
+        recs
+    }
+
+    /// Take a processing task off its worker; returns the worker if it is still connected.
+    pub(crate) fn detach_from_worker(&mut self, id: TaskId) -> Option<WorkerId> {
+        let w = self.task_mut(id).processing_on.take()?;
+        let duration = self.estimated_duration(id);
+        let restrictions = self.task(id).restrictions.clone();
+        let worker = self.workers.get_mut(&w)?;
+        worker.processing.remove(&id);
+        worker.occupancy = (worker.occupancy - duration).max(0.0);
+        if let Some(r) = restrictions {
+            for (name, amount) in &r.resources {
+                if let Some(slot) = worker.used_resources.iter_mut().find(|(n, _)| n == name) {
+                    slot.1 = (slot.1 - amount).max(0.0);
+                }
+            }
+        }
+        if worker.processing.is_empty() {
+            worker.occupancy = 0.0;
+        }
+        Some(w)
+    }
+
+    fn send_to_worker(&mut self, w: WorkerId, msg: Value) {
+        if self.workers.contains_key(&w) {
+            self.outbox.push(Outgoing::Worker(w, msg));
+        }
+    }
+
+    fn free_keys_on(&mut self, id: TaskId, workers: &[WorkerId], why: &str) {
+        if workers.is_empty() {
+            return;
+        }
+        let stim = self.stimulus(why);
+        let key = self.task(id).key.to_value();
+        for &w in workers {
+            self.send_to_worker(w, messages::free_keys(vec![key.clone()], &stim));
+        }
+    }
+
+    fn report_to_wanters(&mut self, id: TaskId, msg: Value) {
+        for c in self.task(id).who_wants.clone() {
+            self.outbox.push(Outgoing::Client(c, msg.clone()));
+        }
+    }
+
+    // ------------------------------------------------------------ transitions
+
+    fn released_waiting(&mut self, id: TaskId) -> Recs {
+        let t = self.task(id);
+        if t.run_spec.is_none() {
+            return Vec::new();
+        }
+        if t.has_lost_dependencies {
+            return vec![(id, Target::Forgotten)];
+        }
+        let deps = t.dependencies.clone();
+        for &dep in &deps {
+            if let Some(blame) = self.task(dep).exception_blame {
+                return vec![(id, Target::Erred(blame))];
+            }
+        }
+        let mut recs = Vec::new();
+        let mut waiting_on = Vec::new();
+        for &dep in &deps {
+            let d = self.task_mut(dep);
+            insert_item(&mut d.waiters, id);
+            if d.state != TaskState::Memory {
+                waiting_on.push(dep);
+                if d.state == TaskState::Released {
+                    recs.push((dep, Target::Waiting));
+                }
+            }
+        }
+        let t = self.task_mut(id);
+        t.state = TaskState::Waiting;
+        let ready = waiting_on.is_empty();
+        t.waiting_on = waiting_on;
+        if ready {
+            recs.push((id, Target::Processing));
+        }
+        recs
+    }
+
+    fn enter_processing(&mut self, id: TaskId) -> Recs {
+        if !self.task(id).waiting_on.is_empty() {
+            return Vec::new();
+        }
+        let priority = self.task(id).priority;
+        self.queued.remove(&(priority, id));
+        self.unrunnable.remove(&id);
+        match self.decide_worker(id) {
+            crate::placement::Decision::Worker(w) => self.assign(id, w),
+            crate::placement::Decision::Queue => {
+                self.task_mut(id).state = TaskState::Queued;
+                self.queued.insert((priority, id));
+            }
+            crate::placement::Decision::NoWorker => {
+                self.task_mut(id).state = TaskState::NoWorker;
+                self.unrunnable.insert(id);
+            }
+        }
+        Vec::new()
+    }
+
+    /// Send a ready task to a worker.
+    pub(crate) fn assign(&mut self, id: TaskId, w: WorkerId) {
+        self.run_counter += 1;
+        let run_id = self.run_counter;
+        let duration = self.estimated_duration(id);
+        let t = self.task_mut(id);
+        t.state = TaskState::Processing;
+        t.processing_on = Some(w);
+        t.run_id = run_id;
+        let restrictions = t.restrictions.clone();
+        let worker = self.workers.get_mut(&w).expect("assign to a live worker");
+        worker.processing.insert(id);
+        worker.occupancy += duration;
+        if let Some(r) = &restrictions {
+            for (name, amount) in &r.resources {
+                match worker.used_resources.iter_mut().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 += amount,
+                    None => worker.used_resources.push((name.clone(), *amount)),
+                }
+            }
+        }
+        let stim = self.stimulus("compute-task");
+        let msg = self.compute_task_msg(id, &stim);
+        self.outbox.push(Outgoing::Worker(w, msg));
+    }
+
+    fn compute_task_msg(&self, id: TaskId, stim: &str) -> Value {
+        let t = self.task(id);
+        let mut who_has = Vec::with_capacity(t.dependencies.len());
+        let mut nbytes = Vec::with_capacity(t.dependencies.len());
+        for &dep in &t.dependencies {
+            let d = self.task(dep);
+            let addrs = d
+                .who_has
+                .iter()
+                .filter_map(|w| self.workers.get(w))
+                .map(|w| Value::Str(w.info.address.clone()))
+                .collect();
+            who_has.push((d.key.to_value(), Value::Array(addrs)));
+            nbytes.push((d.key.to_value(), Value::Int(d.nbytes)));
+        }
+        let resources = t.restrictions.as_ref().and_then(|r| {
+            (!r.resources.is_empty()).then(|| {
+                Value::Map(
+                    r.resources
+                        .iter()
+                        .map(|(n, a)| (Value::Str(n.clone()), Value::Float(*a)))
+                        .collect(),
+                )
+            })
+        });
+        messages::compute_task(messages::ComputeTask {
+            key: t.key.to_value(),
+            run_id: t.run_id,
+            priority: t.priority.to_value(),
+            stimulus_id: stim,
+            who_has: Value::Map(who_has),
+            nbytes: Value::Map(nbytes),
+            run_spec: t
+                .run_spec
+                .as_ref()
+                .map_or(Value::Nil, |o| Value::Opaque(o.clone())),
+            resource_restrictions: resources.unwrap_or(Value::Nil),
+            annotations: t.annotations.clone(),
+        })
+    }
+
+    fn waiting_released(&mut self, id: TaskId) -> Recs {
+        let priority = self.task(id).priority;
+        self.queued.remove(&(priority, id));
+        self.unrunnable.remove(&id);
+        let mut recs = self.release_unneeded_dependencies(id);
+        let t = self.task_mut(id);
+        t.waiting_on.clear();
+        t.state = TaskState::Released;
+        if t.has_lost_dependencies {
+            recs.push((id, Target::Forgotten));
+        } else if t.exception_blame.is_none() && t.is_needed() {
+            recs.push((id, Target::Waiting));
+        }
+        recs
+    }
+
+    fn processing_released(&mut self, id: TaskId) -> Recs {
+        if let Some(w) = self.detach_from_worker(id) {
+            self.free_keys_on(id, &[w], "processing-released");
+        }
+        self.task_mut(id).state = TaskState::Released;
+        self.fill_queued_slots();
+        let t = self.task(id);
+        if t.has_lost_dependencies {
+            vec![(id, Target::Forgotten)]
+        } else if t.is_needed() {
+            vec![(id, Target::Waiting)]
+        } else {
+            self.release_unneeded_dependencies(id)
+        }
+    }
+
+    fn memory_released(&mut self, id: TaskId) -> Recs {
+        let mut recs = Vec::new();
+        for d in self.task(id).dependents.clone() {
+            match self.task(d).state {
+                TaskState::Processing | TaskState::NoWorker | TaskState::Queued => {
+                    recs.push((d, Target::Released))
+                }
+                TaskState::Waiting => insert_item(&mut self.task_mut(d).waiting_on, id),
+                _ => {}
+            }
+        }
+        let holders = std::mem::take(&mut self.task_mut(id).who_has);
+        let nbytes = self.task(id).nbytes;
+        for w in &holders {
+            if let Some(worker) = self.workers.get_mut(w) {
+                worker.has_what.remove(&id);
+                worker.nbytes -= nbytes;
+            }
+        }
+        self.free_keys_on(id, &holders, "memory-released");
+        self.task_mut(id).state = TaskState::Released;
+        let key = self.task(id).key.to_value();
+        self.report_to_wanters(id, messages::lost_data(key));
+        let t = self.task(id);
+        if t.run_spec.is_none() || t.has_lost_dependencies {
+            recs.push((id, Target::Forgotten));
+        } else if t.is_needed() {
+            recs.push((id, Target::Waiting));
+        } else {
+            recs.extend(self.release_unneeded_dependencies(id));
+        }
+        recs
+    }
+
+    fn erred_released(&mut self, id: TaskId) -> Recs {
+        let t = self.task_mut(id);
+        t.error = None;
+        t.exception_blame = None;
+        t.state = TaskState::Released;
+        let erred_on = std::mem::take(&mut t.who_has);
+        self.free_keys_on(id, &erred_on, "erred-released");
+        let mut recs = Vec::new();
+        for d in self.task(id).dependents.clone() {
+            if self.task(d).state == TaskState::Erred {
+                recs.push((d, Target::Waiting));
+            }
+        }
+        let key = self.task(id).key.to_value();
+        self.report_to_wanters(id, messages::task_retried(key));
+        recs
+    }
+
+    fn enter_erred(&mut self, id: TaskId, blame: TaskId) -> Recs {
+        let state = self.task(id).state;
+        if state == TaskState::Processing {
+            // The worker keeps the erred task until told to forget it.
+            if let Some(w) = self.detach_from_worker(id) {
+                insert_item(&mut self.task_mut(id).who_has, w);
+            }
+            self.fill_queued_slots();
+        }
+        let priority = self.task(id).priority;
+        self.queued.remove(&(priority, id));
+        self.unrunnable.remove(&id);
+        let mut recs = self.release_unneeded_dependencies(id);
+        let t = self.task_mut(id);
+        t.state = TaskState::Erred;
+        t.exception_blame = Some(blame);
+        t.waiting_on.clear();
+        for d in self.task(id).dependents.clone() {
+            if !matches!(
+                self.task(d).state,
+                TaskState::Erred | TaskState::Memory | TaskState::Forgotten
+            ) {
+                recs.push((d, Target::Erred(blame)));
+            }
+        }
+        if !self.task(id).who_wants.is_empty() {
+            let msg = self.task_erred_msg(id);
+            self.report_to_wanters(id, msg);
+        }
+        recs
+    }
+
+    fn killed_worker(&mut self, id: TaskId, address: &str) -> Recs {
+        let allowed = self.config.allowed_failures;
+        let key = self.task(id).key.to_string();
+        let exception = pickle::call(
+            "distributed.scheduler",
+            "KilledWorker",
+            &[
+                PickleArg::Str(key.clone()),
+                PickleArg::Namespace(vec![("address".into(), address.to_string())]),
+                PickleArg::Int(allowed as i32),
+            ],
+        );
+        let text = format!(
+            "Attempted to run task {key} on {} different workers, but all those workers died \
+             while running it. The last worker that attempt to run the task was {address}.",
+            allowed + 1
+        );
+        tracing::warn!(task = %key, "{text}");
+        self.task_mut(id).error = Some(Box::new(ErrorInfo {
+            exception: Value::Bin(exception),
+            traceback: Value::Nil,
+            exception_text: format!("KilledWorker: {text}"),
+            traceback_text: String::new(),
+        }));
+        self.detach_from_worker(id);
+        self.enter_erred(id, id)
+    }
+
+    /// The `task-erred` report for a task, carrying its blamed task's exception.
+    pub(crate) fn task_erred_msg(&self, id: TaskId) -> Value {
+        let t = self.task(id);
+        let blame = t.exception_blame.unwrap_or(id);
+        let error = self
+            .tasks
+            .get(blame as usize)
+            .and_then(Option::as_ref)
+            .and_then(|b| b.error.as_deref());
+        match error {
+            Some(e) => {
+                messages::task_erred(t.key.to_value(), e.exception.clone(), e.traceback.clone())
+            }
+            None => messages::task_erred(
+                t.key.to_value(),
+                Value::Str("the task that caused this error is no longer known".into()),
+                Value::Nil,
+            ),
+        }
+    }
+
+    fn forget(&mut self, id: TaskId) -> Recs {
+        let state = self.task(id).state;
+        let holders = std::mem::take(&mut self.task_mut(id).who_has);
+        let nbytes = self.task(id).nbytes;
+        if state == TaskState::Memory {
+            for w in &holders {
+                if let Some(worker) = self.workers.get_mut(w) {
+                    worker.has_what.remove(&id);
+                    worker.nbytes -= nbytes;
+                }
+            }
+        }
+        self.free_keys_on(id, &holders, "forget");
+        let mut recs = Vec::new();
+        for d in std::mem::take(&mut self.task_mut(id).dependents) {
+            if !self.exists(d) {
+                continue;
+            }
+            let dt = self.task_mut(d);
+            dt.has_lost_dependencies = true;
+            remove_item(&mut dt.dependencies, id);
+            remove_item(&mut dt.waiting_on, id);
+            if !matches!(dt.state, TaskState::Memory | TaskState::Erred) {
+                recs.push((d, Target::Forgotten));
+            }
+        }
+        for dep in std::mem::take(&mut self.task_mut(id).dependencies) {
+            if !self.exists(dep) {
+                continue;
+            }
+            let dt = self.task_mut(dep);
+            remove_item(&mut dt.dependents, id);
+            remove_item(&mut dt.waiters, id);
+            if dt.dependents.is_empty() && dt.who_wants.is_empty() {
+                recs.push((dep, Target::Forgotten));
+            }
+        }
+        if !self.task(id).who_wants.is_empty() {
+            let key = self.task(id).key.to_value();
+            self.report_to_wanters(id, messages::cancelled_keys(vec![key], None));
+        }
+        self.task_mut(id).state = TaskState::Forgotten;
+        self.remove_task(id);
+        recs
+    }
+}
