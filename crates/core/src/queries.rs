@@ -325,6 +325,37 @@ impl State {
         out
     }
 
+    /// Workers whose stacks `call_stack` should fetch: those processing `keys`
+    /// (following waiting tasks to their dependencies), or all workers.
+    pub fn call_stack_targets(&self, keys: Option<&[Key]>) -> Vec<String> {
+        let Some(keys) = keys else {
+            return self
+                .workers
+                .values()
+                .map(|w| w.info.address.clone())
+                .collect();
+        };
+        let mut stack: Vec<TaskId> = keys.iter().filter_map(|k| self.task_id(k)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = std::collections::BTreeSet::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let t = self.task(id);
+            match t.state {
+                TaskState::Waiting => stack.extend(t.dependencies.iter().copied()),
+                TaskState::Processing => {
+                    if let Some(w) = t.processing_on.and_then(|w| self.workers.get(&w)) {
+                        out.insert(w.info.address.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.into_iter().collect()
+    }
+
     /// Nanny address of a worker, if it has one.
     pub fn nanny_of(&self, address: &str) -> Option<String> {
         let id = self.worker_id(address)?;

@@ -451,6 +451,11 @@ impl State {
         self.fill_queued_slots();
     }
 
+    /// Number of registered workers (any status).
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
     /// Number of running workers.
     pub fn running_worker_count(&self) -> usize {
         self.running_workers().count()

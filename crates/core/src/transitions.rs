@@ -96,7 +96,14 @@ impl State {
         for dep in deps {
             let d = self.task_mut(dep);
             remove_item(&mut d.waiters, id);
-            if d.waiters.is_empty() && d.who_wants.is_empty() && d.state != TaskState::Released {
+            // An erred dependency stays erred until it is retried or forgotten:
+            // `erred -> released` is the retry transition (it clears the error and
+            // re-runs erred dependents), never a side effect of a dependent
+            // letting go. Python avoids it by clearing `waiters` in `_propagate_erred`.
+            if d.waiters.is_empty()
+                && d.who_wants.is_empty()
+                && !matches!(d.state, TaskState::Released | TaskState::Erred)
+            {
                 recs.push((dep, Target::Released));
             }
         }

@@ -1,1 +1,155 @@
-fn main() {}
+//! `dask-scheduler`: a drop-in Rust replacement for `dask scheduler`.
+
+use anyhow::Context;
+use clap::Parser;
+use dask_scheduler::cli::Cli;
+use dask_scheduler::materializer::{Availability, MaterializerConfig, MaterializerPool};
+use dask_scheduler::net::listener;
+use dask_scheduler::net::rpc::RpcPool;
+use dask_scheduler::scheduler::{connection::Router, now, Scheduler, SchedulerInfo};
+use dask_scheduler::{files, http, logging};
+use dask_wire::frames::FrameLimits;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct NoHttpState;
+impl http::HttpState for NoHttpState {}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(&cli.log_level);
+    let warnings = match cli.validate() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::exit(2);
+        }
+    };
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run(cli))
+}
+
+fn scheduler_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "Scheduler-{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let _pid_guard = match cli.pid_file() {
+        Some(p) => Some(
+            files::write_pid_file(&p)
+                .with_context(|| format!("writing --pid-file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let limits = FrameLimits {
+        max_message_bytes: cli.max_message_size,
+        ..FrameLimits::default()
+    };
+
+    let materializer = MaterializerPool::start(MaterializerConfig {
+        python: cli.python.clone(),
+        pool_size: cli.materializer_pool_size(),
+        request_timeout: Duration::from_secs(600),
+    })
+    .await;
+    match materializer.availability() {
+        Availability::Available { python, .. } => {
+            tracing::info!("Graph materializer: {python}")
+        }
+        Availability::Unavailable { reason } => tracing::warn!(
+            "Graph materializer unavailable, graphs (compute/submit) will fail until it is fixed: {reason}"
+        ),
+    }
+
+    let bind = cli.listen_addr()?;
+    let tcp = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the scheduler to {bind}"))?;
+    let bound = tcp.local_addr()?;
+    let address = cli.contact_address(bound);
+
+    let dashboard = match cli.dashboard_addr()? {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the dashboard to {addr}"))?;
+            Some(l)
+        }
+        None => None,
+    };
+    let dashboard_port = dashboard
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port());
+
+    let info = SchedulerInfo {
+        id: scheduler_id(),
+        address: address.clone(),
+        dashboard_port,
+        started: now(),
+    };
+    let state = dask_core::State::new(dask_core::Config::default());
+    let rpc = RpcPool::new(limits, Duration::from_secs(10));
+    let (sched, event_loop) = Scheduler::start(
+        info.clone(),
+        state,
+        rpc,
+        materializer,
+        limits,
+        cli.idle_timeout()?,
+    );
+
+    tracing::info!("-----------------------------------------------");
+    tracing::info!("  Scheduler at:   {address}");
+    if let Some(l) = dashboard {
+        let port = l.local_addr()?.port();
+        tracing::info!("  dashboard at:  http://{}:{port}/status", bound.ip());
+        let router = http::with_prefix(http::router(Arc::new(NoHttpState)), &cli.dashboard_prefix);
+        tokio::spawn(async move {
+            if let Err(e) = http::serve(l, router).await {
+                tracing::error!("dashboard server failed: {e}");
+            }
+        });
+    }
+    tracing::info!("-----------------------------------------------");
+
+    if let Some(path) = cli.scheduler_file() {
+        let ident =
+            files::scheduler_identity(&info.id, &info.address, dashboard_port, info.started);
+        files::write_scheduler_file(&path, &ident)
+            .with_context(|| format!("writing --scheduler-file {}", path.display()))?;
+    }
+
+    let handler = Arc::new(Router {
+        scheduler: sched.clone(),
+    });
+    tokio::spawn(listener::serve(tcp, limits, handler));
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = event_loop => tracing::info!("Scheduler closing"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Received signal SIGINT (2); closing"),
+        _ = sigterm.recv() => tracing::info!("Received signal SIGTERM (15); closing"),
+    }
+    tracing::info!("End scheduler");
+    Ok(())
+}

@@ -140,6 +140,9 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&0u64.to_le_bytes());
         buf.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(parse(&mut buf, &limits), Err(WireError::BadPrelude(_))));
+        assert!(matches!(
+            parse(&mut buf, &limits),
+            Err(WireError::BadPrelude(_))
+        ));
     }
 }

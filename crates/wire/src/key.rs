@@ -74,7 +74,9 @@ fn validate(v: &Value, depth: usize) -> Result<(), WireError> {
 }
 
 fn is_hex8(w: &str) -> bool {
-    w.len() == 8 && w.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    w.len() == 8
+        && w.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Port of `dask.utils.key_split` for string keys.
@@ -99,7 +101,11 @@ pub fn key_split(s: &str) -> String {
             break;
         }
     }
-    if result.len() == 32 && result.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if result.len() == 32
+        && result
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         return "data".into();
     }
     if let Some(stripped) = result.strip_prefix('<') {
@@ -138,7 +144,10 @@ mod tests {
         assert_eq!(a.to_string(), "('x', 1)");
         assert!(Key::from_value(&Value::Nil).is_err());
         assert!(Key::from_value(&Value::map([("a", Value::Int(1))])).is_err());
-        assert_eq!(Key::from_str_key("inc-1"), Key::from_value(&Value::str("inc-1")).unwrap());
+        assert_eq!(
+            Key::from_str_key("inc-1"),
+            Key::from_value(&Value::str("inc-1")).unwrap()
+        );
     }
 
     #[test]

@@ -409,10 +409,16 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert_eq!(decode_slice(&[0xc1]), Err(WireError::InvalidMarker(0xc1)));
-        assert_eq!(decode_slice(&[0xdd, 0xff, 0xff, 0xff, 0xff]), Err(WireError::Truncated));
+        assert_eq!(
+            decode_slice(&[0xdd, 0xff, 0xff, 0xff, 0xff]),
+            Err(WireError::Truncated)
+        );
         assert_eq!(decode_slice(&[0xa3, b'a']), Err(WireError::Truncated));
         assert_eq!(decode_slice(&[0xa1, 0xff]), Err(WireError::InvalidUtf8));
-        assert_eq!(decode_slice(&[0x01, 0x02]), Err(WireError::TrailingBytes(1)));
+        assert_eq!(
+            decode_slice(&[0x01, 0x02]),
+            Err(WireError::TrailingBytes(1))
+        );
         let deep = vec![0x91u8; 10_000];
         assert_eq!(decode_slice(&deep), Err(WireError::TooDeep(MAX_DEPTH)));
     }

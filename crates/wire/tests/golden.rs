@@ -92,7 +92,10 @@ fn update_graph_has_opaque_expr_and_pickled_fields() {
     }
     let keys = op.get("keys").and_then(Value::as_seq).expect("keys set");
     assert_eq!(keys.len(), 1);
-    assert!(Key::from_value(&keys[0]).unwrap().prefix().starts_with("inc"));
+    assert!(Key::from_value(&keys[0])
+        .unwrap()
+        .prefix()
+        .starts_with("inc"));
 }
 
 #[test]

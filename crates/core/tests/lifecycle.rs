@@ -1,0 +1,497 @@
+//! End-to-end task lifecycles: submit, run, report, free, release, forget.
+
+mod common;
+
+use common::*;
+use dask_core::{Outgoing, TaskState};
+use dask_wire::Value;
+
+#[test]
+fn chain_runs_in_dependency_order_and_reports_only_requested_key() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["c"], vec![t("a", &[]), t("b", &["a"]), t("c", &["b"])]);
+
+    assert_eq!(sim.state("a"), Some(TaskState::Processing));
+    assert_eq!(sim.state("b"), Some(TaskState::Waiting));
+    assert_eq!(sim.state("c"), Some(TaskState::Waiting));
+
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let c = sim.one_compute();
+        assert_eq!(c.worker, w);
+        order.push(c.key.clone());
+        sim.finish(&c);
+    }
+    assert_eq!(order, vec![k("a"), k("b"), k("c")]);
+    assert!(sim.computes().is_empty());
+
+    // Only `c` is reported to the client.
+    let events = sim.client_events(sim.client);
+    assert_eq!(events, vec![("key-in-memory".to_string(), vec![k("c")])]);
+    assert_eq!(sim.state("c"), Some(TaskState::Memory));
+    assert_eq!(sim.who_has("c"), vec![sim.addr(w)]);
+}
+
+#[test]
+fn key_in_memory_carries_the_result_type() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    let msgs = sim.client_msgs();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(op(&msgs[0]), "key-in-memory");
+    assert_eq!(
+        msgs[0].get("type"),
+        Some(&Value::Bin(bytes::Bytes::from_static(b"pickled-int")))
+    );
+}
+
+#[test]
+fn intermediate_results_are_freed_once_dependents_finish() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["c"], vec![t("a", &[]), t("b", &["a"]), t("c", &["b"])]);
+
+    let a = sim.one_compute();
+    sim.finish(&a);
+    assert!(sim.free_keys().is_empty(), "a is still needed by b");
+    assert_eq!(sim.state("a"), Some(TaskState::Memory));
+
+    let b = sim.one_compute();
+    assert_eq!(b.who_has(), [(k("a"), vec![sim.addr(w)])].into());
+    sim.finish(&b);
+    // a's only dependent finished: a is released and freed on the worker.
+    assert_eq!(sim.free_keys(), vec![(w, vec![k("a")])]);
+    assert_eq!(sim.state("a"), Some(TaskState::Released));
+
+    let c = sim.one_compute();
+    sim.finish(&c);
+    assert_eq!(sim.free_keys(), vec![(w, vec![k("b")])]);
+    assert_eq!(sim.state("b"), Some(TaskState::Released));
+    assert_eq!(sim.state("c"), Some(TaskState::Memory));
+    assert_eq!(
+        sim.s.has_what(None),
+        Value::Map(vec![(
+            Value::str(sim.addr(w)),
+            Value::Array(vec![k("c").to_value()])
+        )])
+    );
+}
+
+#[test]
+fn client_releases_keys_forgets_everything() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["c"], vec![t("a", &[]), t("b", &["a"]), t("c", &["b"])]);
+    sim.run_all();
+    sim.clear();
+    assert_eq!(sim.s.task_count(), 3);
+
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("c"))])),
+        ("client", Value::str("Client-1")),
+    ]))
+    .unwrap();
+    assert_eq!(sim.s.task_count(), 0);
+    assert_eq!(sim.free_keys(), vec![(w, vec![k("c")])]);
+    assert!(sim.take().is_empty(), "nothing but free-keys");
+    assert!(sim.s.is_idle());
+}
+
+#[test]
+fn releasing_a_running_graph_frees_the_processing_task() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["c"], vec![t("a", &[]), t("b", &["a"]), t("c", &["b"])]);
+    let a = sim.one_compute();
+    sim.finish(&a);
+    let b = sim.one_compute();
+
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("c"))])),
+    ]))
+    .unwrap();
+    assert_eq!(sim.s.task_count(), 0);
+    assert_eq!(sim.freed_on(w), keyset(&["a", "b"]));
+    assert!(sim.s.is_idle());
+
+    // The late answer for b is stale now: free it, change nothing.
+    sim.finish(&b);
+    assert_eq!(sim.free_keys(), vec![(w, vec![k("b")])]);
+    assert_eq!(sim.s.task_count(), 0);
+}
+
+#[test]
+fn two_clients_wanting_the_same_key() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    let c1 = sim.client;
+    let c2 = sim.add_client("Client-2");
+    sim.submit_as(c1, &["x"], vec![t("x", &[])]);
+    sim.submit_as(c2, &["x"], vec![t("x", &[])]);
+    assert_eq!(sim.s.task_count(), 1);
+    let x = sim.one_compute();
+    sim.finish(&x);
+    assert_eq!(
+        sim.client_events(c1),
+        vec![("key-in-memory".into(), vec![k("x")])]
+    );
+    assert_eq!(
+        sim.client_events(c2),
+        vec![("key-in-memory".into(), vec![k("x")])]
+    );
+
+    sim.cop_as(
+        c1,
+        Value::map([
+            ("op", Value::str("client-releases-keys")),
+            ("keys", Value::Array(vec![kv(&k("x"))])),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(sim.state("x"), Some(TaskState::Memory), "c2 still wants x");
+    assert!(sim.free_keys().is_empty());
+
+    sim.s.remove_client(c2, sim.now);
+    sim.drain();
+    assert_eq!(sim.s.task_count(), 0);
+    assert_eq!(sim.free_keys(), vec![(w, vec![k("x")])]);
+}
+
+#[test]
+fn second_client_gets_key_in_memory_immediately_for_finished_key() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    let c2 = sim.add_client("Client-2");
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    sim.clear();
+    sim.submit_as(c2, &["x"], vec![t("x", &[])]);
+    assert!(sim.computes().is_empty(), "no recomputation");
+    assert_eq!(
+        sim.client_events(c2),
+        vec![("key-in-memory".into(), vec![k("x")])]
+    );
+}
+
+#[test]
+fn client_desires_keys_adds_a_wanter_and_reports() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    let c2 = sim.add_client("Client-2");
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    sim.clear();
+    sim.cop_as(
+        c2,
+        Value::map([
+            ("op", Value::str("client-desires-keys")),
+            ("keys", Value::Array(vec![kv(&k("x"))])),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        sim.client_events(c2),
+        vec![("key-in-memory".into(), vec![k("x")])]
+    );
+    // The first client lets go; the second keeps it alive.
+    sim.s.remove_client(sim.client, sim.now);
+    sim.drain();
+    assert_eq!(sim.state("x"), Some(TaskState::Memory));
+}
+
+#[test]
+fn pure_dedup_same_key_twice_is_one_task() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    assert_eq!(sim.s.task_count(), 1);
+    let x = sim.one_compute();
+    sim.finish(&x);
+    // One future, one report (the client holds one wanter entry).
+    assert_eq!(
+        sim.client_events(sim.client),
+        vec![("key-in-memory".into(), vec![k("x")])]
+    );
+    // Shared dependency between two graphs is one task too.
+    sim.submit(&["y"], vec![t("d", &[]), t("y", &["d"])]);
+    sim.submit(&["z"], vec![t("d", &[]), t("z", &["d"])]);
+    assert_eq!(sim.s.task_count(), 4);
+    let ran = sim.run_all();
+    assert_eq!(ran.iter().filter(|k| **k == common::k("d")).count(), 1);
+}
+
+#[test]
+fn same_key_twice_in_one_request() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    let c = sim.client;
+    sim.submit_keys(c, vec![k("x"), k("x")], vec![t("x", &[])], 0.1);
+    assert_eq!(sim.s.task_count(), 1);
+    assert_eq!(sim.computes().len(), 1);
+}
+
+#[test]
+fn remove_client_releases_everything_it_wanted() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 2);
+    sim.submit(&["x", "y"], vec![t("x", &[]), t("y", &[])]);
+    let cs = sim.computes();
+    sim.finish(&cs[0]);
+    sim.clear();
+    sim.s.remove_client(sim.client, sim.now);
+    sim.drain();
+    assert_eq!(sim.s.task_count(), 0);
+    assert_eq!(sim.freed_on(w), keyset(&["x", "y"]));
+    assert_eq!(sim.s.client_count(), 0);
+    assert!(sim.s.is_idle());
+}
+
+#[test]
+fn graph_with_unknown_dependency_is_cancelled() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["y"], vec![t("y", &["missing"])]);
+    assert_eq!(sim.s.task_count(), 0);
+    let msgs = sim.client_msgs();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(op(&msgs[0]), "cancelled-keys");
+    assert_eq!(keys_of(msgs[0].get("keys").unwrap()), vec![k("y")]);
+    assert_eq!(
+        msgs[0].get("reason"),
+        Some(&Value::str("lost dependencies"))
+    );
+}
+
+#[test]
+fn graph_depending_on_a_key_in_memory_uses_it() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    sim.clear();
+    // New graph references x only as a dependency (not shipped again).
+    sim.submit(&["y"], vec![t("y", &["x"])]);
+    let y = sim.one_compute();
+    assert_eq!(y.key, k("y"));
+    assert_eq!(y.who_has(), [(k("x"), vec![sim.addr(w)])].into());
+    assert_eq!(
+        key_map(y.msg.get("nbytes").unwrap()),
+        [(k("x"), Value::Int(100))].into()
+    );
+}
+
+#[test]
+fn scattered_data_is_in_memory_and_usable() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    let addr = sim.addr(w);
+    sim.s.update_data(
+        Some(sim.client),
+        &[(k("data"), vec![addr.clone()])],
+        &[(k("data"), 80)],
+    );
+    sim.drain();
+    assert_eq!(sim.state("data"), Some(TaskState::Memory));
+    assert_eq!(
+        sim.client_events(sim.client),
+        vec![("key-in-memory".into(), vec![k("data")])]
+    );
+    assert_eq!(
+        key_map(&sim.s.nbytes(None)),
+        [(k("data"), Value::Int(80))].into()
+    );
+    sim.submit(&["s"], vec![t("s", &["data"])]);
+    let s = sim.one_compute();
+    assert_eq!(s.who_has(), [(k("data"), vec![addr.clone()])].into());
+    sim.finish(&s);
+    // data is still wanted by the client: not freed.
+    assert!(sim.free_keys().is_empty());
+    let (plan, missing) = sim.s.gather_plan(&[k("s"), k("data"), k("nope")]);
+    assert_eq!(missing, vec![k("nope")]);
+    assert_eq!(plan.get(&addr).unwrap().len(), 2);
+    // Releasing the scattered key forgets it.
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("data"))])),
+    ]))
+    .unwrap();
+    assert_eq!(sim.state("data"), None);
+    assert_eq!(sim.free_keys(), vec![(w, vec![k("data")])]);
+}
+
+#[test]
+fn scatter_waiting_dependent_starts() {
+    // A task waiting on a key that then arrives via update_data runs.
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    let addr = sim.addr(w);
+    sim.s.update_data(
+        Some(sim.client),
+        &[(k("d"), vec![addr.clone()])],
+        &[(k("d"), 8)],
+    );
+    sim.drain();
+    sim.submit(&["y"], vec![t("y", &["d"])]);
+    let y = sim.one_compute();
+    sim.finish(&y);
+    assert_eq!(sim.state("y"), Some(TaskState::Memory));
+}
+
+#[test]
+fn update_data_over_a_processing_task_stays_consistent() {
+    // Scattering data under the key of a task that is being computed: the key
+    // is in memory afterwards and nothing keeps it on a worker's processing list.
+    let mut sim = Sim::new();
+    let w0 = sim.worker("tcp://127.0.0.1:1", 1);
+    let w1 = sim.worker("tcp://127.0.0.1:2", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    let x = sim.one_compute();
+    let other = if x.worker == w0 { w1 } else { w0 };
+    let addr = sim.addr(other);
+    sim.clear();
+    sim.s
+        .update_data(None, &[(k("x"), vec![addr.clone()])], &[(k("x"), 8)]);
+    sim.drain();
+    assert_eq!(sim.state("x"), Some(TaskState::Memory));
+    assert_eq!(sim.who_has("x"), vec![addr]);
+    assert!(sim.computes().is_empty(), "no new compute-task for x");
+    assert!(sim.s.is_idle());
+    // The computing worker was told to drop its run.
+    assert_eq!(sim.freed_on(x.worker), keyset(&["x"]));
+    // Its late answer only adds a replica.
+    sim.finish(&x);
+    assert_eq!(sim.who_has("x").len(), 2);
+}
+
+#[test]
+fn report_key_answers_state_or_cancelled() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    sim.clear();
+    for (key, want) in [("x", "key-in-memory"), ("unknown", "cancelled-keys")] {
+        sim.cop(Value::map([
+            ("op", Value::str("report-key")),
+            ("key", Value::str(key)),
+        ]))
+        .unwrap();
+        let msgs = sim.client_msgs();
+        assert_eq!(msgs.len(), 1, "{key}");
+        assert_eq!(op(&msgs[0]), want, "{key}");
+    }
+}
+
+#[test]
+fn release_worker_data_of_last_replica_recomputes_if_wanted() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    sim.clear();
+    sim.wop(
+        w,
+        Value::map([
+            ("op", Value::str("release-worker-data")),
+            ("key", Value::str("x")),
+            ("stimulus_id", Value::str("s")),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        sim.client_events(sim.client),
+        vec![("lost-data".into(), vec![k("x")])]
+    );
+    let x = sim.one_compute();
+    sim.finish(&x);
+    assert_eq!(
+        sim.client_events(sim.client),
+        vec![("key-in-memory".into(), vec![k("x")])]
+    );
+}
+
+#[test]
+fn tuple_keys_work_end_to_end() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 2);
+    let parts: Vec<T> = (0..3)
+        .map(|i| T::keyed(tk("chunk-abc", i), vec![]))
+        .collect();
+    let mut tasks = parts.clone();
+    tasks.push(T::keyed(
+        tk("agg-abc", 0),
+        parts.iter().map(|p| p.key.clone()).collect(),
+    ));
+    let c = sim.client;
+    sim.submit_keys(c, vec![tk("agg-abc", 0)], tasks, 0.1);
+    let ran = sim.run_all();
+    assert_eq!(ran.last(), Some(&tk("agg-abc", 0)));
+    assert_eq!(
+        sim.client_events(c),
+        vec![("key-in-memory".into(), vec![tk("agg-abc", 0)])]
+    );
+    assert_eq!(sim.freed_on(w).len(), 3);
+    assert_eq!(sim.s.task_count(), 4);
+}
+
+#[test]
+fn fire_and_forget_tasks_are_released_when_done() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    // The client hands its future to the fire-and-forget pseudo-client, then drops it.
+    sim.cop(Value::map([
+        ("op", Value::str("client-desires-keys")),
+        ("keys", Value::Array(vec![kv(&k("x"))])),
+        ("client", Value::str("fire-and-forget")),
+    ]))
+    .unwrap();
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("x"))])),
+    ]))
+    .unwrap();
+    assert_eq!(sim.state("x"), Some(TaskState::Processing));
+    let x = sim.one_compute();
+    sim.finish(&x);
+    // Like Python's `_add_to_memory`: fire-and-forget interest ends with the result.
+    assert_eq!(sim.s.task_count(), 0);
+    assert_eq!(sim.freed_on(w), keyset(&["x"]));
+}
+
+#[test]
+fn fire_and_forget_erred_tasks_are_released() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.cop(Value::map([
+        ("op", Value::str("client-desires-keys")),
+        ("keys", Value::Array(vec![kv(&k("x"))])),
+        ("client", Value::str("fire-and-forget")),
+    ]))
+    .unwrap();
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("x"))])),
+    ]))
+    .unwrap();
+    let x = sim.one_compute();
+    sim.fail(&x, exception("boom"));
+    assert_eq!(sim.s.task_count(), 0);
+}
+
+#[test]
+fn outgoing_messages_are_addressed() {
+    // Sanity check of the harness: compute-task goes to a worker, reports to the client.
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    let out = sim.take();
+    assert!(matches!(&out[..], [Outgoing::Worker(id, m)] if *id == w && op(m) == "compute-task"));
+}

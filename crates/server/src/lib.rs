@@ -1,0 +1,9 @@
+//! The `dask-scheduler` server: networking, CLI, HTTP, logging, files.
+
+pub mod cli;
+pub mod files;
+pub mod http;
+pub mod logging;
+pub mod materializer;
+pub mod net;
+pub mod scheduler;

@@ -1,0 +1,423 @@
+//! The supervised pool: one supervisor task per slot, each owning one helper
+//! process and taking jobs from a shared queue whenever its helper is idle.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::process::Helper;
+use super::{msgpack, Availability, MaterializeError, MaterializerConfig};
+
+/// Consecutive failed (re)starts after which a slot gives up.
+const MAX_START_FAILURES: u32 = 5;
+/// First restart backoff; doubles per consecutive failure.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest restart backoff.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+struct Job {
+    body: Bytes,
+    reply: oneshot::Sender<Result<Bytes, MaterializeError>>,
+}
+
+/// State shared by the pool handle and the slot supervisors.
+struct Shared {
+    python: PathBuf,
+    request_timeout: Duration,
+    availability: Mutex<Availability>,
+    /// Multi-consumer job queue: an idle slot holds the lock while it waits.
+    queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>,
+    /// Slots that have not given up.
+    live_slots: AtomicUsize,
+    /// Current helper pid per slot.
+    pids: Mutex<Vec<Option<u32>>>,
+    /// Set when the last pool handle is dropped.
+    shutdown: AtomicBool,
+}
+
+impl Shared {
+    fn availability(&self) -> Availability {
+        self.availability
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_pid(&self, slot: usize, pid: Option<u32>) {
+        let mut pids = self.pids.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = pids.get_mut(slot) {
+            *p = pid;
+        }
+    }
+}
+
+/// Owned by the `MaterializerPool` clones; dropping the last one shuts the
+/// slots down (closing the queue), which kills the helpers.
+struct Handle {
+    tx: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A pool of Python helper processes materializing task graphs.
+/// Cheap to clone; the helpers are killed when the last clone is dropped.
+#[derive(Clone)]
+pub struct MaterializerPool {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for MaterializerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaterializerPool")
+            .field("python", &self.handle.shared.python)
+            .field("availability", &self.availability())
+            .finish()
+    }
+}
+
+impl MaterializerPool {
+    /// Start `config.pool_size` helpers and wait for their hello (at most the
+    /// hello timeout, two minutes). Never fails: when no helper can start,
+    /// the pool is [`Availability::Unavailable`] with the reason. Must run
+    /// inside a tokio runtime (the slot supervisors are spawned on it).
+    pub async fn start(config: MaterializerConfig) -> MaterializerPool {
+        let size = config.pool_size.max(1);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let resolved = match &config.python {
+            Some(p) => Ok(p.clone()),
+            None => find_python(),
+        };
+        let shared = Arc::new(Shared {
+            python: resolved.clone().unwrap_or_default(),
+            request_timeout: config.request_timeout,
+            availability: Mutex::new(Availability::Unavailable {
+                reason: "not started".into(),
+            }),
+            queue: tokio::sync::Mutex::new(rx),
+            live_slots: AtomicUsize::new(0),
+            pids: Mutex::new(vec![None; size]),
+            shutdown: AtomicBool::new(false),
+        });
+        let pool = MaterializerPool {
+            handle: Arc::new(Handle {
+                tx,
+                shared: shared.clone(),
+            }),
+        };
+        let python = match resolved {
+            Ok(p) => p,
+            Err(reason) => {
+                tracing::warn!(target: "materializer", "graph materializer unavailable: {reason}");
+                set_unavailable(&shared, reason).await;
+                return pool;
+            }
+        };
+
+        let mut starting = JoinSet::new();
+        for slot in 0..size {
+            let python = python.clone();
+            starting.spawn(async move { (slot, Helper::spawn(&python, slot).await) });
+        }
+        let mut started: Vec<(usize, Result<Helper, String>)> = Vec::with_capacity(size);
+        while let Some(res) = starting.join_next().await {
+            match res {
+                Ok(r) => started.push(r),
+                Err(e) => tracing::error!(target: "materializer", "helper start task failed: {e}"),
+            }
+        }
+        started.sort_by_key(|(slot, _)| *slot);
+
+        let first_ok = started.iter().find_map(|(_, r)| r.as_ref().ok());
+        let Some(first) = first_ok else {
+            let reason = started
+                .into_iter()
+                .find_map(|(_, r)| r.err())
+                .unwrap_or_else(|| "no helper process could be started".into());
+            tracing::warn!(target: "materializer", "graph materializer unavailable: {reason}");
+            set_unavailable(&shared, reason).await;
+            return pool;
+        };
+        *shared
+            .availability
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Availability::Available {
+            python: first.hello.python.clone(),
+            versions_msgpack: first.hello.versions.clone(),
+        };
+        tracing::info!(
+            target: "materializer",
+            python = %first.hello.python,
+            helpers = size,
+            "graph materializer ready"
+        );
+        shared.live_slots.store(size, Ordering::SeqCst);
+        for (slot, initial) in started {
+            if let Ok(h) = &initial {
+                shared.set_pid(slot, Some(h.pid()));
+            }
+            let shared = shared.clone();
+            tokio::spawn(supervise(slot, initial, shared));
+        }
+        pool
+    }
+
+    /// Send one msgpack-encoded request map to an idle helper and return its
+    /// raw msgpack reply. The body is forwarded untouched (its `"id"`, if
+    /// any, is echoed by the helper). Fails immediately when the pool is
+    /// unavailable or the body is not a single msgpack map.
+    pub async fn request(&self, body: Bytes) -> Result<Bytes, MaterializeError> {
+        if let Availability::Unavailable { reason } = self.availability() {
+            return Err(MaterializeError::Unavailable(reason));
+        }
+        if !msgpack::is_single_map(&body) {
+            return Err(MaterializeError::Protocol(
+                "a materializer request must be exactly one msgpack map".into(),
+            ));
+        }
+        let (reply, rx) = oneshot::channel();
+        if self.handle.tx.send(Job { body, reply }).is_err() {
+            return Err(self.unavailable_error());
+        }
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(match self.availability() {
+                Availability::Unavailable { reason } => MaterializeError::Unavailable(reason),
+                Availability::Available { .. } => MaterializeError::HelperDied(
+                    "the graph materializer shut down before replying".into(),
+                ),
+            }),
+        }
+    }
+
+    /// Whether graphs can be materialized, and with which Python.
+    pub fn availability(&self) -> Availability {
+        self.handle.shared.availability()
+    }
+
+    /// Process ids of the running helpers (for diagnostics and tests).
+    pub fn helper_pids(&self) -> Vec<u32> {
+        self.handle
+            .shared
+            .pids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    fn unavailable_error(&self) -> MaterializeError {
+        match self.availability() {
+            Availability::Unavailable { reason } => MaterializeError::Unavailable(reason),
+            Availability::Available { .. } => {
+                MaterializeError::Unavailable("the graph materializer has shut down".into())
+            }
+        }
+    }
+}
+
+/// Mark the pool unavailable, close the queue and fail everything queued.
+async fn set_unavailable(shared: &Shared, reason: String) {
+    *shared
+        .availability
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Availability::Unavailable {
+        reason: reason.clone(),
+    };
+    let mut queue = shared.queue.lock().await;
+    queue.close();
+    while let Ok(job) = queue.try_recv() {
+        let _ = job
+            .reply
+            .send(Err(MaterializeError::Unavailable(reason.clone())));
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(10);
+    (BACKOFF_START * factor).min(BACKOFF_MAX)
+}
+
+/// One slot: keep a helper running and feed it jobs.
+async fn supervise(slot: usize, initial: Result<Helper, String>, shared: Arc<Shared>) {
+    let mut failures: u32 = 0;
+    let mut helper = match initial {
+        Ok(h) => Some(h),
+        Err(reason) => {
+            tracing::warn!(target: "materializer", slot, "helper failed to start: {reason}");
+            failures = 1;
+            None
+        }
+    };
+    loop {
+        if shared.shutdown.load(Ordering::SeqCst) && helper.is_none() {
+            return;
+        }
+        let mut h = match helper.take() {
+            Some(h) => h,
+            None => {
+                if failures > 0 {
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+                if shared.shutdown.load(Ordering::SeqCst) {
+                    return;
+                }
+                match Helper::spawn(&shared.python, slot).await {
+                    Ok(h) => {
+                        failures = 0;
+                        shared.set_pid(slot, Some(h.pid()));
+                        tracing::info!(
+                            target: "materializer", slot, pid = h.pid(),
+                            python_pid = h.hello.python_pid, "helper restarted"
+                        );
+                        h
+                    }
+                    Err(reason) => {
+                        failures += 1;
+                        tracing::warn!(
+                            target: "materializer", slot, failures,
+                            "helper failed to restart: {reason}"
+                        );
+                        if failures >= MAX_START_FAILURES {
+                            give_up(&shared, slot, reason).await;
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+
+        // Wait for a job, noticing if the idle helper dies meanwhile.
+        let job = tokio::select! {
+            biased;
+            how = h.exited() => {
+                tracing::warn!(
+                    target: "materializer", slot, pid = h.pid(),
+                    "idle helper {how}; restarting it"
+                );
+                shared.set_pid(slot, None);
+                h.stop().await;
+                continue;
+            }
+            job = async { shared.queue.lock().await.recv().await } => job,
+        };
+        let Some(job) = job else {
+            // Pool dropped: the helper is killed on drop.
+            shared.set_pid(slot, None);
+            h.stop().await;
+            return;
+        };
+        if job.reply.is_closed() {
+            helper = Some(h);
+            continue; // the requester went away while queued
+        }
+        match tokio::time::timeout(shared.request_timeout, h.roundtrip(&job.body)).await {
+            Ok(Ok(reply)) => {
+                let _ = job.reply.send(Ok(reply));
+                helper = Some(h);
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::error!(target: "materializer", slot, pid = h.pid(), "{e}; restarting helper");
+                shared.set_pid(slot, None);
+                h.stop().await;
+                let _ = job
+                    .reply
+                    .send(Err(MaterializeError::Protocol(e.to_string())));
+            }
+            Ok(Err(e)) => {
+                shared.set_pid(slot, None);
+                let report = h.death_report(&e).await;
+                tracing::error!(target: "materializer", slot, "{report}");
+                let _ = job.reply.send(Err(MaterializeError::HelperDied(report)));
+            }
+            Err(_) => {
+                tracing::error!(
+                    target: "materializer", slot, pid = h.pid(),
+                    "request exceeded {:?}; killing helper", shared.request_timeout
+                );
+                shared.set_pid(slot, None);
+                h.stop().await;
+                let _ = job
+                    .reply
+                    .send(Err(MaterializeError::Timeout(shared.request_timeout)));
+            }
+        }
+    }
+}
+
+async fn give_up(shared: &Shared, slot: usize, reason: String) {
+    shared.set_pid(slot, None);
+    let left = shared
+        .live_slots
+        .fetch_sub(1, Ordering::SeqCst)
+        .saturating_sub(1);
+    tracing::error!(
+        target: "materializer", slot, slots_left = left,
+        "giving up on helper slot after {MAX_START_FAILURES} failed starts: {reason}"
+    );
+    if left == 0 {
+        set_unavailable(
+            shared,
+            format!("the materializer helpers keep failing to start: {reason}"),
+        )
+        .await;
+    }
+}
+
+/// First `python3`, then `python`, on PATH.
+fn find_python() -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in ["python3", "python"] {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if is_executable(&candidate) {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(format!(
+        "no Python interpreter found: neither 'python3' nor 'python' is on PATH ({})",
+        path.to_string_lossy()
+    ))
+}
+
+fn is_executable(p: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(p) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        meta.is_file()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(4), Duration::from_millis(800));
+        assert_eq!(backoff(30), BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,509 @@
+//! A framed, handshaken Dask TCP connection.
+//!
+//! [`Conn::accept`] and [`Conn::dial`] exchange the per-connection handshake
+//! (both sides write theirs first, then read the peer's), after which
+//! [`Conn::read`] / [`Conn::write`] move whole Dask messages. A connection can
+//! be split into a [`ConnReader`] and a [`ConnWriter`] so that one task reads
+//! while another (e.g. a [`crate::net::BatchedSender`]) writes.
+
+use bytes::{Bytes, BytesMut};
+use dask_wire::frames::{self, FrameLimits, Parse};
+use dask_wire::handshake::{self, ACCEPT_PICKLE_PROTOCOL, DIAL_PICKLE_PROTOCOL};
+use dask_wire::{decode_message, encode_message, Value, WireError};
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+/// How long an accepted peer has to send its handshake.
+pub const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Messages smaller than this are copied into one buffer and written with a
+/// single `write` call; larger ones are written vectored, frames in place.
+const COALESCE_BELOW: usize = 64 * 1024;
+
+/// The read buffer never grows by more than this beyond what has arrived, so a
+/// peer announcing a huge message only costs memory as it actually sends it.
+const MIN_READ_RESERVE: usize = 64 * 1024;
+
+/// Smallest spare capacity a read is issued with.
+const MIN_READ_SPARE: usize = 8 * 1024;
+
+/// Most `IoSlice`s handed to one vectored write (Linux IOV_MAX is 1024).
+const MAX_IOVECS: usize = 512;
+
+/// Everything that can go wrong on a Dask connection. Each message is meant to
+/// be logged as-is, after the peer's address.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// The peer closed the connection cleanly, between two messages.
+    #[error("connection closed")]
+    Closed,
+    /// The peer closed the connection in the middle of a message.
+    #[error(
+        "connection closed in the middle of a message ({received} of {expected} bytes received)"
+    )]
+    ClosedMidMessage {
+        /// bytes of the message buffered when the stream ended
+        received: usize,
+        /// bytes needed to make progress (at least the full prelude or message)
+        expected: usize,
+    },
+    /// The frame prelude is malformed (e.g. an absurd number of frames).
+    #[error("malformed frame prelude: {0}")]
+    BadPrelude(String),
+    /// The message is larger than the configured limit.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes (see --max-message-size)")]
+    TooLarge {
+        /// declared size in bytes
+        size: u64,
+        /// configured limit in bytes
+        limit: u64,
+    },
+    /// The frames arrived but do not decode (bad msgpack, bad placeholder, ...).
+    #[error("undecodable message: {0}")]
+    BadMessage(WireError),
+    /// The peer closed (or reset) the connection before sending its handshake,
+    /// as port scanners and TCP health probes do.
+    #[error("connection closed before the handshake completed")]
+    ClosedBeforeHandshake,
+    /// The peer's handshake is missing, malformed or timed out.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// An operation did not complete in time.
+    #[error("timed out after {0:?} while {1}")]
+    Timeout(Duration, &'static str),
+    /// An address we cannot dial.
+    #[error("invalid address {addr:?}: {reason}")]
+    BadAddress {
+        /// the address as given
+        addr: String,
+        /// what is wrong with it
+        reason: String,
+    },
+    /// Connecting to a peer failed.
+    #[error("could not connect to {addr}: {source}")]
+    Connect {
+        /// the address dialled
+        addr: String,
+        /// the OS error
+        source: std::io::Error,
+    },
+    /// A socket-level error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ConnError {
+    /// True for the ordinary ways a peer goes away (EOF, reset, broken pipe),
+    /// which deserve a quieter log line than protocol violations.
+    pub fn is_disconnect(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            ConnError::Closed
+            | ConnError::ClosedMidMessage { .. }
+            | ConnError::ClosedBeforeHandshake => true,
+            ConnError::Io(e) => matches!(
+                e.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected
+            ),
+            _ => false,
+        }
+    }
+
+    fn from_wire(e: WireError) -> ConnError {
+        match e {
+            WireError::BadPrelude(s) => ConnError::BadPrelude(s),
+            WireError::TooLarge { size, limit } => ConnError::TooLarge { size, limit },
+            other => ConnError::BadMessage(other),
+        }
+    }
+}
+
+/// Format a socket address the way Dask does: `tcp://ip:port` (`[v6]:port`).
+pub fn tcp_uri(addr: SocketAddr) -> String {
+    format!("tcp://{addr}")
+}
+
+/// The read half of a connection: a socket plus a reassembly buffer.
+pub struct ConnReader {
+    half: OwnedReadHalf,
+    buf: BytesMut,
+    limits: FrameLimits,
+    peer: Arc<str>,
+}
+
+impl ConnReader {
+    /// The peer's address, `tcp://ip:port`.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Read one whole message.
+    ///
+    /// Cancel-safe: bytes read before a cancellation stay buffered, so a later
+    /// call continues the same message.
+    pub async fn read(&mut self) -> Result<Value, ConnError> {
+        let frames = self.read_frames().await?;
+        decode_message(&frames).map_err(ConnError::from_wire)
+    }
+
+    /// Read one whole message as raw frames, without decoding them.
+    pub async fn read_frames(&mut self) -> Result<Vec<Bytes>, ConnError> {
+        loop {
+            let need = match frames::parse(&mut self.buf, &self.limits) {
+                Ok(Parse::Message(frames)) => return Ok(frames),
+                Ok(Parse::NeedBytes(n)) => n,
+                Err(e) => return Err(ConnError::from_wire(e)),
+            };
+            let have = self.buf.len();
+            // Make room for the rest of the message, but grow by at most what
+            // has already arrived (with a floor), so memory follows actual
+            // traffic rather than a declared size; and never read into a
+            // sliver of spare capacity.
+            let want = need
+                .saturating_sub(have)
+                .clamp(MIN_READ_SPARE, have.max(MIN_READ_RESERVE));
+            if self.buf.capacity() - have < want {
+                self.buf.reserve(want);
+            }
+            let n = self.half.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Err(if self.buf.is_empty() {
+                    ConnError::Closed
+                } else {
+                    ConnError::ClosedMidMessage {
+                        received: self.buf.len(),
+                        expected: need,
+                    }
+                });
+            }
+        }
+    }
+
+    /// A hint to append to handshake errors when the first bytes are clearly
+    /// not Dask (an HTTP request or a TLS hello on the TCP port).
+    fn foreign_protocol_hint(&self) -> Option<&'static str> {
+        let b = &self.buf[..];
+        const HTTP: [&[u8]; 7] = [
+            b"GET ",
+            b"POST ",
+            b"HEAD ",
+            b"PUT ",
+            b"DELETE ",
+            b"OPTIONS ",
+            b"PRI * ",
+        ];
+        if HTTP.iter().any(|m| b.starts_with(m)) {
+            Some("the peer sent an HTTP request to the Dask TCP port (the dashboard/HTTP port is separate)")
+        } else if b.len() >= 2 && b[0] == 0x16 && b[1] == 0x03 {
+            Some("the peer started a TLS handshake; only tcp:// is supported")
+        } else {
+            None
+        }
+    }
+
+    /// True if the peer has closed its end or sent unsolicited bytes while the
+    /// connection was idle (such a connection must not be reused).
+    fn idle_is_stale(&self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(
+            self.half.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+}
+
+/// The write half of a connection.
+pub struct ConnWriter {
+    half: OwnedWriteHalf,
+    peer: Arc<str>,
+    scratch: Vec<u8>,
+}
+
+impl ConnWriter {
+    /// The peer's address, `tcp://ip:port`.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Encode and write one message; returns the number of bytes written.
+    ///
+    /// Not cancel-safe: a write interrupted half-way leaves the stream corrupt,
+    /// so drop the connection if this future is cancelled.
+    pub async fn write(&mut self, msg: &Value) -> Result<usize, ConnError> {
+        let frames = encode_message(msg);
+        self.write_frames(&frames).await
+    }
+
+    /// Write one message given as already-encoded frames.
+    pub async fn write_frames(&mut self, frames: &[Bytes]) -> Result<usize, ConnError> {
+        let prelude = frames::prelude(frames);
+        let total = prelude.len() + frames.iter().map(Bytes::len).sum::<usize>();
+        if total < COALESCE_BELOW {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&prelude);
+            for f in frames {
+                self.scratch.extend_from_slice(f);
+            }
+            self.half.write_all(&self.scratch).await?;
+            if self.scratch.capacity() > 4 * COALESCE_BELOW {
+                self.scratch = Vec::new();
+            }
+        } else {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
+            parts.push(&prelude);
+            parts.extend(frames.iter().filter(|f| !f.is_empty()).map(|f| &f[..]));
+            write_all_vectored(&mut self.half, &parts).await?;
+        }
+        Ok(total)
+    }
+
+    /// Shut down the sending direction (the peer reads EOF).
+    pub async fn shutdown(&mut self) -> Result<(), ConnError> {
+        self.half.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Write every byte of `parts` with vectored writes.
+async fn write_all_vectored(half: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut idx = 0; // first part not fully written
+    let mut off = 0; // bytes of parts[idx] already written
+    while idx < parts.len() {
+        let end = (idx + MAX_IOVECS).min(parts.len());
+        let mut slices = Vec::with_capacity(end - idx);
+        slices.push(IoSlice::new(&parts[idx][off..]));
+        slices.extend(parts[idx + 1..end].iter().map(|p| IoSlice::new(p)));
+        let mut n = half.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while idx < parts.len() && n > 0 {
+            let left = parts[idx].len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A framed, handshaken Dask TCP connection.
+pub struct Conn {
+    reader: ConnReader,
+    writer: ConnWriter,
+    local: Arc<str>,
+    peer_handshake: Value,
+}
+
+impl Conn {
+    /// Take an accepted socket: write our handshake (pickle protocol 5), then
+    /// read and validate the peer's within [`ACCEPT_HANDSHAKE_TIMEOUT`].
+    pub async fn accept(stream: TcpStream, limits: FrameLimits) -> Result<Conn, ConnError> {
+        let conn = Conn::new(stream, limits)?;
+        conn.handshake(ACCEPT_PICKLE_PROTOCOL, ACCEPT_HANDSHAKE_TIMEOUT)
+            .await
+    }
+
+    /// Connect to `addr` (`tcp://host:port` or `host:port`) and handshake with
+    /// pickle protocol 4, all within `timeout`.
+    pub async fn dial(
+        addr: &str,
+        limits: FrameLimits,
+        timeout: Duration,
+    ) -> Result<Conn, ConnError> {
+        let hostport = parse_tcp_address(addr)?;
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(hostport)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                return Err(ConnError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+            Err(_) => return Err(ConnError::Timeout(timeout, "connecting")),
+        };
+        let conn = Conn::new(stream, limits)?;
+        conn.handshake(DIAL_PICKLE_PROTOCOL, timeout).await
+    }
+
+    fn new(stream: TcpStream, limits: FrameLimits) -> Result<Conn, ConnError> {
+        stream.set_nodelay(true)?;
+        let peer: Arc<str> = tcp_uri(stream.peer_addr()?).into();
+        let local: Arc<str> = tcp_uri(stream.local_addr()?).into();
+        let (r, w) = stream.into_split();
+        Ok(Conn {
+            reader: ConnReader {
+                half: r,
+                buf: BytesMut::with_capacity(8 * 1024),
+                limits,
+                peer: peer.clone(),
+            },
+            writer: ConnWriter {
+                half: w,
+                peer,
+                scratch: Vec::with_capacity(1024),
+            },
+            local,
+            peer_handshake: Value::Nil,
+        })
+    }
+
+    async fn handshake(
+        mut self,
+        pickle_protocol: i64,
+        timeout: Duration,
+    ) -> Result<Conn, ConnError> {
+        let ours = handshake::handshake(pickle_protocol);
+        let exchange = async {
+            self.writer.write(&ours).await?;
+            self.reader.read().await
+        };
+        let theirs = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => {
+                return Err(ConnError::Handshake(format!(
+                    "no handshake received within {timeout:?}"
+                )))
+            }
+            Ok(Err(e @ (ConnError::Closed | ConnError::Io(_)))) if e.is_disconnect() => {
+                return Err(ConnError::ClosedBeforeHandshake)
+            }
+            Ok(Err(e)) => {
+                let hint = self.reader.foreign_protocol_hint();
+                return Err(ConnError::Handshake(match hint {
+                    Some(h) => format!("{e} ({h})"),
+                    None => e.to_string(),
+                }));
+            }
+            Ok(Ok(v)) => v,
+        };
+        handshake::validate(&theirs).map_err(|e| ConnError::Handshake(e.to_string()))?;
+        self.peer_handshake = theirs;
+        Ok(self)
+    }
+
+    /// The peer's address, `tcp://ip:port`.
+    pub fn peer(&self) -> &str {
+        &self.reader.peer
+    }
+
+    /// Our end's address, `tcp://ip:port`.
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+
+    /// The handshake map the peer sent.
+    pub fn peer_handshake(&self) -> &Value {
+        &self.peer_handshake
+    }
+
+    /// Read one whole message (see [`ConnReader::read`]).
+    pub async fn read(&mut self) -> Result<Value, ConnError> {
+        self.reader.read().await
+    }
+
+    /// Write one message (see [`ConnWriter::write`]).
+    pub async fn write(&mut self, msg: &Value) -> Result<usize, ConnError> {
+        self.writer.write(msg).await
+    }
+
+    /// Shut down the sending direction.
+    pub async fn shutdown(&mut self) -> Result<(), ConnError> {
+        self.writer.shutdown().await
+    }
+
+    /// True if an idle connection can no longer be used (peer closed it, or
+    /// sent something unsolicited). Never blocks.
+    pub fn is_stale(&self) -> bool {
+        self.reader.idle_is_stale()
+    }
+
+    /// Split into independently usable read and write halves.
+    pub fn into_split(self) -> (ConnReader, ConnWriter) {
+        (self.reader, self.writer)
+    }
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<Conn {} -> {}>", self.local, self.peer())
+    }
+}
+
+/// Check a Dask address and return its `host:port` part.
+///
+/// Accepts `tcp://host:port`, `tcp://[v6]:port` and bare `host:port`; any other
+/// scheme is rejected naming it.
+pub fn parse_tcp_address(addr: &str) -> Result<&str, ConnError> {
+    let bad = |reason: String| ConnError::BadAddress {
+        addr: addr.to_string(),
+        reason,
+    };
+    let rest = match addr.split_once("://") {
+        Some(("tcp", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(bad(format!(
+                "unsupported scheme {scheme:?}; only tcp:// is supported"
+            )))
+        }
+        None => addr,
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err(bad("no port given".into()));
+    };
+    if host.is_empty() {
+        return Err(bad("no host given".into()));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(bad(
+            "IPv6 hosts must be written in brackets, e.g. [::1]:8786".into(),
+        ));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(bad(format!("{port:?} is not a valid port")));
+    }
+    Ok(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let ok = [
+            ("tcp://127.0.0.1:8786", "127.0.0.1:8786"),
+            ("127.0.0.1:1", "127.0.0.1:1"),
+            ("tcp://[::1]:80", "[::1]:80"),
+            ("tcp://worker-0.svc:40000", "worker-0.svc:40000"),
+        ];
+        for (input, want) in ok {
+            assert_eq!(parse_tcp_address(input).unwrap(), want, "{input}");
+        }
+        for bad in [
+            "tls://1.2.3.4:80",
+            "ucx://1.2.3.4:80",
+            "tcp://1.2.3.4",
+            "1.2.3.4:http",
+            ":80",
+            "tcp://::1:80",
+            "",
+        ] {
+            assert!(parse_tcp_address(bad).is_err(), "{bad}");
+        }
+        let e = parse_tcp_address("tls://h:1").unwrap_err().to_string();
+        assert!(e.contains("\"tls\""), "{e}");
+    }
+}

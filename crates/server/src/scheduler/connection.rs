@@ -1,0 +1,267 @@
+//! What a new connection is, decided by its first message, and the read loops
+//! of client and worker streams.
+//!
+//! * `register-client` → the client's report stream.
+//! * `register-worker` → the worker's stream (after the registration reply).
+//! * anything else → a sequence of RPCs on this connection.
+
+use super::event_loop::Command;
+use super::graph;
+use super::rpc;
+use super::Scheduler;
+use crate::net::batched::BatchedSender;
+use crate::net::conn::{Conn, ConnReader};
+use crate::net::listener::ConnectionHandler;
+use dask_core::{ClientId, WorkerId, WorkerRegistration, WorkerStatus};
+use dask_wire::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Batching interval of the scheduler→client report stream (Dask: 2 ms).
+const CLIENT_BATCH_INTERVAL: Duration = Duration::from_millis(2);
+/// Batching interval of scheduler→worker streams (Dask: 5 ms).
+const WORKER_BATCH_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The listener's handler: routes each connection by its first message.
+pub struct Router {
+    /// The scheduler all connections act on.
+    pub scheduler: Arc<Scheduler>,
+}
+
+impl ConnectionHandler for Router {
+    fn handle(&self, conn: Conn) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(serve(self.scheduler.clone(), conn))
+    }
+}
+
+async fn serve(sched: Arc<Scheduler>, mut conn: Conn) {
+    let first = match conn.read().await {
+        Ok(m) => m,
+        Err(e) => {
+            if !e.is_disconnect() {
+                tracing::warn!("Closing connection from {}: {e}", conn.peer());
+            }
+            return;
+        }
+    };
+    match first.get("op").and_then(Value::as_str) {
+        Some("register-client") => client_stream(sched, conn, first).await,
+        Some("register-worker") => worker_stream(sched, conn, first).await,
+        _ => rpc::serve_rpcs(sched, conn, first).await,
+    }
+}
+
+/// The ops of one stream message: a batch (array) or a single map.
+fn ops_of(msg: Value) -> Vec<Value> {
+    match msg {
+        Value::Array(items) => items,
+        single => vec![single],
+    }
+}
+
+async fn client_stream(sched: Arc<Scheduler>, conn: Conn, first: Value) {
+    let peer = conn.peer().to_string();
+    let Some(name) = first
+        .get("client")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        tracing::warn!("register-client from {peer} without a client id; closing");
+        return;
+    };
+    let (reader, mut writer) = conn.into_split();
+    // `stream-start` must be alone in the first batch the client reads.
+    let start = Value::Array(vec![dask_core::messages::stream_start()]);
+    if let Err(e) = writer.write(&start).await {
+        tracing::info!("Client {name} went away during registration: {e}");
+        return;
+    }
+    let sender = BatchedSender::spawn(writer, CLIENT_BATCH_INTERVAL);
+    let (tx, rx) = oneshot::channel();
+    sched.send(Command::ClientConnected {
+        name: name.clone(),
+        sender,
+        reply: tx,
+    });
+    let Ok(client) = rx.await else { return };
+    read_client_stream(&sched, client, reader, &name).await;
+    sched.send(Command::ClientGone { client });
+}
+
+async fn read_client_stream(
+    sched: &Arc<Scheduler>,
+    client: ClientId,
+    mut reader: ConnReader,
+    name: &str,
+) {
+    loop {
+        let msg = match reader.read().await {
+            Ok(m) => m,
+            Err(e) => {
+                if e.is_disconnect() {
+                    tracing::info!("Client {name} stream closed");
+                } else {
+                    tracing::warn!("Closing stream of client {name} ({}): {e}", reader.peer());
+                }
+                return;
+            }
+        };
+        let mut batch = Vec::new();
+        for op in ops_of(msg) {
+            if op.as_str() == Some("OK") {
+                break;
+            }
+            match op.get("op").and_then(Value::as_str) {
+                Some("update-graph") => {
+                    flush_client(sched, client, &mut batch);
+                    graph::update_graph(sched, client, op).await;
+                }
+                Some("close-client") | Some("close-stream") => {
+                    flush_client(sched, client, &mut batch);
+                    return;
+                }
+                _ => batch.push(op),
+            }
+        }
+        flush_client(sched, client, &mut batch);
+    }
+}
+
+fn flush_client(sched: &Scheduler, client: ClientId, batch: &mut Vec<Value>) {
+    if !batch.is_empty() {
+        sched.send(Command::ClientOps {
+            client,
+            ops: std::mem::take(batch),
+        });
+    }
+}
+
+/// Parse the fields of `register-worker` the scheduler keeps.
+pub fn parse_registration(msg: &Value) -> Result<WorkerRegistration, String> {
+    let address = msg
+        .get("address")
+        .and_then(Value::as_str)
+        .ok_or("register-worker without an 'address'")?
+        .to_string();
+    let nthreads = msg
+        .get("nthreads")
+        .and_then(Value::as_i64)
+        .filter(|n| *n >= 0)
+        .ok_or("register-worker without a valid 'nthreads'")?;
+    let resources = msg
+        .get("resources")
+        .and_then(Value::as_map)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let status = msg
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(WorkerStatus::parse)
+        .unwrap_or(WorkerStatus::Init);
+    let field = |k: &str| msg.get(k).cloned().unwrap_or(Value::Nil);
+    Ok(WorkerRegistration {
+        address,
+        name: field("name"),
+        nthreads: nthreads.min(u32::MAX as i64) as u32,
+        memory_limit: msg.get("memory_limit").and_then(Value::as_i64).unwrap_or(0),
+        resources,
+        status,
+        services: msg
+            .get("services")
+            .cloned()
+            .unwrap_or(Value::Map(Vec::new())),
+        nanny: field("nanny"),
+        local_directory: field("local_directory"),
+        pid: msg.get("pid").and_then(Value::as_i64).unwrap_or(0),
+        server_id: msg
+            .get("server_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        extra: msg.get("extra").cloned().unwrap_or(Value::Map(Vec::new())),
+        metrics: msg
+            .get("metrics")
+            .cloned()
+            .unwrap_or(Value::Map(Vec::new())),
+        versions: field("versions"),
+    })
+}
+
+async fn worker_stream(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
+    let peer = conn.peer().to_string();
+    let reg = match parse_registration(&first) {
+        Ok(r) => r,
+        Err(message) => {
+            tracing::warn!("Bad worker registration from {peer}: {message}");
+            let reply = Value::map([
+                ("status", Value::str("error")),
+                ("message", Value::Str(message)),
+                ("time", Value::Float(super::now())),
+            ]);
+            let _ = conn.write(&reply).await;
+            return;
+        }
+    };
+    let address = reg.address.clone();
+    let (reader, writer) = conn.into_split();
+    let sender = BatchedSender::spawn(writer, WORKER_BATCH_INTERVAL);
+    let (tx, rx) = oneshot::channel();
+    sched.send(Command::WorkerRegister {
+        reg: Box::new(reg),
+        sender: sender.clone(),
+        reply: tx,
+    });
+    let worker = match rx.await {
+        Ok(Ok((id, _))) => id,
+        Ok(Err(_)) | Err(_) => {
+            sender.close();
+            return;
+        }
+    };
+    read_worker_stream(&sched, worker, reader, &address).await;
+    sched.send(Command::WorkerGone { worker });
+}
+
+async fn read_worker_stream(
+    sched: &Arc<Scheduler>,
+    worker: WorkerId,
+    mut reader: ConnReader,
+    address: &str,
+) {
+    loop {
+        let msg = match reader.read().await {
+            Ok(m) => m,
+            Err(e) => {
+                if e.is_disconnect() {
+                    tracing::info!("Worker {address} stream closed");
+                } else {
+                    tracing::warn!("Closing stream of worker {address}: {e}");
+                }
+                return;
+            }
+        };
+        let mut ops = Vec::new();
+        for op in ops_of(msg) {
+            if op.as_str() == Some("OK") {
+                break;
+            }
+            if op.get("op").and_then(Value::as_str) == Some("close-stream") {
+                if !ops.is_empty() {
+                    sched.send(Command::WorkerOps { worker, ops });
+                }
+                return;
+            }
+            ops.push(op);
+        }
+        if !ops.is_empty() {
+            sched.send(Command::WorkerOps { worker, ops });
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The single owner of the scheduler state.
+//!
+//! Connection tasks send [`Command`]s; the loop applies each to the pure
+//! state machine, then delivers the messages it produced to the batched
+//! writers of the addressed worker and client streams. Periodic duties
+//! (worker time-to-live, idle timeout) run on a one-second tick.
+
+use super::now;
+use crate::net::batched::BatchedSender;
+use crate::net::rpc::RpcPool;
+use dask_core::{ClientId, GraphSubmission, Outgoing, State, WorkerId, WorkerRegistration};
+use dask_wire::{Key, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// A closure run on the state inside the loop (RPC queries and updates).
+pub type StateCall = Box<dyn FnOnce(&mut State, f64) + Send>;
+
+/// Everything the event loop can be asked to do.
+pub enum Command {
+    /// A client opened its report stream (`register-client`).
+    ClientConnected {
+        /// The client's id string.
+        name: String,
+        /// Writer of its report stream.
+        sender: BatchedSender,
+        /// Gets the client's id.
+        reply: oneshot::Sender<ClientId>,
+    },
+    /// Ops read from a client's report stream.
+    ClientOps {
+        /// Who sent them.
+        client: ClientId,
+        /// The op maps.
+        ops: Vec<Value>,
+    },
+    /// A materialized graph.
+    Graph {
+        /// Submitting client.
+        client: ClientId,
+        /// The tasks.
+        graph: GraphSubmission,
+    },
+    /// A graph that could not be materialized.
+    GraphFailed {
+        /// Submitting client.
+        client: ClientId,
+        /// The keys it asked for.
+        keys: Vec<Key>,
+        /// Pickled exception (or text).
+        exception: Value,
+        /// Pickled traceback or nil.
+        traceback: Value,
+    },
+    /// A client's stream ended (closed, or the client died).
+    ClientGone {
+        /// Which.
+        client: ClientId,
+    },
+    /// A worker registered; its stream becomes `sender`.
+    WorkerRegister {
+        /// Registration fields.
+        reg: Box<WorkerRegistration>,
+        /// Writer of its stream.
+        sender: BatchedSender,
+        /// Gets the worker id and heartbeat interval, or the refusal.
+        reply: oneshot::Sender<Result<(WorkerId, f64), String>>,
+    },
+    /// Ops read from a worker's stream.
+    WorkerOps {
+        /// Who sent them.
+        worker: WorkerId,
+        /// The op maps.
+        ops: Vec<Value>,
+    },
+    /// A worker's stream ended.
+    WorkerGone {
+        /// Which.
+        worker: WorkerId,
+    },
+    /// Run a closure on the state.
+    Call(StateCall),
+}
+
+struct Loop {
+    state: State,
+    clients: HashMap<ClientId, BatchedSender>,
+    workers: HashMap<WorkerId, BatchedSender>,
+    worker_addrs: HashMap<WorkerId, String>,
+    rpc: RpcPool,
+}
+
+impl Loop {
+    fn apply(&mut self, cmd: Command) {
+        let now = now();
+        match cmd {
+            Command::ClientConnected {
+                name,
+                sender,
+                reply,
+            } => {
+                let id = self.state.add_client(&name, now);
+                tracing::info!("Receive client connection: {name}");
+                self.clients.insert(id, sender);
+                let _ = reply.send(id);
+            }
+            Command::ClientOps { client, ops } => {
+                for op in &ops {
+                    if let Err(e) = self.state.handle_client_op(client, op, now) {
+                        let who = self.state.client_name(client).unwrap_or("?").to_string();
+                        tracing::warn!("Ignoring message from client {who}: {e}");
+                    }
+                }
+            }
+            Command::Graph { client, graph } => self.state.update_graph(client, graph, now),
+            Command::GraphFailed {
+                client,
+                keys,
+                exception,
+                traceback,
+            } => self.state.graph_failed(client, &keys, exception, traceback),
+            Command::ClientGone { client } => {
+                if let Some(name) = self.state.client_name(client) {
+                    tracing::info!("Remove client {name}");
+                }
+                if let Some(sender) = self.clients.remove(&client) {
+                    sender.close();
+                }
+                self.state.remove_client(client, now);
+            }
+            Command::WorkerRegister { reg, sender, reply } => {
+                let address = reg.address.clone();
+                let nthreads = reg.nthreads;
+                match self.state.add_worker(*reg, now) {
+                    Ok(id) => {
+                        tracing::info!("Register worker addr: {address} nthreads: {nthreads}");
+                        let hb = dask_core::queries::heartbeat_interval(self.workers.len() + 1);
+                        // The reply goes out before anything else on this stream.
+                        sender.send_raw(Value::map([
+                            ("status", Value::str("OK")),
+                            ("time", Value::Float(now)),
+                            ("heartbeat-interval", Value::Float(hb)),
+                            ("worker-plugins", Value::Map(Vec::new())),
+                            ("warning", Value::str("")),
+                            ("error", Value::str("")),
+                        ]));
+                        self.workers.insert(id, sender);
+                        self.worker_addrs.insert(id, address);
+                        let _ = reply.send(Ok((id, hb)));
+                    }
+                    Err(e) => {
+                        tracing::warn!("Refusing worker {address}: {e}");
+                        sender.send_raw(Value::map([
+                            ("status", Value::str("error")),
+                            ("message", Value::Str(e.to_string())),
+                            ("time", Value::Float(now)),
+                        ]));
+                        sender.close();
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            Command::WorkerOps { worker, ops } => {
+                for op in &ops {
+                    if let Err(e) = self.state.handle_worker_op(worker, op, now) {
+                        let who = self.worker_addrs.get(&worker).cloned().unwrap_or_default();
+                        tracing::warn!("Ignoring message from worker {who}: {e}");
+                    }
+                }
+            }
+            Command::WorkerGone { worker } => {
+                if self.state.remove_worker(worker, now) {
+                    if let Some(addr) = self.worker_addrs.get(&worker) {
+                        tracing::info!("Remove worker addr: {addr} (stream closed)");
+                    }
+                }
+            }
+            Command::Call(f) => f(&mut self.state, now),
+        }
+        self.drop_removed_workers();
+        self.deliver();
+    }
+
+    /// Close the streams of workers the state no longer knows.
+    fn drop_removed_workers(&mut self) {
+        if self.workers.len() == self.state.worker_count() {
+            return;
+        }
+        let gone: Vec<WorkerId> = self
+            .workers
+            .keys()
+            .copied()
+            .filter(|w| self.state.worker_address(*w).is_none())
+            .collect();
+        for w in gone {
+            if let Some(sender) = self.workers.remove(&w) {
+                sender.close();
+            }
+            if let Some(addr) = self.worker_addrs.remove(&w) {
+                self.rpc.remove(&addr);
+            }
+        }
+    }
+
+    fn deliver(&mut self) {
+        for out in self.state.take_outbox() {
+            match out {
+                Outgoing::Worker(w, msg) => {
+                    if let Some(s) = self.workers.get(&w) {
+                        s.send(msg);
+                    }
+                }
+                Outgoing::Client(c, msg) => {
+                    if let Some(s) = self.clients.get(&c) {
+                        s.send(msg);
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = now();
+        for w in self.state.expired_workers(now) {
+            if let Some(addr) = self.state.worker_address(w) {
+                tracing::warn!("Worker failed to heartbeat for too long; removing {addr}");
+            }
+            self.state.remove_worker(w, now);
+        }
+        self.drop_removed_workers();
+        self.deliver();
+    }
+}
+
+/// Run the loop until every sender is gone or the idle timeout fires.
+pub async fn run(
+    state: State,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    rpc: RpcPool,
+    idle_timeout: Option<Duration>,
+) {
+    let mut lp = Loop {
+        state,
+        clients: HashMap::new(),
+        workers: HashMap::new(),
+        worker_addrs: HashMap::new(),
+        rpc,
+    };
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut idle_since: Option<f64> = None;
+    let mut last_counter = u64::MAX;
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => lp.apply(cmd),
+                None => return,
+            },
+            _ = ticker.tick() => {
+                lp.tick();
+                if let Some(timeout) = idle_timeout {
+                    let counter = lp.state.transition_counter();
+                    if counter != last_counter || !lp.state.is_idle() {
+                        last_counter = counter;
+                        idle_since = None;
+                    } else {
+                        let since = *idle_since.get_or_insert_with(now);
+                        if now() > since + timeout.as_secs_f64() {
+                            tracing::info!(
+                                "Scheduler closing due to idle timeout of {:?} after no activity",
+                                timeout
+                            );
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

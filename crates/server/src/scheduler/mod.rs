@@ -1,0 +1,133 @@
+//! The scheduler service: one event loop owns the pure [`dask_core::State`];
+//! connection tasks talk to it over a channel.
+//!
+//! * [`event_loop`]: the loop that owns the state, applies commands and
+//!   delivers the outbox to per-connection batched writers.
+//! * [`connection`]: what a new connection is (client stream, worker stream,
+//!   nanny, or RPC) and the stream read loops.
+//! * [`rpc`]: RPC handlers (`identity`, `gather`, `scatter`, `broadcast`, ...).
+//! * [`graph`]: `update-graph` → materializer request → core graph.
+//! * [`errors`]: error replies clients turn into exceptions.
+
+pub mod connection;
+pub mod errors;
+pub mod event_loop;
+pub mod graph;
+pub mod rpc;
+
+use crate::materializer::MaterializerPool;
+use crate::net::rpc::RpcPool;
+use dask_core::State;
+use dask_wire::frames::FrameLimits;
+use dask_wire::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub use event_loop::Command;
+
+/// Seconds since the epoch, as Dask's `time()`.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Static facts about this scheduler, reported by `identity` and the scheduler file.
+#[derive(Debug, Clone)]
+pub struct SchedulerInfo {
+    /// `Scheduler-<uuid>`.
+    pub id: String,
+    /// The contact address clients and workers use (`tcp://ip:port`).
+    pub address: String,
+    /// Dashboard port, if HTTP is served.
+    pub dashboard_port: Option<u16>,
+    /// Start time (epoch seconds).
+    pub started: f64,
+}
+
+/// Shared handle used by every connection task.
+pub struct Scheduler {
+    /// Identity facts.
+    pub info: SchedulerInfo,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Connections to workers for scheduler-initiated RPCs.
+    pub rpc: RpcPool,
+    /// The Python graph materializers.
+    pub materializer: MaterializerPool,
+    /// Frame limits for every connection.
+    pub limits: FrameLimits,
+    scatter_counter: AtomicUsize,
+}
+
+impl Scheduler {
+    /// Start the event loop that owns `state`; returns the shared handle.
+    pub fn start(
+        info: SchedulerInfo,
+        state: State,
+        rpc: RpcPool,
+        materializer: MaterializerPool,
+        limits: FrameLimits,
+        idle_timeout: Option<std::time::Duration>,
+    ) -> (Arc<Scheduler>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sched = Arc::new(Scheduler {
+            info,
+            commands: tx,
+            rpc,
+            materializer,
+            limits,
+            scatter_counter: AtomicUsize::new(0),
+        });
+        let handle = tokio::spawn(event_loop::run(state, rx, sched.rpc.clone(), idle_timeout));
+        (sched, handle)
+    }
+
+    /// Queue a command for the event loop (dropped if the loop has ended).
+    pub fn send(&self, cmd: Command) {
+        let _ = self.commands.send(cmd);
+    }
+
+    /// Run `f` on the state inside the event loop and return its result.
+    pub async fn with_state<T, F>(&self, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut State, f64) -> T + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Call(Box::new(move |state, now| {
+            let _ = tx.send(f(state, now));
+        })));
+        rx.await.ok()
+    }
+
+    /// Advance and return the scatter round-robin counter by `n`.
+    pub fn next_scatter_offset(&self, n: usize) -> usize {
+        self.scatter_counter.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// `identity` reply.
+    pub async fn identity(&self, n_workers: i64) -> Value {
+        let info = self.info.clone();
+        self.with_state(move |s, _| {
+            let (n, threads, memory) = s.cluster_totals();
+            let services = match info.dashboard_port {
+                Some(p) => Value::map([("dashboard", Value::Int(p as i64))]),
+                None => Value::Map(Vec::new()),
+            };
+            Value::map([
+                ("type", Value::str("Scheduler")),
+                ("id", Value::Str(info.id.clone())),
+                ("address", Value::Str(info.address.clone())),
+                ("services", services),
+                ("started", Value::Float(info.started)),
+                ("n_workers", Value::from(n)),
+                ("total_threads", Value::Int(threads)),
+                ("total_memory", Value::Int(memory)),
+                ("workers", s.workers_identity(n_workers)),
+            ])
+        })
+        .await
+        .unwrap_or(Value::Nil)
+    }
+}

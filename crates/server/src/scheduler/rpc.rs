@@ -1,0 +1,583 @@
+//! RPC handlers: request/response ops on non-stream connections.
+//!
+//! Replies follow `distributed.core.Server._handle_comm`: the handler's return
+//! value is written back unless the request says `reply: false`; `close: true`
+//! ends the connection after the reply. Failures are error replies that the
+//! Python caller re-raises; they never cost more than this connection.
+
+use super::errors::error_reply;
+use super::Scheduler;
+use crate::net::conn::Conn;
+use dask_core::ops_client::keys_field;
+use dask_wire::pickle;
+use dask_wire::{Key, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Serve RPCs on a connection, starting with `first`, until it closes.
+pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
+    let peer = conn.peer().to_string();
+    let mut msg = first;
+    loop {
+        let Some(op) = msg.get("op").and_then(Value::as_str).map(str::to_string) else {
+            tracing::warn!(
+                "Closing connection from {peer}: message without an 'op': {}",
+                brief(&msg)
+            );
+            let _ = conn
+                .write(&error_reply("ValueError", "message without an 'op' field"))
+                .await;
+            return;
+        };
+        let wants_reply = msg.get("reply").is_none_or(Value::truthy);
+        let close_after = msg.get("close").is_some_and(Value::truthy);
+        let reply = match op.as_str() {
+            "close" => {
+                if wants_reply {
+                    let _ = conn.write(&Value::str("OK")).await;
+                }
+                return;
+            }
+            "register_nanny" => {
+                // Reply, then wait for the nanny's "worker started" message.
+                let ok = Value::map([
+                    ("status", Value::str("OK")),
+                    ("nanny-plugins", Value::Map(Vec::new())),
+                ]);
+                if conn.write(&ok).await.is_err() {
+                    return;
+                }
+                match tokio::time::timeout(Duration::from_secs(300), conn.read()).await {
+                    Ok(Ok(_)) => Value::Nil,
+                    _ => return,
+                }
+            }
+            _ => dispatch(&sched, &op, &msg).await,
+        };
+        if wants_reply && conn.write(&reply).await.is_err() {
+            return;
+        }
+        if close_after || op == "terminate" {
+            if op == "terminate" {
+                tracing::info!("Scheduler closing at the request of {peer} (terminate)");
+                std::process::exit(0);
+            }
+            return;
+        }
+        msg = match conn.read().await {
+            Ok(m) => m,
+            Err(e) => {
+                if !e.is_disconnect() {
+                    tracing::warn!("Closing connection from {peer}: {e}");
+                    let _ = conn
+                        .write(&error_reply("ValueError", &format!("bad message: {e}")))
+                        .await;
+                }
+                return;
+            }
+        };
+    }
+}
+
+fn brief(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 200 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(200).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
+}
+
+fn keys_opt(op: &str, msg: &Value, field: &str) -> Result<Option<Vec<Key>>, Value> {
+    match msg.get(field) {
+        None | Some(Value::Nil) => Ok(None),
+        Some(_) => keys_field(op, msg, field)
+            .map(Some)
+            .map_err(|e| error_reply("TypeError", &e.to_string())),
+    }
+}
+
+fn keys_req(op: &str, msg: &Value, field: &str) -> Result<Vec<Key>, Value> {
+    keys_field(op, msg, field).map_err(|e| error_reply("TypeError", &e.to_string()))
+}
+
+/// Run one RPC and produce its reply.
+pub async fn dispatch(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Value {
+    match handle(sched, op, msg).await {
+        Ok(v) | Err(v) => v,
+    }
+}
+
+async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
+    let field = |k: &str| msg.get(k).cloned();
+    let lost = || error_reply("RuntimeError", "scheduler is shutting down");
+    Ok(match op {
+        "identity" => {
+            let n = msg.get("n_workers").and_then(Value::as_i64).unwrap_or(-1);
+            sched.identity(n).await
+        }
+        "echo" => field("data").unwrap_or(Value::Nil),
+        "who_has" => {
+            let keys = keys_opt(op, msg, "keys")?;
+            sched
+                .with_state(move |s, _| s.who_has(keys.as_deref()))
+                .await
+                .ok_or_else(lost)?
+        }
+        "has_what" | "processing" | "ncores" | "ncores_running" => {
+            let workers = field("workers");
+            let op = op.to_string();
+            sched
+                .with_state(move |s, _| match op.as_str() {
+                    "has_what" => s.has_what(workers.as_ref()),
+                    "processing" => s.processing(workers.as_ref()),
+                    "ncores" => s.ncores(workers.as_ref(), false),
+                    _ => s.ncores(workers.as_ref(), true),
+                })
+                .await
+                .ok_or_else(lost)?
+        }
+        "nbytes" => {
+            let keys = keys_opt(op, msg, "keys")?;
+            sched
+                .with_state(move |s, _| s.nbytes(keys.as_deref()))
+                .await
+                .ok_or_else(lost)?
+        }
+        "get_task_status" => {
+            let keys = keys_req(op, msg, "keys")?;
+            sched
+                .with_state(move |s, _| s.task_status(&keys))
+                .await
+                .ok_or_else(lost)?
+        }
+        "heartbeat_worker" => {
+            let address = msg
+                .get("address")
+                .and_then(Value::as_str)
+                .ok_or_else(|| error_reply("TypeError", "heartbeat_worker without 'address'"))?
+                .to_string();
+            let metrics = field("metrics");
+            let hb = sched
+                .with_state(move |s, now| (s.heartbeat_worker(&address, metrics, now), now))
+                .await
+                .ok_or_else(lost)?;
+            match hb {
+                (Some(interval), now) => Value::map([
+                    ("status", Value::str("OK")),
+                    ("time", Value::Float(now)),
+                    ("heartbeat-interval", Value::Float(interval)),
+                ]),
+                (None, _) => Value::map([("status", Value::str("missing"))]),
+            }
+        }
+        "unregister" => {
+            let address = msg
+                .get("address")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let removed = sched
+                .with_state(move |s, now| match s.worker_id(&address) {
+                    Some(w) => s.remove_worker(w, now),
+                    None => false,
+                })
+                .await
+                .ok_or_else(lost)?;
+            Value::str(if removed { "OK" } else { "already-removed" })
+        }
+        "set_resources" => {
+            let worker = msg
+                .get("worker")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let resources: Vec<(String, f64)> = msg
+                .get("resources")
+                .and_then(Value::as_map)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            sched
+                .with_state(move |s, _| s.set_resources(&worker, resources))
+                .await
+                .ok_or_else(lost)?;
+            Value::str("OK")
+        }
+        "retry" => {
+            let keys = keys_req(op, msg, "keys")?;
+            let visited = sched
+                .with_state(move |s, now| s.retry(None, &keys, now))
+                .await
+                .ok_or_else(lost)?;
+            Value::Array(visited.iter().map(Key::to_value).collect())
+        }
+        "update_data" => {
+            let (who_has, nbytes) = dask_core::ops_worker::parse_who_has_nbytes(op, msg)
+                .map_err(|e| error_reply("TypeError", &e.to_string()))?;
+            let client = msg
+                .get("client")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            sched
+                .with_state(move |s, now| {
+                    let c = client.map(|c| s.add_client(&c, now));
+                    s.update_data(c, &who_has, &nbytes)
+                })
+                .await
+                .ok_or_else(lost)?;
+            Value::Nil
+        }
+        "versions" => versions(sched),
+        "log_event" => {
+            let topic = msg
+                .get("topic")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let event = field("msg").unwrap_or(Value::Nil);
+            sched
+                .with_state(move |s, _| s.publish_event(&topic, event))
+                .await;
+            Value::Nil
+        }
+        "gather" => gather(sched, keys_req(op, msg, "keys")?).await,
+        "scatter" => scatter(sched, msg).await?,
+        "broadcast" => broadcast(sched, msg).await?,
+        "proxy" => {
+            let worker = msg
+                .get("worker")
+                .and_then(Value::as_str)
+                .ok_or_else(|| error_reply("TypeError", "proxy without 'worker'"))?;
+            let inner = field("msg").unwrap_or(Value::Nil);
+            sched
+                .rpc
+                .call(worker, inner)
+                .await
+                .map_err(|e| error_reply("OSError", &e.to_string()))?
+        }
+        "call_stack" => call_stack(sched, keys_opt(op, msg, "keys")?).await,
+        "register-client" | "register-worker" => {
+            return Err(error_reply(
+                "ValueError",
+                &format!("'{op}' must be the first message of a new connection"),
+            ))
+        }
+        other => {
+            tracing::warn!("Unsupported RPC '{other}' ({})", brief(msg));
+            return Err(error_reply(
+                "NotImplementedError",
+                &format!("The Rust dask-scheduler does not implement the operation '{other}'"),
+            ));
+        }
+    })
+}
+
+/// `versions`: the materializer's Python environment, which is what runs the
+/// graphs' dask code on the scheduler side.
+fn versions(sched: &Scheduler) -> Value {
+    use crate::materializer::Availability;
+    match sched.materializer.availability() {
+        Availability::Available {
+            versions_msgpack, ..
+        } => dask_wire::msgpack::decode(&versions_msgpack).unwrap_or(Value::Nil),
+        Availability::Unavailable { reason } => Value::map([
+            (
+                "host",
+                Value::map([(
+                    "note",
+                    Value::Str(format!("no Python environment: {reason}")),
+                )]),
+            ),
+            ("packages", Value::Map(Vec::new())),
+        ]),
+    }
+}
+
+/// `gather` through the scheduler: fetch from workers in parallel and relay
+/// the opaque values (placeholders are renumbered by the encoder).
+async fn gather(sched: &Arc<Scheduler>, keys: Vec<Key>) -> Value {
+    let ks = keys.clone();
+    let Some((plan, mut missing)) = sched.with_state(move |s, _| s.gather_plan(&ks)).await else {
+        return error_reply("RuntimeError", "scheduler is shutting down");
+    };
+    let mut fetches = tokio::task::JoinSet::new();
+    for (addr, keys) in plan {
+        let rpc = sched.rpc.clone();
+        fetches.spawn(async move {
+            let wire_keys = keys.iter().map(Key::to_value).collect();
+            let reply = rpc.get_data(&addr, wire_keys, None).await;
+            (addr, keys, reply)
+        });
+    }
+    let mut data: Vec<(Value, Value)> = Vec::with_capacity(keys.len());
+    while let Some(joined) = fetches.join_next().await {
+        let Ok((addr, wanted, reply)) = joined else {
+            continue;
+        };
+        let got: BTreeMap<Key, Value> = match reply {
+            Ok(r) if r.get("status").and_then(Value::as_str) == Some("OK") => r
+                .get("data")
+                .and_then(Value::as_map)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((Key::from_value(k).ok()?, v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Ok(r) => {
+                tracing::warn!("Gather from {addr} failed: {}", brief(&r));
+                BTreeMap::new()
+            }
+            Err(e) => {
+                tracing::warn!("Gather from {addr} failed: {e}");
+                BTreeMap::new()
+            }
+        };
+        let mut not_there = Vec::new();
+        for k in wanted {
+            match got.get(&k) {
+                Some(v) => data.push((k.to_value(), v.clone())),
+                None => not_there.push(k),
+            }
+        }
+        if !not_there.is_empty() {
+            tracing::warn!(
+                "Couldn't gather {} keys from {addr}, rescheduling them",
+                not_there.len()
+            );
+            let lost = not_there.clone();
+            sched
+                .with_state(move |s, now| s.missing_data(&addr, &lost, now))
+                .await;
+            missing.extend(not_there);
+        }
+    }
+    if missing.is_empty() {
+        Value::map([("status", Value::str("OK")), ("data", Value::Map(data))])
+    } else {
+        Value::map([
+            ("status", Value::str("error")),
+            (
+                "keys",
+                Value::Array(missing.iter().map(Key::to_value).collect()),
+            ),
+        ])
+    }
+}
+
+/// `scatter`: place client data on workers (round-robin, or everywhere with
+/// `broadcast`), then register it as in memory and wanted by the client.
+async fn scatter(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let data: Vec<(Key, Value)> = msg
+        .get("data")
+        .and_then(Value::as_map)
+        .ok_or_else(|| error_reply("TypeError", "scatter without a 'data' map"))?
+        .iter()
+        .map(|(k, v)| Ok((Key::from_value(k)?, v.clone())))
+        .collect::<Result<_, dask_wire::WireError>>()
+        .map_err(|e| error_reply("TypeError", &e.to_string()))?;
+    let client = msg
+        .get("client")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let workers = msg.get("workers").cloned().filter(|v| !v.is_nil());
+    let timeout = msg.get("timeout").and_then(Value::as_f64).unwrap_or(2.0);
+    let broadcast = match msg.get("broadcast") {
+        Some(Value::Bool(b)) => {
+            if *b {
+                Some(usize::MAX)
+            } else {
+                None
+            }
+        }
+        Some(v) => v.as_i64().filter(|n| *n > 0).map(|n| n as usize),
+        None => None,
+    };
+
+    // Wait (bounded) for running workers, like Python's scatter.
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+    let targets = loop {
+        let w = workers.clone();
+        let t = sched
+            .with_state(move |s, _| s.scatter_targets(w.as_ref()))
+            .await
+            .unwrap_or_default();
+        if !t.is_empty() {
+            break t;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(error_reply(
+                "TimeoutError",
+                "No valid workers found to scatter to",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let mut per_worker: BTreeMap<String, Vec<(Key, Value)>> = BTreeMap::new();
+    match broadcast {
+        Some(n) => {
+            for (k, v) in &data {
+                for addr in targets.iter().take(n) {
+                    per_worker
+                        .entry(addr.clone())
+                        .or_default()
+                        .push((k.clone(), v.clone()));
+                }
+            }
+        }
+        None => {
+            let offset = sched.next_scatter_offset(data.len());
+            for (i, (k, v)) in data.iter().enumerate() {
+                let addr = &targets[(offset + i) % targets.len()];
+                per_worker
+                    .entry(addr.clone())
+                    .or_default()
+                    .push((k.clone(), v.clone()));
+            }
+        }
+    }
+
+    let mut sends = tokio::task::JoinSet::new();
+    for (addr, items) in per_worker {
+        let rpc = sched.rpc.clone();
+        sends.spawn(async move {
+            let keys: Vec<Key> = items.iter().map(|(k, _)| k.clone()).collect();
+            let data = Value::Map(items.into_iter().map(|(k, v)| (k.to_value(), v)).collect());
+            let req = Value::map([("op", Value::str("update_data")), ("data", data)]);
+            (addr.clone(), keys, rpc.call(&addr, req).await)
+        });
+    }
+    let mut who_has: BTreeMap<Key, Vec<String>> = BTreeMap::new();
+    let mut nbytes: BTreeMap<Key, i64> = BTreeMap::new();
+    while let Some(joined) = sends.join_next().await {
+        let Ok((addr, keys, reply)) = joined else {
+            continue;
+        };
+        let reply =
+            reply.map_err(|e| error_reply("OSError", &format!("scatter to {addr} failed: {e}")))?;
+        if reply.get("status").and_then(Value::as_str) != Some("OK") {
+            return Err(error_reply(
+                "RuntimeError",
+                &format!("scatter to {addr} failed: {}", brief(&reply)),
+            ));
+        }
+        let sizes = reply.get("nbytes").and_then(Value::as_map).unwrap_or(&[]);
+        for k in keys {
+            let size = sizes
+                .iter()
+                .find(|(sk, _)| Key::from_value(sk).ok().as_ref() == Some(&k))
+                .and_then(|(_, v)| v.as_i64())
+                .unwrap_or(0);
+            nbytes.insert(k.clone(), size);
+            who_has.entry(k).or_default().push(addr.clone());
+        }
+    }
+    let keys: Vec<Value> = data.iter().map(|(k, _)| k.to_value()).collect();
+    let who_has: Vec<(Key, Vec<String>)> = who_has.into_iter().collect();
+    let nbytes: Vec<(Key, i64)> = nbytes.into_iter().collect();
+    sched
+        .with_state(move |s, now| {
+            let c = client.map(|c| s.add_client(&c, now));
+            s.update_data(c, &who_has, &nbytes);
+        })
+        .await;
+    Ok(Value::Array(keys))
+}
+
+/// `broadcast`: send an RPC to many workers (or their nannies) and collect replies.
+async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let inner = msg
+        .get("msg")
+        .filter(|m| m.as_map().is_some())
+        .cloned()
+        .ok_or_else(|| error_reply("TypeError", "broadcast without a 'msg' map"))?;
+    let workers = msg.get("workers").cloned();
+    let hosts = msg.get("hosts").cloned();
+    let nanny = msg.get("nanny").is_some_and(Value::truthy);
+    let on_error = msg
+        .get("on_error")
+        .and_then(Value::as_str)
+        .unwrap_or("raise")
+        .to_string();
+    let targets: Vec<(String, Option<String>)> = sched
+        .with_state(move |s, _| {
+            s.broadcast_targets(workers.as_ref(), hosts.as_ref())
+                .into_iter()
+                .map(|a| {
+                    let dial = if nanny {
+                        s.nanny_of(&a)
+                    } else {
+                        Some(a.clone())
+                    };
+                    (a, dial)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+    let mut calls = tokio::task::JoinSet::new();
+    for (addr, dial) in targets {
+        let rpc = sched.rpc.clone();
+        let mut m = inner.clone();
+        m.set("close", Value::Bool(false));
+        calls.spawn(async move {
+            let result = match dial {
+                Some(d) => rpc.call(&d, m).await.map_err(|e| e.to_string()),
+                None => Err(format!("worker {addr} has no nanny")),
+            };
+            (addr, result)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = calls.join_next().await {
+        let Ok((addr, result)) = joined else { continue };
+        match result {
+            Ok(reply) => out.push((Value::Str(addr), reply)),
+            Err(e) => match on_error.as_str() {
+                "ignore" => {}
+                "return" | "return_pickle" => {
+                    let exc = pickle::exception("builtins", "OSError", &e);
+                    out.push((Value::Str(addr), Value::Bin(exc)));
+                }
+                _ => return Err(error_reply("OSError", &e)),
+            },
+        }
+    }
+    out.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+    Ok(Value::Map(out))
+}
+
+/// `call_stack`: ask the workers processing `keys` (all if nil) for their stacks.
+async fn call_stack(sched: &Arc<Scheduler>, keys: Option<Vec<Key>>) -> Value {
+    let targets: Vec<String> = sched
+        .with_state(move |s, _| s.call_stack_targets(keys.as_deref()))
+        .await
+        .unwrap_or_default();
+    let mut calls = tokio::task::JoinSet::new();
+    for addr in targets {
+        let rpc = sched.rpc.clone();
+        calls.spawn(async move {
+            let req = Value::map([("op", Value::str("call_stack"))]);
+            (addr.clone(), rpc.call(&addr, req).await)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = calls.join_next().await {
+        if let Ok((addr, Ok(reply))) = joined {
+            if reply.truthy() {
+                out.push((Value::Str(addr), reply));
+            }
+        }
+    }
+    Value::Map(out)
+}

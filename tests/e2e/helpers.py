@@ -1,0 +1,92 @@
+"""Task functions and small polling helpers shared by the end-to-end tests.
+
+Workers and the scheduler's materializer import this module by name
+(``e2e.helpers``; the harness puts ``tests/`` on their PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from .cluster import wait_until
+
+
+# ---- task functions ------------------------------------------------------
+
+
+def inc(x):
+    return x + 1
+
+
+def add(x, y):
+    return x + y
+
+
+def div(x, y):
+    return x / y
+
+
+def slow_inc(x, delay=0.01):
+    time.sleep(delay)
+    return x + 1
+
+
+def where_am_i(*args, delay=0.0):
+    """Return the address of the worker running this task."""
+    from distributed import get_worker
+
+    time.sleep(delay)
+    return get_worker().address
+
+
+def sleep_until_file(path, timeout=60.0, result=None):
+    """Block a worker thread until ``path`` exists (bounded); then return ``result``.
+
+    Used for "long running" tasks that a test can end early.
+    """
+    import os
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return result
+
+
+def touch_then_sleep_until_file(started, stop, timeout=60.0, result=None):
+    """Mark ``started`` when running, then wait for ``stop``."""
+    open(started, "w").close()
+    return sleep_until_file(stop, timeout, result)
+
+
+# ---- helpers for the test process ----------------------------------------
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def worker_data_keys(client) -> dict:
+    """worker address -> set of keys held in that worker's memory (asked the workers)."""
+    return {addr: set(keys) for addr, keys in
+            client.run(lambda dask_worker: list(dask_worker.data)).items()}
+
+
+def scheduler_task_keys(client) -> set:
+    """Every key the scheduler knows: ``who_has()`` without arguments lists
+    all of the scheduler's tasks (with the workers holding them, possibly none)."""
+    return set(client.who_has())
+
+
+def wait_released(client, keys, timeout: float = 30.0) -> None:
+    """Wait until ``keys`` are gone from the scheduler (who_has/has_what) and
+    from the memory of every worker."""
+    keys = set(keys)
+
+    def gone():
+        left = keys & scheduler_task_keys(client)
+        left |= {k for ks in client.has_what().values() for k in ks} & keys
+        left |= {k for ks in worker_data_keys(client).values() for k in ks} & keys
+        return not left
+
+    wait_until(gone, timeout, f"keys {sorted(map(str, keys))[:5]}... to be released", interval=0.2)

@@ -1,0 +1,691 @@
+"""Drive the materializer helper (crates/server/src/materializer/helper.py)
+directly over its stdin/stdout protocol with real ``update-graph`` payloads.
+
+Payloads are built the way ``distributed.Client._graph_to_futures`` builds
+them, encoded with ``distributed.protocol.dumps`` (the real wire encoder) and
+then taken apart the way the Rust scheduler does: the ``expr_ser`` sub-header
+and payload frames and the ``annotations`` ``__Pickled__`` sub-header are
+forwarded verbatim.
+
+Run: /work/venv/bin/python -m pytest tests/materializer -q
+"""
+
+from __future__ import annotations
+
+import graphlib
+import itertools
+import operator
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import msgpack
+import pytest
+
+import dask
+from dask._expr import FinalizeCompute, LLGExpr
+from dask._task_spec import GraphNode, Task, TaskRef, parse_input
+from dask.base import collections_to_expr
+from dask.core import flatten
+from distributed.client import _MapExpr
+from distributed.protocol import Serialized, ToPickle, dumps, serialize, to_serialize
+from distributed.protocol.serialize import deserialize
+
+import graphfuncs
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+HELPER = REPO / "crates" / "server" / "src" / "materializer" / "helper.py"
+PYTHON = os.environ.get("DASK_SCHEDULER_PYTHON", sys.executable)
+TIMEOUT = 120.0
+
+pytestmark = pytest.mark.timeout(300)
+
+
+# ---------------------------------------------------------------------------
+# helper process driver
+# ---------------------------------------------------------------------------
+
+
+class Helper:
+    """A helper subprocess speaking the length-prefixed msgpack protocol."""
+
+    def __init__(self, python=PYTHON, env=None, cwd=None):
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [python, "-u", "-c", HELPER.read_text()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=env,
+            cwd=cwd,
+        )
+        self._ids = itertools.count(1)
+        self.hello = self.read()
+
+    def _read_exact(self, n):
+        fd = self.proc.stdout.fileno()
+        chunks, got = [], 0
+        while got < n:
+            ready, _, _ = select.select([fd], [], [], TIMEOUT)
+            if not ready:
+                raise TimeoutError(f"helper did not answer; stderr:\n{self.log()}")
+            chunk = os.read(fd, min(n - got, 1 << 20))
+            if not chunk:
+                raise EOFError(f"helper closed stdout; stderr:\n{self.log()}")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def read(self):
+        (n,) = struct.unpack("<Q", self._read_exact(8))
+        return msgpack.unpackb(
+            self._read_exact(n), raw=False, use_list=False, strict_map_key=False
+        )
+
+    def send_raw(self, body: bytes):
+        self.proc.stdin.write(struct.pack("<Q", len(body)) + body)
+        self.proc.stdin.flush()
+
+    def call(self, req: dict):
+        req = dict(req)
+        req.setdefault("id", next(self._ids))
+        self.send_raw(msgpack.packb(req, use_bin_type=True))
+        reply = self.read()
+        assert reply["id"] == req["id"]
+        return reply
+
+    def log(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+
+def helper_env(extra_path=()):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), *map(str, extra_path)])
+    return env
+
+
+@pytest.fixture(scope="module")
+def helper():
+    h = Helper(env=helper_env())
+    assert h.hello["status"] == "ok", h.hello
+    yield h
+    h.close()
+
+
+# ---------------------------------------------------------------------------
+# building requests exactly like the client + Rust scheduler do
+# ---------------------------------------------------------------------------
+
+
+def wire_update_graph(expr, keys, internal_priority=None, annotations=None):
+    """update-graph as Client._graph_to_futures sends it, cut up like the
+    Rust scheduler cuts it: returns a ``materialize`` request."""
+    expr_ser = Serialized(*serialize(to_serialize(expr), on_error="raise"))
+    msg = {
+        "op": "update-graph",
+        "expr_ser": expr_ser,
+        "keys": set(keys),
+        "internal_priority": internal_priority,
+        "submitting_task": None,
+        "fifo_timeout": 0,
+        "actors": None,
+        "code": ToPickle(()),
+        "annotations": ToPickle(annotations if annotations is not None else {}),
+        "span_metadata": ToPickle({"collections": []}),
+    }
+    frames = [bytes(f) for f in dumps(msg)]
+    body = msgpack.unpackb(frames[0], raw=False, use_list=False, strict_map_key=False)
+
+    def cut(placeholder, tag):
+        i = placeholder[tag]
+        header = msgpack.unpackb(frames[i], raw=False, strict_map_key=False)
+        n = header["num-sub-frames"]
+        return frames[i], frames[i + 1 : i + 1 + n]
+
+    expr_header, expr_frames = cut(body["expr_ser"], "__Serialized__")
+    ann_header, ann_frames = cut(body["annotations"], "__Pickled__")
+    assert body["keys"]["__Set__"] is True
+    return {
+        "op": "materialize",
+        "expr_header": expr_header,
+        "expr_frames": expr_frames,
+        "keys": list(body["keys"]["as-list"]),
+        "internal_priority": body["internal_priority"],
+        "annotations": {"header": ann_header, "frames": ann_frames},
+    }
+
+
+def client_annotations(**call_annotations):
+    """Global annotations as _graph_to_futures merges them."""
+    return {**dask.get_annotations(), **call_annotations}
+
+
+def submit_request(func, *args, key=None, annotations=None):
+    key = key or f"{func.__name__}-{uuid.uuid4().hex}"
+    expr = LLGExpr(
+        {key: Task(key, func, *(parse_input(a) for a in args))},
+        _determ_token=uuid.uuid4().hex,
+    )
+    return key, wire_update_graph(
+        expr, [key], internal_priority={key: 0}, annotations=annotations
+    )
+
+
+def compute_request(*collections, optimize_graph=True, annotations=None):
+    """Client.compute: FinalizeCompute(collections_to_expr(...)).optimize()."""
+    expr = collections_to_expr(list(collections), optimize_graph)
+    expr = FinalizeCompute(expr).optimize()
+    names = list(flatten(expr.__dask_keys__()))
+    return names, expr, wire_update_graph(expr, names, annotations=annotations)
+
+
+# ---------------------------------------------------------------------------
+# checking replies
+# ---------------------------------------------------------------------------
+
+
+def unpickle_run_spec(task):
+    header = msgpack.unpackb(task["run_spec"])
+    assert set(header) == {"pickled-obj", "num-sub-frames"}
+    assert header["num-sub-frames"] == len(task["run_spec_frames"])
+    node = pickle.loads(header["pickled-obj"], buffers=task["run_spec_frames"])
+    assert isinstance(node, GraphNode)
+    assert node.key == task["key"]
+    assert set(node.dependencies) == set(task["deps"])
+    assert bool(node.data_producer) == task["data_producer"]
+    return node
+
+
+def execute(tasks, wanted, known=None):
+    """Run the graph locally from the returned run_specs, like workers would."""
+    nodes = {t["key"]: unpickle_run_spec(t) for t in tasks}
+    values = dict(known or {})
+    order = graphlib.TopologicalSorter({k: set(n.dependencies) for k, n in nodes.items()})
+    for key in order.static_order():
+        if key in values:
+            continue
+        node = nodes[key]
+        values[key] = node({d: values[d] for d in node.dependencies})
+    return [values[k] for k in wanted]
+
+
+def ok(reply):
+    assert reply["status"] == "ok", reply.get("exception_text", reply)
+    return reply
+
+
+def by_key(reply):
+    tasks = {t["key"]: t for t in reply["tasks"]}
+    assert len(tasks) == len(reply["tasks"])
+    return tasks
+
+
+def check_order(tasks):
+    """dask.order.order output: a permutation of range(n) in which every
+    dependency comes first. (The exact numbering depends on str hashing, so it
+    differs between processes, like between two Python schedulers.)"""
+    orders = sorted(t["order"] for t in tasks.values())
+    assert orders == list(range(len(tasks)))
+    for t in tasks.values():
+        for d in t["deps"]:
+            if d in tasks:
+                assert tasks[d]["order"] < t["order"]
+
+
+def expected_graph(expr, keys):
+    """What Scheduler.update_graph would compute in-process."""
+    import dask.order
+    from distributed.scheduler import _cull, _materialize_graph
+
+    dsk, ann = _materialize_graph(expr, validate=False)
+    if isinstance(expr, LLGExpr):
+        dsk = _cull(dsk, set(keys))
+    return dsk, dask.order.order(dsk), ann
+
+
+# ---------------------------------------------------------------------------
+# tests: control ops
+# ---------------------------------------------------------------------------
+
+
+def test_hello(helper):
+    from distributed.versions import get_versions
+
+    hello = helper.hello
+    assert hello["op"] == "hello"
+    assert hello["status"] == "ok"
+    assert hello["pid"] == helper.proc.pid
+    assert hello["python"]
+    versions = hello["versions"]
+    assert set(versions) == {"host", "packages"}
+    assert versions["packages"]["distributed"] == get_versions()["packages"]["distributed"]
+    assert versions["packages"]["dask"] == dask.__version__
+
+
+def test_ping_and_versions(helper):
+    assert helper.call({"op": "ping", "id": 41}) == {"status": "ok", "id": 41}
+    reply = ok(helper.call({"op": "versions"}))
+    assert reply["versions"]["packages"]["dask"] == dask.__version__
+
+
+def test_unknown_op(helper):
+    reply = helper.call({"op": "frobnicate", "id": 5})
+    assert reply["status"] == "error"
+    assert "unknown op 'frobnicate'" in reply["exception_text"]
+    assert isinstance(pickle.loads(reply["exception"]), ValueError)
+    assert helper.call({"op": "ping"})["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xc1garbage",  # not msgpack
+        msgpack.packb([1, 2, 3]),  # not a map
+        msgpack.packb({"op": "materialize"}),  # fields missing
+        msgpack.packb({"op": "materialize", "expr_header": b"", "keys": 5}),
+        msgpack.packb({"op": "materialize", "expr_header": b"x", "keys": [{"a": 1}]}),
+        msgpack.packb({"op": "ping", "id": {"weird": [1]}}),
+    ],
+)
+def test_malformed_requests_keep_helper_alive(helper, body):
+    helper.send_raw(body)
+    reply = helper.read()
+    if reply["status"] == "ok":  # the weird-id ping is still a ping
+        assert reply["id"] == {"weird": (1,)}
+    else:
+        assert reply["exception_text"]
+        assert isinstance(pickle.loads(reply["exception"]), BaseException)
+    assert helper.call({"op": "ping"})["status"] == "ok"
+
+
+def test_garbage_expr_is_deserialization_error(helper):
+    for header, frames in [
+        (b"\x93\x01\x02", []),
+        (msgpack.packb({"serializer": "pickle", "num-sub-frames": 1}), [b"no pickle"]),
+        (msgpack.packb({"serializer": "nope", "num-sub-frames": 0}), []),
+    ]:
+        reply = helper.call(
+            {"op": "materialize", "expr_header": header, "expr_frames": frames, "keys": ["x"]}
+        )
+        assert reply["status"] == "error"
+        assert "Error during deserialization of the task graph" in reply["exception_text"]
+        exc = pickle.loads(reply["exception"])
+        assert isinstance(exc, RuntimeError)
+        assert "different environments" in str(exc)
+        assert exc.__cause__ is not None
+        assert reply["traceback_text"]
+    assert helper.call({"op": "ping"})["status"] == "ok"
+
+
+def test_error_reply_pieces(helper):
+    reply = helper.call(
+        {"op": "materialize", "expr_header": b"\x01", "expr_frames": [], "keys": ["x"]}
+    )
+    assert reply["status"] == "error"
+    # traceback is a pickled traceback (tblib), as error_message() produces
+    tb = pickle.loads(reply["traceback"])
+    assert tb is None or hasattr(tb, "tb_frame")
+    # *_ser: Serialize(bytes) as the scheduler puts it on the wire
+    ser = reply["exception_ser"]
+    header = msgpack.unpackb(ser["header"], raw=False, use_list=False, strict_map_key=False)
+    assert header["num-sub-frames"] == len(ser["frames"])
+    assert deserialize(header, list(ser["frames"])) == reply["exception"]
+
+
+def test_missing_module_in_graph(tmp_path):
+    """A graph referencing a module the helper cannot import."""
+    mod = tmp_path / "only_on_client_mod.py"
+    mod.write_text("def f(x):\n    return x\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import only_on_client_mod
+
+        key, req = submit_request(only_on_client_mod.f, 1)
+    finally:
+        sys.path.remove(str(tmp_path))
+    h = Helper(env=helper_env())
+    try:
+        reply = h.call(req)
+        assert reply["status"] == "error"
+        assert "Error during deserialization of the task graph" in reply["exception_text"]
+        cause = pickle.loads(reply["exception"]).__cause__
+        assert isinstance(cause, ModuleNotFoundError)
+        assert "only_on_client_mod" in str(cause)
+        assert h.call({"op": "ping"})["status"] == "ok"
+    finally:
+        h.close()
+
+
+def test_system_exit_during_unpickle_is_an_error(helper):
+    key, req = submit_request(graphfuncs.inc, graphfuncs.RaiseOnUnpickle())
+    reply = helper.call(req)
+    assert reply["status"] == "error"
+    assert helper.call({"op": "ping"})["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------
+# tests: real graphs
+# ---------------------------------------------------------------------------
+
+
+def test_submit(helper):
+    key, req = submit_request(graphfuncs.inc, 41)
+    reply = ok(helper.call(req))
+    assert [t["key"] for t in reply["tasks"]] == [key]
+    (task,) = reply["tasks"]
+    assert task["deps"] == ()
+    assert task["order"] == 0  # internal_priority
+    assert task["annotations"] == {}
+    assert execute(reply["tasks"], [key]) == [42]
+
+
+def test_submit_with_future_dependency_and_culling(helper):
+    """submit(add, future, 1): the dependency is a key the graph lacks; an
+    extra unrequested task in the LLGExpr is culled like _cull does."""
+    dep = "inc-existing-future"
+    key = f"add-{uuid.uuid4().hex}"
+    unused = f"unused-{uuid.uuid4().hex}"
+    expr = LLGExpr(
+        {
+            key: Task(key, graphfuncs.add, TaskRef(dep), 1),
+            unused: Task(unused, graphfuncs.inc, 1),
+        },
+        _determ_token=uuid.uuid4().hex,
+    )
+    reply = ok(helper.call(wire_update_graph(expr, [key], internal_priority={key: 0})))
+    tasks = by_key(reply)
+    assert set(tasks) == {key}
+    assert tasks[key]["deps"] == (dep,)
+    assert execute(reply["tasks"], [key], known={dep: 10}) == [11]
+
+
+def test_tuple_int_float_keys_round_trip(helper):
+    keys = [("x", 1), ("x", ("nested", 2)), 17, 2.5, "plain"]
+    dsk = {}
+    for i, k in enumerate(keys):
+        dsk[k] = Task(k, graphfuncs.inc, i) if i == 0 else Task(
+            k, graphfuncs.inc, TaskRef(keys[i - 1])
+        )
+    expr = LLGExpr(dsk, _determ_token=uuid.uuid4().hex)
+    reply = ok(helper.call(wire_update_graph(expr, [keys[-1]])))
+    tasks = by_key(reply)
+    assert set(tasks) == set(keys)
+    for k in keys:
+        assert type(tasks[k]["key"]) is type(k)
+    assert tasks[17]["deps"] == (("x", ("nested", 2)),)
+    assert tasks[2.5]["deps"] == (17,)
+    # no internal_priority -> dask.order: a chain is numbered in order
+    assert [tasks[k]["order"] for k in keys] == list(range(len(keys)))
+    assert execute(reply["tasks"], [keys[-1]]) == [5]
+
+
+def test_map(helper):
+    expr = _MapExpr(
+        graphfuncs.inc, [list(range(6))], key="inc", pure=True, annotations={}, kwargs={}
+    )
+    keys = list(expr.keys)
+    internal_priority = dict(zip(keys, range(len(keys))))
+    reply = ok(helper.call(wire_update_graph(expr, keys, internal_priority=internal_priority)))
+    tasks = by_key(reply)
+    assert set(tasks) == set(keys)
+    for k in keys:
+        assert tasks[k]["order"] == internal_priority[k]
+        assert tasks[k]["deps"] == ()
+    assert execute(reply["tasks"], keys) == [i + 1 for i in range(6)]
+
+
+def check_collection(helper, collection, **kw):
+    names, expr, req = compute_request(collection, **kw)
+    reply = ok(helper.call(req))
+    tasks = by_key(reply)
+    dsk, _, _ = expected_graph(expr, names)
+    assert set(tasks) == set(dsk)
+    for k, node in dsk.items():
+        assert set(tasks[k]["deps"]) == set(node.dependencies)
+    check_order(tasks)
+    (expected,) = dask.compute(collection, scheduler="sync")
+    (result,) = execute(reply["tasks"], names)
+    return result, expected, tasks
+
+
+def test_delayed_tree(helper):
+    from dask import delayed
+
+    leaves = [delayed(graphfuncs.inc)(i) for i in range(8)]
+    while len(leaves) > 1:
+        leaves = [delayed(graphfuncs.add)(a, b) for a, b in zip(leaves[::2], leaves[1::2])]
+    result, expected, tasks = check_collection(helper, leaves[0])
+    assert result == expected == sum(range(1, 9))
+    assert len(tasks) >= 15
+
+
+def test_delayed_on_future(helper):
+    """A Future inside a delayed graph (e.g. a scattered value) unpickles in
+    the helper without a client and becomes a dependency the graph lacks."""
+    from dask import delayed
+    from distributed.client import Future
+
+    fut = Future("scattered-abc")
+    x = delayed(graphfuncs.add)(fut, 1)
+    names, expr, req = compute_request(x)
+    reply = ok(helper.call(req))
+    tasks = by_key(reply)
+    assert "scattered-abc" not in tasks
+    assert any("scattered-abc" in t["deps"] for t in tasks.values())
+    assert execute(reply["tasks"], names, known={"scattered-abc": 10}) == [11]
+
+
+def test_minimal_request_without_optional_fields(helper):
+    key = f"inc-{uuid.uuid4().hex}"
+    req = wire_update_graph(
+        LLGExpr({key: Task(key, graphfuncs.inc, 1)}, _determ_token=uuid.uuid4().hex), [key]
+    )
+    del req["annotations"], req["internal_priority"]
+    (task,) = ok(helper.call(req))["tasks"]
+    assert task["order"] == 0
+    assert task["annotations"] == {}
+
+
+def test_bad_annotations_are_an_error(helper):
+    key, req = submit_request(graphfuncs.inc, 1)
+    req["annotations"] = {"header": msgpack.packb({"pickled-obj": b"junk", "num-sub-frames": 0})}
+    reply = helper.call(req)
+    assert reply["status"] == "error"
+    assert "annotations" in reply["exception_text"]
+    assert helper.call({"op": "ping"})["status"] == "ok"
+
+
+def test_array_sum(helper):
+    import dask.array as da
+
+    result, expected, tasks = check_collection(helper, da.ones((100, 100), chunks=10).sum())
+    assert result == expected == 10000
+    assert any(t["data_producer"] for t in tasks.values()) or len(tasks) > 100
+
+
+def test_dataframe_groupby_sum(helper):
+    import dask.dataframe as dd
+    import pandas as pd
+
+    df = pd.DataFrame({"a": [i % 4 for i in range(40)], "b": range(40)})
+    ddf = dd.from_pandas(df, npartitions=4).groupby("a").b.sum()
+    result, expected, tasks = check_collection(helper, ddf)
+    pd.testing.assert_series_equal(result, expected)
+    pd.testing.assert_series_equal(result, df.groupby("a").b.sum())
+    # from_pandas partitions travel as out-of-band buffers
+    assert any(t["run_spec_frames"] for t in tasks.values())
+
+
+def test_bag_foldby(helper):
+    import dask.bag as db
+
+    b = db.from_sequence(range(20), npartitions=4).foldby(
+        lambda x: x % 3,  # a lambda: pickled by value (cloudpickle)
+        operator.add,
+        0,
+        operator.add,
+        0,
+    )
+    result, expected, _ = check_collection(helper, b)
+    assert sorted(result) == sorted(expected)
+
+
+# ---------------------------------------------------------------------------
+# tests: annotations
+# ---------------------------------------------------------------------------
+
+
+def test_global_annotations_on_every_task(helper):
+    import dask.array as da
+
+    x = da.ones((20, 20), chunks=10).sum()
+    with dask.annotate(resources={"GPU": 1}, priority=5):  # active at compute time
+        annotations = client_annotations(retries=2)
+    names, expr, req = compute_request(x, annotations=annotations)
+    reply = ok(helper.call(req))
+    assert reply["tasks"]
+    for t in reply["tasks"]:
+        assert t["annotations"] == {"resources": {"GPU": 1}, "priority": 5, "retries": 2}
+
+
+def test_submit_call_annotations(helper):
+    annotations = client_annotations(
+        priority=10, workers=["tcp://10.0.0.1:1234"], retries=2, allow_other_workers=True
+    )
+    key, req = submit_request(graphfuncs.inc, 1, annotations=annotations)
+    (task,) = ok(helper.call(req))["tasks"]
+    assert task["annotations"] == {
+        "priority": 10,
+        "workers": ("tcp://10.0.0.1:1234",),
+        "retries": 2,
+        "allow_other_workers": True,
+    }
+
+
+def test_annotation_normalisation(helper):
+    annotations = {
+        "workers": "tcp://10.0.0.1:1234",  # single string -> list
+        "per_key": lambda key: f"for-{key}",  # callable -> called with the key
+        "junk": object(),  # not msgpack-encodable -> dropped
+        "nested": {"a": [1, 2.5, None, True], "b": {1, 2}},
+        "big": 1 << 70,  # does not fit msgpack -> dropped
+    }
+    key, req = submit_request(graphfuncs.inc, 1, key="k-norm", annotations=annotations)
+    (task,) = ok(helper.call(req))["tasks"]
+    assert task["annotations"] == {
+        "workers": ("tcp://10.0.0.1:1234",),
+        "per_key": "for-k-norm",
+        "nested": {"a": (1, 2.5, None, True), "b": (1, 2)},
+    }
+    assert "dropping annotation 'junk'" in helper.log()
+
+
+def test_layer_annotations_without_optimization(helper):
+    import dask.array as da
+
+    with dask.annotate(resources={"GPU": 1}, priority=7):
+        x = da.ones(10, chunks=5) + 1
+    y = x.sum()
+    names, expr, req = compute_request(
+        y, optimize_graph=False, annotations={"priority": 1, "retries": 3}
+    )
+    reply = ok(helper.call(req))
+    _, _, ann = expected_graph(expr, names)
+    annotated = set(ann["resources"])
+    assert annotated
+    for t in reply["tasks"]:
+        if t["key"] in annotated:
+            # layer annotations override global ones
+            assert t["annotations"] == {"resources": {"GPU": 1}, "priority": 7, "retries": 3}
+        else:
+            assert t["annotations"] == {"priority": 1, "retries": 3}
+    assert execute(reply["tasks"], names) == [20.0]
+
+
+def test_layer_annotations_lost_by_fusion(helper):
+    """PROTOCOL.md 8.6: blockwise fusion drops layer annotations (dask
+    behaviour the Python scheduler shows too)."""
+    import dask.array as da
+
+    with dask.annotate(resources={"GPU": 1}):
+        x = da.ones(10, chunks=5) + 1
+    names, expr, req = compute_request(x.sum())
+    reply = ok(helper.call(req))
+    _, _, ann = expected_graph(expr, names)
+    for t in reply["tasks"]:
+        expected = {
+            name: per_key[t["key"]] for name, per_key in ann.items() if t["key"] in per_key
+        }
+        assert t["annotations"] == expected
+
+
+# ---------------------------------------------------------------------------
+# tests: startup failures
+# ---------------------------------------------------------------------------
+
+
+def test_hello_error_without_dask(tmp_path):
+    # -S: no site-packages, -E: ignore PYTHONPATH -> dask is not importable
+    wrapper = tmp_path / "python-without-dask"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S -E "$@"\n')
+    wrapper.chmod(0o755)
+    h = Helper(python=str(wrapper))
+    try:
+        hello = h.hello
+        assert hello["op"] == "hello"
+        assert hello["status"] == "error"
+        assert "dask" in hello["message"]
+        assert "No module named" in hello["message"]
+        assert h.proc.wait(30) == 1
+    finally:
+        h.close()
+
+
+def test_cwd_module_does_not_shadow(tmp_path):
+    (tmp_path / "msgpack.py").write_text("raise ImportError('shadowed!')\n")
+    h = Helper(env=helper_env(), cwd=tmp_path)
+    try:
+        assert h.hello["status"] == "ok", h.hello
+    finally:
+        h.close()
+
+
+def test_eof_exits_cleanly():
+    h = Helper(env=helper_env())
+    h.proc.stdin.close()
+    assert h.proc.wait(30) == 0
+    h.close()
+
+
+def test_stray_prints_do_not_corrupt_protocol(helper):
+    """print() during unpickling goes to stderr, not the protocol stream."""
+    marker = f"PRINTED-{uuid.uuid4().hex}"
+    key, req = submit_request(graphfuncs.total, graphfuncs.PrintOnUnpickle(marker))
+    reply = ok(helper.call(req))
+    assert reply["tasks"][0]["key"] == key
+    assert helper.call({"op": "ping"})["status"] == "ok"
+    assert marker in helper.log()
+
+
+def test_ids_are_echoed(helper):
+    for rid in (0, 7, 2**40, "abc", None):
+        reply = helper.call({"op": "ping", "id": rid})
+        assert reply["id"] == rid
