@@ -83,7 +83,9 @@ impl State {
                 if let Some(c) = self.clients.get_mut(&client) {
                     c.last_seen = now;
                 }
-                let interval = crate::queries::heartbeat_interval(self.workers.len()) * 10.0;
+                // Python: `heartbeat_interval(len(self.clients)) * 10` (clients,
+                // fire-and-forget included; not workers).
+                let interval = crate::queries::heartbeat_interval(self.clients.len()) * 10.0;
                 self.outbox.push(Outgoing::Client(
                     client,
                     messages::adjust_heartbeat_interval(interval),

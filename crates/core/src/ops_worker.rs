@@ -292,10 +292,20 @@ impl State {
             return Ok(());
         };
         let t = self.task(id);
+        let current = run_id.is_none_or(|r| r == t.run_id);
         match t.state {
-            TaskState::Processing
-                if t.processing_on == Some(w) && run_id.is_none_or(|r| r == t.run_id) => {}
-            TaskState::Memory => {
+            TaskState::Processing if t.processing_on == Some(w) && current => {}
+            // Like `stimulus_task_finished`: an outdated run from the worker the
+            // task is assigned to again. The worker holds one state per key, so
+            // just freeing the key would cancel the current assignment too and
+            // the task would hang in `processing`; release it (free-keys) and
+            // assign it afresh instead.
+            TaskState::Processing if t.processing_on == Some(w) => {
+                self.transitions(vec![(id, Target::Released)]);
+                self.fill_queued_slots();
+                return Ok(());
+            }
+            TaskState::Memory if current => {
                 self.add_replica(id, w);
                 return Ok(());
             }
@@ -347,6 +357,7 @@ impl State {
         if t.who_wants.is_empty() && t.waiters.is_empty() {
             recs.push((id, Target::Released));
         }
+        recs.extend(self.release_fire_and_forget(id));
         self.transition_counter += 1;
         self.transitions(recs);
         self.fill_queued_slots();
@@ -362,11 +373,15 @@ impl State {
             return Ok(());
         };
         let t = self.task(id);
-        if t.state != TaskState::Processing
-            || t.processing_on != Some(w)
-            || run_id.is_some_and(|r| r != t.run_id)
-        {
+        if t.state != TaskState::Processing || t.processing_on != Some(w) {
             self.free_on_worker(w, &key, "stale-task-erred");
+            return Ok(());
+        }
+        if run_id.is_some_and(|r| r != t.run_id) {
+            // An outdated run from the worker the task is assigned to again:
+            // release and reassign, as for `task-finished` (Python does the same).
+            self.transitions(vec![(id, Target::Released)]);
+            self.fill_queued_slots();
             return Ok(());
         }
         if t.retries > 0 {
@@ -404,12 +419,15 @@ impl State {
                 .task_id(key)
                 .unwrap_or_else(|| self.new_task(key.clone()));
             let size = nbytes.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
-            let t = self.task_mut(id);
-            if t.state != TaskState::Memory {
-                if t.state != TaskState::Released {
-                    // Data arrived for something being computed: keep the data.
-                    self.transitions(vec![(id, Target::Released)]);
-                }
+            let mut recs = Vec::new();
+            let was = self.task(id).state;
+            if was != TaskState::Memory {
+                // Data arrived for something not in memory: the data wins. Stop
+                // whatever the task was doing *without* the usual re-scheduling
+                // (a `released` transition would recommend `waiting` again for a
+                // wanted task and send a fresh compute-task), so that the task is
+                // not left on a worker's processing list while in memory.
+                recs = self.abandon_for_data(id);
                 let t = self.task_mut(id);
                 t.state = TaskState::Memory;
                 t.who_has.clear();
@@ -418,8 +436,13 @@ impl State {
             for w in workers {
                 self.add_replica(id, w);
             }
+            if was != TaskState::Memory {
+                // Like Python's `report(key-in-memory)`: existing wanters learn too.
+                let t = self.task(id);
+                let msg = messages::key_in_memory(t.key.to_value(), None);
+                self.report_to_wanters(id, msg);
+            }
             // Dependents waiting for this key can go ahead.
-            let mut recs = Vec::new();
             for d in self.task(id).dependents.clone() {
                 let dt = self.task_mut(d);
                 if dt.state == TaskState::Waiting
@@ -432,8 +455,40 @@ impl State {
             self.transitions(recs);
             ids.push(id);
         }
+        self.fill_queued_slots();
         if let Some(c) = client {
             self.client_desires(c, &ids);
+        }
+    }
+
+    /// Detach a task that is not in memory from the computation it is part of
+    /// (worker, queue, waiting lists, error) because its data just arrived.
+    /// Returns recommendations for dependencies nobody needs any more.
+    fn abandon_for_data(&mut self, id: TaskId) -> crate::transitions::Recs {
+        let state = self.task(id).state;
+        let priority = self.task(id).priority;
+        self.queued.remove(&(priority, id));
+        self.unrunnable.remove(&id);
+        match state {
+            TaskState::Processing => {
+                if let Some(w) = self.detach_from_worker(id) {
+                    self.free_keys_on(id, &[w], "update-data");
+                }
+            }
+            TaskState::Erred => {
+                let t = self.task_mut(id);
+                t.error = None;
+                t.exception_blame = None;
+                let erred_on = std::mem::take(&mut t.who_has);
+                self.free_keys_on(id, &erred_on, "update-data");
+            }
+            _ => {}
+        }
+        self.task_mut(id).waiting_on.clear();
+        if state == TaskState::Released {
+            Vec::new()
+        } else {
+            self.release_unneeded_dependencies(id)
         }
     }
 }

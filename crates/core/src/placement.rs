@@ -69,7 +69,9 @@ impl State {
         if t.data_producer {
             return true;
         }
-        let total_threads: u32 = self.running_workers().map(|w| w.info.nthreads).sum();
+        // Python's `total_nthreads`: every registered worker, paused ones included
+        // (pausing a worker must not turn ordinary tasks into queued root tasks).
+        let total_threads: u32 = self.workers.values().map(|w| w.info.nthreads).sum();
         if self.groups[t.group as usize] as u64 <= 2 * total_threads as u64 {
             return false;
         }

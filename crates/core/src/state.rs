@@ -59,7 +59,14 @@ pub struct State {
     pub(crate) last_graph_time: f64,
     pub(crate) prefixes: Vec<PrefixStats>,
     prefix_ids: HashMap<String, u32>,
+    /// Task-group sizes (`len(TaskGroup)`: tasks added since the group was
+    /// created), indexed by group id.
     pub(crate) groups: Vec<u32>,
+    /// Live (not yet forgotten) tasks per group, and each group's name, so
+    /// that a group disappears with its last task like in Python.
+    group_live: Vec<u32>,
+    group_names: Vec<String>,
+    free_groups: Vec<u32>,
     group_ids: HashMap<String, u32>,
     pub(crate) unrunnable: BTreeSet<TaskId>,
     pub(crate) queued: BTreeSet<(crate::task::Priority, TaskId)>,
@@ -94,6 +101,9 @@ impl State {
             prefixes: Vec::new(),
             prefix_ids: HashMap::new(),
             groups: Vec::new(),
+            group_live: Vec::new(),
+            group_names: Vec::new(),
+            free_groups: Vec::new(),
             group_ids: HashMap::new(),
             unrunnable: BTreeSet::new(),
             queued: BTreeSet::new(),
@@ -172,6 +182,7 @@ impl State {
             self.task_ids.remove(&task.key);
             self.unrunnable.remove(&id);
             self.queued.remove(&(task.priority, id));
+            self.release_group(task.group);
             for c in task.who_wants {
                 if let Some(client) = self.clients.get_mut(&c) {
                     client.wants_what.remove(&id);
@@ -200,14 +211,42 @@ impl State {
             Value::Array(_) => key.name(),
             _ => key.prefix(),
         };
-        if let Some(id) = self.group_ids.get(&name) {
-            self.groups[*id as usize] += 1;
-            return *id;
+        if let Some(&id) = self.group_ids.get(&name) {
+            self.groups[id as usize] += 1;
+            self.group_live[id as usize] += 1;
+            return id;
         }
-        let id = self.groups.len() as u32;
-        self.groups.push(1);
+        let id = match self.free_groups.pop() {
+            Some(id) => {
+                self.groups[id as usize] = 1;
+                self.group_live[id as usize] = 1;
+                self.group_names[id as usize] = name.clone();
+                id
+            }
+            None => {
+                self.groups.push(1);
+                self.group_live.push(1);
+                self.group_names.push(name.clone());
+                (self.groups.len() - 1) as u32
+            }
+        };
         self.group_ids.insert(name, id);
         id
+    }
+
+    /// A task of group `g` was forgotten. Python drops a `TaskGroup` once all
+    /// its tasks are forgotten, so its size (which drives `is_rootish`) starts
+    /// from zero again; without this, sizes grew forever (every later `inc-…`
+    /// task looked root-ish) and the name table leaked one entry per graph token.
+    fn release_group(&mut self, g: u32) {
+        let live = &mut self.group_live[g as usize];
+        *live -= 1;
+        if *live == 0 {
+            let name = std::mem::take(&mut self.group_names[g as usize]);
+            self.group_ids.remove(&name);
+            self.groups[g as usize] = 0;
+            self.free_groups.push(g);
+        }
     }
 
     /// Estimated run time of a task from its prefix history.
@@ -300,6 +339,17 @@ impl State {
 
     /// Drop `client`'s interest; release or forget what nobody needs any more.
     pub(crate) fn client_releases(&mut self, client: ClientId, ids: &[TaskId]) {
+        let recs = self.client_releases_recs(client, ids);
+        self.transitions(recs);
+    }
+
+    /// `_client_releases_keys`: drop `client`'s interest and return the
+    /// recommendations (forget or release) for tasks nobody wants any more.
+    pub(crate) fn client_releases_recs(
+        &mut self,
+        client: ClientId,
+        ids: &[TaskId],
+    ) -> crate::transitions::Recs {
         let mut recs = Vec::new();
         for &id in ids {
             if self.tasks.get(id as usize).is_none_or(Option::is_none) {
@@ -318,7 +368,19 @@ impl State {
                 recs.push((id, Target::Released));
             }
         }
-        self.transitions(recs);
+        recs
+    }
+
+    /// Like Python's `_add_to_memory` / `_propagate_erred`: a `fire_and_forget`
+    /// future only lasts until its task has a result (or an error); without
+    /// this the task and its data would be held forever.
+    pub(crate) fn release_fire_and_forget(&mut self, id: TaskId) -> crate::transitions::Recs {
+        match self.client_by_name.get(FIRE_AND_FORGET).copied() {
+            Some(ff) if self.task(id).who_wants.contains(&ff) => {
+                self.client_releases_recs(ff, &[id])
+            }
+            _ => Vec::new(),
+        }
     }
 
     // ---------------------------------------------------------------- workers
@@ -442,7 +504,10 @@ impl State {
 
     /// A worker became `running`: try everything that had nowhere to go.
     pub(crate) fn on_worker_running(&mut self, _id: WorkerId) {
-        let waiting: Vec<TaskId> = self.unrunnable.iter().copied().collect();
+        let mut waiting: Vec<TaskId> = self.unrunnable.iter().copied().collect();
+        // Best priority first (Python's `bulk_schedule_unrunnable_after_adding_worker`
+        // returns priority-ordered recommendations); task ids are arbitrary.
+        waiting.sort_by_key(|t| self.task(*t).priority);
         let recs = waiting
             .into_iter()
             .map(|t| (t, Target::Processing))

@@ -90,7 +90,7 @@ impl State {
     // ------------------------------------------------------------ helpers
 
     /// Dependencies lose `id` as a waiter; those nobody needs any more are released.
-    fn release_unneeded_dependencies(&mut self, id: TaskId) -> Recs {
+    pub(crate) fn release_unneeded_dependencies(&mut self, id: TaskId) -> Recs {
         let deps = self.task(id).dependencies.clone();
         let mut recs = Vec::new();
         for dep in deps {
@@ -137,7 +137,7 @@ impl State {
         }
     }
 
-    fn free_keys_on(&mut self, id: TaskId, workers: &[WorkerId], why: &str) {
+    pub(crate) fn free_keys_on(&mut self, id: TaskId, workers: &[WorkerId], why: &str) {
         if workers.is_empty() {
             return;
         }
@@ -148,7 +148,7 @@ impl State {
         }
     }
 
-    fn report_to_wanters(&mut self, id: TaskId, msg: Value) {
+    pub(crate) fn report_to_wanters(&mut self, id: TaskId, msg: Value) {
         for c in self.task(id).who_wants.clone() {
             self.outbox.push(Outgoing::Client(c, msg.clone()));
         }
@@ -393,6 +393,7 @@ impl State {
             let msg = self.task_erred_msg(id);
             self.report_to_wanters(id, msg);
         }
+        recs.extend(self.release_fire_and_forget(id));
         recs
     }
 
@@ -484,7 +485,11 @@ impl State {
         }
         if !self.task(id).who_wants.is_empty() {
             let key = self.task(id).key.to_value();
-            self.report_to_wanters(id, messages::cancelled_keys(vec![key], None));
+            // `_task_to_report_msg` for a forgotten task.
+            self.report_to_wanters(
+                id,
+                messages::cancelled_keys(vec![key], Some("already forgotten")),
+            );
         }
         self.task_mut(id).state = TaskState::Forgotten;
         self.remove_task(id);

@@ -227,6 +227,11 @@ fn cancel_does_not_touch_keys_other_clients_want() {
     .unwrap();
     assert_eq!(sim.state("x"), Some(TaskState::Processing));
     assert!(sim.free_keys().is_empty());
+    // Like Python, the (empty) cancellation report still goes to every client.
+    assert_eq!(
+        sim.client_events(c2),
+        vec![("cancelled-keys".into(), vec![])]
+    );
     // Forced cancel drops it for everybody.
     sim.cop(Value::map([
         ("op", Value::str("cancel-keys")),
@@ -345,8 +350,10 @@ fn remove_worker_forgets_scattered_data() {
     assert_eq!(sim.state("data"), None);
     assert_eq!(sim.state("y"), None, "y lost its dependency");
     let events = sim.client_events(sim.client);
+    // Pure data is forgotten outright (Python's remove_worker recommends
+    // `forgotten`, whose report is `cancelled-keys`, not `lost-data`).
     assert!(
-        events.contains(&("lost-data".into(), vec![k("data")])),
+        events.contains(&("cancelled-keys".into(), vec![k("data")])),
         "{events:?}"
     );
     assert!(
@@ -413,23 +420,34 @@ fn killed_worker_counts_only_deaths_while_processing() {
 
 #[test]
 fn stale_task_finished_is_freed_and_changes_nothing() {
+    // Released (a, after b finished), erred (e) and unknown keys.
     let mut sim = Sim::new();
     let w0 = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["b"], vec![t("a", &[]), t("b", &["a"])]);
+    let a = sim.one_compute();
+    sim.finish(&a);
+    let b = sim.one_compute();
+    sim.finish(&b);
+    sim.submit(&["e"], vec![t("e", &[])]);
+    let e = sim.one_compute();
+    sim.fail(&e, exception("E"));
     sim.submit(&["x"], vec![t("x", &[])]);
     let x = sim.one_compute();
     sim.clear();
-    let cases: Vec<(&str, dask_wire::Key, i64)> = vec![
-        ("wrong run_id", k("x"), x.run_id + 1000),
-        ("unknown key", k("nope"), x.run_id),
+    let cases = [
+        ("released key", k("a"), a.run_id, TaskState::Released),
+        ("erred key", k("e"), e.run_id, TaskState::Erred),
+        ("unknown key", k("nope"), 12345, TaskState::Forgotten),
     ];
-    for (what, key, run_id) in cases {
+    for (what, key, run_id, state) in cases {
         let count = sim.s.task_count();
         sim.finish_with(w0, &key, run_id, 10);
         assert_eq!(sim.free_keys(), vec![(w0, vec![key.clone()])], "{what}");
         assert!(sim.take().is_empty(), "{what}");
         assert_eq!(sim.s.task_count(), count, "{what}");
+        let want = (state != TaskState::Forgotten).then_some(state);
+        assert_eq!(sim.s.task_state(&key), want, "{what}");
         assert_eq!(sim.state("x"), Some(TaskState::Processing), "{what}");
-        assert_eq!(sim.state("nope"), None, "{what}");
     }
     // The real answer still works.
     sim.finish(&x);
@@ -556,21 +574,4 @@ fn lost_dependency_while_dependent_processing() {
     let ran = sim.run_all();
     assert_eq!(ran, vec![k("a"), k("b")]);
     assert_eq!(sim.who_has("b"), vec![sim.addr(w1)]);
-}
-
-#[test]
-fn debug_chain() {
-    let mut sim = Sim::new();
-    sim.worker("tcp://127.0.0.1:1", 1);
-    sim.submit(
-        &["d"],
-        vec![t("a", &[]), t("b", &["a"]), t("c", &["b"]), t("d", &["c"])],
-    );
-    let a = sim.one_compute();
-    eprintln!("{:?} {}", a.key, a.run_id);
-    sim.fail(&a, exception("E"));
-    eprintln!("{:?}", sim.take());
-    for key in ["a", "b", "c", "d"] {
-        eprintln!("{key} {:?}", sim.state(key));
-    }
 }

@@ -65,6 +65,8 @@ impl Helper {
             .arg("-u")
             .arg("-c")
             .arg(HELPER_SOURCE)
+            // Lets code tell it is being unpickled in a scheduler-side helper.
+            .env("DASK_SCHEDULER_MATERIALIZER", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
