@@ -14,6 +14,8 @@ pub struct Config {
     /// `distributed.scheduler.worker-saturation`: root tasks per thread handed out
     /// before the rest wait in the scheduler's queue (`inf` disables queuing).
     pub worker_saturation: f64,
+    /// `distributed.scheduler.work-stealing`: move queued tasks to idle workers.
+    pub work_stealing: bool,
 }
 
 impl Default for Config {
@@ -24,6 +26,7 @@ impl Default for Config {
             worker_ttl: Some(300.0),
             bandwidth: 100e6,
             worker_saturation: 1.1,
+            work_stealing: true,
         }
     }
 }

@@ -302,7 +302,6 @@ impl State {
             // assign it afresh instead.
             TaskState::Processing if t.processing_on == Some(w) => {
                 self.transitions(vec![(id, Target::Released)]);
-                self.fill_queued_slots();
                 return Ok(());
             }
             TaskState::Memory if current => {
@@ -381,7 +380,6 @@ impl State {
             // An outdated run from the worker the task is assigned to again:
             // release and reassign, as for `task-finished` (Python does the same).
             self.transitions(vec![(id, Target::Released)]);
-            self.fill_queued_slots();
             return Ok(());
         }
         if t.retries > 0 {
@@ -455,7 +453,6 @@ impl State {
             self.transitions(recs);
             ids.push(id);
         }
-        self.fill_queued_slots();
         if let Some(c) = client {
             self.client_desires(c, &ids);
         }

@@ -51,6 +51,12 @@ impl State {
             let more = self.transition(id, target);
             queue.extend(more);
         }
+        // Like `stimulus_queue_slots_maybe_opened`, hand out freed root-task
+        // slots only once the batch is complete. Doing it from inside a
+        // transition could assign a queued task whose dependency was lost
+        // earlier in the same batch (its `released` recommendation not yet
+        // processed), sending a compute-task without replicas for that input.
+        self.fill_queued_slots();
     }
 
     fn transition(&mut self, id: TaskId, target: Target) -> Recs {
@@ -301,7 +307,6 @@ impl State {
             self.free_keys_on(id, &[w], "processing-released");
         }
         self.task_mut(id).state = TaskState::Released;
-        self.fill_queued_slots();
         let t = self.task(id);
         if t.has_lost_dependencies {
             vec![(id, Target::Forgotten)]
@@ -371,7 +376,6 @@ impl State {
             if let Some(w) = self.detach_from_worker(id) {
                 insert_item(&mut self.task_mut(id).who_has, w);
             }
-            self.fill_queued_slots();
         }
         let priority = self.task(id).priority;
         self.queued.remove(&(priority, id));

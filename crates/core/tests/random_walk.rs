@@ -80,7 +80,20 @@ impl World {
 
     /// Route pending worker messages to the fake workers; drop client ones.
     fn deliver(&mut self) {
+        let debug = std::env::var("WALK_DEBUG").is_ok();
         for m in self.sim.take() {
+            if debug {
+                let (to, v) = match &m {
+                    Outgoing::Worker(w, v) => (format!("{w:?}"), v),
+                    Outgoing::Client(c, v) => (format!("{c:?}"), v),
+                };
+                let keys: Vec<Key> = match (v.get("key"), v.get("keys")) {
+                    (Some(key), _) => vec![key_of(key)],
+                    (_, Some(keys)) if keys.as_seq().is_some() => keys_of(keys),
+                    _ => vec![],
+                };
+                eprintln!("  -> {to} {} {keys:?} run_id={:?}", op(v), v.get("run_id"));
+            }
             if let Outgoing::Worker(w, v) = m {
                 let Some(fw) = self.workers.get_mut(&w) else {
                     continue;
@@ -320,7 +333,16 @@ impl World {
 
     fn step(&mut self) {
         self.sim.tick(0.01 * self.rng.below(30) as f64);
-        match self.rng.below(100) {
+        let r = self.rng.below(100);
+        if let Ok(prefix) = std::env::var("WALK_DEBUG") {
+            let states: Vec<String> = key_map(&self.sim.s.who_has(None))
+                .into_iter()
+                .filter(|(k, _)| k.to_string().starts_with(&prefix))
+                .map(|(k, a)| format!("{k}={:?}@{a}", self.sim.s.task_state(&k).unwrap()))
+                .collect();
+            eprintln!("step {r} {states:?}");
+        }
+        match r {
             0..=14 => self.submit(),
             15..=64 => self.answer(),
             65..=67 => self.stale_answer(),
@@ -414,4 +436,12 @@ fn long_random_walks_stay_consistent() {
     for seed in 1000..1010 {
         run_seed(seed, 2000);
     }
+}
+
+#[test]
+#[ignore]
+fn debug_seed() {
+    let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
+    let steps: usize = std::env::var("STEPS").unwrap().parse().unwrap();
+    run_seed(seed, steps);
 }

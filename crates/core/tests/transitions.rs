@@ -575,3 +575,71 @@ fn lost_dependency_while_dependent_processing() {
     assert_eq!(ran, vec![k("a"), k("b")]);
     assert_eq!(sim.who_has("b"), vec![sim.addr(w1)]);
 }
+
+#[test]
+fn queued_task_losing_its_dependency_is_not_sent_without_it() {
+    // Root-ish tasks x-* need `d`, y-* need `e`; both inputs live only on w0.
+    // Four x run (two per worker), the rest and all y are queued. w0 dies:
+    // releasing the x on w1 frees slots in the same batch in which the queued
+    // y lose `e`. No task may be assigned before its inputs are back.
+    let mut sim = Sim::new();
+    let w0 = sim.worker("tcp://127.0.0.1:1", 1);
+    let w1 = sim.worker("tcp://127.0.0.1:2", 1);
+    let on_w0 = || workers_list(&["tcp://127.0.0.1:1"]);
+    sim.submit(
+        &["d", "e"],
+        vec![
+            t("d", &[])
+                .ann("workers", on_w0())
+                .ann("allow_other_workers", Value::Bool(true)),
+            t("e", &[])
+                .ann("workers", on_w0())
+                .ann("allow_other_workers", Value::Bool(true)),
+        ],
+    );
+    for c in sim.computes() {
+        sim.finish(&c);
+    }
+    let xs: Vec<String> = (0..6).map(|i| format!("x-{i}")).collect();
+    let ys: Vec<String> = (0..6).map(|i| format!("y-{i}")).collect();
+    // (Requested in reverse so that the running x come first among d's dependents.)
+    let refs: Vec<&str> = xs.iter().rev().map(String::as_str).collect();
+    sim.submit(&refs, xs.iter().map(|key| t(key, &["d"])).collect());
+    let refs: Vec<&str> = ys.iter().rev().map(String::as_str).collect();
+    sim.submit(&refs, ys.iter().map(|key| t(key, &["e"])).collect());
+    let first = sim.computes();
+    assert_eq!(first.len(), 4);
+    assert!(first.iter().any(|c| c.worker == w1));
+    assert_eq!(sim.in_state(TaskState::Queued).len(), 8);
+    sim.clear();
+    sim.s.remove_worker(w0, sim.now);
+    sim.drain();
+    let mut ran = 0;
+    loop {
+        let cs = sim.computes();
+        if cs.is_empty() {
+            break;
+        }
+        for c in cs {
+            for (dep, addrs) in c.who_has() {
+                assert!(
+                    !addrs.is_empty(),
+                    "{:?} sent without a replica of {dep:?}",
+                    c.key
+                );
+            }
+            if sim.s.task_state(&c.key) == Some(TaskState::Processing) {
+                sim.finish(&c);
+                ran += 1;
+            }
+        }
+    }
+    assert!(ran >= 14, "{ran}");
+    for key in xs.iter().chain(&ys) {
+        assert_eq!(sim.state(key), Some(TaskState::Memory));
+    }
+}
+
+fn workers_list(specs: &[&str]) -> Value {
+    Value::Array(specs.iter().map(|s| Value::str(*s)).collect())
+}

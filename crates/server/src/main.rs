@@ -71,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(600),
     })
     .await;
+    let sched_materializer = materializer.clone();
     match materializer.availability() {
         Availability::Available { python, .. } => {
             tracing::info!("Graph materializer: {python}")
@@ -107,7 +108,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         dashboard_port,
         started: now(),
     };
-    let state = dask_core::State::new(dask_core::Config::default());
+    let config = dask_scheduler::scheduler::config::load(&sched_materializer).await;
+    tracing::info!(
+        "Scheduling: worker-saturation={} allowed-failures={} work-stealing={}",
+        config.worker_saturation,
+        config.allowed_failures,
+        config.work_stealing
+    );
+    let state = dask_core::State::new(config);
     let rpc = RpcPool::new(limits, Duration::from_secs(10));
     let (sched, event_loop) = Scheduler::start(
         info.clone(),

@@ -284,6 +284,27 @@ def _pickle_node(node):
     return header, frames
 
 
+_P2P_ERROR = (
+    "This graph uses Dask's P2P shuffle/rechunk, which needs the Python scheduler's "
+    "shuffle extension; the Rust dask-scheduler does not implement it. Use the task-based "
+    "algorithms instead: dask.config.set({'dataframe.shuffle.method': 'tasks', "
+    "'array.rechunk.method': 'tasks'}) or pass shuffle_method='tasks'."
+)
+
+
+def _reject_p2p(dsk):
+    """Fail clearly (instead of hanging on missing scheduler RPCs) on P2P graphs."""
+    for key, node in dsk.items():
+        name = key[0] if isinstance(key, tuple) and key else key
+        if isinstance(name, str) and name.startswith(
+            ("shuffle-transfer-", "shuffle-barrier-", "rechunk-transfer-", "hash-join-transfer-")
+        ):
+            raise NotImplementedError(_P2P_ERROR)
+        func = getattr(node, "func", None)
+        if getattr(func, "__module__", "").startswith("distributed.shuffle"):
+            raise NotImplementedError(_P2P_ERROR)
+
+
 def op_materialize(req):
     from dask._expr import LLGExpr
 
@@ -310,6 +331,7 @@ def op_materialize(req):
     if isinstance(expr, LLGExpr):
         dsk = _cull(dsk, keyset)
     del expr
+    _reject_p2p(dsk)
 
     internal_priority = req.get("internal_priority")
     if not internal_priority:
@@ -364,6 +386,31 @@ def _serialized_bytes(b):
     frames = [bytes(ensure_memoryview(f)) for f in frames]
     raw = msgpack.dumps(header, default=msgpack_encode_default, use_bin_type=True)
     return {"header": raw, "frames": frames}
+
+
+def op_config(req):
+    """The scheduler settings of Dask's config as this environment resolves them
+    (YAML files, ``DASK_*`` environment variables), parsed into plain numbers."""
+    import dask.config
+    from dask.utils import parse_bytes, parse_timedelta
+
+    get = dask.config.get
+    ttl = get("distributed.scheduler.worker-ttl", None)
+    idle = get("distributed.scheduler.idle-timeout", None)
+    return {
+        "status": "ok",
+        "config": {
+            "worker-saturation": float(get("distributed.scheduler.worker-saturation")),
+            "allowed-failures": int(get("distributed.scheduler.allowed-failures")),
+            "unknown-task-duration": float(
+                parse_timedelta(get("distributed.scheduler.unknown-task-duration"))
+            ),
+            "worker-ttl": float(parse_timedelta(ttl)) if ttl else None,
+            "idle-timeout": float(parse_timedelta(idle)) if idle else None,
+            "bandwidth": float(parse_bytes(get("distributed.scheduler.bandwidth"))),
+            "work-stealing": bool(get("distributed.scheduler.work-stealing")),
+        },
+    }
 
 
 def error_reply(e):
@@ -475,11 +522,13 @@ def main():
                 reply = op_materialize(req)
             elif op == "versions":
                 reply = {"status": "ok", "versions": versions}
+            elif op == "config":
+                reply = op_config(req)
             elif op == "ping":
                 reply = {"status": "ok"}
             else:
                 raise ValueError(
-                    f"unknown op {op!r} (expected 'materialize', 'versions' or 'ping')"
+                    f"unknown op {op!r} (expected 'materialize', 'versions', 'config' or 'ping')"
                 )
         except BaseException as e:  # noqa: BLE001 - SystemExit from user code too
             log.info("request %r failed: %s: %s", rid, type(e).__name__, e)

@@ -17,6 +17,14 @@ struct Failure {
 }
 
 impl Failure {
+    fn not_implemented(text: String) -> Failure {
+        Failure {
+            exception: exception_value("NotImplementedError", &text),
+            traceback: Value::Nil,
+            text,
+        }
+    }
+
     fn runtime(text: String) -> Failure {
         Failure {
             exception: exception_value("RuntimeError", &text),
@@ -172,7 +180,11 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
             return;
         }
     };
+    let actors = msg.get("actors").is_some_and(Value::truthy);
     let outcome = match request(&msg, &keys) {
+        Ok(_) if actors => Err(Failure::not_implemented(
+            "Actors (actors=True) are not supported by the Rust dask-scheduler".into(),
+        )),
         Err(f) => Err(f),
         Ok(body) => match sched.materializer.request(body).await {
             Ok(reply) => match msgpack::decode(&reply) {

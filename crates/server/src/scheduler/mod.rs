@@ -9,6 +9,7 @@
 //! * [`graph`]: `update-graph` → materializer request → core graph.
 //! * [`errors`]: error replies clients turn into exceptions.
 
+pub mod config;
 pub mod connection;
 pub mod errors;
 pub mod event_loop;

@@ -1,0 +1,125 @@
+//! Scheduler settings from Dask's configuration.
+//!
+//! The authoritative source is the materializer's Python environment: it
+//! resolves Dask config exactly like the Python scheduler would (YAML files,
+//! `DASK_*` environment variables). Without Python, the `DASK_*` environment
+//! variables for the same settings are read here.
+
+use crate::materializer::MaterializerPool;
+use bytes::Bytes;
+use dask_core::Config;
+use dask_wire::{msgpack, Value};
+
+/// Apply `{"worker-saturation": ..., ...}` (as produced by the helper) to `config`.
+fn apply(config: &mut Config, values: &Value) {
+    if let Some(v) = values.get("worker-saturation").and_then(Value::as_f64) {
+        config.worker_saturation = v;
+    }
+    if let Some(v) = values.get("allowed-failures").and_then(Value::as_i64) {
+        config.allowed_failures = v.clamp(0, u32::MAX as i64) as u32;
+    }
+    if let Some(v) = values.get("unknown-task-duration").and_then(Value::as_f64) {
+        config.unknown_task_duration = v;
+    }
+    if let Some(v) = values.get("worker-ttl") {
+        config.worker_ttl = v.as_f64();
+    }
+    if let Some(v) = values.get("bandwidth").and_then(Value::as_f64) {
+        config.bandwidth = v.max(1.0);
+    }
+    if let Some(v) = values.get("work-stealing") {
+        config.work_stealing = v.truthy();
+    }
+}
+
+/// Dask's spelling of an environment variable for `distributed.scheduler.<name>`.
+fn env_value(name: &str) -> Option<String> {
+    let upper = name.to_ascii_uppercase();
+    [
+        format!("DASK_DISTRIBUTED__SCHEDULER__{}", upper.replace('-', "_")),
+        format!("DASK_DISTRIBUTED__SCHEDULER__{upper}"),
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok())
+}
+
+/// Settings from `DASK_DISTRIBUTED__SCHEDULER__*` variables only.
+pub fn from_env() -> Config {
+    let mut config = Config::default();
+    let num = |name: &str| {
+        env_value(name).and_then(|v| {
+            let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+            if v.eq_ignore_ascii_case("inf") {
+                Some(f64::INFINITY)
+            } else {
+                v.parse::<f64>()
+                    .ok()
+                    .or_else(|| dask_core::timedelta::parse_seconds(v))
+            }
+        })
+    };
+    if let Some(v) = num("worker-saturation") {
+        config.worker_saturation = v;
+    }
+    if let Some(v) = num("allowed-failures") {
+        config.allowed_failures = v.max(0.0) as u32;
+    }
+    if let Some(v) = num("unknown-task-duration") {
+        config.unknown_task_duration = v;
+    }
+    if let Some(v) = env_value("work-stealing") {
+        config.work_stealing =
+            matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes");
+    }
+    config
+}
+
+/// Settings as the materializer's Python resolves them, or from the
+/// environment when Python is unavailable.
+pub async fn load(pool: &MaterializerPool) -> Config {
+    let request = Bytes::from(msgpack::encode(&Value::map([("op", Value::str("config"))])));
+    let mut config = Config::default();
+    match pool.request(request).await {
+        Ok(reply) => match msgpack::decode(&reply) {
+            Ok(v) if v.get("status").and_then(Value::as_str) == Some("ok") => {
+                if let Some(values) = v.get("config") {
+                    apply(&mut config, values);
+                    return config;
+                }
+            }
+            Ok(v) => {
+                let why = v
+                    .get("exception_text")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("?");
+                tracing::warn!("Could not read Dask config from the materializer: {why}");
+            }
+            Err(e) => tracing::warn!("Could not read Dask config from the materializer: {e}"),
+        },
+        Err(e) => tracing::info!("Reading Dask config from the environment only ({e})"),
+    }
+    from_env()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_helper_values() {
+        let mut c = Config::default();
+        apply(
+            &mut c,
+            &Value::map([
+                ("worker-saturation", Value::Float(f64::INFINITY)),
+                ("allowed-failures", Value::Int(7)),
+                ("worker-ttl", Value::Nil),
+                ("work-stealing", Value::Bool(false)),
+            ]),
+        );
+        assert!(c.worker_saturation.is_infinite());
+        assert_eq!(c.allowed_failures, 7);
+        assert_eq!(c.worker_ttl, None);
+        assert!(!c.work_stealing);
+    }
+}
