@@ -21,6 +21,7 @@ pub mod ops_worker;
 pub mod placement;
 pub mod queries;
 pub mod state;
+pub mod stealing;
 pub mod task;
 pub mod timedelta;
 pub mod transitions;

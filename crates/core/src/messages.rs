@@ -86,6 +86,14 @@ pub fn refresh_who_has(who_has: Value, stimulus_id: &str) -> Value {
     )
 }
 
+/// scheduler→worker `steal-request`.
+pub fn steal_request(key: Value, stimulus_id: &str) -> Value {
+    op(
+        "steal-request",
+        vec![("key", key), ("stimulus_id", Value::str(stimulus_id))],
+    )
+}
+
 /// scheduler→worker `remove-worker`: a peer left.
 pub fn remove_worker(address: &str, stimulus_id: &str) -> Value {
     op(

@@ -186,7 +186,13 @@ impl State {
                     self.publish_event(&topic, event.clone());
                 }
             }
-            "keep-alive" | "steal-response" => {}
+            "steal-response" => {
+                let key = key_field(op, msg)?;
+                let state = msg.get("state").and_then(Value::as_str);
+                let stimulus = msg.get("stimulus_id").and_then(Value::as_str);
+                self.on_steal_response(w, &key, state, stimulus);
+            }
+            "keep-alive" => {}
             other => return Err(CoreError::UnknownOp(other.to_string())),
         }
         Ok(())

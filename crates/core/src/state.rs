@@ -75,6 +75,7 @@ pub struct State {
     pub(crate) stimulus_counter: u64,
     pub(crate) now: f64,
     pub(crate) round_robin: usize,
+    pub(crate) steals: HashMap<TaskId, crate::stealing::InFlightSteal>,
 }
 
 /// The pseudo-client that holds `fire_and_forget` futures.
@@ -112,6 +113,7 @@ impl State {
             stimulus_counter: 0,
             now: 0.0,
             round_robin: 0,
+            steals: HashMap::new(),
         };
         s.add_client(FIRE_AND_FORGET, 0.0);
         s
@@ -456,6 +458,7 @@ impl State {
             return false;
         };
         self.worker_by_addr.remove(&worker.info.address);
+        self.steals.retain(|_, s| s.victim != id && s.thief != id);
         let stim = self.stimulus("remove-worker");
         let mut recs = Vec::new();
         let mut processing: Vec<TaskId> = worker.processing.iter().copied().collect();

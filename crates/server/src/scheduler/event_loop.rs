@@ -248,6 +248,10 @@ pub async fn run(
         rpc,
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // Dask's `work-stealing-interval` default.
+    let mut steal_ticker = tokio::time::interval(Duration::from_millis(100));
+    steal_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let stealing = lp.state.config().work_stealing;
     let mut idle_since: Option<f64> = None;
     let mut last_counter = u64::MAX;
     loop {
@@ -256,6 +260,10 @@ pub async fn run(
                 Some(cmd) => lp.apply(cmd),
                 None => return,
             },
+            _ = steal_ticker.tick(), if stealing => {
+                lp.state.balance(now());
+                lp.deliver();
+            }
             _ = ticker.tick() => {
                 lp.tick();
                 if let Some(timeout) = idle_timeout {
