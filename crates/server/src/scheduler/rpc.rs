@@ -553,7 +553,7 @@ async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> 
             },
         }
     }
-    out.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+    out.sort_by_key(|a| a.0.to_string());
     Ok(Value::Map(out))
 }
 
