@@ -217,6 +217,7 @@ async fn worker_stream(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
         reg: Box::new(reg),
         sender: sender.clone(),
         reply: tx,
+        plugins: sched.plugins.worker_map(),
     });
     let worker = match rx.await {
         Ok(Ok((id, _))) => id,

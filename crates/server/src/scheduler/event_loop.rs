@@ -66,6 +66,8 @@ pub enum Command {
         sender: BatchedSender,
         /// Gets the worker id and heartbeat interval, or the refusal.
         reply: oneshot::Sender<Result<(WorkerId, f64), String>>,
+        /// Registered worker plugins (`{name: pickled plugin}`) for the reply.
+        plugins: Value,
     },
     /// Ops read from a worker's stream.
     WorkerOps {
@@ -129,7 +131,12 @@ impl Loop {
                 }
                 self.state.remove_client(client, now);
             }
-            Command::WorkerRegister { reg, sender, reply } => {
+            Command::WorkerRegister {
+                reg,
+                sender,
+                reply,
+                plugins,
+            } => {
                 let address = reg.address.clone();
                 let nthreads = reg.nthreads;
                 match self.state.add_worker(*reg, now) {
@@ -141,7 +148,7 @@ impl Loop {
                             ("status", Value::str("OK")),
                             ("time", Value::Float(now)),
                             ("heartbeat-interval", Value::Float(hb)),
-                            ("worker-plugins", Value::Map(Vec::new())),
+                            ("worker-plugins", plugins),
                             ("warning", Value::str("")),
                             ("error", Value::str("")),
                         ]));

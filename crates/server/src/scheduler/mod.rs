@@ -14,6 +14,7 @@ pub mod connection;
 pub mod errors;
 pub mod event_loop;
 pub mod graph;
+pub mod plugins;
 pub mod rpc;
 
 use crate::materializer::MaterializerPool;
@@ -59,6 +60,8 @@ pub struct Scheduler {
     /// Frame limits for every connection.
     pub limits: FrameLimits,
     scatter_counter: AtomicUsize,
+    /// Worker and nanny plugins installed on every (future) worker.
+    pub plugins: plugins::Plugins,
 }
 
 impl Scheduler {
@@ -79,6 +82,7 @@ impl Scheduler {
             materializer,
             limits,
             scatter_counter: AtomicUsize::new(0),
+            plugins: plugins::Plugins::default(),
         });
         let handle = tokio::spawn(event_loop::run(state, rx, sched.rpc.clone(), idle_timeout));
         (sched, handle)

@@ -43,7 +43,7 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
                 // Reply, then wait for the nanny's "worker started" message.
                 let ok = Value::map([
                     ("status", Value::str("OK")),
-                    ("nanny-plugins", Value::Map(Vec::new())),
+                    ("nanny-plugins", sched.plugins.nanny_map()),
                 ]);
                 if conn.write(&ok).await.is_err() {
                     return;
@@ -264,6 +264,21 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .map_err(|e| error_reply("OSError", &e.to_string()))?
         }
         "call_stack" => call_stack(sched, keys_opt(op, msg, "keys")?).await,
+        "register_worker_plugin" | "register_nanny_plugin" => {
+            register_plugin(sched, op == "register_nanny_plugin", msg).await?
+        }
+        "unregister_worker_plugin" | "unregister_nanny_plugin" => {
+            unregister_plugin(sched, op == "unregister_nanny_plugin", msg).await?
+        }
+        "register_scheduler_plugin" => {
+            return Err(error_reply(
+                "NotImplementedError",
+                "Scheduler plugins run Python code inside the scheduler process, which the Rust \
+                 dask-scheduler does not do (worker and nanny plugins are supported). \
+                 client.upload_file() registers one; use a worker plugin \
+                 (distributed.diagnostics.plugin.UploadFile) instead",
+            ))
+        }
         "register-client" | "register-worker" => {
             return Err(error_reply(
                 "ValueError",
@@ -492,6 +507,76 @@ async fn scatter(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
         })
         .await;
     Ok(Value::Array(keys))
+}
+
+fn plugin_name(msg: &Value) -> Result<String, Value> {
+    msg.get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| error_reply("TypeError", "plugin request without a 'name'"))
+}
+
+/// `register_worker_plugin` / `register_nanny_plugin`: store, then install on
+/// every current worker (or nanny); future ones get it when they register.
+async fn register_plugin(sched: &Arc<Scheduler>, nanny: bool, msg: &Value) -> Result<Value, Value> {
+    use super::plugins::Kind;
+    let name = plugin_name(msg)?;
+    let plugin = msg
+        .get("plugin")
+        .cloned()
+        .ok_or_else(|| error_reply("TypeError", "plugin request without a 'plugin'"))?;
+    let idempotent = msg.get("idempotent").is_some_and(Value::truthy);
+    let kind = if nanny { Kind::Nanny } else { Kind::Worker };
+    tracing::info!("Registering {kind:?} plugin {name}");
+    if !sched.plugins.add(kind, &name, plugin.clone(), idempotent) {
+        return Ok(Value::Map(Vec::new()));
+    }
+    let op = if nanny { "plugin_add" } else { "plugin-add" };
+    let request = Value::map([
+        (
+            "msg",
+            Value::map([
+                ("op", Value::str(op)),
+                ("plugin", plugin),
+                ("name", Value::Str(name)),
+            ]),
+        ),
+        ("nanny", Value::Bool(nanny)),
+        ("on_error", Value::str("return")),
+    ]);
+    broadcast(sched, &request).await
+}
+
+/// `unregister_worker_plugin` / `unregister_nanny_plugin`.
+async fn unregister_plugin(
+    sched: &Arc<Scheduler>,
+    nanny: bool,
+    msg: &Value,
+) -> Result<Value, Value> {
+    use super::plugins::Kind;
+    let name = plugin_name(msg)?;
+    let kind = if nanny { Kind::Nanny } else { Kind::Worker };
+    if !sched.plugins.remove(kind, &name) {
+        let what = if nanny { "nanny" } else { "worker" };
+        return Err(error_reply(
+            "ValueError",
+            &format!("The {what} plugin {name} does not exist"),
+        ));
+    }
+    let op = if nanny {
+        "plugin_remove"
+    } else {
+        "plugin-remove"
+    };
+    let request = Value::map([
+        (
+            "msg",
+            Value::map([("op", Value::str(op)), ("name", Value::Str(name))]),
+        ),
+        ("nanny", Value::Bool(nanny)),
+        ("on_error", Value::str("return")),
+    ]);
+    broadcast(sched, &request).await
 }
 
 /// `broadcast`: send an RPC to many workers (or their nannies) and collect replies.
