@@ -1,0 +1,56 @@
+"""Worker plugins (``client.register_plugin``) are relayed to current and future
+workers; scheduler plugins, which would run Python inside the scheduler, answer
+a clear error on the Rust scheduler."""
+
+import pytest
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+
+from .cluster import WorkerSpec
+
+CLUSTER_WORKERS = [WorkerSpec(nthreads=1)]
+
+
+class FlagPlugin(WorkerPlugin):
+    name = "flag-plugin"
+
+    def __init__(self, value):
+        self.value = value
+
+    def setup(self, worker):
+        worker.flag_plugin_value = self.value
+
+    def teardown(self, worker):
+        worker.flag_plugin_value = "removed"
+
+
+def flag(dask_worker):
+    return getattr(dask_worker, "flag_plugin_value", None)
+
+
+def test_worker_plugin_reaches_current_and_new_workers(cluster, client):
+    client.register_plugin(FlagPlugin(42))
+    assert set(client.run(flag).values()) == {42}
+
+    cluster.add_worker(WorkerSpec(nthreads=1))
+    client.wait_for_workers(2, timeout=60)
+    values = client.run(flag)
+    assert len(values) == 2
+    assert set(values.values()) == {42}
+
+    client.unregister_worker_plugin("flag-plugin")
+    assert set(client.run(flag).values()) == {"removed"}
+
+
+def test_unknown_worker_plugin_cannot_be_unregistered(client):
+    with pytest.raises(ValueError, match="does not exist"):
+        client.unregister_worker_plugin("no-such-plugin")
+
+
+class Noop(SchedulerPlugin):
+    name = "noop"
+
+
+@pytest.mark.rust_only
+def test_scheduler_plugin_is_a_clear_error(client):
+    with pytest.raises(NotImplementedError, match="Scheduler plugins"):
+        client.register_plugin(Noop())
