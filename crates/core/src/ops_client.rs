@@ -60,9 +60,17 @@ impl State {
             "client-desires-keys" => {
                 let keys = keys_field(op, msg, "keys")?;
                 let who = self.acting_client(client, msg);
+                // Like Python, keys the scheduler does not know are ignored
+                // (a placeholder would make later graphs wait on it forever).
                 let ids: Vec<TaskId> = keys
                     .into_iter()
-                    .map(|k| self.task_id(&k).unwrap_or_else(|| self.new_task(k)))
+                    .filter_map(|k| {
+                        let id = self.task_id(&k);
+                        if id.is_none() {
+                            tracing::debug!("client desires unknown key {k}");
+                        }
+                        id
+                    })
                     .collect();
                 self.client_desires(who, &ids);
             }

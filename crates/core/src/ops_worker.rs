@@ -120,13 +120,21 @@ impl State {
             }
             "long-running" => {
                 let key = key_field(op, msg)?;
+                let run_id = msg.get("run_id").and_then(Value::as_i64);
                 if let Some(id) = self.task_id(&key) {
-                    if self.task(id).processing_on == Some(w) {
-                        // A seceded task no longer occupies a thread.
+                    let t = self.task(id);
+                    if t.processing_on == Some(w) && run_id.is_none_or(|r| r == t.run_id) {
+                        // A seceded task no longer occupies a thread nor, like
+                        // Python's `_task_slots_available`, a root-task slot: a
+                        // task waiting on root tasks it submitted (worker_client)
+                        // must not keep them queued forever.
                         let d = self.estimated_duration(id);
                         if let Some(worker) = self.workers.get_mut(&w) {
-                            worker.occupancy = (worker.occupancy - d).max(0.0);
+                            if worker.long_running.insert(id) {
+                                worker.occupancy = (worker.occupancy - d).max(0.0);
+                            }
                         }
+                        self.fill_queued_slots();
                     }
                 }
             }
@@ -413,7 +421,6 @@ impl State {
         who_has: &[(Key, Vec<String>)],
         nbytes: &[(Key, i64)],
     ) {
-        let mut ids = Vec::with_capacity(who_has.len());
         for (key, addrs) in who_has {
             let workers: Vec<WorkerId> = addrs.iter().filter_map(|a| self.worker_id(a)).collect();
             if workers.is_empty() {
@@ -446,6 +453,15 @@ impl State {
                 let msg = messages::key_in_memory(t.key.to_value(), None);
                 self.report_to_wanters(id, msg);
             }
+            // The scattering client wants the key before anything below may
+            // release it (Python adds it at the end, after no transitions).
+            if let Some(c) = client {
+                self.client_desires(c, &[id]);
+            }
+            if was != TaskState::Memory {
+                // The task has its outcome: fire-and-forget interest ends here too.
+                recs.extend(self.release_fire_and_forget(id));
+            }
             // Dependents waiting for this key can go ahead.
             for d in self.task(id).dependents.clone() {
                 let dt = self.task_mut(d);
@@ -457,10 +473,6 @@ impl State {
                 }
             }
             self.transitions(recs);
-            ids.push(id);
-        }
-        if let Some(c) = client {
-            self.client_desires(c, &ids);
         }
     }
 

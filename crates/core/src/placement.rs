@@ -176,7 +176,9 @@ impl State {
     /// Running worker with a free root-task slot and the fewest tasks per thread.
     fn least_busy_with_slot(&self) -> Option<WorkerId> {
         self.running_workers()
-            .filter(|w| w.processing.len() < self.task_slots(w))
+            .filter(|w| {
+                w.processing.len().saturating_sub(w.long_running.len()) < self.task_slots(w)
+            })
             .min_by(|a, b| {
                 (a.processing.len() as f64 / a.threads())
                     .total_cmp(&(b.processing.len() as f64 / b.threads()))

@@ -330,7 +330,17 @@ impl State {
 
     /// Add `client` to the wanters of these tasks and report their current state.
     pub(crate) fn client_desires(&mut self, client: ClientId, ids: &[TaskId]) {
+        let fire_and_forget = self.client_name(client) == Some(FIRE_AND_FORGET);
         for &id in ids {
+            if fire_and_forget
+                && matches!(self.task(id).state, TaskState::Memory | TaskState::Erred)
+            {
+                // fire-and-forget interest ends when the task has an outcome
+                // (`release_fire_and_forget`); for a task that already has one
+                // it would never end and the result would be held forever
+                // (Python leaks it; there is nothing to wait for, so skip it).
+                continue;
+            }
             insert_item(&mut self.task_mut(id).who_wants, client);
             if let Some(c) = self.clients.get_mut(&client) {
                 c.wants_what.insert(id);
@@ -418,6 +428,7 @@ impl State {
                 name_str,
                 status,
                 processing: HashSet::new(),
+                long_running: HashSet::new(),
                 has_what: HashSet::new(),
                 occupancy: 0.0,
                 nbytes: 0,
@@ -458,7 +469,13 @@ impl State {
             return false;
         };
         self.worker_by_addr.remove(&worker.info.address);
-        self.steals.retain(|_, s| s.victim != id && s.thief != id);
+        // Steals *from* this worker are moot (its tasks are rescheduled below).
+        // Steals *to* it stay in flight: the victim may already have dropped the
+        // task when it answers, and `on_steal_response` then reschedules it
+        // (Python's `move_task_confirm` does the same for a departed thief).
+        // Forgetting them here left such a task "processing" on a victim that
+        // no longer had it, forever.
+        self.steals.retain(|_, s| s.victim != id);
         let stim = self.stimulus("remove-worker");
         let mut recs = Vec::new();
         let mut processing: Vec<TaskId> = worker.processing.iter().copied().collect();

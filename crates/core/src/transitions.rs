@@ -124,7 +124,10 @@ impl State {
         let restrictions = self.task(id).restrictions.clone();
         let worker = self.workers.get_mut(&w)?;
         worker.processing.remove(&id);
-        worker.occupancy = (worker.occupancy - duration).max(0.0);
+        if !worker.long_running.remove(&id) {
+            // (a seceded task's duration was already taken off)
+            worker.occupancy = (worker.occupancy - duration).max(0.0);
+        }
         if let Some(r) = restrictions {
             for (name, amount) in &r.resources {
                 if let Some(slot) = worker.used_resources.iter_mut().find(|(n, _)| n == name) {

@@ -92,6 +92,9 @@ pub struct Worker {
     pub status: WorkerStatus,
     /// Tasks assigned to it.
     pub processing: HashSet<TaskId>,
+    /// Processing tasks that seceded from the thread pool (`long-running`):
+    /// they no longer take a thread or a root-task slot.
+    pub long_running: HashSet<TaskId>,
     /// Tasks whose results it holds.
     pub has_what: HashSet<TaskId>,
     /// Estimated seconds of work assigned.

@@ -495,3 +495,95 @@ fn outgoing_messages_are_addressed() {
     let out = sim.take();
     assert!(matches!(&out[..], [Outgoing::Worker(id, m)] if *id == w && op(m) == "compute-task"));
 }
+
+#[test]
+fn update_data_of_a_dependency_and_its_dependent_together() {
+    // y depends on x; both arrive by scatter in one call while y is running.
+    // Releasing y's claim on x must not forget x before the client wants it.
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    let addr = sim.addr(w);
+    let c = sim.client;
+    sim.s
+        .update_data(Some(c), &[(k("x"), vec![addr.clone()])], &[(k("x"), 8)]);
+    sim.drain();
+    sim.submit(&["y"], vec![t("y", &["x"])]);
+    sim.one_compute();
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("x"))])),
+    ]))
+    .unwrap();
+    assert_eq!(sim.state("x"), Some(TaskState::Memory), "y still needs x");
+    sim.clear();
+    sim.s.update_data(
+        Some(c),
+        &[(k("x"), vec![addr.clone()]), (k("y"), vec![addr.clone()])],
+        &[(k("x"), 8), (k("y"), 8)],
+    );
+    sim.drain();
+    assert_eq!(sim.state("x"), Some(TaskState::Memory));
+    assert_eq!(sim.state("y"), Some(TaskState::Memory));
+    let events = sim.client_events(c);
+    assert!(
+        events.contains(&("key-in-memory".into(), vec![k("x")])),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&("key-in-memory".into(), vec![k("y")])),
+        "{events:?}"
+    );
+    assert!(sim.s.is_idle());
+}
+
+#[test]
+fn update_data_ends_fire_and_forget_interest() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.one_compute();
+    sim.cop(Value::map([
+        ("op", Value::str("client-desires-keys")),
+        ("keys", Value::Array(vec![kv(&k("x"))])),
+        ("client", Value::str("fire-and-forget")),
+    ]))
+    .unwrap();
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("x"))])),
+    ]))
+    .unwrap();
+    let addr = sim.addr(w);
+    let c2 = sim.add_client("Client-2");
+    sim.s
+        .update_data(Some(c2), &[(k("x"), vec![addr])], &[(k("x"), 8)]);
+    sim.drain();
+    assert_eq!(sim.state("x"), Some(TaskState::Memory));
+    sim.s.remove_client(c2, sim.now);
+    sim.drain();
+    assert_eq!(sim.s.task_count(), 0, "nothing holds x any more");
+}
+
+#[test]
+fn fire_and_forget_of_finished_or_unknown_keys_holds_nothing() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    sim.cop(Value::map([
+        ("op", Value::str("client-desires-keys")),
+        (
+            "keys",
+            Value::Array(vec![kv(&k("x")), kv(&k("never-submitted"))]),
+        ),
+        ("client", Value::str("fire-and-forget")),
+    ]))
+    .unwrap();
+    assert_eq!(sim.state("never-submitted"), None);
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("x"))])),
+    ]))
+    .unwrap();
+    assert_eq!(sim.s.task_count(), 0);
+}

@@ -698,3 +698,68 @@ fn queries_reflect_state() {
     assert_eq!(missing, vec![running]);
     assert!(!sim.s.is_idle());
 }
+
+#[test]
+fn missing_data_drops_the_replica_and_recomputes() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    sim.clear();
+    let addr = sim.addr(w);
+    sim.s.missing_data(&addr, &[k("x"), k("unknown")], sim.now);
+    sim.s.missing_data("tcp://nobody:1", &[k("x")], sim.now);
+    sim.drain();
+    assert_eq!(
+        sim.client_events(sim.client),
+        vec![("lost-data".into(), vec![k("x")])]
+    );
+    let x = sim.one_compute();
+    sim.finish(&x);
+    assert_eq!(sim.state("x"), Some(TaskState::Memory));
+}
+
+#[test]
+fn graph_failed_reports_task_erred_for_each_key() {
+    let mut sim = Sim::new();
+    let c = sim.client;
+    sim.s
+        .graph_failed(c, &[k("a"), k("b")], exception("RuntimeError"), Value::Nil);
+    sim.drain();
+    let msgs = sim.client_msgs();
+    assert_eq!(msgs.len(), 2);
+    for (m, key) in msgs.iter().zip(["a", "b"]) {
+        assert_eq!(op(m), "task-erred");
+        assert_eq!(key_of(m.get("key").unwrap()), k(key));
+        assert_eq!(m.get("exception"), Some(&exception("RuntimeError")));
+    }
+    assert_eq!(sim.s.task_count(), 0);
+}
+
+#[test]
+fn killed_worker_blames_dependents() {
+    let mut sim = Sim::with_config(dask_core::Config {
+        allowed_failures: 0,
+        ..dask_core::Config::default()
+    });
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["b"], vec![t("a", &[]), t("b", &["a"])]);
+    sim.one_compute();
+    sim.s.remove_worker(w, sim.now);
+    sim.drain();
+    assert_eq!(sim.state("a"), Some(TaskState::Erred));
+    assert_eq!(sim.state("b"), Some(TaskState::Erred));
+    let msgs = sim.client_msgs();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(key_of(msgs[0].get("key").unwrap()), k("b"));
+    let Some(Value::Bin(p)) = msgs[0].get("exception") else {
+        panic!("{msgs:?}")
+    };
+    assert!(String::from_utf8_lossy(p).contains("KilledWorker"));
+    // Retrying after a new worker joins runs the chain.
+    sim.worker("tcp://127.0.0.1:2", 1);
+    sim.s.retry(Some(sim.client), &[k("b")], sim.now);
+    sim.drain();
+    assert_eq!(sim.run_all(), vec![k("a"), k("b")]);
+    assert_eq!(sim.state("b"), Some(TaskState::Memory));
+}

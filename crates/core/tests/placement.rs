@@ -564,3 +564,44 @@ fn dependent_runs_where_its_dependency_is() {
     let b = sim.one_compute();
     assert_eq!(b.worker, a.worker);
 }
+
+#[test]
+fn seceded_tasks_do_not_hold_root_task_slots() {
+    // Two tasks secede (`long-running`, e.g. `worker_client`) on a one-thread
+    // worker and wait for root tasks they submit. Like Python
+    // (`_task_slots_available` subtracts `long_running`), the root tasks must
+    // still be handed out, or the cluster deadlocks.
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["p-0", "p-1"], vec![t("p-0", &[]), t("p-1", &[])]);
+    let parents = sim.computes();
+    assert_eq!(parents.len(), 2);
+    for p in &parents {
+        sim.wop(
+            w,
+            Value::map([
+                ("op", Value::str("long-running")),
+                ("key", kv(&p.key)),
+                ("run_id", Value::Int(p.run_id)),
+                ("compute_duration", Value::Nil),
+                ("stimulus_id", Value::str("secede")),
+            ]),
+        )
+        .unwrap();
+    }
+    let (keys, tasks) = root_tasks(10);
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    sim.submit(&refs, tasks);
+    let first = sim.computes();
+    assert_eq!(first.len(), 2, "two free root-task slots");
+    let mut ran = 0;
+    for c in first {
+        sim.finish(&c);
+        ran += 1 + sim.run_all().len();
+    }
+    assert_eq!(ran, 10, "the rest follow as slots free up");
+    for p in &parents {
+        sim.finish(p);
+    }
+    assert!(sim.s.is_idle());
+}

@@ -42,6 +42,9 @@ impl Rng {
 #[derive(Default)]
 struct FakeWorker {
     running: BTreeMap<Key, i64>,
+    /// `steal-response`s decided on receipt of the request (the worker
+    /// handles its stream in order) but not delivered yet: key, state, stimulus id.
+    steal_responses: Vec<(Key, Value, Value)>,
 }
 
 struct World {
@@ -132,6 +135,22 @@ impl World {
                             for key in keys_of(v.get("keys").unwrap()) {
                                 fw.running.remove(&key);
                             }
+                        }
+                        "steal-request" => {
+                            // Like `Worker._handle_steal_request`: a task not
+                            // started yet is given up (`ready`), a running one
+                            // kept (`executing`), an unknown one has no state.
+                            let key = key_of(v.get("key").unwrap());
+                            let stim = v.get("stimulus_id").unwrap().clone();
+                            let state = if !fw.running.contains_key(&key) {
+                                Value::Nil
+                            } else if self.rng.chance(50) {
+                                fw.running.remove(&key);
+                                Value::str("ready")
+                            } else {
+                                Value::str("executing")
+                            };
+                            fw.steal_responses.push((key, state, stim));
                         }
                         _ => {}
                     }
@@ -254,9 +273,19 @@ impl World {
             return;
         };
         self.scatters += 1;
-        let key = k(&format!("data-{}", self.scatters));
+        let mut key = k(&format!("data-{}", self.scatters));
+        if self.rng.chance(20) {
+            // Scatter under the name of an existing task, whatever its state.
+            let all: Vec<Key> = key_map(&self.sim.s.who_has(None)).into_keys().collect();
+            if let Some(existing) = self.rng.pick(&all) {
+                key = existing;
+            }
+        }
         let client = self.client();
         let addr = self.sim.addr(w);
+        if self.debug {
+            eprintln!("scatter {key:?} to {w:?} for {client:?}");
+        }
         self.futures.entry(client).or_default().insert(key.clone());
         self.sim
             .s
@@ -345,12 +374,13 @@ impl World {
                 .sim
                 .s
                 .has_what(Some(&Value::Array(vec![Value::str(addr)])));
-            let keys: Vec<Key> = held
+            let mut keys: Vec<Key> = held
                 .as_map()
                 .unwrap()
                 .iter()
                 .flat_map(|(_, ks)| keys_of(ks))
                 .collect();
+            keys.sort(); // has_what comes from a hash set
             let Some(key) = self.rng.pick(&keys) else {
                 return;
             };
@@ -489,6 +519,46 @@ impl World {
         self.deliver();
     }
 
+    fn balance(&mut self) {
+        self.sim.s.balance(self.sim.now);
+        self.sim.drain();
+        self.deliver();
+    }
+
+    /// Deliver a worker's (delayed) `steal-response`.
+    fn answer_steal(&mut self, all: bool) {
+        let ws: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, fw)| !fw.steal_responses.is_empty())
+            .map(|(w, _)| *w)
+            .collect();
+        for w in ws {
+            loop {
+                let fw = self.workers.get_mut(&w).unwrap();
+                if fw.steal_responses.is_empty() {
+                    break;
+                }
+                let (key, state, stim) = fw.steal_responses.remove(0);
+                self.sim
+                    .wop(
+                        w,
+                        Value::map([
+                            ("op", Value::str("steal-response")),
+                            ("key", kv(&key)),
+                            ("state", state),
+                            ("stimulus_id", stim),
+                        ]),
+                    )
+                    .unwrap();
+                self.deliver();
+                if !all {
+                    return;
+                }
+            }
+        }
+    }
+
     fn step(&mut self) {
         self.sim.tick(0.01 * self.rng.below(30) as f64);
         let r = self.rng.below(100);
@@ -506,8 +576,10 @@ impl World {
             71..=74 => self.add_worker(false),
             75..=79 => self.toggle_pause(),
             80..=87 => self.release(),
-            88..=92 => self.cancel(),
-            _ => self.retry(),
+            88..=91 => self.cancel(),
+            92..=94 => self.retry(),
+            95..=96 => self.balance(),
+            _ => self.answer_steal(false),
         }
     }
 
@@ -521,6 +593,7 @@ impl World {
         self.deliver();
         self.failing.clear();
         for _ in 0..100_000 {
+            self.answer_steal(true);
             let pending: Vec<(WorkerId, Key, i64)> = self
                 .workers
                 .iter_mut()
@@ -548,7 +621,13 @@ fn run_seed(seed: u64, steps: usize) {
         world.step();
     }
     world.settle();
-    assert!(world.sim.s.is_idle(), "seed {seed}: idle after settling");
+    assert!(
+        world.sim.s.is_idle(),
+        "seed {seed}: not idle after settling: processing {} queued {:?} no-worker {:?}",
+        world.sim.s.processing(None),
+        world.sim.in_state(TaskState::Queued),
+        world.sim.in_state(TaskState::NoWorker),
+    );
     // Everything some client still wants has an outcome, and was told so.
     for (c, keys) in &world.futures {
         for key in keys {
@@ -615,7 +694,8 @@ fn debug_seed() {
 fn many_random_walks() {
     // For bug hunting: SEEDS=<n> cargo test --release ... many_random_walks -- --ignored
     let n: u64 = std::env::var("SEEDS").map_or(2000, |s| s.parse().unwrap());
+    let steps: usize = std::env::var("STEPS").map_or(300, |s| s.parse().unwrap());
     for seed in 10_000..10_000 + n {
-        run_seed(seed, 300);
+        run_seed(seed, steps);
     }
 }

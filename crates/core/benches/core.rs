@@ -1,0 +1,287 @@
+//! Criterion benchmark of the pure scheduler core (`dask_core::State`).
+//!
+//! Drives the state machine the way the server does, with no sockets: a client
+//! submits an already-materialized graph (`update_graph`), fake workers answer
+//! every `compute-task` in the outbox with a `task-finished` message (as a
+//! decoded msgpack map, which is what the server hands the core), until every
+//! task is in memory. Reported as tasks/second (criterion `Throughput::Elements`).
+//!
+//! What is inside the measured time: `update_graph`, every transition,
+//! placement decision and outgoing message the scheduler builds, plus building
+//! the `task-finished` maps (the fake workers' share, small and constant per
+//! task). What is not: materializing the graph in Python, msgpack
+//! encoding/decoding and the network.
+//!
+//! Run: `cargo bench -p dask-core --bench core` (add `-- --quick` for a
+//! shorter run).
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use dask_core::{
+    ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, WorkerId, WorkerRegistration,
+    WorkerStatus,
+};
+use dask_wire::{Key, Opaque, OpaqueKind, Value};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+const N_WORKERS: usize = 4;
+const NTHREADS: u32 = 1;
+
+fn registration(addr: &str, nthreads: u32) -> WorkerRegistration {
+    WorkerRegistration {
+        address: addr.to_string(),
+        name: Value::str(addr),
+        nthreads,
+        memory_limit: 0,
+        resources: Vec::new(),
+        status: WorkerStatus::Init,
+        services: Value::Map(vec![]),
+        nanny: Value::Nil,
+        local_directory: Value::str("/tmp"),
+        pid: 1,
+        server_id: format!("Worker-{addr}"),
+        extra: Value::Map(vec![]),
+        metrics: Value::Map(vec![]),
+        versions: Value::Map(vec![]),
+    }
+}
+
+fn run_spec() -> Opaque {
+    Opaque {
+        kind: OpaqueKind::Pickled,
+        header: Bytes::from_static(b"\x81\xaenum-sub-frames\x00"),
+        frames: vec![],
+    }
+}
+
+/// Graph shapes.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// `n` tasks without dependencies (like `client.map`).
+    Independent,
+    /// One chain of `n` tasks.
+    Chain,
+    /// `n` leaves reduced by a binary tree (`2n - 1` tasks).
+    Tree,
+}
+
+fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
+    let mk = |key: Key, deps: Vec<Key>, order: i64| GraphTask {
+        key,
+        dependencies: deps,
+        run_spec: run_spec(),
+        order,
+        annotations: Value::Map(vec![]),
+        data_producer: false,
+    };
+    let mut tasks = Vec::new();
+    let requested;
+    match shape {
+        Shape::Independent => {
+            let keys: Vec<Key> = (0..n)
+                .map(|i| Key::from_str_key(&format!("inc-{i}")))
+                .collect();
+            for (i, k) in keys.iter().enumerate() {
+                tasks.push(mk(k.clone(), vec![], i as i64));
+            }
+            requested = keys;
+        }
+        Shape::Chain => {
+            let keys: Vec<Key> = (0..n)
+                .map(|i| Key::from_str_key(&format!("chain-{i}")))
+                .collect();
+            for (i, k) in keys.iter().enumerate() {
+                let deps = if i == 0 {
+                    vec![]
+                } else {
+                    vec![keys[i - 1].clone()]
+                };
+                tasks.push(mk(k.clone(), deps, i as i64));
+            }
+            requested = vec![keys[n - 1].clone()];
+        }
+        Shape::Tree => {
+            let mut level: Vec<Key> = (0..n)
+                .map(|i| Key::from_str_key(&format!("leaf-{i}")))
+                .collect();
+            let mut order = 0;
+            for k in &level {
+                tasks.push(mk(k.clone(), vec![], order));
+                order += 1;
+            }
+            let mut depth = 0;
+            while level.len() > 1 {
+                let mut next = Vec::new();
+                for (j, pair) in level.chunks(2).enumerate() {
+                    if pair.len() == 2 {
+                        let k = Key::from_str_key(&format!("add-{depth}-{j}"));
+                        tasks.push(mk(k.clone(), pair.to_vec(), order));
+                        order += 1;
+                        next.push(k);
+                    } else {
+                        next.push(pair[0].clone());
+                    }
+                }
+                level = next;
+                depth += 1;
+            }
+            requested = level;
+        }
+    }
+    (tasks, requested)
+}
+
+struct Fixture {
+    state: State,
+    client: ClientId,
+    workers: HashMap<String, WorkerId>,
+    submission: Option<GraphSubmission>,
+    /// canonical key bytes -> the key as a peer sends it (decoded msgpack)
+    decoded: HashMap<Bytes, Value>,
+    n_tasks: usize,
+    now: f64,
+}
+
+fn fixture(shape: Shape, n: usize) -> Fixture {
+    let mut state = State::new(Config::default());
+    let client = state.add_client("Client-bench", 0.0);
+    let mut workers = HashMap::new();
+    for i in 0..N_WORKERS {
+        let addr = format!("tcp://127.0.0.1:{}", 40000 + i);
+        let w = state
+            .add_worker(registration(&addr, NTHREADS), 0.0)
+            .expect("worker accepted");
+        state
+            .handle_worker_op(
+                w,
+                &Value::map([
+                    ("op", Value::str("worker-status-change")),
+                    ("status", Value::str("running")),
+                    ("stimulus_id", Value::str("bench")),
+                ]),
+                0.0,
+            )
+            .expect("status change");
+        workers.insert(addr, w);
+    }
+    state.take_outbox();
+    let (tasks, requested) = graph(shape, n);
+    let decoded = tasks
+        .iter()
+        .map(|t| (t.key.as_bytes().clone(), t.key.decoded()))
+        .collect();
+    Fixture {
+        state,
+        client,
+        workers,
+        n_tasks: tasks.len(),
+        submission: Some(GraphSubmission {
+            requested,
+            tasks,
+            fifo_timeout: 0.1,
+        }),
+        decoded,
+        now: 1.0,
+    }
+}
+
+fn task_finished(key: Value, run_id: Value, now: f64) -> Value {
+    Value::map([
+        ("op", Value::str("task-finished")),
+        ("key", key),
+        ("run_id", run_id),
+        ("nbytes", Value::Int(28)),
+        ("type", Value::Bin(Bytes::from_static(b"pickled-int"))),
+        ("typename", Value::str("int")),
+        ("metadata", Value::Map(vec![])),
+        ("thread", Value::Int(1)),
+        (
+            "startstops",
+            Value::Array(vec![Value::map([
+                ("action", Value::str("compute")),
+                ("start", Value::Float(now - 0.001)),
+                ("stop", Value::Float(now)),
+            ])]),
+        ),
+        ("stimulus_id", Value::str("task-finished-bench")),
+        ("status", Value::str("OK")),
+    ])
+}
+
+/// Submit the graph and answer compute-tasks until none are left; returns
+/// the number of `task-finished` messages sent.
+fn drive(f: &mut Fixture) -> usize {
+    let sub = f.submission.take().expect("fresh fixture");
+    f.state.update_graph(f.client, sub, f.now);
+    let mut queue: VecDeque<(WorkerId, Value)> = VecDeque::new();
+    let mut finished = 0;
+    loop {
+        for m in f.state.take_outbox() {
+            if let Outgoing::Worker(w, v) = m {
+                if v.get("op").and_then(Value::as_str) == Some("compute-task") {
+                    queue.push_back((w, v));
+                }
+            }
+        }
+        let Some((w, msg)) = queue.pop_front() else {
+            break;
+        };
+        let key = match msg.get("key") {
+            Some(Value::Raw(b)) => f.decoded.get(b).cloned().expect("known key"),
+            Some(other) => other.clone(),
+            None => panic!("compute-task without key"),
+        };
+        let run_id = msg.get("run_id").cloned().unwrap_or(Value::Nil);
+        f.now += 1e-5;
+        f.state
+            .handle_worker_op(w, &task_finished(key, run_id, f.now), f.now)
+            .expect("task-finished accepted");
+        finished += 1;
+    }
+    finished
+}
+
+fn bench_core(c: &mut Criterion) {
+    let mut group = c.benchmark_group("core");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.warm_up_time(Duration::from_secs(1));
+    for (shape, n) in [
+        (Shape::Independent, 1_000usize),
+        (Shape::Independent, 20_000),
+        (Shape::Chain, 1_000),
+        (Shape::Chain, 20_000),
+        (Shape::Tree, 1_000),
+        (Shape::Tree, 10_000),
+    ] {
+        // sanity check outside the timing: every task runs exactly once
+        let mut f = fixture(shape, n);
+        let total = f.n_tasks;
+        let done = drive(&mut f);
+        assert_eq!(
+            done, total,
+            "{shape:?}/{n}: {done} of {total} tasks finished"
+        );
+        drop(f);
+        group.throughput(Throughput::Elements(total as u64));
+        group.bench_with_input(
+            BenchmarkId::new(format!("{shape:?}").to_lowercase(), n),
+            &(shape, n),
+            |b, &(shape, n)| {
+                b.iter_batched(
+                    || fixture(shape, n),
+                    |mut f| {
+                        let done = drive(&mut f);
+                        (done, f) // drop the state outside the timed routine
+                    },
+                    BatchSize::PerIteration,
+                )
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_core);
+criterion_main!(benches);

@@ -1,0 +1,253 @@
+//! Work stealing: `steal-request` to saturated workers, `steal-response`
+//! handling, and bookkeeping of steals in flight.
+
+mod common;
+
+use common::*;
+use dask_core::{Config, TaskState, WorkerId};
+use dask_wire::Value;
+
+/// One worker with three unrelated tasks on one thread, then an idle worker joins.
+fn imbalanced() -> (Sim, WorkerId, WorkerId, Vec<Compute>) {
+    let mut sim = Sim::new();
+    let w0 = sim.worker("tcp://127.0.0.1:1", 1);
+    // Distinct prefixes: small groups, not root-ish, so nothing is queued.
+    sim.submit(
+        &["a", "b", "c"],
+        vec![t("a", &[]), t("b", &[]), t("c", &[])],
+    );
+    let cs = sim.computes();
+    assert_eq!(cs.len(), 3);
+    assert!(cs.iter().all(|c| c.worker == w0));
+    let w1 = sim.worker("tcp://127.0.0.1:2", 1);
+    (sim, w0, w1, cs)
+}
+
+fn steal_requests(sim: &mut Sim, w: WorkerId) -> Vec<Value> {
+    sim.take_worker(w)
+        .into_iter()
+        .filter(|m| op(m) == "steal-request")
+        .collect()
+}
+
+fn respond(sim: &mut Sim, w: WorkerId, req: &Value, state: Value) {
+    sim.wop(
+        w,
+        Value::map([
+            ("op", Value::str("steal-response")),
+            ("key", kv(&key_of(req.get("key").unwrap()))),
+            ("state", state),
+            ("stimulus_id", req.get("stimulus_id").unwrap().clone()),
+        ]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn confirmed_steal_moves_the_task_with_a_new_run_id() {
+    let (mut sim, w0, w1, cs) = imbalanced();
+    sim.s.balance(sim.now);
+    sim.drain();
+    let reqs = steal_requests(&mut sim, w0);
+    assert_eq!(reqs.len(), 1, "one free thread on the thief");
+    assert_eq!(field_names(&reqs[0]), ["op", "key", "stimulus_id"]);
+    let key = key_of(reqs[0].get("key").unwrap());
+    // The lowest-priority task is asked for.
+    assert_eq!(key, k("c"));
+    assert_eq!(sim.s.steals_in_flight().len(), 1);
+    // A second round does not ask again while the first is in flight.
+    sim.s.balance(sim.now);
+    sim.drain();
+    assert!(steal_requests(&mut sim, w0).is_empty());
+
+    respond(&mut sim, w0, &reqs[0], Value::str("ready"));
+    let moved = sim.one_compute();
+    assert_eq!((moved.key.clone(), moved.worker), (key.clone(), w1));
+    let old = cs.iter().find(|c| c.key == key).unwrap();
+    assert!(moved.run_id > old.run_id);
+    assert!(sim.s.steals_in_flight().is_empty());
+    // The victim's stale answer for the old run is refused; the thief's counts.
+    sim.finish(old);
+    assert_eq!(sim.freed_on(w0), keyset(&["c"]));
+    sim.finish(&moved);
+    assert_eq!(sim.s.task_state(&key), Some(TaskState::Memory));
+    assert_eq!(sim.who_has("c"), vec![sim.addr(w1)]);
+}
+
+#[test]
+fn steal_responses_table() {
+    // (worker state in the response, task stays on the victim, rescheduled)
+    let cases = [
+        ("executing", true, false),
+        ("memory", true, false),
+        ("long-running", true, false),
+        ("constrained", false, false),
+        ("waiting", false, false),
+        ("bogus", false, true),
+    ];
+    for (state, stays, rescheduled) in cases {
+        let (mut sim, w0, w1, _cs) = imbalanced();
+        sim.s.balance(sim.now);
+        sim.drain();
+        let reqs = steal_requests(&mut sim, w0);
+        let key = key_of(reqs[0].get("key").unwrap());
+        respond(&mut sim, w0, &reqs[0], Value::str(state));
+        let cs = sim.computes();
+        if stays {
+            assert!(cs.is_empty(), "{state}");
+            assert!(sim.take().is_empty(), "{state}");
+        } else if rescheduled {
+            assert_eq!(sim.freed_on(w0), keyset(&["c"]), "{state}");
+            assert_eq!(cs.len(), 1, "{state}");
+        } else {
+            assert_eq!(cs.len(), 1, "{state}");
+            assert_eq!(cs[0].worker, w1, "{state}");
+        }
+        assert_eq!(sim.s.task_state(&key), Some(TaskState::Processing));
+        assert!(sim.s.steals_in_flight().is_empty(), "{state}");
+    }
+}
+
+#[test]
+fn nil_state_response_reschedules() {
+    let (mut sim, w0, _w1, _cs) = imbalanced();
+    sim.s.balance(sim.now);
+    sim.drain();
+    let reqs = steal_requests(&mut sim, w0);
+    respond(&mut sim, w0, &reqs[0], Value::Nil);
+    assert_eq!(sim.computes().len(), 1);
+    assert!(sim.s.steals_in_flight().is_empty());
+}
+
+#[test]
+fn response_with_wrong_stimulus_or_from_another_worker_is_ignored() {
+    let (mut sim, w0, w1, _cs) = imbalanced();
+    sim.s.balance(sim.now);
+    sim.drain();
+    let reqs = steal_requests(&mut sim, w0);
+    let mut wrong = reqs[0].clone();
+    wrong.set("stimulus_id", Value::str("steal-other"));
+    respond(&mut sim, w0, &wrong, Value::str("ready"));
+    respond(&mut sim, w1, &reqs[0], Value::str("ready"));
+    assert!(sim.computes().is_empty());
+    assert_eq!(sim.s.steals_in_flight().len(), 1);
+}
+
+#[test]
+fn task_finishing_during_steal_stays_put() {
+    let (mut sim, w0, _w1, cs) = imbalanced();
+    sim.s.balance(sim.now);
+    sim.drain();
+    let reqs = steal_requests(&mut sim, w0);
+    let key = key_of(reqs[0].get("key").unwrap());
+    let c = cs.iter().find(|c| c.key == key).unwrap();
+    sim.finish(c);
+    respond(&mut sim, w0, &reqs[0], Value::str("memory"));
+    assert!(sim.computes().is_empty());
+    assert_eq!(sim.s.task_state(&key), Some(TaskState::Memory));
+    assert!(sim.s.steals_in_flight().is_empty());
+}
+
+#[test]
+fn task_forgotten_during_steal_leaves_nothing_behind() {
+    let (mut sim, w0, _w1, _cs) = imbalanced();
+    sim.s.balance(sim.now);
+    sim.drain();
+    let reqs = steal_requests(&mut sim, w0);
+    let key = key_of(reqs[0].get("key").unwrap());
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&key)])),
+    ]))
+    .unwrap();
+    assert_eq!(sim.s.task_state(&key), None);
+    // Must not index the forgotten task.
+    assert!(sim.s.steals_in_flight().is_empty());
+    // A new task may reuse the slot; it is not considered "being stolen".
+    sim.submit(&["d"], vec![t("d", &[])]);
+    assert!(sim.s.steals_in_flight().is_empty());
+    respond(&mut sim, w0, &reqs[0], Value::str("released"));
+    assert!(sim.s.steals_in_flight().is_empty());
+    assert_eq!(sim.s.task_state(&key), None);
+}
+
+#[test]
+fn thief_leaving_cancels_the_steal_and_reschedules_on_confirm() {
+    let (mut sim, w0, w1, _cs) = imbalanced();
+    sim.s.balance(sim.now);
+    sim.drain();
+    let reqs = steal_requests(&mut sim, w0);
+    sim.s.remove_worker(w1, sim.now);
+    sim.drain();
+    sim.clear();
+    // The victim answers that it gave the task up (it dropped it from its
+    // queue): the task must be assigned again, here back to the victim.
+    respond(&mut sim, w0, &reqs[0], Value::str("ready"));
+    let key = key_of(reqs[0].get("key").unwrap());
+    let again = sim.one_compute();
+    assert_eq!((again.key.clone(), again.worker), (key.clone(), w0));
+    assert!(sim.s.steals_in_flight().is_empty());
+    sim.finish(&again);
+    assert_eq!(sim.s.task_state(&key), Some(TaskState::Memory));
+}
+
+#[test]
+fn victim_leaving_drops_the_steal() {
+    let (mut sim, w0, w1, _cs) = imbalanced();
+    sim.s.balance(sim.now);
+    sim.drain();
+    sim.take_worker(w0);
+    sim.s.remove_worker(w0, sim.now);
+    sim.drain();
+    assert!(sim.s.steals_in_flight().is_empty());
+    // Everything w0 had is rescheduled on w1.
+    let cs = sim.computes();
+    assert_eq!(cs.len(), 3);
+    assert!(cs.iter().all(|c| c.worker == w1));
+}
+
+#[test]
+fn restricted_tasks_are_not_stolen_by_unfit_workers() {
+    let mut sim = Sim::new();
+    let gpu = sim.worker_res("tcp://127.0.0.1:1", 1, &[("GPU", 1.0)]);
+    let tasks = ["g-a", "g-b", "g-c"]
+        .iter()
+        .map(|k| t(k, &[]).ann("resources", Value::map([("GPU", Value::Int(1))])))
+        .collect();
+    sim.submit(&["g-a", "g-b", "g-c"], tasks);
+    assert_eq!(sim.computes().len(), 3);
+    sim.worker("tcp://127.0.0.1:2", 1);
+    sim.s.balance(sim.now);
+    sim.drain();
+    assert!(steal_requests(&mut sim, gpu).is_empty());
+}
+
+#[test]
+fn stealing_can_be_disabled() {
+    let mut sim = Sim::with_config(Config {
+        work_stealing: false,
+        ..Config::default()
+    });
+    let w0 = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(
+        &["a", "b", "c"],
+        vec![t("a", &[]), t("b", &[]), t("c", &[])],
+    );
+    sim.computes();
+    sim.worker("tcp://127.0.0.1:2", 1);
+    sim.s.balance(sim.now);
+    sim.drain();
+    assert!(steal_requests(&mut sim, w0).is_empty());
+}
+
+#[test]
+fn balanced_cluster_sends_nothing() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 2);
+    sim.worker("tcp://127.0.0.1:2", 2);
+    sim.submit(&["a", "b"], vec![t("a", &[]), t("b", &[])]);
+    sim.computes();
+    sim.s.balance(sim.now);
+    sim.drain();
+    assert!(sim.take().is_empty());
+}
