@@ -25,8 +25,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --release"
 cargo build --release --workspace
 
-step "cargo test --workspace"
-cargo test --workspace
+step "cargo test --workspace --release (reuses the release build's dependencies)"
+cargo test --workspace --release
 
 step "pytest tests (end-to-end, against target/release/dask-scheduler)"
 set +e

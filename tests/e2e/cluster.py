@@ -225,7 +225,7 @@ def live_processes(kind: str | None = None) -> list[ManagedProcess]:
 
 
 @atexit.register
-def _kill_leftovers() -> None:  # belt and braces: never leave processes behind
+def kill_leftovers() -> None:  # belt and braces: never leave processes behind
     for p in list(_LIVE):
         p.kill_group(signal.SIGKILL)
 

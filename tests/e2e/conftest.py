@@ -7,13 +7,21 @@ everything against the reference Python scheduler).
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
 from . import cluster as cl
 from .cluster import Cluster, WorkerSpec
 
+def _on_sigterm(signum, frame):
+    # e.g. scripts/test.sh's `timeout`: kill what we started, then stop pytest
+    cl.kill_leftovers()
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def pytest_configure(config):
+    signal.signal(signal.SIGTERM, _on_sigterm)
     config.addinivalue_line(
         "markers",
         "rust_only: tests of behaviour specific to the Rust scheduler "

@@ -14,7 +14,7 @@ import time
 import pytest
 from distributed import Client
 
-from .cluster import IMPL, wait_until
+from .cluster import wait_until
 from .helpers import inc, slow_inc
 from .rawwire import HANDSHAKE, Closed, RawConn, dumps, pack_frames
 

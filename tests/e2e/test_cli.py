@@ -1,12 +1,11 @@
 """Issue 2, point 9: command-line compatibility with `dask scheduler`, and /health."""
 
 import json
-import os
+import re
 import signal
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from distributed import Client
@@ -136,6 +135,7 @@ def test_pid_file(make_scheduler, tmp_path):
     s = make_scheduler(extra=["--pid-file", str(path)])
     wait_until(lambda: path.exists() and path.read_text().strip(), 10, "the pid file")
     assert int(path.read_text()) == s.pid
+    assert_works(s.address)  # fully started (signal handling installed) before SIGTERM
     s.send_signal(signal.SIGTERM)
     assert s.wait(20) == 0
     assert not path.exists(), "the pid file is removed on exit"
@@ -153,3 +153,17 @@ def test_idle_timeout(make_scheduler):
     s = make_scheduler(extra=["--idle-timeout", "2s"])
     assert s.wait(30) == 0, "the scheduler did not exit by itself when idle\n" + s.describe()
     assert time.monotonic() - t0 > 1.5
+
+
+DASK_LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - [\w.]+ - (DEBUG|INFO|WARNING|WARN|ERROR) - "
+)
+
+
+def test_logs_are_readable_like_dask(make_cluster):
+    c = make_cluster([WorkerSpec(name="logged")])
+    worker_addr = c.workers_by_name()["logged"]
+    lines = [ln for ln in c.scheduler.log_text().splitlines() if DASK_LOG_LINE.match(ln)]
+    assert lines, "no log line in Dask's format (time - logger - LEVEL - message)"
+    assert any(c.address in ln for ln in lines), "the listening address is not logged"
+    assert any(worker_addr in ln for ln in lines), "the worker's registration is not logged"

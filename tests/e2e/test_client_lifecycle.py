@@ -3,7 +3,6 @@ keys; released graphs leave nothing behind in the scheduler."""
 
 import json
 import select
-import signal
 import subprocess
 import textwrap
 

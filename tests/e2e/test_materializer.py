@@ -128,7 +128,7 @@ def test_pool_size_option(make_cluster):
 def test_python_from_environment_variable(make_cluster):
     c = make_cluster([WorkerSpec(nthreads=1)], python=None,
                      env={"DASK_SCHEDULER_PYTHON": PYTHON})
-    client = c.client()
+    c.client()  # the default client
     assert dask.delayed(inc)(1).compute() == 2
 
 

@@ -5,7 +5,6 @@ import os
 import dask
 import numpy as np
 import pytest
-from distributed import wait
 
 from .cluster import wait_until
 from .helpers import add, inc, unique

@@ -2,7 +2,6 @@
 killed with SIGKILL mid-computation (rescheduling, recomputation, a worker
 coming back)."""
 
-import os
 import signal
 import time
 from pathlib import Path

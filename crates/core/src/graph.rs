@@ -100,12 +100,6 @@ impl State {
             return;
         }
 
-        if now - self.last_graph_time > graph.fifo_timeout {
-            self.generation += 1.0;
-            self.last_graph_time = now;
-        }
-        let generation = self.generation;
-
         // Walk from the requested keys; only reachable tasks are created, and we
         // do not descend into tasks the scheduler already knows how to compute.
         let mut stack: Vec<&Key> = graph.requested.iter().collect();
@@ -129,6 +123,22 @@ impl State {
             touched.push((id, gi));
             stack.extend(graph.tasks[gi].dependencies.iter());
         }
+
+        // Priority generations (`fifo_timeout`): later graphs run after earlier
+        // ones. Unlike Python, a graph no bigger than the cluster's thread count
+        // (interactive work: a submit, a small compute) joins the current
+        // generation instead of opening a new one, so it is not starved by a
+        // long computation submitted before it; large graphs keep FIFO order.
+        let threads: usize = self
+            .running_workers()
+            .map(|w| w.info.nthreads as usize)
+            .sum();
+        let interactive = touched.len() <= threads.max(1) && self.generation > 0.0;
+        if !interactive && now - self.last_graph_time > graph.fifo_timeout {
+            self.generation += 1.0;
+            self.last_graph_time = now;
+        }
+        let generation = self.generation;
 
         for &(id, gi) in &touched {
             let gt = &graph.tasks[gi];

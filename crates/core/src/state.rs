@@ -76,6 +76,8 @@ pub struct State {
     pub(crate) now: f64,
     pub(crate) round_robin: usize,
     pub(crate) steals: HashMap<TaskId, crate::stealing::InFlightSteal>,
+    /// Processing tasks whose worker refused a steal (already running).
+    pub(crate) steal_refused: HashSet<TaskId>,
 }
 
 /// The pseudo-client that holds `fire_and_forget` futures.
@@ -114,6 +116,7 @@ impl State {
             now: 0.0,
             round_robin: 0,
             steals: HashMap::new(),
+            steal_refused: HashSet::new(),
         };
         s.add_client(FIRE_AND_FORGET, 0.0);
         s
@@ -184,6 +187,7 @@ impl State {
             self.task_ids.remove(&task.key);
             self.unrunnable.remove(&id);
             self.queued.remove(&(task.priority, id));
+            self.steal_refused.remove(&id);
             self.release_group(task.group);
             for c in task.who_wants {
                 if let Some(client) = self.clients.get_mut(&c) {
@@ -482,6 +486,7 @@ impl State {
         processing.sort_unstable();
         for tid in processing {
             let allowed = self.config.allowed_failures;
+            self.steal_refused.remove(&tid);
             let t = self.task_mut(tid);
             t.processing_on = None;
             t.suspicious += 1;

@@ -82,7 +82,19 @@ impl State {
         transfer <= 2.0 * compute + 0.01
     }
 
+    /// Tasks assigned or on their way to `w`, per thread.
+    fn load(&self, w: WorkerId) -> f64 {
+        let worker = &self.workers[&w];
+        let tasks =
+            worker.processing.len() - worker.long_running.len().min(worker.processing.len());
+        (tasks + self.steals_to(w)) as f64 / worker.threads()
+    }
+
     /// One balancing round: send `steal-request`s from saturated to idle workers.
+    ///
+    /// A thief may take work until it holds two tasks per thread (so it does
+    /// not sit idle while a steal is in flight), and only from a victim whose
+    /// backlog per thread exceeds the thief's by more than one task.
     pub fn balance(&mut self, now: f64) {
         self.now = now;
         if !self.config.work_stealing || self.workers.len() < 2 {
@@ -90,10 +102,8 @@ impl State {
         }
         let mut thieves: Vec<(f64, WorkerId)> = self
             .running_workers()
-            .map(|w| {
-                let load = (w.processing.len() + self.steals_to(w.id)) as f64 / w.threads();
-                (load, w.id)
-            })
+            .map(|w| w.id)
+            .map(|w| (self.load(w), w))
             .filter(|(load, _)| *load < 1.0)
             .collect();
         if thieves.is_empty() {
@@ -101,18 +111,23 @@ impl State {
         }
         thieves.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         for (_, thief) in thieves {
-            let w = &self.workers[&thief];
-            let mut free = (w.info.nthreads as usize)
-                .saturating_sub(w.processing.len() + self.steals_to(thief));
-            while free > 0 {
+            loop {
+                let threads = self.workers[&thief].threads();
+                if self.load(thief) >= 2.0 {
+                    break;
+                }
                 let Some(victim) = self.most_saturated(thief) else {
                     return;
                 };
+                let victim_backlog = self.load(victim)
+                    - self.steals_from(victim) as f64 / self.workers[&victim].threads();
+                if victim_backlog - self.load(thief) <= 1.0 / threads {
+                    break;
+                }
                 let Some(id) = self.steal_candidate(victim, thief) else {
                     break;
                 };
                 self.request_steal(id, victim, thief);
-                free -= 1;
             }
         }
     }
@@ -125,6 +140,7 @@ impl State {
             .filter(|w| matches!(w.status, WorkerStatus::Running | WorkerStatus::Paused))
             .map(|w| {
                 let extra = w.processing.len() as i64
+                    - w.long_running.len() as i64
                     - w.info.nthreads as i64
                     - self.steals_from(w.id) as i64;
                 (extra, w.id)
@@ -134,19 +150,22 @@ impl State {
             .map(|(_, w)| w)
     }
 
-    /// The victim's lowest-priority task the thief may take.
+    /// The victim's task it will run last: lowest priority and, among equal
+    /// priorities, the one assigned first (a worker runs equal-priority tasks
+    /// newest first). Tasks the victim refused to give up are skipped.
     fn steal_candidate(&self, victim: WorkerId, thief: WorkerId) -> Option<TaskId> {
-        let mut best: Option<(Priority, TaskId)> = None;
+        let mut best: Option<(Priority, std::cmp::Reverse<i64>, TaskId)> = None;
         for &id in &self.workers[&victim].processing {
-            if !self.stealable(id, thief) {
+            if self.steal_refused.contains(&id) || !self.stealable(id, thief) {
                 continue;
             }
-            let p = self.task(id).priority;
-            if best.is_none_or(|(bp, bid)| (p, id) > (bp, bid)) {
-                best = Some((p, id));
+            let t = self.task(id);
+            let rank = (t.priority, std::cmp::Reverse(t.run_id), id);
+            if best.is_none_or(|b| rank > b) {
+                best = Some(rank);
             }
         }
-        best.map(|(_, id)| id)
+        best.map(|(_, _, id)| id)
     }
 
     fn request_steal(&mut self, id: TaskId, victim: WorkerId, thief: WorkerId) {
@@ -187,7 +206,10 @@ impl State {
             return; // finished, erred or moved meanwhile
         }
         match state {
-            Some(s) if REJECT.contains(&s) => {}
+            Some(s) if REJECT.contains(&s) => {
+                // Running or done there: do not ask again while it stays.
+                self.steal_refused.insert(id);
+            }
             Some(s) if CONFIRM.contains(&s) => {
                 self.detach_from_worker(id);
                 let thief_ok = self

@@ -119,6 +119,7 @@ impl State {
     /// Take a processing task off its worker; returns the worker if it is still connected.
     pub(crate) fn detach_from_worker(&mut self, id: TaskId) -> Option<WorkerId> {
         self.steals.remove(&id);
+        self.steal_refused.remove(&id);
         let w = self.task_mut(id).processing_on.take()?;
         let duration = self.estimated_duration(id);
         let restrictions = self.task(id).restrictions.clone();

@@ -469,14 +469,35 @@ fn priority_array_is_user_generation_order() {
         prio("a"),
         Value::Array(vec![Value::Int(0), Value::Int(1), Value::Int(7)])
     );
+    // One-task graphs on an 8-thread cluster are interactive: they join the
+    // current generation instead of opening new ones (see graph.rs).
     assert_eq!(
         prio("b"),
-        Value::Array(vec![Value::Int(-5), Value::Int(2), Value::Int(3)])
+        Value::Array(vec![Value::Int(-5), Value::Int(1), Value::Int(3)])
     );
     assert_eq!(
         prio("c"),
-        Value::Array(vec![Value::Int(2), Value::Int(3), Value::Int(0)])
+        Value::Array(vec![Value::Int(2), Value::Int(1), Value::Int(0)])
     );
+}
+
+#[test]
+fn interactive_graph_is_not_starved_by_an_earlier_big_one() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    let big: Vec<T> = (0..5)
+        .map(|i| t(&format!("big-{i}"), &[]).order(i))
+        .collect();
+    let big_keys: Vec<String> = (0..5).map(|i| format!("big-{i}")).collect();
+    let refs: Vec<&str> = big_keys.iter().map(String::as_str).collect();
+    sim.submit(&refs, big);
+    sim.tick(5.0);
+    sim.submit(&["small"], vec![t("small", &[]).order(0)]);
+    let cs = sim.computes();
+    let prio = |key: &str| cs.iter().find(|c| c.key == k(key)).unwrap().priority();
+    // Same generation as the big graph, graph order 0: ahead of big-1..4.
+    assert_eq!(prio("small")[1], prio("big-0")[1]);
+    assert!(prio("small") < prio("big-1"));
 }
 
 #[test]
@@ -489,13 +510,15 @@ fn fifo_timeout_generations() {
         (30.0, 60.0, 2.0), // long fifo_timeout (dask collections use 60s)
         (61.0, 60.0, 3.0),
     ];
+    // Two-task graphs on one thread: not interactive, so Python's rule applies.
     let mut sim = Sim::new();
-    sim.worker("tcp://127.0.0.1:1", 16);
+    sim.worker("tcp://127.0.0.1:1", 1);
     let c = sim.client;
     for (i, (dt, fifo, want)) in steps.into_iter().enumerate() {
         sim.tick(dt);
         let key = format!("g{i}");
-        sim.submit_keys(c, vec![k(&key)], vec![t(&key, &[])], fifo);
+        let dep = format!("g{i}-dep");
+        sim.submit_keys(c, vec![k(&key)], vec![t(&dep, &[]), t(&key, &[&dep])], fifo);
         let comp = sim.one_compute();
         assert_eq!(comp.priority()[1], want, "step {i}");
     }

@@ -53,6 +53,8 @@ fn scheduler_id() -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Signal handlers first, so a SIGTERM during start-up still cleans up.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let _pid_guard = match cli.pid_file() {
         Some(p) => Some(
             files::write_pid_file(&p)
@@ -152,7 +154,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     tokio::spawn(listener::serve(tcp, limits, handler));
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = event_loop => tracing::info!("Scheduler closing"),
         _ = tokio::signal::ctrl_c() => tracing::info!("Received signal SIGINT (2); closing"),
