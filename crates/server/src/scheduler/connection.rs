@@ -139,6 +139,17 @@ fn flush_client(sched: &Scheduler, client: ClientId, batch: &mut Vec<Value>) {
     }
 }
 
+/// A `{name: amount}` resources map (entries that are not str → number are skipped).
+pub fn resources_of(v: Option<&Value>) -> Vec<(String, f64)> {
+    v.and_then(Value::as_map)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Parse the fields of `register-worker` the scheduler keeps.
 pub fn parse_registration(msg: &Value) -> Result<WorkerRegistration, String> {
     let address = msg
@@ -151,15 +162,7 @@ pub fn parse_registration(msg: &Value) -> Result<WorkerRegistration, String> {
         .and_then(Value::as_i64)
         .filter(|n| *n >= 0)
         .ok_or("register-worker without a valid 'nthreads'")?;
-    let resources = msg
-        .get("resources")
-        .and_then(Value::as_map)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_f64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let resources = resources_of(msg.get("resources"));
     let status = msg
         .get("status")
         .and_then(Value::as_str)

@@ -196,15 +196,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            let resources: Vec<(String, f64)> = msg
-                .get("resources")
-                .and_then(Value::as_map)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_f64()?)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let resources = super::connection::resources_of(msg.get("resources"));
             sched
                 .with_state(move |s, _| s.set_resources(&worker, resources))
                 .await
