@@ -135,7 +135,6 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
 struct Fixture {
     state: State,
     client: ClientId,
-    workers: HashMap<String, WorkerId>,
     submission: Option<GraphSubmission>,
     /// canonical key bytes -> the key as a peer sends it (decoded msgpack)
     decoded: HashMap<Bytes, Value>,
@@ -146,7 +145,6 @@ struct Fixture {
 fn fixture(shape: Shape, n: usize) -> Fixture {
     let mut state = State::new(Config::default());
     let client = state.add_client("Client-bench", 0.0);
-    let mut workers = HashMap::new();
     for i in 0..N_WORKERS {
         let addr = format!("tcp://127.0.0.1:{}", 40000 + i);
         let w = state
@@ -163,7 +161,6 @@ fn fixture(shape: Shape, n: usize) -> Fixture {
                 0.0,
             )
             .expect("status change");
-        workers.insert(addr, w);
     }
     state.take_outbox();
     let (tasks, requested) = graph(shape, n);
@@ -174,7 +171,6 @@ fn fixture(shape: Shape, n: usize) -> Fixture {
     Fixture {
         state,
         client,
-        workers,
         n_tasks: tasks.len(),
         submission: Some(GraphSubmission {
             requested,

@@ -156,9 +156,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     tokio::select! {
         _ = event_loop => tracing::info!("Scheduler closing"),
+        _ = sched.shutdown.notified() => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("Received signal SIGINT (2); closing"),
         _ = sigterm.recv() => tracing::info!("Received signal SIGTERM (15); closing"),
     }
+    sched.close_workers().await;
     tracing::info!("End scheduler");
     Ok(())
 }

@@ -83,6 +83,12 @@ pub enum Command {
     },
     /// Run a closure on the state.
     Call(StateCall),
+    /// The scheduler is closing: tell every worker to close (like Python's
+    /// `Scheduler.close`) and hand back their streams so they can be flushed.
+    Shutdown {
+        /// Gets the worker streams, already closing.
+        reply: oneshot::Sender<Vec<BatchedSender>>,
+    },
 }
 
 struct Loop {
@@ -184,6 +190,22 @@ impl Loop {
                 }
             }
             Command::Call(f) => f(&mut self.state, now),
+            Command::Shutdown { reply } => {
+                let streams: Vec<BatchedSender> = self.workers.values().cloned().collect();
+                for s in &streams {
+                    s.send(Value::map([
+                        ("op", Value::str("close")),
+                        ("reason", Value::str("scheduler-close")),
+                    ]));
+                    s.send(Value::map([("op", Value::str("close-stream"))]));
+                    s.close();
+                }
+                for s in self.clients.values() {
+                    s.send(Value::map([("op", Value::str("stream-closed"))]));
+                    s.close();
+                }
+                let _ = reply.send(streams);
+            }
         }
         self.drop_removed_workers();
         self.deliver();
@@ -240,12 +262,14 @@ impl Loop {
     }
 }
 
-/// Run the loop until every sender is gone or the idle timeout fires.
+/// Run the loop until every command sender is gone; the idle timeout
+/// notifies `shutdown` (the binary then closes the workers and exits).
 pub async fn run(
     state: State,
     mut rx: mpsc::UnboundedReceiver<Command>,
     rpc: RpcPool,
     idle_timeout: Option<Duration>,
+    shutdown: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut lp = Loop {
         state,
@@ -285,7 +309,8 @@ pub async fn run(
                                 "Scheduler closing due to idle timeout of {:?} after no activity",
                                 timeout
                             );
-                            return;
+                            shutdown.notify_one();
+                            idle_since = None;
                         }
                     }
                 }

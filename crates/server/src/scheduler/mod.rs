@@ -35,6 +35,12 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+async fn futures_wait_all(streams: Vec<crate::net::batched::BatchedSender>) {
+    for s in streams {
+        s.wait_closed().await;
+    }
+}
+
 /// Static facts about this scheduler, reported by `identity` and the scheduler file.
 #[derive(Debug, Clone)]
 pub struct SchedulerInfo {
@@ -62,6 +68,8 @@ pub struct Scheduler {
     scatter_counter: AtomicUsize,
     /// Worker and nanny plugins installed on every (future) worker.
     pub plugins: plugins::Plugins,
+    /// Notified when a client asks the scheduler to close (`terminate`).
+    pub shutdown: Arc<tokio::sync::Notify>,
 }
 
 impl Scheduler {
@@ -75,6 +83,7 @@ impl Scheduler {
         idle_timeout: Option<std::time::Duration>,
     ) -> (Arc<Scheduler>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let shutdown = Arc::new(tokio::sync::Notify::new());
         let sched = Arc::new(Scheduler {
             info,
             commands: tx,
@@ -83,8 +92,15 @@ impl Scheduler {
             limits,
             scatter_counter: AtomicUsize::new(0),
             plugins: plugins::Plugins::default(),
+            shutdown: shutdown.clone(),
         });
-        let handle = tokio::spawn(event_loop::run(state, rx, sched.rpc.clone(), idle_timeout));
+        let handle = tokio::spawn(event_loop::run(
+            state,
+            rx,
+            sched.rpc.clone(),
+            idle_timeout,
+            shutdown,
+        ));
         (sched, handle)
     }
 
@@ -104,6 +120,16 @@ impl Scheduler {
             let _ = tx.send(f(state, now));
         })));
         rx.await.ok()
+    }
+
+    /// Close every worker (as the Python scheduler does when it closes) and
+    /// wait, boundedly, for those messages to be written.
+    pub async fn close_workers(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Shutdown { reply: tx });
+        let Ok(streams) = rx.await else { return };
+        let flushed = futures_wait_all(streams);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), flushed).await;
     }
 
     /// Advance and return the scatter round-robin counter by `n`.

@@ -58,11 +58,12 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
         if wants_reply && conn.write(&reply).await.is_err() {
             return;
         }
-        if close_after || op == "terminate" {
-            if op == "terminate" {
-                tracing::info!("Scheduler closing at the request of {peer} (terminate)");
-                std::process::exit(0);
-            }
+        if op == "terminate" {
+            tracing::info!("Scheduler closing at the request of {peer} (terminate)");
+            sched.shutdown.notify_one();
+            return;
+        }
+        if close_after {
             return;
         }
         msg = match conn.read().await {
@@ -121,6 +122,8 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             sched.identity(n).await
         }
         "echo" => field("data").unwrap_or(Value::Nil),
+        // The reply goes out first; the caller then triggers the shutdown.
+        "terminate" => Value::Nil,
         "who_has" => {
             let keys = keys_opt(op, msg, "keys")?;
             sched
