@@ -78,8 +78,10 @@ impl State {
             .sum();
         let transfer = transfer_bytes as f64 / self.config.bandwidth;
         let compute = self.estimated_duration(id);
-        // Like Dask's cost multiplier: moving must cost less than the work moved.
-        transfer <= 2.0 * compute + 0.01
+        // Dask's cost multiplier `1 + transfer / compute`: only tasks that are
+        // cheap to move (<= 1.1, its lower steal levels), so stealing does not
+        // add worker-to-worker traffic to save little time.
+        transfer <= 0.1 * compute
     }
 
     /// Tasks assigned or on their way to `w`, per thread.
