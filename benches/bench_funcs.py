@@ -39,6 +39,22 @@ def count_nones(xs):
     return sum(1 for x in xs if x is None)
 
 
+def incoming_by_prefix(since, dask_worker=None):
+    """Bytes this worker fetched from other workers since ``since`` (a
+    ``time()`` on this machine), by key prefix (``key_split``) -- from the
+    bounded ``transfer_incoming_log``; diagnostics only."""
+    from dask.utils import key_split
+
+    out = {}
+    for e in list(dask_worker.transfer_incoming_log):
+        if e.get("start", 0) < since:
+            continue
+        for key, nbytes in (e.get("keys") or {}).items():
+            pre = key_split(key)
+            out[pre] = out.get(pre, 0) + int(nbytes or 0)
+    return out
+
+
 def worker_counters(dask_worker):
     """Cumulative counters of one worker, read through ``client.run``.
 
@@ -62,12 +78,10 @@ def worker_counters(dask_worker):
     }
 
 
-def warm_imports(dask_worker=None):
-    """Import what the graphs need, so first-import costs stay out of timings."""
-    import dask.array  # noqa: F401
-    import dask.dataframe  # noqa: F401
-    import numpy  # noqa: F401
-    import pandas  # noqa: F401
-    import pyarrow  # noqa: F401
+def warm_imports(modules):
+    """Import what a graph needs, so first-import costs stay out of timings."""
+    import importlib
 
+    for m in modules:
+        importlib.import_module(m)
     return True
