@@ -387,10 +387,19 @@ impl State {
             }
         }
         let visited = seen.iter().map(|id| self.task(*id).key.clone()).collect();
+        // Like `stimulus_retry`, every root is recommended to run again. The
+        // client resets its futures for all returned keys to pending, so a
+        // root already in memory is recomputed (released, then waiting
+        // because it is wanted) to be reported again.
         let recs = roots
             .into_iter()
-            .filter(|id| self.task(*id).state == TaskState::Erred)
-            .map(|id| (id, Target::Waiting))
+            .filter_map(|id| match self.task(id).state {
+                TaskState::Erred => Some((id, Target::Waiting)),
+                TaskState::Memory if self.task(id).run_spec.is_some() => {
+                    Some((id, Target::Released))
+                }
+                _ => None,
+            })
             .collect();
         self.transitions(recs);
         visited

@@ -177,8 +177,11 @@ fn retry_of_unknown_or_healthy_keys_is_harmless() {
     let visited = sim.s.retry(None, &[k("x"), k("unknown")], sim.now);
     sim.drain();
     assert_eq!(visited, vec![k("x")]);
-    assert!(sim.take().is_empty());
+    // Like Python's stimulus_retry, the healthy key is simply run again
+    // (the client resets its future); the unknown one is ignored.
+    sim.run_all();
     assert_eq!(sim.state("x"), Some(TaskState::Memory));
+    assert_eq!(sim.state("unknown"), None);
 }
 
 #[test]
@@ -642,4 +645,26 @@ fn queued_task_losing_its_dependency_is_not_sent_without_it() {
 
 fn workers_list(specs: &[&str]) -> Value {
     Value::Array(specs.iter().map(|s| Value::str(*s)).collect())
+}
+
+#[test]
+fn retry_of_a_key_in_memory_recomputes_and_reports_it_again() {
+    // `Future.retry()` resets the client's future to pending for every key
+    // the scheduler returns, so a key already in memory must be reported again.
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["a"], vec![t("a", &[])]);
+    sim.run_all();
+    assert_eq!(sim.s.task_state(&k("a")), Some(TaskState::Memory));
+    sim.clear();
+    let visited = sim.s.retry(None, &[k("a")], sim.now);
+    assert_eq!(visited, vec![k("a")]);
+    sim.drain();
+    let cs = sim.computes();
+    assert_eq!(cs.len(), 1, "the key is computed again");
+    sim.finish(&cs[0]);
+    assert!(sim
+        .client_events(sim.client)
+        .contains(&("key-in-memory".into(), vec![k("a")])));
+    assert_eq!(sim.s.task_state(&k("a")), Some(TaskState::Memory));
 }
