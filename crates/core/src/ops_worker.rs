@@ -297,6 +297,22 @@ impl State {
         ));
     }
 
+    /// `id` is now in memory: waiting dependents stop waiting on it, and those
+    /// with nothing left to wait for are recommended for processing.
+    fn dependents_ready(&mut self, id: TaskId) -> Vec<(TaskId, Target)> {
+        let mut recs = Vec::new();
+        for d in self.task(id).dependents.clone() {
+            let dt = self.task_mut(d);
+            if dt.state == TaskState::Waiting
+                && remove_item(&mut dt.waiting_on, id)
+                && dt.waiting_on.is_empty()
+            {
+                recs.push((d, Target::Processing));
+            }
+        }
+        recs
+    }
+
     fn on_task_finished(&mut self, w: WorkerId, msg: &Value) -> Result<(), CoreError> {
         let op = "task-finished";
         let key = key_field(op, msg)?;
@@ -342,16 +358,7 @@ impl State {
         }
         self.add_replica(id, w);
 
-        let mut recs = Vec::new();
-        for d in self.task(id).dependents.clone() {
-            let dt = self.task_mut(d);
-            if dt.state == TaskState::Waiting
-                && remove_item(&mut dt.waiting_on, id)
-                && dt.waiting_on.is_empty()
-            {
-                recs.push((d, Target::Processing));
-            }
-        }
+        let mut recs = self.dependents_ready(id);
         for dep in self.task(id).dependencies.clone() {
             let dt = self.task_mut(dep);
             remove_item(&mut dt.waiters, id);
@@ -463,15 +470,7 @@ impl State {
                 recs.extend(self.release_fire_and_forget(id));
             }
             // Dependents waiting for this key can go ahead.
-            for d in self.task(id).dependents.clone() {
-                let dt = self.task_mut(d);
-                if dt.state == TaskState::Waiting
-                    && remove_item(&mut dt.waiting_on, id)
-                    && dt.waiting_on.is_empty()
-                {
-                    recs.push((d, Target::Processing));
-                }
-            }
+            recs.extend(self.dependents_ready(id));
             self.transitions(recs);
         }
     }

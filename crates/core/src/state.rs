@@ -545,9 +545,4 @@ impl State {
     pub fn worker_count(&self) -> usize {
         self.workers.len()
     }
-
-    /// Number of running workers.
-    pub fn running_worker_count(&self) -> usize {
-        self.running_workers().count()
-    }
 }

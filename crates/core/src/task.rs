@@ -159,7 +159,7 @@ pub struct Task {
     pub exception_blame: Option<TaskId>,
     /// The failure, when this task itself raised.
     pub error: Option<Box<ErrorInfo>>,
-    /// Estimated duration of one run (s), from its prefix.
+    /// Task prefix (`key_split`) id, whose measured durations estimate this task's.
     pub prefix: u32,
     /// A dependency was forgotten: this task can never run.
     pub has_lost_dependencies: bool,

@@ -119,14 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let state = dask_core::State::new(config);
     let rpc = RpcPool::new(limits, Duration::from_secs(10));
-    let (sched, event_loop) = Scheduler::start(
-        info.clone(),
-        state,
-        rpc,
-        materializer,
-        limits,
-        cli.idle_timeout()?,
-    );
+    let (sched, event_loop) =
+        Scheduler::start(info.clone(), state, rpc, materializer, cli.idle_timeout()?);
 
     tracing::info!("-----------------------------------------------");
     tracing::info!("  Scheduler at:   {address}");

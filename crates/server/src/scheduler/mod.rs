@@ -20,7 +20,6 @@ pub mod rpc;
 use crate::materializer::MaterializerPool;
 use crate::net::rpc::RpcPool;
 use dask_core::State;
-use dask_wire::frames::FrameLimits;
 use dask_wire::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,8 +62,6 @@ pub struct Scheduler {
     pub rpc: RpcPool,
     /// The Python graph materializers.
     pub materializer: MaterializerPool,
-    /// Frame limits for every connection.
-    pub limits: FrameLimits,
     scatter_counter: AtomicUsize,
     /// Worker and nanny plugins installed on every (future) worker.
     pub plugins: plugins::Plugins,
@@ -79,7 +76,6 @@ impl Scheduler {
         state: State,
         rpc: RpcPool,
         materializer: MaterializerPool,
-        limits: FrameLimits,
         idle_timeout: Option<std::time::Duration>,
     ) -> (Arc<Scheduler>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -89,7 +85,6 @@ impl Scheduler {
             commands: tx,
             rpc,
             materializer,
-            limits,
             scatter_counter: AtomicUsize::new(0),
             plugins: plugins::Plugins::default(),
             shutdown: shutdown.clone(),
