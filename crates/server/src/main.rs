@@ -12,9 +12,6 @@ use dask_wire::frames::FrameLimits;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct NoHttpState;
-impl http::HttpState for NoHttpState {}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(&cli.log_level);
@@ -127,7 +124,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(l) = dashboard {
         let port = l.local_addr()?.port();
         tracing::info!("  dashboard at:  http://{}:{port}/status", bound.ip());
-        let router = http::with_prefix(http::router(Arc::new(NoHttpState)), &cli.dashboard_prefix);
+        let router = http::with_prefix(
+            http::router(Arc::new(http::AppState {
+                scheduler: sched.clone(),
+            })),
+            &cli.dashboard_prefix,
+        );
         tokio::spawn(async move {
             if let Err(e) = http::serve(l, router).await {
                 tracing::error!("dashboard server failed: {e}");

@@ -1,5 +1,7 @@
-//! HTTP on the dashboard port (axum): `/health` now; `/metrics`, `/api/v1/*`,
-//! `/json/*` and the status page plug in here later.
+//! HTTP on the dashboard port (axum).
+//!
+//! Each group of routes lives in its own submodule exposing
+//! `pub fn routes() -> Router<Arc<AppState>>`, merged in [`router`].
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -7,23 +9,24 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 
-/// What the HTTP handlers need from the running scheduler (metrics text,
-/// worker lists, retire/adaptive actions). Empty for now: `/health` needs
-/// nothing. Add methods here as routes are added.
-pub trait HttpState: Send + Sync + 'static {}
+use crate::scheduler::Scheduler;
+
+/// What every HTTP handler can reach: the running scheduler (its event loop
+/// via [`Scheduler::with_state`], identity facts, RPC pool).
+pub struct AppState {
+    /// The scheduler handle shared with the connection tasks.
+    pub scheduler: Arc<Scheduler>,
+}
 
 /// The dashboard-port router.
 ///
 /// Routes:
 /// * `GET /health` → `200 text/plain "ok"` (the Dask operator's probes).
-///
-/// To come: `GET /metrics` (Prometheus text), `/api/v1/{retire_workers,
-/// adaptive_target, check_idle, get_workers}`, `/json/*`, `/status`.
-pub fn router(state: Arc<dyn HttpState>) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
-        // .route("/metrics", get(metrics))     -- Prometheus exposition
-        // .nest("/api/v1", api_v1_router())      -- the Dask operator's API
+        // Route groups are merged here, one line each:
+        // .merge(metrics::routes())
         .with_state(state)
 }
 
