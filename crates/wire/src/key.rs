@@ -73,10 +73,11 @@ fn validate(v: &Value, depth: usize) -> Result<(), WireError> {
     }
 }
 
+/// Dask's `len(word) == 8 and hex_pattern.match(word)` with `hex_pattern =
+/// "[a-f]+"`: `match` anchors only at the start, so any 8-character word that
+/// *starts* with a–f counts (e.g. `finalize`, which ends a prefix).
 fn is_hex8(w: &str) -> bool {
-    w.len() == 8
-        && w.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    w.chars().count() == 8 && w.starts_with(|c: char| ('a'..='f').contains(&c))
 }
 
 /// Port of `dask.utils.key_split` for string keys.
@@ -164,6 +165,17 @@ mod tests {
             ("<module.submodule.myclass object at 0xdaf372", "myclass"),
             ("x-abcdefab", "x"),
             ("('x-2', 1)", "x"),
+            // `finalize` looks like hex to Dask (8 letters starting with a-f).
+            (
+                "sum-aggregate-finalize-hlgfinalizecompute-0b1d2f3c",
+                "sum-aggregate",
+            ),
+            (
+                "finalize-hlgfinalizecompute-0b1d2f3c",
+                "finalize-hlgfinalizecompute",
+            ),
+            ("x-abcdefgh-y", "x"),
+            ("x-zbcdefgh-y", "x-zbcdefgh-y"),
         ];
         for (input, want) in cases {
             assert_eq!(key_split(input), want, "{input}");
