@@ -16,6 +16,17 @@ scripts/bootstrap-python.sh
 
 export DASK_SCHEDULER_PYTHON="$ROOT/.venv/bin/python"
 
+step "headless Chromium for the status-page test (Debian's chromium)"
+if ! command -v chromium >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } ||
+            echo "test.sh: apt-get install chromium failed" >&2
+    fi
+    # tests/e2e/test_status_page.py fails (never skips) when chromium is missing
+    command -v chromium >/dev/null 2>&1 || echo "test.sh: chromium could not be installed" >&2
+fi
+
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

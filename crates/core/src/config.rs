@@ -16,6 +16,19 @@ pub struct Config {
     pub worker_saturation: f64,
     /// `distributed.scheduler.work-stealing`: move queued tasks to idle workers.
     pub work_stealing: bool,
+    /// `distributed.scheduler.default-task-durations`: duration estimates
+    /// (s) of prefixes before any has been measured.
+    pub default_task_durations: Vec<(String, f64)>,
+}
+
+impl Config {
+    /// The preset duration of a task prefix, if configured.
+    pub fn default_task_duration(&self, prefix: &str) -> Option<f64> {
+        self.default_task_durations
+            .iter()
+            .find(|(name, _)| name == prefix)
+            .map(|(_, d)| *d)
+    }
 }
 
 impl Default for Config {
@@ -27,6 +40,15 @@ impl Default for Config {
             bandwidth: 100e6,
             worker_saturation: 1.1,
             work_stealing: true,
+            default_task_durations: [
+                "rechunk-split",
+                "split-shuffle",
+                "split-taskshuffle",
+                "split-stage",
+            ]
+            .iter()
+            .map(|name| (name.to_string(), 1e-6))
+            .collect(),
         }
     }
 }

@@ -20,11 +20,14 @@ pub mod ops_client;
 pub mod ops_worker;
 pub mod placement;
 pub mod queries;
+pub mod retire;
 pub mod state;
+pub mod stats;
 pub mod stealing;
 pub mod task;
 pub mod timedelta;
 pub mod transitions;
+pub mod validate;
 pub mod worker;
 
 pub use config::Config;

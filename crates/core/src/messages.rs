@@ -75,6 +75,37 @@ pub fn remove_replicas(keys: Vec<Value>, stimulus_id: &str) -> Value {
     )
 }
 
+/// scheduler→worker `acquire-replicas`: fetch these keys from the listed
+/// holders (`who_has: {key: [addr]}`, `nbytes: {key: int}`); the worker
+/// confirms each replica with `add-keys`.
+pub fn acquire_replicas(who_has: Value, nbytes: Value, stimulus_id: &str) -> Value {
+    op(
+        "acquire-replicas",
+        vec![
+            ("who_has", who_has),
+            ("nbytes", nbytes),
+            ("stimulus_id", Value::str(stimulus_id)),
+        ],
+    )
+}
+
+/// scheduler→worker `worker-status-change` (e.g. `closing_gracefully` when
+/// retiring it).
+pub fn worker_status_change(status: &str, stimulus_id: &str) -> Value {
+    op(
+        "worker-status-change",
+        vec![
+            ("status", Value::str(status)),
+            ("stimulus_id", Value::str(stimulus_id)),
+        ],
+    )
+}
+
+/// scheduler→worker `close`: shut down (a nanny does not restart it).
+pub fn close_worker(reason: &str) -> Value {
+    op("close", vec![("reason", Value::str(reason))])
+}
+
 /// scheduler→worker `refresh-who-has`.
 pub fn refresh_who_has(who_has: Value, stimulus_id: &str) -> Value {
     op(

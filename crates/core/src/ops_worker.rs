@@ -128,10 +128,10 @@ impl State {
                         // Python's `_task_slots_available`, a root-task slot: a
                         // task waiting on root tasks it submitted (worker_client)
                         // must not keep them queued forever.
-                        let d = self.estimated_duration(id);
+                        let prefix = t.prefix;
                         if let Some(worker) = self.workers.get_mut(&w) {
                             if worker.long_running.insert(id) {
-                                worker.occupancy = (worker.occupancy - d).max(0.0);
+                                worker.remove_prefix(prefix);
                             }
                         }
                         self.fill_queued_slots();
@@ -250,6 +250,7 @@ impl State {
         if let Some(worker) = self.workers.get_mut(&w) {
             worker.has_what.insert(id);
             worker.nbytes += nbytes;
+            worker.got_replica(id);
         }
     }
 
@@ -343,6 +344,7 @@ impl State {
                 return Ok(());
             }
         }
+        self.record_startstops(id, w, msg);
         if let Some(seconds) = compute_seconds(msg) {
             self.record_duration(id, seconds.max(0.0));
         }
@@ -350,6 +352,7 @@ impl State {
         let nbytes = msg.get("nbytes").and_then(Value::as_i64).unwrap_or(0);
         let result_type = msg.get("type").filter(|v| !v.is_nil()).cloned();
         {
+            self.count_state_as(id, TaskState::Memory);
             let t = self.task_mut(id);
             t.state = TaskState::Memory;
             t.nbytes = nbytes;
@@ -446,6 +449,7 @@ impl State {
                 // wanted task and send a fresh compute-task), so that the task is
                 // not left on a worker's processing list while in memory.
                 recs = self.abandon_for_data(id);
+                self.count_state_as(id, TaskState::Memory);
                 let t = self.task_mut(id);
                 t.state = TaskState::Memory;
                 t.who_has.clear();

@@ -96,7 +96,7 @@ impl State {
             .filter(|d| !d.who_has.contains(&w.id))
             .map(|d| d.nbytes.max(0))
             .sum();
-        let start = w.occupancy / w.threads() + comm_bytes as f64 / self.config.bandwidth;
+        let start = self.occupancy(w) / w.threads() + comm_bytes as f64 / self.config.bandwidth;
         (start, w.nbytes)
     }
 
@@ -165,8 +165,8 @@ impl State {
         running
             .iter()
             .min_by(|a, b| {
-                (a.occupancy / a.threads())
-                    .total_cmp(&(b.occupancy / b.threads()))
+                (self.occupancy(a) / a.threads())
+                    .total_cmp(&(self.occupancy(b) / b.threads()))
                     .then(a.processing.len().cmp(&b.processing.len()))
             })
             .map(|w| w.id)

@@ -34,10 +34,14 @@ pub struct Client {
 pub struct PrefixStats {
     /// The prefix name.
     pub name: String,
-    /// Exponentially weighted average duration (s), if measured.
+    /// Exponentially weighted average duration (s), if measured (or preset
+    /// by `default-task-durations`).
     pub duration_average: Option<f64>,
     /// Completed tasks.
     pub completed: u64,
+    /// Preset to at most 1 ms by `default-task-durations` (Python's
+    /// `stealing.fast_tasks`, e.g. `split-taskshuffle`): never worth stealing.
+    pub fast: bool,
 }
 
 /// The whole scheduler state. See the crate docs.
@@ -78,6 +82,10 @@ pub struct State {
     pub(crate) steals: HashMap<TaskId, crate::stealing::InFlightSteal>,
     /// Processing tasks whose worker refused a steal (already running).
     pub(crate) steal_refused: HashSet<TaskId>,
+    /// Workers being retired and idleness tracking (`retire.rs`).
+    pub(crate) retire: crate::retire::RetireState,
+    /// Observability counters (see [`crate::stats`]).
+    pub(crate) stats: crate::stats::Stats,
 }
 
 /// The pseudo-client that holds `fire_and_forget` futures.
@@ -117,6 +125,8 @@ impl State {
             round_robin: 0,
             steals: HashMap::new(),
             steal_refused: HashSet::new(),
+            retire: Default::default(),
+            stats: crate::stats::Stats::default(),
         };
         s.add_client(FIRE_AND_FORGET, 0.0);
         s
@@ -203,8 +213,11 @@ impl State {
             return *id;
         }
         let id = self.prefixes.len() as u32;
+        let preset = self.config.default_task_duration(prefix);
         self.prefixes.push(PrefixStats {
             name: prefix.to_string(),
+            duration_average: preset,
+            fast: preset.is_some_and(|d| d <= 0.001),
             ..Default::default()
         });
         self.prefix_ids.insert(prefix.to_string(), id);
@@ -255,11 +268,44 @@ impl State {
         }
     }
 
+    /// Number of live task groups.
+    pub(crate) fn live_group_count(&self) -> usize {
+        self.group_ids.len()
+    }
+
+    /// Forgotten tasks of groups that still have live tasks (what Python's
+    /// prefix `states["forgotten"]` holds: a group's counts leave its prefix
+    /// when its last task is forgotten).
+    pub(crate) fn forgotten_in_live_groups(&self) -> u64 {
+        self.groups
+            .iter()
+            .zip(&self.group_live)
+            .map(|(size, live)| u64::from(size.saturating_sub(*live)))
+            .sum()
+    }
+
     /// Estimated run time of a task from its prefix history.
     pub(crate) fn estimated_duration(&self, id: TaskId) -> f64 {
-        self.prefixes[self.task(id).prefix as usize]
+        self.prefix_duration(self.task(id).prefix)
+    }
+
+    /// Estimated run time of a task of prefix `p`.
+    fn prefix_duration(&self, p: u32) -> f64 {
+        self.prefixes[p as usize]
             .duration_average
             .unwrap_or(self.config.unknown_task_duration)
+    }
+
+    /// Estimated seconds of work on `w`, as Python's `WorkerState.occupancy`:
+    /// its processing tasks at their prefixes' current duration estimates,
+    /// plus the transfer time of the inputs it still has to fetch.
+    pub fn occupancy(&self, w: &Worker) -> f64 {
+        let compute: f64 = w
+            .prefix_counts
+            .iter()
+            .map(|(p, n)| self.prefix_duration(*p) * f64::from(*n))
+            .sum();
+        compute + w.network_occ as f64 / self.config.bandwidth
     }
 
     pub(crate) fn record_duration(&mut self, id: TaskId, seconds: f64) {
@@ -286,6 +332,9 @@ impl State {
         }
         let id = ClientId(self.next_client);
         self.next_client += 1;
+        if name != FIRE_AND_FORGET {
+            self.stats.clients_added += 1;
+        }
         self.clients.insert(
             id,
             Client {
@@ -329,6 +378,7 @@ impl State {
         }
         if let Some(c) = self.clients.remove(&client) {
             self.client_by_name.remove(&c.name);
+            self.stats.clients_removed += 1;
         }
     }
 
@@ -420,6 +470,7 @@ impl State {
         }
         let id = WorkerId(self.next_worker);
         self.next_worker += 1;
+        self.stats.workers_added += 1;
         let host = host_of(&reg.address);
         let status = reg.status;
         self.worker_by_addr.insert(reg.address.clone(), id);
@@ -434,7 +485,9 @@ impl State {
                 processing: HashSet::new(),
                 long_running: HashSet::new(),
                 has_what: HashSet::new(),
-                occupancy: 0.0,
+                prefix_counts: HashMap::new(),
+                needs_what: HashMap::new(),
+                network_occ: 0,
                 nbytes: 0,
                 used_resources: Vec::new(),
                 last_seen: now,
@@ -473,6 +526,7 @@ impl State {
             return false;
         };
         self.worker_by_addr.remove(&worker.info.address);
+        self.stats.workers_removed += 1;
         // Steals *from* this worker are moot (its tasks are rescheduled below).
         // Steals *to* it stay in flight: the victim may already have dropped the
         // task when it answers, and `on_steal_response` then reschedules it
@@ -490,7 +544,10 @@ impl State {
             let t = self.task_mut(tid);
             t.processing_on = None;
             t.suspicious += 1;
-            if t.suspicious > allowed {
+            let suspicious = t.suspicious;
+            let prefix = t.prefix;
+            self.stats.prefix_mut(prefix).suspicious += 1;
+            if suspicious > allowed {
                 recs.push((tid, Target::KilledWorker(worker.info.address.clone())));
             } else {
                 recs.push((tid, Target::Released));

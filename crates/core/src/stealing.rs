@@ -30,6 +30,9 @@ pub struct InFlightSteal {
     pub stimulus_id: String,
 }
 
+/// Dask's `stealing.LATENCY`: the fixed cost (s) of moving a task that has inputs.
+const STEAL_LATENCY: f64 = 0.1;
+
 /// Worker states in a `steal-response` meaning "not started, released: move it".
 const CONFIRM: [&str; 3] = ["ready", "constrained", "waiting"];
 /// Worker states meaning "already running or done: keep it here".
@@ -69,6 +72,18 @@ impl State {
                 return false;
             }
         }
+        if self.prefixes[t.prefix as usize].fast {
+            return false;
+        }
+        if t.dependencies.is_empty() {
+            return true;
+        }
+        let Some(victim) = t.processing_on.and_then(|v| self.workers.get(&v)) else {
+            return false;
+        };
+        // Python's rule: moving a task with inputs costs their transfer plus a
+        // fixed latency; steal only if the thief still finishes it before the
+        // victim would get to it (`occ_thief + cost * d <= occ_victim - d / 2`).
         let transfer_bytes: i64 = t
             .dependencies
             .iter()
@@ -76,12 +91,11 @@ impl State {
             .filter(|d| !d.who_has.contains(&thief))
             .map(|d| d.nbytes.max(0))
             .sum();
-        let transfer = transfer_bytes as f64 / self.config.bandwidth;
-        let compute = self.estimated_duration(id);
-        // Dask's cost multiplier `1 + transfer / compute`: only tasks that are
-        // cheap to move (<= 1.1, its lower steal levels), so stealing does not
-        // add worker-to-worker traffic to save little time.
-        transfer <= 0.1 * compute
+        let transfer = transfer_bytes as f64 / self.config.bandwidth + STEAL_LATENCY;
+        let d = self.estimated_duration(id);
+        let thief_occ = self.occupancy(w) / w.threads();
+        let victim_occ = self.occupancy(victim) / victim.threads();
+        thief_occ + transfer + d <= victim_occ - d / 2.0
     }
 
     /// Tasks assigned or on their way to `w`, per thread.
@@ -171,6 +185,7 @@ impl State {
     }
 
     fn request_steal(&mut self, id: TaskId, victim: WorkerId, thief: WorkerId) {
+        self.record_steal(id);
         let stimulus_id = self.stimulus("steal");
         let key = self.task(id).key.to_value();
         self.outbox.push(Outgoing::Worker(
@@ -223,6 +238,7 @@ impl State {
                     self.assign(id, steal.thief);
                 } else {
                     self.task_mut(id).state = TaskState::Waiting;
+                    self.count_state_as(id, TaskState::Waiting);
                     self.transitions(vec![(id, Target::Processing)]);
                 }
             }

@@ -121,13 +121,17 @@ impl State {
         self.steals.remove(&id);
         self.steal_refused.remove(&id);
         let w = self.task_mut(id).processing_on.take()?;
-        let duration = self.estimated_duration(id);
+        let prefix = self.task(id).prefix;
         let restrictions = self.task(id).restrictions.clone();
+        let missing = self.missing_inputs(id, w);
         let worker = self.workers.get_mut(&w)?;
         worker.processing.remove(&id);
         if !worker.long_running.remove(&id) {
-            // (a seceded task's duration was already taken off)
-            worker.occupancy = (worker.occupancy - duration).max(0.0);
+            // (a seceded task was already taken out of the prefix counts)
+            worker.remove_prefix(prefix);
+        }
+        for (dep, _) in missing {
+            worker.dec_needs(dep);
         }
         if let Some(r) = restrictions {
             for (name, amount) in &r.resources {
@@ -136,10 +140,18 @@ impl State {
                 }
             }
         }
-        if worker.processing.is_empty() {
-            worker.occupancy = 0.0;
-        }
         Some(w)
+    }
+
+    /// Inputs of `id` that worker `w` does not hold, with their sizes.
+    fn missing_inputs(&self, id: TaskId, w: WorkerId) -> Vec<(TaskId, i64)> {
+        self.task(id)
+            .dependencies
+            .iter()
+            .map(|d| (*d, self.task(*d)))
+            .filter(|(_, d)| !d.who_has.contains(&w))
+            .map(|(d, t)| (d, t.nbytes.max(0)))
+            .collect()
     }
 
     fn send_to_worker(&mut self, w: WorkerId, msg: Value) {
@@ -193,6 +205,7 @@ impl State {
                 }
             }
         }
+        self.count_state_as(id, TaskState::Waiting);
         let t = self.task_mut(id);
         t.state = TaskState::Waiting;
         let ready = waiting_on.is_empty();
@@ -214,10 +227,12 @@ impl State {
             crate::placement::Decision::Worker(w) => self.assign(id, w),
             crate::placement::Decision::Queue => {
                 self.task_mut(id).state = TaskState::Queued;
+                self.count_state_as(id, TaskState::Queued);
                 self.queued.insert((priority, id));
             }
             crate::placement::Decision::NoWorker => {
                 self.task_mut(id).state = TaskState::NoWorker;
+                self.count_state_as(id, TaskState::NoWorker);
                 self.unrunnable.insert(id);
             }
         }
@@ -228,15 +243,20 @@ impl State {
     pub(crate) fn assign(&mut self, id: TaskId, w: WorkerId) {
         self.run_counter += 1;
         let run_id = self.run_counter;
-        let duration = self.estimated_duration(id);
+        self.count_state_as(id, TaskState::Processing);
         let t = self.task_mut(id);
         t.state = TaskState::Processing;
         t.processing_on = Some(w);
         t.run_id = run_id;
+        let prefix = t.prefix;
         let restrictions = t.restrictions.clone();
+        let missing = self.missing_inputs(id, w);
         let worker = self.workers.get_mut(&w).expect("assign to a live worker");
         worker.processing.insert(id);
-        worker.occupancy += duration;
+        worker.add_prefix(prefix);
+        for (dep, nbytes) in missing {
+            worker.inc_needs(dep, nbytes);
+        }
         if let Some(r) = &restrictions {
             for (name, amount) in &r.resources {
                 match worker.used_resources.iter_mut().find(|(n, _)| n == name) {
@@ -296,6 +316,7 @@ impl State {
         self.queued.remove(&(priority, id));
         self.unrunnable.remove(&id);
         let mut recs = self.release_unneeded_dependencies(id);
+        self.count_state_as(id, TaskState::Released);
         let t = self.task_mut(id);
         t.waiting_on.clear();
         t.state = TaskState::Released;
@@ -312,6 +333,7 @@ impl State {
             self.free_keys_on(id, &[w], "processing-released");
         }
         self.task_mut(id).state = TaskState::Released;
+        self.count_state_as(id, TaskState::Released);
         let t = self.task(id);
         if t.has_lost_dependencies {
             vec![(id, Target::Forgotten)]
@@ -343,6 +365,7 @@ impl State {
         }
         self.free_keys_on(id, &holders, "memory-released");
         self.task_mut(id).state = TaskState::Released;
+        self.count_state_as(id, TaskState::Released);
         let key = self.task(id).key.to_value();
         self.report_to_wanters(id, messages::lost_data(key));
         let t = self.task(id);
@@ -357,6 +380,7 @@ impl State {
     }
 
     fn erred_released(&mut self, id: TaskId) -> Recs {
+        self.count_state_as(id, TaskState::Released);
         let t = self.task_mut(id);
         t.error = None;
         t.exception_blame = None;
@@ -386,6 +410,7 @@ impl State {
         self.queued.remove(&(priority, id));
         self.unrunnable.remove(&id);
         let mut recs = self.release_unneeded_dependencies(id);
+        self.count_state_as(id, TaskState::Erred);
         let t = self.task_mut(id);
         t.state = TaskState::Erred;
         t.exception_blame = Some(blame);
@@ -473,6 +498,13 @@ impl State {
             if !self.exists(d) {
                 continue;
             }
+            if let Some(pw) = self.task(d).processing_on {
+                // It will not be fetched for `d` any more (its detach no
+                // longer sees this dependency).
+                if let Some(worker) = self.workers.get_mut(&pw) {
+                    worker.dec_needs(id);
+                }
+            }
             let dt = self.task_mut(d);
             dt.has_lost_dependencies = true;
             remove_item(&mut dt.dependencies, id);
@@ -501,6 +533,7 @@ impl State {
             );
         }
         self.task_mut(id).state = TaskState::Forgotten;
+        self.count_state_as(id, TaskState::Forgotten);
         self.remove_task(id);
         recs
     }

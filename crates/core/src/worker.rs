@@ -2,7 +2,7 @@
 
 use crate::ids::{TaskId, WorkerId};
 use dask_wire::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The worker statuses the scheduler distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +97,18 @@ pub struct Worker {
     pub long_running: HashSet<TaskId>,
     /// Tasks whose results it holds.
     pub has_what: HashSet<TaskId>,
-    /// Estimated seconds of work assigned.
-    pub occupancy: f64,
+    /// Processing tasks per prefix id, seceded ones excluded (Python's
+    /// `task_prefix_count`): occupancy is derived from these and the prefixes'
+    /// *current* duration estimates, so it never drifts as estimates change.
+    pub prefix_counts: HashMap<u32, u32>,
+    /// Inputs of its processing tasks that it does not hold yet, with how
+    /// many of those tasks need each and the size counted when first needed
+    /// (Python's `needs_what`; the size is kept so that the network
+    /// occupancy cannot drift if the input is recomputed with another size).
+    pub needs_what: HashMap<TaskId, (u32, i64)>,
+    /// Bytes of `needs_what` (Python's `_network_occ`), added to occupancy
+    /// as transfer time.
+    pub network_occ: i64,
     /// Sum of `nbytes` of results held.
     pub nbytes: i64,
     /// Resources booked by processing tasks.
@@ -111,6 +121,49 @@ impl Worker {
     /// Threads, at least one (for ratios).
     pub fn threads(&self) -> f64 {
         self.info.nthreads.max(1) as f64
+    }
+
+    /// Count one more processing task of `prefix`.
+    pub(crate) fn add_prefix(&mut self, prefix: u32) {
+        *self.prefix_counts.entry(prefix).or_insert(0) += 1;
+    }
+
+    /// Count one processing task of `prefix` less.
+    pub(crate) fn remove_prefix(&mut self, prefix: u32) {
+        if let Some(n) = self.prefix_counts.get_mut(&prefix) {
+            *n -= 1;
+            if *n == 0 {
+                self.prefix_counts.remove(&prefix);
+            }
+        }
+    }
+
+    /// One more processing task needs `dep` (of `nbytes`) fetched here.
+    pub(crate) fn inc_needs(&mut self, dep: TaskId, nbytes: i64) {
+        let entry = self.needs_what.entry(dep).or_insert((0, nbytes));
+        if entry.0 == 0 {
+            self.network_occ += nbytes;
+        }
+        entry.0 += 1;
+    }
+
+    /// One processing task less needs `dep` fetched here.
+    pub(crate) fn dec_needs(&mut self, dep: TaskId) {
+        if let Some(entry) = self.needs_what.get_mut(&dep) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                let nbytes = entry.1;
+                self.needs_what.remove(&dep);
+                self.network_occ -= nbytes;
+            }
+        }
+    }
+
+    /// `dep` arrived here: nothing left to fetch for it.
+    pub(crate) fn got_replica(&mut self, dep: TaskId) {
+        if let Some((_, nbytes)) = self.needs_what.remove(&dep) {
+            self.network_occ -= nbytes;
+        }
     }
 
     /// Capacity of a resource (0 if undeclared).

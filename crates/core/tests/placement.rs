@@ -628,3 +628,52 @@ fn seceded_tasks_do_not_hold_root_task_slots() {
     }
     assert!(sim.s.is_idle());
 }
+
+/// Python's occupancy counts the transfer time of inputs a worker still has
+/// to fetch (`needs_what` / network occupancy): a worker about to pull a
+/// large input looks busy until the input has arrived (`add-keys`).
+#[test]
+fn inputs_still_to_fetch_count_as_occupancy() {
+    let mut sim = Sim::new();
+    let a = sim.worker("tcp://127.0.0.1:1", 1);
+    let b = sim.worker("tcp://127.0.0.1:2", 1);
+    let (addr_a, addr_b) = (sim.addr(a), sim.addr(b));
+    // 200 MB on A: 2 s of transfer at the default 100 MB/s bandwidth.
+    sim.submit(
+        &["d"],
+        vec![t("d", &[]).ann("workers", workers_ann(&[&addr_a]))],
+    );
+    let c = sim.one_compute();
+    sim.finish_with(a, &c.key, c.run_id, 200_000_000);
+    // A: two tasks of unknown duration (2 x 0.5 s); B: one (0.5 s) that must
+    // first fetch `d` (2 s).
+    let on_a = |key: &str| t(key, &[]).ann("workers", workers_ann(&[&addr_a]));
+    sim.submit(&["a-1", "a-2"], vec![on_a("a-1"), on_a("a-2")]);
+    sim.submit(
+        &["u"],
+        vec![t("u", &["d"]).ann("workers", workers_ann(&[&addr_b]))],
+    );
+    let first: Vec<_> = sim
+        .computes()
+        .into_iter()
+        .map(|c| (c.key, c.worker))
+        .collect();
+    assert_eq!(first.len(), 3, "{first:?}");
+    sim.check();
+    // Free task: A (1.0 s) is less busy than B (0.5 s + 2 s of transfer).
+    sim.submit(&["v"], vec![t("v", &[])]);
+    assert_eq!(sim.one_compute().worker, a);
+    // Once B holds `d`, only its 0.5 s task is left: the next one goes to B.
+    sim.wop(
+        b,
+        Value::map([
+            ("op", Value::str("add-keys")),
+            ("keys", Value::Array(vec![kv(&k("d"))])),
+            ("stimulus_id", Value::str("gather-dep-success")),
+        ]),
+    )
+    .unwrap();
+    sim.check();
+    sim.submit(&["w"], vec![t("w", &[])]);
+    assert_eq!(sim.one_compute().worker, b);
+}

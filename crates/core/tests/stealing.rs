@@ -251,3 +251,82 @@ fn balanced_cluster_sends_nothing() {
     sim.drain();
     assert!(sim.take().is_empty());
 }
+
+/// Python's cost rule for tasks with inputs: moving one costs the transfer of
+/// the inputs the thief lacks plus a fixed 0.1 s latency, and is done only if
+/// the thief would still finish it before the victim got to it.
+#[test]
+fn tasks_with_inputs_are_stolen_only_when_the_move_pays_off() {
+    struct Case {
+        what: &'static str,
+        duration: f64,
+        input_bytes: i64,
+        stolen: bool,
+    }
+    let cases = [
+        Case {
+            what: "long tasks, small input",
+            duration: 0.5,
+            input_bytes: 1_000,
+            stolen: true,
+        },
+        Case {
+            what: "short tasks: the latency alone outweighs the gain",
+            duration: 0.1,
+            input_bytes: 1_000,
+            stolen: false,
+        },
+        Case {
+            what: "long tasks, input too big to move (0.5 s of transfer)",
+            duration: 0.5,
+            input_bytes: 50_000_000,
+            stolen: false,
+        },
+    ];
+    for case in cases {
+        let mut sim = Sim::with_config(Config {
+            unknown_task_duration: case.duration,
+            ..Config::default()
+        });
+        let w0 = sim.worker("tcp://127.0.0.1:1", 2);
+        sim.submit(&["d"], vec![t("d", &[])]);
+        let c = sim.one_compute();
+        sim.finish_with(w0, &c.key, c.run_id, case.input_bytes);
+        // Four tasks on the input, all on its holder (2 threads: 2 tasks of
+        // backlog per thread).
+        let keys = ["x-1", "x-2", "x-3", "x-4"];
+        sim.submit(&keys, keys.iter().map(|k| t(k, &["d"])).collect());
+        assert!(
+            sim.computes().iter().all(|c| c.worker == w0),
+            "{}",
+            case.what
+        );
+        sim.worker("tcp://127.0.0.1:2", 1);
+        sim.clear();
+        sim.s.balance(sim.now);
+        sim.drain();
+        let reqs = steal_requests(&mut sim, w0);
+        assert_eq!(!reqs.is_empty(), case.stolen, "{}: {reqs:?}", case.what);
+    }
+}
+
+/// Prefixes preset to at most 1 ms by `default-task-durations` (Python's
+/// `fast_tasks`, e.g. the getitem tasks of a task-based shuffle) are never
+/// stolen: moving them would only move their input around.
+#[test]
+fn fast_task_prefixes_are_never_stolen() {
+    for (prefix, stolen) in [("split-taskshuffle", false), ("plain", true)] {
+        let mut sim = Sim::new();
+        let w0 = sim.worker("tcp://127.0.0.1:1", 1);
+        let keys = [format!("{prefix}-1"), format!("{prefix}-2")];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        sim.submit(&keys, keys.iter().map(|k| t(k, &[])).collect());
+        assert_eq!(sim.computes().len(), 2, "{prefix}");
+        sim.worker("tcp://127.0.0.1:2", 1);
+        sim.clear();
+        sim.s.balance(sim.now);
+        sim.drain();
+        let reqs = steal_requests(&mut sim, w0);
+        assert_eq!(!reqs.is_empty(), stolen, "{prefix}: {reqs:?}");
+    }
+}

@@ -5,5 +5,6 @@ pub mod files;
 pub mod http;
 pub mod logging;
 pub mod materializer;
+pub mod metrics;
 pub mod net;
 pub mod scheduler;

@@ -40,6 +40,31 @@ pub fn init(level: &str) {
     }
 }
 
+/// The level to log at: `explicit` (from `--log-level` or
+/// `DASK_SCHEDULER_LOG_LEVEL`) if given, else Dask's logging config from the
+/// environment (`DASK_LOGGING__DISTRIBUTED__SCHEDULER`, then
+/// `DASK_LOGGING__DISTRIBUTED`, as Dask maps them to
+/// `logging: {distributed.scheduler: ...}` / `{distributed: ...}`), else `info`.
+pub fn resolve_level(explicit: Option<&str>) -> String {
+    resolve_level_from(explicit, |k| std::env::var(k).ok())
+}
+
+/// [`resolve_level`] with an injectable environment (for tests).
+pub fn resolve_level_from(explicit: Option<&str>, env: impl Fn(&str) -> Option<String>) -> String {
+    if let Some(l) = explicit {
+        return l.to_string();
+    }
+    [
+        "DASK_LOGGING__DISTRIBUTED__SCHEDULER",
+        "DASK_LOGGING__DISTRIBUTED",
+    ]
+    .iter()
+    .filter_map(|k| env(k))
+    .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+    .find(|v| !v.is_empty())
+    .unwrap_or_else(|| "info".to_string())
+}
+
 /// Map a Dask/Python level name to a tracing directive.
 pub fn normalize_level(level: &str) -> Option<&'static str> {
     Some(match level.trim().to_ascii_lowercase().as_str() {
@@ -191,6 +216,40 @@ mod tests {
     }
 
     #[test]
+    fn level_precedence() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(resolve_level_from(None, env(&[])), "info");
+        assert_eq!(
+            resolve_level_from(None, env(&[("DASK_LOGGING__DISTRIBUTED", "warning")])),
+            "warning"
+        );
+        assert_eq!(
+            resolve_level_from(
+                None,
+                env(&[
+                    ("DASK_LOGGING__DISTRIBUTED", "warning"),
+                    ("DASK_LOGGING__DISTRIBUTED__SCHEDULER", "'debug'"),
+                ])
+            ),
+            "debug"
+        );
+        assert_eq!(
+            resolve_level_from(
+                Some("error"),
+                env(&[("DASK_LOGGING__DISTRIBUTED", "debug")])
+            ),
+            "error"
+        );
+    }
+
+    #[test]
     fn levels() {
         let cases = [
             ("INFO", Some("info")),
@@ -202,6 +261,51 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(normalize_level(input), want, "{input}");
+        }
+    }
+}
+
+/// Dask's `format_time`: durations in log lines the way Python's scheduler
+/// prints them (`500.00 ms`, `10.00 s`, `83m 20s`, `27hr 46m`, `14d 6hr`).
+pub fn format_time(n: f64) -> String {
+    if n > 2.0 * 86400.0 {
+        let d = (n / 86400.0) as i64;
+        let h = ((n - d as f64 * 86400.0) / 3600.0) as i64;
+        format!("{d}d {h}hr")
+    } else if n > 2.0 * 3600.0 {
+        let h = (n / 3600.0) as i64;
+        let m = ((n - h as f64 * 3600.0) / 60.0) as i64;
+        format!("{h}hr {m}m")
+    } else if n > 600.0 {
+        let m = (n / 60.0) as i64;
+        let s = (n - m as f64 * 60.0) as i64;
+        format!("{m}m {s}s")
+    } else if n >= 1.0 {
+        format!("{n:.2} s")
+    } else if n >= 1e-3 {
+        format!("{:.2} ms", n * 1e3)
+    } else {
+        format!("{:.2} us", n * 1e6)
+    }
+}
+
+#[cfg(test)]
+mod format_time_tests {
+    #[test]
+    fn matches_dask_format_time() {
+        // Values from `dask.utils.format_time` in the pinned dask.
+        let cases = [
+            (0.5, "500.00 ms"),
+            (10.0, "10.00 s"),
+            (75.0, "75.00 s"),
+            (3600.0, "60m 0s"),
+            (5000.0, "83m 20s"),
+            (100000.0, "27hr 46m"),
+            (1234567.89, "14d 6hr"),
+            (0.00002, "20.00 us"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(super::format_time(n), want, "{n}");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `dask-scheduler`: a drop-in Rust replacement for `dask scheduler`.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use dask_scheduler::cli::Cli;
 use dask_scheduler::materializer::{Availability, MaterializerConfig, MaterializerPool};
 use dask_scheduler::net::listener;
@@ -13,8 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    logging::init(&cli.log_level);
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // An explicit --log-level (or DASK_SCHEDULER_LOG_LEVEL) wins over Dask's
+    // logging config (DASK_LOGGING__DISTRIBUTED...).
+    let explicit = matches!(
+        matches.value_source("log_level"),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
+    logging::init(&logging::resolve_level(
+        explicit.then_some(cli.log_level.as_str()),
+    ));
     let warnings = match cli.validate() {
         Ok(w) => w,
         Err(e) => {

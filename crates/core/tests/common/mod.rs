@@ -587,6 +587,9 @@ impl Sim {
             .into_iter()
             .collect();
         assert_eq!(processing, in_state, "processing tasks are on workers");
+        if let Err(e) = self.s.validate_worker_accounting() {
+            panic!("worker accounting: {e}");
+        }
     }
 
     /// Keys in a state, sorted.

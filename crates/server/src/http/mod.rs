@@ -11,6 +11,11 @@ use std::sync::Arc;
 
 use crate::scheduler::Scheduler;
 
+mod api_v1;
+mod json;
+mod prometheus;
+mod status;
+
 /// What every HTTP handler can reach: the running scheduler (its event loop
 /// via [`Scheduler::with_state`], identity facts, RPC pool).
 pub struct AppState {
@@ -22,11 +27,17 @@ pub struct AppState {
 ///
 /// Routes:
 /// * `GET /health` → `200 text/plain "ok"` (the Dask operator's probes).
+/// * `GET /metrics` → Prometheus text ([`prometheus`]).
+/// * `/json/*`, `/info/main/workers.html`, `/sitemap.json` ([`json`]).
+/// * `/`, `/status`, `/status/*` → the live status page ([`status`]).
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .merge(api_v1::routes())
         // Route groups are merged here, one line each:
-        // .merge(metrics::routes())
+        .merge(prometheus::routes())
+        .merge(json::routes())
+        .merge(status::routes())
         .with_state(state)
 }
 

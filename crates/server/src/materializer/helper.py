@@ -409,6 +409,10 @@ def op_config(req):
             "idle-timeout": float(parse_timedelta(idle)) if idle else None,
             "bandwidth": float(parse_bytes(get("distributed.scheduler.bandwidth"))),
             "work-stealing": bool(get("distributed.scheduler.work-stealing")),
+            "default-task-durations": {
+                str(k): float(parse_timedelta(v))
+                for k, v in (get("distributed.scheduler.default-task-durations") or {}).items()
+            },
         },
     }
 

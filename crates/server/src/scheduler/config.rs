@@ -30,6 +30,12 @@ fn apply(config: &mut Config, values: &Value) {
     if let Some(v) = values.get("work-stealing") {
         config.work_stealing = v.truthy();
     }
+    if let Some(map) = values.get("default-task-durations").and_then(Value::as_map) {
+        config.default_task_durations = map
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_f64()?)))
+            .collect();
+    }
 }
 
 /// Dask's spelling of an environment variable for `distributed.scheduler.<name>`.
@@ -115,11 +121,18 @@ mod tests {
                 ("allowed-failures", Value::Int(7)),
                 ("worker-ttl", Value::Nil),
                 ("work-stealing", Value::Bool(false)),
+                (
+                    "default-task-durations",
+                    Value::map([("slow-load", Value::Float(60.0))]),
+                ),
             ]),
         );
         assert!(c.worker_saturation.is_infinite());
         assert_eq!(c.allowed_failures, 7);
         assert_eq!(c.worker_ttl, None);
         assert!(!c.work_stealing);
+        // The table as Python resolved it (defaults merged in there) replaces ours.
+        assert_eq!(c.default_task_duration("slow-load"), Some(60.0));
+        assert_eq!(c.default_task_duration("split-taskshuffle"), None);
     }
 }

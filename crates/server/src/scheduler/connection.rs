@@ -47,6 +47,7 @@ async fn serve(sched: Arc<Scheduler>, mut conn: Conn) {
             return;
         }
     };
+    crate::metrics::global().count_op("connection", first.get("op").and_then(Value::as_str));
     match first.get("op").and_then(Value::as_str) {
         Some("register-client") => client_stream(sched, conn, first).await,
         Some("register-worker") => worker_stream(sched, conn, first).await,
@@ -114,6 +115,7 @@ async fn read_client_stream(
             if op.as_str() == Some("OK") {
                 break;
             }
+            crate::metrics::global().count_op("client", op.get("op").and_then(Value::as_str));
             match op.get("op").and_then(Value::as_str) {
                 Some("update-graph") => {
                     flush_client(sched, client, &mut batch);
@@ -256,6 +258,7 @@ async fn read_worker_stream(
             if op.as_str() == Some("OK") {
                 break;
             }
+            crate::metrics::global().count_op("worker", op.get("op").and_then(Value::as_str));
             if op.get("op").and_then(Value::as_str) == Some("close-stream") {
                 if !ops.is_empty() {
                     sched.send(Command::WorkerOps { worker, ops });

@@ -96,6 +96,8 @@ struct Loop {
     clients: HashMap<ClientId, BatchedSender>,
     workers: HashMap<WorkerId, BatchedSender>,
     worker_addrs: HashMap<WorkerId, String>,
+    /// Worker names, for Dask's "Remove worker addr: ... name: ..." line.
+    worker_names: HashMap<WorkerId, String>,
     rpc: RpcPool,
 }
 
@@ -131,6 +133,7 @@ impl Loop {
             Command::ClientGone { client } => {
                 if let Some(name) = self.state.client_name(client) {
                     tracing::info!("Remove client {name}");
+                    tracing::info!("Close client connection: {name}");
                 }
                 if let Some(sender) = self.clients.remove(&client) {
                     sender.close();
@@ -144,10 +147,16 @@ impl Loop {
                 plugins,
             } => {
                 let address = reg.address.clone();
-                let nthreads = reg.nthreads;
+                let name = match &reg.name {
+                    Value::Str(s) => s.clone(),
+                    Value::Nil => address.clone(),
+                    other => other.to_string(),
+                };
                 match self.state.add_worker(*reg, now) {
                     Ok(id) => {
-                        tracing::info!("Register worker addr: {address} nthreads: {nthreads}");
+                        tracing::info!("Register worker addr: {address} name: {name}");
+                        tracing::info!("Starting worker compute stream, {address}");
+                        self.worker_names.insert(id, name);
                         let hb = dask_core::queries::heartbeat_interval(self.workers.len() + 1);
                         // The reply goes out before anything else on this stream.
                         sender.send_raw(Value::map([
@@ -183,11 +192,8 @@ impl Loop {
                 }
             }
             Command::WorkerGone { worker } => {
-                if self.state.remove_worker(worker, now) {
-                    if let Some(addr) = self.worker_addrs.get(&worker) {
-                        tracing::info!("Remove worker addr: {addr} (stream closed)");
-                    }
-                }
+                // "Remove worker addr: ..." is logged by `drop_removed_workers`.
+                self.state.remove_worker(worker, now);
             }
             Command::Call(f) => f(&mut self.state, now),
             Command::Shutdown { reply } => {
@@ -226,9 +232,17 @@ impl Loop {
             if let Some(sender) = self.workers.remove(&w) {
                 sender.close();
             }
+            let name = self.worker_names.remove(&w).unwrap_or_default();
             if let Some(addr) = self.worker_addrs.remove(&w) {
+                tracing::info!(
+                    "Remove worker addr: {addr} name: {name} (stimulus_id='remove-worker-{:.6}')",
+                    now()
+                );
                 self.rpc.remove(&addr);
             }
+        }
+        if self.state.worker_count() == 0 {
+            tracing::info!("Lost all workers");
         }
     }
 
@@ -276,6 +290,7 @@ pub async fn run(
         clients: HashMap::new(),
         workers: HashMap::new(),
         worker_addrs: HashMap::new(),
+        worker_names: HashMap::new(),
         rpc,
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -283,38 +298,61 @@ pub async fn run(
     let mut steal_ticker = tokio::time::interval(Duration::from_millis(100));
     steal_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let stealing = lp.state.config().work_stealing;
-    let mut idle_since: Option<f64> = None;
-    let mut last_counter = u64::MAX;
+    let mut idle_notified = false;
+    // Dask's `distributed.admin.tick` (interval 20ms, limit 3s): measures how
+    // late the loop gets to its timers, for the tick metrics and the
+    // "unresponsive" warning.
+    let mut admin_ticker = tokio::time::interval(Duration::from_millis(20));
+    admin_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_admin_tick = std::time::Instant::now();
+    let metrics = crate::metrics::global();
     loop {
+        let mut busy_from = None;
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some(cmd) => lp.apply(cmd),
+                Some(cmd) => {
+                    busy_from = Some(std::time::Instant::now());
+                    lp.apply(cmd);
+                }
                 None => return,
             },
             _ = steal_ticker.tick(), if stealing => {
+                busy_from = Some(std::time::Instant::now());
                 lp.state.balance(now());
                 lp.deliver();
             }
+            _ = admin_ticker.tick() => {
+                let gap = last_admin_tick.elapsed().as_secs_f64();
+                last_admin_tick = std::time::Instant::now();
+                metrics.tick(gap, now());
+                if gap > 3.0 {
+                    tracing::info!(
+                        "Event loop was unresponsive in Scheduler for {gap:.2}s.  This is often \
+                         caused by long-running GIL-holding functions or moving large chunks of \
+                         data. This can cause timeouts and instability."
+                    );
+                }
+            }
             _ = ticker.tick() => {
+                busy_from = Some(std::time::Instant::now());
                 lp.tick();
-                if let Some(timeout) = idle_timeout {
-                    let counter = lp.state.transition_counter();
-                    if counter != last_counter || !lp.state.is_idle() {
-                        last_counter = counter;
-                        idle_since = None;
-                    } else {
-                        let since = *idle_since.get_or_insert_with(now);
-                        if now() > since + timeout.as_secs_f64() {
-                            tracing::info!(
-                                "Scheduler closing due to idle timeout of {:?} after no activity",
-                                timeout
-                            );
-                            shutdown.notify_one();
-                            idle_since = None;
-                        }
+                // Like Python's periodic `check_idle`: the same idleness the
+                // operator's `check_idle` API reports drives the idle timeout.
+                let since = lp.state.check_idle(now());
+                if let (Some(timeout), Some(since)) = (idle_timeout, since) {
+                    if !idle_notified && now() > since + timeout.as_secs_f64() {
+                        tracing::info!(
+                            "Scheduler closing after being idle for {}",
+                            crate::logging::format_time(timeout.as_secs_f64())
+                        );
+                        shutdown.notify_one();
+                        idle_notified = true;
                     }
                 }
             }
+        }
+        if let Some(t) = busy_from {
+            metrics.loop_busy(t.elapsed().as_secs_f64());
         }
     }
 }

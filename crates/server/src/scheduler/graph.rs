@@ -169,6 +169,13 @@ fn fifo_timeout(msg: &Value) -> f64 {
     }
 }
 
+/// A materializer request, timed for `/metrics` (latency histogram and
+/// queue depth).
+async fn timed_request(sched: &Scheduler, body: Bytes) -> Result<Bytes, MaterializeError> {
+    let _timer = crate::metrics::global().materialization();
+    sched.materializer.request(body).await
+}
+
 /// Materialize one `update-graph` op and hand the result to the event loop.
 /// Awaited by the client's stream reader so that the client's later ops
 /// (e.g. releasing these keys) apply after the graph.
@@ -180,13 +187,16 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
             return;
         }
     };
+    // Like Python's `_active_graph_updates`: the scheduler is not idle (for
+    // `--idle-timeout` and `check_idle`) while a graph is being materialized.
+    sched.send(Command::Call(Box::new(|s, _| s.graph_update_started())));
     let actors = msg.get("actors").is_some_and(Value::truthy);
     let outcome = match request(&msg, &keys) {
         Ok(_) if actors => Err(Failure::not_implemented(
             "Actors (actors=True) are not supported by the Rust dask-scheduler".into(),
         )),
         Err(f) => Err(f),
-        Ok(body) => match sched.materializer.request(body).await {
+        Ok(body) => match timed_request(sched, body).await {
             Ok(reply) => match msgpack::decode(&reply) {
                 Ok(v) => parse_reply(&v),
                 Err(e) => Err(Failure::runtime(format!(
@@ -221,4 +231,6 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
             });
         }
     }
+    // After the graph (same channel, so in order).
+    sched.send(Command::Call(Box::new(|s, _| s.graph_update_finished())));
 }

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod event_loop;
 pub mod graph;
 pub mod plugins;
+pub mod retire;
 pub mod rpc;
 
 use crate::materializer::MaterializerPool;

@@ -30,6 +30,7 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
                 .await;
             return;
         };
+        crate::metrics::global().count_op("rpc", Some(&op));
         let wants_reply = msg.get("reply").is_none_or(Value::truthy);
         let close_after = msg.get("close").is_some_and(Value::truthy);
         let reply = match op.as_str() {
@@ -259,6 +260,10 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .map_err(|e| error_reply("OSError", &e.to_string()))?
         }
         "call_stack" => call_stack(sched, keys_opt(op, msg, "keys")?).await,
+        "retire_workers" => super::retire::rpc_retire_workers(sched, msg).await?,
+        "workers_to_close" => super::retire::rpc_workers_to_close(sched, msg).await?,
+        "adaptive_target" => super::retire::rpc_adaptive_target(sched, msg).await?,
+        "check_idle" => super::retire::check_idle(sched).await.ok_or_else(lost)?,
         "register_worker_plugin" | "register_nanny_plugin" => {
             register_plugin(sched, op == "register_nanny_plugin", msg).await?
         }
