@@ -70,10 +70,13 @@ pub struct TaskStreamEntry {
     pub seq: u64,
     /// Task prefix id (see [`State::prefix_name`]).
     pub prefix: u32,
-    /// The worker's address.
-    pub worker: String,
-    /// The `startstops` action (`compute`, `transfer`, ...).
-    pub action: String,
+    /// The worker (resolve with [`State::worker_address`]; entries of
+    /// departed workers no longer resolve). An id, not its address, so the
+    /// hot path does not allocate per finished task.
+    pub worker: WorkerId,
+    /// The `startstops` action (`compute`, `transfer`, `disk-read`,
+    /// `disk-write`, else `other`).
+    pub action: &'static str,
     /// Start (epoch seconds, worker clock).
     pub start: f64,
     /// Stop (epoch seconds, worker clock).
@@ -144,7 +147,7 @@ impl Stats {
     pub fn push_task_stream(
         &mut self,
         prefix: u32,
-        worker: &str,
+        worker: WorkerId,
         action: &str,
         start: f64,
         stop: f64,
@@ -155,8 +158,14 @@ impl Stats {
         self.task_stream.push_back(TaskStreamEntry {
             seq: self.task_stream_next,
             prefix,
-            worker: worker.to_string(),
-            action: action.to_string(),
+            worker,
+            action: match action {
+                "compute" => "compute",
+                "transfer" => "transfer",
+                "disk-read" => "disk-read",
+                "disk-write" => "disk-write",
+                _ => "other",
+            },
             start,
             stop,
         });
@@ -307,11 +316,6 @@ impl State {
             return;
         };
         let prefix = self.task(id).prefix;
-        let worker = self
-            .workers
-            .get(&w)
-            .map(|w| w.info.address.clone())
-            .unwrap_or_default();
         for ss in list {
             let (Some(action), Some(start), Some(stop)) = (
                 ss.get("action").and_then(Value::as_str),
@@ -327,8 +331,7 @@ impl State {
                 "transfer" => c.transfer_seconds += d,
                 _ => {}
             }
-            self.stats
-                .push_task_stream(prefix, &worker, action, start, stop);
+            self.stats.push_task_stream(prefix, w, action, start, stop);
         }
     }
 

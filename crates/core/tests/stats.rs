@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use dask_core::stats::{state_index, Stats, TASK_STREAM_CAPACITY};
-use dask_core::TaskState;
+use dask_core::{TaskState, WorkerId};
 use dask_wire::Value;
 
 fn prefix_id(sim: &Sim, name: &str) -> u32 {
@@ -37,10 +37,9 @@ fn finished_tasks_count_states_durations_and_stream() {
 
     let stream = sim.s.task_stream_since(0, 100);
     assert_eq!(stream.len(), 2);
-    assert!(stream.iter().all(|e| e.prefix == p
-        && e.worker == sim.addr(w)
-        && e.action == "compute"
-        && e.stop > e.start));
+    assert!(stream
+        .iter()
+        .all(|e| e.prefix == p && e.worker == w && e.action == "compute" && e.stop > e.start));
     assert_eq!(stream[0].seq + 1, stream[1].seq);
     assert_eq!(sim.s.task_stream_since(stream[1].seq, 100).len(), 1);
 
@@ -122,7 +121,7 @@ fn losing_a_worker_counts_removal_and_suspicious_tasks() {
 fn task_stream_is_bounded() {
     let mut stats = Stats::default();
     for i in 0..(TASK_STREAM_CAPACITY + 10) {
-        stats.push_task_stream(0, "tcp://w", "compute", i as f64, i as f64 + 1.0);
+        stats.push_task_stream(0, WorkerId(0), "compute", i as f64, i as f64 + 1.0);
     }
     assert_eq!(stats.task_stream.len(), TASK_STREAM_CAPACITY);
     assert_eq!(stats.task_stream.front().unwrap().seq, 10);

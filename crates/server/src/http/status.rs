@@ -76,11 +76,12 @@ async fn snapshot(app: &AppState, since: u64) -> Option<(J, u64)> {
             let name = |p: u32| s.prefix_name(p).unwrap_or("?").to_string();
             let stream: Vec<J> = stream
                 .iter()
-                .map(|e| {
+                .filter_map(|e| Some((e, s.worker_address(e.worker)?)))
+                .map(|(e, worker)| {
                     json!({
                         "seq": e.seq,
                         "prefix": name(e.prefix),
-                        "worker": e.worker,
+                        "worker": worker,
                         "action": e.action,
                         "start": e.start,
                         "stop": e.stop,
