@@ -658,6 +658,37 @@ def build_overhead_delayed(p):
     )
 
 
+def build_split_every(p):
+    """A 1-D array of ``chunks`` small chunks reduced with ``sum(split_every=k)``:
+    a deep, narrow tree reduction (issue 4, point 3)."""
+    import dask.array as da
+
+    nc, ce, k = p["chunks"], p["chunk_elems"], p["split_every"]
+    x = da.random.default_rng(5).random((nc * ce,), chunks=ce)
+    s = x.sum(split_every=k)
+    key = f"split_every-{nc}-{ce}-{k}"
+    if key not in _REF_CACHE:
+        _REF_CACHE[key] = float(s.compute(scheduler="threads"))
+    ref = _REF_CACHE[key]
+
+    def check(r):
+        assert math.isclose(float(r), ref, rel_tol=1e-9), f"sum {r!r} != local {ref!r}"
+
+    def warm(client):
+        small = [da.random.default_rng(j).random((4000,), chunks=100).sum(split_every=k) for j in (1, 2)]
+        _warm_separately(client, small)
+
+    return Work(
+        run=lambda client: _compute(client, s, p["timeout"]),
+        check=check,
+        n_tasks=None,
+        count_tasks=lambda: graph_len(s),
+        warm=warm,
+        imports=("numpy", "dask.array"),
+        description=f"da.random.default_rng(5).random(({nc * ce},), chunks={ce}).sum(split_every={k}) ({nc} chunks)",
+    )
+
+
 GRAPHS = [
     Graph("array_sum", "1. array reduction",
           {"n": 10000, "chunks": 500, "timeout": 180}, {"n": 6000, "chunks": 500, "timeout": 120},
@@ -693,7 +724,26 @@ GRAPHS = [
     Graph("overhead_delayed", "6b. overhead: delayed graph",
           {"chains": 100, "length": 100, "timeout": 240}, {"chains": 30, "length": 100, "timeout": 120},
           build_overhead_delayed),
+    # Issue 4, point 3: the end-to-end workloads (``--graphs issue4`` selects
+    # these five: e2e_map, e2e_array_sum, e2e_tree, e2e_split_every, df_groupby).
+    Graph("e2e_map", "E1. map of 20k tiny tasks (+ sum)",
+          {"n": 20000, "timeout": 300}, {"n": 5000, "timeout": 120},
+          build_map_inc),
+    Graph("e2e_array_sum", "E2. array sum, 10k chunks",
+          {"n": 10000, "chunks": 100, "timeout": 300}, {"n": 5000, "chunks": 100, "timeout": 120},
+          build_array_sum),
+    Graph("e2e_tree", "E3. delayed tree, 8k tasks",
+          {"leaves": 4000, "leaf_elems": 16, "timeout": 300},
+          {"leaves": 1000, "leaf_elems": 16, "timeout": 120},
+          build_delayed_tree),
+    Graph("e2e_split_every", "E4. split_every reduction, 20k chunks",
+          {"chunks": 20000, "chunk_elems": 100, "split_every": 8, "timeout": 300},
+          {"chunks": 5000, "chunk_elems": 100, "split_every": 8, "timeout": 120},
+          build_split_every),
 ]
+
+# ``--graphs issue4``: the end-to-end set of issue 4, point 3.
+ISSUE4_GRAPHS = ["e2e_map", "e2e_array_sum", "e2e_tree", "e2e_split_every", "df_groupby"]
 
 
 # ---------------------------------------------------------------------------
@@ -1137,7 +1187,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=None, help="repeats per (scheduler, graph); default 3, 1 with --quick")
     ap.add_argument("--out", default=None, help="JSON output (default benches/results/compare-{full,quick}.json)")
     ap.add_argument("--md", default=str(BENCH_DIR / "results" / "latest.md"), help="Markdown table output")
-    ap.add_argument("--graphs", default=None, help="comma-separated subset of: " + ",".join(g.name for g in GRAPHS))
+    ap.add_argument("--graphs", default=None, help="comma-separated subset of: " + ",".join(g.name for g in GRAPHS)
+                    + "; or 'issue4' for " + ",".join(ISSUE4_GRAPHS))
     ap.add_argument("--schedulers", default="python,rust", help="comma-separated subset of python,rust")
     ap.add_argument("--python", default="/work/venv/bin/python" if Path("/work/venv/bin/python").exists() else sys.executable,
                     help="python of the pinned env, for workers, the Python scheduler and the Rust materializer")
@@ -1154,9 +1205,10 @@ def main() -> int:
     repeat = args.repeat or (1 if args.quick else 3)
     if args.quiet_wait is None:
         args.quiet_wait = 1.0 if args.quick else 3.0
-    graphs = GRAPHS
+    # the default set is the original one; the issue-4 workloads are ``--graphs issue4``
+    graphs = [g for g in GRAPHS if not g.name.startswith("e2e_")]
     if args.graphs:
-        wanted = args.graphs.split(",")
+        wanted = ISSUE4_GRAPHS if args.graphs == "issue4" else args.graphs.split(",")
         unknown = set(wanted) - {g.name for g in GRAPHS}
         if unknown:
             ap.error(f"unknown graphs {sorted(unknown)}")

@@ -1,0 +1,331 @@
+//! Transitions per second of the pure state machine on ~1M-task graphs.
+//!
+//! Not criterion: one iteration of a 1M-task graph takes seconds, so this
+//! harness runs each shape `REPS` times (`--quick`: once, at ~1/4 the size)
+//! and prints the median and range, plus one JSON line per shape (read by
+//! `benches/run_all.py`).
+//!
+//! Each run: a client submits the already-materialized graph
+//! (`update_graph`), 64 simulated one-thread workers answer every
+//! `compute-task` in the outbox with a decoded `task-finished` message (FIFO,
+//! as a fast network would deliver them), then the client releases the
+//! requested keys (`client-releases-keys`) so every task goes to
+//! released/forgotten. Counted: `State::transition_counter()` over the run.
+//! Not included: Python materialization, msgpack, sockets.
+//!
+//! Run: `cargo bench -p dask-core --bench scale` (`-- --quick`).
+
+use bytes::Bytes;
+use dask_core::{
+    ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, WorkerId, WorkerRegistration,
+    WorkerStatus,
+};
+use dask_wire::{Key, Opaque, OpaqueKind, Value};
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+const N_WORKERS: usize = 64;
+
+fn registration(addr: &str) -> WorkerRegistration {
+    WorkerRegistration {
+        address: addr.to_string(),
+        name: Value::str(addr),
+        nthreads: 1,
+        memory_limit: 0,
+        resources: Vec::new(),
+        status: WorkerStatus::Init,
+        services: Value::Map(vec![]),
+        nanny: Value::Nil,
+        local_directory: Value::str("/tmp"),
+        pid: 1,
+        server_id: format!("Worker-{addr}"),
+        extra: Value::Map(vec![]),
+        metrics: Value::Map(vec![]),
+        versions: Value::Map(vec![]),
+    }
+}
+
+fn run_spec() -> Opaque {
+    Opaque {
+        kind: OpaqueKind::Pickled,
+        header: Bytes::from_static(b"\x81\xaenum-sub-frames\x00"),
+        frames: vec![],
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// n independent tasks (`client.map`).
+    Independent,
+    /// n/1000 chains of 1000 tasks.
+    Chains,
+    /// binary fan-in tree over n/2 leaves.
+    Tree,
+    /// butterfly all-to-all: p tasks per layer (a power of two), ~n/p layers, 2 deps each.
+    Shuffle,
+}
+
+fn task(key: Key, deps: Vec<Key>, order: i64) -> GraphTask {
+    GraphTask {
+        key,
+        dependencies: deps,
+        run_spec: run_spec(),
+        order,
+        annotations: Value::Map(vec![]),
+        data_producer: false,
+    }
+}
+
+fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
+    let k = |s: String| Key::from_str_key(&s);
+    let mut tasks = Vec::with_capacity(n + 16);
+    let mut requested = Vec::new();
+    let mut order = 0i64;
+    let mut next = || {
+        order += 1;
+        order
+    };
+    match shape {
+        Shape::Independent => {
+            for i in 0..n {
+                let key = k(format!("noop-{i}"));
+                requested.push(key.clone());
+                tasks.push(task(key, vec![], next()));
+            }
+        }
+        Shape::Chains => {
+            let len = 1000;
+            for c in 0..n.div_ceil(len) {
+                let mut prev: Option<Key> = None;
+                for i in 0..len {
+                    let key = k(format!("chain-{c}-{i}"));
+                    tasks.push(task(key.clone(), prev.take().into_iter().collect(), next()));
+                    prev = Some(key);
+                }
+                requested.extend(prev);
+            }
+        }
+        Shape::Tree => {
+            let mut level: Vec<Key> = (0..n / 2).map(|i| k(format!("leaf-{i}"))).collect();
+            for key in &level {
+                tasks.push(task(key.clone(), vec![], next()));
+            }
+            let mut depth = 0;
+            while level.len() > 1 {
+                let mut up = Vec::with_capacity(level.len() / 2 + 1);
+                for (j, pair) in level.chunks(2).enumerate() {
+                    if pair.len() == 2 {
+                        let key = k(format!("add-{depth}-{j}"));
+                        tasks.push(task(key.clone(), pair.to_vec(), next()));
+                        up.push(key);
+                    } else {
+                        up.push(pair[0].clone());
+                    }
+                }
+                level = up;
+                depth += 1;
+            }
+            requested = level;
+        }
+        Shape::Shuffle => {
+            // p = largest power of two <= n/16; as many layers as make ~n tasks
+            let p = 1usize << (usize::BITS - 1 - (n / 16).max(2).leading_zeros());
+            let layers = n / p - 1;
+            let bits = p.trailing_zeros() as usize;
+            let name = |l: usize, j: usize| k(format!("('bfly', {l}, {j})"));
+            for j in 0..p {
+                tasks.push(task(name(0, j), vec![], next()));
+            }
+            for l in 1..=layers {
+                let b = 1usize << ((l - 1) % bits.max(1));
+                for j in 0..p {
+                    tasks.push(task(
+                        name(l, j),
+                        vec![name(l - 1, j), name(l - 1, j ^ b)],
+                        next(),
+                    ));
+                }
+            }
+            requested = (0..p).map(|j| name(layers, j)).collect();
+        }
+    }
+    (tasks, requested)
+}
+
+fn task_finished(key: Value, run_id: Value, now: f64) -> Value {
+    Value::map([
+        ("op", Value::str("task-finished")),
+        ("key", key),
+        ("run_id", run_id),
+        ("nbytes", Value::Int(28)),
+        ("type", Value::Bin(Bytes::from_static(b"pickled-int"))),
+        ("typename", Value::str("int")),
+        ("metadata", Value::Map(vec![])),
+        ("thread", Value::Int(1)),
+        (
+            "startstops",
+            Value::Array(vec![Value::map([
+                ("action", Value::str("compute")),
+                ("start", Value::Float(now - 0.001)),
+                ("stop", Value::Float(now)),
+            ])]),
+        ),
+        ("stimulus_id", Value::str("task-finished-bench")),
+        ("status", Value::str("OK")),
+    ])
+}
+
+struct Run {
+    tasks: usize,
+    transitions: u64,
+    seconds: f64,
+}
+
+fn setup() -> (State, ClientId) {
+    let mut state = State::new(Config::default());
+    let client = state.add_client("Client-bench", 0.0);
+    for i in 0..N_WORKERS {
+        let addr = format!("tcp://127.0.0.1:{}", 40000 + i);
+        let w = state.add_worker(registration(&addr), 0.0).expect("worker");
+        state
+            .handle_worker_op(
+                w,
+                &Value::map([
+                    ("op", Value::str("worker-status-change")),
+                    ("status", Value::str("running")),
+                    ("stimulus_id", Value::str("bench")),
+                ]),
+                0.0,
+            )
+            .expect("status change");
+    }
+    state.take_outbox();
+    (state, client)
+}
+
+fn run(shape: Shape, n: usize) -> Run {
+    let (mut state, client) = setup();
+    let (tasks, requested) = graph(shape, n);
+    let n_tasks = tasks.len();
+    let decoded: HashMap<Bytes, Value> = tasks
+        .iter()
+        .map(|t| (t.key.as_bytes().clone(), t.key.decoded()))
+        .collect();
+    let release = Value::map([
+        ("op", Value::str("client-releases-keys")),
+        (
+            "keys",
+            Value::Array(requested.iter().map(Key::decoded).collect()),
+        ),
+        ("client", Value::str("Client-bench")),
+    ]);
+    let sub = GraphSubmission {
+        requested,
+        tasks,
+        fifo_timeout: 0.1,
+    };
+    let t0 = Instant::now();
+    let c0 = state.transition_counter();
+    let mut now = 1.0;
+    state.update_graph(client, sub, now);
+    let mut queue: VecDeque<(WorkerId, Value, Value)> = VecDeque::new();
+    let mut finished = 0;
+    loop {
+        for m in state.take_outbox() {
+            if let Outgoing::Worker(w, mut v) = m {
+                if v.get("op").and_then(Value::as_str) == Some("compute-task") {
+                    let key = match v.take("key") {
+                        Some(Value::Raw(b)) => decoded.get(&b).cloned().expect("known key"),
+                        Some(other) => other,
+                        None => panic!("compute-task without key"),
+                    };
+                    let run_id = v.take("run_id").unwrap_or(Value::Nil);
+                    queue.push_back((w, key, run_id));
+                }
+            }
+        }
+        let Some((w, key, run_id)) = queue.pop_front() else {
+            break;
+        };
+        now += 1e-6;
+        state
+            .handle_worker_op(w, &task_finished(key, run_id, now), now)
+            .expect("task-finished accepted");
+        finished += 1;
+    }
+    assert_eq!(finished, n_tasks, "{shape:?}: not every task ran once");
+    state
+        .handle_client_op(client, &release, now)
+        .expect("release accepted");
+    state.take_outbox();
+    let seconds = t0.elapsed().as_secs_f64();
+    let transitions = state.transition_counter() - c0;
+    // dropping a 1M-task state takes a while: outside the timing
+    drop(state);
+    Run {
+        tasks: n_tasks,
+        transitions,
+        seconds,
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (n, reps) = if quick { (250_000, 1) } else { (1_000_000, 3) };
+    println!(
+        "core scale bench: {n} tasks per graph, {N_WORKERS} workers, {reps} repetition(s); median (min-max)"
+    );
+    // `--shape NAME` runs one shape only (for profiling)
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--shape")
+        .and_then(|i| args.get(i + 1).cloned());
+    for shape in [
+        Shape::Independent,
+        Shape::Chains,
+        Shape::Tree,
+        Shape::Shuffle,
+    ] {
+        let name = format!("{shape:?}").to_lowercase();
+        if only.as_ref().is_some_and(|o| *o != name) {
+            continue;
+        }
+        let runs: Vec<Run> = (0..reps).map(|_| run(shape, n)).collect();
+        let mut tps: Vec<f64> = runs
+            .iter()
+            .map(|r| r.transitions as f64 / r.seconds)
+            .collect();
+        tps.sort_by(f64::total_cmp);
+        let mut secs: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
+        secs.sort_by(f64::total_cmp);
+        let mid = reps / 2;
+        let r0 = &runs[0];
+        println!(
+            "{:<12} {:>8} tasks {:>9} transitions  {:>7.3} s ({:.3}-{:.3})  {:>10.0} transitions/s ({:.0}-{:.0})  {:>9.0} tasks/s",
+            format!("{shape:?}").to_lowercase(),
+            r0.tasks,
+            r0.transitions,
+            secs[mid],
+            secs[0],
+            secs[reps - 1],
+            tps[mid],
+            tps[0],
+            tps[reps - 1],
+            r0.tasks as f64 / secs[mid],
+        );
+        println!(
+            "JSON {{\"bench\": \"core-scale\", \"shape\": \"{}\", \"tasks\": {}, \"transitions\": {}, \"seconds_median\": {}, \"seconds_min\": {}, \"seconds_max\": {}, \"transitions_per_s_median\": {}, \"transitions_per_s_min\": {}, \"transitions_per_s_max\": {}, \"reps\": {}}}",
+            format!("{shape:?}").to_lowercase(),
+            r0.tasks,
+            r0.transitions,
+            secs[mid],
+            secs[0],
+            secs[reps - 1],
+            tps[mid],
+            tps[0],
+            tps[reps - 1],
+            reps
+        );
+    }
+}

@@ -1,0 +1,502 @@
+//! Simulated Dask workers for scheduler benchmarks.
+//!
+//! A simulated worker speaks the real worker side of the protocol
+//! (`distributed/worker.py`, `worker_state_machine.py`, see
+//! `/work/shared/protocol/PROTOCOL.md` §7): it registers with a full
+//! `register-worker` message, reports `worker-status-change: running`, sends
+//! `heartbeat_worker` RPCs on a separate connection, and answers every
+//! `compute-task` at once with a `task-finished` carrying the same fields a real
+//! worker sends (`nbytes`, `type`, `typename`, `metadata`, `thread`,
+//! `startstops`, `stimulus_id`, `status`). It never runs anything and never
+//! transfers data: a task with dependencies on another worker is simply
+//! reported finished, which is fine for measuring the scheduler alone.
+//!
+//! This library holds the pure part (building and parsing messages, the
+//! per-worker bookkeeping in [`WorkerSim`]); `main.rs` has the sockets.
+
+use bytes::Bytes;
+use dask_wire::{msgpack, Value};
+use std::collections::HashSet;
+
+/// Errors of the load driver.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A wire-format error (bad frames, bad msgpack).
+    #[error("wire: {0}")]
+    Wire(#[from] dask_wire::WireError),
+    /// A socket error.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The scheduler refused the registration.
+    #[error("registration refused: {0}")]
+    Rejected(String),
+    /// The scheduler sent something we cannot interpret.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// `pickle.dumps(int)` (protocol 5), the `type` a real worker reports for an int result.
+pub const PICKLED_INT_TYPE: &[u8] =
+    b"\x80\x05\x95\x14\x00\x00\x00\x00\x00\x00\x00\x8c\x08builtins\x94\x8c\x03int\x94\x93\x94.";
+
+/// Identity of one simulated worker.
+#[derive(Debug, Clone)]
+pub struct WorkerIdentity {
+    /// Contact address (`tcp://127.0.0.1:<port>`); the worker's identity.
+    pub address: String,
+    /// Unique worker name.
+    pub name: String,
+    /// Number of threads advertised.
+    pub nthreads: i64,
+    /// `Worker-<id>` server id.
+    pub server_id: String,
+    /// Process id reported (the driver's own).
+    pub pid: i64,
+}
+
+fn empty() -> Value {
+    Value::Map(vec![])
+}
+
+/// The `metrics` map a worker sends at registration and in heartbeats
+/// (the shape `Scheduler.heartbeat_worker` reads).
+pub fn metrics(now: f64, executing: usize) -> Value {
+    Value::map([
+        (
+            "task_counts",
+            if executing > 0 {
+                Value::map([("executing", Value::from(executing))])
+            } else {
+                empty()
+            },
+        ),
+        (
+            "bandwidth",
+            Value::map([
+                ("total", Value::Int(100_000_000)),
+                ("workers", empty()),
+                ("types", empty()),
+            ]),
+        ),
+        ("digests_total_since_heartbeat", empty()),
+        ("managed_bytes", Value::Int(0)),
+        (
+            "spilled_bytes",
+            Value::map([("memory", Value::Int(0)), ("disk", Value::Int(0))]),
+        ),
+        (
+            "transfer",
+            Value::map([
+                ("incoming_bytes", Value::Int(0)),
+                ("incoming_count", Value::Int(0)),
+                ("incoming_count_total", Value::Int(0)),
+                ("outgoing_bytes", Value::Int(0)),
+                ("outgoing_count", Value::Int(0)),
+                ("outgoing_count_total", Value::Int(0)),
+            ]),
+        ),
+        ("event_loop_interval", Value::Float(0.02)),
+        ("cpu", Value::Float(0.0)),
+        ("memory", Value::Int(60 << 20)),
+        ("time", Value::Float(now)),
+        (
+            "host_net_io",
+            Value::map([
+                ("read_bps", Value::Float(0.0)),
+                ("write_bps", Value::Float(0.0)),
+            ]),
+        ),
+        (
+            "host_disk_io",
+            Value::map([
+                ("read_bps", Value::Float(0.0)),
+                ("write_bps", Value::Float(0.0)),
+            ]),
+        ),
+        ("num_fds", Value::Int(8)),
+    ])
+}
+
+fn versions() -> Value {
+    Value::map([
+        (
+            "host",
+            Value::map([
+                ("python", Value::str("3.11.7.final.0")),
+                ("python-bits", Value::Int(64)),
+                ("OS", Value::str("Linux")),
+                ("OS-release", Value::str("")),
+                ("machine", Value::str("x86_64")),
+                ("processor", Value::str("")),
+                ("byteorder", Value::str("little")),
+                ("LC_ALL", Value::str("None")),
+                ("LANG", Value::str("C.UTF-8")),
+            ]),
+        ),
+        (
+            "packages",
+            Value::map([
+                ("python", Value::str("3.11.7.final.0")),
+                ("dask", Value::str("2026.8.0")),
+                ("distributed", Value::str("2026.8.0")),
+                ("msgpack", Value::str("1.2.4")),
+                ("cloudpickle", Value::str("3.1.2")),
+                ("tornado", Value::str("6.6.1")),
+                ("toolz", Value::str("1.2.0")),
+                ("numpy", Value::Nil),
+                ("pandas", Value::Nil),
+                ("lz4", Value::Nil),
+            ]),
+        ),
+    ])
+}
+
+/// The `register-worker` message (first message of the worker stream), with
+/// every field `Scheduler.add_worker` requires.
+pub fn register_worker(id: &WorkerIdentity, now: f64) -> Value {
+    Value::map([
+        ("op", Value::str("register-worker")),
+        ("reply", Value::Bool(false)),
+        ("address", Value::str(&id.address)),
+        ("status", Value::str("init")),
+        ("nthreads", Value::Int(id.nthreads)),
+        ("name", Value::str(&id.name)),
+        ("now", Value::Float(now)),
+        ("resources", empty()),
+        ("memory_limit", Value::Int(0)),
+        ("local_directory", Value::str("/tmp/dask-loaddriver")),
+        ("services", empty()),
+        ("nanny", Value::Nil),
+        ("pid", Value::Int(id.pid)),
+        ("versions", versions()),
+        ("metrics", metrics(now, 0)),
+        ("extra", empty()),
+        ("stimulus_id", Value::str(format!("worker-connect-{now}"))),
+        ("server_id", Value::str(&id.server_id)),
+    ])
+}
+
+/// The `worker-status-change: running` stream op a worker sends after registering.
+pub fn status_running(now: f64) -> Value {
+    Value::map([
+        ("op", Value::str("worker-status-change")),
+        ("status", Value::str("running")),
+        (
+            "stimulus_id",
+            Value::str(format!("worker-status-change-{now}")),
+        ),
+    ])
+}
+
+/// A `heartbeat_worker` RPC request.
+pub fn heartbeat(address: &str, now: f64, executing: usize) -> Value {
+    Value::map([
+        ("op", Value::str("heartbeat_worker")),
+        ("address", Value::str(address)),
+        ("now", Value::Float(now)),
+        ("metrics", metrics(now, executing)),
+        ("executing", empty()),
+        (
+            "extensions",
+            Value::map([("spans", empty()), ("shuffle", empty())]),
+        ),
+        ("reply", Value::Bool(true)),
+    ])
+}
+
+/// The `task-finished` op a real worker sends for a small int result.
+pub fn task_finished(key: Value, run_id: Value, now: f64, thread: i64) -> Value {
+    Value::map([
+        ("key", key),
+        ("run_id", run_id),
+        ("nbytes", Value::Int(28)),
+        ("type", Value::Bin(Bytes::from_static(PICKLED_INT_TYPE))),
+        ("typename", Value::str("int")),
+        ("metadata", empty()),
+        ("thread", Value::Int(thread)),
+        (
+            "startstops",
+            Value::Array(vec![Value::map([
+                ("action", Value::str("compute")),
+                ("start", Value::Float(now)),
+                ("stop", Value::Float(now)),
+            ])]),
+        ),
+        ("op", Value::str("task-finished")),
+        ("stimulus_id", Value::str(format!("task-finished-{now}"))),
+        ("status", Value::str("OK")),
+    ])
+}
+
+/// A `steal-response` op (`state` nil when the worker does not know the key).
+pub fn steal_response(key: Value, state: Option<&str>, now: f64) -> Value {
+    Value::map([
+        ("key", key),
+        ("state", state.map(Value::str).unwrap_or(Value::Nil)),
+        ("op", Value::str("steal-response")),
+        ("stimulus_id", Value::str(format!("steal-response-{now}"))),
+    ])
+}
+
+/// The ops of one stream message: a batch (array of maps) or a single map.
+pub fn ops(msg: Value) -> Vec<Value> {
+    match msg {
+        Value::Array(items) => items,
+        Value::Map(_) => vec![msg],
+        _ => Vec::new(),
+    }
+}
+
+/// Check a registration reply; returns the `heartbeat-interval` it announces.
+pub fn check_registration_reply(reply: &Value) -> Result<f64, DriverError> {
+    match reply.get("status").and_then(Value::as_str) {
+        Some("OK") => Ok(reply
+            .get("heartbeat-interval")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.5)),
+        _ => Err(DriverError::Rejected(format!("{reply}"))),
+    }
+}
+
+/// What handling one batch did, for the driver's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchStats {
+    /// `compute-task` ops answered.
+    pub computed: u64,
+    /// Keys named in `free-keys` ops.
+    pub freed: u64,
+    /// `steal-request` ops answered.
+    pub steals: u64,
+    /// Ops we ignore (logged by op name by the caller, if it likes).
+    pub other: u64,
+    /// True if the scheduler asked this worker to close.
+    pub close: bool,
+}
+
+/// The per-worker state: which keys it "holds" (to answer `steal-request` as
+/// a real worker would), and a thread id to report.
+#[derive(Debug, Default)]
+pub struct WorkerSim {
+    held: HashSet<Bytes>,
+    thread: i64,
+}
+
+fn key_bytes(key: &Value) -> Bytes {
+    match key {
+        Value::Raw(b) => b.clone(),
+        other => Bytes::from(msgpack::encode(other)),
+    }
+}
+
+impl WorkerSim {
+    /// A simulated worker reporting `thread` as its executing thread id.
+    pub fn new(thread: i64) -> Self {
+        WorkerSim {
+            held: HashSet::new(),
+            thread,
+        }
+    }
+
+    /// Number of keys this worker holds (finished and not freed).
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Handle the ops of one incoming stream message; push replies to `out`.
+    pub fn handle(&mut self, ops: Vec<Value>, now: f64, out: &mut Vec<Value>) -> BatchStats {
+        let mut st = BatchStats::default();
+        for mut op in ops {
+            match op.get("op").and_then(Value::as_str) {
+                Some("compute-task") => {
+                    let key = op.take("key").unwrap_or(Value::Nil);
+                    let run_id = op.take("run_id").unwrap_or(Value::Nil);
+                    self.held.insert(key_bytes(&key));
+                    out.push(task_finished(key, run_id, now, self.thread));
+                    st.computed += 1;
+                }
+                Some("free-keys") | Some("remove-replicas") => {
+                    if let Some(keys) = op.get("keys").and_then(Value::as_seq) {
+                        for k in keys {
+                            self.held.remove(&key_bytes(k));
+                            st.freed += 1;
+                        }
+                    }
+                }
+                Some("steal-request") => {
+                    let key = op.take("key").unwrap_or(Value::Nil);
+                    // everything we were given is already finished
+                    let state = self.held.contains(&key_bytes(&key)).then_some("memory");
+                    out.push(steal_response(key, state, now));
+                    st.steals += 1;
+                }
+                Some("close") => st.close = true,
+                _ => st.other += 1,
+            }
+        }
+        st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dask_wire::{decode_message, encode_message, Opaque, OpaqueKind};
+
+    fn ident() -> WorkerIdentity {
+        WorkerIdentity {
+            address: "tcp://127.0.0.1:1".into(),
+            name: "sim-0".into(),
+            nthreads: 1,
+            server_id: "Worker-sim-0".into(),
+            pid: 7,
+        }
+    }
+
+    #[test]
+    fn register_worker_has_every_field_add_worker_requires() {
+        let msg = register_worker(&ident(), 1.0);
+        for f in [
+            "address",
+            "status",
+            "server_id",
+            "nthreads",
+            "name",
+            "now",
+            "resources",
+            "memory_limit",
+            "metrics",
+            "pid",
+            "services",
+            "local_directory",
+            "versions",
+            "nanny",
+            "extra",
+            "stimulus_id",
+        ] {
+            assert!(msg.get(f).is_some(), "register-worker lacks {f}");
+        }
+        assert_eq!(
+            msg.get("op").and_then(Value::as_str),
+            Some("register-worker")
+        );
+        // survives the wire
+        let back = decode_message(&encode_message(&msg)).unwrap();
+        assert_eq!(back, msg);
+        // the heartbeat carries what heartbeat_worker indexes
+        let hb = heartbeat("tcp://127.0.0.1:1", 2.0, 0);
+        let m = hb.get("metrics").unwrap();
+        assert!(m.get("bandwidth").unwrap().get("workers").is_some());
+        assert!(m.get("digests_total_since_heartbeat").is_some());
+        assert!(m.get("spilled_bytes").unwrap().get("memory").is_some());
+    }
+
+    #[test]
+    fn compute_task_is_answered_with_task_finished_and_bookkept() {
+        let run_spec = Opaque {
+            kind: OpaqueKind::Pickled,
+            header: Bytes::from(msgpack::encode(&Value::map([(
+                "num-sub-frames",
+                Value::Int(0),
+            )]))),
+            frames: vec![],
+        };
+        let tuple_key = Value::Array(vec![Value::str("x"), Value::Int(3)]);
+        let batch = Value::Array(vec![
+            Value::map([
+                ("op", Value::str("compute-task")),
+                ("key", tuple_key.clone()),
+                ("run_id", Value::Int(42)),
+                ("priority", Value::Array(vec![Value::Int(0)])),
+                ("stimulus_id", Value::str("s")),
+                ("who_has", empty()),
+                ("nbytes", empty()),
+                ("run_spec", Value::Opaque(Box::new(run_spec))),
+                ("resource_restrictions", Value::Nil),
+                ("actor", Value::Bool(false)),
+                ("annotations", empty()),
+                ("span_id", Value::Nil),
+            ]),
+            Value::map([
+                ("op", Value::str("steal-request")),
+                ("key", Value::str("unknown")),
+                ("stimulus_id", Value::str("s2")),
+            ]),
+        ]);
+        // decode exactly as the driver does: frames -> value -> ops
+        let msg = decode_message(&encode_message(&batch)).unwrap();
+        let mut sim = WorkerSim::new(9);
+        let mut out = Vec::new();
+        let st = sim.handle(ops(msg), 5.0, &mut out);
+        assert_eq!(st.computed, 1);
+        assert_eq!(st.steals, 1);
+        assert_eq!(sim.held(), 1);
+        assert_eq!(out.len(), 2);
+        let tf = &out[0];
+        assert_eq!(tf.get("op").and_then(Value::as_str), Some("task-finished"));
+        assert_eq!(tf.get("key"), Some(&tuple_key));
+        assert_eq!(tf.get("run_id"), Some(&Value::Int(42)));
+        for f in [
+            "nbytes",
+            "type",
+            "typename",
+            "metadata",
+            "thread",
+            "startstops",
+            "stimulus_id",
+            "status",
+        ] {
+            assert!(tf.get(f).is_some(), "task-finished lacks {f}");
+        }
+        assert_eq!(out[1].get("state"), Some(&Value::Nil));
+
+        // a steal-request for a held key says memory; free-keys forgets it
+        let mut out = Vec::new();
+        sim.handle(
+            vec![Value::map([
+                ("op", Value::str("steal-request")),
+                ("key", tuple_key.clone()),
+                ("stimulus_id", Value::str("s3")),
+            ])],
+            6.0,
+            &mut out,
+        );
+        assert_eq!(out[0].get("state").and_then(Value::as_str), Some("memory"));
+        let st = sim.handle(
+            vec![Value::map([
+                ("op", Value::str("free-keys")),
+                ("keys", Value::Array(vec![tuple_key])),
+                ("stimulus_id", Value::str("s4")),
+            ])],
+            7.0,
+            &mut Vec::new(),
+        );
+        assert_eq!(st.freed, 1);
+        assert_eq!(sim.held(), 0);
+        let st = sim.handle(
+            ops(Value::map([
+                ("op", Value::str("close")),
+                ("reason", Value::str("x")),
+            ])),
+            8.0,
+            &mut Vec::new(),
+        );
+        assert!(st.close);
+    }
+
+    #[test]
+    fn registration_reply_is_checked() {
+        let ok = Value::map([
+            ("status", Value::str("OK")),
+            ("heartbeat-interval", Value::Float(2.0)),
+        ]);
+        assert_eq!(check_registration_reply(&ok).unwrap(), 2.0);
+        let bad = Value::map([
+            ("status", Value::str("error")),
+            ("message", Value::str("name taken, sim-0")),
+        ]);
+        assert!(matches!(
+            check_registration_reply(&bad),
+            Err(DriverError::Rejected(m)) if m.contains("name taken")
+        ));
+    }
+}
