@@ -85,3 +85,24 @@ def test_explicit_log_level_wins(tmp_path):
                    "the client connection to be logged")
     finally:
         s.stop()
+
+
+def test_level_from_dask_yaml_logging_config(tmp_path):
+    """The ``logging:`` section of a Dask YAML config file (not only the
+    environment variables) sets the scheduler's level."""
+    conf = tmp_path / "dask-config"
+    conf.mkdir()
+    (conf / "logging.yaml").write_text(
+        "logging:\n  distributed: info\n  distributed.scheduler: warning\n")
+    s = Scheduler(tmp_path, env={"DASK_CONFIG": str(conf)})
+    try:
+        from distributed import Client
+
+        with Client(s.address, timeout=30, set_as_default=False) as client:
+            client_id = client.id
+            assert client.scheduler_info()["type"] == "Scheduler"
+        text = s.log_text()
+        assert f"Receive client connection: {client_id}" not in text
+        assert scheduler_messages(text, "INFO") == [], text
+    finally:
+        s.stop()

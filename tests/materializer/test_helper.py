@@ -286,6 +286,29 @@ def test_ping_and_versions(helper):
     assert reply["versions"]["packages"]["dask"] == dask.__version__
 
 
+@pytest.mark.parametrize(
+    "extra_env, yaml, want",
+    [
+        ({}, None, None),
+        ({"DASK_LOGGING__DISTRIBUTED": "warning"}, None, "warning"),
+        # The logger-specific key, as Dask's old-style logging config spells it.
+        ({}, "logging:\n  distributed: info\n  distributed.scheduler: debug\n", "debug"),
+    ],
+)
+def test_config_reports_scheduler_log_level(tmp_path, extra_env, yaml, want):
+    env = {k: v for k, v in helper_env().items() if not k.startswith("DASK_LOGGING")}
+    if yaml is not None:
+        (tmp_path / "logging.yaml").write_text(yaml)
+        env["DASK_CONFIG"] = str(tmp_path)
+    h = Helper(env={**env, **extra_env})
+    try:
+        cfg = ok(h.call({"op": "config"}))["config"]
+        assert cfg["log-level"] == want
+        assert cfg["default-task-durations"]["split-taskshuffle"] == pytest.approx(1e-6)
+    finally:
+        h.close()
+
+
 def test_unknown_op(helper):
     reply = helper.call({"op": "frobnicate", "id": 5})
     assert reply["status"] == "error"

@@ -7,8 +7,15 @@ use std::fmt;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+/// Handle to change the level after start-up (Dask's YAML logging config is
+/// only known once the materializer's Python has resolved it). `None` when
+/// `RUST_LOG` fixed the filter or another subscriber was installed.
+static RELOAD: std::sync::OnceLock<reload::Handle<EnvFilter, Registry>> =
+    std::sync::OnceLock::new();
 
 /// Noisy dependencies are capped at this level unless RUST_LOG says otherwise.
 const QUIET_DEPS: &str =
@@ -27,17 +34,38 @@ pub fn init(level: &str) {
         .ok()
         .filter(|s| !s.trim().is_empty())
         .and_then(|s| EnvFilter::try_new(s).ok());
-    let filter = from_env.unwrap_or_else(|| EnvFilter::new(format!("{directive},{QUIET_DEPS}")));
-    let installed = tracing_subscriber::fmt()
+    let rust_log = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| filter_for(directive));
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(filter)
-        .event_format(DaskFormat)
+        .event_format(DaskFormat);
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
         .try_init()
         .is_ok();
+    if installed && !rust_log {
+        let _ = RELOAD.set(handle);
+    }
     if installed && bad_level {
         tracing::warn!("Unknown log level {level:?}; using info");
     }
+}
+
+fn filter_for(directive: &str) -> EnvFilter {
+    EnvFilter::new(format!("{directive},{QUIET_DEPS}"))
+}
+
+/// Switch to a Dask-style `level` after start-up (the `logging:` section of
+/// Dask's YAML config, resolved by the materializer). Does nothing when
+/// `RUST_LOG` is set; returns whether the level was applied.
+pub fn set_level(level: &str) -> bool {
+    let (Some(handle), Some(directive)) = (RELOAD.get(), normalize_level(level)) else {
+        return false;
+    };
+    handle.reload(filter_for(directive)).is_ok()
 }
 
 /// The level to log at: `explicit` (from `--log-level` or

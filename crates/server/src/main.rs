@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, explicit))
 }
 
 fn scheduler_id() -> String {
@@ -59,7 +59,9 @@ fn scheduler_id() -> String {
     )
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// `explicit_log_level`: `--log-level`/`DASK_SCHEDULER_LOG_LEVEL` was given,
+/// so Dask's YAML logging config does not override it.
+async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     // Signal handlers first, so a SIGTERM during start-up still cleans up.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let _pid_guard = match cli.pid_file() {
@@ -81,14 +83,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })
     .await;
     let sched_materializer = materializer.clone();
-    match materializer.availability() {
-        Availability::Available { python, .. } => {
-            tracing::info!("Graph materializer: {python}")
-        }
-        Availability::Unavailable { reason } => tracing::warn!(
-            "Graph materializer unavailable, graphs (compute/submit) will fail until it is fixed: {reason}"
-        ),
-    }
 
     let bind = cli.listen_addr()?;
     let tcp = tokio::net::TcpListener::bind(bind)
@@ -117,7 +111,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         dashboard_port,
         started: now(),
     };
-    let config = dask_scheduler::scheduler::config::load(&sched_materializer).await;
+    let (config, extras) = dask_scheduler::scheduler::config::load(&sched_materializer).await;
+    if let (false, Some(level)) = (explicit_log_level, extras.log_level.as_deref()) {
+        // Dask's `logging:` config (YAML or DASK_LOGGING__*), as Python resolved it.
+        logging::set_level(level);
+    }
+    match materializer.availability() {
+        Availability::Available { python, .. } => {
+            tracing::info!("Graph materializer: {python}")
+        }
+        Availability::Unavailable { reason } => tracing::warn!(
+            "Graph materializer unavailable, graphs (compute/submit) will fail until it is fixed: {reason}"
+        ),
+    }
     tracing::info!(
         "Scheduling: worker-saturation={} allowed-failures={} work-stealing={}",
         config.worker_saturation,

@@ -388,6 +388,24 @@ def _serialized_bytes(b):
     return {"header": raw, "frames": frames}
 
 
+def _scheduler_log_level(logging_config):
+    """The level Dask's logging config gives ``distributed.scheduler``: the
+    old-style map ``{"distributed.scheduler": "debug", "distributed": "info"}``
+    (``DASK_LOGGING__DISTRIBUTED`` sets ``distributed``). ``None`` when it
+    names none (or uses the ``version: 1`` dictConfig form)."""
+    if not isinstance(logging_config, dict) or "version" in logging_config:
+        return None
+    dist = logging_config.get("distributed")
+    for level in (
+        logging_config.get("distributed.scheduler"),
+        dist.get("scheduler") if isinstance(dist, dict) else None,
+        dist if not isinstance(dist, dict) else None,
+    ):
+        if isinstance(level, (str, int)) and not isinstance(level, bool):
+            return str(level)
+    return None
+
+
 def op_config(req):
     """The scheduler settings of Dask's config as this environment resolves them
     (YAML files, ``DASK_*`` environment variables), parsed into plain numbers."""
@@ -409,6 +427,7 @@ def op_config(req):
             "idle-timeout": float(parse_timedelta(idle)) if idle else None,
             "bandwidth": float(parse_bytes(get("distributed.scheduler.bandwidth"))),
             "work-stealing": bool(get("distributed.scheduler.work-stealing")),
+            "log-level": _scheduler_log_level(get("logging", None)),
             "default-task-durations": {
                 str(k): float(parse_timedelta(v))
                 for k, v in (get("distributed.scheduler.default-task-durations") or {}).items()

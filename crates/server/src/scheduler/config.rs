@@ -80,9 +80,17 @@ pub fn from_env() -> Config {
     config
 }
 
+/// What Dask's config says beyond the core's settings.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The scheduler's log level from Dask's `logging:` config (YAML files
+    /// and `DASK_LOGGING__*`): `distributed.scheduler`, else `distributed`.
+    pub log_level: Option<String>,
+}
+
 /// Settings as the materializer's Python resolves them, or from the
 /// environment when Python is unavailable.
-pub async fn load(pool: &MaterializerPool) -> Config {
+pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
     let request = Bytes::from(msgpack::encode(&Value::map([("op", Value::str("config"))])));
     let mut config = Config::default();
     match pool.request(request).await {
@@ -90,7 +98,13 @@ pub async fn load(pool: &MaterializerPool) -> Config {
             Ok(v) if v.get("status").and_then(Value::as_str) == Some("ok") => {
                 if let Some(values) = v.get("config") {
                     apply(&mut config, values);
-                    return config;
+                    let extras = Extras {
+                        log_level: values
+                            .get("log-level")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    };
+                    return (config, extras);
                 }
             }
             Ok(v) => {
@@ -104,7 +118,7 @@ pub async fn load(pool: &MaterializerPool) -> Config {
         },
         Err(e) => tracing::info!("Reading Dask config from the environment only ({e})"),
     }
-    from_env()
+    (from_env(), Extras::default())
 }
 
 #[cfg(test)]
