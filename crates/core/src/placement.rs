@@ -34,10 +34,11 @@ fn resources_ok(w: &Worker, r: &Restrictions) -> bool {
 }
 
 impl State {
-    /// Root-task slots of a worker under `worker-saturation`.
-    fn task_slots(&self, w: &Worker) -> usize {
+    /// Root-task slots of a worker with `nthreads` under `worker-saturation`
+    /// (computed once, when the worker registers).
+    pub(crate) fn task_slots(&self, nthreads: u32) -> usize {
         let sat = self.config.worker_saturation;
-        ((sat * w.threads()).ceil() as usize).max(1)
+        ((sat * f64::from(nthreads.max(1))).ceil() as usize).max(1)
     }
 
     /// Running workers allowed by the task's restrictions (`None` = unrestricted).
@@ -176,9 +177,7 @@ impl State {
     /// Running worker with a free root-task slot and the fewest tasks per thread.
     fn least_busy_with_slot(&self) -> Option<WorkerId> {
         self.running_workers()
-            .filter(|w| {
-                w.processing.len().saturating_sub(w.long_running.len()) < self.task_slots(w)
-            })
+            .filter(|w| w.processing.len().saturating_sub(w.long_running.len()) < w.task_slots)
             .min_by(|a, b| {
                 (a.processing.len() as f64 / a.threads())
                     .total_cmp(&(b.processing.len() as f64 / b.threads()))

@@ -7,7 +7,8 @@ use crate::task::{insert_item, remove_item, Task, TaskState};
 use crate::transitions::Target;
 use crate::worker::{host_of, Worker, WorkerRegistration, WorkerStatus};
 use dask_wire::{Key, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A message for the I/O layer to deliver on a stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +25,7 @@ pub struct Client {
     /// The client's id string (`Client-<uuid>`).
     pub name: String,
     /// Tasks it holds futures for.
-    pub wants_what: HashSet<TaskId>,
+    pub wants_what: FxHashSet<TaskId>,
     /// Last heartbeat.
     pub last_seen: f64,
 }
@@ -50,7 +51,7 @@ pub struct State {
     pub(crate) config: Config,
     pub(crate) tasks: Vec<Option<Task>>,
     free_slots: Vec<TaskId>,
-    pub(crate) task_ids: HashMap<Key, TaskId>,
+    pub(crate) task_ids: FxHashMap<Key, TaskId>,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     pub(crate) worker_by_addr: HashMap<String, WorkerId>,
     next_worker: u32,
@@ -79,9 +80,9 @@ pub struct State {
     pub(crate) stimulus_counter: u64,
     pub(crate) now: f64,
     pub(crate) round_robin: usize,
-    pub(crate) steals: HashMap<TaskId, crate::stealing::InFlightSteal>,
+    pub(crate) steals: FxHashMap<TaskId, crate::stealing::InFlightSteal>,
     /// Processing tasks whose worker refused a steal (already running).
-    pub(crate) steal_refused: HashSet<TaskId>,
+    pub(crate) steal_refused: FxHashSet<TaskId>,
     /// Workers being retired and idleness tracking (`retire.rs`).
     pub(crate) retire: crate::retire::RetireState,
     /// Observability counters (see [`crate::stats`]).
@@ -98,7 +99,7 @@ impl State {
             config,
             tasks: Vec::new(),
             free_slots: Vec::new(),
-            task_ids: HashMap::new(),
+            task_ids: Default::default(),
             workers: BTreeMap::new(),
             worker_by_addr: HashMap::new(),
             next_worker: 0,
@@ -123,8 +124,8 @@ impl State {
             stimulus_counter: 0,
             now: 0.0,
             round_robin: 0,
-            steals: HashMap::new(),
-            steal_refused: HashSet::new(),
+            steals: Default::default(),
+            steal_refused: Default::default(),
             retire: Default::default(),
             stats: crate::stats::Stats::default(),
         };
@@ -339,7 +340,7 @@ impl State {
             id,
             Client {
                 name: name.to_string(),
-                wants_what: HashSet::new(),
+                wants_what: Default::default(),
                 last_seen: now,
             },
         );
@@ -473,6 +474,7 @@ impl State {
         self.stats.workers_added += 1;
         let host = host_of(&reg.address);
         let status = reg.status;
+        let task_slots = self.task_slots(reg.nthreads);
         self.worker_by_addr.insert(reg.address.clone(), id);
         self.workers.insert(
             id,
@@ -482,11 +484,12 @@ impl State {
                 host,
                 name_str,
                 status,
-                processing: HashSet::new(),
-                long_running: HashSet::new(),
-                has_what: HashSet::new(),
-                prefix_counts: HashMap::new(),
-                needs_what: HashMap::new(),
+                processing: Default::default(),
+                long_running: Default::default(),
+                has_what: Default::default(),
+                task_slots,
+                prefix_counts: Default::default(),
+                needs_what: Default::default(),
                 network_occ: 0,
                 nbytes: 0,
                 used_resources: Vec::new(),

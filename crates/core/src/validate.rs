@@ -12,7 +12,7 @@ impl State {
     /// is returned as a message.
     pub fn validate_worker_accounting(&self) -> Result<(), String> {
         for w in self.workers.values() {
-            let mut prefixes: HashMap<u32, u32> = HashMap::new();
+            let mut prefixes: rustc_hash::FxHashMap<u32, u32> = Default::default();
             let mut needs: HashMap<TaskId, u32> = HashMap::new();
             for &id in &w.processing {
                 let t = self.task(id);

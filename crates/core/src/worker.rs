@@ -2,7 +2,7 @@
 
 use crate::ids::{TaskId, WorkerId};
 use dask_wire::Value;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// The worker statuses the scheduler distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,21 +91,23 @@ pub struct Worker {
     /// Current status.
     pub status: WorkerStatus,
     /// Tasks assigned to it.
-    pub processing: HashSet<TaskId>,
+    pub processing: FxHashSet<TaskId>,
     /// Processing tasks that seceded from the thread pool (`long-running`):
     /// they no longer take a thread or a root-task slot.
-    pub long_running: HashSet<TaskId>,
+    pub long_running: FxHashSet<TaskId>,
     /// Tasks whose results it holds.
-    pub has_what: HashSet<TaskId>,
+    pub has_what: FxHashSet<TaskId>,
+    /// Root-task slots (`ceil(worker-saturation × nthreads)`), fixed at registration.
+    pub task_slots: usize,
     /// Processing tasks per prefix id, seceded ones excluded (Python's
     /// `task_prefix_count`): occupancy is derived from these and the prefixes'
     /// *current* duration estimates, so it never drifts as estimates change.
-    pub prefix_counts: HashMap<u32, u32>,
+    pub prefix_counts: FxHashMap<u32, u32>,
     /// Inputs of its processing tasks that it does not hold yet, with how
     /// many of those tasks need each and the size counted when first needed
     /// (Python's `needs_what`; the size is kept so that the network
     /// occupancy cannot drift if the input is recomputed with another size).
-    pub needs_what: HashMap<TaskId, (u32, i64)>,
+    pub needs_what: FxHashMap<TaskId, (u32, i64)>,
     /// Bytes of `needs_what` (Python's `_network_occ`), added to occupancy
     /// as transfer time.
     pub network_occ: i64,
