@@ -17,43 +17,16 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use dask_core::{
-    ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, WorkerId, WorkerRegistration,
-    WorkerStatus,
-};
-use dask_wire::{Key, Opaque, OpaqueKind, Value};
+use dask_core::{ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, WorkerId};
+use dask_wire::{Key, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+mod support;
+use support::{registration, run_spec};
+
 const N_WORKERS: usize = 4;
 const NTHREADS: u32 = 1;
-
-fn registration(addr: &str, nthreads: u32) -> WorkerRegistration {
-    WorkerRegistration {
-        address: addr.to_string(),
-        name: Value::str(addr),
-        nthreads,
-        memory_limit: 0,
-        resources: Vec::new(),
-        status: WorkerStatus::Init,
-        services: Value::Map(vec![]),
-        nanny: Value::Nil,
-        local_directory: Value::str("/tmp"),
-        pid: 1,
-        server_id: format!("Worker-{addr}"),
-        extra: Value::Map(vec![]),
-        metrics: Value::Map(vec![]),
-        versions: Value::Map(vec![]),
-    }
-}
-
-fn run_spec() -> Opaque {
-    Opaque {
-        kind: OpaqueKind::Pickled,
-        header: Bytes::from_static(b"\x81\xaenum-sub-frames\x00"),
-        frames: vec![],
-    }
-}
 
 /// Graph shapes.
 #[derive(Clone, Copy, Debug)]

@@ -16,42 +16,15 @@
 //! Run: `cargo bench -p dask-core --bench scale` (`-- --quick`).
 
 use bytes::Bytes;
-use dask_core::{
-    ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, WorkerId, WorkerRegistration,
-    WorkerStatus,
-};
-use dask_wire::{Key, Opaque, OpaqueKind, Value};
+use dask_core::{ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, WorkerId};
+use dask_wire::{Key, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+mod support;
+use support::{registration, run_spec};
+
 const N_WORKERS: usize = 64;
-
-fn registration(addr: &str) -> WorkerRegistration {
-    WorkerRegistration {
-        address: addr.to_string(),
-        name: Value::str(addr),
-        nthreads: 1,
-        memory_limit: 0,
-        resources: Vec::new(),
-        status: WorkerStatus::Init,
-        services: Value::Map(vec![]),
-        nanny: Value::Nil,
-        local_directory: Value::str("/tmp"),
-        pid: 1,
-        server_id: format!("Worker-{addr}"),
-        extra: Value::Map(vec![]),
-        metrics: Value::Map(vec![]),
-        versions: Value::Map(vec![]),
-    }
-}
-
-fn run_spec() -> Opaque {
-    Opaque {
-        kind: OpaqueKind::Pickled,
-        header: Bytes::from_static(b"\x81\xaenum-sub-frames\x00"),
-        frames: vec![],
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Shape {
@@ -186,7 +159,9 @@ fn setup() -> (State, ClientId) {
     let client = state.add_client("Client-bench", 0.0);
     for i in 0..N_WORKERS {
         let addr = format!("tcp://127.0.0.1:{}", 40000 + i);
-        let w = state.add_worker(registration(&addr), 0.0).expect("worker");
+        let w = state
+            .add_worker(registration(&addr, 1), 0.0)
+            .expect("worker");
         state
             .handle_worker_op(
                 w,
