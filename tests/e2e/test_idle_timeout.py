@@ -31,3 +31,15 @@ def test_idle_timeout_waits_for_running_work(tmp_path):
         assert "Scheduler closing after being idle for" in c.scheduler.log_text()
     finally:
         c.close()
+
+
+def test_idle_timeout_from_dask_config(tmp_path):
+    """Without the flag, `distributed.scheduler.idle-timeout` from Dask's
+    config (here its environment variable) applies, as in Python."""
+    c = Cluster(tmp_path, [], env={"DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": "3s"})
+    try:
+        rc = c.scheduler.wait(60)
+        assert rc == 0, f"exit status {rc}\n" + c.scheduler.describe()
+        assert "Scheduler closing after being idle for 3.00 s" in c.scheduler.log_text()
+    finally:
+        c.close()

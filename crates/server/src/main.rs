@@ -130,10 +130,13 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         config.allowed_failures,
         config.work_stealing
     );
+    let idle_timeout = cli
+        .idle_timeout()?
+        .or(extras.idle_timeout.map(Duration::from_secs_f64));
     let state = dask_core::State::new(config);
     let rpc = RpcPool::new(limits, Duration::from_secs(10));
     let (sched, event_loop) =
-        Scheduler::start(info.clone(), state, rpc, materializer, cli.idle_timeout()?);
+        Scheduler::start(info.clone(), state, rpc, materializer, idle_timeout);
 
     tracing::info!("-----------------------------------------------");
     tracing::info!("  Scheduler at:   {address}");

@@ -86,6 +86,9 @@ pub struct Extras {
     /// The scheduler's log level from Dask's `logging:` config (YAML files
     /// and `DASK_LOGGING__*`): `distributed.scheduler`, else `distributed`.
     pub log_level: Option<String>,
+    /// `distributed.scheduler.idle-timeout` (s), used when `--idle-timeout`
+    /// is not given (Python: `idle_timeout or dask.config.get(...)`).
+    pub idle_timeout: Option<f64>,
 }
 
 /// Settings as the materializer's Python resolves them, or from the
@@ -103,6 +106,10 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .get("log-level")
                             .and_then(Value::as_str)
                             .map(str::to_string),
+                        idle_timeout: values
+                            .get("idle-timeout")
+                            .and_then(Value::as_f64)
+                            .filter(|s| s.is_finite() && *s > 0.0),
                     };
                     return (config, extras);
                 }
