@@ -23,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 mod support;
-use support::{registration, run_spec};
+use support::{registration, run_spec, task_finished};
 
 const N_WORKERS: usize = 4;
 const NTHREADS: u32 = 1;
@@ -153,29 +153,6 @@ fn fixture(shape: Shape, n: usize) -> Fixture {
         decoded,
         now: 1.0,
     }
-}
-
-fn task_finished(key: Value, run_id: Value, now: f64) -> Value {
-    Value::map([
-        ("op", Value::str("task-finished")),
-        ("key", key),
-        ("run_id", run_id),
-        ("nbytes", Value::Int(28)),
-        ("type", Value::Bin(Bytes::from_static(b"pickled-int"))),
-        ("typename", Value::str("int")),
-        ("metadata", Value::Map(vec![])),
-        ("thread", Value::Int(1)),
-        (
-            "startstops",
-            Value::Array(vec![Value::map([
-                ("action", Value::str("compute")),
-                ("start", Value::Float(now - 0.001)),
-                ("stop", Value::Float(now)),
-            ])]),
-        ),
-        ("stimulus_id", Value::str("task-finished-bench")),
-        ("status", Value::str("OK")),
-    ])
 }
 
 /// Submit the graph and answer compute-tasks until none are left; returns

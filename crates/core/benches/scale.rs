@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 mod support;
-use support::{registration, run_spec};
+use support::{registration, run_spec, task_finished};
 
 const N_WORKERS: usize = 64;
 
@@ -123,29 +123,6 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
         }
     }
     (tasks, requested)
-}
-
-fn task_finished(key: Value, run_id: Value, now: f64) -> Value {
-    Value::map([
-        ("op", Value::str("task-finished")),
-        ("key", key),
-        ("run_id", run_id),
-        ("nbytes", Value::Int(28)),
-        ("type", Value::Bin(Bytes::from_static(b"pickled-int"))),
-        ("typename", Value::str("int")),
-        ("metadata", Value::Map(vec![])),
-        ("thread", Value::Int(1)),
-        (
-            "startstops",
-            Value::Array(vec![Value::map([
-                ("action", Value::str("compute")),
-                ("start", Value::Float(now - 0.001)),
-                ("stop", Value::Float(now)),
-            ])]),
-        ),
-        ("stimulus_id", Value::str("task-finished-bench")),
-        ("status", Value::str("OK")),
-    ])
 }
 
 struct Run {

@@ -1,4 +1,5 @@
-//! Fixtures shared by the core benches (a worker registration, a run_spec).
+//! Fixtures shared by the core benches (a worker registration, a run_spec,
+//! a worker's `task-finished`).
 
 use bytes::Bytes;
 use dask_core::{WorkerRegistration, WorkerStatus};
@@ -31,4 +32,28 @@ pub fn run_spec() -> Opaque {
         header: Bytes::from_static(b"\x81\xaenum-sub-frames\x00"),
         frames: vec![],
     }
+}
+
+/// The `task-finished` a worker sends for `key` (run `run_id`) at `now`.
+pub fn task_finished(key: Value, run_id: Value, now: f64) -> Value {
+    Value::map([
+        ("op", Value::str("task-finished")),
+        ("key", key),
+        ("run_id", run_id),
+        ("nbytes", Value::Int(28)),
+        ("type", Value::Bin(Bytes::from_static(b"pickled-int"))),
+        ("typename", Value::str("int")),
+        ("metadata", Value::Map(vec![])),
+        ("thread", Value::Int(1)),
+        (
+            "startstops",
+            Value::Array(vec![Value::map([
+                ("action", Value::str("compute")),
+                ("start", Value::Float(now - 0.001)),
+                ("stop", Value::Float(now)),
+            ])]),
+        ),
+        ("stimulus_id", Value::str("task-finished-bench")),
+        ("status", Value::str("OK")),
+    ])
 }
