@@ -165,7 +165,7 @@ fn drive(f: &mut Fixture) -> usize {
     loop {
         for m in f.state.take_outbox() {
             if let Outgoing::Worker(w, v) = m {
-                if v.get("op").and_then(Value::as_str) == Some("compute-task") {
+                if v.get("op").and_then(Value::as_str_key) == Some("compute-task") {
                     queue.push_back((w, v));
                 }
             }

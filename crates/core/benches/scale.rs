@@ -13,6 +13,16 @@
 //! released/forgotten. Counted: `State::transition_counter()` over the run.
 //! Not included: Python materialization, msgpack, sockets.
 //!
+//! Memory: before the timed runs, the independent graph is submitted once
+//! more in a fresh state and the process's resident set is read before the
+//! submission is built and after `update_graph` returns (`/proc/self/statm`);
+//! the delta per task is printed as `rss_bytes_per_task_after_update_graph`
+//! in the independent shape's JSON line. It includes the keys (built with
+//! the submission, then held by the tasks), the key map, the arena and the
+//! run_spec boxes; the bench's run_spec payloads are one static buffer shared
+//! by every task, so no run_spec payload bytes are in the delta (nothing to
+//! subtract).
+//!
 //! Run: `cargo bench -p dask-core --bench scale` (`-- --quick`).
 
 use bytes::Bytes;
@@ -185,7 +195,7 @@ fn run(shape: Shape, n: usize) -> Run {
     loop {
         for m in state.take_outbox() {
             if let Outgoing::Worker(w, mut v) = m {
-                if v.get("op").and_then(Value::as_str) == Some("compute-task") {
+                if v.get("op").and_then(Value::as_str_key) == Some("compute-task") {
                     let key = match v.take("key") {
                         Some(Value::Raw(b)) => decoded.get(&b).cloned().expect("known key"),
                         Some(other) => other,
@@ -221,6 +231,45 @@ fn run(shape: Shape, n: usize) -> Run {
     }
 }
 
+/// Resident set size of this process in bytes (`/proc/self/statm`, Linux).
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // 4 KiB pages on the Linux targets this bench runs on.
+    Some(pages * 4096)
+}
+
+/// Resident bytes per task that `update_graph` of the independent n-task
+/// graph adds (run_spec payloads excluded: they are a shared static buffer).
+fn memory_per_task(n: usize) -> Option<f64> {
+    let (mut state, client) = setup();
+    // before the submission exists: its keys end up held by the tasks, and
+    // the rest of it is freed inside `update_graph` (a baseline taken after
+    // building it would subtract that from the state's growth)
+    let before = rss_bytes()?;
+    let (tasks, requested) = graph(Shape::Independent, n);
+    let run_spec_bytes: usize = tasks
+        .iter()
+        .map(|t| t.run_spec.frames.iter().map(Bytes::len).sum::<usize>())
+        .sum();
+    assert_eq!(
+        run_spec_bytes, 0,
+        "the bench's run_spec payloads are static"
+    );
+    let n_tasks = tasks.len();
+    let sub = GraphSubmission {
+        requested,
+        tasks,
+        fifo_timeout: 0.1,
+    };
+    state.update_graph(client, sub, 1.0);
+    let after = rss_bytes()?;
+    assert_eq!(state.task_count(), n_tasks);
+    let per_task = after.saturating_sub(before) as f64 / n_tasks as f64;
+    drop(state);
+    Some(per_task)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (n, reps) = if quick { (250_000, 1) } else { (1_000_000, 3) };
@@ -233,6 +282,19 @@ fn main() {
         .iter()
         .position(|a| a == "--shape")
         .and_then(|i| args.get(i + 1).cloned());
+    // measured first, while the heap is fresh (freed memory of earlier runs
+    // would be reused and hide the growth)
+    let mem = if only.as_ref().is_none_or(|o| o == "independent") {
+        memory_per_task(n)
+    } else {
+        None
+    };
+    if let Some(m) = mem {
+        println!(
+            "memory       {n:>8} tasks  {m:>7.0} resident bytes per task after update_graph (independent; size_of::<Task>() = {})",
+            std::mem::size_of::<dask_core::task::Task>()
+        );
+    }
     for shape in [
         Shape::Independent,
         Shape::Chains,
@@ -266,8 +328,14 @@ fn main() {
             tps[reps - 1],
             r0.tasks as f64 / secs[mid],
         );
+        let mem_field = match (shape, mem) {
+            (Shape::Independent, Some(m)) => {
+                format!(", \"rss_bytes_per_task_after_update_graph\": {m:.1}")
+            }
+            _ => String::new(),
+        };
         println!(
-            "JSON {{\"bench\": \"core-scale\", \"shape\": \"{}\", \"tasks\": {}, \"transitions\": {}, \"seconds_median\": {}, \"seconds_min\": {}, \"seconds_max\": {}, \"transitions_per_s_median\": {}, \"transitions_per_s_min\": {}, \"transitions_per_s_max\": {}, \"reps\": {}}}",
+            "JSON {{\"bench\": \"core-scale\", \"shape\": \"{}\", \"tasks\": {}, \"transitions\": {}, \"seconds_median\": {}, \"seconds_min\": {}, \"seconds_max\": {}, \"transitions_per_s_median\": {}, \"transitions_per_s_min\": {}, \"transitions_per_s_max\": {}, \"reps\": {}{mem_field}}}",
             format!("{shape:?}").to_lowercase(),
             r0.tasks,
             r0.transitions,

@@ -4,10 +4,10 @@
 use crate::ids::{ClientId, TaskId};
 use crate::messages;
 use crate::state::{Outgoing, State};
-use crate::task::{insert_item, Priority, Restrictions, TaskState};
+use crate::task::{Priority, Restrictions, TaskState};
 use crate::transitions::Target;
 use dask_wire::{Key, Opaque, Value};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// One materialized task, as produced by the graph materializer.
 #[derive(Debug, Clone)]
@@ -37,8 +37,16 @@ pub struct GraphSubmission {
     pub fifo_timeout: f64,
 }
 
+/// A dependency of a submitted task, resolved once: another task of the
+/// submission (its position) or a task the scheduler already has.
+#[derive(Debug, Clone, Copy)]
+enum Dep {
+    Graph(usize),
+    Known(TaskId),
+}
+
 /// The placement-relevant annotations of a task.
-fn parse_annotations(ann: &Value) -> (f64, u32, Option<Box<Restrictions>>) {
+fn parse_annotations(ann: &Value) -> (f64, u32, Option<Restrictions>) {
     let priority = ann.get("priority").and_then(Value::as_f64).unwrap_or(0.0);
     let retries = ann
         .get("retries")
@@ -67,7 +75,7 @@ fn parse_annotations(ann: &Value) -> (f64, u32, Option<Box<Restrictions>>) {
         .get("allow_other_workers")
         .or_else(|| ann.get("loose_restrictions"))
         .is_some_and(Value::truthy);
-    let restrictions = (!r.is_empty()).then(|| Box::new(r));
+    let restrictions = (!r.is_empty()).then_some(r);
     (priority, retries, restrictions)
 }
 
@@ -75,22 +83,39 @@ impl State {
     /// Add a materialized graph for `client` and start computing its requested keys.
     pub fn update_graph(&mut self, client: ClientId, graph: GraphSubmission, now: f64) {
         self.now = now;
-        let by_key: HashMap<&Key, usize> = graph
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (&t.key, i))
-            .collect();
+        let mut by_key: FxHashMap<&Key, usize> = FxHashMap::default();
+        by_key.reserve(graph.tasks.len());
+        by_key.extend(graph.tasks.iter().enumerate().map(|(i, t)| (&t.key, i)));
 
         // Every dependency must come with the graph or already be known.
-        let lost = graph.tasks.iter().any(|t| {
-            t.dependencies
+        // Each is resolved once here (to its position in the submission or
+        // its known task), so that the walk and the wiring below need no
+        // more key lookups.
+        let n_deps: usize = graph.tasks.iter().map(|t| t.dependencies.len()).sum();
+        let mut dep_refs: Vec<Dep> = Vec::with_capacity(n_deps);
+        let mut dep_start: Vec<usize> = Vec::with_capacity(graph.tasks.len() + 1);
+        let mut lost = false;
+        'tasks: for t in &graph.tasks {
+            dep_start.push(dep_refs.len());
+            for d in &t.dependencies {
+                match by_key.get(d) {
+                    Some(&gi) => dep_refs.push(Dep::Graph(gi)),
+                    None => match self.task_id(d) {
+                        Some(id) => dep_refs.push(Dep::Known(id)),
+                        None => {
+                            lost = true;
+                            break 'tasks;
+                        }
+                    },
+                }
+            }
+        }
+        dep_start.push(dep_refs.len());
+        let lost = lost
+            || graph
+                .requested
                 .iter()
-                .any(|d| !by_key.contains_key(d) && self.task_id(d).is_none())
-        }) || graph
-            .requested
-            .iter()
-            .any(|k| !by_key.contains_key(k) && self.task_id(k).is_none());
+                .any(|k| !by_key.contains_key(k) && self.task_id(k).is_none());
         if lost {
             let keys = graph.requested.iter().map(Key::to_value).collect();
             self.outbox.push(Outgoing::Client(
@@ -102,26 +127,43 @@ impl State {
 
         // Walk from the requested keys; only reachable tasks are created, and we
         // do not descend into tasks the scheduler already knows how to compute.
-        let mut stack: Vec<&Key> = graph.requested.iter().collect();
-        let mut seen: std::collections::HashSet<&Key> = std::collections::HashSet::new();
-        let mut touched: Vec<(TaskId, usize)> = Vec::new();
-        while let Some(key) = stack.pop() {
-            if !seen.insert(key) {
+        // (positions in the submission; requested keys outside it are known)
+        let mut stack: Vec<usize> = graph
+            .requested
+            .iter()
+            .filter_map(|k| by_key.get(k).copied())
+            .collect();
+        let deps_of = |gi: usize| &dep_refs[dep_start[gi]..dep_start[gi + 1]];
+        // visited, and the task id of each visited position
+        let mut seen = vec![false; graph.tasks.len()];
+        let mut ids: Vec<Option<TaskId>> = vec![None; graph.tasks.len()];
+        let mut touched: Vec<(TaskId, usize)> = Vec::with_capacity(graph.tasks.len());
+        self.reserve_tasks(graph.tasks.len());
+        while let Some(gi) = stack.pop() {
+            if std::mem::replace(&mut seen[gi], true) {
                 continue;
             }
-            let Some(&gi) = by_key.get(key) else { continue };
+            let key = &graph.tasks[gi].key;
             let id = match self.task_id(key) {
                 Some(id) => {
+                    ids[gi] = Some(id);
                     let t = self.task(id);
                     if t.run_spec.is_some() || t.state == TaskState::Memory {
                         continue;
                     }
                     id
                 }
-                None => self.new_task(key.clone()),
+                None => {
+                    let id = self.new_task(key.clone());
+                    ids[gi] = Some(id);
+                    id
+                }
             };
             touched.push((id, gi));
-            stack.extend(graph.tasks[gi].dependencies.iter());
+            stack.extend(deps_of(gi).iter().filter_map(|d| match d {
+                Dep::Graph(g) => Some(*g),
+                Dep::Known(_) => None,
+            }));
         }
 
         // Priority generations (`fifo_timeout`): later graphs run after earlier
@@ -145,9 +187,14 @@ impl State {
             let (user_priority, retries, restrictions) = parse_annotations(&gt.annotations);
             let t = self.task_mut(id);
             t.run_spec = Some(Box::new(gt.run_spec.clone()));
-            t.annotations = gt.annotations.clone();
-            t.retries = retries;
-            t.restrictions = restrictions;
+            // the rare parts only take memory when set (or set before)
+            let plain = gt.annotations == Value::Map(Vec::new());
+            if !plain || retries > 0 || restrictions.is_some() || t.extra.is_some() {
+                let extra = t.extra_mut();
+                extra.annotations = gt.annotations.clone();
+                extra.retries = retries;
+                extra.restrictions = restrictions;
+            }
             t.data_producer = gt.data_producer;
             t.priority = Priority {
                 user: -user_priority,
@@ -156,15 +203,20 @@ impl State {
             };
         }
         for &(id, gi) in &touched {
-            for dep_key in &graph.tasks[gi].dependencies {
-                let Some(dep) = self.task_id(dep_key) else {
+            for (dep_ref, dep_key) in deps_of(gi).iter().zip(&graph.tasks[gi].dependencies) {
+                // every dependency of a walked task was walked too
+                let dep = match *dep_ref {
+                    Dep::Known(d) => Some(d),
+                    Dep::Graph(g) => ids[g].or_else(|| self.task_id(dep_key)),
+                };
+                let Some(dep) = dep else {
                     continue;
                 };
                 if dep == id {
                     continue;
                 }
-                insert_item(&mut self.task_mut(id).dependencies, dep);
-                insert_item(&mut self.task_mut(dep).dependents, id);
+                self.task_mut(id).dependencies.insert(dep);
+                self.task_mut(dep).dependents.insert(id);
             }
         }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod graph;
 pub mod ids;
+pub mod idset;
 pub mod messages;
 pub mod ops_client;
 pub mod ops_worker;

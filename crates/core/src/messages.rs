@@ -1,26 +1,65 @@
 //! Constructors for the op maps the scheduler sends, with exactly the fields
 //! the peers expect (`proto/handlers-2026.8.0.txt`): a worker's stream handler
 //! dies on a missing or extra field, so every scheduler→worker op is built here.
+//!
+//! Op names and field names go out as msgpack strs encoded at compile time
+//! ([`Value::Raw`], written verbatim, no allocation): on the wire they are
+//! the same bytes as strings. [`Value::get`] still finds the fields, and
+//! [`Value::as_str_key`] reads such a string back.
 
+use bytes::Bytes;
 use dask_wire::Value;
 
-fn op(name: &str, fields: Vec<(&str, Value)>) -> Value {
-    let mut entries = Vec::with_capacity(fields.len() + 1);
-    entries.push((Value::str("op"), Value::str(name)));
-    entries.extend(fields.into_iter().map(|(k, v)| (Value::str(k), v)));
+/// A short string (under 32 bytes) as a msgpack fixstr encoded at compile
+/// time, in a `Value::Raw` that costs no allocation.
+macro_rules! fixstr {
+    ($s:literal) => {{
+        const LEN: usize = $s.len();
+        const ENCODED: [u8; LEN + 1] = {
+            assert!(LEN < 32, "a fixstr holds at most 31 bytes");
+            let src = $s.as_bytes();
+            let mut out = [0u8; LEN + 1];
+            out[0] = 0xa0 | LEN as u8;
+            let mut i = 0;
+            while i < LEN {
+                out[i + 1] = src[i];
+                i += 1;
+            }
+            out
+        };
+        Value::Raw(Bytes::from_static(&ENCODED))
+    }};
+}
+
+/// An op map: `op` (a pre-encoded str, see [`fixstr`]) first, then
+/// `fields`, then `optional` if given; one allocation.
+fn op_with<const N: usize>(
+    name: Value,
+    fields: [(Value, Value); N],
+    optional: Option<(Value, Value)>,
+) -> Value {
+    let mut entries = Vec::with_capacity(N + 1 + usize::from(optional.is_some()));
+    entries.push((fixstr!("op"), name));
+    entries.extend(fields);
+    entries.extend(optional);
     Value::Map(entries)
 }
 
+/// An op map with exactly these fields.
+fn op<const N: usize>(name: Value, fields: [(Value, Value); N]) -> Value {
+    op_with(name, fields, None)
+}
+
 /// Fields of a `compute-task` message.
-pub struct ComputeTask<'a> {
+pub struct ComputeTask {
     /// Task key.
     pub key: Value,
     /// Assignment counter.
     pub run_id: i64,
     /// Priority tuple.
     pub priority: Value,
-    /// Stimulus id.
-    pub stimulus_id: &'a str,
+    /// Stimulus id (a str, or a pre-encoded msgpack str).
+    pub stimulus_id: Value,
     /// `{dep key: [addresses]}`.
     pub who_has: Value,
     /// `{dep key: nbytes}`.
@@ -34,21 +73,21 @@ pub struct ComputeTask<'a> {
 }
 
 /// scheduler→worker `compute-task`.
-pub fn compute_task(c: ComputeTask<'_>) -> Value {
+pub fn compute_task(c: ComputeTask) -> Value {
     op(
-        "compute-task",
-        vec![
-            ("key", c.key),
-            ("run_id", Value::Int(c.run_id)),
-            ("priority", c.priority),
-            ("stimulus_id", Value::str(c.stimulus_id)),
-            ("who_has", c.who_has),
-            ("nbytes", c.nbytes),
-            ("run_spec", c.run_spec),
-            ("resource_restrictions", c.resource_restrictions),
-            ("actor", Value::Bool(false)),
-            ("annotations", c.annotations),
-            ("span_id", Value::Nil),
+        fixstr!("compute-task"),
+        [
+            (fixstr!("key"), c.key),
+            (fixstr!("run_id"), Value::Int(c.run_id)),
+            (fixstr!("priority"), c.priority),
+            (fixstr!("stimulus_id"), c.stimulus_id),
+            (fixstr!("who_has"), c.who_has),
+            (fixstr!("nbytes"), c.nbytes),
+            (fixstr!("run_spec"), c.run_spec),
+            (fixstr!("resource_restrictions"), c.resource_restrictions),
+            (fixstr!("actor"), Value::Bool(false)),
+            (fixstr!("annotations"), c.annotations),
+            (fixstr!("span_id"), Value::Nil),
         ],
     )
 }
@@ -56,21 +95,34 @@ pub fn compute_task(c: ComputeTask<'_>) -> Value {
 /// scheduler→worker `free-keys`.
 pub fn free_keys(keys: Vec<Value>, stimulus_id: &str) -> Value {
     op(
-        "free-keys",
-        vec![
-            ("keys", Value::Array(keys)),
-            ("stimulus_id", Value::str(stimulus_id)),
+        fixstr!("free-keys"),
+        [
+            (fixstr!("keys"), Value::Array(keys)),
+            (fixstr!("stimulus_id"), Value::str(stimulus_id)),
         ],
     )
+}
+
+/// Add `key` to a message built by [`free_keys`]; false if `msg` is not one.
+pub fn free_keys_add(msg: &mut Value, key: Value) -> bool {
+    if let Value::Map(entries) = msg {
+        if let [(_, op), (_, Value::Array(keys)), _] = entries.as_mut_slice() {
+            if op.is_str_key("free-keys") {
+                keys.push(key);
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// scheduler→worker `remove-replicas`.
 pub fn remove_replicas(keys: Vec<Value>, stimulus_id: &str) -> Value {
     op(
-        "remove-replicas",
-        vec![
-            ("keys", Value::Array(keys)),
-            ("stimulus_id", Value::str(stimulus_id)),
+        fixstr!("remove-replicas"),
+        [
+            (fixstr!("keys"), Value::Array(keys)),
+            (fixstr!("stimulus_id"), Value::str(stimulus_id)),
         ],
     )
 }
@@ -80,11 +132,11 @@ pub fn remove_replicas(keys: Vec<Value>, stimulus_id: &str) -> Value {
 /// confirms each replica with `add-keys`.
 pub fn acquire_replicas(who_has: Value, nbytes: Value, stimulus_id: &str) -> Value {
     op(
-        "acquire-replicas",
-        vec![
-            ("who_has", who_has),
-            ("nbytes", nbytes),
-            ("stimulus_id", Value::str(stimulus_id)),
+        fixstr!("acquire-replicas"),
+        [
+            (fixstr!("who_has"), who_has),
+            (fixstr!("nbytes"), nbytes),
+            (fixstr!("stimulus_id"), Value::str(stimulus_id)),
         ],
     )
 }
@@ -93,26 +145,26 @@ pub fn acquire_replicas(who_has: Value, nbytes: Value, stimulus_id: &str) -> Val
 /// retiring it).
 pub fn worker_status_change(status: &str, stimulus_id: &str) -> Value {
     op(
-        "worker-status-change",
-        vec![
-            ("status", Value::str(status)),
-            ("stimulus_id", Value::str(stimulus_id)),
+        fixstr!("worker-status-change"),
+        [
+            (fixstr!("status"), Value::str(status)),
+            (fixstr!("stimulus_id"), Value::str(stimulus_id)),
         ],
     )
 }
 
 /// scheduler→worker `close`: shut down (a nanny does not restart it).
 pub fn close_worker(reason: &str) -> Value {
-    op("close", vec![("reason", Value::str(reason))])
+    op(fixstr!("close"), [(fixstr!("reason"), Value::str(reason))])
 }
 
 /// scheduler→worker `refresh-who-has`.
 pub fn refresh_who_has(who_has: Value, stimulus_id: &str) -> Value {
     op(
-        "refresh-who-has",
-        vec![
-            ("who_has", who_has),
-            ("stimulus_id", Value::str(stimulus_id)),
+        fixstr!("refresh-who-has"),
+        [
+            (fixstr!("who_has"), who_has),
+            (fixstr!("stimulus_id"), Value::str(stimulus_id)),
         ],
     )
 }
@@ -120,77 +172,83 @@ pub fn refresh_who_has(who_has: Value, stimulus_id: &str) -> Value {
 /// scheduler→worker `steal-request`.
 pub fn steal_request(key: Value, stimulus_id: &str) -> Value {
     op(
-        "steal-request",
-        vec![("key", key), ("stimulus_id", Value::str(stimulus_id))],
+        fixstr!("steal-request"),
+        [
+            (fixstr!("key"), key),
+            (fixstr!("stimulus_id"), Value::str(stimulus_id)),
+        ],
     )
 }
 
 /// scheduler→worker `remove-worker`: a peer left.
 pub fn remove_worker(address: &str, stimulus_id: &str) -> Value {
     op(
-        "remove-worker",
-        vec![
-            ("worker", Value::str(address)),
-            ("stimulus_id", Value::str(stimulus_id)),
+        fixstr!("remove-worker"),
+        [
+            (fixstr!("worker"), Value::str(address)),
+            (fixstr!("stimulus_id"), Value::str(stimulus_id)),
         ],
     )
 }
 
 /// scheduler→client `key-in-memory`.
 pub fn key_in_memory(key: Value, result_type: Option<Value>) -> Value {
-    let mut fields = vec![("key", key)];
-    if let Some(t) = result_type {
-        fields.push(("type", t));
-    }
-    op("key-in-memory", fields)
+    op_with(
+        fixstr!("key-in-memory"),
+        [(fixstr!("key"), key)],
+        result_type.map(|t| (fixstr!("type"), t)),
+    )
 }
 
 /// scheduler→client `task-erred`.
 pub fn task_erred(key: Value, exception: Value, traceback: Value) -> Value {
     op(
-        "task-erred",
-        vec![
-            ("key", key),
-            ("exception", exception),
-            ("traceback", traceback),
+        fixstr!("task-erred"),
+        [
+            (fixstr!("key"), key),
+            (fixstr!("exception"), exception),
+            (fixstr!("traceback"), traceback),
         ],
     )
 }
 
 /// scheduler→client `lost-data`.
 pub fn lost_data(key: Value) -> Value {
-    op("lost-data", vec![("key", key)])
+    op(fixstr!("lost-data"), [(fixstr!("key"), key)])
 }
 
 /// scheduler→client `task-retried`.
 pub fn task_retried(key: Value) -> Value {
-    op("task-retried", vec![("key", key)])
+    op(fixstr!("task-retried"), [(fixstr!("key"), key)])
 }
 
 /// scheduler→client `cancelled-keys`.
 pub fn cancelled_keys(keys: Vec<Value>, reason: Option<&str>) -> Value {
-    let mut fields = vec![("keys", Value::Array(keys))];
-    if let Some(r) = reason {
-        fields.push(("reason", Value::str(r)));
-    }
-    op("cancelled-keys", fields)
+    op_with(
+        fixstr!("cancelled-keys"),
+        [(fixstr!("keys"), Value::Array(keys))],
+        reason.map(|r| (fixstr!("reason"), Value::str(r))),
+    )
 }
 
 /// scheduler→client `adjust-heartbeat-interval`.
 pub fn adjust_heartbeat_interval(interval: f64) -> Value {
     op(
-        "adjust-heartbeat-interval",
-        vec![("interval", Value::Float(interval))],
+        fixstr!("adjust-heartbeat-interval"),
+        [(fixstr!("interval"), Value::Float(interval))],
     )
 }
 
 /// scheduler→client `event` (worker `log-event`s on a subscribed topic).
 pub fn event(topic: &str, time: f64, msg: Value) -> Value {
     op(
-        "event",
-        vec![
-            ("topic", Value::str(topic)),
-            ("event", Value::Array(vec![Value::Float(time), msg])),
+        fixstr!("event"),
+        [
+            (fixstr!("topic"), Value::str(topic)),
+            (
+                fixstr!("event"),
+                Value::Array(vec![Value::Float(time), msg]),
+            ),
         ],
     )
 }
@@ -198,7 +256,57 @@ pub fn event(topic: &str, time: f64, msg: Value) -> Value {
 /// scheduler→client `stream-start`, the only element of the first batch.
 pub fn stream_start() -> Value {
     op(
-        "stream-start",
-        vec![("warning", Value::str("")), ("error", Value::str(""))],
+        fixstr!("stream-start"),
+        [
+            (fixstr!("warning"), Value::str("")),
+            (fixstr!("error"), Value::str("")),
+        ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dask_wire::msgpack;
+
+    #[test]
+    fn pre_encoded_field_names_encode_like_strings() {
+        let msg = compute_task(ComputeTask {
+            key: Value::str("x"),
+            run_id: 1,
+            priority: Value::Array(vec![]),
+            stimulus_id: Value::str("s"),
+            who_has: Value::Map(vec![]),
+            nbytes: Value::Map(vec![]),
+            run_spec: Value::Nil,
+            resource_restrictions: Value::Nil,
+            annotations: Value::Map(vec![]),
+        });
+        let decoded = msgpack::decode(&Bytes::from(msgpack::encode(&msg))).unwrap();
+        let names: Vec<&str> = decoded
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str().expect("field names decode as strs"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "op",
+                "key",
+                "run_id",
+                "priority",
+                "stimulus_id",
+                "who_has",
+                "nbytes",
+                "run_spec",
+                "resource_restrictions",
+                "actor",
+                "annotations",
+                "span_id"
+            ]
+        );
+        assert_eq!(msg.get("run_id"), Some(&Value::Int(1)));
+        assert_eq!(decoded.get("run_id"), Some(&Value::Int(1)));
+    }
 }

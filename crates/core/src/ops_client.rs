@@ -202,7 +202,7 @@ impl State {
             if t.who_wants.is_empty() {
                 continue;
             }
-            if force || t.who_wants == [client] {
+            if force || t.who_wants.as_slice() == [client] {
                 let dependents: Vec<Key> = t
                     .dependents
                     .iter()

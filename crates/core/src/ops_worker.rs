@@ -102,10 +102,7 @@ impl State {
                 }
                 if !redundant.is_empty() {
                     let stim = self.stimulus("redundant-replicas");
-                    self.outbox.push(Outgoing::Worker(
-                        w,
-                        messages::remove_replicas(redundant, &stim),
-                    ));
+                    self.push_worker(w, messages::remove_replicas(redundant, &stim));
                 }
             }
             "worker-status-change" => {
@@ -134,6 +131,7 @@ impl State {
                                 worker.remove_prefix(prefix);
                             }
                         }
+                        self.refresh_slot_index(w);
                         self.fill_queued_slots();
                     }
                 }
@@ -161,14 +159,10 @@ impl State {
                 }
                 let stim = self.stimulus("refresh-who-has");
                 if !who_has.is_empty() {
-                    self.outbox.push(Outgoing::Worker(
-                        w,
-                        messages::refresh_who_has(Value::Map(who_has), &stim),
-                    ));
+                    self.push_worker(w, messages::refresh_who_has(Value::Map(who_has), &stim));
                 }
                 if !unknown.is_empty() {
-                    self.outbox
-                        .push(Outgoing::Worker(w, messages::free_keys(unknown, &stim)));
+                    self.push_worker(w, messages::free_keys(unknown, &stim));
                 }
             }
             "log-event" => {
@@ -223,6 +217,7 @@ impl State {
         };
         let was = worker.status;
         worker.status = status;
+        self.refresh_slot_index(w);
         if status == WorkerStatus::Running && was != WorkerStatus::Running {
             self.on_worker_running(w);
         }
@@ -292,10 +287,7 @@ impl State {
 
     fn free_on_worker(&mut self, w: WorkerId, key: &Key, why: &str) {
         let stim = self.stimulus(why);
-        self.outbox.push(Outgoing::Worker(
-            w,
-            messages::free_keys(vec![key.to_value()], &stim),
-        ));
+        self.push_worker(w, messages::free_keys(vec![key.to_value()], &stim));
     }
 
     /// `id` is now in memory: waiting dependents stop waiting on it, and those
@@ -305,7 +297,7 @@ impl State {
         for d in self.task(id).dependents.clone() {
             let dt = self.task_mut(d);
             if dt.state == TaskState::Waiting
-                && remove_item(&mut dt.waiting_on, id)
+                && dt.waiting_on.remove(&id)
                 && dt.waiting_on.is_empty()
             {
                 recs.push((d, Target::Processing));
@@ -364,7 +356,7 @@ impl State {
         let mut recs = self.dependents_ready(id);
         for dep in self.task(id).dependencies.clone() {
             let dt = self.task_mut(dep);
-            remove_item(&mut dt.waiters, id);
+            dt.waiters.remove(&id);
             if dt.waiters.is_empty() && dt.who_wants.is_empty() && dt.state == TaskState::Memory {
                 recs.push((dep, Target::Released));
             }
@@ -406,19 +398,19 @@ impl State {
             self.transitions(vec![(id, Target::Released)]);
             return Ok(());
         }
-        if t.retries > 0 {
-            self.task_mut(id).retries -= 1;
+        if t.retries() > 0 {
+            self.task_mut(id).extra_mut().retries -= 1;
             // Like Python: forget the failed attempt on the worker, then run again.
             self.transitions(vec![(id, Target::Released)]);
             return Ok(());
         }
         let text = |f: &str| msg.get(f).and_then(Value::as_str).unwrap_or("").to_string();
-        self.task_mut(id).error = Some(Box::new(ErrorInfo {
+        self.task_mut(id).extra_mut().error = Some(ErrorInfo {
             exception: msg.get("exception").cloned().unwrap_or(Value::Nil),
             traceback: msg.get("traceback").cloned().unwrap_or(Value::Nil),
             exception_text: text("exception_text"),
             traceback_text: text("traceback_text"),
-        }));
+        });
         self.transitions(vec![(id, Target::Erred(id))]);
         Ok(())
     }
@@ -495,7 +487,7 @@ impl State {
             }
             TaskState::Erred => {
                 let t = self.task_mut(id);
-                t.error = None;
+                t.clear_error();
                 t.exception_blame = None;
                 let erred_on = std::mem::take(&mut t.who_has);
                 self.free_keys_on(id, &erred_on, "update-data");

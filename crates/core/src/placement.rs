@@ -5,7 +5,6 @@ use crate::ids::{TaskId, WorkerId};
 use crate::state::State;
 use crate::task::{Restrictions, TaskState};
 use crate::worker::{Worker, WorkerStatus};
-use std::collections::HashSet;
 
 /// The outcome of placing a ready task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +32,16 @@ fn resources_ok(w: &Worker, r: &Restrictions) -> bool {
         .all(|(name, amount)| w.resource(name) >= *amount)
 }
 
+/// The key of `w` in `State::slot_index` if it is running with a free
+/// root-task slot (seceded tasks take none): the bits of `processing /
+/// threads`, a non-negative f64, whose bit patterns order like the numbers
+/// (`total_cmp`), so that the index orders exactly like the former scan.
+pub(crate) fn slot_key(w: &Worker) -> Option<u64> {
+    (w.status == WorkerStatus::Running
+        && w.processing.len().saturating_sub(w.long_running.len()) < w.task_slots)
+        .then(|| (w.processing.len() as f64 / w.threads()).to_bits())
+}
+
 impl State {
     /// Root-task slots of a worker with `nthreads` under `worker-saturation`
     /// (computed once, when the worker registers).
@@ -43,7 +52,7 @@ impl State {
 
     /// Running workers allowed by the task's restrictions (`None` = unrestricted).
     fn valid_workers(&self, id: TaskId) -> Option<Vec<WorkerId>> {
-        let r = self.task(id).restrictions.as_deref()?;
+        let r = self.task(id).restrictions()?;
         let strict: Vec<WorkerId> = self
             .running_workers()
             .filter(|w| location_ok(w, r) && resources_ok(w, r))
@@ -64,7 +73,7 @@ impl State {
     /// cluster with (almost) no dependencies, or data-producing tasks.
     pub(crate) fn is_rootish(&self, id: TaskId) -> bool {
         let t = self.task(id);
-        if t.restrictions.is_some() {
+        if t.restrictions().is_some() {
             return false;
         }
         if t.data_producer {
@@ -72,19 +81,27 @@ impl State {
         }
         // Python's `total_nthreads`: every registered worker, paused ones included
         // (pausing a worker must not turn ordinary tasks into queued root tasks).
-        let total_threads: u32 = self.workers.values().map(|w| w.info.nthreads).sum();
-        if self.groups[t.group as usize] as u64 <= 2 * total_threads as u64 {
+        if self.groups[t.group as usize] as u64 <= 2 * self.total_nthreads {
             return false;
         }
         if t.dependencies.len() >= 5 {
             return false;
         }
-        let dep_groups: HashSet<u32> = t.dependencies.iter().map(|d| self.task(*d).group).collect();
-        let dep_group_sizes: u64 = dep_groups
+        // the distinct groups of (at most four) dependencies
+        let mut dep_groups = [0u32; 4];
+        let mut n = 0;
+        for d in &t.dependencies {
+            let g = self.task(*d).group;
+            if !dep_groups[..n].contains(&g) {
+                dep_groups[n] = g;
+                n += 1;
+            }
+        }
+        let dep_group_sizes: u64 = dep_groups[..n]
             .iter()
             .map(|g| self.groups[*g as usize] as u64)
             .sum();
-        dep_groups.len() < 5 && dep_group_sizes < 5
+        n < 5 && dep_group_sizes < 5
     }
 
     /// Estimated start time of `id` on `w`: queued work plus transfer of missing inputs.
@@ -174,16 +191,26 @@ impl State {
             .expect("at least one running worker")
     }
 
-    /// Running worker with a free root-task slot and the fewest tasks per thread.
+    /// Running worker with a free root-task slot and the fewest tasks per
+    /// thread (ties: lowest id): the first entry of `slot_index`, O(log W).
     fn least_busy_with_slot(&self) -> Option<WorkerId> {
-        self.running_workers()
-            .filter(|w| w.processing.len().saturating_sub(w.long_running.len()) < w.task_slots)
-            .min_by(|a, b| {
-                (a.processing.len() as f64 / a.threads())
-                    .total_cmp(&(b.processing.len() as f64 / b.threads()))
-                    .then(a.id.cmp(&b.id))
-            })
-            .map(|w| w.id)
+        self.slot_index.first().map(|&(_, w)| w)
+    }
+
+    /// Put worker `w` back in `slot_index` under its current key, or take
+    /// it out; call after its processing set, seceded (`long_running`) set
+    /// or status changed.
+    pub(crate) fn refresh_slot_index(&mut self, w: WorkerId) {
+        let Some(worker) = self.workers.get_mut(&w) else {
+            return;
+        };
+        if let Some(k) = worker.slot_key.take() {
+            self.slot_index.remove(&(k, w));
+        }
+        if let Some(k) = slot_key(worker) {
+            worker.slot_key = Some(k);
+            self.slot_index.insert((k, w));
+        }
     }
 
     /// Hand queued root tasks to workers that have free slots, best priority first.

@@ -14,7 +14,7 @@
 
 use crate::ids::{TaskId, WorkerId};
 use crate::messages;
-use crate::state::{Outgoing, State};
+use crate::state::State;
 use crate::task::TaskState;
 use crate::transitions::Target;
 use crate::worker::WorkerStatus;
@@ -318,6 +318,7 @@ impl State {
         };
         let prev_status = worker.status;
         worker.status = WorkerStatus::ClosingGracefully;
+        self.refresh_slot_index(w);
         let identity = self.worker_identity(&self.workers[&w]);
         self.retire.retiring.insert(
             w,
@@ -327,10 +328,10 @@ impl State {
                 pending: HashMap::new(),
             },
         );
-        self.outbox.push(Outgoing::Worker(
+        self.push_worker(
             w,
             messages::worker_status_change(WorkerStatus::ClosingGracefully.as_str(), stimulus_id),
-        ));
+        );
         true
     }
 
@@ -432,10 +433,10 @@ impl State {
                 .iter()
                 .map(|&t| (self.task(t).key.to_value(), Value::Int(self.task(t).nbytes)))
                 .collect();
-            self.outbox.push(Outgoing::Worker(
+            self.push_worker(
                 rec,
                 messages::acquire_replicas(Value::Map(who_has), Value::Map(nbytes), stimulus_id),
-            ));
+            );
         }
         if let Some(r) = self.retire.retiring.get_mut(&w) {
             r.pending = new_pending;
@@ -460,14 +461,11 @@ impl State {
         };
         let identity = self.worker_identity(worker);
         let address = worker.info.address.clone();
+        let mut processing: Vec<TaskId> = worker.processing.iter().copied().collect();
         if close {
-            self.outbox.push(Outgoing::Worker(
-                w,
-                messages::close_worker("scheduler-remove-worker"),
-            ));
+            self.push_worker(w, messages::close_worker("scheduler-remove-worker"));
         }
         if remove {
-            let mut processing: Vec<TaskId> = worker.processing.iter().copied().collect();
             processing.sort_unstable();
             self.transitions(
                 processing
@@ -497,10 +495,10 @@ impl State {
                      worker ({stimulus_id})",
                     worker.info.address
                 );
-                self.outbox.push(Outgoing::Worker(
+                self.push_worker(
                     w,
                     messages::worker_status_change(prev.as_str(), stimulus_id),
-                ));
+                );
                 identity
             }
             None => entry.map_or(Value::Nil, |r| r.identity),

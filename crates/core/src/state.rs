@@ -6,6 +6,7 @@ use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::task::{insert_item, remove_item, Task, TaskState};
 use crate::transitions::Target;
 use crate::worker::{host_of, Worker, WorkerRegistration, WorkerStatus};
+use bytes::Bytes;
 use dask_wire::{Key, Value};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -59,11 +60,21 @@ pub struct State {
     pub(crate) client_by_name: HashMap<String, ClientId>,
     next_client: u32,
     pub(crate) outbox: Vec<Outgoing>,
+    /// Per worker, the outbox index of a `free-keys` message that more keys
+    /// of the current transition batch may join: set by `free_keys_on`,
+    /// dropped when anything else is sent to that worker (so that a key is
+    /// never freed ahead of a message that was sent before it), at the end
+    /// of each transition batch and when the outbox is taken.
+    pub(crate) open_free_keys: FxHashMap<WorkerId, usize>,
+    /// The stimulus id shared by the `compute-task`s of the current
+    /// transition batch (Python gives them the batch's stimulus id),
+    /// msgpack-encoded so that each message only takes a reference.
+    pub(crate) compute_stimulus: Option<Bytes>,
     pub(crate) run_counter: i64,
     pub(crate) generation: f64,
     pub(crate) last_graph_time: f64,
     pub(crate) prefixes: Vec<PrefixStats>,
-    prefix_ids: HashMap<String, u32>,
+    prefix_ids: FxHashMap<String, u32>,
     /// Task-group sizes (`len(TaskGroup)`: tasks added since the group was
     /// created), indexed by group id.
     pub(crate) groups: Vec<u32>,
@@ -72,9 +83,20 @@ pub struct State {
     group_live: Vec<u32>,
     group_names: Vec<String>,
     free_groups: Vec<u32>,
-    group_ids: HashMap<String, u32>,
+    group_ids: FxHashMap<String, u32>,
     pub(crate) unrunnable: BTreeSet<TaskId>,
     pub(crate) queued: BTreeSet<(crate::task::Priority, TaskId)>,
+    /// Running workers with a free root-task slot, ordered like
+    /// `least_busy_with_slot` picks them: `processing / threads` (as the
+    /// bits of a non-negative f64, which order like the number), then id.
+    /// Kept up to date by `refresh_slot_index` wherever a worker's
+    /// processing set, seceded set or status changes.
+    pub(crate) slot_index: BTreeSet<(u64, WorkerId)>,
+    /// Threads of every registered worker, paused ones included (Python's
+    /// `total_nthreads`), kept as workers come and go.
+    pub(crate) total_nthreads: u64,
+    /// The `fire-and-forget` pseudo-client (registered first, never removed).
+    fire_and_forget: ClientId,
     pub(crate) subscriptions: HashMap<String, BTreeSet<ClientId>>,
     pub(crate) transition_counter: u64,
     pub(crate) stimulus_counter: u64,
@@ -107,18 +129,23 @@ impl State {
             client_by_name: HashMap::new(),
             next_client: 0,
             outbox: Vec::new(),
+            open_free_keys: Default::default(),
+            compute_stimulus: None,
             run_counter: 0,
             generation: 0.0,
             last_graph_time: f64::NEG_INFINITY,
             prefixes: Vec::new(),
-            prefix_ids: HashMap::new(),
+            prefix_ids: Default::default(),
             groups: Vec::new(),
             group_live: Vec::new(),
             group_names: Vec::new(),
             free_groups: Vec::new(),
-            group_ids: HashMap::new(),
+            group_ids: Default::default(),
             unrunnable: BTreeSet::new(),
             queued: BTreeSet::new(),
+            slot_index: BTreeSet::new(),
+            total_nthreads: 0,
+            fire_and_forget: ClientId(0),
             subscriptions: HashMap::new(),
             transition_counter: 0,
             stimulus_counter: 0,
@@ -129,7 +156,7 @@ impl State {
             retire: Default::default(),
             stats: crate::stats::Stats::default(),
         };
-        s.add_client(FIRE_AND_FORGET, 0.0);
+        s.fire_and_forget = s.add_client(FIRE_AND_FORGET, 0.0);
         s
     }
 
@@ -140,7 +167,16 @@ impl State {
 
     /// Messages produced since the last call, in order.
     pub fn take_outbox(&mut self) -> Vec<Outgoing> {
+        self.end_batch();
         std::mem::take(&mut self.outbox)
+    }
+
+    /// Queue `msg` for worker `w`'s stream (after everything queued before).
+    pub(crate) fn push_worker(&mut self, w: WorkerId, msg: Value) {
+        if !self.open_free_keys.is_empty() {
+            self.open_free_keys.remove(&w);
+        }
+        self.outbox.push(Outgoing::Worker(w, msg));
     }
 
     /// Number of tasks the scheduler holds.
@@ -173,10 +209,32 @@ impl State {
         self.task_id(key).map(|id| self.task(id).state)
     }
 
+    /// Make room for `n` more tasks (a graph submission's size), so that
+    /// the arena and the key map do not grow step by step.
+    pub(crate) fn reserve_tasks(&mut self, n: usize) {
+        let fresh = n.saturating_sub(self.free_slots.len());
+        self.tasks.reserve(fresh);
+        self.task_ids.reserve(n);
+    }
+
     pub(crate) fn new_task(&mut self, key: Key) -> TaskId {
-        let name = key.name();
-        let prefix = self.intern_prefix(&dask_wire::key::key_split(&name));
-        let group = self.intern_group(&key);
+        // decoded once: `key_split` of the name is the prefix; tuple keys
+        // group by their name, str keys by prefix (`key_split_group`)
+        let (name, is_tuple) = match key.decoded() {
+            Value::Str(s) => (s, false),
+            Value::Array(items) => (
+                match items.into_iter().next() {
+                    Some(Value::Str(s)) => s,
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                },
+                true,
+            ),
+            other => (other.to_string(), false),
+        };
+        let prefix_name = dask_wire::key::key_split(&name);
+        let prefix = self.intern_prefix(&prefix_name);
+        let group = self.intern_group(if is_tuple { name } else { prefix_name });
         let task = Task::new(key.clone(), prefix, group);
         let id = match self.free_slots.pop() {
             Some(id) => {
@@ -225,12 +283,9 @@ impl State {
         id
     }
 
-    /// `key_split_group`: tuple keys group by their name, strings by prefix.
-    fn intern_group(&mut self, key: &Key) -> u32 {
-        let name = match key.decoded() {
-            Value::Array(_) => key.name(),
-            _ => key.prefix(),
-        };
+    /// The group of `name` (`key_split_group`: a tuple key's name, a str
+    /// key's prefix).
+    fn intern_group(&mut self, name: String) -> u32 {
         if let Some(&id) = self.group_ids.get(&name) {
             self.groups[id as usize] += 1;
             self.group_live[id as usize] += 1;
@@ -319,9 +374,38 @@ impl State {
         });
     }
 
+    /// A transition batch is over: later `free-keys` start new messages and
+    /// later `compute-task`s get a new stimulus id.
+    pub(crate) fn end_batch(&mut self) {
+        self.open_free_keys.clear();
+        self.compute_stimulus = None;
+    }
+
+    /// The stimulus id of this batch's `compute-task`s, as a msgpack str.
+    pub(crate) fn compute_stimulus(&mut self) -> Value {
+        if self.compute_stimulus.is_none() {
+            let stim = self.stimulus("compute-task");
+            let mut encoded = Vec::with_capacity(stim.len() + 2);
+            dask_wire::msgpack::write_str(&mut encoded, &stim);
+            self.compute_stimulus = Some(Bytes::from(encoded));
+        }
+        Value::Raw(self.compute_stimulus.clone().expect("set above"))
+    }
+
+    /// A fresh stimulus id, `<what>-<now with 6 decimals>-<counter>`.
     pub(crate) fn stimulus(&mut self, what: &str) -> String {
+        use std::fmt::Write;
         self.stimulus_counter += 1;
-        format!("{what}-{:.6}-{}", self.now, self.stimulus_counter)
+        let mut id = String::with_capacity(what.len() + 32);
+        if (0.0..1e12).contains(&self.now) {
+            // integer formatting: a float's `{:.6}` is several times slower
+            let micros = (self.now * 1e6).round() as u64;
+            let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
+            let _ = write!(id, "{what}-{secs}.{frac:06}-{}", self.stimulus_counter);
+        } else {
+            let _ = write!(id, "{what}-{:.6}-{}", self.now, self.stimulus_counter);
+        }
+        id
     }
 
     // ---------------------------------------------------------------- clients
@@ -385,7 +469,7 @@ impl State {
 
     /// Add `client` to the wanters of these tasks and report their current state.
     pub(crate) fn client_desires(&mut self, client: ClientId, ids: &[TaskId]) {
-        let fire_and_forget = self.client_name(client) == Some(FIRE_AND_FORGET);
+        let fire_and_forget = client == self.fire_and_forget;
         for &id in ids {
             if fire_and_forget
                 && matches!(self.task(id).state, TaskState::Memory | TaskState::Erred)
@@ -442,11 +526,11 @@ impl State {
     /// future only lasts until its task has a result (or an error); without
     /// this the task and its data would be held forever.
     pub(crate) fn release_fire_and_forget(&mut self, id: TaskId) -> crate::transitions::Recs {
-        match self.client_by_name.get(FIRE_AND_FORGET).copied() {
-            Some(ff) if self.task(id).who_wants.contains(&ff) => {
-                self.client_releases_recs(ff, &[id])
-            }
-            _ => Vec::new(),
+        let ff = self.fire_and_forget;
+        if self.task(id).who_wants.contains(&ff) {
+            self.client_releases_recs(ff, &[id])
+        } else {
+            Vec::new()
         }
     }
 
@@ -475,19 +559,27 @@ impl State {
         let host = host_of(&reg.address);
         let status = reg.status;
         let task_slots = self.task_slots(reg.nthreads);
+        self.total_nthreads += u64::from(reg.nthreads);
         self.worker_by_addr.insert(reg.address.clone(), id);
+        let address = reg.address.clone();
         self.workers.insert(
             id,
             Worker {
                 id,
                 info: reg,
                 host,
+                address_msgpack: {
+                    let mut encoded = Vec::with_capacity(address.len() + 2);
+                    dask_wire::msgpack::write_str(&mut encoded, &address);
+                    Bytes::from(encoded)
+                },
                 name_str,
                 status,
                 processing: Default::default(),
                 long_running: Default::default(),
                 has_what: Default::default(),
                 task_slots,
+                slot_key: None,
                 prefix_counts: Default::default(),
                 needs_what: Default::default(),
                 network_occ: 0,
@@ -496,6 +588,7 @@ impl State {
                 last_seen: now,
             },
         );
+        self.refresh_slot_index(id);
         if status == WorkerStatus::Running {
             self.on_worker_running(id);
         }
@@ -528,6 +621,10 @@ impl State {
         let Some(worker) = self.workers.remove(&id) else {
             return false;
         };
+        if let Some(k) = worker.slot_key {
+            self.slot_index.remove(&(k, id));
+        }
+        self.total_nthreads -= u64::from(worker.info.nthreads);
         self.worker_by_addr.remove(&worker.info.address);
         self.stats.workers_removed += 1;
         // Steals *from* this worker are moot (its tasks are rescheduled below).
@@ -546,8 +643,8 @@ impl State {
             self.steal_refused.remove(&tid);
             let t = self.task_mut(tid);
             t.processing_on = None;
-            t.suspicious += 1;
-            let suspicious = t.suspicious;
+            t.extra_mut().suspicious += 1;
+            let suspicious = t.suspicious();
             let prefix = t.prefix;
             self.stats.prefix_mut(prefix).suspicious += 1;
             if suspicious > allowed {
@@ -571,10 +668,10 @@ impl State {
         }
         let others: Vec<WorkerId> = self.workers.keys().copied().collect();
         for other in others {
-            self.outbox.push(Outgoing::Worker(
+            self.push_worker(
                 other,
                 crate::messages::remove_worker(&worker.info.address, &stim),
-            ));
+            );
         }
         self.transitions(recs);
         true

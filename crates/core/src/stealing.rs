@@ -13,7 +13,7 @@
 
 use crate::ids::{TaskId, WorkerId};
 use crate::messages;
-use crate::state::{Outgoing, State};
+use crate::state::State;
 use crate::task::{Priority, TaskState};
 use crate::transitions::Target;
 use crate::worker::WorkerStatus;
@@ -62,7 +62,7 @@ impl State {
         let Some(w) = self.workers.get(&thief) else {
             return false;
         };
-        if let Some(r) = t.restrictions.as_deref() {
+        if let Some(r) = t.restrictions() {
             let location = r.workers.is_empty()
                 || r.workers
                     .iter()
@@ -188,10 +188,7 @@ impl State {
         self.record_steal(id);
         let stimulus_id = self.stimulus("steal");
         let key = self.task(id).key.to_value();
-        self.outbox.push(Outgoing::Worker(
-            victim,
-            messages::steal_request(key, &stimulus_id),
-        ));
+        self.push_worker(victim, messages::steal_request(key, &stimulus_id));
         self.steals.insert(
             id,
             InFlightSteal {

@@ -1,7 +1,9 @@
 //! What the scheduler knows about one task.
 
 use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::idset::IdSet;
 use dask_wire::{Key, Opaque, Value};
+use smallvec::SmallVec;
 use std::cmp::Ordering;
 
 /// The scheduler-side task states of `distributed.scheduler.TaskState`.
@@ -116,57 +118,85 @@ pub struct ErrorInfo {
     pub traceback_text: String,
 }
 
+/// A short list of task, worker or client ids: up to four are stored inline
+/// (no heap allocation), which covers most dependency, dependent, replica
+/// and wanter lists; the list is as large as a `Vec`.
+pub type IdList<T> = SmallVec<[T; 4]>;
+
+/// The rarely set parts of a task, kept behind one pointer so that the
+/// common task stays small.
+#[derive(Debug, Clone)]
+pub struct TaskExtra {
+    /// Annotations forwarded to the worker in `compute-task` (non-empty).
+    pub annotations: Value,
+    /// Placement restrictions, if any.
+    pub restrictions: Option<Restrictions>,
+    /// Remaining automatic retries.
+    pub retries: u32,
+    /// Times a worker died while running this task.
+    pub suspicious: u32,
+    /// The failure, when this task itself raised.
+    pub error: Option<ErrorInfo>,
+}
+
+impl Default for TaskExtra {
+    fn default() -> Self {
+        TaskExtra {
+            annotations: Value::Map(Vec::new()),
+            restrictions: None,
+            retries: 0,
+            suspicious: 0,
+            error: None,
+        }
+    }
+}
+
+/// The annotations of a task without any: an empty map.
+static NO_ANNOTATIONS: Value = Value::Map(Vec::new());
+
 /// One task.
 #[derive(Debug, Clone)]
 pub struct Task {
     /// The Dask key.
     pub key: Key,
-    /// Current state.
-    pub state: TaskState,
     /// Pickled `GraphNode` to send in `compute-task`; `None` for pure data (scatter).
     pub run_spec: Option<Box<Opaque>>,
     /// Tasks this one needs.
-    pub dependencies: Vec<TaskId>,
+    pub dependencies: IdSet<TaskId>,
     /// Tasks that need this one.
-    pub dependents: Vec<TaskId>,
+    pub dependents: IdSet<TaskId>,
     /// Dependencies not yet in memory (while waiting).
-    pub waiting_on: Vec<TaskId>,
+    pub waiting_on: IdSet<TaskId>,
     /// Dependents that still need this task's data.
-    pub waiters: Vec<TaskId>,
+    pub waiters: IdSet<TaskId>,
     /// Clients holding a future for this key.
-    pub who_wants: Vec<ClientId>,
+    pub who_wants: IdList<ClientId>,
     /// Workers holding the result.
-    pub who_has: Vec<WorkerId>,
+    pub who_has: IdList<WorkerId>,
     /// Size of the result in bytes (as reported by the worker).
     pub nbytes: i64,
-    /// Worker the task is assigned to while processing.
-    pub processing_on: Option<WorkerId>,
     /// Scheduler-wide counter of the current assignment.
     pub run_id: i64,
     /// Execution priority.
     pub priority: Priority,
-    /// Remaining automatic retries.
-    pub retries: u32,
-    /// Times a worker died while running this task.
-    pub suspicious: u32,
-    /// Placement restrictions, if any.
-    pub restrictions: Option<Box<Restrictions>>,
-    /// Annotations forwarded to the worker in `compute-task`.
-    pub annotations: Value,
     /// Pickled result type from `task-finished`, forwarded to clients.
     pub result_type: Option<Value>,
+    /// Annotations, restrictions, retries, failures: `None` while all unset.
+    pub extra: Option<Box<TaskExtra>>,
     /// The task whose failure this task inherits (itself if it raised).
     pub exception_blame: Option<TaskId>,
-    /// The failure, when this task itself raised.
-    pub error: Option<Box<ErrorInfo>>,
+    /// Worker the task is assigned to while processing.
+    pub processing_on: Option<WorkerId>,
     /// Task prefix (`key_split`) id, whose measured durations estimate this task's.
     pub prefix: u32,
+    /// Task group (`key_split_group`), for root-task detection.
+    pub group: u32,
+    /// Current state.
+    pub state: TaskState,
     /// A dependency was forgotten: this task can never run.
     pub has_lost_dependencies: bool,
     /// The run spec produces data without inputs (`data_producer`): a root task.
     pub data_producer: bool,
-    /// Task group (`key_split_group`), for root-task detection.
-    pub group: u32,
 }
 
 impl Task {
@@ -174,29 +204,25 @@ impl Task {
     pub fn new(key: Key, prefix: u32, group: u32) -> Task {
         Task {
             key,
-            state: TaskState::Released,
             run_spec: None,
-            dependencies: Vec::new(),
-            dependents: Vec::new(),
-            waiting_on: Vec::new(),
-            waiters: Vec::new(),
-            who_wants: Vec::new(),
-            who_has: Vec::new(),
+            dependencies: IdSet::new(),
+            dependents: IdSet::new(),
+            waiting_on: IdSet::new(),
+            waiters: IdSet::new(),
+            who_wants: IdList::new(),
+            who_has: IdList::new(),
             nbytes: 0,
-            processing_on: None,
             run_id: -1,
             priority: Priority::default(),
-            retries: 0,
-            suspicious: 0,
-            restrictions: None,
-            annotations: Value::Map(Vec::new()),
             result_type: None,
+            extra: None,
             exception_blame: None,
-            error: None,
+            processing_on: None,
             prefix,
+            group,
+            state: TaskState::Released,
             has_lost_dependencies: false,
             data_producer: false,
-            group,
         }
     }
 
@@ -204,10 +230,49 @@ impl Task {
     pub fn is_needed(&self) -> bool {
         !self.who_wants.is_empty() || !self.waiters.is_empty()
     }
+
+    /// The rarely set parts, created on first use.
+    pub fn extra_mut(&mut self) -> &mut TaskExtra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// Annotations forwarded to the worker (an empty map if none).
+    pub fn annotations(&self) -> &Value {
+        self.extra
+            .as_ref()
+            .map_or(&NO_ANNOTATIONS, |e| &e.annotations)
+    }
+
+    /// Placement restrictions, if any.
+    pub fn restrictions(&self) -> Option<&Restrictions> {
+        self.extra.as_ref()?.restrictions.as_ref()
+    }
+
+    /// Remaining automatic retries.
+    pub fn retries(&self) -> u32 {
+        self.extra.as_ref().map_or(0, |e| e.retries)
+    }
+
+    /// Times a worker died while running this task.
+    pub fn suspicious(&self) -> u32 {
+        self.extra.as_ref().map_or(0, |e| e.suspicious)
+    }
+
+    /// The failure, when this task itself raised.
+    pub fn error(&self) -> Option<&ErrorInfo> {
+        self.extra.as_ref()?.error.as_ref()
+    }
+
+    /// Forget the failure (retry, or data arrived).
+    pub fn clear_error(&mut self) {
+        if let Some(e) = &mut self.extra {
+            e.error = None;
+        }
+    }
 }
 
-/// Remove one occurrence of `x` from a small unordered vector.
-pub(crate) fn remove_item<T: PartialEq + Copy>(v: &mut Vec<T>, x: T) -> bool {
+/// Remove one occurrence of `x` from a small unordered list.
+pub(crate) fn remove_item<T: PartialEq + Copy>(v: &mut IdList<T>, x: T) -> bool {
     if let Some(pos) = v.iter().position(|y| *y == x) {
         v.swap_remove(pos);
         true
@@ -217,7 +282,7 @@ pub(crate) fn remove_item<T: PartialEq + Copy>(v: &mut Vec<T>, x: T) -> bool {
 }
 
 /// Push `x` unless present.
-pub(crate) fn insert_item<T: PartialEq + Copy>(v: &mut Vec<T>, x: T) {
+pub(crate) fn insert_item<T: PartialEq + Copy>(v: &mut IdList<T>, x: T) {
     if !v.contains(&x) {
         v.push(x);
     }

@@ -9,7 +9,7 @@
 use crate::ids::{TaskId, WorkerId};
 use crate::messages;
 use crate::state::{Outgoing, State};
-use crate::task::{insert_item, remove_item, ErrorInfo, TaskState};
+use crate::task::{insert_item, ErrorInfo, TaskState};
 use dask_wire::pickle::{self, PickleArg};
 use dask_wire::Value;
 use std::collections::VecDeque;
@@ -57,6 +57,7 @@ impl State {
         // earlier in the same batch (its `released` recommendation not yet
         // processed), sending a compute-task without replicas for that input.
         self.fill_queued_slots();
+        self.end_batch();
     }
 
     fn transition(&mut self, id: TaskId, target: Target) -> Recs {
@@ -101,7 +102,7 @@ impl State {
         let mut recs = Vec::new();
         for dep in deps {
             let d = self.task_mut(dep);
-            remove_item(&mut d.waiters, id);
+            d.waiters.remove(&id);
             // An erred dependency stays erred until it is retried or forgotten:
             // `erred -> released` is the retry transition (it clears the error and
             // re-runs erred dependents), never a side effect of a dependent
@@ -122,7 +123,7 @@ impl State {
         self.steal_refused.remove(&id);
         let w = self.task_mut(id).processing_on.take()?;
         let prefix = self.task(id).prefix;
-        let restrictions = self.task(id).restrictions.clone();
+        let restrictions = self.task(id).restrictions().cloned();
         let missing = self.missing_inputs(id, w);
         let worker = self.workers.get_mut(&w)?;
         worker.processing.remove(&id);
@@ -140,11 +141,12 @@ impl State {
                 }
             }
         }
+        self.refresh_slot_index(w);
         Some(w)
     }
 
     /// Inputs of `id` that worker `w` does not hold, with their sizes.
-    fn missing_inputs(&self, id: TaskId, w: WorkerId) -> Vec<(TaskId, i64)> {
+    fn missing_inputs(&self, id: TaskId, w: WorkerId) -> smallvec::SmallVec<[(TaskId, i64); 4]> {
         self.task(id)
             .dependencies
             .iter()
@@ -154,20 +156,32 @@ impl State {
             .collect()
     }
 
-    fn send_to_worker(&mut self, w: WorkerId, msg: Value) {
-        if self.workers.contains_key(&w) {
-            self.outbox.push(Outgoing::Worker(w, msg));
-        }
-    }
-
+    /// Tell `workers` to forget `id`. Like Python, which gives every message
+    /// of a transition batch the batch's stimulus id, the keys freed on one
+    /// worker during a batch share one `free-keys` message (and stimulus id)
+    /// as long as nothing else was sent to that worker in between; otherwise
+    /// a new message starts, so no key is freed ahead of an earlier message.
     pub(crate) fn free_keys_on(&mut self, id: TaskId, workers: &[WorkerId], why: &str) {
         if workers.is_empty() {
             return;
         }
-        let stim = self.stimulus(why);
         let key = self.task(id).key.to_value();
+        let mut stim: Option<String> = None;
         for &w in workers {
-            self.send_to_worker(w, messages::free_keys(vec![key.clone()], &stim));
+            if !self.workers.contains_key(&w) {
+                continue;
+            }
+            if let Some(&idx) = self.open_free_keys.get(&w) {
+                if let Some(Outgoing::Worker(to, msg)) = self.outbox.get_mut(idx) {
+                    if *to == w && messages::free_keys_add(msg, key.clone()) {
+                        continue;
+                    }
+                }
+            }
+            let stim = stim.get_or_insert_with(|| self.stimulus(why));
+            let msg = messages::free_keys(vec![key.clone()], stim);
+            self.push_worker(w, msg);
+            self.open_free_keys.insert(w, self.outbox.len() - 1);
         }
     }
 
@@ -194,12 +208,12 @@ impl State {
             }
         }
         let mut recs = Vec::new();
-        let mut waiting_on = Vec::new();
+        let mut waiting_on = crate::idset::IdSet::new();
         for &dep in &deps {
             let d = self.task_mut(dep);
-            insert_item(&mut d.waiters, id);
+            d.waiters.insert(id);
             if d.state != TaskState::Memory {
-                waiting_on.push(dep);
+                waiting_on.insert(dep);
                 if d.state == TaskState::Released {
                     recs.push((dep, Target::Waiting));
                 }
@@ -249,7 +263,7 @@ impl State {
         t.processing_on = Some(w);
         t.run_id = run_id;
         let prefix = t.prefix;
-        let restrictions = t.restrictions.clone();
+        let restrictions = t.restrictions().cloned();
         let missing = self.missing_inputs(id, w);
         let worker = self.workers.get_mut(&w).expect("assign to a live worker");
         worker.processing.insert(id);
@@ -265,12 +279,13 @@ impl State {
                 }
             }
         }
-        let stim = self.stimulus("compute-task");
-        let msg = self.compute_task_msg(id, &stim);
-        self.outbox.push(Outgoing::Worker(w, msg));
+        self.refresh_slot_index(w);
+        let stim = self.compute_stimulus();
+        let msg = self.compute_task_msg(id, stim);
+        self.push_worker(w, msg);
     }
 
-    fn compute_task_msg(&self, id: TaskId, stim: &str) -> Value {
+    fn compute_task_msg(&self, id: TaskId, stim: Value) -> Value {
         let t = self.task(id);
         let mut who_has = Vec::with_capacity(t.dependencies.len());
         let mut nbytes = Vec::with_capacity(t.dependencies.len());
@@ -280,12 +295,12 @@ impl State {
                 .who_has
                 .iter()
                 .filter_map(|w| self.workers.get(w))
-                .map(|w| Value::Str(w.info.address.clone()))
+                .map(|w| Value::Raw(w.address_msgpack.clone()))
                 .collect();
             who_has.push((d.key.to_value(), Value::Array(addrs)));
             nbytes.push((d.key.to_value(), Value::Int(d.nbytes)));
         }
-        let resources = t.restrictions.as_ref().and_then(|r| {
+        let resources = t.restrictions().and_then(|r| {
             (!r.resources.is_empty()).then(|| {
                 Value::Map(
                     r.resources
@@ -307,7 +322,7 @@ impl State {
                 .as_ref()
                 .map_or(Value::Nil, |o| Value::Opaque(o.clone())),
             resource_restrictions: resources.unwrap_or(Value::Nil),
-            annotations: t.annotations.clone(),
+            annotations: t.annotations().clone(),
         })
     }
 
@@ -351,7 +366,9 @@ impl State {
                 TaskState::Processing | TaskState::NoWorker | TaskState::Queued => {
                     recs.push((d, Target::Released))
                 }
-                TaskState::Waiting => insert_item(&mut self.task_mut(d).waiting_on, id),
+                TaskState::Waiting => {
+                    self.task_mut(d).waiting_on.insert(id);
+                }
                 _ => {}
             }
         }
@@ -382,7 +399,7 @@ impl State {
     fn erred_released(&mut self, id: TaskId) -> Recs {
         self.count_state_as(id, TaskState::Released);
         let t = self.task_mut(id);
-        t.error = None;
+        t.clear_error();
         t.exception_blame = None;
         t.state = TaskState::Released;
         let erred_on = std::mem::take(&mut t.who_has);
@@ -449,12 +466,12 @@ impl State {
             allowed + 1
         );
         tracing::warn!(task = %key, "{text}");
-        self.task_mut(id).error = Some(Box::new(ErrorInfo {
+        self.task_mut(id).extra_mut().error = Some(ErrorInfo {
             exception: Value::Bin(exception),
             traceback: Value::Nil,
             exception_text: format!("KilledWorker: {text}"),
             traceback_text: String::new(),
-        }));
+        });
         self.detach_from_worker(id);
         self.enter_erred(id, id)
     }
@@ -467,7 +484,7 @@ impl State {
             .tasks
             .get(blame as usize)
             .and_then(Option::as_ref)
-            .and_then(|b| b.error.as_deref());
+            .and_then(|b| b.error());
         match error {
             Some(e) => {
                 messages::task_erred(t.key.to_value(), e.exception.clone(), e.traceback.clone())
@@ -507,8 +524,8 @@ impl State {
             }
             let dt = self.task_mut(d);
             dt.has_lost_dependencies = true;
-            remove_item(&mut dt.dependencies, id);
-            remove_item(&mut dt.waiting_on, id);
+            dt.dependencies.remove(&id);
+            dt.waiting_on.remove(&id);
             if !matches!(dt.state, TaskState::Memory | TaskState::Erred) {
                 recs.push((d, Target::Forgotten));
             }
@@ -518,8 +535,8 @@ impl State {
                 continue;
             }
             let dt = self.task_mut(dep);
-            remove_item(&mut dt.dependents, id);
-            remove_item(&mut dt.waiters, id);
+            dt.dependents.remove(&id);
+            dt.waiters.remove(&id);
             if dt.dependents.is_empty() && dt.who_wants.is_empty() {
                 recs.push((dep, Target::Forgotten));
             }
@@ -536,5 +553,79 @@ impl State {
         self.count_state_as(id, TaskState::Forgotten);
         self.remove_task(id);
         recs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::worker::{WorkerRegistration, WorkerStatus};
+    use dask_wire::Key;
+
+    fn registration(address: &str) -> WorkerRegistration {
+        WorkerRegistration {
+            address: address.to_string(),
+            name: Value::str(address),
+            nthreads: 1,
+            memory_limit: 0,
+            resources: Vec::new(),
+            status: WorkerStatus::Running,
+            services: Value::Map(vec![]),
+            nanny: Value::Nil,
+            local_directory: Value::Nil,
+            pid: 1,
+            server_id: "Worker-x".into(),
+            extra: Value::Map(vec![]),
+            metrics: Value::Map(vec![]),
+            versions: Value::Map(vec![]),
+        }
+    }
+
+    /// (op, freed keys) of each message in the outbox.
+    fn ops(s: &mut State) -> Vec<(String, Vec<Value>)> {
+        s.take_outbox()
+            .into_iter()
+            .map(|m| match m {
+                Outgoing::Worker(_, v) => (
+                    v.get("op").and_then(Value::as_str_key).unwrap().to_string(),
+                    v.get("keys")
+                        .and_then(Value::as_seq)
+                        .map(<[Value]>::to_vec)
+                        .unwrap_or_default(),
+                ),
+                Outgoing::Client(..) => panic!("no client messages here"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn free_keys_join_one_message_per_worker_unless_something_came_between() {
+        let mut s = State::new(Config::default());
+        let w = s.add_worker(registration("tcp://a:1"), 0.0).unwrap();
+        let v = s.add_worker(registration("tcp://b:1"), 0.0).unwrap();
+        s.take_outbox();
+        let [a, b, c, d] = ["a", "b", "c", "d"].map(|k| s.new_task(Key::from_str_key(k)));
+        let key = |s: &State, id| s.task(id).key.to_value();
+        s.free_keys_on(a, &[w, v], "t");
+        s.free_keys_on(b, &[w], "t");
+        // anything else sent to `w` closes its free-keys message ...
+        s.push_worker(w, messages::close_worker("x"));
+        s.free_keys_on(c, &[w, v], "t");
+        // ... and so does the end of a transition batch
+        s.transitions(Vec::new());
+        s.free_keys_on(d, &[w], "t");
+        let (ka, kb, kc, kd) = (key(&s, a), key(&s, b), key(&s, c), key(&s, d));
+        let fk = |keys: Vec<Value>| ("free-keys".to_string(), keys);
+        assert_eq!(
+            ops(&mut s),
+            vec![
+                fk(vec![ka.clone(), kb]),
+                fk(vec![ka, kc.clone()]),
+                ("close".to_string(), vec![]),
+                fk(vec![kc]),
+                fk(vec![kd]),
+            ]
+        );
     }
 }

@@ -7,9 +7,9 @@ use crate::state::State;
 use std::collections::HashMap;
 
 impl State {
-    /// Check that each worker's prefix counts, `needs_what` and network
-    /// occupancy match what its processing tasks imply; the first mismatch
-    /// is returned as a message.
+    /// Check that each worker's prefix counts, `needs_what`, network
+    /// occupancy and place in the free-slot index match what its processing
+    /// tasks and status imply; the first mismatch is returned as a message.
     pub fn validate_worker_accounting(&self) -> Result<(), String> {
         for w in self.workers.values() {
             let mut prefixes: rustc_hash::FxHashMap<u32, u32> = Default::default();
@@ -43,6 +43,16 @@ impl State {
                     ));
                 }
             }
+            let key = crate::placement::slot_key(w);
+            if key != w.slot_key || key.is_some_and(|k| !self.slot_index.contains(&(k, w.id))) {
+                return Err(format!(
+                    "worker {}: free-slot index key {:?} (indexed {}), its state implies {key:?}",
+                    w.info.address,
+                    w.slot_key,
+                    w.slot_key
+                        .is_some_and(|k| self.slot_index.contains(&(k, w.id)))
+                ));
+            }
             let bytes: i64 = w.needs_what.values().map(|(_, b)| b).sum();
             if bytes != w.network_occ {
                 return Err(format!(
@@ -50,6 +60,45 @@ impl State {
                     w.info.address, w.network_occ
                 ));
             }
+        }
+        let threads: u64 = self
+            .workers
+            .values()
+            .map(|w| u64::from(w.info.nthreads))
+            .sum();
+        if threads != self.total_nthreads {
+            return Err(format!(
+                "total threads {} but the workers have {threads}",
+                self.total_nthreads
+            ));
+        }
+        let indexed = self
+            .workers
+            .values()
+            .filter(|w| w.slot_key.is_some())
+            .count();
+        if self.slot_index.len() != indexed {
+            return Err(format!(
+                "free-slot index has {} entries for {indexed} workers with a free slot",
+                self.slot_index.len()
+            ));
+        }
+        // The index's first entry is what a scan of every running worker
+        // (the former implementation) would choose.
+        let scanned = self
+            .running_workers()
+            .filter(|w| w.processing.len().saturating_sub(w.long_running.len()) < w.task_slots)
+            .min_by(|a, b| {
+                (a.processing.len() as f64 / a.threads())
+                    .total_cmp(&(b.processing.len() as f64 / b.threads()))
+                    .then(a.id.cmp(&b.id))
+            })
+            .map(|w| w.id);
+        let indexed_first = self.slot_index.first().map(|&(_, w)| w);
+        if scanned != indexed_first {
+            return Err(format!(
+                "free-slot index picks {indexed_first:?}, a scan of the workers picks {scanned:?}"
+            ));
         }
         Ok(())
     }

@@ -86,6 +86,9 @@ pub struct Worker {
     pub info: WorkerRegistration,
     /// Host part of the address.
     pub host: String,
+    /// The address as an encoded msgpack str, for the `who_has` lists of
+    /// `compute-task` (a reference instead of a copy per message).
+    pub(crate) address_msgpack: bytes::Bytes,
     /// Name rendered as a string (for restrictions and uniqueness).
     pub name_str: String,
     /// Current status.
@@ -99,6 +102,9 @@ pub struct Worker {
     pub has_what: FxHashSet<TaskId>,
     /// Root-task slots (`ceil(worker-saturation × nthreads)`), fixed at registration.
     pub task_slots: usize,
+    /// This worker's key in `State::slot_index` while it is there (running
+    /// with a free root-task slot): the bits of `processing / threads`.
+    pub(crate) slot_key: Option<u64>,
     /// Processing tasks per prefix id, seceded ones excluded (Python's
     /// `task_prefix_count`): occupancy is derived from these and the prefixes'
     /// *current* duration estimates, so it never drifts as estimates change.

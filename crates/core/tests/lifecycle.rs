@@ -587,3 +587,50 @@ fn fire_and_forget_of_finished_or_unknown_keys_holds_nothing() {
     .unwrap();
     assert_eq!(sim.s.task_count(), 0);
 }
+
+/// A broadcast (one input used by many tasks) feeding a wide fan-in: the
+/// dependents/waiters of `src` and the dependencies/waiting_on of `total` grow
+/// far past the size where their id sets switch from a list to a hash set.
+/// Everything must run once, intermediates be freed as soon as `total` has
+/// them, and releasing `total` must forget the whole graph.
+#[test]
+fn wide_broadcast_and_fan_in_run_free_and_forget_everything() {
+    const N: usize = 300;
+    let mut sim = Sim::new();
+    let w1 = sim.worker("tcp://127.0.0.1:1", 2);
+    let w2 = sim.worker("tcp://127.0.0.1:2", 2);
+    let mids: Vec<String> = (0..N).map(|i| format!("mid-{i}")).collect();
+    let mut tasks = vec![t("src", &[])];
+    tasks.extend(mids.iter().map(|m| t(m, &["src"])));
+    let mid_refs: Vec<&str> = mids.iter().map(String::as_str).collect();
+    tasks.push(t("total", &mid_refs));
+    sim.submit(&["total"], tasks);
+    sim.check();
+
+    let ran = sim.run_all();
+    sim.check();
+    assert_eq!(ran.len(), N + 2, "every task ran exactly once");
+    assert_eq!(ran.first(), Some(&k("src")));
+    assert_eq!(ran.last(), Some(&k("total")));
+    assert_eq!(sim.state("total"), Some(TaskState::Memory));
+    // Only `total` is still held; src and every mid were freed on their workers.
+    assert_eq!(sim.in_state(TaskState::Memory), keyset(&["total"]));
+    let mut freed = std::collections::BTreeSet::new();
+    for (w, keys) in sim.free_keys() {
+        assert!(w == w1 || w == w2);
+        freed.extend(keys);
+    }
+    let mut expected: Vec<&str> = mid_refs.clone();
+    expected.push("src");
+    assert_eq!(freed, keyset(&expected));
+
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("total"))])),
+        ("client", Value::str("Client-1")),
+    ]))
+    .unwrap();
+    sim.check();
+    assert_eq!(sim.s.task_count(), 0);
+    assert!(sim.s.is_idle());
+}

@@ -48,7 +48,7 @@ fn assert_worker_msgs_well_formed(out: &[Outgoing]) {
             got.sort();
             want.sort();
             assert_eq!(got, want, "fields of {name}: {v:?}");
-            assert!(v.get("stimulus_id").unwrap().as_str().is_some());
+            assert!(v.get("stimulus_id").unwrap().as_str_key().is_some());
         }
     }
 }
@@ -72,7 +72,7 @@ fn compute_task_has_exactly_the_worker_fields() {
         Some(&Value::Opaque(Box::new(run_spec()))),
         "run spec relayed verbatim"
     );
-    assert!(m.get("stimulus_id").unwrap().as_str().is_some());
+    assert!(m.get("stimulus_id").unwrap().as_str_key().is_some());
     sim.finish(&a);
     let b = sim.one_compute();
     assert_eq!(field_names(&b.msg), COMPUTE_TASK_FIELDS);

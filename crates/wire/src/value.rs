@@ -80,12 +80,14 @@ impl Value {
         )
     }
 
-    /// Look up a string key in a map (None if not a map or absent).
+    /// Look up a string key in a map (None if not a map or absent). A key
+    /// may be a `Str` or a pre-encoded msgpack str (`Raw`, see
+    /// [`Value::is_str_key`]).
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
             Value::Map(entries) => entries
                 .iter()
-                .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+                .find(|(k, _)| k.is_str_key(key))
                 .map(|(_, v)| v),
             _ => None,
         }
@@ -95,11 +97,29 @@ impl Value {
     pub fn take(&mut self, key: &str) -> Option<Value> {
         match self {
             Value::Map(entries) => {
-                let pos = entries
-                    .iter()
-                    .position(|(k, _)| matches!(k, Value::Str(s) if s == key))?;
+                let pos = entries.iter().position(|(k, _)| k.is_str_key(key))?;
                 Some(entries.remove(pos).1)
             }
+            _ => None,
+        }
+    }
+
+    /// Is this the string `key`, as a `Str` or as a pre-encoded msgpack str
+    /// (`Raw`, e.g. the static field names of outgoing messages)?
+    pub fn is_str_key(&self, key: &str) -> bool {
+        match self {
+            Value::Str(s) => s == key,
+            Value::Raw(b) => raw_str_body(b) == Some(key.as_bytes()),
+            _ => false,
+        }
+    }
+
+    /// The text of a string key: a `Str`, or a `Raw` that is exactly one
+    /// msgpack str holding UTF-8.
+    pub fn as_str_key(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Raw(b) => std::str::from_utf8(raw_str_body(b)?).ok(),
             _ => None,
         }
     }
@@ -107,10 +127,7 @@ impl Value {
     /// Insert or replace a string-keyed entry (no-op on non-maps).
     pub fn set(&mut self, key: &str, value: Value) {
         if let Value::Map(entries) = self {
-            if let Some(slot) = entries
-                .iter_mut()
-                .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
-            {
+            if let Some(slot) = entries.iter_mut().find(|(k, _)| k.is_str_key(key)) {
                 slot.1 = value;
             } else {
                 entries.push((Value::Str(key.to_string()), value));
@@ -185,6 +202,25 @@ impl Value {
     pub fn is_nil(&self) -> bool {
         matches!(self, Value::Nil)
     }
+}
+
+/// The bytes of a msgpack-encoded str, if `b` is exactly one str.
+fn raw_str_body(b: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = b.split_first()?;
+    let (len, body) = match tag {
+        0xa0..=0xbf => (usize::from(tag & 0x1f), rest),
+        0xd9 => (usize::from(*rest.first()?), rest.get(1..)?),
+        0xda => (
+            usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            rest.get(2..)?,
+        ),
+        0xdb => (
+            u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize,
+            rest.get(4..)?,
+        ),
+        _ => return None,
+    };
+    (body.len() == len).then_some(body)
 }
 
 impl From<&str> for Value {
@@ -281,5 +317,34 @@ impl fmt::Display for Value {
                 Err(_) => write!(f, "<raw {} bytes>", b.len()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Value {
+        Value::Raw(Bytes::from(crate::msgpack::encode(&Value::str(s))))
+    }
+
+    #[test]
+    fn map_lookups_find_pre_encoded_str_keys() {
+        let long = "k".repeat(40); // a str8, not a fixstr
+        let mut m = Value::Map(vec![
+            (raw("op"), Value::str("x")),
+            (raw(&long), Value::Int(1)),
+            (Value::str("plain"), Value::Int(2)),
+            (Value::Raw(Bytes::from_static(b"\x01")), Value::Int(3)),
+        ]);
+        assert_eq!(m.get("op"), Some(&Value::str("x")));
+        assert_eq!(m.get(&long), Some(&Value::Int(1)));
+        assert_eq!(m.get("plain"), Some(&Value::Int(2)));
+        assert_eq!(m.get("o"), None);
+        assert_eq!(raw("op").as_str_key(), Some("op"));
+        assert_eq!(Value::Raw(Bytes::from_static(b"\xa3op")).as_str_key(), None);
+        m.set("op", Value::str("y"));
+        assert_eq!(m.take("op"), Some(Value::str("y")));
+        assert_eq!(m.get("op"), None);
     }
 }

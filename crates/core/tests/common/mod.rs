@@ -61,7 +61,7 @@ pub fn key_map(v: &Value) -> BTreeMap<Key, Value> {
 /// The `op` of a message.
 pub fn op(v: &Value) -> &str {
     v.get("op")
-        .and_then(Value::as_str)
+        .and_then(Value::as_str_key)
         .expect("message has an op")
 }
 
@@ -70,7 +70,7 @@ pub fn field_names(v: &Value) -> Vec<String> {
     v.as_map()
         .expect("message is a map")
         .iter()
-        .map(|(k, _)| k.as_str().expect("string field name").to_string())
+        .map(|(k, _)| k.as_str_key().expect("string field name").to_string())
         .collect()
 }
 
@@ -184,7 +184,7 @@ impl Compute {
                     .as_seq()
                     .unwrap()
                     .iter()
-                    .map(|a| a.as_str().unwrap().to_string())
+                    .map(|a| a.as_str_key().unwrap().to_string())
                     .collect();
                 (k, addrs)
             })
