@@ -712,3 +712,147 @@ def test_ids_are_echoed(helper):
     for rid in (0, 7, 2**40, "abc", None):
         reply = helper.call({"op": "ping", "id": rid})
         assert reply["id"] == rid
+
+
+# ---------------------------------------------------------------------------
+# tests: streamed replies and the per-task pickling fast path
+# ---------------------------------------------------------------------------
+
+
+def call_streaming(h, req):
+    """Send a request and read partial frames until the final reply."""
+    req = dict(req)
+    req.setdefault("id", next(h._ids))
+    h.send_raw(msgpack.packb(req, use_bin_type=True))
+    partials = []
+    while True:
+        frame = h.read()
+        if frame.get("partial") is True:
+            assert next(iter(frame)) == "partial", "'partial' must come first"
+            partials.append(frame)
+            continue
+        assert frame["id"] == req["id"]
+        return partials, frame
+
+
+def test_streamed_array_reply_matches_unstreamed(helper):
+    import dask.array as da
+
+    names, _, req = compute_request(da.ones((100, 100), chunks=10).sum())
+    whole = ok(helper.call(req))
+    partials, final = call_streaming(helper, {**req, "stream": True, "chunk_tasks": 16})
+    ok(final)
+    assert len(partials) >= 5
+    assert all(len(p["tasks"]) == 16 for p in partials)
+    assert len(final["tasks"]) < 16
+    streamed = [t for p in partials for t in p["tasks"]] + list(final["tasks"])
+    assert final["ntasks"] == whole["ntasks"] == len(streamed) == len(whole["tasks"])
+    # Same process, same graph: the same tasks, in the same order, same bytes.
+    assert list(streamed) == list(whole["tasks"])
+    assert execute(streamed, names) == [10000]
+
+
+def test_small_graph_is_not_chunked(helper):
+    key, req = submit_request(operator.add, 1, 2)
+    partials, final = call_streaming(helper, {**req, "stream": True})
+    assert partials == []
+    assert ok(final)["ntasks"] == 1
+    assert final["tasks"][0]["key"] == key
+
+
+def test_bad_chunk_size_is_an_error(helper):
+    _, req = submit_request(operator.add, 1, 2)
+    reply = helper.call({**req, "stream": True, "chunk_tasks": 0})
+    assert reply["status"] == "error"
+    assert "chunk_tasks" in reply["exception_text"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 200000])
+@pytest.mark.parametrize("nframes", [0, 1, 127, 128, 255, 256, 65536])
+def test_pickled_header_is_msgpack_packb(size, nframes):
+    mod = load_helper_module()
+    pik = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert mod._pickled_header(pik, nframes) == msgpack.packb(
+        {"pickled-obj": pik, "num-sub-frames": nframes}, use_bin_type=True
+    )
+
+
+def load_helper_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dask_scheduler_helper", HELPER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod._import_environment() is None
+    return mod
+
+
+def to_pickle_wire(node):
+    """What distributed puts on the wire for ``ToPickle(node)``: the
+    ``__Pickled__`` sub-header bytes and the out-of-band frames."""
+    frames = [bytes(f) for f in dumps({"x": ToPickle(node)})]
+    body = msgpack.unpackb(frames[0], raw=False, strict_map_key=False)
+    i = body["x"]["__Pickled__"]
+    header = msgpack.unpackb(frames[i], raw=False)
+    return header, frames[i + 1 : i + 1 + header["num-sub-frames"]]
+
+
+class _MainModuleCallable:
+    """A callable class that pretends to live in ``__main__`` (pickle by
+    reference fails; distributed falls back to cloudpickle)."""
+
+    def __call__(self, x):
+        return x + 1
+
+
+_MainModuleCallable.__module__ = "__main__"
+
+
+def test_node_pickler_matches_to_pickle():
+    import numpy as np
+
+    mod = load_helper_module()
+    pickle_node = mod._node_pickler()
+    nodes = [
+        Task("plain", operator.add, 1, 2),
+        Task("with-dep", graphfuncs.inc, TaskRef("plain")),
+        # A big numpy argument: pickled out of band (frames).
+        Task("buffers", np.sum, np.arange(100_000, dtype="f8")),
+        # Not picklable by reference: cloudpickle.
+        Task("lambda", lambda x: x * 2, 21),
+        Task("main", _MainModuleCallable(), 41),
+    ]
+    for node in nodes:
+        header, frames = pickle_node(node)
+        want_header, want_frames = to_pickle_wire(node)
+        got = msgpack.unpackb(header, raw=False)
+        assert set(got) == {"pickled-obj", "num-sub-frames"}
+        assert got["num-sub-frames"] == len(frames) == len(want_frames), node.key
+        # distributed's sub-header is the same map (it may add compression).
+        assert got["pickled-obj"] == want_header["pickled-obj"], node.key
+        assert [bytes(f) for f in frames] == [bytes(f) for f in want_frames], node.key
+        back = pickle.loads(got["pickled-obj"], buffers=frames)
+        assert back.key == node.key
+    assert pickle_node(nodes[2])[1], "the numpy buffer travels out of band"
+
+
+def test_order_computed_in_a_forked_child_is_dask_order(helper):
+    import dask.array as da
+
+    names, _, req = compute_request(da.ones((100, 100), chunks=10).sum())
+    whole = ok(helper.call(req))
+    partials, final = call_streaming(
+        helper, {**req, "stream": True, "chunk_tasks": 16, "fork_order_min_tasks": 1}
+    )
+    ok(final)
+    streamed = [t for p in partials for t in p["tasks"]] + list(final["tasks"])
+    # The tasks go out before the order is known; it comes with the reply.
+    assert all(t["order"] is None for t in streamed)
+    assert len(final["orders"]) == len(streamed)
+    assert list(final["orders"]) == [t["order"] for t in whole["tasks"]]
+    assert [t["key"] for t in streamed] == [t["key"] for t in whole["tasks"]]
+    # No child is left behind.
+    assert helper.call({"op": "ping"})["status"] == "ok"
+    children = Path(f"/proc/{helper.proc.pid}/task/{helper.proc.pid}/children")
+    if children.exists():
+        assert children.read_text().strip() == ""

@@ -104,6 +104,10 @@ def _import_environment():
         format="%(levelname)s %(name)s: %(message)s",
     )
     log = logging.getLogger("dask_scheduler.materializer")
+    # The scheduler passes DEBUG when its own log shows materializer debug
+    # lines (per-phase timings of each graph).
+    if os.environ.get("DASK_SCHEDULER_MATERIALIZER_LOG_LEVEL", "").upper() == "DEBUG":
+        log.setLevel(logging.DEBUG)
     return None
 
 
@@ -270,18 +274,82 @@ def _clean_annotations(ann, key):
     return out
 
 
-def _pickle_node(node):
-    """Exactly what ``ToPickle(node)`` puts on the wire: sub-header + buffers."""
+def _msgpack_bin_head(n):
+    if n < 0x100:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 0x10000:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def _msgpack_uint(n):
+    if n < 0x80:
+        return n.to_bytes(1, "big")
+    if n < 0x100:
+        return b"\xcc" + n.to_bytes(1, "big")
+    if n < 0x10000:
+        return b"\xcd" + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return b"\xce" + n.to_bytes(4, "big")
+    return b"\xcf" + n.to_bytes(8, "big")
+
+
+def _pickled_header(pik, nframes):
+    """``msgpack.packb({"pickled-obj": pik, "num-sub-frames": nframes},
+    use_bin_type=True)``, byte for byte, without a Packer per task."""
+    return b"".join(
+        (
+            b"\x82\xabpickled-obj",
+            _msgpack_bin_head(len(pik)),
+            pik,
+            b"\xaenum-sub-frames",
+            _msgpack_uint(nframes),
+        )
+    )
+
+
+def _node_pickler():
+    """A function ``node -> (header, frames)`` producing exactly what
+    ``ToPickle(node)`` puts on the wire (the ``__Pickled__`` sub-header and its
+    buffers), i.e. ``distributed.protocol.pickle.dumps(node, protocol=5,
+    buffer_callback=...)``.
+
+    Its common path (plain ``pickle.dumps`` succeeds and distributed would
+    keep that result) is inlined with the per-call lookups hoisted out; every
+    other case (pickle fails, ``__main__`` in the pickle, a module registered
+    for pickling by value) calls distributed's ``dumps`` itself, so the bytes
+    are the same as distributed's in all cases."""
+    import inspect
+    import pickle
+
+    import cloudpickle
     from distributed.protocol import pickle as dpickle
     from distributed.utils import ensure_memoryview
 
-    buffers = []
-    pik = dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
-    frames = [bytes(ensure_memoryview(b)) for b in buffers]
-    header = msgpack.packb(
-        {"pickled-obj": pik, "num-sub-frames": len(frames)}, use_bin_type=True
-    )
-    return header, frames
+    dumps = pickle.dumps
+    getmodule = inspect.getmodule
+    by_value = cloudpickle.list_registry_pickle_by_value()
+
+    def pickle_node(node):
+        buffers = []
+        try:
+            pik = dumps(node, protocol=5, buffer_callback=buffers.append)
+        except Exception:
+            pik = None
+        if (
+            pik is None
+            or b"__main__" in pik
+            or (by_value and getattr(getmodule(node), "__name__", None) in by_value)
+        ):
+            buffers = []
+            pik = dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
+        if buffers:
+            frames = [bytes(ensure_memoryview(b)) for b in buffers]
+        else:
+            frames = []
+        return _pickled_header(pik, len(frames)), frames
+
+    return pickle_node
 
 
 _P2P_ERROR = (
@@ -305,7 +373,34 @@ def _reject_p2p(dsk):
             raise NotImplementedError(_P2P_ERROR)
 
 
-def op_materialize(req):
+# Streamed replies: a chunk is sent once it holds this many tasks or this many
+# bytes of run_spec (whichever comes first).
+CHUNK_TASKS = 5000
+CHUNK_BYTES = 8 << 20
+
+
+def op_materialize(req, emit=None):
+    """Materialize a graph. With ``req["stream"]`` and an ``emit`` callback,
+    every full chunk of tasks is sent as a ``{"partial": True, "tasks":
+    [...]}`` frame through ``emit`` while the rest is still being pickled;
+    the returned reply carries the remaining tasks and the total count
+    (``ntasks``)."""
+    import gc
+    import time
+
+    # Materializing, ordering and pickling allocate millions of objects and
+    # free none: the cyclic collector would run over and over for nothing
+    # (up to half of the materialization time on big graphs).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _materialize(req, emit, time.perf_counter)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _materialize(req, emit, clock):
     from dask._expr import LLGExpr
 
     for field in ("expr_header", "keys"):
@@ -315,7 +410,14 @@ def op_materialize(req):
     if not isinstance(keys, (list, tuple)):
         raise TypeError(f"'keys' must be an array, not {type(keys).__name__}")
     keyset = set(keys)
+    stream = emit is not None and bool(req.get("stream"))
+    chunk_tasks = req.get("chunk_tasks")
+    if chunk_tasks is None:
+        chunk_tasks = CHUNK_TASKS
+    if isinstance(chunk_tasks, bool) or not isinstance(chunk_tasks, int) or chunk_tasks < 1:
+        raise ValueError(f"'chunk_tasks' must be a positive integer, not {chunk_tasks!r}")
 
+    t0 = clock()
     try:
         expr = _deserialize_expr(req["expr_header"], req.get("expr_frames"))
     except Exception as e:
@@ -327,19 +429,37 @@ def op_materialize(req):
             "Error during deserialization of the graph annotations"
         ) from e
 
+    t1 = clock()
     dsk, annotations_by_type = _materialize_graph(expr)
     if isinstance(expr, LLGExpr):
         dsk = _cull(dsk, keyset)
     del expr
     _reject_p2p(dsk)
 
+    t2 = clock()
     internal_priority = req.get("internal_priority")
+    orderer = None
     if not internal_priority:
-        import dask.order
+        fork_min = req.get("fork_order_min_tasks")
+        if not isinstance(fork_min, int) or isinstance(fork_min, bool):
+            fork_min = FORK_ORDER_MIN_TASKS
+        if stream and len(dsk) >= fork_min:
+            orderer = _ForkedOrder.start(dsk)
+        if orderer is None:
+            import dask.order
 
-        internal_priority = dask.order.order(dsk)
+            internal_priority = dask.order.order(dsk)
+    if orderer is not None:
+        # Orders come at the end, in the reply ("orders"); the tasks go out
+        # without them.
+        internal_priority = {}
 
+    t3 = clock()
+    pickle_node = _node_pickler()
     tasks = []
+    chunk_bytes = 0
+    sent = 0
+    t_emit = 0.0
     for key, node in dsk.items():
         ann = {}
         for name, value in global_annotations.items():
@@ -350,7 +470,7 @@ def op_materialize(req):
             value = by_key.get(key)
             if value is not None:
                 ann[name] = value
-        run_spec, run_spec_frames = _pickle_node(node)
+        run_spec, run_spec_frames = pickle_node(node)
         tasks.append(
             {
                 "key": key,
@@ -362,7 +482,151 @@ def op_materialize(req):
                 "data_producer": bool(getattr(node, "data_producer", False)),
             }
         )
-    return {"status": "ok", "tasks": tasks}
+        if stream:
+            chunk_bytes += len(run_spec)
+            for f in run_spec_frames:
+                chunk_bytes += len(f)
+            if len(tasks) >= chunk_tasks or chunk_bytes >= CHUNK_BYTES:
+                te = clock()
+                emit({"partial": True, "tasks": tasks})
+                t_emit += clock() - te
+                sent += len(tasks)
+                tasks = []
+                chunk_bytes = 0
+    t4 = clock()
+    # The last (or only) partial chunk travels in the reply itself.
+    reply = {"status": "ok", "tasks": tasks, "ntasks": sent + len(tasks)}
+    if orderer is not None:
+        reply["orders"] = orderer.result(dsk, patience=max(30.0, 3 * (t4 - t2)))
+    t5 = clock()
+    log.debug(
+        "materialized %d tasks: unpickle %.3fs, materialize %.3fs, order %.3fs%s, "
+        "pickle %.3fs, send %.3fs, waiting for the order %.3fs",
+        len(dsk),
+        t1 - t0,
+        t2 - t1,
+        t3 - t2 if orderer is None else orderer.elapsed,
+        "" if orderer is None else f" (forked: {orderer.how})",
+        t4 - t3 - t_emit,
+        t_emit,
+        t5 - t4,
+    )
+    return reply
+
+
+# Graphs at least this big get their ``dask.order`` computed in a forked child
+# while this process pickles the tasks (the two are the bulk of the work and
+# independent). Set DASK_SCHEDULER_MATERIALIZER_FORK_ORDER=0 to never fork.
+FORK_ORDER_MIN_TASKS = 20000
+
+
+class _ForkedOrder:
+    """``dask.order.order(dsk)`` computed in a forked copy of this process.
+
+    The child writes the orders, as a msgpack array in ``dsk`` iteration order,
+    to a pipe and exits with ``os._exit``. Anything unusual (no ``os.fork``,
+    other threads running, the child failing, hanging or sending something
+    unexpected) falls back to computing the order here, so the result is
+    always ``dask.order.order(dsk)``."""
+
+    def __init__(self, pid, fd, clock):
+        self.pid, self.fd, self.clock = pid, fd, clock
+        self.started = clock()
+        self.elapsed = 0.0
+        self.how = "in a child process"
+
+    @classmethod
+    def start(cls, dsk):
+        import threading
+        import time
+
+        if os.environ.get("DASK_SCHEDULER_MATERIALIZER_FORK_ORDER", "1") == "0":
+            return None
+        # Forking a process with other threads can deadlock the child.
+        if not hasattr(os, "fork") or threading.active_count() > 1:
+            return None
+        try:
+            r, w = os.pipe()
+        except OSError:
+            return None
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return None
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                os.close(r)
+                import dask.order
+
+                order = dask.order.order(dsk)
+                data = msgpack.packb([order.get(k) for k in dsk], use_bin_type=True)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view) :]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        return cls(pid, r, time.perf_counter)
+
+    def _read(self, deadline):
+        import select
+
+        chunks = []
+        while True:
+            left = deadline - self.clock()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def result(self, dsk, patience):
+        """The orders, as a list aligned with ``dsk``."""
+        import signal
+
+        data = None
+        try:
+            data = self._read(self.clock() + patience)
+        finally:
+            os.close(self.fd)
+            if data is None:
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except OSError:
+                status = -1
+        self.elapsed = self.clock() - self.started
+        orders = None
+        if data is not None and status == 0:
+            try:
+                orders = msgpack.unpackb(data, use_list=True)
+            except Exception:  # noqa: BLE001
+                orders = None
+        if not isinstance(orders, list) or len(orders) != len(dsk):
+            log.warning(
+                "computing the graph order in a child process failed (%s); "
+                "computing it here",
+                "timed out" if data is None else f"exit status {status}",
+            )
+            import dask.order
+
+            t = self.clock()
+            order = dask.order.order(dsk)
+            orders = [order.get(k) for k in dsk]
+            self.how = "failed, then computed in the helper"
+            self.elapsed = self.clock() - t
+        return orders
 
 
 # --------------------------------------------------------------------------
@@ -477,6 +741,25 @@ def error_reply(e):
 # main loop
 # --------------------------------------------------------------------------
 
+# After a graph of at least this many tasks, collect garbage and hand free
+# heap memory back to the OS (a few tens of ms, not worth it for small ones).
+RELEASE_AFTER_TASKS = 20000
+
+
+def _release_memory():
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        trim = getattr(libc, "malloc_trim", None)  # glibc only
+        if trim is not None:
+            trim(0)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
 
 def main():
     import signal
@@ -530,11 +813,18 @@ def main():
         distributed.__version__,
     )
 
+    def emit(partial):
+        try:
+            body = msgpack.packb(partial, use_bin_type=True)
+        except Exception as e:
+            raise RuntimeError(f"reply is not msgpack-encodable: {e}") from e
+        _write(proto_out, body)
+
     while True:
         body = _read(proto_in)
         if body is None:
             return 0
-        rid = None
+        rid = req = None
         try:
             req = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False)
             if not isinstance(req, dict):
@@ -542,7 +832,7 @@ def main():
             rid = req.get("id")
             op = req.get("op")
             if op == "materialize":
-                reply = op_materialize(req)
+                reply = op_materialize(req, emit)
             elif op == "versions":
                 reply = {"status": "ok", "versions": versions}
             elif op == "config":
@@ -570,6 +860,12 @@ def main():
             _write(proto_out, out)
         except (BrokenPipeError, OSError):
             return 0
+        big = reply.get("ntasks", 0) >= RELEASE_AFTER_TASKS
+        # Nothing of a request may outlive it: the reply of a big graph
+        # would otherwise pin its memory until the next request.
+        del body, req, reply, out
+        if big:
+            _release_memory()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,16 @@
 //! and exits on EOF of its stdin. Helpers are spawned with `kill_on_drop`, so
 //! they die with the pool (and with the scheduler: a dead parent means EOF).
 //!
+//! After a request, a helper whose resident memory exceeds a limit (1 GiB;
+//! [`MAX_HELPER_RSS_ENV`] overrides it, `0` turns it off) is replaced by a
+//! fresh one, logged at debug level: a big graph can leave a big Python heap
+//! behind. The helper itself collects garbage and trims the C heap after a
+//! big graph, so this is the backstop. Jobs stay queued meanwhile; none is
+//! lost. Helpers are started with `DASK_SCHEDULER_MATERIALIZER_LOG_LEVEL=DEBUG`
+//! when the scheduler logs the `materializer` target at debug level; they
+//! then log per-graph phase timings (unpickle, materialize, order, pickle,
+//! send).
+//!
 //! A helper that dies (crash, OOM kill, `os._exit` in user code) fails only
 //! the request it was working on, with [`MaterializeError::HelperDied`]
 //! carrying its exit status and last stderr lines, and is restarted; one
@@ -46,7 +56,9 @@
 //!
 //! * `{"op": "materialize", "id", "expr_header": bin, "expr_frames": [bin],
 //!   "keys": [key], "internal_priority": {key: int} | nil,
-//!   "annotations": {"header": bin, "frames": [bin]} | nil}`
+//!   "annotations": {"header": bin, "frames": [bin]} | nil,
+//!   "stream": bool (optional), "chunk_tasks": int (optional),
+//!   "fork_order_min_tasks": int (optional)}`
 //!   — `expr_header`/`expr_frames` are the `update-graph.expr_ser`
 //!   `__Serialized__` sub-header and payload frames exactly as received;
 //!   `annotations` is the `update-graph.annotations` `__Pickled__` sub-header
@@ -65,6 +77,25 @@
 //!   single `workers`/`restrictions` string a one-element array; other values
 //!   are dropped with a warning. The graph is culled to `keys` for `LLGExpr`
 //!   (`submit`) like the Python scheduler does; all other tasks are returned.
+//!   The reply also carries `"ntasks"`, the number of tasks in all.
+//!
+//!   With `"stream": true` (sent with [`MaterializerPool::request_streaming`])
+//!   the helper sends each full chunk of tasks (`chunk_tasks`, default 5000,
+//!   or 8 MiB of run_specs) as soon as it is pickled, as a frame
+//!   `{"partial": true, "tasks": [task, ...]}` (`"partial"` is always the
+//!   first entry, so the pool recognises it without decoding the rest), and
+//!   the reply above carries only the remaining tasks; `ntasks` counts them
+//!   all. If the helper fails after some chunks, its reply is the usual error
+//!   reply and the chunks already sent must be discarded. Without
+//!   `"stream"` it never sends partial frames.
+//!
+//!   When a streamed graph of at least `fork_order_min_tasks` (default
+//!   20000) tasks needs `dask.order`, the helper computes the order in a
+//!   forked child while it pickles the tasks itself; the tasks then go out
+//!   with `"order": nil` and the reply carries `"orders": [int | nil]`, one
+//!   per task in the order they were sent. (Any trouble with the child falls
+//!   back to ordering in the helper; `DASK_SCHEDULER_MATERIALIZER_FORK_ORDER=0`
+//!   turns forking off.)
 //! * `{"op": "versions", "id"}` → `{"id", "status": "ok", "versions": {...}}`
 //! * `{"op": "ping", "id"}` → `{"id", "status": "ok"}`
 //!
@@ -88,7 +119,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use pool::MaterializerPool;
+pub use pool::{MaterializerPool, MAX_HELPER_RSS_ENV};
 
 /// How to run the helper processes.
 #[derive(Debug, Clone)]

@@ -120,6 +120,22 @@ pub(crate) fn map_get<'a>(buf: &'a [u8], key: &str) -> Result<Option<&'a [u8]>, 
     Ok(None)
 }
 
+/// True if `buf` is a map whose *first* entry is `"partial": true` (a
+/// streamed chunk of a reply; only the first entry is looked at, so this is
+/// O(1) however large the frame).
+pub(crate) fn is_partial(buf: &[u8]) -> bool {
+    let Some((pos, n)) = map_len(buf) else {
+        return false;
+    };
+    if n == 0 {
+        return false;
+    }
+    let Ok(kend) = skip(buf, pos) else {
+        return false;
+    };
+    as_str(&buf[pos..kend]) == Some("partial") && buf.get(kend) == Some(&0xc3)
+}
+
 /// The value as a string, if it is a msgpack str holding valid UTF-8.
 pub(crate) fn as_str(raw: &[u8]) -> Option<&str> {
     let m = *raw.first()?;
@@ -179,6 +195,23 @@ mod tests {
             map_get(SAMPLE, "b").unwrap(),
             Some(&[0xc4, 0x02, 0xff, 0xfe][..])
         );
+    }
+
+    #[test]
+    fn partial_frames() {
+        // {"partial": true, "tasks": []}
+        let p = [
+            0x82, 0xa7, b'p', b'a', b'r', b't', b'i', b'a', b'l', 0xc3, 0xa5, b't', b'a', b's',
+            b'k', b's', 0x90,
+        ];
+        assert!(is_partial(&p));
+        let mut not = p;
+        not[9] = 0xc2; // "partial": false
+        assert!(!is_partial(&not));
+        assert!(!is_partial(SAMPLE));
+        assert!(!is_partial(&[0x80]));
+        assert!(!is_partial(&p[..5]));
+        assert!(!is_partial(&[]));
     }
 
     #[test]

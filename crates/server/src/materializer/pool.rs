@@ -21,8 +21,51 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest restart backoff.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// A helper whose resident memory exceeds this after a request is replaced
+/// by a fresh one (see [`max_helper_rss`]).
+const DEFAULT_MAX_HELPER_RSS: u64 = 1 << 30;
+
+/// Environment variable overriding [`DEFAULT_MAX_HELPER_RSS`]: a size in
+/// bytes, with an optional `k`/`M`/`G` (x1024) suffix; `0` disables
+/// recycling.
+pub const MAX_HELPER_RSS_ENV: &str = "DASK_SCHEDULER_MATERIALIZER_MAX_RSS";
+
+/// The recycling threshold: [`MAX_HELPER_RSS_ENV`] or the default.
+fn max_helper_rss() -> Option<u64> {
+    let limit = match std::env::var(MAX_HELPER_RSS_ENV) {
+        Ok(text) => parse_size(&text).unwrap_or_else(|| {
+            tracing::warn!(
+                target: "materializer",
+                "ignoring {MAX_HELPER_RSS_ENV}={text:?}: not a size like 800M or 2G"
+            );
+            DEFAULT_MAX_HELPER_RSS
+        }),
+        Err(_) => DEFAULT_MAX_HELPER_RSS,
+    };
+    (limit > 0).then_some(limit)
+}
+
+/// `123`, `512k`, `800M`, `2G` (binary multiples; `B`/`iB` suffixes allowed).
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last()? {
+        'k' | 'K' => (&t[..t.len() - 1], 10),
+        'm' | 'M' => (&t[..t.len() - 1], 20),
+        'g' | 'G' => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.trim().parse().ok()?;
+    n.checked_mul(1 << shift)
+}
+
 struct Job {
     body: Bytes,
+    /// Where partial reply frames go (streamed requests only).
+    chunks: Option<mpsc::UnboundedSender<Bytes>>,
     reply: oneshot::Sender<Result<Bytes, MaterializeError>>,
 }
 
@@ -30,6 +73,8 @@ struct Job {
 struct Shared {
     python: PathBuf,
     request_timeout: Duration,
+    /// Replace a helper whose RSS exceeds this after a request.
+    max_helper_rss: Option<u64>,
     availability: Mutex<Availability>,
     /// Multi-consumer job queue: an idle slot holds the lock while it waits.
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>,
@@ -101,6 +146,7 @@ impl MaterializerPool {
         let shared = Arc::new(Shared {
             python: resolved.clone().unwrap_or_default(),
             request_timeout: config.request_timeout,
+            max_helper_rss: max_helper_rss(),
             availability: Mutex::new(Availability::Unavailable {
                 reason: "not started".into(),
             }),
@@ -177,6 +223,29 @@ impl MaterializerPool {
     /// any, is echoed by the helper). Fails immediately when the pool is
     /// unavailable or the body is not a single msgpack map.
     pub async fn request(&self, body: Bytes) -> Result<Bytes, MaterializeError> {
+        self.submit(body, None).await
+    }
+
+    /// Like [`request`](Self::request), for a request that lets the helper
+    /// stream its reply (`materialize` with `"stream": true`): each partial
+    /// frame (`{"partial": true, ...}`) is sent to `chunks` as soon as it
+    /// arrives, while the helper is still working, and the final reply is
+    /// returned. `chunks` is dropped before this returns, so a receiver can
+    /// read until the channel closes. When the request fails, the partial
+    /// frames already sent are incomplete and must be discarded.
+    pub async fn request_streaming(
+        &self,
+        body: Bytes,
+        chunks: mpsc::UnboundedSender<Bytes>,
+    ) -> Result<Bytes, MaterializeError> {
+        self.submit(body, Some(chunks)).await
+    }
+
+    async fn submit(
+        &self,
+        body: Bytes,
+        chunks: Option<mpsc::UnboundedSender<Bytes>>,
+    ) -> Result<Bytes, MaterializeError> {
         if let Availability::Unavailable { reason } = self.availability() {
             return Err(MaterializeError::Unavailable(reason));
         }
@@ -186,7 +255,12 @@ impl MaterializerPool {
             ));
         }
         let (reply, rx) = oneshot::channel();
-        if self.handle.tx.send(Job { body, reply }).is_err() {
+        let job = Job {
+            body,
+            chunks,
+            reply,
+        };
+        if self.handle.tx.send(job).is_err() {
             return Err(self.unavailable_error());
         }
         match rx.await {
@@ -253,6 +327,8 @@ fn backoff(failures: u32) -> Duration {
 /// One slot: keep a helper running and feed it jobs.
 async fn supervise(slot: usize, initial: Result<Helper, String>, shared: Arc<Shared>) {
     let mut failures: u32 = 0;
+    // The last helper was replaced on purpose (memory), not after a failure.
+    let mut recycled = false;
     let mut helper = match initial {
         Ok(h) => Some(h),
         Err(reason) => {
@@ -278,10 +354,17 @@ async fn supervise(slot: usize, initial: Result<Helper, String>, shared: Arc<Sha
                     Ok(h) => {
                         failures = 0;
                         shared.set_pid(slot, Some(h.pid()));
-                        tracing::info!(
-                            target: "materializer", slot, pid = h.pid(),
-                            python_pid = h.hello.python_pid, "helper restarted"
-                        );
+                        if std::mem::take(&mut recycled) {
+                            tracing::debug!(
+                                target: "materializer", slot, pid = h.pid(),
+                                python_pid = h.hello.python_pid, "helper recycled"
+                            );
+                        } else {
+                            tracing::info!(
+                                target: "materializer", slot, pid = h.pid(),
+                                python_pid = h.hello.python_pid, "helper restarted"
+                            );
+                        }
                         h
                     }
                     Err(reason) => {
@@ -314,34 +397,55 @@ async fn supervise(slot: usize, initial: Result<Helper, String>, shared: Arc<Sha
             }
             job = async { shared.queue.lock().await.recv().await } => job,
         };
-        let Some(job) = job else {
+        let Some(Job {
+            body,
+            chunks,
+            reply,
+        }) = job
+        else {
             // Pool dropped: the helper is killed on drop.
             shared.set_pid(slot, None);
             h.stop().await;
             return;
         };
-        if job.reply.is_closed() {
+        if reply.is_closed() {
             helper = Some(h);
             continue; // the requester went away while queued
         }
-        match tokio::time::timeout(shared.request_timeout, h.roundtrip(&job.body)).await {
-            Ok(Ok(reply)) => {
-                let _ = job.reply.send(Ok(reply));
-                helper = Some(h);
+        let outcome =
+            tokio::time::timeout(shared.request_timeout, h.roundtrip(&body, chunks.as_ref())).await;
+        // The requester reads chunks until the channel closes.
+        drop(chunks);
+        drop(body);
+        match outcome {
+            Ok(Ok(answer)) => {
+                let _ = reply.send(Ok(answer));
+                match shared.max_helper_rss.zip(h.rss_bytes()) {
+                    Some((limit, rss)) if rss > limit => {
+                        // A big graph leaves a big Python heap behind:
+                        // start afresh rather than keep it for good.
+                        tracing::debug!(
+                            target: "materializer", slot, pid = h.pid(), rss, limit,
+                            "recycling helper: resident memory above the limit after a request"
+                        );
+                        shared.set_pid(slot, None);
+                        h.stop().await;
+                        recycled = true;
+                    }
+                    _ => helper = Some(h),
+                }
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
                 tracing::error!(target: "materializer", slot, pid = h.pid(), "{e}; restarting helper");
                 shared.set_pid(slot, None);
                 h.stop().await;
-                let _ = job
-                    .reply
-                    .send(Err(MaterializeError::Protocol(e.to_string())));
+                let _ = reply.send(Err(MaterializeError::Protocol(e.to_string())));
             }
             Ok(Err(e)) => {
                 shared.set_pid(slot, None);
                 let report = h.death_report(&e).await;
                 tracing::error!(target: "materializer", slot, "{report}");
-                let _ = job.reply.send(Err(MaterializeError::HelperDied(report)));
+                let _ = reply.send(Err(MaterializeError::HelperDied(report)));
             }
             Err(_) => {
                 tracing::error!(
@@ -350,9 +454,7 @@ async fn supervise(slot: usize, initial: Result<Helper, String>, shared: Arc<Sha
                 );
                 shared.set_pid(slot, None);
                 h.stop().await;
-                let _ = job
-                    .reply
-                    .send(Err(MaterializeError::Timeout(shared.request_timeout)));
+                let _ = reply.send(Err(MaterializeError::Timeout(shared.request_timeout)));
             }
         }
     }
@@ -412,6 +514,19 @@ fn is_executable(p: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size(" 800M "), Some(800 << 20));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("99999999999G"), None);
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

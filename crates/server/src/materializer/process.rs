@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::msgpack;
@@ -24,6 +25,9 @@ pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Largest reply frame accepted from a helper (a sanity bound, not a quota).
 const MAX_FRAME: u64 = 1 << 40;
+
+/// Frames up to this size are read into a buffer of exactly their size.
+const EXACT_FRAME_MAX: u64 = 256 << 20;
 
 /// stderr lines kept per helper for error reports.
 const STDERR_TAIL: usize = 20;
@@ -67,6 +71,15 @@ impl Helper {
             .arg(HELPER_SOURCE)
             // Lets code tell it is being unpickled in a scheduler-side helper.
             .env("DASK_SCHEDULER_MATERIALIZER", "1")
+            // Per-graph phase timings are logged at debug level.
+            .env(
+                "DASK_SCHEDULER_MATERIALIZER_LOG_LEVEL",
+                if tracing::enabled!(target: "materializer", tracing::Level::DEBUG) {
+                    "DEBUG"
+                } else {
+                    "INFO"
+                },
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -125,14 +138,50 @@ impl Helper {
         self.pid
     }
 
-    /// Send one request body and read its reply body.
-    pub(crate) async fn roundtrip(&mut self, body: &[u8]) -> io::Result<Bytes> {
+    /// Send one request body and read its reply body. Partial frames the
+    /// helper streams before its reply (`{"partial": true, ...}`) go to
+    /// `chunks`; without a `chunks` sink they are a protocol error
+    /// ([`io::ErrorKind::InvalidData`]).
+    pub(crate) async fn roundtrip(
+        &mut self,
+        body: &[u8],
+        chunks: Option<&mpsc::UnboundedSender<Bytes>>,
+    ) -> io::Result<Bytes> {
         self.stdin
             .write_all(&(body.len() as u64).to_le_bytes())
             .await?;
         self.stdin.write_all(body).await?;
         self.stdin.flush().await?;
-        read_frame(&mut self.stdout).await.map(Bytes::from)
+        loop {
+            let frame = Bytes::from(read_frame(&mut self.stdout).await?);
+            if !msgpack::is_partial(&frame) {
+                return Ok(frame);
+            }
+            match chunks {
+                // The requester may have gone away: keep draining until the
+                // reply so the helper stays in step.
+                Some(tx) => {
+                    let _ = tx.send(frame);
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "helper streamed partial replies to a request that did not ask for them",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Resident memory of the helper process in bytes (Linux; `None` elsewhere
+    /// or when it cannot be read).
+    pub(crate) fn rss_bytes(&self) -> Option<u64> {
+        let pid = self
+            .hello
+            .python_pid
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(self.pid);
+        rss_of(pid)
     }
 
     /// Wait until the process exits on its own (cancel-safe).
@@ -186,6 +235,15 @@ impl Helper {
             describe_io(cause)
         )
     }
+}
+
+/// Resident set size of a process, from `VmRSS` in `/proc/<pid>/status`
+/// (Linux).
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn describe_io(e: &io::Error) -> String {
@@ -266,8 +324,22 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
             format!("helper sent a frame of {n} bytes"),
         ));
     }
-    // Grow with the data actually received rather than trusting `n`.
-    let mut body = Vec::with_capacity(n.min(1 << 20) as usize);
+    if n <= EXACT_FRAME_MAX {
+        // Streamed chunks are kept as they are (their run_specs are slices
+        // of them): read them into a buffer of exactly their size.
+        let mut body = vec![0u8; n as usize];
+        r.read_exact(&mut body).await.map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(e.kind(), "helper closed its output mid-message")
+            } else {
+                e
+            }
+        })?;
+        return Ok(body);
+    }
+    // A huge (or corrupt) length: grow with the data actually received
+    // rather than trusting it.
+    let mut body = Vec::with_capacity(1 << 20);
     r.take(n).read_to_end(&mut body).await?;
     if body.len() as u64 != n {
         return Err(io::Error::new(
@@ -295,7 +367,9 @@ async fn forward_stderr(stderr: ChildStderr, pid: u32, slot: usize, tail: Tail) 
             continue;
         }
         log_line(text, pid, slot);
-        if text.starts_with("INFO dask_scheduler.materializer:") {
+        if text.starts_with("INFO dask_scheduler.materializer:")
+            || text.starts_with("DEBUG dask_scheduler.materializer:")
+        {
             continue; // our own chatter is no clue to why a helper died
         }
         if let Ok(mut t) = tail.lock() {

@@ -72,6 +72,8 @@ fn request(msg: &Value, keys: &[Key]) -> Result<Bytes, Failure> {
             msg.get("internal_priority").cloned().unwrap_or(Value::Nil),
         ),
         ("annotations", opaque_parts(msg.get("annotations"))),
+        // Tasks come back in chunks while the helper is still pickling.
+        ("stream", Value::Bool(true)),
     ]);
     Ok(Bytes::from(msgpack::encode(&req)))
 }
@@ -136,22 +138,145 @@ fn parse_task(t: &Value) -> Result<GraphTask, String> {
     })
 }
 
-fn parse_reply(reply: &Value) -> Result<Vec<GraphTask>, Failure> {
+fn parse_tasks(tasks: Option<&Value>) -> Result<Vec<GraphTask>, Failure> {
+    tasks
+        .and_then(Value::as_seq)
+        .ok_or_else(|| Failure::runtime("materializer reply without tasks".into()))?
+        .iter()
+        .map(parse_task)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::runtime(format!("bad materializer reply: {e}")))
+}
+
+fn undecodable(e: impl std::fmt::Display) -> Failure {
+    Failure::runtime(format!("undecodable materializer reply: {e}"))
+}
+
+/// One streamed chunk `{"partial": true, "tasks": [...]}`, with its
+/// run_specs [compacted](compact_run_specs).
+fn parse_chunk(chunk: Bytes) -> Result<Vec<GraphTask>, Failure> {
+    let mut tasks = {
+        let v = msgpack::decode(&chunk).map_err(undecodable)?;
+        parse_tasks(v.get("tasks"))?
+    };
+    compact_run_specs(&mut tasks, chunk);
+    Ok(tasks)
+}
+
+/// Keep only the run_spec bytes of `tasks` (slices of `source`, the reply
+/// they were decoded from), packed into one buffer of exactly their size.
+///
+/// Decoding slices run_specs out of the reply without copying, but then the
+/// whole reply (keys, dependency lists, field names: everything that was
+/// parsed into other structures) would stay allocated as long as any of its
+/// tasks keeps its run_spec. Instead the run_specs are moved to the front of
+/// the reply's own buffer (no new memory is touched) and the rest is given
+/// back; the buffer is freed with the last of these tasks. If the run_specs
+/// are not laid out in `source` as expected they are copied instead.
+fn compact_run_specs(tasks: &mut [GraphTask], source: Bytes) {
+    let base = source.as_ptr() as usize;
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut in_place = true;
+    let mut last = 0;
+    for t in tasks.iter() {
+        for b in std::iter::once(&t.run_spec.header).chain(&t.run_spec.frames) {
+            let start = (b.as_ptr() as usize).wrapping_sub(base);
+            if b.is_empty() {
+                parts.push(last..last);
+            } else if start >= last && start + b.len() <= source.len() {
+                last = start + b.len();
+                parts.push(start..last);
+            } else {
+                in_place = false;
+            }
+        }
+    }
+    let buf = if in_place {
+        for t in tasks.iter_mut() {
+            t.run_spec.header = Bytes::new();
+            t.run_spec.frames.iter_mut().for_each(|f| *f = Bytes::new());
+        }
+        // The reply's allocation itself, when nothing else refers to it.
+        let mut buf = Vec::from(source);
+        let mut w = 0;
+        for r in parts.iter_mut() {
+            let len = r.len();
+            buf.copy_within(r.clone(), w);
+            *r = w..w + len;
+            w += len;
+        }
+        buf.truncate(w);
+        buf.shrink_to_fit();
+        Bytes::from(buf)
+    } else {
+        parts.clear();
+        let mut buf = Vec::with_capacity(tasks.iter().map(|t| t.run_spec.nbytes()).sum());
+        for t in tasks.iter() {
+            for b in std::iter::once(&t.run_spec.header).chain(&t.run_spec.frames) {
+                parts.push(buf.len()..buf.len() + b.len());
+                buf.extend_from_slice(b);
+            }
+        }
+        Bytes::from(buf)
+    };
+    let mut parts = parts.into_iter();
+    let mut take = || buf.slice(parts.next().unwrap_or(0..0));
+    for t in tasks.iter_mut() {
+        t.run_spec.header = take();
+        for f in t.run_spec.frames.iter_mut() {
+            *f = take();
+        }
+    }
+}
+
+/// What an `ok` final reply carries besides its status.
+struct FinalReply {
+    /// The last chunk of tasks (all of them for a small graph).
+    tasks: Vec<GraphTask>,
+    /// The number of tasks in all chunks, when announced.
+    ntasks: Option<usize>,
+    /// Every task's order, in stream order, when the helper sends them at
+    /// the end (computed while the tasks were being pickled).
+    orders: Option<Vec<i64>>,
+}
+
+/// The final reply: the tasks it carries (the last chunk, or all of them for
+/// a small graph), run_specs [compacted](compact_run_specs), and the total
+/// count it announces (`ntasks`); or the failure it reports.
+fn parse_reply(bytes: Bytes) -> Result<FinalReply, Failure> {
+    let reply = msgpack::decode(&bytes).map_err(undecodable)?;
     match reply.get("status").and_then(Value::as_str) {
         Some("ok") => {
-            let tasks = reply
-                .get("tasks")
-                .and_then(Value::as_seq)
-                .ok_or_else(|| Failure::runtime("materializer reply without tasks".into()))?;
-            tasks
-                .iter()
-                .map(parse_task)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Failure::runtime(format!("bad materializer reply: {e}")))
+            let ntasks = reply
+                .get("ntasks")
+                .and_then(Value::as_i64)
+                .and_then(|n| usize::try_from(n).ok());
+            let orders = match reply.get("orders") {
+                None | Some(Value::Nil) => None,
+                Some(v) => Some(
+                    v.as_seq()
+                        .ok_or_else(|| {
+                            Failure::runtime(
+                                "bad materializer reply: 'orders' is not an array".into(),
+                            )
+                        })?
+                        .iter()
+                        .map(|o| o.as_i64().unwrap_or(0))
+                        .collect(),
+                ),
+            };
+            let mut tasks = parse_tasks(reply.get("tasks"))?;
+            drop(reply);
+            compact_run_specs(&mut tasks, bytes);
+            Ok(FinalReply {
+                tasks,
+                ntasks,
+                orders,
+            })
         }
         _ => Err(Failure {
-            exception: serialized_or_bin(reply, "exception_ser", "exception"),
-            traceback: serialized_or_bin(reply, "traceback_ser", "traceback"),
+            exception: serialized_or_bin(&reply, "exception_ser", "exception"),
+            traceback: serialized_or_bin(&reply, "traceback_ser", "traceback"),
             text: reply
                 .get("exception_text")
                 .and_then(Value::as_str)
@@ -161,6 +286,10 @@ fn parse_reply(reply: &Value) -> Result<Vec<GraphTask>, Failure> {
     }
 }
 
+/// Replies at least this big are decoded on a blocking thread, not on the
+/// async I/O thread (a 100k-task reply takes ~0.2 s to decode and parse).
+const INLINE_DECODE_MAX: usize = 64 * 1024;
+
 fn fifo_timeout(msg: &Value) -> f64 {
     match msg.get("fifo_timeout") {
         Some(Value::Str(s)) => dask_core::timedelta::parse_seconds(s).unwrap_or(0.0),
@@ -169,12 +298,145 @@ fn fifo_timeout(msg: &Value) -> f64 {
     }
 }
 
-/// A materializer request, timed for `/metrics` (latency histogram and
-/// queue depth).
-async fn timed_request(sched: &Scheduler, body: Bytes) -> Result<Bytes, MaterializeError> {
-    let _timer = crate::metrics::global().materialization();
-    sched.materializer.request(body).await
+fn materialize_error(e: MaterializeError) -> Failure {
+    match e {
+        e @ MaterializeError::Unavailable(_) => Failure::runtime(format!(
+            "{e}. Start the scheduler with --python pointing at a Python that has \
+             dask and distributed installed (or set DASK_SCHEDULER_PYTHON)."
+        )),
+        e => Failure::runtime(format!("graph materialization failed: {e}")),
+    }
 }
+
+/// What the chunk parser hands back: the tasks of every chunk in order, the
+/// first chunk's failure if any, and the time spent parsing.
+type Parsed = (Vec<GraphTask>, Option<Failure>, std::time::Duration);
+
+/// Decode and parse streamed chunks on a blocking thread (never the async
+/// I/O thread), in order, until the channel closes; after a bad chunk it
+/// only drains.
+fn spawn_parser(
+    first: Bytes,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+) -> tokio::task::JoinHandle<Parsed> {
+    tokio::task::spawn_blocking(move || {
+        let mut tasks: Vec<GraphTask> = Vec::new();
+        let mut failure = None;
+        let mut busy = std::time::Duration::ZERO;
+        let mut next = Some(first);
+        while let Some(chunk) = next.take().or_else(|| rx.blocking_recv()) {
+            if failure.is_some() {
+                continue;
+            }
+            let t0 = std::time::Instant::now();
+            match parse_chunk(chunk) {
+                Ok(part) => tasks.extend(part),
+                Err(f) => failure = Some(f),
+            }
+            busy += t0.elapsed();
+        }
+        (tasks, failure, busy)
+    })
+}
+
+fn join_failure(e: tokio::task::JoinError) -> Failure {
+    Failure::runtime(format!("graph materialization failed: {e}"))
+}
+
+/// Run a materializer request and parse its tasks.
+///
+/// A big graph's tasks are streamed by the helper in chunks while it is
+/// still pickling the rest; a blocking thread, started with the first chunk,
+/// decodes and parses each as it arrives, so when the final reply comes only
+/// its own (last) chunk is left. A small graph comes in the reply alone and
+/// is parsed here, or on a blocking thread when the reply is big. Timed for
+/// `/metrics` (latency histogram and queue depth).
+async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Vec<GraphTask>, Failure> {
+    let _timer = crate::metrics::global().materialization();
+    let started = std::time::Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let mut request = std::pin::pin!(sched.materializer.request_streaming(body, tx));
+    let (reply, parser) = tokio::select! {
+        reply = &mut request => {
+            // Chunks sent before the reply are all queued by now.
+            let parser = rx.try_recv().ok().map(|first| spawn_parser(first, rx));
+            (reply, parser)
+        }
+        Some(first) = rx.recv() => {
+            let parser = spawn_parser(first, rx);
+            (request.await, Some(parser))
+        }
+    };
+    let replied = started.elapsed();
+    let (mut tasks, chunk_failure, parse_busy) = match parser {
+        Some(p) => p.await.map_err(join_failure)?,
+        None => Default::default(),
+    };
+    let reply = reply.map_err(materialize_error)?;
+    let last = if reply.len() < INLINE_DECODE_MAX {
+        parse_reply(reply)?
+    } else {
+        tokio::task::spawn_blocking(move || parse_reply(reply))
+            .await
+            .map_err(join_failure)??
+    };
+    if let Some(f) = chunk_failure {
+        return Err(f);
+    }
+    tasks.extend(last.tasks);
+    if let Some(n) = last.ntasks.filter(|&n| n != tasks.len()) {
+        return Err(Failure::runtime(format!(
+            "bad materializer reply: {n} tasks announced, {} received",
+            tasks.len()
+        )));
+    }
+    if let Some(orders) = last.orders {
+        if orders.len() != tasks.len() {
+            return Err(Failure::runtime(format!(
+                "bad materializer reply: {} orders for {} tasks",
+                orders.len(),
+                tasks.len()
+            )));
+        }
+        for (t, o) in tasks.iter_mut().zip(orders) {
+            t.order = o;
+        }
+    }
+    tracing::debug!(
+        target: "materializer",
+        tasks = tasks.len(),
+        "graph materialized in {replied:.3?}; parsing its chunks took {parse_busy:.3?} \
+         (overlapped), the rest {:.3?} after the reply",
+        started.elapsed().saturating_sub(replied)
+    );
+    Ok(tasks)
+}
+
+/// Graphs at least this big are followed by [`release_freed_memory`].
+const TRIM_AFTER_TASKS: usize = 10_000;
+
+/// Hand memory that is free but kept by the allocator back to the OS.
+///
+/// Receiving a big graph leaves tens of MB of freed transient buffers
+/// (decoded messages and replies, the submission itself) in glibc's
+/// per-thread arenas, which glibc does not return on its own; ~300 B per
+/// task on a 100k-task graph. Takes a few ms.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+    }
+    // SAFETY: glibc's malloc_trim takes no pointers and only returns free
+    // pages of the allocator's own arenas to the OS; it is thread-safe.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+/// Hand memory that is free but kept by the allocator back to the OS
+/// (only glibc needs this).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
 
 /// Materialize one `update-graph` op and hand the result to the event loop.
 /// Awaited by the client's stream reader so that the client's later ops
@@ -191,36 +453,34 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
     // `--idle-timeout` and `check_idle`) while a graph is being materialized.
     sched.send(Command::Call(Box::new(|s, _| s.graph_update_started())));
     let actors = msg.get("actors").is_some_and(Value::truthy);
-    let outcome = match request(&msg, &keys) {
+    let fifo_timeout = fifo_timeout(&msg);
+    let body = request(&msg, &keys);
+    // The decoded message (all its keys again) is not needed while the
+    // graph materializes.
+    drop(msg);
+    let outcome = match body {
         Ok(_) if actors => Err(Failure::not_implemented(
             "Actors (actors=True) are not supported by the Rust dask-scheduler".into(),
         )),
         Err(f) => Err(f),
-        Ok(body) => match timed_request(sched, body).await {
-            Ok(reply) => match msgpack::decode(&reply) {
-                Ok(v) => parse_reply(&v),
-                Err(e) => Err(Failure::runtime(format!(
-                    "undecodable materializer reply: {e}"
-                ))),
-            },
-            Err(e @ MaterializeError::Unavailable(_)) => Err(Failure::runtime(format!(
-                "{e}. Start the scheduler with --python pointing at a Python that has \
-                 dask and distributed installed (or set DASK_SCHEDULER_PYTHON)."
-            ))),
-            Err(e) => Err(Failure::runtime(format!(
-                "graph materialization failed: {e}"
-            ))),
-        },
+        Ok(body) => materialize(sched, body).await,
     };
     match outcome {
-        Ok(tasks) => sched.send(Command::Graph {
-            client,
-            graph: GraphSubmission {
-                requested: keys,
-                tasks,
-                fifo_timeout: fifo_timeout(&msg),
-            },
-        }),
+        Ok(tasks) => {
+            let big = tasks.len() >= TRIM_AFTER_TASKS;
+            sched.send(Command::Graph {
+                client,
+                graph: GraphSubmission {
+                    requested: keys,
+                    tasks,
+                    fifo_timeout,
+                },
+            });
+            if big {
+                // After the core has taken the graph (same channel, in order).
+                sched.send(Command::Call(Box::new(|_, _| release_freed_memory())));
+            }
+        }
         Err(f) => {
             tracing::warn!("update-graph of {} keys failed: {}", keys.len(), f.text);
             sched.send(Command::GraphFailed {
@@ -233,4 +493,121 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
     }
     // After the graph (same channel, so in order).
     sched.send(Command::Call(Box::new(|s, _| s.graph_update_finished())));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(i: i64, frames: usize) -> Value {
+        Value::map([
+            (
+                "key",
+                Value::Array(vec![Value::str("x-abc"), Value::Int(i)]),
+            ),
+            (
+                "deps",
+                Value::Array(
+                    (0..i)
+                        .map(|d| Value::Array(vec![Value::str("x-abc"), Value::Int(d)]))
+                        .collect(),
+                ),
+            ),
+            (
+                "run_spec",
+                Value::Bin(Bytes::from(vec![i as u8; 10 + i as usize])),
+            ),
+            (
+                "run_spec_frames",
+                Value::Array(
+                    (0..frames)
+                        .map(|f| Value::Bin(Bytes::from(vec![f as u8 + 100; 3])))
+                        .collect(),
+                ),
+            ),
+            ("order", Value::Int(i)),
+            ("annotations", Value::Map(Vec::new())),
+            ("data_producer", Value::Bool(i == 0)),
+        ])
+    }
+
+    fn chunk(n: i64) -> Bytes {
+        Bytes::from(msgpack::encode(&Value::map([
+            ("partial", Value::Bool(true)),
+            (
+                "tasks",
+                Value::Array((0..n).map(|i| task(i, (i % 3) as usize)).collect()),
+            ),
+        ])))
+    }
+
+    fn check(tasks: &[GraphTask]) {
+        for (i, t) in tasks.iter().enumerate() {
+            assert_eq!(t.run_spec.header, vec![i as u8; 10 + i]);
+            assert_eq!(t.run_spec.frames.len(), i % 3);
+            for (f, b) in t.run_spec.frames.iter().enumerate() {
+                assert_eq!(b, &vec![f as u8 + 100; 3]);
+            }
+            assert_eq!(t.order, i as i64);
+            assert_eq!(t.dependencies.len(), i);
+        }
+    }
+
+    #[test]
+    fn chunk_run_specs_are_packed_back_to_back() {
+        let Ok(tasks) = parse_chunk(chunk(20)) else {
+            panic!("chunk parses")
+        };
+        assert_eq!(tasks.len(), 20);
+        check(&tasks);
+        // One buffer holding the run_specs and nothing else, in order.
+        let first = tasks[0].run_spec.header.as_ptr() as usize;
+        let mut at = first;
+        for t in &tasks {
+            for b in std::iter::once(&t.run_spec.header).chain(&t.run_spec.frames) {
+                assert_eq!(b.as_ptr() as usize, at);
+                at += b.len();
+            }
+        }
+        let total: usize = tasks.iter().map(|t| t.run_spec.nbytes()).sum();
+        assert_eq!(at - first, total);
+    }
+
+    #[test]
+    fn run_specs_from_elsewhere_are_copied() {
+        let Ok(mut tasks) = parse_chunk(chunk(5)) else {
+            panic!("chunk parses")
+        };
+        // `source` does not hold these run_specs: they are copied, unchanged.
+        compact_run_specs(&mut tasks, Bytes::from_static(b"unrelated"));
+        check(&tasks);
+    }
+
+    #[test]
+    fn reply_with_count_and_error_reply() {
+        let ok = msgpack::encode(&Value::map([
+            ("status", Value::str("ok")),
+            ("tasks", Value::Array((0..4).map(|i| task(i, 1)).collect())),
+            ("ntasks", Value::Int(9)),
+            ("id", Value::Nil),
+        ]));
+        let last = parse_reply(Bytes::from(ok)).ok().unwrap();
+        assert_eq!((last.tasks.len(), last.ntasks), (4, Some(9)));
+        assert!(last.orders.is_none());
+        let with_orders = msgpack::encode(&Value::map([
+            ("status", Value::str("ok")),
+            ("tasks", Value::Array((0..2).map(|i| task(i, 0)).collect())),
+            ("orders", Value::Array(vec![Value::Int(5), Value::Nil])),
+        ]));
+        let last = parse_reply(Bytes::from(with_orders)).ok().unwrap();
+        assert_eq!(last.orders, Some(vec![5, 0]));
+        let err = msgpack::encode(&Value::map([
+            ("status", Value::str("error")),
+            ("exception", Value::Bin(Bytes::from_static(b"pickled"))),
+            ("exception_text", Value::str("ValueError('boom')")),
+        ]));
+        let f = parse_reply(Bytes::from(err)).err().unwrap();
+        assert_eq!(f.text, "ValueError('boom')");
+        assert!(parse_chunk(Bytes::from_static(&[0xc1])).is_err());
+    }
 }
