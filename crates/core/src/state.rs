@@ -109,6 +109,9 @@ pub struct State {
     pub(crate) retire: crate::retire::RetireState,
     /// Observability counters (see [`crate::stats`]).
     pub(crate) stats: crate::stats::Stats,
+    /// Distinct pickled result types seen in `task-finished` (see
+    /// [`State::intern_result_type`]).
+    pub(crate) result_types: FxHashSet<Bytes>,
 }
 
 /// The pseudo-client that holds `fire_and_forget` futures.
@@ -155,6 +158,7 @@ impl State {
             steal_refused: Default::default(),
             retire: Default::default(),
             stats: crate::stats::Stats::default(),
+            result_types: Default::default(),
         };
         s.fire_and_forget = s.add_client(FIRE_AND_FORGET, 0.0);
         s

@@ -61,6 +61,31 @@ pub enum Value {
 }
 
 impl Value {
+    /// A copy that shares no buffer with `self`: every `Bytes` inside
+    /// (binary, raw, opaque frames) is copied. For values kept long after
+    /// the frame they were decoded from, which a slice would keep alive whole.
+    pub fn deep_copy(&self) -> Value {
+        let copy = |b: &Bytes| Bytes::copy_from_slice(b);
+        match self {
+            Value::Bin(b) => Value::Bin(copy(b)),
+            Value::Raw(b) => Value::Raw(copy(b)),
+            Value::Ext(t, b) => Value::Ext(*t, copy(b)),
+            Value::Array(items) => Value::Array(items.iter().map(Value::deep_copy).collect()),
+            Value::Map(entries) => Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.deep_copy(), v.deep_copy()))
+                    .collect(),
+            ),
+            Value::Opaque(o) => Value::Opaque(Box::new(Opaque {
+                kind: o.kind,
+                header: copy(&o.header),
+                frames: o.frames.iter().map(copy).collect(),
+            })),
+            other => other.clone(),
+        }
+    }
+
     /// Build a string value.
     pub fn str(s: impl Into<String>) -> Value {
         Value::Str(s.into())
@@ -326,6 +351,29 @@ mod tests {
 
     fn raw(s: &str) -> Value {
         Value::Raw(Bytes::from(crate::msgpack::encode(&Value::str(s))))
+    }
+
+    #[test]
+    fn deep_copy_shares_no_buffer() {
+        let frame = Bytes::from(vec![7u8; 64]);
+        let v = Value::Array(vec![
+            Value::Bin(frame.slice(0..8)),
+            Value::Opaque(Box::new(Opaque {
+                kind: OpaqueKind::Serialized,
+                header: frame.slice(8..16),
+                frames: vec![frame.slice(16..32)],
+            })),
+        ]);
+        let c = v.deep_copy();
+        assert_eq!(c, v);
+        let inside = |p: *const u8| frame.as_ptr_range().contains(&p);
+        let Value::Array(items) = &c else { panic!() };
+        let Value::Bin(b) = &items[0] else { panic!() };
+        assert!(!inside(b.as_ptr()));
+        let Value::Opaque(o) = &items[1] else {
+            panic!()
+        };
+        assert!(!inside(o.header.as_ptr()) && !inside(o.frames[0].as_ptr()));
     }
 
     #[test]
