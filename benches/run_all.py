@@ -103,12 +103,13 @@ def build_table(core, wire, sim, e2e, meta) -> tuple[str, list[tuple[str, str, s
     if core:
         L.append("**1. Core state machine** (`cargo bench -p dask-core --bench scale`, no I/O, 64 simulated workers, median of the repetitions)")
         L.append("")
-        L.append("| graph | tasks | transitions | transitions/s | tasks/s |")
-        L.append("|---|---:|---:|---:|---:|")
+        mem_key = "rss_bytes_per_task_after_update_graph"
+        L.append("| graph | tasks | transitions | transitions/s | tasks/s | resident B/task after `update_graph` (no run_spec) |")
+        L.append("|---|---:|---:|---:|---:|---:|")
         for r in core:
             L.append(f"| {r['shape']} | {r['tasks']:,} | {r['transitions']:,} | {fmt_n(r['transitions_per_s_median'])} "
                      f"({fmt_n(r['transitions_per_s_min'])}–{fmt_n(r['transitions_per_s_max'])}) | "
-                     f"{fmt_n(r['tasks'] / r['seconds_median'])} |")
+                     f"{fmt_n(r['tasks'] / r['seconds_median'])} | {fmt_n(r.get(mem_key))} |")
         worst = min(r["transitions_per_s_median"] for r in core)
         best = max(r["transitions_per_s_median"] for r in core)
         targets.append(("core ≥ 2,000,000 transitions/s",
