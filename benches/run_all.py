@@ -174,7 +174,9 @@ def build_table(core, wire, sim, e2e, meta) -> tuple[str, list[tuple[str, str, s
             L.append("")
             L.append(f"RSS includes the run_specs: {rsb0:.0f} B per task for this graph (mean pickled task, "
                      "measured client-side). The Rust scheduler's materializer helpers are the difference between "
-                     "the two RSS columns.")
+                     "the two RSS columns. The Rust scheduler keeps every run_spec as the pickle it sends; the "
+                     "Python scheduler keeps unpickled task objects that share their function objects and pickles "
+                     "each one when it sends it, so for this graph its run_specs cost it less than the pickled bytes.")
         if all(r["n"] < 1_000_000 for r in sc):
             L.append("")
             L.append("Not measured at 1M tasks in this run (`--scale-n` / `--scale-n-python`): see benches/README.md.")
