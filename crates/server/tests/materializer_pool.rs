@@ -2,7 +2,8 @@
 //! dask/distributed (`DASK_SCHEDULER_PYTHON`, default `/work/venv/bin/python`,
 //! else `python3` on PATH).
 
-use std::path::PathBuf;
+mod common;
+use common::*;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,18 +11,6 @@ use dask_scheduler::materializer::{
     Availability, MaterializeError, MaterializerConfig, MaterializerPool,
 };
 use rmpv::Value;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("DASK_SCHEDULER_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from("/work/venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
 
 fn config(pool_size: usize) -> MaterializerConfig {
     MaterializerConfig {
@@ -88,21 +77,6 @@ else:
 sys.stdout.buffer.write(msgpack.packb(req, use_bin_type=True))
 "#;
 
-fn build(args: &[&str]) -> Bytes {
-    let out = std::process::Command::new(python())
-        .arg("-c")
-        .arg(BUILDER)
-        .args(args)
-        .output()
-        .expect("run python to build a request");
-    assert!(
-        out.status.success(),
-        "request builder failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Bytes::from(out.stdout)
-}
-
 fn encode(v: &Value) -> Bytes {
     let mut buf = Vec::new();
     rmpv::encode::write_value(&mut buf, v).unwrap();
@@ -114,17 +88,6 @@ fn op(name: &str, id: i64) -> Bytes {
         ("op".into(), name.into()),
         ("id".into(), id.into()),
     ]))
-}
-
-fn decode(b: &[u8]) -> Value {
-    rmpv::decode::read_value(&mut &b[..]).expect("reply is msgpack")
-}
-
-fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.as_map()
-        .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(key)))
-        .map(|(_, v)| v)
-        .unwrap_or(&Value::Nil)
 }
 
 async fn ping(pool: &MaterializerPool) -> Result<(), MaterializeError> {
@@ -205,7 +168,7 @@ async fn hello_versions_and_ping() {
 #[tokio::test]
 async fn materializes_submit_and_array_graphs() {
     let pool = MaterializerPool::start(config(1)).await;
-    let reply = decode(&pool.request(build(&["annotated"])).await.unwrap());
+    let reply = decode(&pool.request(build(BUILDER, &["annotated"])).await.unwrap());
     assert_eq!(get(&reply, "status").as_str(), Some("ok"), "{reply}");
     assert_eq!(get(&reply, "id").as_i64(), Some(1));
     let tasks = get(&reply, "tasks").as_array().unwrap();
@@ -225,7 +188,7 @@ async fn materializes_submit_and_array_graphs() {
     assert!(get(&run_spec, "pickled-obj").is_bin());
     assert_eq!(get(&run_spec, "num-sub-frames").as_i64(), Some(0));
 
-    let reply = decode(&pool.request(build(&["array"])).await.unwrap());
+    let reply = decode(&pool.request(build(BUILDER, &["array"])).await.unwrap());
     assert_eq!(get(&reply, "status").as_str(), Some("ok"), "{reply}");
     let tasks = get(&reply, "tasks").as_array().unwrap();
     assert!(tasks.len() > 100, "{} tasks", tasks.len());
@@ -241,7 +204,10 @@ async fn materializes_submit_and_array_graphs() {
 async fn crashing_helper_fails_only_its_request() {
     let pool = MaterializerPool::start(config(1)).await;
     let before = pool.helper_pids();
-    let err = pool.request(build(&["exit", "3"])).await.unwrap_err();
+    let err = pool
+        .request(build(BUILDER, &["exit", "3"]))
+        .await
+        .unwrap_err();
     let MaterializeError::HelperDied(msg) = &err else {
         panic!("expected HelperDied, got {err:?}");
     };
@@ -260,7 +226,7 @@ async fn crashing_helper_fails_only_its_request() {
 async fn killed_helper_mid_request() {
     let pool = MaterializerPool::start(config(1)).await;
     let pid = pool.helper_pids()[0];
-    let body = build(&["sleep", "60"]);
+    let body = build(BUILDER, &["sleep", "60"]);
     let p2 = pool.clone();
     let pending = tokio::spawn(async move { p2.request(body).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -294,7 +260,10 @@ async fn timeout_kills_and_restarts() {
     let pool = MaterializerPool::start(cfg).await;
     let pid = pool.helper_pids()[0];
     let started = Instant::now();
-    let err = pool.request(build(&["sleep", "60"])).await.unwrap_err();
+    let err = pool
+        .request(build(BUILDER, &["sleep", "60"]))
+        .await
+        .unwrap_err();
     assert_eq!(err, MaterializeError::Timeout(Duration::from_secs(2)));
     assert!(started.elapsed() < Duration::from_secs(30));
     ping(&pool).await.unwrap();
@@ -305,7 +274,7 @@ async fn timeout_kills_and_restarts() {
 #[tokio::test]
 async fn requests_run_in_parallel_and_queue() {
     let pool = MaterializerPool::start(config(2)).await;
-    let body = build(&["sleep", "2"]);
+    let body = build(BUILDER, &["sleep", "2"]);
     let started = Instant::now();
     let mut pending = Vec::new();
     for _ in 0..4 {

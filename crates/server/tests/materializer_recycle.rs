@@ -1,24 +1,13 @@
 //! Helpers above the resident-memory limit are recycled after a request
 //! (own test binary: it sets the limit through the environment).
 
-use std::path::PathBuf;
+mod common;
+use common::*;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dask_scheduler::materializer::{MaterializerConfig, MaterializerPool, MAX_HELPER_RSS_ENV};
 use rmpv::Value;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("DASK_SCHEDULER_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from("/work/venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
 
 fn ping(id: i64) -> Bytes {
     let mut buf = Vec::new();

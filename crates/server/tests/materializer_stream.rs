@@ -2,26 +2,15 @@
 //! and a real Python with dask/distributed (`DASK_SCHEDULER_PYTHON`, default
 //! `/work/venv/bin/python`, else `python3` on PATH).
 
+mod common;
+use common::*;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use dask_scheduler::materializer::{MaterializerConfig, MaterializerPool};
 use rmpv::Value;
 use tokio::sync::mpsc;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("DASK_SCHEDULER_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from("/work/venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
 
 async fn pool() -> MaterializerPool {
     MaterializerPool::start(MaterializerConfig {
@@ -89,32 +78,6 @@ if len(sys.argv) > 3:
 sys.stdout.buffer.write(msgpack.packb(req, use_bin_type=True))
 "#;
 
-fn build(args: &[&str]) -> Bytes {
-    let out = std::process::Command::new(python())
-        .arg("-c")
-        .arg(BUILDER)
-        .args(args)
-        .output()
-        .expect("run python to build a request");
-    assert!(
-        out.status.success(),
-        "request builder failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Bytes::from(out.stdout)
-}
-
-fn decode(b: &[u8]) -> Value {
-    rmpv::decode::read_value(&mut &b[..]).expect("reply is msgpack")
-}
-
-fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.as_map()
-        .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(key)))
-        .map(|(_, v)| v)
-        .unwrap_or(&Value::Nil)
-}
-
 fn tasks(v: &Value) -> &[Value] {
     get(v, "tasks").as_array().map(Vec::as_slice).unwrap_or(&[])
 }
@@ -152,7 +115,7 @@ async fn streamed(pool: &MaterializerPool, body: Bytes) -> (Vec<Value>, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_graph_streams_in_chunks() {
     let pool = pool().await;
-    let body = build(&["array", "16"]);
+    let body = build(BUILDER, &["array", "16"]);
     let (chunks, reply) = streamed(&pool, body.clone()).await;
     assert_eq!(get(&reply, "status").as_str(), Some("ok"), "{reply}");
     assert!(chunks.len() >= 5, "{} chunks", chunks.len());
@@ -195,7 +158,7 @@ async fn big_graph_streams_in_chunks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_after_some_chunks_is_an_error_reply() {
     let pool = pool().await;
-    let (chunks, reply) = streamed(&pool, build(&["late-bad", "16"])).await;
+    let (chunks, reply) = streamed(&pool, build(BUILDER, &["late-bad", "16"])).await;
     assert_eq!(chunks.len(), 2, "40 good tasks: two full chunks went out");
     assert!(chunks.iter().all(|c| tasks(c).len() == 16));
     assert_eq!(get(&reply, "status").as_str(), Some("error"));
@@ -203,7 +166,7 @@ async fn failure_after_some_chunks_is_an_error_reply() {
     assert!(text.contains("cannot pickle Bad"), "{text}");
     assert!(!get(&reply, "exception_ser").is_nil());
     // The helper is still in step for the next request.
-    let (chunks, reply) = streamed(&pool, build(&["array", "50"])).await;
+    let (chunks, reply) = streamed(&pool, build(BUILDER, &["array", "50"])).await;
     assert_eq!(get(&reply, "status").as_str(), Some("ok"));
     assert!(!chunks.is_empty());
 }
@@ -212,21 +175,24 @@ async fn failure_after_some_chunks_is_an_error_reply() {
 async fn partial_frames_without_a_sink_are_a_protocol_error() {
     let pool = pool().await;
     // A request asking for a stream, sent through the plain `request`.
-    let err = pool.request(build(&["array", "16"])).await.unwrap_err();
+    let err = pool
+        .request(build(BUILDER, &["array", "16"]))
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("streamed partial replies to a request that did not ask for them"),
         "{err}"
     );
     // The helper was replaced; the pool still works.
-    let reply = decode(&pool.request(build(&["array"])).await.unwrap());
+    let reply = decode(&pool.request(build(BUILDER, &["array"])).await.unwrap());
     assert_eq!(get(&reply, "status").as_str(), Some("ok"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_computed_alongside_pickling_come_with_the_reply() {
     let pool = pool().await;
-    let (chunks, reply) = streamed(&pool, build(&["array", "16", "1"])).await;
+    let (chunks, reply) = streamed(&pool, build(BUILDER, &["array", "16", "1"])).await;
     assert_eq!(get(&reply, "status").as_str(), Some("ok"), "{reply}");
     let mut all: Vec<Value> = chunks.iter().flat_map(|c| tasks(c).to_vec()).collect();
     all.extend(tasks(&reply).iter().cloned());
