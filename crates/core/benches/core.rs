@@ -17,13 +17,13 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use dask_core::{ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, WorkerId};
+use dask_core::{ClientId, GraphSubmission, GraphTask, Outgoing, State, WorkerId};
 use dask_wire::{Key, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 mod support;
-use support::{registration, run_spec, task_finished};
+use support::{run_spec, running_state, task_finished};
 
 const N_WORKERS: usize = 4;
 const NTHREADS: u32 = 1;
@@ -116,26 +116,7 @@ struct Fixture {
 }
 
 fn fixture(shape: Shape, n: usize) -> Fixture {
-    let mut state = State::new(Config::default());
-    let client = state.add_client("Client-bench", 0.0);
-    for i in 0..N_WORKERS {
-        let addr = format!("tcp://127.0.0.1:{}", 40000 + i);
-        let w = state
-            .add_worker(registration(&addr, NTHREADS), 0.0)
-            .expect("worker accepted");
-        state
-            .handle_worker_op(
-                w,
-                &Value::map([
-                    ("op", Value::str("worker-status-change")),
-                    ("status", Value::str("running")),
-                    ("stimulus_id", Value::str("bench")),
-                ]),
-                0.0,
-            )
-            .expect("status change");
-    }
-    state.take_outbox();
+    let (state, client) = running_state(N_WORKERS, NTHREADS);
     let (tasks, requested) = graph(shape, n);
     let decoded = tasks
         .iter()

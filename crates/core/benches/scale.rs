@@ -26,13 +26,13 @@
 //! Run: `cargo bench -p dask-core --bench scale` (`-- --quick`).
 
 use bytes::Bytes;
-use dask_core::{ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, WorkerId};
+use dask_core::{ClientId, GraphSubmission, GraphTask, Outgoing, State, WorkerId};
 use dask_wire::{Key, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 mod support;
-use support::{registration, run_spec, task_finished};
+use support::{run_spec, running_state, task_finished};
 
 const N_WORKERS: usize = 64;
 
@@ -142,27 +142,7 @@ struct Run {
 }
 
 fn setup() -> (State, ClientId) {
-    let mut state = State::new(Config::default());
-    let client = state.add_client("Client-bench", 0.0);
-    for i in 0..N_WORKERS {
-        let addr = format!("tcp://127.0.0.1:{}", 40000 + i);
-        let w = state
-            .add_worker(registration(&addr, 1), 0.0)
-            .expect("worker");
-        state
-            .handle_worker_op(
-                w,
-                &Value::map([
-                    ("op", Value::str("worker-status-change")),
-                    ("status", Value::str("running")),
-                    ("stimulus_id", Value::str("bench")),
-                ]),
-                0.0,
-            )
-            .expect("status change");
-    }
-    state.take_outbox();
-    (state, client)
+    running_state(N_WORKERS, 1)
 }
 
 fn run(shape: Shape, n: usize) -> Run {

@@ -1,8 +1,8 @@
-//! Fixtures shared by the core benches (a worker registration, a run_spec,
-//! a worker's `task-finished`).
+//! Fixtures shared by the core benches (a state with running workers, a
+//! worker registration, a run_spec, a worker's `task-finished`).
 
 use bytes::Bytes;
-use dask_core::{WorkerRegistration, WorkerStatus};
+use dask_core::{ClientId, Config, State, WorkerRegistration, WorkerStatus};
 use dask_wire::{Opaque, OpaqueKind, Value};
 
 /// A minimal registration for a simulated worker at `addr`.
@@ -56,4 +56,30 @@ pub fn task_finished(key: Value, run_id: Value, now: f64) -> Value {
         ("stimulus_id", Value::str("task-finished-bench")),
         ("status", Value::str("OK")),
     ])
+}
+
+/// A fresh state with one client and `n_workers` running workers of
+/// `nthreads` threads each, outbox drained.
+pub fn running_state(n_workers: usize, nthreads: u32) -> (State, ClientId) {
+    let mut state = State::new(Config::default());
+    let client = state.add_client("Client-bench", 0.0);
+    for i in 0..n_workers {
+        let addr = format!("tcp://127.0.0.1:{}", 40000 + i);
+        let w = state
+            .add_worker(registration(&addr, nthreads), 0.0)
+            .expect("worker accepted");
+        state
+            .handle_worker_op(
+                w,
+                &Value::map([
+                    ("op", Value::str("worker-status-change")),
+                    ("status", Value::str("running")),
+                    ("stimulus_id", Value::str("bench")),
+                ]),
+                0.0,
+            )
+            .expect("status change");
+    }
+    state.take_outbox();
+    (state, client)
 }
