@@ -11,6 +11,8 @@
 //! as a fast network would deliver them), then the client releases the
 //! requested keys (`client-releases-keys`) so every task goes to
 //! released/forgotten. Counted: `State::transition_counter()` over the run.
+//! Each run also prints (stderr) how the time splits between `update_graph`,
+//! the compute/finish loop and the release.
 //! Not included: Python materialization, msgpack, sockets.
 //!
 //! Memory: before the timed runs, the independent graph is submitted once
@@ -170,6 +172,7 @@ fn run(shape: Shape, n: usize) -> Run {
     let c0 = state.transition_counter();
     let mut now = 1.0;
     state.update_graph(client, sub, now);
+    let t_ug = t0.elapsed().as_secs_f64();
     let mut queue: VecDeque<(WorkerId, Value, Value)> = VecDeque::new();
     let mut finished = 0;
     loop {
@@ -196,11 +199,18 @@ fn run(shape: Shape, n: usize) -> Run {
         finished += 1;
     }
     assert_eq!(finished, n_tasks, "{shape:?}: not every task ran once");
+    let t_loop = t0.elapsed().as_secs_f64();
     state
         .handle_client_op(client, &release, now)
         .expect("release accepted");
     state.take_outbox();
     let seconds = t0.elapsed().as_secs_f64();
+    // where the time goes, per run (stderr: not parsed by run_all.py)
+    eprintln!(
+        "  {shape:?}: update_graph {t_ug:.3} s, compute/finish loop {:.3} s, release {:.3} s",
+        t_loop - t_ug,
+        seconds - t_loop
+    );
     let transitions = state.transition_counter() - c0;
     // dropping a 1M-task state takes a while: outside the timing
     drop(state);

@@ -55,7 +55,7 @@ fn parse_annotations(ann: &Value) -> (f64, u32, Option<Restrictions>) {
     let mut r = Restrictions::default();
     if let Some(workers) = ann.get("workers").or_else(|| ann.get("restrictions")) {
         match workers {
-            Value::Str(s) => r.workers.push(s.clone()),
+            Value::Str(s) => r.workers.push(s.to_string()),
             other => {
                 if let Some(items) = other.as_seq() {
                     r.workers

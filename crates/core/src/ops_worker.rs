@@ -169,10 +169,10 @@ impl State {
                 let mut event = msg.get("msg").cloned().unwrap_or(Value::Nil);
                 if let (Value::Map(_), Some(addr)) = (&event, self.worker_address(w)) {
                     let addr = addr.to_string();
-                    event.set("worker", Value::Str(addr));
+                    event.set("worker", Value::Str(addr.into()));
                 }
                 let topics: Vec<String> = match msg.get("topic") {
-                    Some(Value::Str(t)) => vec![t.clone()],
+                    Some(Value::Str(t)) => vec![t.to_string()],
                     Some(other) => other
                         .as_seq()
                         .map(|ts| {
@@ -231,7 +231,7 @@ impl State {
         t.who_has
             .iter()
             .filter_map(|w| self.workers.get(w))
-            .map(|w| Value::Str(w.info.address.clone()))
+            .map(|w| Value::str(w.info.address.as_str()))
             .collect()
     }
 

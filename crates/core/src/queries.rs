@@ -25,7 +25,7 @@ fn str_list(v: Option<&Value>) -> Option<Vec<String>> {
         return None;
     }
     Some(match v {
-        Value::Str(s) => vec![s.clone()],
+        Value::Str(s) => vec![s.to_string()],
         other => other
             .as_seq()
             .map(|items| {
@@ -81,7 +81,7 @@ impl State {
                         .iter()
                         .map(|id| self.task(*id).key.to_value())
                         .collect();
-                    (Value::Str(w.info.address.clone()), Value::Array(keys))
+                    (Value::str(w.info.address.as_str()), Value::Array(keys))
                 })
                 .collect(),
         )
@@ -98,7 +98,7 @@ impl State {
                         .iter()
                         .map(|id| self.task(*id).key.to_value())
                         .collect();
-                    (Value::Str(w.info.address.clone()), Value::Array(keys))
+                    (Value::str(w.info.address.as_str()), Value::Array(keys))
                 })
                 .collect(),
         )
@@ -112,7 +112,7 @@ impl State {
                 .filter(|w| !running_only || w.status == WorkerStatus::Running)
                 .map(|w| {
                     (
-                        Value::Str(w.info.address.clone()),
+                        Value::str(w.info.address.as_str()),
                         Value::Int(w.info.nthreads as i64),
                     )
                 })
@@ -157,15 +157,15 @@ impl State {
     pub fn worker_identity(&self, w: &Worker) -> Value {
         let mut entries = vec![
             ("type", Value::str("Worker")),
-            ("id", Value::Str(w.info.server_id.clone())),
-            ("host", Value::Str(w.host.clone())),
+            ("id", Value::str(w.info.server_id.as_str())),
+            ("host", Value::str(w.host.as_str())),
             (
                 "resources",
                 Value::Map(
                     w.info
                         .resources
                         .iter()
-                        .map(|(k, v)| (Value::Str(k.clone()), Value::Float(*v)))
+                        .map(|(k, v)| (Value::str(k.as_str()), Value::Float(*v)))
                         .collect(),
                 ),
             ),
@@ -197,7 +197,7 @@ impl State {
             self.workers
                 .values()
                 .take(take)
-                .map(|w| (Value::Str(w.info.address.clone()), self.worker_identity(w)))
+                .map(|w| (Value::str(w.info.address.as_str()), self.worker_identity(w)))
                 .collect(),
         )
     }

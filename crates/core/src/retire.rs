@@ -122,7 +122,7 @@ impl State {
                     let w = &self.workers[&w];
                     match (o.attribute, &w.info.name) {
                         (WorkerAttribute::Address, _) | (WorkerAttribute::Name, Value::Nil) => {
-                            Value::Str(w.info.address.clone())
+                            Value::str(w.info.address.as_str())
                         }
                         (WorkerAttribute::Name, name) => name.clone(),
                     }

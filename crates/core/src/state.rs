@@ -222,23 +222,29 @@ impl State {
     }
 
     pub(crate) fn new_task(&mut self, key: Key) -> TaskId {
-        // decoded once: `key_split` of the name is the prefix; tuple keys
-        // group by their name, str keys by prefix (`key_split_group`)
-        let (name, is_tuple) = match key.decoded() {
-            Value::Str(s) => (s, false),
-            Value::Array(items) => (
-                match items.into_iter().next() {
-                    Some(Value::Str(s)) => s,
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                },
-                true,
-            ),
-            other => (other.to_string(), false),
+        // `key_split` of the name is the prefix; tuple keys group by their
+        // name, str keys by prefix (`key_split_group`). A str name is read in
+        // place, without decoding the key or allocating.
+        let (prefix, group) = match key.name_borrowed() {
+            Some((name, is_tuple)) => {
+                let prefix_name = dask_wire::key::key_split(name);
+                let prefix = self.intern_prefix(&prefix_name);
+                (
+                    prefix,
+                    self.intern_group(if is_tuple { name } else { &prefix_name }),
+                )
+            }
+            None => {
+                let name = key.name();
+                let is_tuple = matches!(key.decoded(), Value::Array(_));
+                let prefix_name = dask_wire::key::key_split(&name);
+                let prefix = self.intern_prefix(&prefix_name);
+                (
+                    prefix,
+                    self.intern_group(if is_tuple { &name } else { &prefix_name }),
+                )
+            }
         };
-        let prefix_name = dask_wire::key::key_split(&name);
-        let prefix = self.intern_prefix(&prefix_name);
-        let group = self.intern_group(if is_tuple { name } else { prefix_name });
         let task = Task::new(key.clone(), prefix, group);
         let id = match self.free_slots.pop() {
             Some(id) => {
@@ -289,8 +295,8 @@ impl State {
 
     /// The group of `name` (`key_split_group`: a tuple key's name, a str
     /// key's prefix).
-    fn intern_group(&mut self, name: String) -> u32 {
-        if let Some(&id) = self.group_ids.get(&name) {
+    fn intern_group(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.group_ids.get(name) {
             self.groups[id as usize] += 1;
             self.group_live[id as usize] += 1;
             return id;
@@ -299,17 +305,17 @@ impl State {
             Some(id) => {
                 self.groups[id as usize] = 1;
                 self.group_live[id as usize] = 1;
-                self.group_names[id as usize] = name.clone();
+                self.group_names[id as usize] = name.to_string();
                 id
             }
             None => {
                 self.groups.push(1);
                 self.group_live.push(1);
-                self.group_names.push(name.clone());
+                self.group_names.push(name.to_string());
                 (self.groups.len() - 1) as u32
             }
         };
-        self.group_ids.insert(name, id);
+        self.group_ids.insert(name.to_string(), id);
         id
     }
 
@@ -550,7 +556,7 @@ impl State {
             )));
         }
         let name_str = match &reg.name {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s.to_string(),
             Value::Nil => reg.address.clone(),
             other => other.to_string(),
         };

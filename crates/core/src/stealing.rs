@@ -253,7 +253,7 @@ impl State {
             .map(|(id, s)| {
                 (
                     self.task(*id).key.clone(),
-                    Value::Str(s.stimulus_id.clone()),
+                    Value::str(s.stimulus_id.as_str()),
                 )
             })
             .collect()

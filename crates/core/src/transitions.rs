@@ -305,7 +305,7 @@ impl State {
                 Value::Map(
                     r.resources
                         .iter()
-                        .map(|(n, a)| (Value::Str(n.clone()), Value::Float(*a)))
+                        .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
                         .collect(),
                 )
             })

@@ -8,8 +8,9 @@
 
 use crate::error::WireError;
 use crate::msgpack;
-use crate::value::Value;
+use crate::value::{raw_str_body, Value};
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::fmt;
 
 /// A validated Dask key.
@@ -48,9 +49,9 @@ impl Key {
     /// The string of a str key, or of the first element of a tuple key.
     pub fn name(&self) -> String {
         match self.decoded() {
-            Value::Str(s) => s,
+            Value::Str(s) => s.into_string(),
             Value::Array(items) => match items.into_iter().next() {
-                Some(Value::Str(s)) => s,
+                Some(Value::Str(s)) => s.into_string(),
                 Some(other) => other.to_string(),
                 None => String::new(),
             },
@@ -58,10 +59,30 @@ impl Key {
         }
     }
 
+    /// The name ([`Key::name`]) read in place when it is a str (a str key,
+    /// or a tuple key whose first element is a str), and whether the key is a
+    /// tuple; None for other keys. Lets task creation skip decoding the key.
+    pub fn name_borrowed(&self) -> Option<(&str, bool)> {
+        let b: &[u8] = &self.0;
+        let (&tag, rest) = b.split_first()?;
+        let (first, is_tuple) = match tag {
+            0x91..=0x9f => (rest, true),
+            0xdc => (rest.get(2..)?, true),
+            0xdd => (rest.get(4..)?, true),
+            _ => (b, false),
+        };
+        let body = if is_tuple {
+            str_prefix_body(first)?
+        } else {
+            raw_str_body(first)?
+        };
+        Some((std::str::from_utf8(body).ok()?, is_tuple))
+    }
+
     /// Dask's `key_split`: the task prefix (`"inc-abc123"` → `"inc"`,
     /// `("sum-aggregate-<token>", 0)` → `"sum-aggregate"`).
     pub fn prefix(&self) -> String {
-        key_split(&self.name())
+        key_split(&self.name()).into_owned()
     }
 }
 
@@ -80,42 +101,79 @@ fn is_hex8(w: &str) -> bool {
     w.chars().count() == 8 && w.starts_with(|c: char| ('a'..='f').contains(&c))
 }
 
-/// Port of `dask.utils.key_split` for string keys.
-pub fn key_split(s: &str) -> String {
+/// The body of the msgpack str at the start of `b` (more may follow).
+fn str_prefix_body(b: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = b.split_first()?;
+    let (len, body) = match tag {
+        0xa0..=0xbf => (usize::from(tag & 0x1f), rest),
+        0xd9 => (usize::from(*rest.first()?), rest.get(1..)?),
+        0xda => (
+            usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            rest.get(2..)?,
+        ),
+        0xdb => (
+            u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize,
+            rest.get(4..)?,
+        ),
+        _ => return None,
+    };
+    body.get(..len)
+}
+
+/// Is `w` a word that `key_split` keeps after the first one?
+fn kept_word(w: &str) -> bool {
+    !w.is_empty() && w.chars().all(char::is_alphabetic) && !is_hex8(w)
+}
+
+/// Port of `dask.utils.key_split` for string keys. Borrows from `s` in
+/// the common case (the prefix is a leading part of the name), so that
+/// creating a task does not allocate for its prefix.
+pub fn key_split(s: &str) -> Cow<'_, str> {
     let mut words = s.split('-');
     let first = words.next().unwrap_or("");
-    let mut result = if first.chars().next().is_some_and(|c| c.is_alphabetic()) {
-        first.to_string()
+    let result: Cow<'_, str> = if first.chars().next().is_some_and(|c| c.is_alphabetic()) {
+        // the kept words are contiguous in `s`: the prefix is a slice of it
+        let mut end = first.len();
+        for word in words {
+            if kept_word(word) {
+                end += 1 + word.len();
+            } else {
+                break;
+            }
+        }
+        Cow::Borrowed(&s[..end])
     } else {
-        first
+        let mut out = first
             .split(',')
             .next()
             .unwrap_or("")
             .trim_matches(|c| "_'()\"".contains(c))
-            .to_string()
-    };
-    for word in words {
-        if !word.is_empty() && word.chars().all(char::is_alphabetic) && !is_hex8(word) {
-            result.push('-');
-            result.push_str(word);
-        } else {
-            break;
+            .to_string();
+        for word in words {
+            if kept_word(word) {
+                out.push('-');
+                out.push_str(word);
+            } else {
+                break;
+            }
         }
-    }
+        Cow::Owned(out)
+    };
     if result.len() == 32
         && result
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     {
-        return "data".into();
+        return Cow::Borrowed("data");
     }
     if let Some(stripped) = result.strip_prefix('<') {
         let inner = stripped.trim_matches(|c| c == '<' || c == '>');
         let word = inner.split_whitespace().next().unwrap_or("");
-        return word.rsplit('.').next().unwrap_or("").to_string();
+        // (only the non-alphabetic branch above can start with '<')
+        return Cow::Owned(word.rsplit('.').next().unwrap_or("").to_string());
     }
     if result.is_empty() {
-        return "Other".into();
+        return Cow::Borrowed("Other");
     }
     result
 }
@@ -180,5 +238,36 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(key_split(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn borrowed_name_matches_decoded_name() {
+        let keys = [
+            Key::from_str_key("inc-1"),
+            Key::from_str_key(&"x".repeat(40)),
+            Key::from_str_key(&"y".repeat(300)),
+            Key::from_value(&Value::Array(vec![Value::str("bfly-ab"), Value::Int(3)])).unwrap(),
+            Key::from_value(&Value::Array(vec![
+                Value::str("z".repeat(70)),
+                Value::Int(1),
+            ]))
+            .unwrap(),
+            Key::from_value(&Value::Array(
+                (0..20).map(|i| Value::str(format!("t{i}"))).collect(),
+            ))
+            .unwrap(),
+        ];
+        for key in &keys {
+            let (name, is_tuple) = key.name_borrowed().expect("a str name");
+            assert_eq!(name, key.name(), "{key}");
+            assert_eq!(is_tuple, matches!(key.decoded(), Value::Array(_)), "{key}");
+        }
+        // names that are not strs: no borrowed form
+        assert_eq!(
+            Key::from_value(&Value::Int(7)).unwrap().name_borrowed(),
+            None
+        );
+        let t = Key::from_value(&Value::Array(vec![Value::Int(1), Value::str("a")])).unwrap();
+        assert_eq!(t.name_borrowed(), None);
     }
 }

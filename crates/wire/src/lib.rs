@@ -22,4 +22,4 @@ pub mod value;
 pub use error::WireError;
 pub use key::Key;
 pub use message::{decode_message, encode_message};
-pub use value::{Opaque, OpaqueKind, Value};
+pub use value::{Opaque, OpaqueKind, Text, Value};

@@ -67,7 +67,7 @@ impl Decoder<'_> {
     fn str(&mut self, n: usize) -> Result<Value, WireError> {
         let raw = self.take(n)?;
         let s = std::str::from_utf8(raw).map_err(|_| WireError::InvalidUtf8)?;
-        Ok(Value::Str(s.to_string()))
+        Ok(Value::Str(s.into()))
     }
 
     fn array(&mut self, n: usize, depth: usize) -> Result<Value, WireError> {

@@ -3,6 +3,11 @@
 use bytes::Bytes;
 use std::fmt;
 
+/// The string type of [`Value::Str`]: strings of up to 24 bytes (field
+/// names, ops, statuses, most keys of decoded maps) are stored inline, so
+/// decoding and building messages does not allocate for them.
+pub type Text = compact_str::CompactString;
+
 /// Which placeholder an opaque object travelled as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpaqueKind {
@@ -44,8 +49,8 @@ pub enum Value {
     UInt(u64),
     /// A float (float32 is widened).
     Float(f64),
-    /// A UTF-8 string.
-    Str(String),
+    /// A UTF-8 string (inline up to 24 bytes, see [`Text`]).
+    Str(Text),
     /// Binary data.
     Bin(Bytes),
     /// An array (a Python tuple or list).
@@ -87,7 +92,7 @@ impl Value {
     }
 
     /// Build a string value.
-    pub fn str(s: impl Into<String>) -> Value {
+    pub fn str(s: impl Into<Text>) -> Value {
         Value::Str(s.into())
     }
 
@@ -95,7 +100,7 @@ impl Value {
     pub fn map<I, K>(entries: I) -> Value
     where
         I: IntoIterator<Item = (K, Value)>,
-        K: Into<String>,
+        K: Into<Text>,
     {
         Value::Map(
             entries
@@ -155,7 +160,7 @@ impl Value {
             if let Some(slot) = entries.iter_mut().find(|(k, _)| k.is_str_key(key)) {
                 slot.1 = value;
             } else {
-                entries.push((Value::Str(key.to_string()), value));
+                entries.push((Value::Str(key.into()), value));
             }
         }
     }
@@ -230,7 +235,7 @@ impl Value {
 }
 
 /// The bytes of a msgpack-encoded str, if `b` is exactly one str.
-fn raw_str_body(b: &[u8]) -> Option<&[u8]> {
+pub(crate) fn raw_str_body(b: &[u8]) -> Option<&[u8]> {
     let (&tag, rest) = b.split_first()?;
     let (len, body) = match tag {
         0xa0..=0xbf => (usize::from(tag & 0x1f), rest),
@@ -250,12 +255,12 @@ fn raw_str_body(b: &[u8]) -> Option<&[u8]> {
 
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
-        Value::Str(s.to_string())
+        Value::Str(s.into())
     }
 }
 impl From<String> for Value {
     fn from(s: String) -> Self {
-        Value::Str(s)
+        Value::Str(s.into())
     }
 }
 impl From<i64> for Value {

@@ -70,7 +70,7 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::Int(i) => J::from(*i),
         Value::UInt(u) => J::from(*u),
         Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-        Value::Str(s) => J::String(s.clone()),
+        Value::Str(s) => J::String(s.to_string()),
         Value::Bin(b) => J::String(String::from_utf8_lossy(b).into_owned()),
         Value::Array(items) => J::Array(items.iter().map(to_json).collect()),
         Value::Map(entries) => J::Object(
@@ -78,7 +78,7 @@ pub fn to_json(v: &Value) -> serde_json::Value {
                 .iter()
                 .map(|(k, v)| {
                     let key = match k {
-                        Value::Str(s) => s.clone(),
+                        Value::Str(s) => s.to_string(),
                         other => other.to_string(),
                     };
                     (key, to_json(v))

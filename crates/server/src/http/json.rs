@@ -55,14 +55,14 @@ pub fn value_to_json(v: &Value) -> J {
         Value::Int(i) => J::from(*i),
         Value::UInt(u) => J::from(*u),
         Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-        Value::Str(s) => J::String(s.clone()),
+        Value::Str(s) => J::String(s.to_string()),
         Value::Array(items) => J::Array(items.iter().map(value_to_json).collect()),
         Value::Map(entries) => J::Object(
             entries
                 .iter()
                 .map(|(k, v)| {
                     let key = match k {
-                        Value::Str(s) => s.clone(),
+                        Value::Str(s) => s.to_string(),
                         other => other.to_string(),
                     };
                     (key, value_to_json(v))

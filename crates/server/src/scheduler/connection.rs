@@ -207,7 +207,7 @@ async fn worker_stream(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
             tracing::warn!("Bad worker registration from {peer}: {message}");
             let reply = Value::map([
                 ("status", Value::str("error")),
-                ("message", Value::Str(message)),
+                ("message", Value::str(message)),
                 ("time", Value::Float(super::now())),
             ]);
             let _ = conn.write(&reply).await;

@@ -14,7 +14,7 @@ pub fn error_reply(exc_type: &str, message: &str) -> Value {
         ("traceback", Value::Nil),
         (
             "exception_text",
-            Value::Str(format!("{exc_type}('{message}')")),
+            Value::str(format!("{exc_type}('{message}')")),
         ),
         ("traceback_text", Value::str("")),
     ])

@@ -148,7 +148,7 @@ impl Loop {
             } => {
                 let address = reg.address.clone();
                 let name = match &reg.name {
-                    Value::Str(s) => s.clone(),
+                    Value::Str(s) => s.to_string(),
                     Value::Nil => address.clone(),
                     other => other.to_string(),
                 };
@@ -175,7 +175,7 @@ impl Loop {
                         tracing::warn!("Refusing worker {address}: {e}");
                         sender.send_raw(Value::map([
                             ("status", Value::str("error")),
-                            ("message", Value::Str(e.to_string())),
+                            ("message", Value::str(e.to_string())),
                             ("time", Value::Float(now)),
                         ]));
                         sender.close();

@@ -144,8 +144,8 @@ impl Scheduler {
             };
             Value::map([
                 ("type", Value::str("Scheduler")),
-                ("id", Value::Str(info.id.clone())),
-                ("address", Value::Str(info.address.clone())),
+                ("id", Value::str(info.id.clone())),
+                ("address", Value::str(info.address.clone())),
                 ("services", services),
                 ("started", Value::Float(info.started)),
                 ("n_workers", Value::from(n)),

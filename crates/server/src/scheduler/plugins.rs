@@ -51,7 +51,7 @@ impl Plugins {
         let t = self.table(kind).lock().unwrap_or_else(|e| e.into_inner());
         Value::Map(
             t.iter()
-                .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
+                .map(|(k, v)| (Value::str(k.clone()), v.clone()))
                 .collect(),
         )
     }

@@ -138,13 +138,13 @@ async fn run_retirement(sched: &Arc<Scheduler>, req: RetireRequest) -> Option<Va
         ("action", Value::str("retire-workers")),
         (
             "retired",
-            Value::Array(retired.iter().map(|(a, _)| Value::Str(a.clone())).collect()),
+            Value::Array(retired.iter().map(|(a, _)| Value::str(a.clone())).collect()),
         ),
         (
             "could-not-retire",
-            Value::Array(not_retired.iter().map(|a| Value::Str(a.clone())).collect()),
+            Value::Array(not_retired.iter().map(|a| Value::str(a.clone())).collect()),
         ),
-        ("stimulus_id", Value::Str(stimulus)),
+        ("stimulus_id", Value::str(stimulus)),
     ]);
     sched
         .with_state(move |s, _| s.publish_event("all", event))
@@ -152,7 +152,7 @@ async fn run_retirement(sched: &Arc<Scheduler>, req: RetireRequest) -> Option<Va
     Some(Value::Map(
         retired
             .into_iter()
-            .map(|(a, identity)| (Value::Str(a), identity))
+            .map(|(a, identity)| (Value::str(a), identity))
             .collect(),
     ))
 }
@@ -220,7 +220,7 @@ fn str_list(msg: &Value, field: &str) -> Result<Option<Vec<String>>, Value> {
             Ok(Some(
                 seq.iter()
                     .map(|x| match x {
-                        Value::Str(s) => s.clone(),
+                        Value::Str(s) => s.to_string(),
                         other => other.to_string(),
                     })
                     .collect(),

@@ -308,7 +308,7 @@ fn versions(sched: &Scheduler) -> Value {
                 "host",
                 Value::map([(
                     "note",
-                    Value::Str(format!("no Python environment: {reason}")),
+                    Value::str(format!("no Python environment: {reason}")),
                 )]),
             ),
             ("packages", Value::Map(Vec::new())),
@@ -538,7 +538,7 @@ async fn register_plugin(sched: &Arc<Scheduler>, nanny: bool, msg: &Value) -> Re
             Value::map([
                 ("op", Value::str(op)),
                 ("plugin", plugin),
-                ("name", Value::Str(name)),
+                ("name", Value::str(name)),
             ]),
         ),
         ("nanny", Value::Bool(nanny)),
@@ -571,7 +571,7 @@ async fn unregister_plugin(
     let request = Value::map([
         (
             "msg",
-            Value::map([("op", Value::str(op)), ("name", Value::Str(name))]),
+            Value::map([("op", Value::str(op)), ("name", Value::str(name))]),
         ),
         ("nanny", Value::Bool(nanny)),
         ("on_error", Value::str("return")),
@@ -627,12 +627,12 @@ async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> 
     while let Some(joined) = calls.join_next().await {
         let Ok((addr, result)) = joined else { continue };
         match result {
-            Ok(reply) => out.push((Value::Str(addr), reply)),
+            Ok(reply) => out.push((Value::str(addr), reply)),
             Err(e) => match on_error.as_str() {
                 "ignore" => {}
                 "return" | "return_pickle" => {
                     let exc = pickle::exception("builtins", "OSError", &e);
-                    out.push((Value::Str(addr), Value::Bin(exc)));
+                    out.push((Value::str(addr), Value::Bin(exc)));
                 }
                 _ => return Err(error_reply("OSError", &e)),
             },
@@ -660,7 +660,7 @@ async fn call_stack(sched: &Arc<Scheduler>, keys: Option<Vec<Key>>) -> Value {
     while let Some(joined) = calls.join_next().await {
         if let Ok((addr, Ok(reply))) = joined {
             if reply.truthy() {
-                out.push((Value::Str(addr), reply));
+                out.push((Value::str(addr), reply));
             }
         }
     }
