@@ -43,7 +43,7 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
     let mk = |key: Key, deps: Vec<Key>, order: i64| GraphTask {
         key,
         dependencies: deps,
-        run_spec: run_spec(),
+        run_spec: run_spec().into(),
         order,
         annotations: Value::Map(vec![]),
         data_producer: false,

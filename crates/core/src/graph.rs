@@ -3,10 +3,11 @@
 
 use crate::ids::{ClientId, TaskId};
 use crate::messages;
+use crate::runspec::RunSpec;
 use crate::state::{Outgoing, State};
 use crate::task::{Priority, Restrictions, TaskState};
 use crate::transitions::Target;
-use dask_wire::{Key, Opaque, Value};
+use dask_wire::{Key, Value};
 use rustc_hash::FxHashMap;
 
 /// One materialized task, as produced by the graph materializer.
@@ -16,8 +17,9 @@ pub struct GraphTask {
     pub key: Key,
     /// Keys it depends on.
     pub dependencies: Vec<Key>,
-    /// Pickled `GraphNode` (sent verbatim as `compute-task.run_spec`).
-    pub run_spec: Opaque,
+    /// Pickled `GraphNode` (sent verbatim as `compute-task.run_spec`),
+    /// stored packed ([`crate::RunSpecPacker`]) or whole (`Opaque::into`).
+    pub run_spec: RunSpec,
     /// Position from `dask.order` (or the client's `internal_priority`).
     pub order: i64,
     /// Merged global + layer annotations (a msgpack map).
@@ -81,7 +83,7 @@ fn parse_annotations(ann: &Value) -> (f64, u32, Option<Restrictions>) {
 
 impl State {
     /// Add a materialized graph for `client` and start computing its requested keys.
-    pub fn update_graph(&mut self, client: ClientId, graph: GraphSubmission, now: f64) {
+    pub fn update_graph(&mut self, client: ClientId, mut graph: GraphSubmission, now: f64) {
         self.now = now;
         let mut by_key: FxHashMap<&Key, usize> = FxHashMap::default();
         by_key.reserve(graph.tasks.len());
@@ -133,6 +135,7 @@ impl State {
             .iter()
             .filter_map(|k| by_key.get(k).copied())
             .collect();
+        drop(by_key);
         let deps_of = |gi: usize| &dep_refs[dep_start[gi]..dep_start[gi + 1]];
         // visited, and the task id of each visited position
         let mut seen = vec![false; graph.tasks.len()];
@@ -183,10 +186,11 @@ impl State {
         let generation = self.generation;
 
         for &(id, gi) in &touched {
-            let gt = &graph.tasks[gi];
+            let gt = &mut graph.tasks[gi];
             let (user_priority, retries, restrictions) = parse_annotations(&gt.annotations);
             let t = self.task_mut(id);
-            t.run_spec = Some(Box::new(gt.run_spec.clone()));
+            // moved: each position is walked (and touched) once
+            t.run_spec = Some(Box::new(std::mem::take(&mut gt.run_spec)));
             // the rare parts only take memory when set (or set before)
             let plain = gt.annotations == Value::Map(Vec::new());
             if !plain || retries > 0 || restrictions.is_some() || t.extra.is_some() {

@@ -2,7 +2,8 @@
 
 use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::idset::IdSet;
-use dask_wire::{Key, Opaque, Value};
+use crate::runspec::RunSpec;
+use dask_wire::{Key, Value};
 use smallvec::SmallVec;
 use std::cmp::Ordering;
 
@@ -160,7 +161,7 @@ pub struct Task {
     /// The Dask key.
     pub key: Key,
     /// Pickled `GraphNode` to send in `compute-task`; `None` for pure data (scatter).
-    pub run_spec: Option<Box<Opaque>>,
+    pub run_spec: Option<Box<RunSpec>>,
     /// Tasks this one needs.
     pub dependencies: IdSet<TaskId>,
     /// Tasks that need this one.

@@ -320,7 +320,7 @@ impl State {
             run_spec: t
                 .run_spec
                 .as_ref()
-                .map_or(Value::Nil, |o| Value::Opaque(o.clone())),
+                .map_or(Value::Nil, |o| Value::Opaque(Box::new(o.to_opaque()))),
             resource_restrictions: resources.unwrap_or(Value::Nil),
             annotations: t.annotations().clone(),
         })

@@ -303,7 +303,7 @@ impl Sim {
         GraphTask {
             key: t.key,
             dependencies: t.deps,
-            run_spec: run_spec(),
+            run_spec: run_spec().into(),
             order,
             annotations: Value::map(t.annotations),
             data_producer: t.data_producer,

@@ -325,8 +325,8 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
         ));
     }
     if n <= EXACT_FRAME_MAX {
-        // Streamed chunks are kept as they are (their run_specs are slices
-        // of them): read them into a buffer of exactly their size.
+        // Read into a buffer of exactly the frame's size (the reply is
+        // decoded in place and dropped once its tasks are parsed).
         let mut body = vec![0u8; n as usize];
         r.read_exact(&mut body).await.map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {

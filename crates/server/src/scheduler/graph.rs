@@ -6,7 +6,7 @@ use super::event_loop::Command;
 use super::Scheduler;
 use crate::materializer::MaterializeError;
 use bytes::Bytes;
-use dask_core::{ClientId, GraphSubmission, GraphTask};
+use dask_core::{ClientId, GraphSubmission, GraphTask, RunSpecPacker};
 use dask_wire::{msgpack, Key, Opaque, OpaqueKind, Value};
 
 /// Why an update-graph could not become a graph (reported to the client).
@@ -107,7 +107,7 @@ fn serialized_or_bin(reply: &Value, ser: &str, raw: &str) -> Value {
     reply.get(raw).cloned().unwrap_or(Value::Nil)
 }
 
-fn parse_task(t: &Value) -> Result<GraphTask, String> {
+fn parse_task(t: &Value, packer: &mut RunSpecPacker) -> Result<GraphTask, String> {
     let key =
         Key::from_value(t.get("key").ok_or("task without key")?).map_err(|e| e.to_string())?;
     let dependencies = t
@@ -123,11 +123,11 @@ fn parse_task(t: &Value) -> Result<GraphTask, String> {
     Ok(GraphTask {
         key,
         dependencies,
-        run_spec: Opaque {
+        run_spec: packer.pack(&Opaque {
             kind: OpaqueKind::Pickled,
             header: header.clone(),
             frames: bins(t.get("run_spec_frames")),
-        },
+        }),
         order: t.get("order").and_then(Value::as_i64).unwrap_or(0),
         annotations: t
             .get("annotations")
@@ -138,12 +138,16 @@ fn parse_task(t: &Value) -> Result<GraphTask, String> {
     })
 }
 
+/// The tasks of a reply or chunk, their run_specs packed
+/// ([`RunSpecPacker`]: copied out of the reply, consecutive similar pickles
+/// sharing their bytes), so that no task keeps the reply's buffer alive.
 fn parse_tasks(tasks: Option<&Value>) -> Result<Vec<GraphTask>, Failure> {
+    let mut packer = RunSpecPacker::new();
     tasks
         .and_then(Value::as_seq)
         .ok_or_else(|| Failure::runtime("materializer reply without tasks".into()))?
         .iter()
-        .map(parse_task)
+        .map(|t| parse_task(t, &mut packer))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::runtime(format!("bad materializer reply: {e}")))
 }
@@ -152,81 +156,10 @@ fn undecodable(e: impl std::fmt::Display) -> Failure {
     Failure::runtime(format!("undecodable materializer reply: {e}"))
 }
 
-/// One streamed chunk `{"partial": true, "tasks": [...]}`, with its
-/// run_specs [compacted](compact_run_specs).
+/// One streamed chunk `{"partial": true, "tasks": [...]}`.
 fn parse_chunk(chunk: Bytes) -> Result<Vec<GraphTask>, Failure> {
-    let mut tasks = {
-        let v = msgpack::decode(&chunk).map_err(undecodable)?;
-        parse_tasks(v.get("tasks"))?
-    };
-    compact_run_specs(&mut tasks, chunk);
-    Ok(tasks)
-}
-
-/// Keep only the run_spec bytes of `tasks` (slices of `source`, the reply
-/// they were decoded from), packed into one buffer of exactly their size.
-///
-/// Decoding slices run_specs out of the reply without copying, but then the
-/// whole reply (keys, dependency lists, field names: everything that was
-/// parsed into other structures) would stay allocated as long as any of its
-/// tasks keeps its run_spec. Instead the run_specs are moved to the front of
-/// the reply's own buffer (no new memory is touched) and the rest is given
-/// back; the buffer is freed with the last of these tasks. If the run_specs
-/// are not laid out in `source` as expected they are copied instead.
-fn compact_run_specs(tasks: &mut [GraphTask], source: Bytes) {
-    let base = source.as_ptr() as usize;
-    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
-    let mut in_place = true;
-    let mut last = 0;
-    for t in tasks.iter() {
-        for b in std::iter::once(&t.run_spec.header).chain(&t.run_spec.frames) {
-            let start = (b.as_ptr() as usize).wrapping_sub(base);
-            if b.is_empty() {
-                parts.push(last..last);
-            } else if start >= last && start + b.len() <= source.len() {
-                last = start + b.len();
-                parts.push(start..last);
-            } else {
-                in_place = false;
-            }
-        }
-    }
-    let buf = if in_place {
-        for t in tasks.iter_mut() {
-            t.run_spec.header = Bytes::new();
-            t.run_spec.frames.iter_mut().for_each(|f| *f = Bytes::new());
-        }
-        // The reply's allocation itself, when nothing else refers to it.
-        let mut buf = Vec::from(source);
-        let mut w = 0;
-        for r in parts.iter_mut() {
-            let len = r.len();
-            buf.copy_within(r.clone(), w);
-            *r = w..w + len;
-            w += len;
-        }
-        buf.truncate(w);
-        buf.shrink_to_fit();
-        Bytes::from(buf)
-    } else {
-        parts.clear();
-        let mut buf = Vec::with_capacity(tasks.iter().map(|t| t.run_spec.nbytes()).sum());
-        for t in tasks.iter() {
-            for b in std::iter::once(&t.run_spec.header).chain(&t.run_spec.frames) {
-                parts.push(buf.len()..buf.len() + b.len());
-                buf.extend_from_slice(b);
-            }
-        }
-        Bytes::from(buf)
-    };
-    let mut parts = parts.into_iter();
-    let mut take = || buf.slice(parts.next().unwrap_or(0..0));
-    for t in tasks.iter_mut() {
-        t.run_spec.header = take();
-        for f in t.run_spec.frames.iter_mut() {
-            *f = take();
-        }
-    }
+    let v = msgpack::decode(&chunk).map_err(undecodable)?;
+    parse_tasks(v.get("tasks"))
 }
 
 /// What an `ok` final reply carries besides its status.
@@ -241,7 +174,7 @@ struct FinalReply {
 }
 
 /// The final reply: the tasks it carries (the last chunk, or all of them for
-/// a small graph), run_specs [compacted](compact_run_specs), and the total
+/// a small graph), run_specs packed, and the total
 /// count it announces (`ntasks`); or the failure it reports.
 fn parse_reply(bytes: Bytes) -> Result<FinalReply, Failure> {
     let reply = msgpack::decode(&bytes).map_err(undecodable)?;
@@ -265,9 +198,7 @@ fn parse_reply(bytes: Bytes) -> Result<FinalReply, Failure> {
                         .collect(),
                 ),
             };
-            let mut tasks = parse_tasks(reply.get("tasks"))?;
-            drop(reply);
-            compact_run_specs(&mut tasks, bytes);
+            let tasks = parse_tasks(reply.get("tasks"))?;
             Ok(FinalReply {
                 tasks,
                 ntasks,
@@ -543,9 +474,10 @@ mod tests {
 
     fn check(tasks: &[GraphTask]) {
         for (i, t) in tasks.iter().enumerate() {
-            assert_eq!(t.run_spec.header, vec![i as u8; 10 + i]);
-            assert_eq!(t.run_spec.frames.len(), i % 3);
-            for (f, b) in t.run_spec.frames.iter().enumerate() {
+            let o = t.run_spec.to_opaque();
+            assert_eq!(o.header, vec![i as u8; 10 + i]);
+            assert_eq!(o.frames.len(), i % 3);
+            for (f, b) in o.frames.iter().enumerate() {
                 assert_eq!(b, &vec![f as u8 + 100; 3]);
             }
             assert_eq!(t.order, i as i64);
@@ -554,33 +486,49 @@ mod tests {
     }
 
     #[test]
-    fn chunk_run_specs_are_packed_back_to_back() {
-        let Ok(tasks) = parse_chunk(chunk(20)) else {
+    fn chunk_run_specs_rebuild_exactly_and_leave_the_chunk() {
+        let bytes = chunk(20);
+        let Ok(tasks) = parse_chunk(bytes.clone()) else {
             panic!("chunk parses")
         };
         assert_eq!(tasks.len(), 20);
         check(&tasks);
-        // One buffer holding the run_specs and nothing else, in order.
-        let first = tasks[0].run_spec.header.as_ptr() as usize;
-        let mut at = first;
+        // nothing the tasks keep points into the chunk
+        let inside = |p: *const u8| bytes.as_ptr_range().contains(&p);
         for t in &tasks {
-            for b in std::iter::once(&t.run_spec.header).chain(&t.run_spec.frames) {
-                assert_eq!(b.as_ptr() as usize, at);
-                at += b.len();
-            }
+            let o = t.run_spec.to_opaque();
+            assert!(!inside(o.header.as_ptr()));
+            assert!(o.frames.iter().all(|f| !inside(f.as_ptr())));
         }
-        let total: usize = tasks.iter().map(|t| t.run_spec.nbytes()).sum();
-        assert_eq!(at - first, total);
     }
 
     #[test]
-    fn run_specs_from_elsewhere_are_copied() {
-        let Ok(mut tasks) = parse_chunk(chunk(5)) else {
-            panic!("chunk parses")
+    fn similar_run_specs_share_their_bytes() {
+        // pickles that differ only in a few bytes, like one layer's tasks
+        let pickle = |i: i64| {
+            let mut v = vec![b'p'; 2000];
+            v.extend_from_slice(format!("('x-abc', {i})").as_bytes());
+            v.extend_from_slice(&[b's'; 20]);
+            v
         };
-        // `source` does not hold these run_specs: they are copied, unchanged.
-        compact_run_specs(&mut tasks, Bytes::from_static(b"unrelated"));
-        check(&tasks);
+        let tasks: Vec<Value> = (0..50)
+            .map(|i| {
+                let mut t = task(i, 0);
+                t.set("run_spec", Value::Bin(Bytes::from(pickle(i))));
+                t.set("deps", Value::Array(vec![]));
+                t
+            })
+            .collect();
+        let reply = Bytes::from(msgpack::encode(&Value::map([
+            ("status", Value::str("ok")),
+            ("tasks", Value::Array(tasks)),
+        ])));
+        let last = parse_reply(reply).ok().unwrap();
+        assert!(!last.tasks[0].run_spec.is_delta());
+        assert!(last.tasks[1..].iter().all(|t| t.run_spec.is_delta()));
+        for (i, t) in last.tasks.iter().enumerate() {
+            assert_eq!(t.run_spec.to_opaque().header, pickle(i as i64));
+        }
     }
 
     #[test]
