@@ -22,6 +22,10 @@ const INLINE_DIFF: usize = 24;
 /// A difference longer than `len / MAX_DIFF_DIVISOR` starts a new base.
 const MAX_DIFF_DIVISOR: usize = 8;
 
+/// How many recent bases a pickle is compared with (graphs whose layers'
+/// tasks come interleaved alternate between a few functions).
+const RECENT_BASES: usize = 4;
+
 /// The header bytes of a run_spec (the msgpack `__Pickled__` sub-header,
 /// which holds the pickle).
 #[derive(Debug, Clone, PartialEq)]
@@ -122,13 +126,15 @@ impl From<Opaque> for RunSpec {
 }
 
 /// Turns a sequence of run_specs (in submission order) into stored ones,
-/// each either a fresh copy (a new base) or a delta against the current base.
+/// each either a fresh copy (a new base) or a delta against one of the few
+/// most recent bases.
 ///
 /// Everything stored is copied out of the given buffers, so a stored run_spec
 /// never keeps the (much larger) reply it was decoded from alive.
 #[derive(Debug, Default)]
 pub struct RunSpecPacker {
-    base: Option<Bytes>,
+    /// Most recently used first.
+    bases: Vec<Bytes>,
 }
 
 impl RunSpecPacker {
@@ -150,27 +156,35 @@ impl RunSpecPacker {
     }
 
     fn pack_header(&mut self, h: &[u8]) -> Header {
-        if let Some(base) = &self.base {
-            let prefix = common_prefix(base, h);
-            let max_suffix = base.len().min(h.len()) - prefix;
-            let suffix =
-                common_suffix(&base[base.len() - max_suffix..], &h[h.len() - max_suffix..]);
-            let diff = &h[prefix..h.len() - suffix];
-            if diff.len() <= INLINE_DIFF || diff.len() <= h.len() / MAX_DIFF_DIVISOR {
-                if let (Ok(p), Ok(s)) = (u32::try_from(prefix), u32::try_from(suffix)) {
-                    return Header::Delta {
-                        base: base.clone(),
-                        prefix: p,
-                        suffix: s,
-                        diff: SmallVec::from_slice(diff),
-                    };
-                }
+        for i in 0..self.bases.len() {
+            if let Some(delta) = delta_against(&self.bases[i], h) {
+                // keep the base that matched first in line for the next one
+                self.bases[..=i].rotate_right(1);
+                return delta;
             }
         }
         let whole = Bytes::copy_from_slice(h);
-        self.base = Some(whole.clone());
+        self.bases.insert(0, whole.clone());
+        self.bases.truncate(RECENT_BASES);
         Header::Whole(whole)
     }
+}
+
+/// `h` as a delta against `base`, if they differ in few enough bytes.
+fn delta_against(base: &Bytes, h: &[u8]) -> Option<Header> {
+    let prefix = common_prefix(base, h);
+    let max_suffix = base.len().min(h.len()) - prefix;
+    let suffix = common_suffix(&base[base.len() - max_suffix..], &h[h.len() - max_suffix..]);
+    let diff = &h[prefix..h.len() - suffix];
+    if diff.len() > INLINE_DIFF && diff.len() > h.len() / MAX_DIFF_DIVISOR {
+        return None;
+    }
+    Some(Header::Delta {
+        base: base.clone(),
+        prefix: u32::try_from(prefix).ok()?,
+        suffix: u32::try_from(suffix).ok()?,
+        diff: SmallVec::from_slice(diff),
+    })
 }
 
 /// Length of the longest common prefix of `a` and `b`.
@@ -255,6 +269,25 @@ mod tests {
             (&c, packer.pack(&c)),
             (&d, packer.pack(&d)),
         ] {
+            assert_eq!(&s.to_opaque(), o);
+        }
+    }
+
+    #[test]
+    fn interleaved_layers_share_their_own_bases() {
+        let layer = |name: u8, i: usize| {
+            let mut v = vec![name; 1500];
+            v.extend_from_slice(format!("{i}").as_bytes());
+            v
+        };
+        let mut packer = RunSpecPacker::new();
+        let originals: Vec<Opaque> = (0..100)
+            .map(|i| opaque(&layer(b"abc"[i % 3], i), &[]))
+            .collect();
+        let stored: Vec<RunSpec> = originals.iter().map(|o| packer.pack(o)).collect();
+        let wholes = stored.iter().filter(|s| !s.is_delta()).count();
+        assert_eq!(wholes, 3, "one base per layer");
+        for (o, s) in originals.iter().zip(&stored) {
             assert_eq!(&s.to_opaque(), o);
         }
     }
