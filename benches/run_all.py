@@ -172,11 +172,12 @@ def build_table(core, wire, sim, e2e, meta) -> tuple[str, list[tuple[str, str, s
         rsb0 = sim.get("run_spec_bytes")
         if rsb0:
             L.append("")
-            L.append(f"RSS includes the run_specs: {rsb0:.0f} B per task for this graph (mean pickled task, "
-                     "measured client-side). The Rust scheduler's materializer helpers are the difference between "
-                     "the two RSS columns. The Rust scheduler keeps every run_spec as the pickle it sends; the "
-                     "Python scheduler keeps unpickled task objects that share their function objects and pickles "
-                     "each one when it sends it, so for this graph its run_specs cost it less than the pickled bytes.")
+            L.append(f"RSS includes the run_specs: {rsb0:.0f} B per task for this graph on the wire (mean pickled "
+                     "task, measured client-side). The Rust scheduler's materializer helpers are the difference "
+                     "between the two RSS columns. The Rust scheduler stores the pickles packed (a layer's nearly "
+                     "identical pickles share one copy and keep only the bytes they differ in, "
+                     "`crates/core/src/runspec.rs`) and rebuilds each one exactly when it sends it; the Python "
+                     "scheduler keeps unpickled task objects that share their function objects.")
         if all(r["n"] < 1_000_000 for r in sc):
             L.append("")
             L.append("Not measured at 1M tasks in this run (`--scale-n` / `--scale-n-python`): see benches/README.md.")
@@ -184,9 +185,15 @@ def build_table(core, wire, sim, e2e, meta) -> tuple[str, list[tuple[str, str, s
         if rs:
             big = max(rs, key=lambda r: r["n"])
             rsb = sim.get("run_spec_bytes") or 0
-            per = big["rss_per_task_bytes"] - rsb
-            targets.append((f"≤ 1 KiB resident per task at 1M tasks, without run_spec bytes ({rsb:.0f} B/task here)",
-                            f"{big['rss_per_task_bytes']:.0f} B/task at {big['n']:,} tasks, {per:.0f} B without run_spec",
+            total = big["rss_per_task_bytes"]
+            # The RSS counts the run_specs as stored. When even that total is
+            # within 1 KiB, nothing needs subtracting; otherwise subtract the
+            # pickled size (an upper bound of what they take when stored).
+            per = total if total <= 1024 else total - rsb
+            what = ("including the stored run_specs" if total <= 1024
+                    else f"{per:.0f} B without the {rsb:.0f} B run_spec")
+            targets.append((f"≤ 1 KiB resident per task at 1M tasks, without run_spec bytes ({rsb:.0f} B/task pickled)",
+                            f"{total:.0f} B/task at {big['n']:,} tasks, {what}",
                             "pass" if per <= 1024 and big["n"] >= 1_000_000 else
                             ("falls short" if per > 1024 else "not measured at 1M")))
         L.append("")
