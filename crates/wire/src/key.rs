@@ -8,7 +8,7 @@
 
 use crate::error::WireError;
 use crate::msgpack;
-use crate::value::{raw_str_body, Value};
+use crate::value::{raw_str_body, str_head, Value};
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::fmt;
@@ -103,21 +103,8 @@ fn is_hex8(w: &str) -> bool {
 
 /// The body of the msgpack str at the start of `b` (more may follow).
 fn str_prefix_body(b: &[u8]) -> Option<&[u8]> {
-    let (&tag, rest) = b.split_first()?;
-    let (len, body) = match tag {
-        0xa0..=0xbf => (usize::from(tag & 0x1f), rest),
-        0xd9 => (usize::from(*rest.first()?), rest.get(1..)?),
-        0xda => (
-            usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
-            rest.get(2..)?,
-        ),
-        0xdb => (
-            u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize,
-            rest.get(4..)?,
-        ),
-        _ => return None,
-    };
-    body.get(..len)
+    let (len, rest) = str_head(b)?;
+    rest.get(..len)
 }
 
 /// Is `w` a word that `key_split` keeps after the first one?

@@ -234,10 +234,11 @@ impl Value {
     }
 }
 
-/// The bytes of a msgpack-encoded str, if `b` is exactly one str.
-pub(crate) fn raw_str_body(b: &[u8]) -> Option<&[u8]> {
+/// The declared length of the msgpack str at the start of `b` and the
+/// bytes after its header, if `b` starts with a str header.
+pub(crate) fn str_head(b: &[u8]) -> Option<(usize, &[u8])> {
     let (&tag, rest) = b.split_first()?;
-    let (len, body) = match tag {
+    Some(match tag {
         0xa0..=0xbf => (usize::from(tag & 0x1f), rest),
         0xd9 => (usize::from(*rest.first()?), rest.get(1..)?),
         0xda => (
@@ -249,7 +250,12 @@ pub(crate) fn raw_str_body(b: &[u8]) -> Option<&[u8]> {
             rest.get(4..)?,
         ),
         _ => return None,
-    };
+    })
+}
+
+/// The bytes of a msgpack-encoded str, if `b` is exactly one str.
+pub(crate) fn raw_str_body(b: &[u8]) -> Option<&[u8]> {
+    let (len, body) = str_head(b)?;
     (body.len() == len).then_some(body)
 }
 
