@@ -29,7 +29,6 @@ from dask._expr import LLGExpr, FinalizeCompute
 from dask._task_spec import Task
 from dask.base import collections_to_expr
 from dask.core import flatten
-from distributed.protocol import Serialized, ToPickle, dumps, serialize, to_serialize
 
 class Exit:
     def __init__(self, code): self.code = code
@@ -38,25 +37,6 @@ class Exit:
 class Sleep:
     def __init__(self, s): self.s = s
     def __reduce__(self): return (time.sleep, (self.s,))
-
-def request(expr, keys, internal_priority=None, annotations=None):
-    frames = [bytes(f) for f in dumps({
-        "op": "update-graph",
-        "expr_ser": Serialized(*serialize(to_serialize(expr), on_error="raise")),
-        "keys": set(keys),
-        "internal_priority": internal_priority,
-        "annotations": ToPickle(annotations or {}),
-    })]
-    body = msgpack.unpackb(frames[0], raw=False, use_list=False, strict_map_key=False)
-    def cut(i):
-        n = msgpack.unpackb(frames[i])["num-sub-frames"]
-        return frames[i], frames[i + 1 : i + 1 + n]
-    eh, ef = cut(body["expr_ser"]["__Serialized__"])
-    ah, af = cut(body["annotations"]["__Pickled__"])
-    return {"op": "materialize", "id": 1, "expr_header": eh, "expr_frames": ef,
-            "keys": list(body["keys"]["as-list"]),
-            "internal_priority": body["internal_priority"],
-            "annotations": {"header": ah, "frames": af}}
 
 kind = sys.argv[1]
 if kind in ("submit", "annotated"):

@@ -31,7 +31,6 @@ from dask._expr import LLGExpr, FinalizeCompute
 from dask._task_spec import Task
 from dask.base import collections_to_expr
 from dask.core import flatten
-from distributed.protocol import Serialized, ToPickle, dumps, serialize, to_serialize
 
 class Bad:
     """Pickles in the client; in the helper, the 41st instance does not."""
@@ -42,23 +41,6 @@ class Bad:
             if len(type(self).seen) > 40:
                 raise TypeError("cannot pickle Bad in the helper")
         return (Bad, ())
-
-def request(expr, keys):
-    frames = [bytes(f) for f in dumps({
-        "op": "update-graph",
-        "expr_ser": Serialized(*serialize(to_serialize(expr), on_error="raise")),
-        "keys": set(keys),
-        "annotations": ToPickle({}),
-    })]
-    body = msgpack.unpackb(frames[0], raw=False, use_list=False, strict_map_key=False)
-    def cut(i):
-        n = msgpack.unpackb(frames[i])["num-sub-frames"]
-        return frames[i], frames[i + 1 : i + 1 + n]
-    eh, ef = cut(body["expr_ser"]["__Serialized__"])
-    ah, af = cut(body["annotations"]["__Pickled__"])
-    return {"op": "materialize", "id": 1, "expr_header": eh, "expr_frames": ef,
-            "keys": list(body["keys"]["as-list"]), "internal_priority": None,
-            "annotations": {"header": ah, "frames": af}}
 
 kind = sys.argv[1]
 if kind == "array":

@@ -20,11 +20,39 @@ pub fn python() -> PathBuf {
     }
 }
 
-/// Run `script` (which writes a msgpack request to stdout) with `args`.
+/// Python run before every builder script: `request(expr, keys,
+/// internal_priority=None, annotations=None)` is the `materialize` request
+/// the scheduler sends for a client's `update-graph` of `expr`.
+const REQUEST_PY: &str = r#"
+import msgpack
+from distributed.protocol import Serialized, ToPickle, dumps, serialize, to_serialize
+
+def request(expr, keys, internal_priority=None, annotations=None):
+    frames = [bytes(f) for f in dumps({
+        "op": "update-graph",
+        "expr_ser": Serialized(*serialize(to_serialize(expr), on_error="raise")),
+        "keys": set(keys),
+        "internal_priority": internal_priority,
+        "annotations": ToPickle(annotations or {}),
+    })]
+    body = msgpack.unpackb(frames[0], raw=False, use_list=False, strict_map_key=False)
+    def cut(i):
+        n = msgpack.unpackb(frames[i])["num-sub-frames"]
+        return frames[i], frames[i + 1 : i + 1 + n]
+    eh, ef = cut(body["expr_ser"]["__Serialized__"])
+    ah, af = cut(body["annotations"]["__Pickled__"])
+    return {"op": "materialize", "id": 1, "expr_header": eh, "expr_frames": ef,
+            "keys": list(body["keys"]["as-list"]),
+            "internal_priority": body["internal_priority"],
+            "annotations": {"header": ah, "frames": af}}
+"#;
+
+/// Run `script` (which writes a msgpack request to stdout, usually built
+/// with `request(...)` from [`REQUEST_PY`]) with `args`.
 pub fn build(script: &str, args: &[&str]) -> Bytes {
     let out = std::process::Command::new(python())
         .arg("-c")
-        .arg(script)
+        .arg(format!("{REQUEST_PY}\n{script}"))
         .args(args)
         .output()
         .expect("run python to build a request");
