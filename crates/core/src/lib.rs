@@ -31,6 +31,7 @@ pub mod timedelta;
 pub mod transitions;
 pub mod validate;
 pub mod worker;
+pub mod workermap;
 
 pub use config::Config;
 pub use error::CoreError;

@@ -308,9 +308,15 @@ impl State {
 
     fn on_task_finished(&mut self, w: WorkerId, msg: &Value) -> Result<(), CoreError> {
         let op = "task-finished";
-        let key = key_field(op, msg)?;
+        let key_value = msg
+            .get("key")
+            .ok_or_else(|| CoreError::malformed(op, "missing 'key'"))?;
+        let found = self
+            .task_id_of_value(key_value)
+            .map_err(|e| CoreError::malformed(op, e.to_string()))?;
         let run_id = msg.get("run_id").and_then(Value::as_i64);
-        let Some(id) = self.task_id(&key) else {
+        let Some(id) = found else {
+            let key = key_field(op, msg)?;
             self.free_on_worker(w, &key, "unknown-task-finished");
             return Ok(());
         };
@@ -332,6 +338,7 @@ impl State {
                 return Ok(());
             }
             _ => {
+                let key = t.key.clone();
                 self.free_on_worker(w, &key, "stale-task-finished");
                 return Ok(());
             }

@@ -53,7 +53,7 @@ pub struct State {
     pub(crate) tasks: Vec<Option<Task>>,
     free_slots: Vec<TaskId>,
     pub(crate) task_ids: FxHashMap<Key, TaskId>,
-    pub(crate) workers: BTreeMap<WorkerId, Worker>,
+    pub(crate) workers: crate::workermap::WorkerMap,
     pub(crate) worker_by_addr: HashMap<String, WorkerId>,
     next_worker: u32,
     pub(crate) clients: BTreeMap<ClientId, Client>,
@@ -112,6 +112,22 @@ pub struct State {
     /// Distinct pickled result types seen in `task-finished` (see
     /// [`State::intern_result_type`]).
     pub(crate) result_types: FxHashSet<Bytes>,
+    /// Scratch buffer for a key's canonical bytes (`task_id_of_value`).
+    key_scratch: Vec<u8>,
+}
+
+/// Append `n` in decimal, zero-padded to at least `width` digits.
+fn push_digits(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    while n > 0 || buf.len() - i < width.max(1) {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    for &b in &buf[i..] {
+        out.push(b as char);
+    }
 }
 
 /// The pseudo-client that holds `fire_and_forget` futures.
@@ -125,7 +141,7 @@ impl State {
             tasks: Vec::new(),
             free_slots: Vec::new(),
             task_ids: Default::default(),
-            workers: BTreeMap::new(),
+            workers: Default::default(),
             worker_by_addr: HashMap::new(),
             next_worker: 0,
             clients: BTreeMap::new(),
@@ -159,6 +175,7 @@ impl State {
             retire: Default::default(),
             stats: crate::stats::Stats::default(),
             result_types: Default::default(),
+            key_scratch: Vec::new(),
         };
         s.fire_and_forget = s.add_client(FIRE_AND_FORGET, 0.0);
         s
@@ -206,6 +223,17 @@ impl State {
     /// The id of a key, if the scheduler knows it.
     pub fn task_id(&self, key: &Key) -> Option<TaskId> {
         self.task_ids.get(key).copied()
+    }
+
+    /// The id of the key that the decoded value `v` names, if the scheduler
+    /// knows it; an error if `v` is not a valid key. Unlike building a
+    /// [`Key`], allocates nothing (the canonical bytes go to a scratch buffer).
+    pub(crate) fn task_id_of_value(
+        &mut self,
+        v: &Value,
+    ) -> Result<Option<TaskId>, dask_wire::WireError> {
+        Key::encode_canonical(v, &mut self.key_scratch)?;
+        Ok(self.task_ids.get(&self.key_scratch[..]).copied())
     }
 
     /// The state of a key, if known.
@@ -408,10 +436,17 @@ impl State {
         self.stimulus_counter += 1;
         let mut id = String::with_capacity(what.len() + 32);
         if (0.0..1e12).contains(&self.now) {
-            // integer formatting: a float's `{:.6}` is several times slower
+            // digits written by hand: `write!` (even of integers) costs more
+            // than the rest of a transition batch that needs one id
             let micros = (self.now * 1e6).round() as u64;
             let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
-            let _ = write!(id, "{what}-{secs}.{frac:06}-{}", self.stimulus_counter);
+            id.push_str(what);
+            id.push('-');
+            push_digits(&mut id, secs, 1);
+            id.push('.');
+            push_digits(&mut id, frac, 6);
+            id.push('-');
+            push_digits(&mut id, self.stimulus_counter, 1);
         } else {
             let _ = write!(id, "{what}-{:.6}-{}", self.now, self.stimulus_counter);
         }
@@ -711,5 +746,46 @@ impl State {
     /// Number of registered workers (any status).
     pub fn worker_count(&self) -> usize {
         self.workers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stimulus_ids_match_formatted_ones() {
+        let mut s = State::new(Config::default());
+        for (now, counter) in [
+            (0.0, 0),
+            (1.5, 9),
+            (1234.000_007, 41),
+            (99_999.999_999_6, 1 << 40),
+        ] {
+            s.now = now;
+            s.stimulus_counter = counter;
+            let micros = (now * 1e6).round() as u64;
+            let expect = format!(
+                "task-finished-{}.{:06}-{}",
+                micros / 1_000_000,
+                micros % 1_000_000,
+                counter + 1
+            );
+            assert_eq!(s.stimulus("task-finished"), expect);
+        }
+        s.now = -2.25;
+        assert_eq!(
+            s.stimulus("x"),
+            format!("x--2.250000-{}", s.stimulus_counter)
+        );
+    }
+
+    #[test]
+    fn digits_are_padded_to_width() {
+        let mut out = String::new();
+        push_digits(&mut out, 0, 1);
+        push_digits(&mut out, 42, 6);
+        push_digits(&mut out, u64::MAX, 1);
+        assert_eq!(out, format!("0000042{}", u64::MAX));
     }
 }

@@ -24,6 +24,17 @@ impl Key {
         Ok(Key(Bytes::from(msgpack::encode(v))))
     }
 
+    /// Write the canonical bytes of the key value `v` into `out` (cleared
+    /// first), the bytes a [`Key`] built from `v` would hold: a map keyed by
+    /// `Key` can then be searched with `&out[..]` (see `Borrow<[u8]>`)
+    /// without allocating a `Key` for each incoming message.
+    pub fn encode_canonical(v: &Value, out: &mut Vec<u8>) -> Result<(), WireError> {
+        validate(v, 0)?;
+        out.clear();
+        msgpack::encode_with(v, out, &mut |_, out| out.push(0xc0));
+        Ok(())
+    }
+
     /// A plain string key.
     pub fn from_str_key(s: &str) -> Key {
         let mut out = Vec::with_capacity(s.len() + 5);
@@ -165,6 +176,14 @@ pub fn key_split(s: &str) -> Cow<'_, str> {
     result
 }
 
+/// A key hashes, compares and orders exactly like its canonical bytes, so
+/// maps keyed by `Key` can be searched with a byte slice.
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.decoded())
@@ -180,6 +199,22 @@ impl fmt::Debug for Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_bytes_find_the_key_in_a_map() {
+        let mut map = std::collections::HashMap::new();
+        let tuple = Value::Array(vec![Value::str("x"), Value::Int(300)]);
+        map.insert(Key::from_value(&tuple).unwrap(), 1);
+        map.insert(Key::from_str_key("inc-abc"), 2);
+        let mut buf = vec![0xff; 3]; // stale contents are cleared
+        Key::encode_canonical(&tuple, &mut buf).unwrap();
+        assert_eq!(map.get(&buf[..]), Some(&1));
+        Key::encode_canonical(&Value::str("inc-abc"), &mut buf).unwrap();
+        assert_eq!(map.get(&buf[..]), Some(&2));
+        Key::encode_canonical(&Value::str("other"), &mut buf).unwrap();
+        assert_eq!(map.get(&buf[..]), None);
+        assert!(Key::encode_canonical(&Value::Map(vec![]), &mut buf).is_err());
+    }
 
     #[test]
     fn canonical_and_validated() {
