@@ -486,9 +486,7 @@ impl State {
     /// Returns recommendations for dependencies nobody needs any more.
     fn abandon_for_data(&mut self, id: TaskId) -> crate::transitions::Recs {
         let state = self.task(id).state;
-        let priority = self.task(id).priority;
-        self.queued.remove(&(priority, id));
-        self.unrunnable.remove(&id);
+        self.leave_ready_sets(id);
         match state {
             TaskState::Processing => {
                 if let Some(w) = self.detach_from_worker(id) {

@@ -215,11 +215,13 @@ impl State {
 
     /// Hand queued root tasks to workers that have free slots, best priority first.
     pub(crate) fn fill_queued_slots(&mut self) {
-        while let Some(&(priority, id)) = self.queued.first() {
+        while !self.queued.is_empty() {
             let Some(w) = self.least_busy_with_slot() else {
                 break;
             };
-            self.queued.remove(&(priority, id));
+            let Some((_, id)) = self.queued.pop_first() else {
+                break;
+            };
             if self.task(id).state == TaskState::Queued {
                 self.transition_counter += 1;
                 self.assign(id, w);

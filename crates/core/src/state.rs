@@ -288,12 +288,36 @@ impl State {
         id
     }
 
+    /// Take `id` out of the queued or the unrunnable set, whichever its
+    /// state puts it in (`validate_worker_accounting` checks that the sets
+    /// and the states agree), without searching a set it cannot be in.
+    pub(crate) fn leave_ready_sets(&mut self, id: TaskId) {
+        let t = self.task(id);
+        match t.state {
+            TaskState::Queued => {
+                let entry = (t.priority, id);
+                self.queued.remove(&entry);
+            }
+            TaskState::NoWorker => {
+                self.unrunnable.remove(&id);
+            }
+            _ => {}
+        }
+    }
+
     /// Drop a task from the arena (it must be detached from everything).
     pub(crate) fn remove_task(&mut self, id: TaskId) {
         if let Some(task) = self.tasks[id as usize].take() {
             self.task_ids.remove(&task.key);
-            self.unrunnable.remove(&id);
-            self.queued.remove(&(task.priority, id));
+            match task.state {
+                TaskState::Queued => {
+                    self.queued.remove(&(task.priority, id));
+                }
+                TaskState::NoWorker => {
+                    self.unrunnable.remove(&id);
+                }
+                _ => {}
+            }
             self.steal_refused.remove(&id);
             self.release_group(task.group);
             for c in task.who_wants {

@@ -235,8 +235,7 @@ impl State {
             return Vec::new();
         }
         let priority = self.task(id).priority;
-        self.queued.remove(&(priority, id));
-        self.unrunnable.remove(&id);
+        self.leave_ready_sets(id);
         match self.decide_worker(id) {
             crate::placement::Decision::Worker(w) => self.assign(id, w),
             crate::placement::Decision::Queue => {
@@ -327,9 +326,7 @@ impl State {
     }
 
     fn waiting_released(&mut self, id: TaskId) -> Recs {
-        let priority = self.task(id).priority;
-        self.queued.remove(&(priority, id));
-        self.unrunnable.remove(&id);
+        self.leave_ready_sets(id);
         let mut recs = self.release_unneeded_dependencies(id);
         self.count_state_as(id, TaskState::Released);
         let t = self.task_mut(id);
@@ -423,9 +420,7 @@ impl State {
                 insert_item(&mut self.task_mut(id).who_has, w);
             }
         }
-        let priority = self.task(id).priority;
-        self.queued.remove(&(priority, id));
-        self.unrunnable.remove(&id);
+        self.leave_ready_sets(id);
         let mut recs = self.release_unneeded_dependencies(id);
         self.count_state_as(id, TaskState::Erred);
         let t = self.task_mut(id);

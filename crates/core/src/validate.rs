@@ -100,6 +100,39 @@ impl State {
                 "free-slot index picks {indexed_first:?}, a scan of the workers picks {scanned:?}"
             ));
         }
+        self.validate_ready_sets()
+    }
+
+    /// The queued set holds exactly the `queued` tasks (under their current
+    /// priority) and the unrunnable set exactly the `no-worker` ones: the
+    /// transitions rely on it to skip set removals for tasks in other states.
+    fn validate_ready_sets(&self) -> Result<(), String> {
+        let mut queued = 0;
+        let mut unrunnable = 0;
+        for (id, t) in self.tasks.iter().enumerate() {
+            let Some(t) = t else { continue };
+            let id = id as TaskId;
+            let in_queued = self.queued.contains(&(t.priority, id));
+            let in_unrunnable = self.unrunnable.contains(&id);
+            queued += usize::from(in_queued);
+            unrunnable += usize::from(in_unrunnable);
+            if in_queued != (t.state == crate::task::TaskState::Queued)
+                || in_unrunnable != (t.state == crate::task::TaskState::NoWorker)
+            {
+                return Err(format!(
+                    "task {} is {} but queued: {in_queued}, unrunnable: {in_unrunnable}",
+                    t.key,
+                    t.state.as_str()
+                ));
+            }
+        }
+        if queued != self.queued.len() || unrunnable != self.unrunnable.len() {
+            return Err(format!(
+                "queued set has {} entries for {queued} queued tasks, unrunnable {} for {unrunnable}",
+                self.queued.len(),
+                self.unrunnable.len()
+            ));
+        }
         Ok(())
     }
 }
