@@ -560,20 +560,8 @@ mod tests {
 
     fn registration(address: &str) -> WorkerRegistration {
         WorkerRegistration {
-            address: address.to_string(),
-            name: Value::str(address),
-            nthreads: 1,
-            memory_limit: 0,
-            resources: Vec::new(),
             status: WorkerStatus::Running,
-            services: Value::Map(vec![]),
-            nanny: Value::Nil,
-            local_directory: Value::Nil,
-            pid: 1,
-            server_id: "Worker-x".into(),
-            extra: Value::Map(vec![]),
-            metrics: Value::Map(vec![]),
-            versions: Value::Map(vec![]),
+            ..WorkerRegistration::new(address, 1)
         }
     }
 

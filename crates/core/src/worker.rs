@@ -77,6 +77,31 @@ pub struct WorkerRegistration {
     pub versions: Value,
 }
 
+impl WorkerRegistration {
+    /// A worker at `address` with `nthreads` threads and defaults for the
+    /// rest (named by its address, status `init`, no memory limit, no
+    /// resources): for tests, benches and embedders that register workers
+    /// without a `register-worker` message.
+    pub fn new(address: &str, nthreads: u32) -> Self {
+        WorkerRegistration {
+            address: address.to_string(),
+            name: Value::str(address),
+            nthreads,
+            memory_limit: 0,
+            resources: Vec::new(),
+            status: WorkerStatus::Init,
+            services: Value::Map(vec![]),
+            nanny: Value::Nil,
+            local_directory: Value::Nil,
+            pid: 1,
+            server_id: format!("Worker-{address}"),
+            extra: Value::Map(vec![]),
+            metrics: Value::Map(vec![]),
+            versions: Value::Map(vec![]),
+        }
+    }
+}
+
 /// One connected worker.
 #[derive(Debug, Clone)]
 pub struct Worker {

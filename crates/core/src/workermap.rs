@@ -110,36 +110,19 @@ impl std::ops::Index<&WorkerId> for WorkerMap {
 #[cfg(test)]
 mod tests {
     use crate::state::State;
-    use crate::worker::{WorkerRegistration, WorkerStatus};
+    use crate::worker::WorkerRegistration;
     use crate::{Config, WorkerId};
-    use dask_wire::Value;
-
-    fn registration(addr: &str) -> WorkerRegistration {
-        WorkerRegistration {
-            address: addr.to_string(),
-            name: Value::str(addr),
-            nthreads: 1,
-            memory_limit: 0,
-            resources: Vec::new(),
-            status: WorkerStatus::Init,
-            services: Value::Map(vec![]),
-            nanny: Value::Nil,
-            local_directory: Value::str("/tmp"),
-            pid: 1,
-            server_id: format!("Worker-{addr}"),
-            extra: Value::Map(vec![]),
-            metrics: Value::Map(vec![]),
-            versions: Value::Map(vec![]),
-        }
-    }
 
     #[test]
     fn lookups_and_id_order_survive_removals() {
         let mut s = State::new(Config::default());
         let ids: Vec<WorkerId> = (0..4)
             .map(|i| {
-                s.add_worker(registration(&format!("tcp://127.0.0.1:{}", 9000 + i)), 0.0)
-                    .unwrap()
+                s.add_worker(
+                    WorkerRegistration::new(&format!("tcp://127.0.0.1:{}", 9000 + i), 1),
+                    0.0,
+                )
+                .unwrap()
             })
             .collect();
         s.remove_worker(ids[1], 1.0);
@@ -155,7 +138,7 @@ mod tests {
         );
         assert_eq!(map[&ids[2]].info.address, "tcp://127.0.0.1:9002");
         let again = s
-            .add_worker(registration("tcp://127.0.0.1:9001"), 2.0)
+            .add_worker(WorkerRegistration::new("tcp://127.0.0.1:9001", 1), 2.0)
             .unwrap();
         assert!(again > ids[3], "ids are never reused");
         assert_eq!(s.workers.values().count(), 3);

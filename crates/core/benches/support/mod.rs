@@ -2,27 +2,12 @@
 //! worker registration, a run_spec, a worker's `task-finished`).
 
 use bytes::Bytes;
-use dask_core::{ClientId, Config, State, WorkerRegistration, WorkerStatus};
+use dask_core::{ClientId, Config, State, WorkerRegistration};
 use dask_wire::{Opaque, OpaqueKind, Value};
 
 /// A minimal registration for a simulated worker at `addr`.
 pub fn registration(addr: &str, nthreads: u32) -> WorkerRegistration {
-    WorkerRegistration {
-        address: addr.to_string(),
-        name: Value::str(addr),
-        nthreads,
-        memory_limit: 0,
-        resources: Vec::new(),
-        status: WorkerStatus::Init,
-        services: Value::Map(vec![]),
-        nanny: Value::Nil,
-        local_directory: Value::str("/tmp"),
-        pid: 1,
-        server_id: format!("Worker-{addr}"),
-        extra: Value::Map(vec![]),
-        metrics: Value::Map(vec![]),
-        versions: Value::Map(vec![]),
-    }
+    WorkerRegistration::new(addr, nthreads)
 }
 
 /// An empty pickled run_spec (the core never looks inside).

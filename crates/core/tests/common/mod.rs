@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use dask_core::{
     ClientId, Config, GraphSubmission, GraphTask, Outgoing, State, TaskState, WorkerId,
-    WorkerRegistration, WorkerStatus,
+    WorkerRegistration,
 };
 use dask_wire::{Key, Opaque, OpaqueKind, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -139,22 +139,7 @@ impl T {
 
 /// A worker registration with the usual defaults.
 pub fn registration(addr: &str, nthreads: u32) -> WorkerRegistration {
-    WorkerRegistration {
-        address: addr.to_string(),
-        name: Value::str(addr),
-        nthreads,
-        memory_limit: 0,
-        resources: Vec::new(),
-        status: WorkerStatus::Init,
-        services: Value::Map(vec![]),
-        nanny: Value::Nil,
-        local_directory: Value::str("/tmp"),
-        pid: 1,
-        server_id: format!("Worker-{addr}"),
-        extra: Value::Map(vec![]),
-        metrics: Value::Map(vec![]),
-        versions: Value::Map(vec![]),
-    }
+    WorkerRegistration::new(addr, nthreads)
 }
 
 /// A `compute-task` as seen by a worker.
