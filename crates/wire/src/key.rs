@@ -20,8 +20,9 @@ pub struct Key(Bytes);
 impl Key {
     /// Validate and canonicalise a decoded value as a key.
     pub fn from_value(v: &Value) -> Result<Key, WireError> {
-        validate(v, 0)?;
-        Ok(Key(Bytes::from(msgpack::encode(v))))
+        let mut out = Vec::new();
+        Key::encode_canonical(v, &mut out)?;
+        Ok(Key(Bytes::from(out)))
     }
 
     /// Write the canonical bytes of the key value `v` into `out` (cleared
