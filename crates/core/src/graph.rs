@@ -157,7 +157,9 @@ impl State {
                     id
                 }
                 None => {
-                    let id = self.new_task(key.clone());
+                    // the submission's key moves into the task (its
+                    // position is walked once; nothing reads it after)
+                    let id = self.new_task(Key::take(&mut graph.tasks[gi].key));
                     ids[gi] = Some(id);
                     id
                 }

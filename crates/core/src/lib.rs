@@ -16,6 +16,7 @@ pub mod error;
 pub mod graph;
 pub mod ids;
 pub mod idset;
+pub mod keyindex;
 pub mod messages;
 pub mod ops_client;
 pub mod ops_worker;

@@ -53,13 +53,33 @@ pub fn parse_who_has_nbytes(op: &str, msg: &Value) -> Result<(WhoHas, NBytes), C
     Ok((out, sizes))
 }
 
-/// Seconds spent computing, from a `startstops` list.
-fn compute_seconds(msg: &Value) -> Option<f64> {
-    msg.get("startstops")?.as_seq()?.iter().find_map(|ss| {
-        (ss.get("action")?.as_str()? == "compute")
-            .then(|| Some(ss.get("stop")?.as_f64()? - ss.get("start")?.as_f64()?))
-            .flatten()
-    })
+/// The fields of a `task-finished` that the scheduler reads, found in one
+/// pass over the message (a worker sends eleven; looking each up by name
+/// would scan the map once per field).
+#[derive(Default)]
+struct TaskFinished<'a> {
+    key: Option<&'a Value>,
+    run_id: Option<i64>,
+    nbytes: Option<i64>,
+    result_type: Option<&'a Value>,
+    startstops: &'a [Value],
+}
+
+impl<'a> TaskFinished<'a> {
+    fn parse(msg: &'a Value) -> TaskFinished<'a> {
+        let mut f = TaskFinished::default();
+        for (k, v) in msg.as_map().unwrap_or_default() {
+            match k.as_str_key() {
+                Some("key") => f.key = Some(v),
+                Some("run_id") => f.run_id = v.as_i64(),
+                Some("nbytes") => f.nbytes = v.as_i64(),
+                Some("type") => f.result_type = Some(v).filter(|v| !v.is_nil()),
+                Some("startstops") => f.startstops = v.as_seq().unwrap_or_default(),
+                _ => {}
+            }
+        }
+        f
+    }
 }
 
 impl State {
@@ -308,13 +328,14 @@ impl State {
 
     fn on_task_finished(&mut self, w: WorkerId, msg: &Value) -> Result<(), CoreError> {
         let op = "task-finished";
-        let key_value = msg
-            .get("key")
+        let fields = TaskFinished::parse(msg);
+        let key_value = fields
+            .key
             .ok_or_else(|| CoreError::malformed(op, "missing 'key'"))?;
         let found = self
             .task_id_of_value(key_value)
             .map_err(|e| CoreError::malformed(op, e.to_string()))?;
-        let run_id = msg.get("run_id").and_then(Value::as_i64);
+        let run_id = fields.run_id;
         let Some(id) = found else {
             let key = key_field(op, msg)?;
             self.free_on_worker(w, &key, "unknown-task-finished");
@@ -343,16 +364,12 @@ impl State {
                 return Ok(());
             }
         }
-        self.record_startstops(id, w, msg);
-        if let Some(seconds) = compute_seconds(msg) {
+        if let Some(seconds) = self.record_startstops(id, w, fields.startstops) {
             self.record_duration(id, seconds.max(0.0));
         }
         self.detach_from_worker(id);
-        let nbytes = msg.get("nbytes").and_then(Value::as_i64).unwrap_or(0);
-        let result_type = msg
-            .get("type")
-            .filter(|v| !v.is_nil())
-            .map(|v| self.intern_result_type(v));
+        let nbytes = fields.nbytes.unwrap_or(0);
+        let result_type = fields.result_type.map(|v| self.intern_result_type(v));
         {
             self.count_state_as(id, TaskState::Memory);
             let t = self.task_mut(id);

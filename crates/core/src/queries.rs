@@ -56,8 +56,8 @@ impl State {
             Some(keys) => keys.iter().map(|k| (k.clone(), self.task_id(k))).collect(),
             None => self
                 .task_ids
-                .iter()
-                .map(|(k, id)| (k.clone(), Some(*id)))
+                .ids()
+                .map(|id| (self.task(id).key.clone(), Some(id)))
                 .collect(),
         };
         Value::Map(
@@ -134,7 +134,7 @@ impl State {
                 .iter()
                 .filter_map(|k| self.task_id(k))
                 .for_each(&mut push),
-            None => self.task_ids.values().copied().for_each(&mut push),
+            None => self.task_ids.ids().for_each(&mut push),
         }
         Value::Map(out)
     }
@@ -420,9 +420,9 @@ impl State {
     /// All task ids in a given state (for tests and diagnostics).
     pub fn tasks_in_state(&self, state: TaskState) -> Vec<Key> {
         self.task_ids
-            .iter()
-            .filter(|(_, id)| self.task(**id).state == state)
-            .map(|(k, _)| k.clone())
+            .ids()
+            .filter(|id| self.task(*id).state == state)
+            .map(|id| self.task(id).key.clone())
             .collect()
     }
 }

@@ -52,7 +52,7 @@ pub struct State {
     pub(crate) config: Config,
     pub(crate) tasks: Vec<Option<Task>>,
     free_slots: Vec<TaskId>,
-    pub(crate) task_ids: FxHashMap<Key, TaskId>,
+    pub(crate) task_ids: crate::keyindex::KeyIndex,
     pub(crate) workers: crate::workermap::WorkerMap,
     pub(crate) worker_by_addr: HashMap<String, WorkerId>,
     next_worker: u32,
@@ -222,7 +222,7 @@ impl State {
 
     /// The id of a key, if the scheduler knows it.
     pub fn task_id(&self, key: &Key) -> Option<TaskId> {
-        self.task_ids.get(key).copied()
+        self.task_ids.get(&self.tasks, key.as_bytes())
     }
 
     /// The id of the key that the decoded value `v` names, if the scheduler
@@ -233,7 +233,7 @@ impl State {
         v: &Value,
     ) -> Result<Option<TaskId>, dask_wire::WireError> {
         Key::encode_canonical(v, &mut self.key_scratch)?;
-        Ok(self.task_ids.get(&self.key_scratch[..]).copied())
+        Ok(self.task_ids.get(&self.tasks, &self.key_scratch))
     }
 
     /// The state of a key, if known.
@@ -273,7 +273,8 @@ impl State {
                 )
             }
         };
-        let task = Task::new(key.clone(), prefix, group);
+        // the key moves into the arena; the index keeps only the id
+        let task = Task::new(key, prefix, group);
         let id = match self.free_slots.pop() {
             Some(id) => {
                 self.tasks[id as usize] = Some(task);
@@ -284,7 +285,9 @@ impl State {
                 (self.tasks.len() - 1) as TaskId
             }
         };
-        self.task_ids.insert(key, id);
+        if let Some(t) = &self.tasks[id as usize] {
+            self.task_ids.insert(t.key.as_bytes(), id);
+        }
         id
     }
 
@@ -311,7 +314,7 @@ impl State {
             self.leave_ready_sets(id);
         }
         if let Some(task) = self.tasks[id as usize].take() {
-            self.task_ids.remove(&task.key);
+            self.task_ids.remove(task.key.as_bytes(), id);
             self.steal_refused.remove(&id);
             self.release_group(task.group);
             for c in task.who_wants {

@@ -311,28 +311,44 @@ impl State {
 
     /// Record the `startstops` of a finished task: per-prefix compute and
     /// transfer seconds and task-stream entries.
-    pub(crate) fn record_startstops(&mut self, id: crate::ids::TaskId, w: WorkerId, msg: &Value) {
-        let Some(list) = msg.get("startstops").and_then(Value::as_seq) else {
-            return;
-        };
+    /// Record a `task-finished`'s `startstops` (`[{action, start, stop}]`)
+    /// in the prefix totals and the task stream; returns the first
+    /// `compute` entry's `stop - start` (the task's measured duration).
+    pub(crate) fn record_startstops(
+        &mut self,
+        id: crate::ids::TaskId,
+        w: WorkerId,
+        list: &[Value],
+    ) -> Option<f64> {
         let prefix = self.task(id).prefix;
+        let mut compute = None;
         for ss in list {
-            let (Some(action), Some(start), Some(stop)) = (
-                ss.get("action").and_then(Value::as_str),
-                ss.get("start").and_then(Value::as_f64),
-                ss.get("stop").and_then(Value::as_f64),
-            ) else {
+            // one pass over each entry's fields
+            let (mut action, mut start, mut stop) = (None, None, None);
+            for (k, v) in ss.as_map().unwrap_or_default() {
+                match k.as_str_key() {
+                    Some("action") => action = v.as_str(),
+                    Some("start") => start = v.as_f64(),
+                    Some("stop") => stop = v.as_f64(),
+                    _ => {}
+                }
+            }
+            let (Some(action), Some(start), Some(stop)) = (action, start, stop) else {
                 continue;
             };
             let d = (stop - start).max(0.0);
             let c = self.stats.prefix_mut(prefix);
             match action {
-                "compute" => c.compute_seconds += d,
+                "compute" => {
+                    c.compute_seconds += d;
+                    compute = compute.or(Some(stop - start));
+                }
                 "transfer" => c.transfer_seconds += d,
                 _ => {}
             }
             self.stats.push_task_stream(prefix, w, action, start, stop);
         }
+        compute
     }
 
     /// Record a steal request for `id` (Dask's `steal_time_ratio` level and cost).

@@ -100,7 +100,33 @@ impl State {
                 "free-slot index picks {indexed_first:?}, a scan of the workers picks {scanned:?}"
             ));
         }
-        self.validate_ready_sets()
+        self.validate_ready_sets()?;
+        self.validate_key_index()
+    }
+
+    /// Every live task is found by its key under its own id, and the index
+    /// holds nothing else (it keeps no keys of its own, so a stale entry
+    /// would otherwise go unnoticed until its slot is reused).
+    fn validate_key_index(&self) -> Result<(), String> {
+        let mut live = 0;
+        for (id, t) in self.tasks.iter().enumerate() {
+            let Some(t) = t else { continue };
+            live += 1;
+            if self.task_id(&t.key) != Some(id as TaskId) {
+                return Err(format!(
+                    "key index finds {:?} for task {id} ({})",
+                    self.task_id(&t.key),
+                    t.key
+                ));
+            }
+        }
+        if live != self.task_ids.len() {
+            return Err(format!(
+                "key index has {} entries for {live} live tasks",
+                self.task_ids.len()
+            ));
+        }
+        Ok(())
     }
 
     /// The queued set holds exactly the `queued` tasks (under their current

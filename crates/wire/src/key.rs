@@ -43,6 +43,13 @@ impl Key {
         Key(Bytes::from(out))
     }
 
+    /// Move the key out of `slot`, leaving msgpack nil there: not a valid
+    /// key (`from_value` rejects nil), so the placeholder can never name a
+    /// task. For moving keys out of a submission without cloning them.
+    pub fn take(slot: &mut Key) -> Key {
+        std::mem::replace(slot, Key(Bytes::from_static(b"\xc0")))
+    }
+
     /// The key as a message value (pre-encoded).
     pub fn to_value(&self) -> Value {
         Value::Raw(self.0.clone())
@@ -200,6 +207,16 @@ impl fmt::Debug for Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_taken_key_leaves_a_placeholder_no_key_can_equal() {
+        let mut slot = Key::from_str_key("x-1");
+        let moved = Key::take(&mut slot);
+        assert_eq!(moved, Key::from_str_key("x-1"));
+        assert_eq!(slot.decoded(), Value::Nil);
+        // nil is not a key: no decoded key can have the placeholder's bytes
+        assert!(Key::from_value(&Value::Nil).is_err());
+    }
 
     #[test]
     fn canonical_bytes_find_the_key_in_a_map() {
