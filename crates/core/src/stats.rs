@@ -309,11 +309,10 @@ impl State {
         self.stats.state_entered(p, state);
     }
 
-    /// Record the `startstops` of a finished task: per-prefix compute and
-    /// transfer seconds and task-stream entries.
-    /// Record a `task-finished`'s `startstops` (`[{action, start, stop}]`)
-    /// in the prefix totals and the task stream; returns the first
-    /// `compute` entry's `stop - start` (the task's measured duration).
+    /// Record a `task-finished`'s `startstops` (`[{action, start, stop}]`):
+    /// per-prefix compute and transfer seconds and task-stream entries;
+    /// returns the first `compute` entry's `stop - start` (the task's
+    /// measured duration).
     pub(crate) fn record_startstops(
         &mut self,
         id: crate::ids::TaskId,
