@@ -2,13 +2,14 @@
 //! apply annotations and priorities, and start computing the requested keys.
 
 use crate::ids::{ClientId, TaskId};
+use crate::keyindex::KeyHash;
 use crate::messages;
 use crate::runspec::RunSpec;
 use crate::state::{Outgoing, State};
 use crate::task::{Priority, Restrictions, TaskState};
 use crate::transitions::Target;
 use dask_wire::{Key, Value};
-use rustc_hash::FxHashMap;
+use hashbrown::hash_table::{Entry, HashTable};
 
 /// One materialized task, as produced by the graph materializer.
 #[derive(Debug, Clone)]
@@ -85,9 +86,33 @@ impl State {
     /// Add a materialized graph for `client` and start computing its requested keys.
     pub fn update_graph(&mut self, client: ClientId, mut graph: GraphSubmission, now: f64) {
         self.now = now;
-        let mut by_key: FxHashMap<&Key, usize> = FxHashMap::default();
-        by_key.reserve(graph.tasks.len());
-        by_key.extend(graph.tasks.iter().enumerate().map(|(i, t)| (&t.key, i)));
+        // Each submitted key is hashed once: the same hash finds it among
+        // the submission's positions and in the scheduler's key index.
+        let hashes: Vec<KeyHash> = graph
+            .tasks
+            .iter()
+            .map(|t| KeyHash::of(t.key.as_bytes()))
+            .collect();
+        let mut by_key: HashTable<usize> = HashTable::with_capacity(graph.tasks.len());
+        for (i, h) in hashes.iter().enumerate() {
+            let key = &graph.tasks[i].key;
+            match by_key.entry(
+                h.table_hash(),
+                |&j| graph.tasks[j].key == *key,
+                |&j| hashes[j].table_hash(),
+            ) {
+                // a key given twice: the last one counts
+                Entry::Occupied(mut e) => *e.get_mut() = i,
+                Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
+        }
+        let position = |k: &Key, h: KeyHash| {
+            by_key
+                .find(h.table_hash(), |&j| graph.tasks[j].key == *k)
+                .copied()
+        };
 
         // Every dependency must come with the graph or already be known.
         // Each is resolved once here (to its position in the submission or
@@ -100,9 +125,10 @@ impl State {
         'tasks: for t in &graph.tasks {
             dep_start.push(dep_refs.len());
             for d in &t.dependencies {
-                match by_key.get(d) {
-                    Some(&gi) => dep_refs.push(Dep::Graph(gi)),
-                    None => match self.task_id(d) {
+                let h = KeyHash::of(d.as_bytes());
+                match position(d, h) {
+                    Some(gi) => dep_refs.push(Dep::Graph(gi)),
+                    None => match self.task_id_hashed(d, h) {
                         Some(id) => dep_refs.push(Dep::Known(id)),
                         None => {
                             lost = true;
@@ -113,11 +139,23 @@ impl State {
             }
         }
         dep_start.push(dep_refs.len());
-        let lost = lost
-            || graph
-                .requested
-                .iter()
-                .any(|k| !by_key.contains_key(k) && self.task_id(k).is_none());
+        // Each requested key: its position in the submission, or else the
+        // task the scheduler already has.
+        let mut requested_at: Vec<Result<usize, TaskId>> =
+            Vec::with_capacity(graph.requested.len());
+        for k in &graph.requested {
+            if lost {
+                break;
+            }
+            let h = KeyHash::of(k.as_bytes());
+            match position(k, h) {
+                Some(gi) => requested_at.push(Ok(gi)),
+                None => match self.task_id_hashed(k, h) {
+                    Some(id) => requested_at.push(Err(id)),
+                    None => lost = true,
+                },
+            }
+        }
         if lost {
             let keys = graph.requested.iter().map(Key::to_value).collect();
             self.outbox.push(Outgoing::Client(
@@ -130,11 +168,7 @@ impl State {
         // Walk from the requested keys; only reachable tasks are created, and we
         // do not descend into tasks the scheduler already knows how to compute.
         // (positions in the submission; requested keys outside it are known)
-        let mut stack: Vec<usize> = graph
-            .requested
-            .iter()
-            .filter_map(|k| by_key.get(k).copied())
-            .collect();
+        let mut stack: Vec<usize> = requested_at.iter().filter_map(|r| r.ok()).collect();
         drop(by_key);
         let deps_of = |gi: usize| &dep_refs[dep_start[gi]..dep_start[gi + 1]];
         // visited, and the task id of each visited position
@@ -147,7 +181,7 @@ impl State {
                 continue;
             }
             let key = &graph.tasks[gi].key;
-            let id = match self.task_id(key) {
+            let id = match self.task_id_hashed(key, hashes[gi]) {
                 Some(id) => {
                     ids[gi] = Some(id);
                     let t = self.task(id);
@@ -159,7 +193,8 @@ impl State {
                 None => {
                     // the submission's key moves into the task (its
                     // position is walked once; nothing reads it after)
-                    let id = self.new_task(Key::take(&mut graph.tasks[gi].key));
+                    let key = Key::take(&mut graph.tasks[gi].key);
+                    let id = self.new_task_hashed(key, hashes[gi]);
                     ids[gi] = Some(id);
                     id
                 }
@@ -226,10 +261,13 @@ impl State {
             }
         }
 
-        let mut requested: Vec<TaskId> = graph
-            .requested
+        // every requested position was walked, so it has an id
+        let mut requested: Vec<TaskId> = requested_at
             .iter()
-            .filter_map(|k| self.task_id(k))
+            .filter_map(|r| match *r {
+                Ok(gi) => ids[gi],
+                Err(id) => Some(id),
+            })
             .collect();
         requested.sort_by_key(|id| self.task(*id).priority);
         requested.dedup();

@@ -20,12 +20,26 @@ pub struct KeyIndex {
     table: HashTable<(TaskId, u32)>,
 }
 
-/// 32 bits of the key's hash: stored with each entry, compared before the
+/// 32 bits of a key's hash: stored with each entry, compared before the
 /// key bytes, and spread back to 64 bits for the table's own hash.
-fn short_hash(bytes: &[u8]) -> u32 {
-    let mut h = rustc_hash::FxHasher::default();
-    h.write(bytes);
-    (h.finish() >> 32) as u32
+/// Computed once per key by [`KeyHash::of`] where a caller looks the same
+/// key up more than once (a graph submission).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHash(u32);
+
+impl KeyHash {
+    /// The hash of a key's canonical bytes.
+    pub fn of(bytes: &[u8]) -> KeyHash {
+        let mut h = rustc_hash::FxHasher::default();
+        h.write(bytes);
+        KeyHash((h.finish() >> 32) as u32)
+    }
+
+    /// The 64-bit hash a hash table of keys should use (spread from the
+    /// stored 32 bits, see [`table_hash`]).
+    pub fn table_hash(self) -> u64 {
+        table_hash(self.0)
+    }
 }
 
 /// The table's 64-bit hash of an entry: the stored bits multiplied by an
@@ -45,7 +59,17 @@ fn key_of(tasks: &[Option<Task>], id: TaskId) -> Option<&[u8]> {
 impl KeyIndex {
     /// The task whose key has these canonical bytes.
     pub fn get(&self, tasks: &[Option<Task>], bytes: &[u8]) -> Option<TaskId> {
-        let short = short_hash(bytes);
+        self.get_hashed(tasks, KeyHash::of(bytes), bytes)
+    }
+
+    /// [`get`](Self::get) with the key's hash already computed.
+    pub fn get_hashed(
+        &self,
+        tasks: &[Option<Task>],
+        hash: KeyHash,
+        bytes: &[u8],
+    ) -> Option<TaskId> {
+        let short = hash.0;
         self.table
             .find(table_hash(short), |&(id, s)| {
                 s == short && key_of(tasks, id) == Some(bytes)
@@ -56,14 +80,19 @@ impl KeyIndex {
     /// Index task `id` under `bytes` (its key; the caller checked that no
     /// task has this key).
     pub fn insert(&mut self, bytes: &[u8], id: TaskId) {
-        let short = short_hash(bytes);
+        self.insert_hashed(KeyHash::of(bytes), id)
+    }
+
+    /// [`insert`](Self::insert) with the key's hash already computed.
+    pub fn insert_hashed(&mut self, hash: KeyHash, id: TaskId) {
+        let short = hash.0;
         self.table
             .insert_unique(table_hash(short), (id, short), |&(_, s)| table_hash(s));
     }
 
     /// Drop the entry of task `id`, whose key has these bytes.
     pub fn remove(&mut self, bytes: &[u8], id: TaskId) -> bool {
-        let short = short_hash(bytes);
+        let short = KeyHash::of(bytes).0;
         match self.table.find_entry(table_hash(short), |&(i, _)| i == id) {
             Ok(entry) => {
                 entry.remove();

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::error::CoreError;
 use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::keyindex::KeyHash;
 use crate::task::{insert_item, remove_item, Task, TaskState};
 use crate::transitions::Target;
 use crate::worker::{host_of, Worker, WorkerRegistration, WorkerStatus};
@@ -250,6 +251,17 @@ impl State {
     }
 
     pub(crate) fn new_task(&mut self, key: Key) -> TaskId {
+        let hash = KeyHash::of(key.as_bytes());
+        self.new_task_hashed(key, hash)
+    }
+
+    /// [`State::task_id`] with the key's hash already computed.
+    pub(crate) fn task_id_hashed(&self, key: &Key, hash: KeyHash) -> Option<TaskId> {
+        self.task_ids.get_hashed(&self.tasks, hash, key.as_bytes())
+    }
+
+    /// A new released task for `key` (not yet known), whose hash is `hash`.
+    pub(crate) fn new_task_hashed(&mut self, key: Key, hash: KeyHash) -> TaskId {
         // `key_split` of the name is the prefix; tuple keys group by their
         // name, str keys by prefix (`key_split_group`). A str name is read in
         // place, without decoding the key or allocating.
@@ -285,9 +297,7 @@ impl State {
                 (self.tasks.len() - 1) as TaskId
             }
         };
-        if let Some(t) = &self.tasks[id as usize] {
-            self.task_ids.insert(t.key.as_bytes(), id);
-        }
+        self.task_ids.insert_hashed(hash, id);
         id
     }
 

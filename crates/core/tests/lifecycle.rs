@@ -237,6 +237,47 @@ fn same_key_twice_in_one_request() {
 }
 
 #[test]
+fn requested_keys_may_be_known_tasks_not_shipped_again() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    sim.clear();
+    // x is requested again without its task; y comes with the graph
+    sim.submit(&["x", "y"], vec![t("y", &[])]);
+    assert_eq!(sim.s.task_count(), 2);
+    let y = sim.one_compute();
+    assert_eq!(y.key, k("y"));
+    sim.finish(&y);
+    let events = sim.client_events(sim.client);
+    assert!(events.contains(&("key-in-memory".into(), vec![k("x")])));
+    assert!(events.contains(&("key-in-memory".into(), vec![k("y")])));
+    // a requested key neither shipped nor known cancels the request
+    sim.submit(&["y", "nowhere"], vec![]);
+    let msgs = sim.client_msgs();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(op(&msgs[0]), "cancelled-keys");
+    assert_eq!(
+        keys_of(msgs[0].get("keys").unwrap()),
+        vec![k("y"), k("nowhere")]
+    );
+}
+
+#[test]
+fn a_key_shipped_twice_in_one_graph_is_one_task() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    // the later copy counts: its dependency is the one wired
+    sim.submit(
+        &["x"],
+        vec![t("a", &[]), t("b", &[]), t("x", &["a"]), t("x", &["b"])],
+    );
+    assert_eq!(sim.s.task_count(), 2);
+    let ran = sim.run_all();
+    assert_eq!(ran, vec![k("b"), k("x")]);
+}
+
+#[test]
 fn remove_client_releases_everything_it_wanted() {
     let mut sim = Sim::new();
     let w = sim.worker("tcp://127.0.0.1:1", 2);
