@@ -22,8 +22,15 @@ use tokio::sync::oneshot;
 
 /// Batching interval of the scheduler→client report stream (Dask: 2 ms).
 const CLIENT_BATCH_INTERVAL: Duration = Duration::from_millis(2);
-/// Batching interval of scheduler→worker streams (Dask: 5 ms).
-const WORKER_BATCH_INTERVAL: Duration = Duration::from_millis(5);
+/// Batching interval of scheduler→worker streams: 1 ms, where Dask uses
+/// 5 ms. A worker holds at most `ceil(worker-saturation × nthreads)` queued
+/// root tasks, so it gets its next one only after a round trip; with 5 ms
+/// between writes, short tasks left the workers idle (a 20k-task
+/// `client.map` on 4 one-thread workers: 18.1 s at 5 ms, 13.1 s at 1 ms,
+/// 13.1 s with no interval; 64 simulated workers: 51k → 77k tasks/s) at
+/// the same scheduler CPU per task. Messages queued while the event loop
+/// works still go out together; only the wait between writes is shorter.
+const WORKER_BATCH_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The listener's handler: routes each connection by its first message.
 pub struct Router {
