@@ -310,7 +310,8 @@ def main() -> int:
         if "sim" in only:
             cmd = [py, "benches/simbench.py", "--out", str(sim_out)] + (["--quick"] if args.quick else [])
             cmd += args.sim_args.split()
-            rc, text = run(cmd, 3600)
+            # ~40 min with 3 repetitions, ~12 more with the 1M-task scale part
+            rc, text = run(cmd, 5400)
             (RESULTS / f"simbench-{mode}.log").write_text(text)
             if rc:
                 failures.append(f"simbench exit {rc}")
