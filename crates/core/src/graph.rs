@@ -140,18 +140,19 @@ impl State {
         }
         dep_start.push(dep_refs.len());
         // Each requested key: its position in the submission, or else the
-        // task the scheduler already has.
-        let mut requested_at: Vec<Result<usize, TaskId>> =
-            Vec::with_capacity(graph.requested.len());
+        // task the scheduler already has (the order does not matter: the
+        // requested tasks are sorted by priority below).
+        let mut requested_pos: Vec<u32> = Vec::with_capacity(graph.requested.len());
+        let mut requested_known: Vec<TaskId> = Vec::new();
         for k in &graph.requested {
             if lost {
                 break;
             }
             let h = KeyHash::of(k.as_bytes());
             match position(k, h) {
-                Some(gi) => requested_at.push(Ok(gi)),
+                Some(gi) => requested_pos.push(gi as u32),
                 None => match self.task_id_hashed(k, h) {
-                    Some(id) => requested_at.push(Err(id)),
+                    Some(id) => requested_known.push(id),
                     None => lost = true,
                 },
             }
@@ -168,7 +169,7 @@ impl State {
         // Walk from the requested keys; only reachable tasks are created, and we
         // do not descend into tasks the scheduler already knows how to compute.
         // (positions in the submission; requested keys outside it are known)
-        let mut stack: Vec<usize> = requested_at.iter().filter_map(|r| r.ok()).collect();
+        let mut stack: Vec<usize> = requested_pos.iter().map(|&gi| gi as usize).collect();
         drop(by_key);
         let deps_of = |gi: usize| &dep_refs[dep_start[gi]..dep_start[gi + 1]];
         // visited, and the task id of each visited position
@@ -262,14 +263,12 @@ impl State {
         }
 
         // every requested position was walked, so it has an id
-        let mut requested: Vec<TaskId> = requested_at
-            .iter()
-            .filter_map(|r| match *r {
-                Ok(gi) => ids[gi],
-                Err(id) => Some(id),
-            })
-            .collect();
-        requested.sort_by_key(|id| self.task(*id).priority);
+        let mut requested: Vec<TaskId> = requested_known;
+        requested.extend(requested_pos.iter().filter_map(|&gi| ids[gi as usize]));
+        drop(requested_pos);
+        // by id among equal priorities, so that a key requested twice is
+        // adjacent to itself and dedup drops it
+        requested.sort_by_key(|id| (self.task(*id).priority, *id));
         requested.dedup();
         self.client_desires(client, &requested);
         let recs = requested
