@@ -207,6 +207,8 @@ impl State {
             }));
         }
 
+        drop(hashes);
+
         // Priority generations (`fifo_timeout`): later graphs run after earlier
         // ones. Unlike Python, a graph no bigger than the cluster's thread count
         // (interactive work: a submit, a small compute) joins the current
