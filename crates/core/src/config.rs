@@ -16,6 +16,10 @@ pub struct Config {
     pub worker_saturation: f64,
     /// `distributed.scheduler.work-stealing`: move queued tasks to idle workers.
     pub work_stealing: bool,
+    /// Keep the queued siblings of a running root task for the same worker
+    /// (`State::reserve_family`); this scheduler's own setting,
+    /// `distributed.scheduler.sibling-affinity` (on by default).
+    pub sibling_affinity: bool,
     /// `distributed.scheduler.default-task-durations`: duration estimates
     /// (s) of prefixes before any has been measured.
     pub default_task_durations: Vec<(String, f64)>,
@@ -40,6 +44,7 @@ impl Default for Config {
             bandwidth: 100e6,
             worker_saturation: 1.1,
             work_stealing: true,
+            sibling_affinity: true,
             default_task_durations: [
                 "rechunk-split",
                 "split-shuffle",

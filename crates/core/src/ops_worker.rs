@@ -237,6 +237,9 @@ impl State {
         };
         let was = worker.status;
         worker.status = status;
+        if status != WorkerStatus::Running {
+            self.release_reservations(w);
+        }
         self.refresh_slot_index(w);
         if status == WorkerStatus::Running && was != WorkerStatus::Running {
             self.on_worker_running(w);

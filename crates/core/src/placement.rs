@@ -11,6 +11,9 @@ use crate::worker::{Worker, WorkerStatus};
 pub enum Decision {
     /// Send it to this worker now.
     Worker(WorkerId),
+    /// A root task with a free slot on this worker: send it now, and
+    /// reserve its queued siblings for the same worker.
+    Root(WorkerId),
     /// A root task while every worker is saturated: hold it in the scheduler queue.
     Queue,
     /// No running worker can ever take it as things stand.
@@ -131,7 +134,7 @@ impl State {
         }
         if valid.is_none() && self.config.worker_saturation.is_finite() && self.is_rootish(id) {
             return match self.least_busy_with_slot() {
-                Some(w) => Decision::Worker(w),
+                Some(w) => Decision::Root(w),
                 None => Decision::Queue,
             };
         }
@@ -213,19 +216,193 @@ impl State {
         }
     }
 
-    /// Hand queued root tasks to workers that have free slots, best priority first.
+    /// Hand queued root tasks to workers that have free slots: to each, the
+    /// tasks reserved for it first, then the shared queue's best priority,
+    /// and when both are empty, another worker's reservation.
     pub(crate) fn fill_queued_slots(&mut self) {
-        while !self.queued.is_empty() {
+        while self.queued_len() > 0 {
             let Some(w) = self.least_busy_with_slot() else {
                 break;
             };
-            let Some((_, id)) = self.queued.pop_first() else {
+            let Some((id, reserved)) = self.take_queued_for(w) else {
                 break;
             };
             if self.task(id).state == TaskState::Queued {
                 self.transition_counter += 1;
                 self.assign(id, w);
+                // a reserved task's family was reserved with it
+                if !reserved {
+                    self.reserve_family(id, w);
+                }
             }
         }
     }
+
+    /// Queued root tasks, reserved or not.
+    pub(crate) fn queued_len(&self) -> usize {
+        self.queued.len() + self.reserved_on.len()
+    }
+
+    /// The next queued task for worker `w` (see `fill_queued_slots`), out
+    /// of whichever set held it, and whether it was reserved.
+    fn take_queued_for(&mut self, w: WorkerId) -> Option<(TaskId, bool)> {
+        let own = self
+            .workers
+            .get_mut(&w)
+            .and_then(|x| x.reserved.pop_first());
+        let (_, id) = match own.or_else(|| self.queued.pop_first()) {
+            Some(entry) => entry,
+            None => {
+                // The shared queue is empty: take the best task of the
+                // worker with the most reserved (its family then needs one
+                // transfer, but no thread waits while there is work).
+                let victim = self
+                    .workers
+                    .values()
+                    .filter(|x| !x.reserved.is_empty())
+                    .max_by_key(|x| (x.reserved.len(), std::cmp::Reverse(x.id)))?
+                    .id;
+                self.workers.get_mut(&victim)?.reserved.pop_first()?
+            }
+        };
+        Some((id, self.reserved_on.remove(&id).is_some()))
+    }
+
+    /// Put the queued tasks reserved for `w` back in the shared queue (it
+    /// left, paused or is retiring).
+    pub(crate) fn release_reservations(&mut self, w: WorkerId) {
+        let Some(worker) = self.workers.get_mut(&w) else {
+            return;
+        };
+        for entry in std::mem::take(&mut worker.reserved) {
+            self.reserved_on.remove(&entry.1);
+            self.queued.insert(entry);
+        }
+    }
+
+    /// Root task `id` now runs on `w`: reserve its queued relatives for
+    /// `w`, so that the tasks joining them find their inputs in one place
+    /// instead of fetching them from other workers.
+    ///
+    /// The family is the queued root tasks below a joining task: first the
+    /// nearest task above `id` with more than one input, reached through
+    /// tasks with one input and one dependent (like a chunk's `sum` between
+    /// the chunk and a partial sum of a few chunks), then that task's own
+    /// joining task and so on, as long as the family stays within
+    /// `FAMILY_MAX` root tasks and within `w`'s share of the queue by
+    /// threads (so that a small graph is not funnelled onto one worker).
+    ///
+    /// Python's scheduler hands each freed slot the best queued task, so
+    /// siblings land on whichever workers free up first and most joining
+    /// tasks fetch inputs; on a tree reduction over small chunks those
+    /// transfers cost the workers more CPU than the tasks. Reservations
+    /// change only which worker takes a queued task: slots
+    /// (`worker-saturation`) still bound how many run at once.
+    pub(crate) fn reserve_family(&mut self, id: TaskId, w: WorkerId) {
+        if !self.config.sibling_affinity || self.queued.is_empty() {
+            return;
+        }
+        let Some(threads) = self
+            .workers
+            .get(&w)
+            .map(|x| u64::from(x.info.nthreads.max(1)))
+        else {
+            return;
+        };
+        let share = (self.queued_len() as u64 * threads).div_ceil(self.total_nthreads.max(1));
+        let cap = FAMILY_MAX.min(share as usize);
+        let mut family = Family::new();
+        let Some(mut join) = self.joining_task(id) else {
+            return;
+        };
+        if !self.collect_family(join, cap, &mut family) {
+            return;
+        }
+        while let Some(up) = self.joining_task(join) {
+            let mut wider = Family::new();
+            if !self.collect_family(up, cap, &mut wider) {
+                break;
+            }
+            family = wider;
+            join = up;
+        }
+        let entries: smallvec::SmallVec<[(crate::task::Priority, TaskId); FAMILY_MAX]> = family
+            .into_iter()
+            .filter(|&root| root != id)
+            .map(|root| (self.task(root).priority, root))
+            .collect();
+        let Some(worker) = self.workers.get_mut(&w) else {
+            return;
+        };
+        for entry in entries {
+            // only unreserved ones: a relative reserved elsewhere stays there
+            if self.queued.remove(&entry) {
+                self.reserved_on.insert(entry.1, w);
+                worker.reserved.insert(entry);
+            }
+        }
+    }
+
+    /// The nearest task above `id` with more than one input (at most
+    /// `FAMILY_MAX`), through tasks with one dependent and one input.
+    fn joining_task(&self, id: TaskId) -> Option<TaskId> {
+        let mut cur = id;
+        for _ in 0..=FAMILY_CHAIN {
+            let t = self.task(cur);
+            if t.dependents.len() != 1 {
+                return None;
+            }
+            let up = *t.dependents.iter().next()?;
+            let inputs = self.task(up).dependencies.len();
+            if inputs > 1 {
+                return (inputs <= FAMILY_MAX).then_some(up);
+            }
+            cur = up;
+        }
+        None
+    }
+
+    /// The queued root tasks below `join`, through waiting tasks with one
+    /// dependent, into `out`; false when there are more than `cap` (at most
+    /// `FAMILY_MAX`), or the walk gets longer than such a family can need.
+    fn collect_family(&self, join: TaskId, cap: usize, out: &mut Family) -> bool {
+        let mut stack: smallvec::SmallVec<[TaskId; 32]> =
+            self.task(join).dependencies.iter().copied().collect();
+        let mut visited = 0;
+        while let Some(cur) = stack.pop() {
+            visited += 1;
+            if visited > 4 * FAMILY_MAX {
+                return false;
+            }
+            let t = self.task(cur);
+            match t.state {
+                TaskState::Queued => {
+                    if out.len() >= cap {
+                        return false;
+                    }
+                    out.push(cur);
+                }
+                TaskState::Waiting if t.dependents.len() == 1 => {
+                    if t.dependencies.len() > FAMILY_MAX {
+                        return false;
+                    }
+                    stack.extend(t.dependencies.iter().copied());
+                }
+                // running, done, or shared with other tasks: nothing to keep
+                _ => {}
+            }
+        }
+        true
+    }
 }
+
+/// The root tasks of one family (see `State::reserve_family`).
+type Family = smallvec::SmallVec<[TaskId; FAMILY_MAX]>;
+
+/// Most root tasks of one family, and most inputs of a joining task: a
+/// wider fan-in, like one sum over every chunk, would pull everything onto
+/// one worker.
+const FAMILY_MAX: usize = 16;
+
+/// Most one-input tasks walked between a task and its joining task.
+const FAMILY_CHAIN: usize = 4;

@@ -239,11 +239,17 @@ impl State {
             .collect()
     }
 
+    /// Queued root tasks reserved for the worker that runs their relatives
+    /// (diagnostics and tests: the rest of the queue is shared).
+    pub fn reserved_task_count(&self) -> usize {
+        self.reserved_on.len()
+    }
+
     /// True when nothing is running, queued or waiting for a worker.
     pub fn is_idle(&self) -> bool {
         self.workers.values().all(|w| w.processing.is_empty())
             && self.unrunnable.is_empty()
-            && self.queued.is_empty()
+            && self.queued_len() == 0
     }
 
     /// Where to fetch each key for a gather: `{address: [keys]}`, plus keys

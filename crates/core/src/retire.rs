@@ -210,11 +210,12 @@ impl State {
             .queued
             .iter()
             .map(|(_, t)| *t)
+            .chain(self.reserved_on.keys().copied())
             .chain(self.unrunnable.iter().copied())
             .take(100)
             .map(|t| self.estimated_duration(t))
             .sum();
-        let mut tasks_ready = self.queued.len() + self.unrunnable.len();
+        let mut tasks_ready = self.queued_len() + self.unrunnable.len();
         if tasks_ready > 100 {
             queued_occupancy *= tasks_ready as f64 / 100.0;
         }
@@ -237,7 +238,7 @@ impl State {
             let nthreads: u64 = self.workers.values().map(|w| w.info.nthreads as u64).sum();
             cpu = (cpu as f64 / nthreads.max(1) as f64 * n_workers as f64).ceil() as usize;
         }
-        if (!self.unrunnable.is_empty() || !self.queued.is_empty()) && n_workers == 0 {
+        if (!self.unrunnable.is_empty() || self.queued_len() > 0) && n_workers == 0 {
             cpu = cpu.max(1);
         }
         let limit: i64 = self.workers.values().map(|w| w.info.memory_limit).sum();
@@ -282,6 +283,7 @@ impl State {
             return None;
         }
         if !self.queued.is_empty()
+            || !self.reserved_on.is_empty()
             || !self.unrunnable.is_empty()
             || self.workers.values().any(|w| !w.processing.is_empty())
         {

@@ -86,7 +86,12 @@ pub struct State {
     free_groups: Vec<u32>,
     group_ids: FxHashMap<String, u32>,
     pub(crate) unrunnable: BTreeSet<TaskId>,
+    /// Queued root tasks that no worker has reserved, best priority first.
     pub(crate) queued: BTreeSet<(crate::task::Priority, TaskId)>,
+    /// Queued root tasks reserved for a worker (in that worker's
+    /// `Worker::reserved`) because a sibling of theirs runs there: see
+    /// `State::reserve_family`.
+    pub(crate) reserved_on: FxHashMap<TaskId, WorkerId>,
     /// Running workers with a free root-task slot, ordered like
     /// `least_busy_with_slot` picks them: `processing / threads` (as the
     /// bits of a non-negative f64, which order like the number), then id.
@@ -163,6 +168,7 @@ impl State {
             group_ids: Default::default(),
             unrunnable: BTreeSet::new(),
             queued: BTreeSet::new(),
+            reserved_on: FxHashMap::default(),
             slot_index: BTreeSet::new(),
             total_nthreads: 0,
             fire_and_forget: ClientId(0),
@@ -309,7 +315,16 @@ impl State {
         match t.state {
             TaskState::Queued => {
                 let entry = (t.priority, id);
-                self.queued.remove(&entry);
+                match self.reserved_on.remove(&id) {
+                    Some(w) => {
+                        if let Some(worker) = self.workers.get_mut(&w) {
+                            worker.reserved.remove(&entry);
+                        }
+                    }
+                    None => {
+                        self.queued.remove(&entry);
+                    }
+                }
             }
             TaskState::NoWorker => {
                 self.unrunnable.remove(&id);
@@ -654,6 +669,7 @@ impl State {
                 processing: Default::default(),
                 long_running: Default::default(),
                 has_what: Default::default(),
+                reserved: Default::default(),
                 task_slots,
                 slot_key: None,
                 prefix_counts: Default::default(),
@@ -699,6 +715,10 @@ impl State {
         };
         if let Some(k) = worker.slot_key {
             self.slot_index.remove(&(k, id));
+        }
+        for entry in &worker.reserved {
+            self.reserved_on.remove(&entry.1);
+            self.queued.insert(*entry);
         }
         self.total_nthreads -= u64::from(worker.info.nthreads);
         self.worker_by_addr.remove(&worker.info.address);

@@ -238,6 +238,10 @@ impl State {
         self.leave_ready_sets(id);
         match self.decide_worker(id) {
             crate::placement::Decision::Worker(w) => self.assign(id, w),
+            crate::placement::Decision::Root(w) => {
+                self.assign(id, w);
+                self.reserve_family(id, w);
+            }
             crate::placement::Decision::Queue => {
                 self.task_mut(id).state = TaskState::Queued;
                 self.count_state_as(id, TaskState::Queued);

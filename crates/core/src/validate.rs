@@ -129,16 +129,28 @@ impl State {
         Ok(())
     }
 
-    /// The queued set holds exactly the `queued` tasks (under their current
-    /// priority) and the unrunnable set exactly the `no-worker` ones: the
-    /// transitions rely on it to skip set removals for tasks in other states.
+    /// The queued set and the workers' reserved sets together hold exactly
+    /// the `queued` tasks (under their current priority, each in one set,
+    /// reserved ones only on running workers) and the unrunnable set exactly
+    /// the `no-worker` ones: the transitions rely on it to skip set removals
+    /// for tasks in other states.
     fn validate_ready_sets(&self) -> Result<(), String> {
         let mut queued = 0;
         let mut unrunnable = 0;
         for (id, t) in self.tasks.iter().enumerate() {
             let Some(t) = t else { continue };
             let id = id as TaskId;
-            let in_queued = self.queued.contains(&(t.priority, id));
+            let entry = (t.priority, id);
+            let in_shared = self.queued.contains(&entry);
+            let in_reserved = self.reserved_on.get(&id).is_some_and(|w| {
+                self.workers.get(w).is_some_and(|w| {
+                    w.status == crate::worker::WorkerStatus::Running && w.reserved.contains(&entry)
+                })
+            });
+            if in_shared && self.reserved_on.contains_key(&id) {
+                return Err(format!("task {} is both queued and reserved", t.key));
+            }
+            let in_queued = in_shared || in_reserved;
             let in_unrunnable = self.unrunnable.contains(&id);
             queued += usize::from(in_queued);
             unrunnable += usize::from(in_unrunnable);
@@ -152,10 +164,17 @@ impl State {
                 ));
             }
         }
-        if queued != self.queued.len() || unrunnable != self.unrunnable.len() {
+        let reserved: usize = self.workers.values().map(|w| w.reserved.len()).sum();
+        if reserved != self.reserved_on.len() {
             return Err(format!(
-                "queued set has {} entries for {queued} queued tasks, unrunnable {} for {unrunnable}",
-                self.queued.len(),
+                "workers hold {reserved} reservations, the index {}",
+                self.reserved_on.len()
+            ));
+        }
+        if queued != self.queued_len() || unrunnable != self.unrunnable.len() {
+            return Err(format!(
+                "queued sets have {} entries for {queued} queued tasks, unrunnable {} for {unrunnable}",
+                self.queued_len(),
                 self.unrunnable.len()
             ));
         }

@@ -125,6 +125,10 @@ pub struct Worker {
     pub long_running: FxHashSet<TaskId>,
     /// Tasks whose results it holds.
     pub has_what: FxHashSet<TaskId>,
+    /// Queued root tasks reserved for it, best priority first: siblings of
+    /// root tasks it runs, which it takes before the shared queue
+    /// (`State::reserve_family`). Empty unless it is running.
+    pub(crate) reserved: std::collections::BTreeSet<(crate::task::Priority, TaskId)>,
     /// Root-task slots (`ceil(worker-saturation × nthreads)`), fixed at registration.
     pub task_slots: usize,
     /// This worker's key in `State::slot_index` while it is there (running

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use dask_core::{Config, TaskState};
-use dask_wire::Value;
+use dask_wire::{Key, Value};
 
 fn workers_ann(specs: &[&str]) -> Value {
     Value::Array(specs.iter().map(|s| Value::str(*s)).collect())
@@ -676,4 +676,224 @@ fn inputs_still_to_fetch_count_as_occupancy() {
     sim.check();
     sim.submit(&["w"], vec![t("w", &[])]);
     assert_eq!(sim.one_compute().worker, b);
+}
+
+// --- sibling affinity: queued root tasks follow their relatives -----------
+
+/// A binary tree of `add`s over `n` leaves `l-i` (priorities: leaves in
+/// order, then the joins), with the key of its root.
+fn leaf_tree(n: usize) -> (String, Vec<T>) {
+    let mut tasks: Vec<T> = (0..n)
+        .map(|i| t(&format!("l-{i}"), &[]).order(i as i64))
+        .collect();
+    let mut level: Vec<String> = (0..n).map(|i| format!("l-{i}")).collect();
+    let mut depth = 0;
+    while level.len() > 1 {
+        depth += 1;
+        let mut next = Vec::new();
+        for (j, pair) in level.chunks(2).enumerate() {
+            let key = format!("j{depth}-{j}");
+            let deps: Vec<&str> = pair.iter().map(String::as_str).collect();
+            tasks.push(t(&key, &deps).order((n + tasks.len()) as i64));
+            next.push(key);
+        }
+        level = next;
+    }
+    (level.pop().unwrap(), tasks)
+}
+
+/// Submit a tree, requesting its leaves too, so that they enter (and the
+/// first ones go out) in priority order: `l-0`, `l-2` to the first worker,
+/// `l-1`, `l-3` to the second.
+fn submit_tree(sim: &mut Sim, root: &str, n: usize, tasks: Vec<T>) {
+    let mut requested: Vec<String> = (0..n).map(|i| format!("l-{i}")).collect();
+    requested.push(root.to_string());
+    let refs: Vec<&str> = requested.iter().map(String::as_str).collect();
+    sim.submit(&refs, tasks);
+}
+
+/// Run everything, answering compute-tasks in the order they were sent;
+/// the worker each key ran on.
+fn run_recording(sim: &mut Sim) -> std::collections::BTreeMap<Key, dask_core::WorkerId> {
+    let mut ran = std::collections::BTreeMap::new();
+    loop {
+        let cs = sim.computes();
+        if cs.is_empty() {
+            return ran;
+        }
+        for c in cs {
+            ran.insert(c.key.clone(), c.worker);
+            sim.finish(&c);
+        }
+    }
+}
+
+/// Level-1 pairs of `leaf_tree(n)` whose two leaves ran on different workers.
+fn split_pairs(ran: &std::collections::BTreeMap<Key, dask_core::WorkerId>, n: usize) -> usize {
+    (0..n / 2)
+        .filter(|i| ran[&k(&format!("l-{}", 2 * i))] != ran[&k(&format!("l-{}", 2 * i + 1))])
+        .count()
+}
+
+#[test]
+fn queued_siblings_run_where_their_relatives_run() {
+    let tree = |config: Config| {
+        let mut sim = Sim::with_config(config);
+        sim.worker("tcp://127.0.0.1:1", 1);
+        sim.worker("tcp://127.0.0.1:2", 1);
+        let (root, tasks) = leaf_tree(64);
+        submit_tree(&mut sim, &root, 64, tasks);
+        let ran = run_recording(&mut sim);
+        assert_eq!(sim.s.task_state(&k(&root)), Some(TaskState::Memory));
+        split_pairs(&ran, 64)
+    };
+    let with = tree(Config::default());
+    let without = tree(Config {
+        sibling_affinity: false,
+        ..Config::default()
+    });
+    // The first four leaves go out before anything is queued, alternating
+    // between the workers (2 split pairs); every queued leaf then follows
+    // its sibling. Without affinity each freed slot takes the next leaf,
+    // wherever its sibling ran.
+    assert_eq!(with, 2, "with sibling affinity");
+    assert!(
+        without >= 16,
+        "without sibling affinity: {without} split pairs"
+    );
+}
+
+#[test]
+fn a_wide_fan_in_is_not_a_family() {
+    // 40 leaves joined by one task: keeping them together would put every
+    // leaf on one worker, so each freed slot takes the next leaf as before.
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.worker("tcp://127.0.0.1:2", 1);
+    let (keys, mut tasks) = root_tasks(40);
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tasks.push(t("total", &refs).order(100));
+    sim.submit(&["total"], tasks);
+    let mut running = sim.computes();
+    assert_eq!(running.len(), 4);
+    let first: Vec<Key> = running.iter().map(|c| c.key.clone()).collect();
+    let mut started = Vec::new();
+    while let Some(c) = (!running.is_empty()).then(|| running.remove(0)) {
+        sim.finish(&c);
+        for n in sim.computes() {
+            started.push(n.key.clone());
+            running.push(n);
+        }
+    }
+    // (the first four go out as the graph's tasks enter, in no set order)
+    let mut expected: Vec<_> = (0..40)
+        .map(|i| k(&format!("x-{i}")))
+        .filter(|key| !first.contains(key))
+        .collect();
+    expected.push(k("total"));
+    assert_eq!(started, expected);
+}
+
+#[test]
+fn reserved_tasks_go_back_to_the_queue_when_their_worker_pauses_or_leaves() {
+    for leaves_by in ["paused", "removed"] {
+        let mut sim = Sim::new();
+        let w0 = sim.worker("tcp://127.0.0.1:1", 1);
+        let w1 = sim.worker("tcp://127.0.0.1:2", 1);
+        let (root, tasks) = leaf_tree(32);
+        submit_tree(&mut sim, &root, 32, tasks);
+        let first = sim.computes();
+        let on = |w| -> Vec<Key> {
+            first
+                .iter()
+                .filter(|c| c.worker == w)
+                .map(|c| c.key.clone())
+                .collect()
+        };
+        assert_eq!(
+            (on(w0), on(w1)),
+            (vec![k("l-0"), k("l-2")], vec![k("l-1"), k("l-3")])
+        );
+        // w0 takes l-4 and reserves its relatives (l-5 .. l-15)
+        sim.finish(&first[0]);
+        let l4 = sim.one_compute();
+        assert_eq!(l4.key, k("l-4"));
+        let expected = match leaves_by {
+            "paused" => {
+                sim.status(w0, "paused");
+                "l-5"
+            }
+            _ => {
+                // l-0 (held only by w0), l-2 and l-4 are computed again
+                assert!(sim.s.remove_worker(w0, sim.now));
+                "l-0"
+            }
+        };
+        sim.drain();
+        assert!(sim.computes().is_empty());
+        // w1 finishes l-3 (whose sibling is not done) and takes the best
+        // queued leaf, also when w0 had reserved it
+        let l3 = first.iter().find(|c| c.key == k("l-3")).unwrap().clone();
+        sim.finish(&l3);
+        let next = sim.one_compute();
+        assert_eq!(next.key, k(expected), "after w0 {leaves_by}");
+        sim.finish(&next);
+        if leaves_by == "paused" {
+            // w0 still runs what it had
+            sim.status(w0, "running");
+            sim.finish(&first[2]);
+            sim.finish(&l4);
+        }
+        sim.finish(&first[1]); // l-1, on w1
+        run_recording(&mut sim);
+        sim.run_all();
+        assert_eq!(
+            sim.s.task_state(&k(&root)),
+            Some(TaskState::Memory),
+            "after w0 {leaves_by}"
+        );
+    }
+}
+
+#[test]
+fn a_free_thread_takes_another_workers_reservation_once_the_queue_is_empty() {
+    // Three families of four leaves under one final join.
+    let mut sim = Sim::new();
+    let w0 = sim.worker("tcp://127.0.0.1:1", 1);
+    let w1 = sim.worker("tcp://127.0.0.1:2", 1);
+    let mut tasks: Vec<T> = (0..12)
+        .map(|i| t(&format!("l-{i}"), &[]).order(i as i64))
+        .collect();
+    for f in 0..3 {
+        let deps: Vec<String> = (4 * f..4 * f + 4).map(|i| format!("l-{i}")).collect();
+        let refs: Vec<&str> = deps.iter().map(String::as_str).collect();
+        tasks.push(t(&format!("f-{f}"), &refs).order(20 + f as i64));
+    }
+    tasks.push(t("all", &["f-0", "f-1", "f-2"]).order(30));
+    let mut requested: Vec<String> = (0..12).map(|i| format!("l-{i}")).collect();
+    requested.push("all".to_string());
+    let refs: Vec<&str> = requested.iter().map(String::as_str).collect();
+    sim.submit(&refs, tasks);
+    let first = sim.computes();
+    let w0_first = first.iter().find(|c| c.worker == w0).unwrap().clone();
+    // w0 takes l-4 and reserves l-5..l-7; it then finishes nothing more
+    sim.finish(&w0_first);
+    assert_eq!(sim.one_compute().key, k("l-4"));
+    // w1 works through everything else, then through w0's reservations
+    let mut w1_ran = Vec::new();
+    let mut running: Vec<_> = first.into_iter().filter(|c| c.worker == w1).collect();
+    while let Some(c) = running.pop() {
+        sim.finish(&c);
+        for n in sim.computes() {
+            assert_eq!(n.worker, w1);
+            w1_ran.push(n.key.clone());
+            running.push(n);
+        }
+    }
+    for i in 5..8 {
+        assert!(
+            w1_ran.contains(&k(&format!("l-{i}"))),
+            "l-{i} not taken: {w1_ran:?}"
+        );
+    }
 }

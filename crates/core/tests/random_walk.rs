@@ -62,6 +62,9 @@ struct World {
     scatters: u32,
     /// Keys that fail when run.
     failing: BTreeSet<Key>,
+    /// Most queued tasks reserved for workers at once (so the walks are
+    /// known to exercise reservations).
+    max_reserved: usize,
 }
 
 impl World {
@@ -81,6 +84,7 @@ impl World {
             graphs: 0,
             scatters: 0,
             failing: BTreeSet::new(),
+            max_reserved: 0,
         };
         for _ in 0..2 {
             w.add_worker(false);
@@ -184,6 +188,9 @@ impl World {
     }
 
     fn submit(&mut self) {
+        if self.rng.chance(25) {
+            return self.submit_tree();
+        }
         self.graphs += 1;
         let g = self.graphs;
         let client = self.client();
@@ -265,6 +272,41 @@ impl World {
                 self.release_key(client, key);
             }
         }
+    }
+
+    /// A binary tree of joins over 8-40 leaves whose keys share one task
+    /// group across graphs (`tleaf`), so that they are root-ish and queued,
+    /// and queued siblings get reserved for the workers of their relatives.
+    fn submit_tree(&mut self) {
+        self.graphs += 1;
+        let g = self.graphs;
+        let client = self.client();
+        let n = 8 + self.rng.below(33);
+        let mut tasks: Vec<T> = Vec::new();
+        let mut level: Vec<Key> = Vec::new();
+        for i in 0..n {
+            let key = k(&format!("tleaf-{g}-{i}"));
+            if self.rng.chance(3) {
+                self.failing.insert(key.clone());
+            }
+            tasks.push(T::keyed(key.clone(), vec![]));
+            level.push(key);
+        }
+        let mut j = 0;
+        while level.len() > 1 {
+            let mut next = Vec::new();
+            for pair in level.chunks(2) {
+                j += 1;
+                let key = k(&format!("tjoin-{g}-{j}"));
+                tasks.push(T::keyed(key.clone(), pair.to_vec()));
+                next.push(key);
+            }
+            level = next;
+        }
+        let root = level.pop().unwrap();
+        self.futures.entry(client).or_default().insert(root.clone());
+        self.sim.submit_keys(client, vec![root], tasks, 0.1);
+        self.deliver();
     }
 
     fn scatter(&mut self) {
@@ -581,6 +623,7 @@ impl World {
             95..=96 => self.balance(),
             _ => self.answer_steal(false),
         }
+        self.max_reserved = self.max_reserved.max(self.sim.s.reserved_task_count());
     }
 
     /// Resume everything and answer every assignment successfully until quiet.
@@ -615,7 +658,9 @@ impl World {
     }
 }
 
-fn run_seed(seed: u64, steps: usize) {
+/// Walk `steps` random steps from `seed`, settle, check; the most queued
+/// tasks reserved for workers at once during the walk.
+fn run_seed(seed: u64, steps: usize) -> usize {
     let mut world = World::new(seed);
     for _ in 0..steps {
         world.step();
@@ -665,19 +710,19 @@ fn run_seed(seed: u64, steps: usize) {
             "seed {seed}: data left on workers"
         );
     }
+    world.max_reserved
 }
 
 #[test]
 fn random_walks_stay_consistent() {
-    for seed in 1..=150 {
-        run_seed(seed, 150);
-    }
+    let walks_with_reservations = (1..=150).filter(|&seed| run_seed(seed, 150) > 0).count();
+    assert!(walks_with_reservations > 10, "{walks_with_reservations}");
 }
 
 #[test]
 fn long_random_walks_stay_consistent() {
     for seed in 1000..1004 {
-        run_seed(seed, 1500);
+        let _ = run_seed(seed, 1500);
     }
 }
 
@@ -686,7 +731,7 @@ fn long_random_walks_stay_consistent() {
 fn debug_seed() {
     let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
     let steps: usize = std::env::var("STEPS").unwrap().parse().unwrap();
-    run_seed(seed, steps);
+    let _ = run_seed(seed, steps);
 }
 
 #[test]
@@ -696,6 +741,6 @@ fn many_random_walks() {
     let n: u64 = std::env::var("SEEDS").map_or(2000, |s| s.parse().unwrap());
     let steps: usize = std::env::var("STEPS").map_or(300, |s| s.parse().unwrap());
     for seed in 10_000..10_000 + n {
-        run_seed(seed, steps);
+        let _ = run_seed(seed, steps);
     }
 }

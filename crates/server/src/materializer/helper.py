@@ -691,6 +691,9 @@ def op_config(req):
             "idle-timeout": float(parse_timedelta(idle)) if idle else None,
             "bandwidth": float(parse_bytes(get("distributed.scheduler.bandwidth"))),
             "work-stealing": bool(get("distributed.scheduler.work-stealing")),
+            # this scheduler's own setting (not in Dask's schema): keep the
+            # queued siblings of a running root task for the same worker
+            "sibling-affinity": bool(get("distributed.scheduler.sibling-affinity", True)),
             "log-level": _scheduler_log_level(get("logging", None)),
             "default-task-durations": {
                 str(k): float(parse_timedelta(v))

@@ -30,6 +30,9 @@ fn apply(config: &mut Config, values: &Value) {
     if let Some(v) = values.get("work-stealing") {
         config.work_stealing = v.truthy();
     }
+    if let Some(v) = values.get("sibling-affinity") {
+        config.sibling_affinity = v.truthy();
+    }
     if let Some(map) = values.get("default-task-durations").and_then(Value::as_map) {
         config.default_task_durations = map
             .iter()
@@ -73,9 +76,12 @@ pub fn from_env() -> Config {
     if let Some(v) = num("unknown-task-duration") {
         config.unknown_task_duration = v;
     }
+    let flag = |v: String| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes");
     if let Some(v) = env_value("work-stealing") {
-        config.work_stealing =
-            matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes");
+        config.work_stealing = flag(v);
+    }
+    if let Some(v) = env_value("sibling-affinity") {
+        config.sibling_affinity = flag(v);
     }
     config
 }
@@ -142,6 +148,7 @@ mod tests {
                 ("allowed-failures", Value::Int(7)),
                 ("worker-ttl", Value::Nil),
                 ("work-stealing", Value::Bool(false)),
+                ("sibling-affinity", Value::Bool(false)),
                 (
                     "default-task-durations",
                     Value::map([("slow-load", Value::Float(60.0))]),
@@ -152,6 +159,7 @@ mod tests {
         assert_eq!(c.allowed_failures, 7);
         assert_eq!(c.worker_ttl, None);
         assert!(!c.work_stealing);
+        assert!(!c.sibling_affinity);
         // The table as Python resolved it (defaults merged in there) replaces ours.
         assert_eq!(c.default_task_duration("slow-load"), Some(60.0));
         assert_eq!(c.default_task_duration("split-taskshuffle"), None);
