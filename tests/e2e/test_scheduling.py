@@ -25,7 +25,8 @@ from distributed import wait
 from distributed.scheduler import KilledWorker
 
 from .cluster import WorkerSpec, wait_until
-from .helpers import inc, slow_inc, unique, where_am_i
+from .cluster import IMPL
+from .helpers import add, inc, slow_inc, unique, where_am_i
 from .scheduling_helpers import (
     add_worker_resources,
     addr_by_name,
@@ -394,6 +395,37 @@ def test_root_task_queuing_default_saturation(make_cluster):
     per_worker = max(max(s.values()) for s in samples)
     # ceil(1.1 * 1) == 2 per worker, +1 for a message in flight
     assert per_worker <= math.ceil(1.1 * 1) + 1, f"workers held {per_worker} tasks: {samples[:5]}"
+
+
+def _incoming_transfers(dask_worker):
+    return dask_worker.state.transfer_incoming_count_total
+
+
+@pytest.mark.parametrize("affinity", [True, False], ids=["affinity", "no-affinity"])
+def test_tree_reduction_keeps_siblings_together(make_cluster, affinity):
+    """Queued root tasks follow their relatives (this scheduler's
+    ``distributed.scheduler.sibling-affinity``): a binary tree over 256
+    queued leaves fetches few inputs between workers. Without it (and in
+    Python's scheduler) each freed slot takes the next leaf wherever its
+    sibling ran, and most joins fetch an input."""
+    if affinity and IMPL == "python":
+        pytest.skip("sibling affinity is this scheduler's own placement rule")
+    env = {"DASK_DISTRIBUTED__SCHEDULER__SIBLING_AFFINITY": str(affinity)}
+    c = make_cluster([WorkerSpec(name="a", nthreads=1), WorkerSpec(name="b", nthreads=1)],
+                     env=env)
+    client = c.client()
+    level = [delayed(inc)(i) for i in range(256)]
+    while len(level) > 1:
+        level = [delayed(add)(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    assert level[0].compute() == sum(range(1, 257))
+    transfers = sum(client.run(_incoming_transfers).values())
+    # 255 joins. With affinity: families of 16 leaves stay on one worker,
+    # so only the 15 joins above them, the first leaves (sent before
+    # anything is queued) and the last families' leftovers cross workers.
+    if affinity:
+        assert transfers <= 48, f"{transfers} transfers for 255 joins"
+    else:
+        assert transfers >= 96, f"{transfers} transfers for 255 joins"
 
 
 @pytest.mark.parametrize("how", ["env", "yaml"])
