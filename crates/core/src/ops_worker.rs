@@ -237,10 +237,10 @@ impl State {
         };
         let was = worker.status;
         worker.status = status;
+        self.refresh_slot_index(w);
         if status != WorkerStatus::Running {
             self.release_reservations(w);
         }
-        self.refresh_slot_index(w);
         if status == WorkerStatus::Running && was != WorkerStatus::Running {
             self.on_worker_running(w);
         }

@@ -269,15 +269,20 @@ impl State {
     }
 
     /// Put the queued tasks reserved for `w` back in the shared queue (it
-    /// left, paused or is retiring).
+    /// paused or is retiring) and hand them to workers with free slots.
+    /// Call after `w` left `slot_index`.
     pub(crate) fn release_reservations(&mut self, w: WorkerId) {
         let Some(worker) = self.workers.get_mut(&w) else {
             return;
         };
+        if worker.reserved.is_empty() {
+            return;
+        }
         for entry in std::mem::take(&mut worker.reserved) {
             self.reserved_on.remove(&entry.1);
             self.queued.insert(entry);
         }
+        self.fill_queued_slots();
     }
 
     /// Root task `id` now runs on `w`: reserve its queued relatives for

@@ -321,6 +321,7 @@ impl State {
         let prev_status = worker.status;
         worker.status = WorkerStatus::ClosingGracefully;
         self.refresh_slot_index(w);
+        self.release_reservations(w);
         let identity = self.worker_identity(&self.workers[&w]);
         self.retire.retiring.insert(
             w,

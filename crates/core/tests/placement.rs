@@ -795,8 +795,8 @@ fn a_wide_fan_in_is_not_a_family() {
 }
 
 #[test]
-fn reserved_tasks_go_back_to_the_queue_when_their_worker_pauses_or_leaves() {
-    for leaves_by in ["paused", "removed"] {
+fn reserved_tasks_go_back_to_the_queue_when_their_worker_pauses_retires_or_leaves() {
+    for leaves_by in ["paused", "retiring", "removed"] {
         let mut sim = Sim::new();
         let w0 = sim.worker("tcp://127.0.0.1:1", 1);
         let w1 = sim.worker("tcp://127.0.0.1:2", 1);
@@ -823,6 +823,10 @@ fn reserved_tasks_go_back_to_the_queue_when_their_worker_pauses_or_leaves() {
                 sim.status(w0, "paused");
                 "l-5"
             }
+            "retiring" => {
+                assert!(sim.s.start_retirement(w0, "test"));
+                "l-5"
+            }
             _ => {
                 // l-0 (held only by w0), l-2 and l-4 are computed again
                 assert!(sim.s.remove_worker(w0, sim.now));
@@ -838,9 +842,8 @@ fn reserved_tasks_go_back_to_the_queue_when_their_worker_pauses_or_leaves() {
         let next = sim.one_compute();
         assert_eq!(next.key, k(expected), "after w0 {leaves_by}");
         sim.finish(&next);
-        if leaves_by == "paused" {
+        if leaves_by != "removed" {
             // w0 still runs what it had
-            sim.status(w0, "running");
             sim.finish(&first[2]);
             sim.finish(&l4);
         }

@@ -131,10 +131,11 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         ),
     }
     tracing::info!(
-        "Scheduling: worker-saturation={} allowed-failures={} work-stealing={}",
+        "Scheduling: worker-saturation={} allowed-failures={} work-stealing={} sibling-affinity={}",
         config.worker_saturation,
         config.allowed_failures,
-        config.work_stealing
+        config.work_stealing,
+        config.sibling_affinity
     );
     let idle_timeout = cli
         .idle_timeout()?
