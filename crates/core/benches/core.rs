@@ -17,7 +17,7 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use dask_core::{ClientId, GraphSubmission, GraphTask, Outgoing, State, WorkerId};
+use dask_core::{ClientId, GraphSubmission, GraphTask, Outgoing, State, TaskFinished, WorkerId};
 use dask_wire::{Key, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -210,5 +210,54 @@ fn bench_core(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_core);
+/// Reading a worker's batch of 1,000 `task-finished` ops, the two ways the
+/// server can: decoded into `Value` maps and read from those
+/// (`decode_message` + [`TaskFinished::from_value`]), or split into ops and
+/// read straight from msgpack ([`dask_wire::split_ops`] +
+/// [`TaskFinished::decode`], what the server does).
+fn bench_worker_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("worker-batch");
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_millis(500));
+    let n = 1000;
+    let batch = Value::Array(
+        (0..n)
+            .map(|i| {
+                let key = Value::str(format!("inc-5b4e2f0c9d1a7e3b8f6c2d4a1e9b7c3d-{i}"));
+                task_finished(key, Value::Int(i as i64), 1_795_313_391.131_662_4)
+            })
+            .collect(),
+    );
+    let frames = dask_wire::encode_message(&batch);
+    assert_eq!(frames.len(), 1);
+    let body = frames[0].clone();
+    let via_value = |body: &Bytes| -> Vec<TaskFinished> {
+        match dask_wire::decode_message(std::slice::from_ref(body)).expect("decodes") {
+            Value::Array(ops) => ops.iter().map(TaskFinished::from_value).collect(),
+            _ => unreachable!(),
+        }
+    };
+    let direct = |body: &Bytes| -> Vec<TaskFinished> {
+        dask_wire::split_ops(body)
+            .expect("splits")
+            .iter()
+            .map(|op| {
+                TaskFinished::decode(&op.bytes)
+                    .expect("decodes")
+                    .expect("a map")
+            })
+            .collect()
+    };
+    assert_eq!(via_value(&body), direct(&body), "both ways read the same");
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function(BenchmarkId::new("task-finished/via-value", n), |b| {
+        b.iter(|| via_value(&body))
+    });
+    group.bench_function(BenchmarkId::new("task-finished/direct", n), |b| {
+        b.iter(|| direct(&body))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_core, bench_worker_batch);
 criterion_main!(benches);

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod error;
+pub mod finished;
 pub mod graph;
 pub mod ids;
 pub mod idset;
@@ -36,6 +37,7 @@ pub mod workermap;
 
 pub use config::Config;
 pub use error::CoreError;
+pub use finished::TaskFinished;
 pub use graph::{GraphSubmission, GraphTask};
 pub use ids::{ClientId, TaskId, WorkerId};
 pub use runspec::{RunSpec, RunSpecPacker};

@@ -2,6 +2,7 @@
 //! data registration (`update_data` from scatter).
 
 use crate::error::CoreError;
+use crate::finished::TaskFinished;
 use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::messages;
 use crate::ops_client::keys_field;
@@ -53,35 +54,6 @@ pub fn parse_who_has_nbytes(op: &str, msg: &Value) -> Result<(WhoHas, NBytes), C
     Ok((out, sizes))
 }
 
-/// The fields of a `task-finished` that the scheduler reads, found in one
-/// pass over the message (a worker sends eleven; looking each up by name
-/// would scan the map once per field).
-#[derive(Default)]
-struct TaskFinished<'a> {
-    key: Option<&'a Value>,
-    run_id: Option<i64>,
-    nbytes: Option<i64>,
-    result_type: Option<&'a Value>,
-    startstops: &'a [Value],
-}
-
-impl<'a> TaskFinished<'a> {
-    fn parse(msg: &'a Value) -> TaskFinished<'a> {
-        let mut f = TaskFinished::default();
-        for (k, v) in msg.as_map().unwrap_or_default() {
-            match k.as_str_key() {
-                Some("key") => f.key = Some(v),
-                Some("run_id") => f.run_id = v.as_i64(),
-                Some("nbytes") => f.nbytes = v.as_i64(),
-                Some("type") => f.result_type = Some(v).filter(|v| !v.is_nil()),
-                Some("startstops") => f.startstops = v.as_seq().unwrap_or_default(),
-                _ => {}
-            }
-        }
-        f
-    }
-}
-
 impl State {
     /// Handle one op from a worker's stream.
     pub fn handle_worker_op(
@@ -101,7 +73,7 @@ impl State {
             return Ok(());
         }
         match op {
-            "task-finished" => self.on_task_finished(w, msg)?,
+            "task-finished" => self.on_task_finished(w, &TaskFinished::from_value(msg))?,
             "task-erred" => self.on_task_erred(w, msg)?,
             "release-worker-data" => {
                 let key = key_field(op, msg)?;
@@ -329,18 +301,36 @@ impl State {
         recs
     }
 
-    fn on_task_finished(&mut self, w: WorkerId, msg: &Value) -> Result<(), CoreError> {
+    /// Handle a worker's `task-finished`, read without a `Value` tree
+    /// ([`TaskFinished::decode`]): what [`State::handle_worker_op`] does for
+    /// the same message as an op map.
+    pub fn handle_task_finished(
+        &mut self,
+        w: WorkerId,
+        fields: &TaskFinished,
+        now: f64,
+    ) -> Result<(), CoreError> {
+        self.now = now;
+        match self.workers.get_mut(&w) {
+            Some(worker) => worker.last_seen = now,
+            None => return Ok(()),
+        }
+        self.on_task_finished(w, fields)
+    }
+
+    fn on_task_finished(&mut self, w: WorkerId, fields: &TaskFinished) -> Result<(), CoreError> {
         let op = "task-finished";
-        let fields = TaskFinished::parse(msg);
         let key_value = fields
             .key
+            .as_ref()
             .ok_or_else(|| CoreError::malformed(op, "missing 'key'"))?;
         let found = self
             .task_id_of_value(key_value)
             .map_err(|e| CoreError::malformed(op, e.to_string()))?;
         let run_id = fields.run_id;
         let Some(id) = found else {
-            let key = key_field(op, msg)?;
+            let key =
+                Key::from_value(key_value).map_err(|e| CoreError::malformed(op, e.to_string()))?;
             self.free_on_worker(w, &key, "unknown-task-finished");
             return Ok(());
         };
@@ -367,12 +357,15 @@ impl State {
                 return Ok(());
             }
         }
-        if let Some(seconds) = self.record_startstops(id, w, fields.startstops) {
+        if let Some(seconds) = self.record_startstops(id, w, &fields.startstops) {
             self.record_duration(id, seconds.max(0.0));
         }
         self.detach_from_worker(id);
         let nbytes = fields.nbytes.unwrap_or(0);
-        let result_type = fields.result_type.map(|v| self.intern_result_type(v));
+        let result_type = fields
+            .result_type
+            .as_ref()
+            .map(|v| self.intern_result_type(v));
         {
             self.count_state_as(id, TaskState::Memory);
             let t = self.task_mut(id);

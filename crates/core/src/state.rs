@@ -199,6 +199,13 @@ impl State {
         std::mem::take(&mut self.outbox)
     }
 
+    /// [`State::take_outbox`] as a drain: the outbox keeps its capacity, so
+    /// an I/O layer that drains after every stimulus does not regrow it.
+    pub fn drain_outbox(&mut self) -> std::vec::Drain<'_, Outgoing> {
+        self.end_batch();
+        self.outbox.drain(..)
+    }
+
     /// Queue `msg` for worker `w`'s stream (after everything queued before).
     pub(crate) fn push_worker(&mut self, w: WorkerId, msg: Value) {
         if !self.open_free_keys.is_empty() {

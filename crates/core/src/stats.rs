@@ -317,24 +317,12 @@ impl State {
         &mut self,
         id: crate::ids::TaskId,
         w: WorkerId,
-        list: &[Value],
+        list: &[crate::finished::StartStop],
     ) -> Option<f64> {
         let prefix = self.task(id).prefix;
         let mut compute = None;
         for ss in list {
-            // one pass over each entry's fields
-            let (mut action, mut start, mut stop) = (None, None, None);
-            for (k, v) in ss.as_map().unwrap_or_default() {
-                match k.as_str_key() {
-                    Some("action") => action = v.as_str(),
-                    Some("start") => start = v.as_f64(),
-                    Some("stop") => stop = v.as_f64(),
-                    _ => {}
-                }
-            }
-            let (Some(action), Some(start), Some(stop)) = (action, start, stop) else {
-                continue;
-            };
+            let (action, start, stop) = (ss.action.as_str(), ss.start, ss.stop);
             let d = (stop - start).max(0.0);
             let c = self.stats.prefix_mut(prefix);
             match action {

@@ -98,6 +98,20 @@ pub fn prelude(frames: &[Bytes]) -> Vec<u8> {
     out
 }
 
+/// Length of the prelude of a message that has one frame.
+pub const ONE_FRAME_PRELUDE_LEN: usize = 24;
+
+/// The prelude of a message whose only frame is `body_len` bytes, the same
+/// bytes [`prelude`] gives: for writers that encode the body after room left
+/// for the prelude, and fill it in once the body's length is known.
+pub fn one_frame_prelude(body_len: usize) -> [u8; ONE_FRAME_PRELUDE_LEN] {
+    let mut out = [0u8; ONE_FRAME_PRELUDE_LEN];
+    out[..8].copy_from_slice(&((16 + body_len) as u64).to_le_bytes());
+    out[8..16].copy_from_slice(&1u64.to_le_bytes());
+    out[16..].copy_from_slice(&(body_len as u64).to_le_bytes());
+    out
+}
+
 /// A whole message as one contiguous buffer (prelude plus frames).
 pub fn to_contiguous(frames: &[Bytes]) -> Bytes {
     let mut out = prelude(frames);
@@ -110,6 +124,14 @@ pub fn to_contiguous(frames: &[Bytes]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_frame_prelude_is_the_general_prelude_of_one_frame() {
+        for n in [1usize, 7, 300, 70_000] {
+            let body = Bytes::from(vec![0xA5u8; n]);
+            assert_eq!(one_frame_prelude(n).to_vec(), prelude(&[body]));
+        }
+    }
 
     #[test]
     fn roundtrip_and_incremental() {

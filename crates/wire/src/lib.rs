@@ -21,5 +21,5 @@ pub mod value;
 
 pub use error::WireError;
 pub use key::Key;
-pub use message::{decode_message, encode_message};
+pub use message::{decode_message, encode_message, encode_message_into, split_ops, RawOp};
 pub use value::{Opaque, OpaqueKind, Text, Value};

@@ -8,7 +8,7 @@
 
 use crate::error::WireError;
 use crate::msgpack;
-use crate::value::{Opaque, OpaqueKind, Value};
+use crate::value::{Opaque, OpaqueKind, Text, Value};
 use bytes::Bytes;
 
 const SERIALIZED: &str = "__Serialized__";
@@ -88,11 +88,90 @@ fn take_opaque(kind: OpaqueKind, idx: i64, frames: &[Bytes]) -> Result<Opaque, W
     })
 }
 
+/// One element of a batched-stream message, located but not decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawOp {
+    /// The element's `op`, when it is a map with a str `op` entry (the
+    /// first one, as [`Value::get`] finds it).
+    pub op: Option<Text>,
+    /// The element's msgpack bytes, a slice of the body frame.
+    pub bytes: Bytes,
+}
+
+/// Split the body frame of a batched-stream message (a msgpack array of op
+/// maps, or one value alone) into its elements without building them, so
+/// that a reader can decode the hot ops into typed structs and only the
+/// others into [`Value`]s. Every element is checked as [`decode_message`]
+/// checks it, so input this accepts decodes, and input it refuses
+/// (truncated, bad markers, invalid UTF-8, trailing bytes) would not have.
+/// Decode an element with [`decode_message`] on `[element bytes, frames[1..]]`:
+/// placeholder indices count the message's frames, which stay in place.
+pub fn split_ops(body: &Bytes) -> Result<Vec<RawOp>, WireError> {
+    let mut r = msgpack::Reader::new(body);
+    let (count, depth) = match r.array_len()? {
+        Some(n) => (n, 1),
+        None => (1, 0),
+    };
+    let mut ops = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = r.position();
+        let mut op = None;
+        match r.map_len()? {
+            Some(n) => {
+                for _ in 0..n {
+                    // field names are read in place (no allocation)
+                    let is_op = match r.str()? {
+                        Some(k) => k == "op",
+                        None => {
+                            r.skip(depth + 1)?;
+                            false
+                        }
+                    };
+                    if op.is_none() && is_op {
+                        match r.str()? {
+                            Some(s) => op = Some(Text::from(s)),
+                            // not a str: not an op name (and later `op`
+                            // entries are not what `get` would find)
+                            None => {
+                                r.skip(depth + 1)?;
+                                op = Some(Text::default());
+                            }
+                        }
+                    } else {
+                        r.skip(depth + 1)?;
+                    }
+                }
+            }
+            None => r.skip(depth)?,
+        }
+        ops.push(RawOp {
+            op: op.filter(|o| !o.is_empty()),
+            bytes: r.slice(start, r.position()),
+        });
+    }
+    if !r.is_at_end() {
+        return Err(WireError::TrailingBytes(body.len() - r.position()));
+    }
+    Ok(ops)
+}
+
 /// Encode a value into frames: frame 0 is the msgpack body, opaque objects follow.
 pub fn encode_message(v: &Value) -> Vec<Bytes> {
-    let mut extra: Vec<Bytes> = Vec::new();
     let mut body = Vec::with_capacity(128);
-    msgpack::encode_with(v, &mut body, &mut |o: &Opaque, out: &mut Vec<u8>| {
+    let extra = encode_message_into(v, &mut body);
+    let mut frames = Vec::with_capacity(1 + extra.len());
+    frames.push(Bytes::from(body));
+    frames.extend(extra);
+    frames
+}
+
+/// [`encode_message`] for writers that reuse one buffer: the msgpack body
+/// is appended to `body` (nothing before it is touched), and the frames of
+/// opaque objects, which follow the body on the wire, are returned (empty,
+/// without allocating, for a message that has none).
+pub fn encode_message_into(v: &Value, body: &mut Vec<u8>) -> Vec<Bytes> {
+    let mut extra: Vec<Bytes> = Vec::new();
+    msgpack::encode_with(v, body, &mut |o: &Opaque, out: &mut Vec<u8>| {
         let idx = 1 + extra.len();
         extra.push(o.header.clone());
         extra.extend(o.frames.iter().cloned());
@@ -106,15 +185,85 @@ pub fn encode_message(v: &Value) -> Vec<Bytes> {
         );
         msgpack::write_uint(out, idx as u64);
     });
-    let mut frames = Vec::with_capacity(1 + extra.len());
-    frames.push(Bytes::from(body));
-    frames.extend(extra);
-    frames
+    extra
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The elements of a batch as `decode_message` gives them.
+    fn decoded_ops(frames: &[Bytes]) -> Vec<Value> {
+        match decode_message(frames).unwrap() {
+            Value::Array(items) => items,
+            one => vec![one],
+        }
+    }
+
+    #[test]
+    fn split_ops_finds_each_op_and_its_bytes() {
+        let blob = opaque(OpaqueKind::Serialized, 1, 9);
+        let batch = Value::Array(vec![
+            Value::map([
+                ("key", Value::str("inc-1")),
+                ("nbytes", Value::Int(28)),
+                ("op", Value::str("task-finished")),
+            ]),
+            Value::map([("op", Value::Int(3))]),
+            Value::map([("no-op", Value::Nil)]),
+            Value::map([
+                ("op", Value::str("add-keys")),
+                ("data", Value::Opaque(Box::new(blob))),
+            ]),
+            Value::str("OK"),
+        ]);
+        let frames = encode_message(&batch);
+        assert_eq!(frames.len(), 3, "body, sub-header, one frame");
+        let ops = split_ops(&frames[0]).unwrap();
+        let names: Vec<Option<&str>> = ops.iter().map(|o| o.op.as_deref()).collect();
+        assert_eq!(
+            names,
+            [Some("task-finished"), None, None, Some("add-keys"), None]
+        );
+        // each element decodes, placeholders included, to what the whole
+        // message decodes to
+        let whole = decoded_ops(&frames);
+        for (raw, expected) in ops.iter().zip(&whole) {
+            let mut own = vec![raw.bytes.clone()];
+            own.extend(frames[1..].iter().cloned());
+            assert_eq!(decode_message(&own).unwrap(), *expected);
+        }
+        // one op alone (not in an array) is one element
+        let single = encode_message(&Value::map([("op", Value::str("x"))]));
+        let ops = split_ops(&single[0]).unwrap();
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].op.as_deref(), Some("x"));
+        assert_eq!(ops[0].bytes, single[0]);
+    }
+
+    #[test]
+    fn split_ops_refuses_what_decode_refuses() {
+        let body = Bytes::from(msgpack::encode(&Value::Array(vec![
+            Value::map([("op", Value::str("a")), ("v", Value::str("xyz"))]),
+            Value::map([("op", Value::str("b"))]),
+        ])));
+        for cut in 0..body.len() {
+            let b = body.slice(..cut);
+            assert!(split_ops(&b).is_err(), "truncated at {cut}");
+            assert!(msgpack::decode(&b).is_err());
+        }
+        let mut trailing = body.to_vec();
+        trailing.push(0xc0);
+        assert!(matches!(
+            split_ops(&Bytes::from(trailing)),
+            Err(WireError::TrailingBytes(1))
+        ));
+        let mut bad_utf8 = body.to_vec();
+        let at = bad_utf8.iter().position(|&b| b == b'y').unwrap();
+        bad_utf8[at] = 0xff;
+        let bad_utf8 = Bytes::from(bad_utf8);
+        assert!(split_ops(&bad_utf8).is_err() && msgpack::decode(&bad_utf8).is_err());
+    }
 
     fn opaque(kind: OpaqueKind, n: usize, tag: u8) -> Opaque {
         let header = msgpack::encode(&Value::map([("num-sub-frames", Value::from(n))]));

@@ -186,6 +186,195 @@ impl Decoder<'_> {
     }
 }
 
+impl Decoder<'_> {
+    /// Step over one value without building it, checking it exactly as
+    /// [`Decoder::value`] would (markers, lengths, UTF-8, depth).
+    fn skip(&mut self, depth: usize) -> Result<(), WireError> {
+        if depth > MAX_DEPTH {
+            return Err(WireError::TooDeep(MAX_DEPTH));
+        }
+        let m = self.u8()?;
+        let (items, len) = match m {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => return Ok(()),
+            0x80..=0x8f => return self.skip_map((m & 0x0f) as usize, depth),
+            0x90..=0x9f => return self.skip_array((m & 0x0f) as usize, depth),
+            0xa0..=0xbf => return self.skip_str((m & 0x1f) as usize),
+            0xc1 => return Err(WireError::InvalidMarker(m)),
+            0xc4 => (0, self.u8()? as usize),
+            0xc5 => (0, self.u16()? as usize),
+            0xc6 => (0, self.u32()? as usize),
+            // ext: the type byte, then the payload
+            0xc7 => (0, self.u8()? as usize + 1),
+            0xc8 => (0, self.u16()? as usize + 1),
+            0xc9 => (0, self.u32()? as usize + 1),
+            0xca | 0xce | 0xd2 => (0, 4),
+            0xcb | 0xcf | 0xd3 => (0, 8),
+            0xcc | 0xd0 => (0, 1),
+            0xcd | 0xd1 => (0, 2),
+            0xd4 => (0, 2),
+            0xd5 => (0, 3),
+            0xd6 => (0, 5),
+            0xd7 => (0, 9),
+            0xd8 => (0, 17),
+            0xd9 => return self.u8().and_then(|n| self.skip_str(n as usize)),
+            0xda => return self.u16().and_then(|n| self.skip_str(n as usize)),
+            0xdb => return self.u32().and_then(|n| self.skip_str(n as usize)),
+            0xdc => (1, self.u16()? as usize),
+            0xdd => (1, self.u32()? as usize),
+            0xde => (2, self.u16()? as usize),
+            0xdf => (2, self.u32()? as usize),
+        };
+        match items {
+            0 => self.take(len).map(|_| ()),
+            1 => self.skip_array(len, depth),
+            _ => self.skip_map(len, depth),
+        }
+    }
+
+    fn skip_str(&mut self, n: usize) -> Result<(), WireError> {
+        let raw = self.take(n)?;
+        std::str::from_utf8(raw).map_err(|_| WireError::InvalidUtf8)?;
+        Ok(())
+    }
+
+    fn skip_array(&mut self, n: usize, depth: usize) -> Result<(), WireError> {
+        if n > self.buf.len() - self.pos {
+            return Err(WireError::Truncated);
+        }
+        for _ in 0..n {
+            self.skip(depth + 1)?;
+        }
+        Ok(())
+    }
+
+    fn skip_map(&mut self, n: usize, depth: usize) -> Result<(), WireError> {
+        if n.saturating_mul(2) > self.buf.len() - self.pos {
+            return Err(WireError::Truncated);
+        }
+        for _ in 0..2 * n {
+            self.skip(depth + 1)?;
+        }
+        Ok(())
+    }
+
+    /// If the next value is a container whose header is `fix` (the fixed
+    /// marker range), `n16` or `n32`, read the header and return its length.
+    fn container_len(
+        &mut self,
+        fix: std::ops::RangeInclusive<u8>,
+        n16: u8,
+        n32: u8,
+    ) -> Result<Option<usize>, WireError> {
+        let Some(&m) = self.buf.get(self.pos) else {
+            return Err(WireError::Truncated);
+        };
+        let n = if fix.contains(&m) {
+            self.pos += 1;
+            (m & 0x0f) as usize
+        } else if m == n16 {
+            self.pos += 1;
+            self.u16()? as usize
+        } else if m == n32 {
+            self.pos += 1;
+            self.u32()? as usize
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(n))
+    }
+}
+
+/// A cursor over msgpack bytes, for decoders of hot messages that read the
+/// fields they need as values and step over the rest without building
+/// them. Every value read or skipped is checked as [`decode`] checks it;
+/// `depth` is the nesting level of the value (the outermost value is 0).
+pub struct Reader<'a> {
+    dec: Decoder<'a>,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `input`.
+    pub fn new(input: &'a Bytes) -> Reader<'a> {
+        Reader {
+            dec: Decoder { buf: input, pos: 0 },
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.dec.pos
+    }
+
+    /// True when every byte has been consumed.
+    pub fn is_at_end(&self) -> bool {
+        self.dec.pos == self.dec.buf.len()
+    }
+
+    /// If the next value is an array, consume its header and return its
+    /// length; otherwise consume nothing and return `None`.
+    pub fn array_len(&mut self) -> Result<Option<usize>, WireError> {
+        let n = self.dec.container_len(0x90..=0x9f, 0xdc, 0xdd)?;
+        // every element needs at least one byte (as in `decode`)
+        if n.is_some_and(|n| n > self.dec.buf.len() - self.dec.pos) {
+            return Err(WireError::Truncated);
+        }
+        Ok(n)
+    }
+
+    /// If the next value is a map, consume its header and return its number
+    /// of entries; otherwise consume nothing and return `None`.
+    pub fn map_len(&mut self) -> Result<Option<usize>, WireError> {
+        let n = self.dec.container_len(0x80..=0x8f, 0xde, 0xdf)?;
+        if n.is_some_and(|n| n.saturating_mul(2) > self.dec.buf.len() - self.dec.pos) {
+            return Err(WireError::Truncated);
+        }
+        Ok(n)
+    }
+
+    /// If the next value is a str, consume it and return it borrowed from
+    /// the input (no allocation); otherwise consume nothing and return `None`.
+    pub fn str(&mut self) -> Result<Option<&'a str>, WireError> {
+        let buf: &'a Bytes = self.dec.buf;
+        let pos = self.dec.pos;
+        let Some(&m) = buf.get(pos) else {
+            return Err(WireError::Truncated);
+        };
+        let (header, n) = match m {
+            0xa0..=0xbf => (1, (m & 0x1f) as usize),
+            0xd9 => (2, *buf.get(pos + 1).ok_or(WireError::Truncated)? as usize),
+            0xda => match buf.get(pos + 1..pos + 3) {
+                Some(b) => (3, u16::from_be_bytes([b[0], b[1]]) as usize),
+                None => return Err(WireError::Truncated),
+            },
+            0xdb => match buf.get(pos + 1..pos + 5) {
+                Some(b) => (5, u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize),
+                None => return Err(WireError::Truncated),
+            },
+            _ => return Ok(None),
+        };
+        let start = pos + header;
+        let raw = buf.get(start..start + n).ok_or(WireError::Truncated)?;
+        let s = std::str::from_utf8(raw).map_err(|_| WireError::InvalidUtf8)?;
+        self.dec.pos = start + n;
+        Ok(Some(s))
+    }
+
+    /// Decode the next value.
+    pub fn value(&mut self, depth: usize) -> Result<Value, WireError> {
+        self.dec.value(depth)
+    }
+
+    /// Step over the next value without building it.
+    pub fn skip(&mut self, depth: usize) -> Result<(), WireError> {
+        self.dec.skip(depth)
+    }
+
+    /// The input between two positions of this reader, without copying.
+    pub fn slice(&self, start: usize, end: usize) -> Bytes {
+        self.dec.buf.slice(start..end)
+    }
+}
+
 /// Encode a value; opaque objects are written by `on_opaque` (which must write
 /// exactly one msgpack value, normally the placeholder map).
 pub fn encode_with<F>(value: &Value, out: &mut Vec<u8>, on_opaque: &mut F)
@@ -350,6 +539,187 @@ fn write_ext(out: &mut Vec<u8>, t: i8, data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `Reader::skip` accepts over the whole input.
+    fn skips_whole(input: &Bytes) -> bool {
+        let mut r = Reader::new(input);
+        r.skip(0).is_ok() && r.is_at_end()
+    }
+
+    #[test]
+    fn skip_accepts_exactly_what_decode_accepts() {
+        let samples = [
+            Value::map([
+                ("op", Value::str("task-finished")),
+                (
+                    "key",
+                    Value::Array(vec![Value::str("inc-abc"), Value::Int(3)]),
+                ),
+                ("nbytes", Value::Int(70_000)),
+                ("big", Value::Int(-5_000_000_000)),
+                ("type", Value::Bin(Bytes::from(vec![7u8; 300]))),
+                ("f", Value::Float(1.25)),
+                ("u", Value::UInt(u64::MAX)),
+                ("e", Value::Ext(3, Bytes::from_static(b"abcdefgh"))),
+                ("e1", Value::Ext(-2, Bytes::from_static(b"a"))),
+                ("e5", Value::Ext(9, Bytes::from_static(b"abcde"))),
+                ("s", Value::str("x".repeat(300))),
+                ("n", Value::Nil),
+                ("b", Value::Bool(false)),
+            ]),
+            Value::Array((0..40).map(Value::Int).collect()),
+            Value::Map((0..20).map(|i| (Value::Int(i), Value::str("v"))).collect()),
+        ];
+        // every marker once, each followed by more items (a wrong skip
+        // length misreads what follows): encoded items plus the forms our
+        // encoder never writes (float32, str8/16 for short strings, wide
+        // ints for small values, array16/map16 for few items)
+        let mut items: Vec<Vec<u8>> = [
+            Value::Ext(1, Bytes::from_static(b"a")),
+            Value::Ext(2, Bytes::from_static(b"ab")),
+            Value::Ext(3, Bytes::from_static(b"abcd")),
+            Value::Ext(4, Bytes::from_static(b"abcdefgh")),
+            Value::Ext(5, Bytes::from(vec![1u8; 16])),
+            Value::Ext(6, Bytes::from(vec![2u8; 3])),
+            Value::Ext(7, Bytes::from(vec![3u8; 300])),
+            Value::Ext(8, Bytes::from(vec![4u8; 70_000])),
+            Value::Bin(Bytes::from(vec![5u8; 3])),
+            Value::Bin(Bytes::from(vec![6u8; 300])),
+            Value::Bin(Bytes::from(vec![7u8; 70_000])),
+            Value::str("s".repeat(40)),
+            Value::str("t".repeat(300)),
+            Value::str("u".repeat(70_000)),
+            Value::Array((0..20).map(Value::Int).collect()),
+            Value::Map((0..20).map(|i| (Value::Int(i), Value::Nil)).collect()),
+            Value::Int(200),
+            Value::Int(60_000),
+            Value::Int(4_000_000_000),
+            Value::Int(-100),
+            Value::Int(-30_000),
+            Value::Int(-2_000_000_000),
+            Value::Int(i64::MIN),
+            Value::UInt(u64::MAX),
+            Value::Float(0.5),
+            Value::Bool(true),
+            Value::Nil,
+        ]
+        .iter()
+        .map(encode)
+        .collect();
+        items.extend([
+            vec![0xca, 0x3f, 0x80, 0, 0],
+            vec![0xd9, 1, b'x'],
+            vec![0xda, 0, 1, b'y'],
+            vec![0xdb, 0, 0, 0, 1, b'z'],
+            vec![0xcc, 1],
+            vec![0xcd, 0, 1],
+            vec![0xce, 0, 0, 0, 1],
+            vec![0xcf, 0, 0, 0, 0, 0, 0, 0, 1],
+            vec![0xd0, 0xff],
+            vec![0xd1, 0xff, 0xff],
+            vec![0xd2, 0xff, 0xff, 0xff, 0xff],
+            vec![0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            vec![0xdc, 0, 1, 0xc0],
+            vec![0xdd, 0, 0, 0, 1, 0xc0],
+            vec![0xde, 0, 1, 0xc0, 0xc0],
+            vec![0xdf, 0, 0, 0, 1, 0xc0, 0xc0],
+        ]);
+        let mut all_markers = vec![0xdc];
+        all_markers.extend_from_slice(&(items.len() as u16 + 1).to_be_bytes());
+        for it in &items {
+            all_markers.extend_from_slice(it);
+        }
+        all_markers.push(0xc0);
+        let all_markers = Bytes::from(all_markers);
+        assert!(decode(&all_markers).is_ok() && skips_whole(&all_markers));
+        // a tiny xorshift: deterministic mutations and truncations
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut checked = 0;
+        for v in &samples {
+            let enc = encode(v);
+            assert!(skips_whole(&Bytes::from(enc.clone())));
+            for _ in 0..3000 {
+                let mut b = enc.clone();
+                match rnd() % 3 {
+                    0 => b.truncate((rnd() as usize) % b.len()),
+                    _ => {
+                        let i = (rnd() as usize) % b.len();
+                        b[i] = rnd() as u8;
+                    }
+                }
+                let b = Bytes::from(b);
+                assert_eq!(decode(&b).is_ok(), skips_whole(&b), "input {:02x?}", &b[..]);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 9000);
+        // nesting deeper than MAX_DEPTH is refused by both
+        let mut deep = vec![0x91u8; MAX_DEPTH + 2];
+        deep.push(0xc0);
+        let deep = Bytes::from(deep);
+        assert!(decode(&deep).is_err() && !skips_whole(&deep));
+    }
+
+    #[test]
+    fn reader_reads_headers_and_values_in_place() {
+        let v = Value::Array(vec![
+            Value::map([("op", Value::str("a")), ("x", Value::Int(1))]),
+            Value::str("OK"),
+        ]);
+        let b = Bytes::from(encode(&v));
+        let mut r = Reader::new(&b);
+        assert_eq!(r.map_len().unwrap(), None, "an array is not a map");
+        assert_eq!(r.array_len().unwrap(), Some(2));
+        let start = r.position();
+        assert_eq!(r.map_len().unwrap(), Some(2));
+        assert_eq!(r.value(2).unwrap(), Value::str("op"));
+        r.skip(2).unwrap();
+        r.skip(2).unwrap();
+        r.skip(2).unwrap();
+        let first = r.slice(start, r.position());
+        assert_eq!(decode(&first).unwrap(), v.as_seq().unwrap()[0]);
+        assert_eq!(r.array_len().unwrap(), None);
+        assert_eq!(r.value(1).unwrap(), Value::str("OK"));
+        assert!(r.is_at_end());
+        // strs are read in place, other values are left for the next call
+        let b = Bytes::from(encode(&Value::Array(vec![
+            Value::str("short"),
+            Value::str("l".repeat(40)),
+            Value::str("m".repeat(300)),
+            Value::str("n".repeat(70_000)),
+            Value::Int(3),
+        ])));
+        let mut r = Reader::new(&b);
+        r.array_len().unwrap();
+        assert_eq!(r.str().unwrap(), Some("short"));
+        assert_eq!(r.str().unwrap(), Some("l".repeat(40).as_str()));
+        assert_eq!(r.str().unwrap(), Some("m".repeat(300).as_str()));
+        assert_eq!(r.str().unwrap().map(str::len), Some(70_000));
+        assert_eq!(r.str().unwrap(), None);
+        assert_eq!(r.value(1).unwrap(), Value::Int(3));
+        assert!(r.is_at_end());
+        for cut in 1..7 {
+            // the header and part of "short"
+            let short = b.slice(..cut);
+            let mut r = Reader::new(&short);
+            let _ = r.array_len();
+            assert!(r.str().is_err(), "cut at {cut}");
+        }
+        let bad = Bytes::from_static(&[0xa2, b'o', 0xff]);
+        assert!(matches!(
+            Reader::new(&bad).str(),
+            Err(WireError::InvalidUtf8)
+        ));
+        // a header claiming more entries than bytes left is refused up front
+        let lying = Bytes::from_static(&[0xdf, 0, 0, 0, 9, 0xc0]);
+        assert!(Reader::new(&lying).map_len().is_err());
+    }
 
     fn roundtrip(v: Value) {
         let enc = encode(&v);

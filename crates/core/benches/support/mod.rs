@@ -43,24 +43,6 @@ pub fn task_finished(key: Value, run_id: Value, now: f64) -> Value {
     ])
 }
 
-/// Rewrite a message built by [`task_finished`] for another `key`, run
-/// and time, in place (no allocation for keys that fit inline).
-#[allow(dead_code)] // used by the scale bench only
-pub fn set_task_finished(msg: &mut Value, key: Value, run_id: Value, now: f64) {
-    msg.set("key", key);
-    msg.set("run_id", run_id);
-    if let Value::Map(entries) = msg {
-        for (k, v) in entries.iter_mut() {
-            if let (true, Value::Array(ss)) = (k.is_str_key("startstops"), v) {
-                if let Some(first) = ss.first_mut() {
-                    first.set("start", Value::Float(now - 0.001));
-                    first.set("stop", Value::Float(now));
-                }
-            }
-        }
-    }
-}
-
 /// A fresh state with one client and `n_workers` running workers of
 /// `nthreads` threads each, outbox drained.
 pub fn running_state(n_workers: usize, nthreads: u32) -> (State, ClientId) {

@@ -165,7 +165,13 @@ async fn flush(writer: &mut ConnWriter, batch: &mut Vec<Value>, shared: &Shared)
     }
     let ops = batch.len() as u64;
     let msg = Value::Array(std::mem::take(batch));
-    write_one(writer, &msg, shared, ops).await
+    let ok = write_one(writer, &msg, shared, ops).await;
+    // the next batch reuses the vector (and its capacity)
+    if let Value::Array(mut items) = msg {
+        items.clear();
+        *batch = items;
+    }
+    ok
 }
 
 async fn run(

@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 use dask_wire::frames::{self, FrameLimits, Parse};
 use dask_wire::handshake::{self, ACCEPT_PICKLE_PROTOCOL, DIAL_PICKLE_PROTOCOL};
-use dask_wire::{decode_message, encode_message, Value, WireError};
+use dask_wire::{decode_message, encode_message_into, Value, WireError};
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,7 +114,9 @@ impl ConnError {
         }
     }
 
-    fn from_wire(e: WireError) -> ConnError {
+    /// The error a decoding failure of a message read from this connection
+    /// is reported as (for readers that decode frames themselves).
+    pub fn from_wire(e: WireError) -> ConnError {
         match e {
             WireError::BadPrelude(s) => ConnError::BadPrelude(s),
             WireError::TooLarge { size, limit } => ConnError::TooLarge { size, limit },
@@ -238,8 +240,34 @@ impl ConnWriter {
     /// Not cancel-safe: a write interrupted half-way leaves the stream corrupt,
     /// so drop the connection if this future is cancelled.
     pub async fn write(&mut self, msg: &Value) -> Result<usize, ConnError> {
-        let frames = encode_message(msg);
-        self.write_frames(&frames).await
+        // The body is encoded into the reused scratch buffer, after room for
+        // a one-frame prelude: a message without out-of-band frames (nearly
+        // every message) is written from there as it is, with no allocation
+        // and no copy once the buffer has grown to the usual batch size.
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.resize(frames::ONE_FRAME_PRELUDE_LEN, 0);
+        let extra = encode_message_into(msg, &mut buf);
+        let result = if extra.is_empty() {
+            let body = buf.len() - frames::ONE_FRAME_PRELUDE_LEN;
+            buf[..frames::ONE_FRAME_PRELUDE_LEN].copy_from_slice(&frames::one_frame_prelude(body));
+            self.half
+                .write_all(&buf)
+                .await
+                .map(|()| buf.len())
+                .map_err(ConnError::from)
+        } else {
+            let mut parts = Vec::with_capacity(1 + extra.len());
+            parts.push(Bytes::copy_from_slice(
+                &buf[frames::ONE_FRAME_PRELUDE_LEN..],
+            ));
+            parts.extend(extra);
+            self.write_frames(&parts).await
+        };
+        if buf.capacity() <= 4 * COALESCE_BELOW {
+            self.scratch = buf;
+        }
+        result
     }
 
     /// Write one message given as already-encoded frames.

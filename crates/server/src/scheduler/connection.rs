@@ -5,15 +5,16 @@
 //! * `register-worker` → the worker's stream (after the registration reply).
 //! * anything else → a sequence of RPCs on this connection.
 
-use super::event_loop::Command;
+use super::event_loop::{Command, WorkerOp};
 use super::graph;
 use super::rpc;
 use super::Scheduler;
 use crate::net::batched::BatchedSender;
-use crate::net::conn::{Conn, ConnReader};
+use crate::net::conn::{Conn, ConnError, ConnReader};
 use crate::net::listener::ConnectionHandler;
-use dask_core::{ClientId, WorkerId, WorkerRegistration, WorkerStatus};
-use dask_wire::Value;
+use bytes::Bytes;
+use dask_core::{ClientId, TaskFinished, WorkerId, WorkerRegistration, WorkerStatus};
+use dask_wire::{decode_message, Value, WireError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -248,34 +249,65 @@ async fn read_worker_stream(
     mut reader: ConnReader,
     address: &str,
 ) {
-    loop {
-        let msg = match reader.read().await {
-            Ok(m) => m,
-            Err(e) => {
-                if e.is_disconnect() {
-                    tracing::info!("Worker {address} stream closed");
-                } else {
-                    tracing::warn!("Closing stream of worker {address}: {e}");
-                }
-                return;
-            }
-        };
-        let mut ops = Vec::new();
-        for op in ops_of(msg) {
-            if op.as_str() == Some("OK") {
-                break;
-            }
-            crate::metrics::global().count_op("worker", op.get("op").and_then(Value::as_str));
-            if op.get("op").and_then(Value::as_str) == Some("close-stream") {
-                if !ops.is_empty() {
-                    sched.send(Command::WorkerOps { worker, ops });
-                }
-                return;
-            }
-            ops.push(op);
+    let closed = |e: ConnError| {
+        if e.is_disconnect() {
+            tracing::info!("Worker {address} stream closed");
+        } else {
+            tracing::warn!("Closing stream of worker {address}: {e}");
         }
+    };
+    loop {
+        let frames = match reader.read_frames().await {
+            Ok(f) => f,
+            Err(e) => return closed(e),
+        };
+        let (ops, close) = match worker_ops(&frames) {
+            Ok(ops) => ops,
+            Err(e) => return closed(ConnError::from_wire(e)),
+        };
         if !ops.is_empty() {
             sched.send(Command::WorkerOps { worker, ops });
         }
+        if close {
+            return;
+        }
     }
+}
+
+/// The ops of one message on a worker's stream, up to a `close-stream`
+/// (the bool: the stream ends there) or an `OK` string. A `task-finished`,
+/// most of the traffic, is read straight from its msgpack bytes into a
+/// typed struct; every other op is decoded into a `Value` (with the
+/// message's out-of-band frames). Errors are those decoding the whole
+/// message would give.
+fn worker_ops(frames: &[Bytes]) -> Result<(Vec<WorkerOp>, bool), WireError> {
+    let body = frames
+        .first()
+        .ok_or_else(|| WireError::BadPrelude("message without frames".into()))?;
+    let mut ops = Vec::new();
+    for raw in dask_wire::split_ops(body)? {
+        let op = raw.op.as_deref();
+        // a task-finished never carries out-of-band objects; with some in
+        // the message, its placeholders must be resolved: the Value path
+        if op == Some("task-finished") && frames.len() == 1 {
+            if let Some(tf) = TaskFinished::decode(&raw.bytes)? {
+                crate::metrics::global().count_op("worker", op);
+                ops.push(WorkerOp::TaskFinished(tf));
+                continue;
+            }
+        }
+        let mut own = Vec::with_capacity(frames.len());
+        own.push(raw.bytes);
+        own.extend(frames[1..].iter().cloned());
+        let v = decode_message(&own)?;
+        if v.as_str() == Some("OK") {
+            break;
+        }
+        crate::metrics::global().count_op("worker", v.get("op").and_then(Value::as_str));
+        if v.get("op").and_then(Value::as_str) == Some("close-stream") {
+            return Ok((ops, true));
+        }
+        ops.push(WorkerOp::Op(v));
+    }
+    Ok((ops, false))
 }

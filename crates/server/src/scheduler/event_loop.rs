@@ -8,7 +8,9 @@
 use super::now;
 use crate::net::batched::BatchedSender;
 use crate::net::rpc::RpcPool;
-use dask_core::{ClientId, GraphSubmission, Outgoing, State, WorkerId, WorkerRegistration};
+use dask_core::{
+    ClientId, GraphSubmission, Outgoing, State, TaskFinished, WorkerId, WorkerRegistration,
+};
 use dask_wire::{Key, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -73,8 +75,8 @@ pub enum Command {
     WorkerOps {
         /// Who sent them.
         worker: WorkerId,
-        /// The op maps.
-        ops: Vec<Value>,
+        /// The ops, in stream order.
+        ops: Vec<WorkerOp>,
     },
     /// A worker's stream ended.
     WorkerGone {
@@ -89,6 +91,15 @@ pub enum Command {
         /// Gets the worker streams, already closing.
         reply: oneshot::Sender<Vec<BatchedSender>>,
     },
+}
+
+/// One op read from a worker's stream.
+#[derive(Debug)]
+pub enum WorkerOp {
+    /// A `task-finished`, read without a `Value` tree.
+    TaskFinished(TaskFinished),
+    /// Any other op map.
+    Op(Value),
 }
 
 struct Loop {
@@ -185,7 +196,13 @@ impl Loop {
             }
             Command::WorkerOps { worker, ops } => {
                 for op in &ops {
-                    if let Err(e) = self.state.handle_worker_op(worker, op, now) {
+                    let handled = match op {
+                        WorkerOp::TaskFinished(tf) => {
+                            self.state.handle_task_finished(worker, tf, now)
+                        }
+                        WorkerOp::Op(v) => self.state.handle_worker_op(worker, v, now),
+                    };
+                    if let Err(e) = handled {
                         let who = self.worker_addrs.get(&worker).cloned().unwrap_or_default();
                         tracing::warn!("Ignoring message from worker {who}: {e}");
                     }
@@ -247,7 +264,7 @@ impl Loop {
     }
 
     fn deliver(&mut self) {
-        for out in self.state.take_outbox() {
+        for out in self.state.drain_outbox() {
             match out {
                 Outgoing::Worker(w, msg) => {
                     if let Some(s) = self.workers.get(&w) {

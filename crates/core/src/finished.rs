@@ -1,0 +1,359 @@
+//! `task-finished`, the message a worker sends for every task it computes,
+//! read into a typed struct: straight from its msgpack bytes on the
+//! server's hot path ([`TaskFinished::decode`]), or from an already decoded
+//! op map ([`TaskFinished::from_value`]). The msgpack path builds no
+//! [`Value`] tree: of the eleven fields a worker sends, only the key and the
+//! result type become values; numbers are read in place, the `startstops`
+//! entries go into an inline vector, and the rest is stepped over.
+//!
+//! Both paths read the same fields with the same leniency (a field of the
+//! wrong type counts as missing; of a repeated field the last one counts),
+//! which `tests` checks on the same messages.
+
+use dask_wire::msgpack::Reader;
+use dask_wire::{Text, Value, WireError};
+use smallvec::SmallVec;
+
+/// One `startstops` entry: what a worker spent time on, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartStop {
+    /// `compute`, `transfer`, `disk-read`, ...
+    pub action: Text,
+    /// Start time (worker clock, seconds).
+    pub start: f64,
+    /// Stop time (worker clock, seconds).
+    pub stop: f64,
+}
+
+/// The fields of a `task-finished` that the scheduler reads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskFinished {
+    /// The key, as sent (canonicalised on lookup).
+    pub key: Option<Value>,
+    /// Which run of the task this is the result of.
+    pub run_id: Option<i64>,
+    /// Size of the result in bytes.
+    pub nbytes: Option<i64>,
+    /// The pickled type of the result (`type`), unless nil.
+    pub result_type: Option<Value>,
+    /// Entries of `startstops` that have an action, a start and a stop.
+    pub startstops: SmallVec<[StartStop; 2]>,
+}
+
+/// What each field of a `task-finished` map is to the scheduler.
+enum Field {
+    Key,
+    RunId,
+    NBytes,
+    Type,
+    StartStops,
+    Other,
+}
+
+impl Field {
+    fn of(name: &Value) -> Field {
+        Field::named(name.as_str_key())
+    }
+
+    fn named(name: Option<&str>) -> Field {
+        match name {
+            Some("key") => Field::Key,
+            Some("run_id") => Field::RunId,
+            Some("nbytes") => Field::NBytes,
+            Some("type") => Field::Type,
+            Some("startstops") => Field::StartStops,
+            _ => Field::Other,
+        }
+    }
+}
+
+/// A `startstops` entry's three fields, from `(name, value)` pairs.
+#[derive(Default)]
+struct StartStopFields {
+    action: Option<Text>,
+    start: Option<f64>,
+    stop: Option<f64>,
+}
+
+impl StartStopFields {
+    fn set(&mut self, name: &Value, v: &Value) {
+        match name.as_str_key() {
+            Some("action") => self.action = v.as_str().map(Text::from),
+            Some("start") => self.start = v.as_f64(),
+            Some("stop") => self.stop = v.as_f64(),
+            _ => {}
+        }
+    }
+
+    /// [`StartStopFields::set`] for the entry named `name` whose value is
+    /// next in `r`.
+    fn read(&mut self, name: Option<&str>, r: &mut Reader, depth: usize) -> Result<(), WireError> {
+        match name {
+            Some("action") => {
+                let action = r.str()?;
+                if action.is_none() {
+                    r.skip(depth)?;
+                }
+                self.action = action.map(Text::from);
+            }
+            Some("start") => self.start = r.value(depth)?.as_f64(),
+            Some("stop") => self.stop = r.value(depth)?.as_f64(),
+            _ => r.skip(depth)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Option<StartStop> {
+        Some(StartStop {
+            action: self.action?,
+            start: self.start?,
+            stop: self.stop?,
+        })
+    }
+}
+
+fn startstops_from_value(v: &Value) -> SmallVec<[StartStop; 2]> {
+    let mut out = SmallVec::new();
+    for entry in v.as_seq().unwrap_or_default() {
+        let mut f = StartStopFields::default();
+        for (k, v) in entry.as_map().unwrap_or_default() {
+            f.set(k, v);
+        }
+        out.extend(f.finish());
+    }
+    out
+}
+
+impl TaskFinished {
+    /// Read the fields from a decoded `task-finished` op map.
+    pub fn from_value(msg: &Value) -> TaskFinished {
+        let mut t = TaskFinished::default();
+        for (k, v) in msg.as_map().unwrap_or_default() {
+            t.set(Field::of(k), v);
+        }
+        t
+    }
+
+    fn set(&mut self, field: Field, v: &Value) {
+        match field {
+            Field::Key => self.key = Some(v.clone()),
+            Field::RunId => self.run_id = v.as_i64(),
+            Field::NBytes => self.nbytes = v.as_i64(),
+            Field::Type => self.result_type = Some(v.clone()).filter(|v| !v.is_nil()),
+            Field::StartStops => self.startstops = startstops_from_value(v),
+            Field::Other => {}
+        }
+    }
+
+    /// Read the fields straight from the msgpack bytes of one `task-finished`
+    /// op map (an element of a worker's batch, see
+    /// [`dask_wire::split_ops`], which has already checked it). `Ok(None)`
+    /// when the bytes are not a map.
+    pub fn decode(bytes: &bytes::Bytes) -> Result<Option<TaskFinished>, WireError> {
+        // the op map is an element of the batch array: depth 1
+        const MAP: usize = 1;
+        let mut r = Reader::new(bytes);
+        let Some(n) = r.map_len()? else {
+            return Ok(None);
+        };
+        let mut t = TaskFinished::default();
+        for _ in 0..n {
+            match Field::named(field_name(&mut r, MAP + 1)?) {
+                Field::Other => r.skip(MAP + 1)?,
+                Field::StartStops => t.startstops = decode_startstops(&mut r, MAP + 1)?,
+                // moved, not cloned
+                Field::Key => t.key = Some(r.value(MAP + 1)?),
+                Field::Type => t.result_type = Some(r.value(MAP + 1)?).filter(|v| !v.is_nil()),
+                field => {
+                    let v = r.value(MAP + 1)?;
+                    t.set(field, &v);
+                }
+            }
+        }
+        if !r.is_at_end() {
+            return Err(WireError::TrailingBytes(bytes.len() - r.position()));
+        }
+        Ok(Some(t))
+    }
+}
+
+/// The name of the map entry next in `r`, read in place; a name that is
+/// not a str is stepped over (no field of interest has one).
+fn field_name<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Option<&'a str>, WireError> {
+    let name = r.str()?;
+    if name.is_none() {
+        r.skip(depth)?;
+    }
+    Ok(name)
+}
+
+/// `startstops` read in place: a list of small maps, the common case, goes
+/// into the inline vector entry by entry; anything else is decoded and read
+/// as [`TaskFinished::from_value`] reads it.
+fn decode_startstops(r: &mut Reader, depth: usize) -> Result<SmallVec<[StartStop; 2]>, WireError> {
+    let Some(n) = r.array_len()? else {
+        return Ok(startstops_from_value(&r.value(depth)?));
+    };
+    let mut out = SmallVec::new();
+    for _ in 0..n {
+        let Some(m) = r.map_len()? else {
+            r.skip(depth + 1)?;
+            continue;
+        };
+        let mut f = StartStopFields::default();
+        for _ in 0..m {
+            let name = field_name(r, depth + 2)?;
+            f.read(name, r, depth + 2)?;
+        }
+        out.extend(f.finish());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// A worker's `task-finished` as `distributed` 2026.8.0 sends it (the
+    /// field order of `TaskFinishedMsg`, from a captured trace).
+    fn real_message(key: Value) -> Value {
+        Value::map([
+            ("key", key),
+            ("run_id", Value::Int(1)),
+            ("nbytes", Value::Int(28)),
+            (
+                "type",
+                Value::Bin(Bytes::from_static(b"\x80\x05\x95pickled int")),
+            ),
+            ("typename", Value::str("int")),
+            ("metadata", Value::Map(vec![])),
+            ("thread", Value::Int(140_357_987_722_944)),
+            (
+                "startstops",
+                Value::Array(vec![Value::map([
+                    ("action", Value::str("compute")),
+                    ("start", Value::Float(1_795_313_394.089_322)),
+                    ("stop", Value::Float(1_795_313_394.089_359_8)),
+                ])]),
+            ),
+            ("op", Value::str("task-finished")),
+            (
+                "stimulus_id",
+                Value::str("task-finished-1795313394.0838294"),
+            ),
+            ("status", Value::str("OK")),
+        ])
+    }
+
+    fn both_ways(msg: &Value) -> TaskFinished {
+        let from_value = TaskFinished::from_value(msg);
+        let bytes = Bytes::from(dask_wire::msgpack::encode(msg));
+        let decoded = TaskFinished::decode(&bytes).unwrap().unwrap();
+        assert_eq!(decoded, from_value, "{msg:?}");
+        decoded
+    }
+
+    #[test]
+    fn reads_a_real_message() {
+        let key = Value::Array(vec![Value::str("inc-d6e41087"), Value::Int(3)]);
+        let t = both_ways(&real_message(key.clone()));
+        assert_eq!(t.key, Some(key));
+        assert_eq!(t.run_id, Some(1));
+        assert_eq!(t.nbytes, Some(28));
+        assert!(matches!(t.result_type, Some(Value::Bin(_))));
+        assert_eq!(
+            t.startstops.as_slice(),
+            [StartStop {
+                action: "compute".into(),
+                start: 1_795_313_394.089_322,
+                stop: 1_795_313_394.089_359_8,
+            }]
+        );
+    }
+
+    #[test]
+    fn odd_fields_read_alike_both_ways() {
+        let mut msgs = Vec::new();
+        let base = real_message(Value::str("x"));
+        let with = |name: &str, v: Value| {
+            let mut m = base.clone();
+            m.set(name, v);
+            m
+        };
+        msgs.push(with("run_id", Value::str("not an int")));
+        msgs.push(with("nbytes", Value::Float(1.5)));
+        msgs.push(with("nbytes", Value::UInt(u64::MAX)));
+        msgs.push(with("type", Value::Nil));
+        msgs.push(with("startstops", Value::Nil));
+        msgs.push(with(
+            "startstops",
+            Value::Array(vec![
+                Value::str("not a map"),
+                Value::map([("action", Value::str("transfer")), ("start", Value::Int(1))]),
+                Value::map([
+                    ("action", Value::str("transfer")),
+                    ("start", Value::Int(1)),
+                    ("stop", Value::Int(2)),
+                    ("source", Value::str("tcp://a:1")),
+                ]),
+                Value::map([
+                    ("action", Value::Int(5)),
+                    ("start", Value::Int(1)),
+                    ("stop", Value::Int(2)),
+                ]),
+            ]),
+        ));
+        // a set (`{"__Set__": True, "as-list": [...]}`) reads as its list
+        msgs.push(with(
+            "startstops",
+            Value::map([
+                ("__Set__", Value::Bool(true)),
+                (
+                    "as-list",
+                    Value::Array(vec![Value::map([
+                        ("action", Value::str("compute")),
+                        ("start", Value::Int(1)),
+                        ("stop", Value::Int(3)),
+                    ])]),
+                ),
+            ]),
+        ));
+        // a repeated field: the last one counts
+        let mut repeated = base.clone();
+        if let Value::Map(entries) = &mut repeated {
+            entries.push((Value::str("nbytes"), Value::Int(99)));
+        }
+        msgs.push(repeated);
+        // no key at all
+        let mut keyless = base.clone();
+        if let Value::Map(entries) = &mut keyless {
+            entries.retain(|(k, _)| k.as_str() != Some("key"));
+        }
+        msgs.push(keyless);
+        let read: Vec<TaskFinished> = msgs.iter().map(both_ways).collect();
+        assert_eq!(read[0].run_id, None);
+        assert_eq!(read[1].nbytes, None);
+        assert_eq!(read[2].nbytes, None);
+        assert_eq!(read[3].result_type, None);
+        assert!(read[4].startstops.is_empty());
+        assert_eq!(read[5].startstops.len(), 1, "only the complete entry");
+        assert_eq!(read[5].startstops[0].action, "transfer");
+        assert_eq!(read[6].startstops[0].stop, 3.0);
+        assert_eq!(read[7].nbytes, Some(99));
+        assert_eq!(read[8].key, None);
+    }
+
+    #[test]
+    fn not_a_map_is_none_and_bad_bytes_are_errors() {
+        let list = Bytes::from(dask_wire::msgpack::encode(&Value::Array(vec![])));
+        assert_eq!(TaskFinished::decode(&list).unwrap(), None);
+        let full = Bytes::from(dask_wire::msgpack::encode(&real_message(Value::str("k"))));
+        for cut in 1..full.len() {
+            assert!(
+                TaskFinished::decode(&full.slice(..cut)).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+}
