@@ -23,6 +23,10 @@ pub struct Config {
     /// `distributed.scheduler.default-task-durations`: duration estimates
     /// (s) of prefixes before any has been measured.
     pub default_task_durations: Vec<(String, f64)>,
+    /// Records the task stream keeps for `get_task_stream`: the larger of
+    /// `distributed.scheduler.dashboard.{status,tasks}.task-stream-length`
+    /// (Python's `TaskStreamPlugin`).
+    pub task_stream_length: usize,
 }
 
 impl Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             .iter()
             .map(|name| (name.to_string(), 1e-6))
             .collect(),
+            task_stream_length: 100_000,
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct TaskFinished {
     pub result_type: Option<Value>,
     /// Entries of `startstops` that have an action, a start and a stop.
     pub startstops: SmallVec<[StartStop; 2]>,
+    /// The whole op map as msgpack, when read by [`TaskFinished::decode`]
+    /// (a slice of the frame, no copy): what the task stream records.
+    pub source: Option<bytes::Bytes>,
 }
 
 /// What each field of a `task-finished` map is to the scheduler.
@@ -112,7 +115,8 @@ impl StartStopFields {
     }
 }
 
-fn startstops_from_value(v: &Value) -> SmallVec<[StartStop; 2]> {
+/// The complete entries of a `startstops` value (of a decoded message).
+pub(crate) fn startstops_from_value(v: &Value) -> SmallVec<[StartStop; 2]> {
     let mut out = SmallVec::new();
     for entry in v.as_seq().unwrap_or_default() {
         let mut f = StartStopFields::default();
@@ -173,6 +177,7 @@ impl TaskFinished {
         if !r.is_at_end() {
             return Err(WireError::TrailingBytes(bytes.len() - r.position()));
         }
+        t.source = Some(bytes.clone());
         Ok(Some(t))
     }
 }
@@ -249,7 +254,8 @@ mod tests {
     fn both_ways(msg: &Value) -> TaskFinished {
         let from_value = TaskFinished::from_value(msg);
         let bytes = Bytes::from(dask_wire::msgpack::encode(msg));
-        let decoded = TaskFinished::decode(&bytes).unwrap().unwrap();
+        let mut decoded = TaskFinished::decode(&bytes).unwrap().unwrap();
+        assert_eq!(decoded.source.take(), Some(bytes), "the op map's bytes");
         assert_eq!(decoded, from_value, "{msg:?}");
         decoded
     }

@@ -73,7 +73,13 @@ impl State {
             return Ok(());
         }
         match op {
-            "task-finished" => self.on_task_finished(w, &TaskFinished::from_value(msg))?,
+            "task-finished" => {
+                let mut fields = TaskFinished::from_value(msg);
+                if self.task_records.is_some() {
+                    fields.source = Some(dask_wire::msgpack::encode(msg).into());
+                }
+                self.on_task_finished(w, &fields)?
+            }
             "task-erred" => self.on_task_erred(w, msg)?,
             "release-worker-data" => {
                 let key = key_field(op, msg)?;
@@ -375,6 +381,9 @@ impl State {
             t.who_has.clear();
         }
         self.add_replica(id, w);
+        if let Some(source) = &fields.source {
+            self.record_task_stream(w, source, &fields.startstops);
+        }
 
         let mut recs = self.dependents_ready(id);
         for dep in self.task(id).dependencies.clone() {
@@ -434,6 +443,13 @@ impl State {
             exception_text: text("exception_text"),
             traceback_text: text("traceback_text"),
         });
+        if self.task_records.is_some() {
+            let startstops = msg
+                .get("startstops")
+                .map(crate::finished::startstops_from_value)
+                .unwrap_or_default();
+            self.record_task_stream(w, &dask_wire::msgpack::encode(msg), &startstops);
+        }
         self.transitions(vec![(id, Target::Erred(id))]);
         Ok(())
     }

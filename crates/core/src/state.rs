@@ -120,6 +120,8 @@ pub struct State {
     pub(crate) result_types: FxHashSet<Bytes>,
     /// Scratch buffer for a key's canonical bytes (`task_id_of_value`).
     key_scratch: Vec<u8>,
+    /// The task stream's records, once a client asked for them.
+    pub(crate) task_records: Option<Box<crate::taskstream::TaskRecords>>,
 }
 
 /// Append `n` in decimal, zero-padded to at least `width` digits.
@@ -183,6 +185,7 @@ impl State {
             stats: crate::stats::Stats::default(),
             result_types: Default::default(),
             key_scratch: Vec::new(),
+            task_records: None,
         };
         s.fire_and_forget = s.add_client(FIRE_AND_FORGET, 0.0);
         s

@@ -127,3 +127,185 @@ fn task_stream_is_bounded() {
     assert_eq!(stats.task_stream.front().unwrap().seq, 10);
     assert_eq!(stats.task_stream_next, (TASK_STREAM_CAPACITY + 10) as u64);
 }
+
+/// The string fields of a task-stream record, by name.
+fn rec_str(r: &Value, name: &str) -> String {
+    match r.get(name) {
+        Some(Value::Raw(b)) => dask_wire::msgpack::decode(b)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string(),
+        Some(v) => v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{v:?}")),
+        None => panic!("record without '{name}': {r:?}"),
+    }
+}
+
+/// Run `n` independent tasks named `{prefix}-{i}` to completion, one second apart.
+fn run_tasks(sim: &mut Sim, prefix: &str, n: usize) {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    sim.submit(&refs, refs.iter().map(|k| t(k, &[])).collect());
+    loop {
+        let computes = sim.computes();
+        if computes.is_empty() {
+            break;
+        }
+        for c in computes {
+            sim.tick(1.0);
+            sim.finish(&c);
+        }
+    }
+    assert!(refs.iter().all(|k| sim.state(k) == Some(TaskState::Memory)));
+}
+
+#[test]
+fn task_stream_records_only_after_a_client_asked() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    run_tasks(&mut sim, "early", 2);
+    // like Python's TaskStreamPlugin, installed by the first request
+    assert_eq!(sim.s.task_stream_index(), 0);
+    let now = sim.now;
+    assert!(sim.s.task_stream(None, None, None, None, now).is_empty());
+    run_tasks(&mut sim, "late", 3);
+    assert_eq!(sim.s.task_stream_index(), 3);
+    let now = sim.now;
+    let all = sim.s.task_stream(None, None, None, None, now);
+    let keys: Vec<String> = all.iter().map(|r| rec_str(r, "key")).collect();
+    assert_eq!(keys, ["late-0", "late-1", "late-2"]);
+    let r = &all[0];
+    // the worker's message as Python's plugin keeps it: no op, no run_id
+    assert_eq!(rec_str(r, "worker"), sim.addr(w));
+    assert_eq!(rec_str(r, "status"), "OK");
+    assert_eq!(rec_str(r, "typename"), "int");
+    assert_eq!(r.get("nbytes").and_then(Value::as_i64), Some(100));
+    assert!(r.get("op").is_none() && r.get("run_id").is_none());
+    let ss = r.get("startstops").and_then(Value::as_seq).unwrap();
+    assert_eq!(ss[0].get("action").and_then(Value::as_str), Some("compute"));
+}
+
+#[test]
+fn task_stream_selects_like_collect() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.s.task_stream_index();
+    run_tasks(&mut sim, "a", 5);
+    let now = sim.now;
+    let keys = |v: Vec<Value>| -> Vec<String> { v.iter().map(|r| rec_str(r, "key")).collect() };
+    let mut get =
+        |start: Option<Value>, stop: Option<Value>, count: Option<i64>, si: Option<i64>| {
+            keys(
+                sim.s
+                    .task_stream(start.as_ref(), stop.as_ref(), count, si, now),
+            )
+        };
+    // the context manager's cursor
+    assert_eq!(get(None, None, None, Some(3)), ["a-3", "a-4"]);
+    assert_eq!(get(None, None, None, Some(99)), Vec::<String>::new());
+    // the last n
+    assert_eq!(get(None, None, Some(2), None), ["a-3", "a-4"]);
+    // by time: tasks stop one second apart, the last at `now`
+    assert_eq!(
+        get(Some(Value::Float(now - 1.5)), None, None, None),
+        ["a-3", "a-4"]
+    );
+    assert_eq!(
+        get(None, Some(Value::Float(now - 2.5)), None, None),
+        ["a-0", "a-1"]
+    );
+    // a duration before now, as `client.get_task_stream(start="2.5s")` sends
+    assert_eq!(
+        get(Some(Value::str("2.5s")), None, None, None),
+        ["a-2", "a-3", "a-4"]
+    );
+    assert_eq!(
+        get(Some(Value::Float(now - 3.5)), None, Some(2), None),
+        ["a-1", "a-2"]
+    );
+}
+
+#[test]
+fn task_stream_keeps_the_configured_number_of_records() {
+    let mut sim = Sim::with_config(dask_core::Config {
+        task_stream_length: 3,
+        ..dask_core::Config::default()
+    });
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.s.task_stream_index();
+    run_tasks(&mut sim, "b", 5);
+    assert_eq!(
+        sim.s.task_stream_index(),
+        5,
+        "the index counts every record"
+    );
+    let now = sim.now;
+    let kept: Vec<String> = sim
+        .s
+        .task_stream(None, None, None, Some(0), now)
+        .iter()
+        .map(|r| rec_str(r, "key"))
+        .collect();
+    assert_eq!(
+        kept,
+        ["b-2", "b-3", "b-4"],
+        "a cursor older than the buffer gets it all"
+    );
+}
+
+#[test]
+fn task_stream_records_the_typed_path_alike() {
+    // the server reads task-finished straight from msgpack; the record is
+    // the same as for the decoded map
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.s.task_stream_index();
+    sim.submit(&["x-1", "x-2"], vec![t("x-1", &[]), t("x-2", &[])]);
+    let computes = sim.computes();
+    sim.finish(&computes[0]);
+    let c = &computes[1];
+    let now = sim.now;
+    let msg = Value::map([
+        ("key", kv(&c.key)),
+        ("run_id", Value::Int(c.run_id)),
+        ("nbytes", Value::Int(100)),
+        (
+            "type",
+            Value::Bin(bytes::Bytes::from_static(b"pickled-int")),
+        ),
+        ("typename", Value::str("int")),
+        ("metadata", Value::Map(vec![])),
+        ("thread", Value::Int(1)),
+        (
+            "startstops",
+            Value::Array(vec![Value::map([
+                ("action", Value::str("compute")),
+                ("start", Value::Float(now - 0.01)),
+                ("stop", Value::Float(now)),
+            ])]),
+        ),
+        ("op", Value::str("task-finished")),
+        ("stimulus_id", Value::str("task-finished-test")),
+        ("status", Value::str("OK")),
+    ]);
+    let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&msg));
+    let typed = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
+    sim.s.handle_task_finished(w, &typed, now).unwrap();
+    let recs = sim.s.task_stream(None, None, None, None, now);
+    assert_eq!(recs.len(), 2);
+    let fields = |r: &Value| -> Vec<String> {
+        let mut f: Vec<String> = r
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str_key().unwrap().to_string())
+            .collect();
+        f.sort();
+        f
+    };
+    assert_eq!(fields(&recs[0]), fields(&recs[1]));
+    assert_eq!(rec_str(&recs[1], "key"), "x-2");
+}

@@ -694,6 +694,11 @@ def op_config(req):
             # this scheduler's own setting (not in Dask's schema): keep the
             # queued siblings of a running root task for the same worker
             "sibling-affinity": bool(get("distributed.scheduler.sibling-affinity", True)),
+            # records kept for get_task_stream (Python's TaskStreamPlugin)
+            "task-stream-length": max(
+                int(get("distributed.scheduler.dashboard.status.task-stream-length", 1000)),
+                int(get("distributed.scheduler.dashboard.tasks.task-stream-length", 100000)),
+            ),
             "log-level": _scheduler_log_level(get("logging", None)),
             "default-task-durations": {
                 str(k): float(parse_timedelta(v))

@@ -33,6 +33,9 @@ fn apply(config: &mut Config, values: &Value) {
     if let Some(v) = values.get("sibling-affinity") {
         config.sibling_affinity = v.truthy();
     }
+    if let Some(v) = values.get("task-stream-length").and_then(Value::as_i64) {
+        config.task_stream_length = v.clamp(1, 10_000_000) as usize;
+    }
     if let Some(map) = values.get("default-task-durations").and_then(Value::as_map) {
         config.default_task_durations = map
             .iter()
@@ -149,6 +152,7 @@ mod tests {
                 ("worker-ttl", Value::Nil),
                 ("work-stealing", Value::Bool(false)),
                 ("sibling-affinity", Value::Bool(false)),
+                ("task-stream-length", Value::Int(500)),
                 (
                     "default-task-durations",
                     Value::map([("slow-load", Value::Float(60.0))]),
@@ -160,6 +164,7 @@ mod tests {
         assert_eq!(c.worker_ttl, None);
         assert!(!c.work_stealing);
         assert!(!c.sibling_affinity);
+        assert_eq!(c.task_stream_length, 500);
         // The table as Python resolved it (defaults merged in there) replaces ours.
         assert_eq!(c.default_task_duration("slow-load"), Some(60.0));
         assert_eq!(c.default_task_duration("split-taskshuffle"), None);

@@ -159,6 +159,27 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .await
                 .ok_or_else(lost)?
         }
+        "get_task_stream_index" => sched
+            .with_state(|s, _| Value::from(s.task_stream_index()))
+            .await
+            .ok_or_else(lost)?,
+        "get_task_stream" => {
+            let (start, stop) = (field("start"), field("stop"));
+            let int = |k: &str| msg.get(k).and_then(Value::as_i64);
+            let (count, start_index) = (int("count"), int("start_index"));
+            sched
+                .with_state(move |s, now| {
+                    Value::Array(s.task_stream(
+                        start.as_ref(),
+                        stop.as_ref(),
+                        count,
+                        start_index,
+                        now,
+                    ))
+                })
+                .await
+                .ok_or_else(lost)?
+        }
         "heartbeat_worker" => {
             let address = msg
                 .get("address")
