@@ -1,6 +1,6 @@
-//! Per-task records for `get_task_stream` (`Client.get_task_stream`, the
-//! `get_task_stream` context manager, `performance_report`'s task stream):
-//! what Python's `TaskStreamPlugin` keeps. Like Python, which installs that
+//! Per-task records for `get_task_stream` (`Client.get_task_stream` and the
+//! `get_task_stream` context manager): what Python's `TaskStreamPlugin`
+//! keeps. Like Python, which installs that
 //! plugin on the first `get_task_stream` or `get_task_stream_index` call,
 //! nothing is recorded until a client has asked: the hot path pays one
 //! `is_some` check until then.
