@@ -67,9 +67,7 @@ impl State {
             .get("op")
             .and_then(Value::as_str)
             .ok_or_else(|| CoreError::malformed("?", "message without a string 'op'"))?;
-        if let Some(worker) = self.workers.get_mut(&w) {
-            worker.last_seen = now;
-        } else {
+        if !self.heard_from(w, now) {
             return Ok(());
         }
         match op {
@@ -316,12 +314,23 @@ impl State {
         fields: &TaskFinished,
         now: f64,
     ) -> Result<(), CoreError> {
-        self.now = now;
-        match self.workers.get_mut(&w) {
-            Some(worker) => worker.last_seen = now,
-            None => return Ok(()),
+        if !self.heard_from(w, now) {
+            return Ok(());
         }
         self.on_task_finished(w, fields)
+    }
+
+    /// Note a message from worker `w` at `now`; false when `w` is no longer
+    /// known (a late message from a removed worker, which is ignored).
+    fn heard_from(&mut self, w: WorkerId, now: f64) -> bool {
+        self.now = now;
+        match self.workers.get_mut(&w) {
+            Some(worker) => {
+                worker.last_seen = now;
+                true
+            }
+            None => false,
+        }
     }
 
     fn on_task_finished(&mut self, w: WorkerId, fields: &TaskFinished) -> Result<(), CoreError> {

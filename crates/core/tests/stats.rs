@@ -268,29 +268,7 @@ fn task_stream_records_the_typed_path_alike() {
     sim.finish(&computes[0]);
     let c = &computes[1];
     let now = sim.now;
-    let msg = Value::map([
-        ("key", kv(&c.key)),
-        ("run_id", Value::Int(c.run_id)),
-        ("nbytes", Value::Int(100)),
-        (
-            "type",
-            Value::Bin(bytes::Bytes::from_static(b"pickled-int")),
-        ),
-        ("typename", Value::str("int")),
-        ("metadata", Value::Map(vec![])),
-        ("thread", Value::Int(1)),
-        (
-            "startstops",
-            Value::Array(vec![Value::map([
-                ("action", Value::str("compute")),
-                ("start", Value::Float(now - 0.01)),
-                ("stop", Value::Float(now)),
-            ])]),
-        ),
-        ("op", Value::str("task-finished")),
-        ("stimulus_id", Value::str("task-finished-test")),
-        ("status", Value::str("OK")),
-    ]);
+    let msg = task_finished_msg(&c.key, c.run_id, 100, now);
     let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&msg));
     let typed = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
     sim.s.handle_task_finished(w, &typed, now).unwrap();

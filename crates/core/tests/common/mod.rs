@@ -193,6 +193,31 @@ impl Default for Sim {
     }
 }
 
+/// A worker's `task-finished` for `key` (run `run_id`, `nbytes` bytes),
+/// its compute ending at `now`, as `distributed` sends it.
+pub fn task_finished_msg(key: &Key, run_id: i64, nbytes: i64, now: f64) -> Value {
+    Value::map([
+        ("op", Value::str("task-finished")),
+        ("key", kv(key)),
+        ("run_id", Value::Int(run_id)),
+        ("nbytes", Value::Int(nbytes)),
+        ("type", Value::Bin(Bytes::from_static(b"pickled-int"))),
+        ("typename", Value::str("int")),
+        ("metadata", Value::Map(vec![])),
+        ("thread", Value::Int(1)),
+        (
+            "startstops",
+            Value::Array(vec![Value::map([
+                ("action", Value::str("compute")),
+                ("start", Value::Float(now - 0.01)),
+                ("stop", Value::Float(now)),
+            ])]),
+        ),
+        ("stimulus_id", Value::str("task-finished-test")),
+        ("status", Value::str("OK")),
+    ])
+}
+
 impl Sim {
     pub fn new() -> Sim {
         Sim::with_config(Config::default())
@@ -429,31 +454,8 @@ impl Sim {
     }
 
     pub fn finish_with(&mut self, w: WorkerId, key: &Key, run_id: i64, nbytes: i64) {
-        let now = self.now;
-        self.wop(
-            w,
-            Value::map([
-                ("op", Value::str("task-finished")),
-                ("key", kv(key)),
-                ("run_id", Value::Int(run_id)),
-                ("nbytes", Value::Int(nbytes)),
-                ("type", Value::Bin(Bytes::from_static(b"pickled-int"))),
-                ("typename", Value::str("int")),
-                ("metadata", Value::Map(vec![])),
-                ("thread", Value::Int(1)),
-                (
-                    "startstops",
-                    Value::Array(vec![Value::map([
-                        ("action", Value::str("compute")),
-                        ("start", Value::Float(now - 0.01)),
-                        ("stop", Value::Float(now)),
-                    ])]),
-                ),
-                ("stimulus_id", Value::str("task-finished-test")),
-                ("status", Value::str("OK")),
-            ]),
-        )
-        .unwrap();
+        let msg = task_finished_msg(key, run_id, nbytes, self.now);
+        self.wop(w, msg).unwrap();
     }
 
     /// A worker reports failure for a `compute-task`.
