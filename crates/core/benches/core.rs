@@ -3,8 +3,9 @@
 //! Drives the state machine the way the server does, with no sockets: a client
 //! submits an already-materialized graph (`update_graph`), fake workers answer
 //! every `compute-task` in the outbox with a `task-finished` message (as a
-//! decoded msgpack map, which is what the server hands the core), until every
-//! task is in memory. Reported as tasks/second (criterion `Throughput::Elements`).
+//! decoded msgpack map; the server hands the core a typed `TaskFinished`
+//! read straight from msgpack, which the `worker-batch` group measures), until
+//! every task is in memory. Reported as tasks/second (criterion `Throughput::Elements`).
 //!
 //! What is inside the measured time: `update_graph`, every transition,
 //! placement decision and outgoing message the scheduler builds, plus building
