@@ -24,7 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 mod support;
-use support::{run_spec, running_state, task_finished};
+use support::{compute_task_fields, run_spec, running_state, task_finished};
 
 const N_WORKERS: usize = 4;
 const NTHREADS: u32 = 1;
@@ -142,28 +142,23 @@ fn fixture(shape: Shape, n: usize) -> Fixture {
 fn drive(f: &mut Fixture) -> usize {
     let sub = f.submission.take().expect("fresh fixture");
     f.state.update_graph(f.client, sub, f.now);
-    let mut queue: VecDeque<(WorkerId, Value)> = VecDeque::new();
+    let mut queue: VecDeque<(WorkerId, Bytes, i64)> = VecDeque::new();
     let mut finished = 0;
     loop {
         for m in f.state.take_outbox() {
             if let Outgoing::Worker(w, v) = m {
-                if v.get("op").and_then(Value::as_str_key) == Some("compute-task") {
-                    queue.push_back((w, v));
+                if let Some((key, run_id)) = compute_task_fields(&v) {
+                    queue.push_back((w, key, run_id));
                 }
             }
         }
-        let Some((w, msg)) = queue.pop_front() else {
+        let Some((w, key, run_id)) = queue.pop_front() else {
             break;
         };
-        let key = match msg.get("key") {
-            Some(Value::Raw(b)) => f.decoded.get(b).cloned().expect("known key"),
-            Some(other) => other.clone(),
-            None => panic!("compute-task without key"),
-        };
-        let run_id = msg.get("run_id").cloned().unwrap_or(Value::Nil);
+        let key = f.decoded.get(&key).cloned().expect("known key");
         f.now += 1e-5;
         f.state
-            .handle_worker_op(w, &task_finished(key, run_id, f.now), f.now)
+            .handle_worker_op(w, &task_finished(key, Value::Int(run_id), f.now), f.now)
             .expect("task-finished accepted");
         finished += 1;
     }

@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 mod support;
-use support::{run_spec, running_state, task_finished};
+use support::{compute_task_fields, run_spec, running_state, task_finished};
 
 const N_WORKERS: usize = 64;
 
@@ -168,7 +168,7 @@ fn run(shape: Shape, n: usize) -> Run {
     let mut now = 1.0;
     state.update_graph(client, sub, now);
     let t_ug = t0.elapsed().as_secs_f64();
-    let mut queue: VecDeque<(WorkerId, Value, Value)> = VecDeque::new();
+    let mut queue: VecDeque<(WorkerId, Value, i64)> = VecDeque::new();
     let mut finished = 0;
     // one message, its key, run_id and times rewritten for each finish: the
     // harness should not allocate a fresh message per task (what is timed is
@@ -179,18 +179,11 @@ fn run(shape: Shape, n: usize) -> Run {
     let mut msg = TaskFinished::from_value(&task_finished(Value::Nil, Value::Nil, now));
     loop {
         for m in state.take_outbox() {
-            if let Outgoing::Worker(w, mut v) = m {
-                if v.get("op").and_then(Value::as_str_key) == Some("compute-task") {
-                    // the key as a worker's message carries it: decoded
-                    let key = match v.take("key") {
-                        Some(Value::Raw(b)) => {
-                            dask_wire::msgpack::decode(&b).expect("key is msgpack")
-                        }
-                        Some(other) => other,
-                        None => panic!("compute-task without key"),
-                    };
-                    let run_id = v.take("run_id").unwrap_or(Value::Nil);
-                    queue.push_back((w, key, run_id));
+            if let Outgoing::Worker(w, v) = m {
+                if let Some((key, run_id)) = compute_task_fields(&v) {
+                    // the key as `TaskFinished::decode` gives it from a
+                    // worker's message: its msgpack bytes
+                    queue.push_back((w, Value::Raw(key), run_id));
                 }
             }
         }
@@ -199,7 +192,7 @@ fn run(shape: Shape, n: usize) -> Run {
         };
         now += 1e-6;
         msg.key = Some(key);
-        msg.run_id = run_id.as_i64();
+        msg.run_id = Some(run_id);
         msg.startstops[0].start = now - 0.001;
         msg.startstops[0].stop = now;
         state

@@ -7,12 +7,14 @@
 //! the same bytes as strings. [`Value::get`] still finds the fields, and
 //! [`Value::as_str_key`] reads such a string back.
 
+use crate::task::Priority;
 use bytes::Bytes;
-use dask_wire::Value;
+use dask_wire::{Encoded, Key, Opaque, Value};
+use smallvec::SmallVec;
 
-/// A short string (under 32 bytes) as a msgpack fixstr encoded at compile
-/// time, in a `Value::Raw` that costs no allocation.
-macro_rules! fixstr {
+/// The msgpack fixstr bytes of a short string (under 32 bytes), encoded at
+/// compile time.
+macro_rules! fixstr_bytes {
     ($s:literal) => {{
         const LEN: usize = $s.len();
         const ENCODED: [u8; LEN + 1] = {
@@ -27,8 +29,16 @@ macro_rules! fixstr {
             }
             out
         };
-        Value::Raw(Bytes::from_static(&ENCODED))
+        &ENCODED as &'static [u8]
     }};
+}
+
+/// A short string (under 32 bytes) as a msgpack fixstr encoded at compile
+/// time, in a `Value::Raw` that costs no allocation.
+macro_rules! fixstr {
+    ($s:literal) => {
+        Value::Raw(Bytes::from_static(fixstr_bytes!($s)))
+    };
 }
 
 /// An op map: `op` (a pre-encoded str, see [`fixstr`]) first, then
@@ -50,46 +60,102 @@ fn op<const N: usize>(name: Value, fields: [(Value, Value); N]) -> Value {
     op_with(name, fields, None)
 }
 
+/// One dependency of a task, as `compute-task` lists it.
+pub struct ComputeDep<'a> {
+    /// The dependency's key.
+    pub key: &'a Key,
+    /// Its size in bytes.
+    pub nbytes: i64,
+    /// Its holders' addresses, each a pre-encoded msgpack str.
+    pub who_has: SmallVec<[&'a Bytes; 2]>,
+}
+
 /// Fields of a `compute-task` message.
-pub struct ComputeTask {
+pub struct ComputeTask<'a, 'd> {
     /// Task key.
-    pub key: Value,
+    pub key: &'a Key,
     /// Assignment counter.
     pub run_id: i64,
     /// Priority tuple.
-    pub priority: Value,
+    pub priority: &'a Priority,
     /// Stimulus id (a str, or a pre-encoded msgpack str).
-    pub stimulus_id: Value,
-    /// `{dep key: [addresses]}`.
-    pub who_has: Value,
-    /// `{dep key: nbytes}`.
-    pub nbytes: Value,
-    /// The pickled run spec (opaque `__Pickled__`).
-    pub run_spec: Value,
-    /// `{resource: amount}` or nil.
-    pub resource_restrictions: Value,
+    pub stimulus_id: &'a Value,
+    /// The dependencies (`who_has` and `nbytes`).
+    pub deps: &'d [ComputeDep<'a>],
+    /// The pickled run spec (opaque `__Pickled__`), if any.
+    pub run_spec: Option<Opaque>,
+    /// `{resource: amount}`, if the task has resource restrictions.
+    pub resources: Option<&'a [(String, f64)]>,
     /// Annotations map.
-    pub annotations: Value,
+    pub annotations: &'a Value,
 }
 
-/// scheduler→worker `compute-task`.
-pub fn compute_task(c: ComputeTask) -> Value {
-    op(
-        fixstr!("compute-task"),
-        [
-            (fixstr!("key"), c.key),
-            (fixstr!("run_id"), Value::Int(c.run_id)),
-            (fixstr!("priority"), c.priority),
-            (fixstr!("stimulus_id"), c.stimulus_id),
-            (fixstr!("who_has"), c.who_has),
-            (fixstr!("nbytes"), c.nbytes),
-            (fixstr!("run_spec"), c.run_spec),
-            (fixstr!("resource_restrictions"), c.resource_restrictions),
-            (fixstr!("actor"), Value::Bool(false)),
-            (fixstr!("annotations"), c.annotations),
-            (fixstr!("span_id"), Value::Nil),
-        ],
-    )
+/// scheduler→worker `compute-task`, encoded at once: the most frequent op
+/// the scheduler sends, so it is written field by field into msgpack rather
+/// than built as a [`Value`] tree (see [`dask_wire::encoded`]). It decodes
+/// to a map with the fields in this order.
+pub fn compute_task(c: ComputeTask<'_, '_>) -> Value {
+    use dask_wire::msgpack::{write_array_len, write_int, write_map_len, write_str};
+    let deps_len: usize = c
+        .deps
+        .iter()
+        .map(|d| 2 * d.key.as_bytes().len() + 24 + 8 * d.who_has.len())
+        .sum();
+    let mut e = Encoded::with_capacity(256 + c.key.as_bytes().len() + deps_len);
+    let out = e.buf();
+    out.push(0x8c); // a map of 12 fields
+    out.extend_from_slice(fixstr_bytes!("op"));
+    out.extend_from_slice(fixstr_bytes!("compute-task"));
+    out.extend_from_slice(fixstr_bytes!("key"));
+    out.extend_from_slice(c.key.as_bytes());
+    out.extend_from_slice(fixstr_bytes!("run_id"));
+    write_int(out, c.run_id);
+    out.extend_from_slice(fixstr_bytes!("priority"));
+    c.priority.write_msgpack(out);
+    out.extend_from_slice(fixstr_bytes!("stimulus_id"));
+    e.push_value(c.stimulus_id);
+    let out = e.buf();
+    out.extend_from_slice(fixstr_bytes!("who_has"));
+    write_map_len(out, c.deps.len());
+    for d in c.deps {
+        out.extend_from_slice(d.key.as_bytes());
+        write_array_len(out, d.who_has.len());
+        for addr in &d.who_has {
+            out.extend_from_slice(addr);
+        }
+    }
+    out.extend_from_slice(fixstr_bytes!("nbytes"));
+    write_map_len(out, c.deps.len());
+    for d in c.deps {
+        out.extend_from_slice(d.key.as_bytes());
+        write_int(out, d.nbytes);
+    }
+    out.extend_from_slice(fixstr_bytes!("run_spec"));
+    match c.run_spec {
+        Some(o) => e.push_opaque(o),
+        None => out.push(0xc0),
+    }
+    let out = e.buf();
+    out.extend_from_slice(fixstr_bytes!("resource_restrictions"));
+    match c.resources {
+        Some(resources) => {
+            write_map_len(out, resources.len());
+            for (name, amount) in resources {
+                write_str(out, name);
+                out.push(0xcb);
+                out.extend_from_slice(&amount.to_be_bytes());
+            }
+        }
+        None => out.push(0xc0),
+    }
+    out.extend_from_slice(fixstr_bytes!("actor"));
+    out.push(0xc2);
+    out.extend_from_slice(fixstr_bytes!("annotations"));
+    e.push_value(c.annotations);
+    let out = e.buf();
+    out.extend_from_slice(fixstr_bytes!("span_id"));
+    out.push(0xc0);
+    e.into_value()
 }
 
 /// scheduler→worker `free-keys`.
@@ -271,17 +337,7 @@ mod tests {
 
     #[test]
     fn pre_encoded_field_names_encode_like_strings() {
-        let msg = compute_task(ComputeTask {
-            key: Value::str("x"),
-            run_id: 1,
-            priority: Value::Array(vec![]),
-            stimulus_id: Value::str("s"),
-            who_has: Value::Map(vec![]),
-            nbytes: Value::Map(vec![]),
-            run_spec: Value::Nil,
-            resource_restrictions: Value::Nil,
-            annotations: Value::Map(vec![]),
-        });
+        let msg = free_keys(vec![Value::str("x")], "s");
         let decoded = msgpack::decode(&Bytes::from(msgpack::encode(&msg))).unwrap();
         let names: Vec<&str> = decoded
             .as_map()
@@ -289,24 +345,125 @@ mod tests {
             .iter()
             .map(|(k, _)| k.as_str().expect("field names decode as strs"))
             .collect();
-        assert_eq!(
-            names,
-            [
-                "op",
-                "key",
-                "run_id",
-                "priority",
-                "stimulus_id",
+        assert_eq!(names, ["op", "keys", "stimulus_id"]);
+        assert_eq!(msg.get("stimulus_id"), Some(&Value::str("s")));
+        assert_eq!(decoded.get("stimulus_id"), Some(&Value::str("s")));
+    }
+
+    /// `compute-task` as a tree, the way it was built before it was encoded
+    /// directly: the reference the direct encoding must match byte for byte.
+    fn compute_task_tree(c: &ComputeTask<'_, '_>) -> Value {
+        let deps = |f: &dyn Fn(&ComputeDep<'_>) -> Value| {
+            Value::Map(c.deps.iter().map(|d| (d.key.to_value(), f(d))).collect())
+        };
+        Value::map([
+            ("op", Value::str("compute-task")),
+            ("key", c.key.to_value()),
+            ("run_id", Value::Int(c.run_id)),
+            ("priority", c.priority.to_value()),
+            ("stimulus_id", c.stimulus_id.clone()),
+            (
                 "who_has",
-                "nbytes",
+                deps(&|d| {
+                    Value::Array(d.who_has.iter().map(|a| Value::Raw((*a).clone())).collect())
+                }),
+            ),
+            ("nbytes", deps(&|d| Value::Int(d.nbytes))),
+            (
                 "run_spec",
+                c.run_spec
+                    .clone()
+                    .map_or(Value::Nil, |o| Value::Opaque(Box::new(o))),
+            ),
+            (
                 "resource_restrictions",
-                "actor",
-                "annotations",
-                "span_id"
-            ]
-        );
-        assert_eq!(msg.get("run_id"), Some(&Value::Int(1)));
-        assert_eq!(decoded.get("run_id"), Some(&Value::Int(1)));
+                c.resources.map_or(Value::Nil, |r| {
+                    Value::Map(
+                        r.iter()
+                            .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
+                            .collect(),
+                    )
+                }),
+            ),
+            ("actor", Value::Bool(false)),
+            ("annotations", c.annotations.clone()),
+            ("span_id", Value::Nil),
+        ])
+    }
+
+    #[test]
+    fn compute_task_encodes_like_its_tree() {
+        use dask_wire::{encode_message, OpaqueKind};
+        let run_spec = Opaque {
+            kind: OpaqueKind::Pickled,
+            header: Bytes::from(msgpack::encode(&Value::map([
+                ("num-sub-frames", Value::Int(0)),
+                ("pickled-obj", Value::Bin(Bytes::from_static(b"\x80\x05."))),
+            ]))),
+            frames: vec![],
+        };
+        let addr = |s: &str| Bytes::from(msgpack::encode(&Value::str(s)));
+        let (a, b) = (addr("tcp://127.0.0.1:1"), addr("tcp://127.0.0.1:2"));
+        let keys = [
+            Key::from_str_key("x"),
+            Key::from_value(&Value::Array(vec![Value::str("y"), Value::Int(3)])).unwrap(),
+            Key::from_str_key("z"),
+        ];
+        let resources = [("GPU".to_string(), 1.0), ("MEM".to_string(), 0.5)];
+        let priority = Priority {
+            user: -1.0,
+            generation: 0.5,
+            order: 12,
+        };
+        let annotations = Value::map([("retries", Value::Int(2))]);
+        let stimulus = Value::str("compute-task-1");
+        let (no_priority, no_annotations) = (Priority::default(), Value::Map(vec![]));
+        let deps = [
+            ComputeDep {
+                key: &keys[1],
+                nbytes: 28,
+                who_has: SmallVec::from_slice(&[&a, &b]),
+            },
+            ComputeDep {
+                key: &keys[2],
+                nbytes: 1 << 40,
+                who_has: SmallVec::new(),
+            },
+        ];
+        let cases = [
+            ComputeTask {
+                key: &keys[0],
+                run_id: 1,
+                priority: &no_priority,
+                stimulus_id: &stimulus,
+                deps: &[],
+                run_spec: None,
+                resources: None,
+                annotations: &no_annotations,
+            },
+            ComputeTask {
+                key: &keys[0],
+                run_id: 7,
+                priority: &priority,
+                stimulus_id: &stimulus,
+                deps: &deps,
+                run_spec: Some(run_spec),
+                resources: Some(&resources),
+                annotations: &annotations,
+            },
+        ];
+        for c in cases {
+            let tree = compute_task_tree(&c);
+            let direct = compute_task(c);
+            assert_eq!(encode_message(&direct), encode_message(&tree));
+            // and what a peer decodes from it is that tree
+            let Value::Encoded(e) = &direct else {
+                panic!("compute_task builds an encoded value");
+            };
+            assert_eq!(
+                e.decode().unwrap(),
+                dask_wire::decode_message(&encode_message(&tree)).unwrap()
+            );
+        }
     }
 }

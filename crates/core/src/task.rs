@@ -56,6 +56,23 @@ pub struct Priority {
 }
 
 impl Priority {
+    /// [`Priority::to_value`] written as msgpack into `out`, without
+    /// building the value.
+    pub fn write_msgpack(&self, out: &mut Vec<u8>) {
+        let num = |out: &mut Vec<u8>, x: f64| {
+            if x.fract() == 0.0 && x.abs() < 9e15 {
+                dask_wire::msgpack::write_int(out, x as i64);
+            } else {
+                out.push(0xcb);
+                out.extend_from_slice(&x.to_be_bytes());
+            }
+        };
+        out.push(0x93);
+        num(out, self.user);
+        num(out, self.generation);
+        dask_wire::msgpack::write_int(out, self.order);
+    }
+
     /// The wire form: an array of numbers (ints where integral, like Python).
     pub fn to_value(&self) -> Value {
         let num = |x: f64| {

@@ -290,42 +290,35 @@ impl State {
 
     fn compute_task_msg(&self, id: TaskId, stim: Value) -> Value {
         let t = self.task(id);
-        let mut who_has = Vec::with_capacity(t.dependencies.len());
-        let mut nbytes = Vec::with_capacity(t.dependencies.len());
-        for &dep in &t.dependencies {
-            let d = self.task(dep);
-            let addrs = d
-                .who_has
-                .iter()
-                .filter_map(|w| self.workers.get(w))
-                .map(|w| Value::Raw(w.address_msgpack.clone()))
-                .collect();
-            who_has.push((d.key.to_value(), Value::Array(addrs)));
-            nbytes.push((d.key.to_value(), Value::Int(d.nbytes)));
-        }
-        let resources = t.restrictions().and_then(|r| {
-            (!r.resources.is_empty()).then(|| {
-                Value::Map(
-                    r.resources
+        let deps: Vec<messages::ComputeDep<'_>> = t
+            .dependencies
+            .iter()
+            .map(|&dep| {
+                let d = self.task(dep);
+                messages::ComputeDep {
+                    key: &d.key,
+                    nbytes: d.nbytes,
+                    who_has: d
+                        .who_has
                         .iter()
-                        .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
+                        .filter_map(|w| self.workers.get(w))
+                        .map(|w| &w.address_msgpack)
                         .collect(),
-                )
+                }
             })
-        });
+            .collect();
         messages::compute_task(messages::ComputeTask {
-            key: t.key.to_value(),
+            key: &t.key,
             run_id: t.run_id,
-            priority: t.priority.to_value(),
-            stimulus_id: stim,
-            who_has: Value::Map(who_has),
-            nbytes: Value::Map(nbytes),
-            run_spec: t
-                .run_spec
-                .as_ref()
-                .map_or(Value::Nil, |o| Value::Opaque(Box::new(o.to_opaque()))),
-            resource_restrictions: resources.unwrap_or(Value::Nil),
-            annotations: t.annotations().clone(),
+            priority: &t.priority,
+            stimulus_id: &stim,
+            deps: &deps,
+            run_spec: t.run_spec.as_ref().map(|r| r.to_opaque()),
+            resources: t
+                .restrictions()
+                .map(|r| r.resources.as_slice())
+                .filter(|r| !r.is_empty()),
+            annotations: t.annotations(),
         })
     }
 

@@ -87,13 +87,27 @@ pub fn parse(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Parse, WireErro
 
 /// The prelude (`n1`, count, lengths) to write before `frames`.
 pub fn prelude(frames: &[Bytes]) -> Vec<u8> {
-    let n = frames.len();
-    let payload: usize = frames.iter().map(Bytes::len).sum();
+    prelude_of_lengths(frames.iter().map(Bytes::len))
+}
+
+/// The prelude of a message whose frames are `body_len` bytes (not yet
+/// a `Bytes`, e.g. still in a writer's buffer) followed by `rest`: the same
+/// bytes [`prelude`] gives for the whole list.
+pub fn prelude_with_body(body_len: usize, rest: &[Bytes]) -> Vec<u8> {
+    prelude_of_lengths(std::iter::once(body_len).chain(rest.iter().map(Bytes::len)))
+}
+
+fn prelude_of_lengths<I>(lengths: I) -> Vec<u8>
+where
+    I: Iterator<Item = usize> + Clone,
+{
+    let n = lengths.clone().count();
+    let payload: usize = lengths.clone().sum();
     let mut out = Vec::with_capacity(16 + 8 * n);
     out.extend_from_slice(&((8 + 8 * n + payload) as u64).to_le_bytes());
     out.extend_from_slice(&(n as u64).to_le_bytes());
-    for f in frames {
-        out.extend_from_slice(&(f.len() as u64).to_le_bytes());
+    for len in lengths {
+        out.extend_from_slice(&(len as u64).to_le_bytes());
     }
     out
 }
@@ -131,6 +145,22 @@ mod tests {
             let body = Bytes::from(vec![0xA5u8; n]);
             assert_eq!(one_frame_prelude(n).to_vec(), prelude(&[body]));
         }
+    }
+
+    #[test]
+    fn prelude_with_body_is_the_general_prelude() {
+        let rest = [
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from(vec![1u8; 300]),
+        ];
+        for n in [0usize, 5, 70_000] {
+            let body = Bytes::from(vec![0x5Au8; n]);
+            let mut all = vec![body];
+            all.extend(rest.iter().cloned());
+            assert_eq!(prelude_with_body(n, &rest), prelude(&all));
+        }
+        assert_eq!(prelude_with_body(9, &[]).as_slice(), one_frame_prelude(9));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! * [`handshake`]: the per-connection handshake message.
 //! * [`pickle`]: a tiny writer for plain-data pickles (exceptions the scheduler raises).
 
+pub mod encoded;
 pub mod error;
 pub mod frames;
 pub mod handshake;
@@ -19,6 +20,7 @@ pub mod msgpack;
 pub mod pickle;
 pub mod value;
 
+pub use encoded::Encoded;
 pub use error::WireError;
 pub use key::Key;
 pub use message::{decode_message, encode_message, encode_message_into, split_ops, RawOp};

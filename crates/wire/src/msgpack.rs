@@ -408,6 +408,7 @@ where
         Value::Ext(t, data) => write_ext(out, *t, data),
         Value::Opaque(o) => on_opaque(o, out),
         Value::Raw(b) => out.extend_from_slice(b),
+        Value::Encoded(e) => e.write_with(out, on_opaque),
     }
 }
 

@@ -34,6 +34,16 @@ impl Opaque {
     pub fn nbytes(&self) -> usize {
         self.header.len() + self.frames.iter().map(Bytes::len).sum::<usize>()
     }
+
+    /// A copy that shares no buffer with `self` (see [`Value::deep_copy`]).
+    pub fn deep_copy(&self) -> Opaque {
+        let copy = |b: &Bytes| Bytes::copy_from_slice(b);
+        Opaque {
+            kind: self.kind,
+            header: copy(&self.header),
+            frames: self.frames.iter().map(copy).collect(),
+        }
+    }
 }
 
 /// A msgpack value, extended with opaque out-of-band objects and pre-encoded msgpack.
@@ -63,6 +73,9 @@ pub enum Value {
     Opaque(Box<Opaque>),
     /// Already-encoded msgpack, written verbatim (used for interned keys).
     Raw(Bytes),
+    /// A value encoded where it was built, out-of-band objects included
+    /// (outgoing ops; see [`crate::encoded`]). Never produced by decoding.
+    Encoded(Box<crate::encoded::Encoded>),
 }
 
 impl Value {
@@ -82,11 +95,8 @@ impl Value {
                     .map(|(k, v)| (k.deep_copy(), v.deep_copy()))
                     .collect(),
             ),
-            Value::Opaque(o) => Value::Opaque(Box::new(Opaque {
-                kind: o.kind,
-                header: copy(&o.header),
-                frames: o.frames.iter().map(copy).collect(),
-            })),
+            Value::Opaque(o) => Value::Opaque(Box::new(o.deep_copy())),
+            Value::Encoded(e) => Value::Encoded(Box::new(e.deep_copy())),
             other => other.clone(),
         }
     }
@@ -351,6 +361,10 @@ impl fmt::Display for Value {
             Value::Raw(b) => match crate::msgpack::decode(b) {
                 Ok(v) => write!(f, "{v}"),
                 Err(_) => write!(f, "<raw {} bytes>", b.len()),
+            },
+            Value::Encoded(e) => match e.decode() {
+                Ok(v) => write!(f, "{v}"),
+                Err(_) => write!(f, "<encoded value>"),
             },
         }
     }

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use dask_core::{ClientId, Config, State, WorkerRegistration};
+use dask_wire::msgpack::Reader;
 use dask_wire::{Opaque, OpaqueKind, Value};
 
 /// A minimal registration for a simulated worker at `addr`.
@@ -17,6 +18,36 @@ pub fn run_spec() -> Opaque {
         header: Bytes::from_static(b"\x81\xaenum-sub-frames\x00"),
         frames: vec![],
     }
+}
+
+/// The key (msgpack bytes) and run_id of a `compute-task` the state machine
+/// emitted, or `None` for any other op. Read the way a worker reads them,
+/// from the encoded message's leading fields (`op`, `key`, `run_id` come
+/// before the run_spec), without decoding the rest.
+pub fn compute_task_fields(msg: &Value) -> Option<(Bytes, i64)> {
+    let Value::Encoded(e) = msg else {
+        return None;
+    };
+    let leading = Bytes::copy_from_slice(e.leading());
+    let mut r = Reader::new(&leading);
+    r.map_len().ok()??;
+    let (mut is_compute, mut key, mut run_id) = (false, None, None);
+    for _ in 0..3 {
+        match r.str().ok()?? {
+            "op" => is_compute = r.str().ok()? == Some("compute-task"),
+            "key" => {
+                let start = r.position();
+                r.skip(1).ok()?;
+                key = Some(r.slice(start, r.position()));
+            }
+            "run_id" => run_id = r.value(1).ok()?.as_i64(),
+            _ => r.skip(1).ok()?,
+        }
+    }
+    if !is_compute {
+        return None;
+    }
+    Some((key?, run_id?))
 }
 
 /// The `task-finished` a worker sends for `key` (run `run_id`) at `now`.

@@ -241,9 +241,11 @@ impl Sim {
     }
 
     /// Move the scheduler's outbox into `pending` and check invariants.
+    /// Ops the scheduler encoded where it built them (`compute-task`) are
+    /// decoded, as a worker would, so tests read every op as a tree.
     pub fn drain(&mut self) {
         let out = self.s.take_outbox();
-        self.pending.extend(out);
+        self.pending.extend(out.into_iter().map(decode_encoded));
         self.check();
     }
 
@@ -588,4 +590,16 @@ impl Sim {
 /// A set of string keys.
 pub fn keyset(keys: &[&str]) -> BTreeSet<Key> {
     keys.iter().map(|s| k(s)).collect()
+}
+
+/// An outgoing message with an encoded op decoded into a tree.
+pub fn decode_encoded(m: Outgoing) -> Outgoing {
+    let decode = |v: Value| match v {
+        Value::Encoded(e) => e.decode().expect("an encoded op decodes"),
+        other => other,
+    };
+    match m {
+        Outgoing::Worker(w, v) => Outgoing::Worker(w, decode(v)),
+        Outgoing::Client(c, v) => Outgoing::Client(c, decode(v)),
+    }
 }

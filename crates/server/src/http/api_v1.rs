@@ -86,6 +86,7 @@ pub fn to_json(v: &Value) -> serde_json::Value {
                 .collect(),
         ),
         Value::Raw(b) => dask_wire::msgpack::decode(b).map_or(J::Null, |d| to_json(&d)),
+        Value::Encoded(e) => e.decode().map_or(J::Null, |d| to_json(&d)),
         Value::Ext(..) | Value::Opaque(_) => J::Null,
     }
 }

@@ -21,8 +21,9 @@ use tokio::net::TcpStream;
 /// How long an accepted peer has to send its handshake.
 pub const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Messages smaller than this are copied into one buffer and written with a
-/// single `write` call; larger ones are written vectored, frames in place.
+/// The out-of-band frames of a message smaller than this are copied after
+/// its body into the writer's buffer; a larger message's frames are written
+/// in place (vectored).
 const COALESCE_BELOW: usize = 64 * 1024;
 
 /// The read buffer never grows by more than this beyond what has arrived, so a
@@ -257,40 +258,36 @@ impl ConnWriter {
                 .map(|()| buf.len())
                 .map_err(ConnError::from)
         } else {
-            let mut parts = Vec::with_capacity(1 + extra.len());
-            parts.push(Bytes::copy_from_slice(
-                &buf[frames::ONE_FRAME_PRELUDE_LEN..],
-            ));
-            parts.extend(extra);
-            self.write_frames(&parts).await
+            // Out-of-band frames (a batch of `compute-task`s carries each
+            // one's run_spec): the prelude is longer than the room left, so
+            // it goes out as its own slice; small frames are appended to
+            // the body and the message leaves in one vectored write.
+            let body = buf.len() - frames::ONE_FRAME_PRELUDE_LEN;
+            let prelude = frames::prelude_with_body(body, &extra);
+            let extra_len: usize = extra.iter().map(Bytes::len).sum();
+            let total = prelude.len() + body + extra_len;
+            let written = if body + extra_len < COALESCE_BELOW {
+                for f in &extra {
+                    buf.extend_from_slice(f);
+                }
+                write_all_vectored(
+                    &mut self.half,
+                    &[&prelude, &buf[frames::ONE_FRAME_PRELUDE_LEN..]],
+                )
+                .await
+            } else {
+                let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + extra.len());
+                parts.push(&prelude);
+                parts.push(&buf[frames::ONE_FRAME_PRELUDE_LEN..]);
+                parts.extend(extra.iter().filter(|f| !f.is_empty()).map(|f| &f[..]));
+                write_all_vectored(&mut self.half, &parts).await
+            };
+            written.map(|()| total).map_err(ConnError::from)
         };
         if buf.capacity() <= 4 * COALESCE_BELOW {
             self.scratch = buf;
         }
         result
-    }
-
-    /// Write one message given as already-encoded frames.
-    pub async fn write_frames(&mut self, frames: &[Bytes]) -> Result<usize, ConnError> {
-        let prelude = frames::prelude(frames);
-        let total = prelude.len() + frames.iter().map(Bytes::len).sum::<usize>();
-        if total < COALESCE_BELOW {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(&prelude);
-            for f in frames {
-                self.scratch.extend_from_slice(f);
-            }
-            self.half.write_all(&self.scratch).await?;
-            if self.scratch.capacity() > 4 * COALESCE_BELOW {
-                self.scratch = Vec::new();
-            }
-        } else {
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
-            parts.push(&prelude);
-            parts.extend(frames.iter().filter(|f| !f.is_empty()).map(|f| &f[..]));
-            write_all_vectored(&mut self.half, &parts).await?;
-        }
-        Ok(total)
     }
 
     /// Shut down the sending direction (the peer reads EOF).
