@@ -15,10 +15,10 @@
 //! workers never serve data), so benchmarks wait on futures instead of
 //! gathering results.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use dask_loaddriver::{
-    check_registration_reply, heartbeat, ops, register_worker, status_running, DriverError,
+    check_registration_reply, heartbeat, register_worker, status_running, DriverError,
     WorkerIdentity, WorkerSim,
 };
 use dask_wire::frames::{self, FrameLimits, Parse};
@@ -174,10 +174,32 @@ impl Conn {
         Ok(())
     }
 
+    /// Write a batch of `count` ops whose msgpack is `ops` (concatenated),
+    /// reusing `buf` for the whole message.
+    async fn write_batch(
+        &mut self,
+        count: usize,
+        ops: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), DriverError> {
+        buf.clear();
+        buf.resize(frames::ONE_FRAME_PRELUDE_LEN, 0);
+        dask_wire::msgpack::write_array_len(buf, count);
+        buf.extend_from_slice(ops);
+        let body = buf.len() - frames::ONE_FRAME_PRELUDE_LEN;
+        buf[..frames::ONE_FRAME_PRELUDE_LEN].copy_from_slice(&frames::one_frame_prelude(body));
+        self.stream.write_all(buf).await?;
+        Ok(())
+    }
+
     async fn read(&mut self) -> Result<Value, DriverError> {
+        Ok(decode_message(&self.read_frames().await?)?)
+    }
+
+    async fn read_frames(&mut self) -> Result<Vec<Bytes>, DriverError> {
         loop {
             if let Parse::Message(fr) = frames::parse(&mut self.buf, &self.limits)? {
-                return Ok(decode_message(&fr)?);
+                return Ok(fr);
             }
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(DriverError::Protocol("connection closed".into()));
@@ -244,13 +266,14 @@ async fn run_worker(
         });
     }
     let mut sim = WorkerSim::new(1000 + id.pid);
-    let mut out = Vec::new();
+    let (mut out, mut buf) = (Vec::new(), Vec::new());
     loop {
-        let msg = conn.read().await?;
+        let msg = conn.read_frames().await?;
         let t = now();
-        let st = sim.handle(ops(msg), t, &mut out);
-        if !out.is_empty() {
-            conn.write(&Value::Array(std::mem::take(&mut out))).await?;
+        out.clear();
+        let (st, replies) = sim.handle(&msg, t, &mut out)?;
+        if replies > 0 {
+            conn.write_batch(replies, &out, &mut buf).await?;
         }
         let tu = (t * 1e6) as u64;
         if st.computed > 0 {
