@@ -142,6 +142,27 @@ def build_table(core, wire, sim, e2e, meta) -> tuple[str, list[tuple[str, str, s
             L.append(f"| {g} | {w} | {fmt_n(m('rust', 'n_tasks') or m('python', 'n_tasks'))} | {fmt_n(pt)} | {fmt_n(rt)} | "
                      f"{'—' if not (pt and rt) else f'{rt / pt:.1f}×'} | {fmt_n(pc, 1)} | {fmt_n(rc, 1)} | "
                      f"{'—' if not (pc and rc) else f'{rc / pc:.3f}'} |")
+        busy = [r for r in tp if r["workers"] == 64 and r.get("window_busy_cores")]
+        if busy:
+            L.append("")
+            L.append("Where the CPU goes during the W = 64 dispatch windows (medians; sampled every 10 ms, "
+                     "interpolated at the first and last `compute-task`): the scheduler process's own CPU "
+                     "per task then, and the busy cores of each process and of the whole 2-core machine.")
+            L.append("")
+            L.append("| graph | scheduler | its CPU µs/task in the window | scheduler cores | helpers | simulated workers | client | machine |")
+            L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+            for g, impl in sorted({(r["graph"], r["scheduler"]) for r in busy}):
+                rows = [r for r in busy if r["graph"] == g and r["scheduler"] == impl]
+
+                def mb(name):
+                    vals = [r["window_busy_cores"].get(name) for r in rows]
+                    return med([v for v in vals if v is not None])
+
+                us = med([r["sched_self_cpu_us_per_task_window"] for r in rows
+                          if r.get("sched_self_cpu_us_per_task_window") is not None])
+                L.append(f"| {g} | {impl} | {fmt_n(us, 1)} | " + " | ".join(
+                    "—" if mb(n) is None else f"{mb(n):.2f}"
+                    for n in ("scheduler", "helpers", "driver", "client", "machine")) + " |")
         w64 = [r["tasks_per_s_window"] for r in tp if r["scheduler"] == "rust" and r["workers"] == 64]
         if w64:
             by_g = {}

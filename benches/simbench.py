@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import statistics
@@ -205,6 +206,80 @@ def submit(client, kind: str, n: int):
     raise ValueError(kind)
 
 
+def fmt_opt(x, spec: str) -> str:
+    """``x`` formatted, or ``?`` when it could not be measured."""
+    return "?" if x is None else format(x, spec)
+
+
+class CpuSampler:
+    """Samples CPU seconds of several sources (callables: a process, a
+    process tree, the whole machine's busy time) every ``period`` seconds in
+    a thread, so the CPU spent between two instants known only afterwards
+    (the dispatch window's first and last ``compute-task``) can be read off
+    by linear interpolation. psutil's CPU times tick at 10 ms, so over a
+    window of a second or more the error is a few per cent."""
+
+    def __init__(self, sources: dict, period: float = 0.01):
+        self.sources, self.period = sources, period
+        self.times: list[float] = []
+        self.values: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self):
+        row = {}
+        for name, read in self.sources.items():
+            try:
+                row[name] = read()
+            except psutil.Error:
+                row[name] = float("nan")
+        self.times.append(time.time())
+        self.values.append(row)
+
+    def _run(self):
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def __enter__(self):
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def at(self, name: str, when: float) -> float | None:
+        """``name``'s CPU seconds by ``when``, interpolated between samples."""
+        t = self.times
+        if not t or when < t[0] or when > t[-1]:
+            return None
+        i = bisect.bisect_left(t, when)
+        if t[i] == when or i == 0:
+            return self.values[i][name]
+        a, b = self.values[i - 1][name], self.values[i][name]
+        return a + (b - a) * (when - t[i - 1]) / (t[i] - t[i - 1])
+
+    def between(self, name: str, start: float | None, end: float | None) -> float | None:
+        """``name``'s CPU seconds from ``start`` to ``end``, if both were sampled."""
+        if start is None or end is None:
+            return None
+        a, b = self.at(name, start), self.at(name, end)
+        return None if a is None or b is None else b - a
+
+
+def machine_busy_cpu() -> float:
+    """Busy CPU seconds of the whole machine (every core, every process)."""
+    m = psutil.cpu_times()
+    return m.user + m.nice + m.system + getattr(m, "irq", 0) + getattr(m, "softirq", 0)
+
+
+def own_cpu(ps: "psutil.Process") -> float:
+    t = ps.cpu_times()
+    return t.user + t.system
+
+
 def run_graph(client, driver: Driver, sched: Sched, kind: str, n: int, timeout: float) -> dict:
     from distributed import wait
 
@@ -212,10 +287,38 @@ def run_graph(client, driver: Driver, sched: Sched, kind: str, n: int, timeout: 
     own0, kids0 = sched.cpu_split()
     cpu0 = own0 + kids0
     t0 = time.time()
-    futs, ntask, desc = submit(client, kind, n)
-    t_submitted = time.time()
-    wait(futs, timeout=timeout)
-    t1 = time.time()
+    me = psutil.Process()
+    # the materializer helpers (a pool: listed once, not per sample, which
+    # would scan /proc 100 times a second) with their reaped children (each
+    # graph's ordering runs in a forked child), plus reaped helpers
+    try:
+        helpers = sched.proc.ps.children()
+    except psutil.Error:
+        helpers = []
+
+    def helpers_cpu() -> float:
+        t = sched.proc.ps.cpu_times()
+        total = t.children_user + t.children_system
+        for h in helpers:
+            try:
+                ht = h.cpu_times()
+            except psutil.Error:
+                continue
+            total += ht.user + ht.system + ht.children_user + ht.children_system
+        return total
+
+    sources = {
+        "scheduler": lambda: own_cpu(sched.proc.ps),
+        "helpers": helpers_cpu,
+        "driver": lambda: own_cpu(driver.ps),
+        "client": lambda: own_cpu(me),
+        "machine": machine_busy_cpu,
+    }
+    with CpuSampler(sources) as sampler:
+        futs, ntask, desc = submit(client, kind, n)
+        t_submitted = time.time()
+        wait(futs, timeout=timeout)
+        t1 = time.time()
     own1, kids1 = sched.cpu_split()
     cpu1 = own1 + kids1
     s = driver.stats()
@@ -228,6 +331,15 @@ def run_graph(client, driver: Driver, sched: Sched, kind: str, n: int, timeout: 
     except TimeoutError as e:
         log(f"   release incomplete: {e}")
     window = (s["last_compute"] or t1) - (s["first_compute"] or t0)
+    # CPU between the first and the last compute-task the workers saw: the
+    # dispatch phase the window tasks/s measure (graph ingestion still
+    # overlaps its start where a graph arrives in parts). The machine's and
+    # the other processes' show whether the window was bounded by the
+    # 2-core machine rather than by the scheduler.
+    window_cpu = {name: sampler.between(name, s["first_compute"], s["last_compute"])
+                  for name in sources}
+    # the same sources over the whole run (submission to `wait` returning)
+    run_cpu = {name: sampler.between(name, max(t0, sampler.times[0]), t1) for name in sources}
     return {
         "graph": kind, "description": desc, "n_tasks": ntask, "computed": n_computed,
         "wall_s": t1 - t0, "client_submit_s": t_submitted - t0,
@@ -236,6 +348,13 @@ def run_graph(client, driver: Driver, sched: Sched, kind: str, n: int, timeout: 
         "tasks_per_s_e2e": ntask / (t1 - t0),
         "sched_cpu_s": cpu1 - cpu0, "sched_cpu_us_per_task": (cpu1 - cpu0) / ntask * 1e6,
         "sched_self_cpu_us_per_task": (own1 - own0) / ntask * 1e6,
+        "window_cpu_s": window_cpu,
+        "run_cpu_s": run_cpu,
+        "sched_self_cpu_us_per_task_window": (
+            window_cpu["scheduler"] / ntask * 1e6 if window_cpu["scheduler"] is not None else None),
+        "window_busy_cores": {
+            name: (c / window if c is not None and window > 0 else None)
+            for name, c in window_cpu.items()},
         "sched_rss_mib": own / 2**20, "sched_tree_rss_mib": tree / 2**20,
         "steals": s["steals"],
     }
@@ -267,7 +386,11 @@ def part_throughput(args, impls, tmp) -> list[dict]:
                                      registration_s=reg["elapsed_s"], ok=True)
                             log(f"   {r['tasks_per_s_window']:.0f} tasks/s (window), "
                                 f"{r['tasks_per_s_e2e']:.0f} e2e, {r['sched_cpu_us_per_task']:.1f} us/task "
-                                f"({r['sched_self_cpu_us_per_task']:.1f} in the scheduler process)")
+                                f"({r['sched_self_cpu_us_per_task']:.1f} in the scheduler process; "
+                                f"{fmt_opt(r['sched_self_cpu_us_per_task_window'], '.1f')} in it during the window; "
+                                "busy cores in the window: " + ", ".join(
+                                    f"{k} {fmt_opt(v, '.2f')}" for k, v in r["window_busy_cores"].items())
+                                + ")")
                         except Exception as e:  # recorded, never retried silently
                             r = dict(graph=kind, scheduler=impl, workers=w, repeat=rep, ok=False,
                                      error=f"{type(e).__name__}: {e}")
