@@ -28,7 +28,11 @@ pub struct StartStop {
 /// The fields of a `task-finished` that the scheduler reads.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TaskFinished {
-    /// The key, as sent (canonicalised on lookup).
+    /// The key, as sent: a decoded value ([`TaskFinished::from_value`]),
+    /// or its msgpack bytes as a `Value::Raw` (a slice of the op map, when
+    /// read by [`TaskFinished::decode`]). The state machine looks the raw
+    /// bytes up as they are, and decodes and canonicalises them only when
+    /// they are not a known key's bytes.
     pub key: Option<Value>,
     /// Which run of the task this is the result of.
     pub run_id: Option<i64>,
@@ -165,8 +169,12 @@ impl TaskFinished {
             match Field::named(field_name(&mut r, MAP + 1)?) {
                 Field::Other => r.skip(MAP + 1)?,
                 Field::StartStops => t.startstops = decode_startstops(&mut r, MAP + 1)?,
-                // moved, not cloned
-                Field::Key => t.key = Some(r.value(MAP + 1)?),
+                // the bytes, not a value: most keys are found by them
+                Field::Key => {
+                    let start = r.position();
+                    r.skip(MAP + 1)?;
+                    t.key = Some(Value::Raw(r.slice(start, r.position())));
+                }
                 Field::Type => t.result_type = Some(r.value(MAP + 1)?).filter(|v| !v.is_nil()),
                 field => {
                     let v = r.value(MAP + 1)?;
@@ -256,6 +264,13 @@ mod tests {
         let bytes = Bytes::from(dask_wire::msgpack::encode(msg));
         let mut decoded = TaskFinished::decode(&bytes).unwrap().unwrap();
         assert_eq!(decoded.source.take(), Some(bytes), "the op map's bytes");
+        // the key comes as its bytes; decoded, it is the same value
+        if let Some(key) = &mut decoded.key {
+            let Value::Raw(raw) = key else {
+                panic!("decode keeps the key's bytes: {key:?}");
+            };
+            *key = dask_wire::msgpack::decode(raw).unwrap();
+        }
         assert_eq!(decoded, from_value, "{msg:?}");
         decoded
     }

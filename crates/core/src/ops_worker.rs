@@ -335,17 +335,35 @@ impl State {
 
     fn on_task_finished(&mut self, w: WorkerId, fields: &TaskFinished) -> Result<(), CoreError> {
         let op = "task-finished";
-        let key_value = fields
+        let malformed = |e: dask_wire::WireError| CoreError::malformed(op, e.to_string());
+        let sent = fields
             .key
             .as_ref()
             .ok_or_else(|| CoreError::malformed(op, "missing 'key'"))?;
-        let found = self
-            .task_id_of_value(key_value)
-            .map_err(|e| CoreError::malformed(op, e.to_string()))?;
+        // A key read from the worker's bytes is first looked up as those
+        // bytes: a known key's canonical msgpack is what workers send back,
+        // and equal bytes are the same key. Otherwise it is decoded and
+        // canonicalised like any key value.
+        let found = match sent {
+            Value::Raw(raw) => self.task_ids.get(&self.tasks, raw),
+            _ => None,
+        };
+        let (found, key_value) = match found {
+            Some(id) => (Some(id), None),
+            None => {
+                let v = match sent {
+                    Value::Raw(raw) => {
+                        std::borrow::Cow::Owned(dask_wire::msgpack::decode(raw).map_err(malformed)?)
+                    }
+                    other => std::borrow::Cow::Borrowed(other),
+                };
+                (self.task_id_of_value(&v).map_err(malformed)?, Some(v))
+            }
+        };
         let run_id = fields.run_id;
         let Some(id) = found else {
-            let key =
-                Key::from_value(key_value).map_err(|e| CoreError::malformed(op, e.to_string()))?;
+            let key_value = key_value.expect("decoded when not found by its bytes");
+            let key = Key::from_value(&key_value).map_err(malformed)?;
             self.free_on_worker(w, &key, "unknown-task-finished");
             return Ok(());
         };

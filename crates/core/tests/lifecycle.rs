@@ -675,3 +675,45 @@ fn wide_broadcast_and_fan_in_run_free_and_forget_everything() {
     assert_eq!(sim.s.task_count(), 0);
     assert!(sim.s.is_idle());
 }
+
+#[test]
+fn task_finished_read_from_bytes_finds_its_task_by_bytes_or_by_value() {
+    // The server reads a task-finished's key as the bytes the worker sent
+    // (`TaskFinished::decode`). The canonical bytes are found as they are;
+    // any other encoding of the same key is decoded and found too; an
+    // unknown key is freed on the worker; bytes that are not msgpack are
+    // an error, not a panic.
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["x-1", "x-2"], vec![t("x-1", &[]), t("x-2", &[])]);
+    let computes = sim.computes();
+    assert_eq!(computes.len(), 2);
+    let typed = |key: &[u8], run_id: i64, now: f64| {
+        let msg = task_finished_msg(&k("placeholder"), run_id, 100, now);
+        let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&msg));
+        let mut tf = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
+        tf.key = Some(Value::Raw(bytes::Bytes::copy_from_slice(key)));
+        tf
+    };
+    let run_id = |key: &str| computes.iter().find(|c| c.key == k(key)).unwrap().run_id;
+    let now = sim.now;
+    // canonical: a fixstr
+    let tf = typed(b"\xa3x-1", run_id("x-1"), now);
+    sim.s.handle_task_finished(w, &tf, now).unwrap();
+    sim.drain();
+    assert_eq!(sim.state("x-1"), Some(TaskState::Memory));
+    // the same str as a str8: not the canonical bytes, found once decoded
+    let tf = typed(b"\xd9\x03x-2", run_id("x-2"), now);
+    sim.s.handle_task_finished(w, &tf, now).unwrap();
+    sim.drain();
+    assert_eq!(sim.state("x-2"), Some(TaskState::Memory));
+    // unknown: the worker is told to free it
+    let tf = typed(b"\xa4nope", 1, now);
+    sim.s.handle_task_finished(w, &tf, now).unwrap();
+    sim.drain();
+    assert!(sim.freed_on(w).contains(&k("nope")));
+    // not msgpack (0xc1 is never used): an error naming the op
+    let tf = typed(b"\xc1", 1, now);
+    let err = sim.s.handle_task_finished(w, &tf, now).unwrap_err();
+    assert!(err.to_string().contains("task-finished"), "{err}");
+}
