@@ -42,6 +42,11 @@ pub struct TaskFinished {
     pub result_type: Option<Value>,
     /// Entries of `startstops` that have an action, a start and a stop.
     pub startstops: SmallVec<[StartStop; 2]>,
+    /// The worker's `stimulus_id`, as msgpack (a str; absent if it is not
+    /// one): like Python's `_transitions`, the scheduler gives the messages
+    /// it sends while handling this one the same stimulus id. Read by
+    /// [`TaskFinished::decode`] it is a slice of the frame, no copy.
+    pub stimulus_id: Option<bytes::Bytes>,
     /// The whole op map as msgpack, when read by [`TaskFinished::decode`]
     /// (a slice of the frame, no copy): what the task stream records.
     pub source: Option<bytes::Bytes>,
@@ -54,6 +59,7 @@ enum Field {
     NBytes,
     Type,
     StartStops,
+    StimulusId,
     Other,
 }
 
@@ -69,6 +75,7 @@ impl Field {
             Some("nbytes") => Field::NBytes,
             Some("type") => Field::Type,
             Some("startstops") => Field::StartStops,
+            Some("stimulus_id") => Field::StimulusId,
             _ => Field::Other,
         }
     }
@@ -149,6 +156,13 @@ impl TaskFinished {
             Field::NBytes => self.nbytes = v.as_i64(),
             Field::Type => self.result_type = Some(v.clone()).filter(|v| !v.is_nil()),
             Field::StartStops => self.startstops = startstops_from_value(v),
+            Field::StimulusId => {
+                self.stimulus_id = v.as_str_key().map(|s| {
+                    let mut out = Vec::with_capacity(s.len() + 5);
+                    dask_wire::msgpack::write_str(&mut out, s);
+                    bytes::Bytes::from(out)
+                })
+            }
             Field::Other => {}
         }
     }
@@ -176,6 +190,17 @@ impl TaskFinished {
                     t.key = Some(Value::Raw(r.slice(start, r.position())));
                 }
                 Field::Type => t.result_type = Some(r.value(MAP + 1)?).filter(|v| !v.is_nil()),
+                // a str's bytes as they are; anything else is not an id
+                Field::StimulusId => {
+                    let start = r.position();
+                    t.stimulus_id = match r.str()? {
+                        Some(_) => Some(r.slice(start, r.position())),
+                        None => {
+                            r.skip(MAP + 1)?;
+                            None
+                        }
+                    };
+                }
                 field => {
                     let v = r.value(MAP + 1)?;
                     t.set(field, &v);

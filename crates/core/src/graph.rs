@@ -50,6 +50,10 @@ enum Dep {
 
 /// The placement-relevant annotations of a task.
 fn parse_annotations(ann: &Value) -> (f64, u32, Option<Restrictions>) {
+    // most tasks have none: skip the seven lookups
+    if ann.as_map().is_some_and(<[_]>::is_empty) {
+        return (0.0, 0, None);
+    }
     let priority = ann.get("priority").and_then(Value::as_f64).unwrap_or(0.0);
     let retries = ann
         .get("retries")
@@ -273,7 +277,7 @@ impl State {
         requested.sort_by_key(|id| (self.task(*id).priority, *id));
         requested.dedup();
         self.client_desires(client, &requested);
-        let recs = requested
+        let recs: Vec<_> = requested
             .into_iter()
             .filter(|id| self.task(*id).state == TaskState::Released)
             .map(|id| (id, Target::Waiting))

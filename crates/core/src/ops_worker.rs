@@ -76,7 +76,7 @@ impl State {
                 if self.task_records.is_some() {
                     fields.source = Some(dask_wire::msgpack::encode(msg).into());
                 }
-                self.on_task_finished(w, &fields)?
+                self.on_task_finished_answering(w, &fields)?
             }
             "task-erred" => self.on_task_erred(w, msg)?,
             "release-worker-data" => {
@@ -291,8 +291,8 @@ impl State {
 
     /// `id` is now in memory: waiting dependents stop waiting on it, and those
     /// with nothing left to wait for are recommended for processing.
-    fn dependents_ready(&mut self, id: TaskId) -> Vec<(TaskId, Target)> {
-        let mut recs = Vec::new();
+    fn dependents_ready(&mut self, id: TaskId) -> crate::transitions::Recs {
+        let mut recs = crate::transitions::Recs::new();
         for d in self.task(id).dependents.clone() {
             let dt = self.task_mut(d);
             if dt.state == TaskState::Waiting
@@ -317,7 +317,20 @@ impl State {
         if !self.heard_from(w, now) {
             return Ok(());
         }
-        self.on_task_finished(w, fields)
+        self.on_task_finished_answering(w, fields)
+    }
+
+    /// [`State::on_task_finished`], the messages it sends taking the
+    /// worker's stimulus id.
+    fn on_task_finished_answering(
+        &mut self,
+        w: WorkerId,
+        fields: &TaskFinished,
+    ) -> Result<(), CoreError> {
+        self.incoming_stimulus = fields.stimulus_id.clone();
+        let result = self.on_task_finished(w, fields);
+        self.incoming_stimulus = None;
+        result
     }
 
     /// Note a message from worker `w` at `now`; false when `w` is no longer
@@ -498,7 +511,7 @@ impl State {
                 .task_id(key)
                 .unwrap_or_else(|| self.new_task(key.clone()));
             let size = nbytes.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
-            let mut recs = Vec::new();
+            let mut recs = crate::transitions::Recs::new();
             let was = self.task(id).state;
             if was != TaskState::Memory {
                 // Data arrived for something not in memory: the data wins. Stop
@@ -560,7 +573,7 @@ impl State {
         }
         self.task_mut(id).waiting_on.clear();
         if state == TaskState::Released {
-            Vec::new()
+            crate::transitions::Recs::new()
         } else {
             self.release_unneeded_dependencies(id)
         }

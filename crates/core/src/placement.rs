@@ -142,7 +142,8 @@ impl State {
         if deps.is_empty() && valid.is_none() {
             return Decision::Worker(self.least_occupied());
         }
-        let mut candidates: Vec<WorkerId> = deps
+        // (inline: a task's inputs are held by a few workers)
+        let mut candidates: smallvec::SmallVec<[WorkerId; 8]> = deps
             .iter()
             .flat_map(|d| self.task(*d).who_has.iter().copied())
             .filter(|w| {
@@ -156,7 +157,7 @@ impl State {
         if let Some(v) = &valid {
             candidates.retain(|w| v.contains(w));
             if candidates.is_empty() {
-                candidates = v.clone();
+                candidates = v.iter().copied().collect();
             }
         } else if candidates.is_empty() {
             candidates = self.running_workers().map(|w| w.id).collect();

@@ -397,7 +397,7 @@ impl State {
         // client resets its futures for all returned keys to pending, so a
         // root already in memory is recomputed (released, then waiting
         // because it is wanted) to be reported again.
-        let recs = roots
+        let recs: Vec<_> = roots
             .into_iter()
             .filter_map(|id| match self.task(id).state {
                 TaskState::Erred => Some((id, Target::Waiting)),

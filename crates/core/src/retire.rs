@@ -470,12 +470,7 @@ impl State {
         }
         if remove {
             processing.sort_unstable();
-            self.transitions(
-                processing
-                    .into_iter()
-                    .map(|t| (t, Target::Released))
-                    .collect(),
-            );
+            self.transitions(processing.into_iter().map(|t| (t, Target::Released)));
             self.remove_worker(w, now);
             tracing::info!("Retired worker {address}");
         }

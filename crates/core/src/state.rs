@@ -71,6 +71,14 @@ pub struct State {
     /// transition batch (Python gives them the batch's stimulus id),
     /// msgpack-encoded so that each message only takes a reference.
     pub(crate) compute_stimulus: Option<Bytes>,
+    /// The stimulus id of the message being handled, when it carried one
+    /// (msgpack str): the messages sent in answer take it, as Python's
+    /// `_transitions(..., stimulus_id)` gives them the stimulus's own id,
+    /// instead of a fresh one (`State::stimulus`).
+    pub(crate) incoming_stimulus: Option<Bytes>,
+    /// The work queue of `transitions`, whose buffer is reused by the next
+    /// batch (a huge one is dropped instead).
+    pub(crate) transition_queue: std::collections::VecDeque<(TaskId, Target)>,
     pub(crate) run_counter: i64,
     pub(crate) generation: f64,
     pub(crate) last_graph_time: f64,
@@ -125,7 +133,7 @@ pub struct State {
 }
 
 /// Append `n` in decimal, zero-padded to at least `width` digits.
-fn push_digits(out: &mut String, mut n: u64, width: usize) {
+fn push_digits<B: DigitSink>(out: &mut B, mut n: u64, width: usize) {
     let mut buf = [b'0'; 20];
     let mut i = buf.len();
     while n > 0 || buf.len() - i < width.max(1) {
@@ -133,8 +141,31 @@ fn push_digits(out: &mut String, mut n: u64, width: usize) {
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    for &b in &buf[i..] {
-        out.push(b as char);
+    out.put(&buf[i..]);
+}
+
+/// Where a stimulus id is written: a `Vec` or an inline buffer.
+trait DigitSink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl DigitSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A fixed inline buffer for one stimulus id (its `what` is at most 200
+/// bytes, the rest at most 50).
+struct IdBuf {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl DigitSink for IdBuf {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
     }
 }
 
@@ -157,6 +188,8 @@ impl State {
             next_client: 0,
             outbox: Vec::new(),
             open_free_keys: Default::default(),
+            incoming_stimulus: None,
+            transition_queue: Default::default(),
             compute_stimulus: None,
             run_counter: 0,
             generation: 0.0,
@@ -477,36 +510,72 @@ impl State {
 
     /// The stimulus id of this batch's `compute-task`s, as a msgpack str.
     pub(crate) fn compute_stimulus(&mut self) -> Value {
-        if self.compute_stimulus.is_none() {
-            let stim = self.stimulus("compute-task");
-            let mut encoded = Vec::with_capacity(stim.len() + 2);
-            dask_wire::msgpack::write_str(&mut encoded, &stim);
-            self.compute_stimulus = Some(Bytes::from(encoded));
-        }
-        Value::Raw(self.compute_stimulus.clone().expect("set above"))
+        let stim = match &self.compute_stimulus {
+            Some(b) => b.clone(),
+            None => {
+                let b = match &self.incoming_stimulus {
+                    Some(b) => b.clone(),
+                    None => self.stimulus_msgpack("compute-task"),
+                };
+                self.compute_stimulus = Some(b.clone());
+                b
+            }
+        };
+        Value::Raw(stim)
     }
 
     /// A fresh stimulus id, `<what>-<now with 6 decimals>-<counter>`.
     pub(crate) fn stimulus(&mut self, what: &str) -> String {
-        use std::fmt::Write;
+        let mut id = Vec::with_capacity(what.len() + 32);
+        self.write_stimulus(what, &mut id);
+        String::from_utf8(id).expect("a str and ASCII digits")
+    }
+
+    /// [`State::stimulus`] as a msgpack str, in one exactly sized
+    /// allocation (a `Bytes` made from a full `Vec` allocates nothing more
+    /// until its first clone): most ids go straight into one outgoing
+    /// message.
+    pub(crate) fn stimulus_msgpack(&mut self, what: &str) -> Bytes {
+        // `what` is a short literal and `now` a time, so the id fits the
+        // inline buffer and a str8 (< 256 bytes); anything else (a long
+        // name, a `now` whose digits are unbounded) takes the general path
+        if what.len() > 200 || !(0.0..1e12).contains(&self.now) {
+            let id = self.stimulus(what);
+            let mut out = Vec::with_capacity(id.len() + 5);
+            dask_wire::msgpack::write_str(&mut out, &id);
+            return Bytes::from(out);
+        }
+        let mut id = IdBuf {
+            buf: [0; 256],
+            len: 0,
+        };
+        self.write_stimulus(what, &mut id);
+        let id = &id.buf[..id.len];
+        let mut out = Vec::with_capacity(id.len() + if id.len() < 32 { 1 } else { 2 });
+        dask_wire::msgpack::write_str_header(&mut out, id.len());
+        out.extend_from_slice(id);
+        Bytes::from(out)
+    }
+
+    /// Append the next stimulus id (UTF-8) to `out`.
+    fn write_stimulus<B: DigitSink>(&mut self, what: &str, out: &mut B) {
         self.stimulus_counter += 1;
-        let mut id = String::with_capacity(what.len() + 32);
         if (0.0..1e12).contains(&self.now) {
             // digits written by hand: `write!` goes through `core::fmt`,
             // which was ~4 % of the state machine's time on a chain graph
             let micros = (self.now * 1e6).round() as u64;
             let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
-            id.push_str(what);
-            id.push('-');
-            push_digits(&mut id, secs, 1);
-            id.push('.');
-            push_digits(&mut id, frac, 6);
-            id.push('-');
-            push_digits(&mut id, self.stimulus_counter, 1);
+            out.put(what.as_bytes());
+            out.put(b"-");
+            push_digits(out, secs, 1);
+            out.put(b".");
+            push_digits(out, frac, 6);
+            out.put(b"-");
+            push_digits(out, self.stimulus_counter, 1);
         } else {
-            let _ = write!(id, "{what}-{:.6}-{}", self.now, self.stimulus_counter);
+            let id = format!("{what}-{:.6}-{}", self.now, self.stimulus_counter);
+            out.put(id.as_bytes());
         }
-        id
     }
 
     // ---------------------------------------------------------------- clients
@@ -602,7 +671,7 @@ impl State {
         client: ClientId,
         ids: &[TaskId],
     ) -> crate::transitions::Recs {
-        let mut recs = Vec::new();
+        let mut recs = crate::transitions::Recs::new();
         for &id in ids {
             if self.tasks.get(id as usize).is_none_or(Option::is_none) {
                 continue;
@@ -631,7 +700,7 @@ impl State {
         if self.task(id).who_wants.contains(&ff) {
             self.client_releases_recs(ff, &[id])
         } else {
-            Vec::new()
+            crate::transitions::Recs::new()
         }
     }
 
@@ -796,7 +865,7 @@ impl State {
         // Best priority first (Python's `bulk_schedule_unrunnable_after_adding_worker`
         // returns priority-ordered recommendations); task ids are arbitrary.
         waiting.sort_by_key(|t| self.task(*t).priority);
-        let recs = waiting
+        let recs: Vec<_> = waiting
             .into_iter()
             .map(|t| (t, Target::Processing))
             .collect();
@@ -843,10 +912,40 @@ mod tests {
 
     #[test]
     fn digits_are_padded_to_width() {
-        let mut out = String::new();
+        let mut out = Vec::new();
         push_digits(&mut out, 0, 1);
         push_digits(&mut out, 42, 6);
         push_digits(&mut out, u64::MAX, 1);
-        assert_eq!(out, format!("0000042{}", u64::MAX));
+        assert_eq!(out, format!("0000042{}", u64::MAX).into_bytes());
+    }
+
+    #[test]
+    fn msgpack_stimulus_ids_are_the_encoded_strings() {
+        // the same id `stimulus` gives, encoded as `write_str` encodes it:
+        // a fixstr below 32 bytes, a str8 from 32 on, and long names too
+        let long = "w".repeat(230);
+        for what in ["x", "compute-task", "memory-released", long.as_str()] {
+            for (now, counter) in [
+                (0.0, 0),
+                (1.5, 9),
+                (1_700_000_000.25, 1 << 40),
+                (-2.25, 3),
+                (1e300, u64::MAX - 1),
+                (f64::NAN, 5),
+            ] {
+                let mut a = State::new(Config::default());
+                let mut b = State::new(Config::default());
+                for s in [&mut a, &mut b] {
+                    s.now = now;
+                    s.stimulus_counter = counter;
+                }
+                let id = a.stimulus(what);
+                let mut want = Vec::new();
+                dask_wire::msgpack::write_str(&mut want, &id);
+                let got = b.stimulus_msgpack(what);
+                assert_eq!(&got[..], &want[..], "{what} at {now}");
+                assert_eq!(a.stimulus_counter, b.stimulus_counter);
+            }
+        }
     }
 }

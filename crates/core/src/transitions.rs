@@ -10,9 +10,10 @@ use crate::ids::{TaskId, WorkerId};
 use crate::messages;
 use crate::state::{Outgoing, State};
 use crate::task::{insert_item, ErrorInfo, TaskState};
+use bytes::Bytes;
 use dask_wire::pickle::{self, PickleArg};
 use dask_wire::Value;
-use std::collections::VecDeque;
+use smallvec::SmallVec;
 
 /// What a task is recommended to become.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +33,9 @@ pub enum Target {
     Forgotten,
 }
 
-/// A batch of recommendations.
-pub type Recs = Vec<(TaskId, Target)>;
+/// A batch of recommendations. Most transitions recommend a few (or no)
+/// follow-ups, so they are kept inline: no allocation per transition.
+pub type Recs = SmallVec<[(TaskId, Target); 4]>;
 
 impl State {
     fn exists(&self, id: TaskId) -> bool {
@@ -41,8 +43,14 @@ impl State {
     }
 
     /// Run recommendations to completion.
-    pub(crate) fn transitions(&mut self, recs: Recs) {
-        let mut queue: VecDeque<(TaskId, Target)> = recs.into();
+    pub(crate) fn transitions<I>(&mut self, recs: I)
+    where
+        I: IntoIterator<Item = (TaskId, Target)>,
+    {
+        // the queue's buffer is kept between batches (taken while one runs,
+        // so a nested batch would start its own)
+        let mut queue = std::mem::take(&mut self.transition_queue);
+        queue.extend(recs);
         while let Some((id, target)) = queue.pop_front() {
             if !self.exists(id) {
                 continue;
@@ -50,6 +58,9 @@ impl State {
             self.transition_counter += 1;
             let more = self.transition(id, target);
             queue.extend(more);
+        }
+        if queue.capacity() <= 1 << 16 {
+            self.transition_queue = queue;
         }
         // Like `stimulus_queue_slots_maybe_opened`, hand out freed root-task
         // slots only once the batch is complete. Doing it from inside a
@@ -89,8 +100,8 @@ impl State {
                 recs.extend(self.released_waiting(id));
                 recs
             }
-            (Memory, Target::KilledWorker(_)) => Vec::new(),
-            _ => Vec::new(),
+            (Memory, Target::KilledWorker(_)) => Recs::new(),
+            _ => Recs::new(),
         }
     }
 
@@ -99,7 +110,7 @@ impl State {
     /// Dependencies lose `id` as a waiter; those nobody needs any more are released.
     pub(crate) fn release_unneeded_dependencies(&mut self, id: TaskId) -> Recs {
         let deps = self.task(id).dependencies.clone();
-        let mut recs = Vec::new();
+        let mut recs = Recs::new();
         for dep in deps {
             let d = self.task_mut(dep);
             d.waiters.remove(&id);
@@ -166,7 +177,7 @@ impl State {
             return;
         }
         let key = self.task(id).key.to_value();
-        let mut stim: Option<String> = None;
+        let mut stim: Option<Bytes> = None;
         for &w in workers {
             if !self.workers.contains_key(&w) {
                 continue;
@@ -178,8 +189,22 @@ impl State {
                     }
                 }
             }
-            let stim = stim.get_or_insert_with(|| self.stimulus(why));
-            let msg = messages::free_keys(vec![key.clone()], stim);
+            // (cloned only when more than one worker gets it: the first
+            // clone of a fresh `Bytes` allocates its shared header)
+            let stim = match &stim {
+                Some(b) => b.clone(),
+                None => {
+                    let b = match &self.incoming_stimulus {
+                        Some(b) => b.clone(),
+                        None => self.stimulus_msgpack(why),
+                    };
+                    if workers.len() > 1 {
+                        stim = Some(b.clone());
+                    }
+                    b
+                }
+            };
+            let msg = messages::free_keys_with(vec![key.clone()], Value::Raw(stim));
             self.push_worker(w, msg);
             self.open_free_keys.insert(w, self.outbox.len() - 1);
         }
@@ -196,18 +221,18 @@ impl State {
     fn released_waiting(&mut self, id: TaskId) -> Recs {
         let t = self.task(id);
         if t.run_spec.is_none() {
-            return Vec::new();
+            return Recs::new();
         }
         if t.has_lost_dependencies {
-            return vec![(id, Target::Forgotten)];
+            return smallvec::smallvec![(id, Target::Forgotten)];
         }
         let deps = t.dependencies.clone();
         for &dep in &deps {
             if let Some(blame) = self.task(dep).exception_blame {
-                return vec![(id, Target::Erred(blame))];
+                return smallvec::smallvec![(id, Target::Erred(blame))];
             }
         }
-        let mut recs = Vec::new();
+        let mut recs = Recs::new();
         let mut waiting_on = crate::idset::IdSet::new();
         for &dep in &deps {
             let d = self.task_mut(dep);
@@ -232,7 +257,7 @@ impl State {
 
     fn enter_processing(&mut self, id: TaskId) -> Recs {
         if !self.task(id).waiting_on.is_empty() {
-            return Vec::new();
+            return Recs::new();
         }
         let priority = self.task(id).priority;
         self.leave_ready_sets(id);
@@ -253,7 +278,7 @@ impl State {
                 self.unrunnable.insert(id);
             }
         }
-        Vec::new()
+        Recs::new()
     }
 
     /// Send a ready task to a worker.
@@ -290,7 +315,7 @@ impl State {
 
     fn compute_task_msg(&self, id: TaskId, stim: Value) -> Value {
         let t = self.task(id);
-        let deps: Vec<messages::ComputeDep<'_>> = t
+        let deps: SmallVec<[messages::ComputeDep<'_>; 4]> = t
             .dependencies
             .iter()
             .map(|&dep| {
@@ -345,16 +370,16 @@ impl State {
         self.count_state_as(id, TaskState::Released);
         let t = self.task(id);
         if t.has_lost_dependencies {
-            vec![(id, Target::Forgotten)]
+            smallvec::smallvec![(id, Target::Forgotten)]
         } else if t.is_needed() {
-            vec![(id, Target::Waiting)]
+            smallvec::smallvec![(id, Target::Waiting)]
         } else {
             self.release_unneeded_dependencies(id)
         }
     }
 
     fn memory_released(&mut self, id: TaskId) -> Recs {
-        let mut recs = Vec::new();
+        let mut recs = Recs::new();
         for d in self.task(id).dependents.clone() {
             match self.task(d).state {
                 TaskState::Processing | TaskState::NoWorker | TaskState::Queued => {
@@ -377,8 +402,10 @@ impl State {
         self.free_keys_on(id, &holders, "memory-released");
         self.task_mut(id).state = TaskState::Released;
         self.count_state_as(id, TaskState::Released);
-        let key = self.task(id).key.to_value();
-        self.report_to_wanters(id, messages::lost_data(key));
+        if !self.task(id).who_wants.is_empty() {
+            let key = self.task(id).key.to_value();
+            self.report_to_wanters(id, messages::lost_data(key));
+        }
         let t = self.task(id);
         if t.run_spec.is_none() || t.has_lost_dependencies {
             recs.push((id, Target::Forgotten));
@@ -398,7 +425,7 @@ impl State {
         t.state = TaskState::Released;
         let erred_on = std::mem::take(&mut t.who_has);
         self.free_keys_on(id, &erred_on, "erred-released");
-        let mut recs = Vec::new();
+        let mut recs = Recs::new();
         for d in self.task(id).dependents.clone() {
             if self.task(d).state == TaskState::Erred {
                 recs.push((d, Target::Waiting));
@@ -502,7 +529,7 @@ impl State {
             }
         }
         self.free_keys_on(id, &holders, "forget");
-        let mut recs = Vec::new();
+        let mut recs = Recs::new();
         for d in std::mem::take(&mut self.task_mut(id).dependents) {
             if !self.exists(d) {
                 continue;

@@ -717,3 +717,90 @@ fn task_finished_read_from_bytes_finds_its_task_by_bytes_or_by_value() {
     let err = sim.s.handle_task_finished(w, &tf, now).unwrap_err();
     assert!(err.to_string().contains("task-finished"), "{err}");
 }
+
+#[test]
+fn messages_sent_in_answer_to_a_task_finished_take_its_stimulus_id() {
+    // Python's `_transitions(..., stimulus_id)` gives every message sent
+    // while handling a stimulus that stimulus's id; a message without one
+    // gets a fresh id. a -> b -> c on one worker.
+    let stim_of = |v: &Value| {
+        v.get("stimulus_id")
+            .unwrap()
+            .as_str_key()
+            .unwrap()
+            .to_string()
+    };
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["c"], vec![t("a", &[]), t("b", &["a"]), t("c", &["b"])]);
+    let a = sim.one_compute();
+    // the graph's first task: no worker message to take an id from
+    assert!(
+        stim_of(&a.msg).starts_with("compute-task-"),
+        "{}",
+        stim_of(&a.msg)
+    );
+    // a decoded map (`handle_worker_op`): the test message's id
+    sim.finish(&a);
+    let b = sim.one_compute();
+    assert_eq!(stim_of(&b.msg), "task-finished-test");
+    // typed, read from the worker's bytes: its id; b's input a is freed with it
+    let msg = task_finished_msg(&b.key, b.run_id, 100, sim.now);
+    let mut with_id = msg.clone();
+    if let Value::Map(entries) = &mut with_id {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str_key() == Some("stimulus_id") {
+                *v = Value::str("task-finished-1733212800.5-from-the-worker");
+            }
+        }
+    }
+    let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&with_id));
+    let tf = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
+    sim.s.handle_task_finished(w, &tf, sim.now).unwrap();
+    sim.drain();
+    let c = sim.one_compute();
+    assert_eq!(
+        stim_of(&c.msg),
+        "task-finished-1733212800.5-from-the-worker"
+    );
+    let frees: Vec<&Value> = sim
+        .pending
+        .iter()
+        .filter_map(|m| match m {
+            Outgoing::Worker(_, v) if op(v) == "free-keys" => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frees.len(), 1, "{:?}", sim.pending);
+    assert_eq!(
+        stim_of(frees[0]),
+        "task-finished-1733212800.5-from-the-worker"
+    );
+    assert_eq!(sim.freed_on(w), keyset(&["a"]));
+    // without a stimulus id (or with one that is not a str): fresh ids,
+    // and nothing left over from the message before
+    let mut without = task_finished_msg(&c.key, c.run_id, 100, sim.now);
+    if let Value::Map(entries) = &mut without {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str_key() == Some("stimulus_id") {
+                *v = Value::Int(7);
+            }
+        }
+    }
+    let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&without));
+    let tf = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
+    assert_eq!(tf.stimulus_id, None);
+    sim.s.handle_task_finished(w, &tf, sim.now).unwrap();
+    sim.drain();
+    let frees: Vec<String> = sim
+        .pending
+        .iter()
+        .filter_map(|m| match m {
+            Outgoing::Worker(_, v) if op(v) == "free-keys" => Some(stim_of(v)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frees.len(), 1, "{:?}", sim.pending);
+    assert!(frees[0].starts_with("memory-released-"), "{}", frees[0]);
+    assert_eq!(sim.freed_on(w), keyset(&["b"]));
+}

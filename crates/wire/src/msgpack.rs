@@ -459,7 +459,13 @@ pub fn write_int(out: &mut Vec<u8>, i: i64) {
 
 /// Write a str header and payload.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let n = s.len();
+    write_str_header(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Write the header of a str of `n` bytes (the shortest form, as
+/// [`write_str`]); the caller appends the `n` UTF-8 bytes.
+pub fn write_str_header(out: &mut Vec<u8>, n: usize) {
     if n < 32 {
         out.push(0xa0 | n as u8);
     } else if n <= u8::MAX as usize {
@@ -471,7 +477,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         out.push(0xdb);
         out.extend_from_slice(&(n as u32).to_be_bytes());
     }
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// Write a bin header and payload.

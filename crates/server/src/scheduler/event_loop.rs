@@ -94,6 +94,9 @@ pub enum Command {
 }
 
 /// One op read from a worker's stream.
+// `TaskFinished` is the large variant and by far the most frequent one:
+// boxing it would cost an allocation per finished task.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum WorkerOp {
     /// A `task-finished`, read without a `Value` tree.
