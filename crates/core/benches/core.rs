@@ -145,7 +145,7 @@ fn drive(f: &mut Fixture) -> usize {
     let mut queue: VecDeque<(WorkerId, Bytes, i64)> = VecDeque::new();
     let mut finished = 0;
     loop {
-        for m in f.state.take_outbox() {
+        for m in f.state.drain_outbox() {
             if let Outgoing::Worker(w, v) = m {
                 if let Some((key, run_id)) = compute_task_fields(&v) {
                     queue.push_back((w, key, run_id));

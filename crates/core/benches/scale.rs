@@ -178,7 +178,7 @@ fn run(shape: Shape, n: usize) -> Run {
     // by the `worker-batch` group of the criterion bench).
     let mut msg = TaskFinished::from_value(&task_finished(Value::Nil, Value::Nil, now));
     loop {
-        for m in state.take_outbox() {
+        for m in state.drain_outbox() {
             if let Outgoing::Worker(w, v) = m {
                 if let Some((key, run_id)) = compute_task_fields(&v) {
                     // the key as `TaskFinished::decode` gives it from a
