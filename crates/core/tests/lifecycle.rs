@@ -689,9 +689,7 @@ fn task_finished_read_from_bytes_finds_its_task_by_bytes_or_by_value() {
     let computes = sim.computes();
     assert_eq!(computes.len(), 2);
     let typed = |key: &[u8], run_id: i64, now: f64| {
-        let msg = task_finished_msg(&k("placeholder"), run_id, 100, now);
-        let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&msg));
-        let mut tf = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
+        let mut tf = decode_task_finished(&task_finished_msg(&k("placeholder"), run_id, 100, now));
         tf.key = Some(Value::Raw(bytes::Bytes::copy_from_slice(key)));
         tf
     };
@@ -745,17 +743,11 @@ fn messages_sent_in_answer_to_a_task_finished_take_its_stimulus_id() {
     let b = sim.one_compute();
     assert_eq!(stim_of(&b.msg), "task-finished-test");
     // typed, read from the worker's bytes: its id; b's input a is freed with it
-    let msg = task_finished_msg(&b.key, b.run_id, 100, sim.now);
-    let mut with_id = msg.clone();
-    if let Value::Map(entries) = &mut with_id {
-        for (k, v) in entries.iter_mut() {
-            if k.as_str_key() == Some("stimulus_id") {
-                *v = Value::str("task-finished-1733212800.5-from-the-worker");
-            }
-        }
-    }
-    let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&with_id));
-    let tf = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
+    let tf = decode_task_finished(&with_field(
+        task_finished_msg(&b.key, b.run_id, 100, sim.now),
+        "stimulus_id",
+        Value::str("task-finished-1733212800.5-from-the-worker"),
+    ));
     sim.s.handle_task_finished(w, &tf, sim.now).unwrap();
     sim.drain();
     let c = sim.one_compute();
@@ -763,44 +755,38 @@ fn messages_sent_in_answer_to_a_task_finished_take_its_stimulus_id() {
         stim_of(&c.msg),
         "task-finished-1733212800.5-from-the-worker"
     );
-    let frees: Vec<&Value> = sim
-        .pending
-        .iter()
-        .filter_map(|m| match m {
-            Outgoing::Worker(_, v) if op(v) == "free-keys" => Some(v),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(frees.len(), 1, "{:?}", sim.pending);
     assert_eq!(
-        stim_of(frees[0]),
-        "task-finished-1733212800.5-from-the-worker"
+        free_keys_stimuli(&sim),
+        ["task-finished-1733212800.5-from-the-worker"],
+        "{:?}",
+        sim.pending
     );
     assert_eq!(sim.freed_on(w), keyset(&["a"]));
     // without a stimulus id (or with one that is not a str): fresh ids,
     // and nothing left over from the message before
-    let mut without = task_finished_msg(&c.key, c.run_id, 100, sim.now);
-    if let Value::Map(entries) = &mut without {
-        for (k, v) in entries.iter_mut() {
-            if k.as_str_key() == Some("stimulus_id") {
-                *v = Value::Int(7);
-            }
-        }
-    }
-    let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&without));
-    let tf = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
+    let tf = decode_task_finished(&with_field(
+        task_finished_msg(&c.key, c.run_id, 100, sim.now),
+        "stimulus_id",
+        Value::Int(7),
+    ));
     assert_eq!(tf.stimulus_id, None);
     sim.s.handle_task_finished(w, &tf, sim.now).unwrap();
     sim.drain();
-    let frees: Vec<String> = sim
-        .pending
-        .iter()
-        .filter_map(|m| match m {
-            Outgoing::Worker(_, v) if op(v) == "free-keys" => Some(stim_of(v)),
-            _ => None,
-        })
-        .collect();
+    let frees = free_keys_stimuli(&sim);
     assert_eq!(frees.len(), 1, "{:?}", sim.pending);
     assert!(frees[0].starts_with("memory-released-"), "{}", frees[0]);
     assert_eq!(sim.freed_on(w), keyset(&["b"]));
+}
+
+/// The stimulus ids of the pending `free-keys` messages, in send order.
+fn free_keys_stimuli(sim: &Sim) -> Vec<String> {
+    sim.pending
+        .iter()
+        .filter_map(|m| match m {
+            Outgoing::Worker(_, v) if op(v) == "free-keys" => {
+                Some(v.get("stimulus_id")?.as_str_key()?.to_string())
+            }
+            _ => None,
+        })
+        .collect()
 }

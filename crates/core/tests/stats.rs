@@ -268,9 +268,7 @@ fn task_stream_records_the_typed_path_alike() {
     sim.finish(&computes[0]);
     let c = &computes[1];
     let now = sim.now;
-    let msg = task_finished_msg(&c.key, c.run_id, 100, now);
-    let bytes = bytes::Bytes::from(dask_wire::msgpack::encode(&msg));
-    let typed = dask_core::TaskFinished::decode(&bytes).unwrap().unwrap();
+    let typed = decode_task_finished(&task_finished_msg(&c.key, c.run_id, 100, now));
     sim.s.handle_task_finished(w, &typed, now).unwrap();
     let recs = sim.s.task_stream(None, None, None, None, now);
     assert_eq!(recs.len(), 2);

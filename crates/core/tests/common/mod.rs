@@ -218,6 +218,28 @@ pub fn task_finished_msg(key: &Key, run_id: i64, nbytes: i64, now: f64) -> Value
     ])
 }
 
+/// `msg` (a `task-finished` op map) read the way the server reads a
+/// worker's bytes: encoded, then [`dask_core::TaskFinished::decode`]d.
+pub fn decode_task_finished(msg: &Value) -> dask_core::TaskFinished {
+    let bytes = Bytes::from(dask_wire::msgpack::encode(msg));
+    dask_core::TaskFinished::decode(&bytes)
+        .expect("valid msgpack")
+        .expect("an op map")
+}
+
+/// `msg` (an op map) with its `name` entry's value replaced by `value`.
+pub fn with_field(mut msg: Value, name: &str, value: Value) -> Value {
+    let Value::Map(entries) = &mut msg else {
+        panic!("not an op map: {msg:?}");
+    };
+    let entry = entries
+        .iter_mut()
+        .find(|(k, _)| k.as_str_key() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} field"));
+    entry.1 = value;
+    msg
+}
+
 impl Sim {
     pub fn new() -> Sim {
         Sim::with_config(Config::default())
