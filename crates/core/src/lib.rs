@@ -29,6 +29,7 @@ pub mod state;
 pub mod stats;
 pub mod stealing;
 pub mod task;
+pub mod taskidset;
 pub mod taskstream;
 pub mod timedelta;
 pub mod transitions;

@@ -258,7 +258,7 @@ impl State {
             return;
         }
         if let Some(worker) = self.workers.get_mut(&w) {
-            worker.has_what.remove(&id);
+            worker.has_what.remove(id);
             worker.nbytes -= nbytes;
         }
         if self.task(id).who_has.is_empty() {

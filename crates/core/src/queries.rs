@@ -79,7 +79,7 @@ impl State {
                     let keys = w
                         .has_what
                         .iter()
-                        .map(|id| self.task(*id).key.to_value())
+                        .map(|id| self.task(id).key.to_value())
                         .collect();
                     (Value::str(w.info.address.as_str()), Value::Array(keys))
                 })

@@ -355,7 +355,6 @@ impl State {
         let mut keys: Vec<TaskId> = worker
             .has_what
             .iter()
-            .copied()
             .filter(|&t| {
                 let task = self.task(t);
                 task.state == TaskState::Memory

@@ -27,7 +27,7 @@ pub struct Client {
     /// The client's id string (`Client-<uuid>`).
     pub name: String,
     /// Tasks it holds futures for.
-    pub wants_what: FxHashSet<TaskId>,
+    pub wants_what: crate::taskidset::TaskIdSet,
     /// Last heartbeat.
     pub last_seen: f64,
 }
@@ -387,7 +387,7 @@ impl State {
             self.release_group(task.group);
             for c in task.who_wants {
                 if let Some(client) = self.clients.get_mut(&c) {
-                    client.wants_what.remove(&id);
+                    client.wants_what.remove(id);
                 }
             }
             self.free_slots.push(id);
@@ -626,7 +626,7 @@ impl State {
         if c.name == FIRE_AND_FORGET {
             return;
         }
-        let keys: Vec<TaskId> = c.wants_what.iter().copied().collect();
+        let keys: Vec<TaskId> = c.wants_what.iter().collect();
         self.client_releases(client, &keys);
         for subs in self.subscriptions.values_mut() {
             subs.remove(&client);
@@ -677,7 +677,7 @@ impl State {
                 continue;
             }
             if let Some(c) = self.clients.get_mut(&client) {
-                c.wants_what.remove(&id);
+                c.wants_what.remove(id);
             }
             let t = self.task_mut(id);
             if !remove_item(&mut t.who_wants, client) || !t.who_wants.is_empty() {
@@ -828,7 +828,7 @@ impl State {
                 recs.push((tid, Target::Released));
             }
         }
-        let mut held: Vec<TaskId> = worker.has_what.iter().copied().collect();
+        let mut held: Vec<TaskId> = worker.has_what.iter().collect();
         held.sort_unstable();
         for tid in held {
             let t = self.task_mut(tid);

@@ -395,7 +395,7 @@ impl State {
         let nbytes = self.task(id).nbytes;
         for w in &holders {
             if let Some(worker) = self.workers.get_mut(w) {
-                worker.has_what.remove(&id);
+                worker.has_what.remove(id);
                 worker.nbytes -= nbytes;
             }
         }
@@ -523,7 +523,7 @@ impl State {
         if state == TaskState::Memory {
             for w in &holders {
                 if let Some(worker) = self.workers.get_mut(w) {
-                    worker.has_what.remove(&id);
+                    worker.has_what.remove(id);
                     worker.nbytes -= nbytes;
                 }
             }

@@ -124,7 +124,7 @@ pub struct Worker {
     /// they no longer take a thread or a root-task slot.
     pub long_running: FxHashSet<TaskId>,
     /// Tasks whose results it holds.
-    pub has_what: FxHashSet<TaskId>,
+    pub has_what: crate::taskidset::TaskIdSet,
     /// Queued root tasks reserved for it, best priority first: siblings of
     /// root tasks it runs, which it takes before the shared queue
     /// (`State::reserve_family`). Empty unless it is running.
