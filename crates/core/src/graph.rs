@@ -86,6 +86,20 @@ fn parse_annotations(ann: &Value) -> (f64, u32, Option<Restrictions>) {
     (priority, retries, restrictions)
 }
 
+/// What [`State::update_graph`]'s walk found at a position of the
+/// submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walked {
+    /// Not reached from the requested keys.
+    Not,
+    /// A known task that already has its run_spec or its data: nothing to do.
+    Done,
+    /// A known task the submission gives a run_spec.
+    Known,
+    /// A key the scheduler does not know: a new task.
+    New,
+}
+
 impl State {
     /// Add a materialized graph for `client` and start computing its requested keys.
     pub fn update_graph(&mut self, client: ClientId, mut graph: GraphSubmission, now: f64) {
@@ -176,40 +190,72 @@ impl State {
         let mut stack: Vec<usize> = requested_pos.iter().map(|&gi| gi as usize).collect();
         drop(by_key);
         let deps_of = |gi: usize| &dep_refs[dep_start[gi]..dep_start[gi + 1]];
-        // visited, and the task id of each visited position
-        let mut seen = vec![false; graph.tasks.len()];
+        // what the walk found at each position, and the task id of each
+        // position it reached
+        let mut walk = vec![Walked::Not; graph.tasks.len()];
         let mut ids: Vec<Option<TaskId>> = vec![None; graph.tasks.len()];
-        let mut touched: Vec<(TaskId, usize)> = Vec::with_capacity(graph.tasks.len());
+        // New tasks take arena slots in the submission's order, not the
+        // walk's: tasks that run close together (the client's order, which
+        // follows the graph's layers) then sit close together in the arena,
+        // so the transitions of a running graph touch neighbouring memory.
+        // A submission the free slots cannot hold gets a fresh range of
+        // slots, one per position (those left empty are freed below); a
+        // smaller one fills free slots.
         self.reserve_tasks(graph.tasks.len());
+        let fresh_base = (self.free_slots.len() < graph.tasks.len())
+            .then(|| self.fresh_slots(graph.tasks.len()));
         while let Some(gi) = stack.pop() {
-            if std::mem::replace(&mut seen[gi], true) {
+            if walk[gi] != Walked::Not {
                 continue;
             }
-            let key = &graph.tasks[gi].key;
-            let id = match self.task_id_hashed(key, hashes[gi]) {
+            walk[gi] = match self.task_id_hashed(&graph.tasks[gi].key, hashes[gi]) {
                 Some(id) => {
                     ids[gi] = Some(id);
                     let t = self.task(id);
                     if t.run_spec.is_some() || t.state == TaskState::Memory {
+                        walk[gi] = Walked::Done;
                         continue;
                     }
-                    id
+                    Walked::Known
                 }
                 None => {
-                    // the submission's key moves into the task (its
-                    // position is walked once; nothing reads it after)
+                    // the submission's key moves into the task (each
+                    // position is walked once; nothing reads its key after;
+                    // no two walked positions share a key: dependencies and
+                    // requested keys resolve to the last position of each)
                     let key = Key::take(&mut graph.tasks[gi].key);
-                    let id = self.new_task_hashed(key, hashes[gi]);
-                    ids[gi] = Some(id);
-                    id
+                    ids[gi] = Some(match fresh_base {
+                        Some(base) => {
+                            let id = base + gi as TaskId;
+                            self.new_task_at(key, hashes[gi], id);
+                            id
+                        }
+                        None => self.new_task_hashed(key, hashes[gi]),
+                    });
+                    Walked::New
                 }
             };
-            touched.push((id, gi));
             stack.extend(deps_of(gi).iter().filter_map(|d| match d {
                 Dep::Graph(g) => Some(*g),
                 Dep::Known(_) => None,
             }));
         }
+        if let Some(base) = fresh_base {
+            // highest first, so that later tasks fill the lowest
+            for gi in (0..graph.tasks.len()).rev() {
+                if walk[gi] != Walked::New {
+                    self.free_slot(base + gi as TaskId);
+                }
+            }
+        }
+        // the tasks to give a run_spec and priority, in the submission's order
+        let touched: Vec<(TaskId, usize)> = walk
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| matches!(w, Walked::Known | Walked::New))
+            .map(|(gi, _)| (ids[gi].expect("a walked position has its id"), gi))
+            .collect();
+        drop(walk);
 
         drop(hashes);
 
@@ -305,6 +351,78 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
+
+    fn submission(tasks: &[(&str, &[&str])], requested: &[&str]) -> GraphSubmission {
+        GraphSubmission {
+            requested: requested.iter().map(|k| Key::from_str_key(k)).collect(),
+            tasks: tasks
+                .iter()
+                .enumerate()
+                .map(|(i, (key, deps))| GraphTask {
+                    key: Key::from_str_key(key),
+                    dependencies: deps.iter().map(|d| Key::from_str_key(d)).collect(),
+                    run_spec: RunSpec::default(),
+                    order: i as i64,
+                    annotations: Value::Map(vec![]),
+                    data_producer: false,
+                })
+                .collect(),
+            fifo_timeout: 0.1,
+        }
+    }
+
+    fn id(s: &State, key: &str) -> TaskId {
+        s.task_id(&Key::from_str_key(key)).expect("known key")
+    }
+
+    #[test]
+    fn new_tasks_take_arena_slots_in_the_submission_order() {
+        let mut s = State::new(Config::default());
+        let c = s.add_client("Client-a", 0.0);
+        // the walk starts at the requested key and reaches the tasks in the
+        // reverse of their order; the slots still follow the submission
+        let chain: &[(&str, &[&str])] = &[
+            ("a", &[]),
+            ("b", &["a"]),
+            ("c", &["b"]),
+            ("unreached", &[]),
+            ("d", &["c"]),
+        ];
+        s.update_graph(c, submission(chain, &["d"]), 1.0);
+        let ids: Vec<TaskId> = ["a", "b", "c", "d"].iter().map(|k| id(&s, k)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert_eq!(s.task_id(&Key::from_str_key("unreached")), None);
+        assert_eq!(s.task_count(), 4);
+        // the unreached position's slot was given back: a later one-task
+        // submission fills it instead of growing the arena
+        let arena = s.tasks.len();
+        s.update_graph(c, submission(&[("e", &[])], &["e"]), 2.0);
+        assert_eq!(s.tasks.len(), arena);
+        assert_eq!(id(&s, "e"), ids[2] + 1, "the empty slot between c and d");
+    }
+
+    #[test]
+    fn resubmitting_known_tasks_does_not_grow_the_arena() {
+        let mut s = State::new(Config::default());
+        let c = s.add_client("Client-a", 0.0);
+        let graph: &[(&str, &[&str])] = &[("x", &[]), ("y", &["x"]), ("z", &["y"])];
+        s.update_graph(c, submission(graph, &["z"]), 1.0);
+        let arena = s.tasks.len();
+        let ids: Vec<TaskId> = ["x", "y", "z"].iter().map(|k| id(&s, k)).collect();
+        for round in 0..5 {
+            // every key is known with its run_spec: nothing new is created
+            s.update_graph(c, submission(graph, &["z"]), 2.0 + f64::from(round));
+            assert_eq!(s.task_count(), 3);
+            assert!(
+                s.tasks.len() <= arena + 3,
+                "round {round}: {}",
+                s.tasks.len()
+            );
+        }
+        let again: Vec<TaskId> = ["x", "y", "z"].iter().map(|k| id(&s, k)).collect();
+        assert_eq!(ids, again);
+    }
 
     #[test]
     fn annotations_become_restrictions() {

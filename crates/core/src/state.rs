@@ -52,7 +52,7 @@ pub struct PrefixStats {
 pub struct State {
     pub(crate) config: Config,
     pub(crate) tasks: Vec<Option<Task>>,
-    free_slots: Vec<TaskId>,
+    pub(crate) free_slots: Vec<TaskId>,
     pub(crate) task_ids: crate::keyindex::KeyIndex,
     pub(crate) workers: crate::workermap::WorkerMap,
     pub(crate) worker_by_addr: HashMap<String, WorkerId>,
@@ -311,6 +311,47 @@ impl State {
 
     /// A new released task for `key` (not yet known), whose hash is `hash`.
     pub(crate) fn new_task_hashed(&mut self, key: Key, hash: KeyHash) -> TaskId {
+        let task = self.make_task(key);
+        let id = match self.free_slots.pop() {
+            Some(id) => {
+                self.tasks[id as usize] = Some(task);
+                id
+            }
+            None => {
+                self.tasks.push(Some(task));
+                (self.tasks.len() - 1) as TaskId
+            }
+        };
+        self.task_ids.insert_hashed(hash, id);
+        id
+    }
+
+    /// Add `n` empty slots at the end of the arena for a graph submission
+    /// to fill with [`State::new_task_at`]; returns the first one. The
+    /// caller gives back the slots it leaves empty ([`State::free_slot`]).
+    pub(crate) fn fresh_slots(&mut self, n: usize) -> TaskId {
+        let base = self.tasks.len();
+        self.tasks.resize_with(base + n, || None);
+        base as TaskId
+    }
+
+    /// [`State::new_task_hashed`] into the empty slot `id` (one of
+    /// [`State::fresh_slots`]).
+    pub(crate) fn new_task_at(&mut self, key: Key, hash: KeyHash, id: TaskId) {
+        debug_assert!(self.tasks[id as usize].is_none());
+        let task = self.make_task(key);
+        self.tasks[id as usize] = Some(task);
+        self.task_ids.insert_hashed(hash, id);
+    }
+
+    /// Give back an empty slot of [`State::fresh_slots`] that was not used.
+    pub(crate) fn free_slot(&mut self, id: TaskId) {
+        debug_assert!(self.tasks[id as usize].is_none());
+        self.free_slots.push(id);
+    }
+
+    /// A released task for `key`, with its prefix and group.
+    fn make_task(&mut self, key: Key) -> Task {
         // `key_split` of the name is the prefix; tuple keys group by their
         // name, str keys by prefix (`key_split_group`). A str name is read in
         // place, without decoding the key or allocating.
@@ -334,20 +375,7 @@ impl State {
                 )
             }
         };
-        // the key moves into the arena; the index keeps only the id
-        let task = Task::new(key, prefix, group);
-        let id = match self.free_slots.pop() {
-            Some(id) => {
-                self.tasks[id as usize] = Some(task);
-                id
-            }
-            None => {
-                self.tasks.push(Some(task));
-                (self.tasks.len() - 1) as TaskId
-            }
-        };
-        self.task_ids.insert_hashed(hash, id);
-        id
+        Task::new(key, prefix, group)
     }
 
     /// Take `id` out of the queued or the unrunnable set, whichever its
