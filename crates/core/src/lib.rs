@@ -24,6 +24,7 @@ pub mod ops_worker;
 pub mod placement;
 pub mod queries;
 pub mod retire;
+pub mod runindex;
 pub mod runspec;
 pub mod state;
 pub mod stats;

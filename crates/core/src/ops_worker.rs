@@ -346,6 +346,16 @@ impl State {
         }
     }
 
+    /// The task assigned as run `run_id`, if its key has these canonical
+    /// bytes (see [`crate::runindex`]; `None` sends the caller to the key
+    /// index).
+    fn task_of_run(&self, run_id: Option<i64>, key: &[u8]) -> Option<TaskId> {
+        let run_id = run_id?;
+        let id = self.run_index.get(run_id)?;
+        let t = self.tasks.get(id as usize)?.as_ref()?;
+        (t.run_id == run_id && t.key.as_bytes()[..] == *key).then_some(id)
+    }
+
     fn on_task_finished(&mut self, w: WorkerId, fields: &TaskFinished) -> Result<(), CoreError> {
         let op = "task-finished";
         let malformed = |e: dask_wire::WireError| CoreError::malformed(op, e.to_string());
@@ -355,10 +365,13 @@ impl State {
             .ok_or_else(|| CoreError::malformed(op, "missing 'key'"))?;
         // A key read from the worker's bytes is first looked up as those
         // bytes: a known key's canonical msgpack is what workers send back,
-        // and equal bytes are the same key. Otherwise it is decoded and
+        // and equal bytes are the same key; the task of the message's run
+        // id is tried first (no hashing). Otherwise the key is decoded and
         // canonicalised like any key value.
         let found = match sent {
-            Value::Raw(raw) => self.task_ids.get(&self.tasks, raw),
+            Value::Raw(raw) => self
+                .task_of_run(fields.run_id, raw)
+                .or_else(|| self.task_ids.get(&self.tasks, raw)),
             _ => None,
         };
         let (found, key_value) = match found {

@@ -80,6 +80,9 @@ pub struct State {
     /// batch (a huge one is dropped instead).
     pub(crate) transition_queue: std::collections::VecDeque<(TaskId, Target)>,
     pub(crate) run_counter: i64,
+    /// The task of each run still under way, by run id: finds the task of
+    /// a `task-finished` without hashing its key.
+    pub(crate) run_index: crate::runindex::RunIndex,
     pub(crate) generation: f64,
     pub(crate) last_graph_time: f64,
     pub(crate) prefixes: Vec<PrefixStats>,
@@ -192,6 +195,7 @@ impl State {
             transition_queue: Default::default(),
             compute_stimulus: None,
             run_counter: 0,
+            run_index: Default::default(),
             generation: 0.0,
             last_graph_time: f64::NEG_INFINITY,
             prefixes: Vec::new(),

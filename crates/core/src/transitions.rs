@@ -292,6 +292,13 @@ impl State {
         t.run_id = run_id;
         let prefix = t.prefix;
         let restrictions = t.restrictions().cloned();
+        let tasks = &self.tasks;
+        self.run_index.push(run_id, id, |tid, run| {
+            tasks
+                .get(tid as usize)
+                .and_then(Option::as_ref)
+                .is_none_or(|t| t.state != TaskState::Processing || t.run_id != run)
+        });
         let missing = self.missing_inputs(id, w);
         let worker = self.workers.get_mut(&w).expect("assign to a live worker");
         worker.processing.insert(id);

@@ -717,6 +717,45 @@ fn task_finished_read_from_bytes_finds_its_task_by_bytes_or_by_value() {
 }
 
 #[test]
+fn a_task_finished_is_found_by_its_key_whatever_run_id_it_names() {
+    // The task of a run id is a shortcut (`runindex`): a message naming
+    // another task's run, or none, still reaches the task of its key, and
+    // never finishes the task whose run it named.
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 2);
+    sim.submit(&["x-1", "x-2"], vec![t("x-1", &[]), t("x-2", &[])]);
+    let computes = sim.computes();
+    assert_eq!(computes.len(), 2);
+    let run_id = |key: &str| computes.iter().find(|c| c.key == k(key)).unwrap().run_id;
+    let now = sim.now;
+    // x-1's key with x-2's run: an outdated run of x-1 (released and
+    // assigned afresh, as Python does); x-2 keeps running
+    let tf = decode_task_finished(&task_finished_msg(&k("x-1"), run_id("x-2"), 100, now));
+    sim.s.handle_task_finished(w, &tf, now).unwrap();
+    sim.drain();
+    assert_eq!(sim.state("x-2"), Some(TaskState::Processing));
+    assert_ne!(sim.state("x-1"), Some(TaskState::Memory));
+    // x-2's key without a run id: found by its key, current
+    let mut tf = decode_task_finished(&task_finished_msg(&k("x-2"), 0, 100, now));
+    tf.run_id = None;
+    sim.s.handle_task_finished(w, &tf, now).unwrap();
+    sim.drain();
+    assert_eq!(sim.state("x-2"), Some(TaskState::Memory));
+    // x-1's new run finishes it
+    let again = sim.computes();
+    let x1 = again
+        .iter()
+        .find(|c| c.key == k("x-1"))
+        .expect("x-1 reassigned");
+    assert_ne!(x1.run_id, run_id("x-1"));
+    let tf = decode_task_finished(&task_finished_msg(&k("x-1"), x1.run_id, 100, now));
+    sim.s.handle_task_finished(w, &tf, now).unwrap();
+    sim.drain();
+    assert_eq!(sim.state("x-1"), Some(TaskState::Memory));
+    sim.check();
+}
+
+#[test]
 fn messages_sent_in_answer_to_a_task_finished_take_its_stimulus_id() {
     // Python's `_transitions(..., stimulus_id)` gives every message sent
     // while handling a stimulus that stimulus's id; a message without one
