@@ -111,25 +111,26 @@ impl State {
             .iter()
             .map(|t| KeyHash::of(t.key.as_bytes()))
             .collect();
-        let mut by_key: HashTable<usize> = HashTable::with_capacity(graph.tasks.len());
+        // positions as u32 (task ids are u32 too): half the table to miss in
+        let mut by_key: HashTable<u32> = HashTable::with_capacity(graph.tasks.len());
         for (i, h) in hashes.iter().enumerate() {
             let key = &graph.tasks[i].key;
             match by_key.entry(
                 h.table_hash(),
-                |&j| graph.tasks[j].key == *key,
-                |&j| hashes[j].table_hash(),
+                |&j| graph.tasks[j as usize].key == *key,
+                |&j| hashes[j as usize].table_hash(),
             ) {
                 // a key given twice: the last one counts
-                Entry::Occupied(mut e) => *e.get_mut() = i,
+                Entry::Occupied(mut e) => *e.get_mut() = i as u32,
                 Entry::Vacant(e) => {
-                    e.insert(i);
+                    e.insert(i as u32);
                 }
             }
         }
         let position = |k: &Key, h: KeyHash| {
             by_key
-                .find(h.table_hash(), |&j| graph.tasks[j].key == *k)
-                .copied()
+                .find(h.table_hash(), |&j| graph.tasks[j as usize].key == *k)
+                .map(|&j| j as usize)
         };
 
         // Every dependency must come with the graph or already be known.
