@@ -86,6 +86,10 @@ fn parse_annotations(ann: &Value) -> (f64, u32, Option<Restrictions>) {
     (priority, retries, restrictions)
 }
 
+/// Positions of a submission sampled to judge whether its keys are new
+/// (see [`State::update_graph`]).
+const NEW_KEY_SAMPLE: usize = 32;
+
 /// What [`State::update_graph`]'s walk found at a position of the
 /// submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,12 +203,16 @@ impl State {
         // walk's: tasks that run close together (the client's order, which
         // follows the graph's layers) then sit close together in the arena,
         // so the transitions of a running graph touch neighbouring memory.
-        // A submission the free slots cannot hold gets a fresh range of
-        // slots, one per position (those left empty are freed below); a
-        // smaller one fills free slots.
+        // A submission of new keys that the free slots cannot hold gets a
+        // fresh range of slots, one per position (those left empty are
+        // freed below); otherwise new tasks fill free slots or the end of
+        // the arena in the walk's order. Whether the keys are new is judged
+        // from a sample, so that resubmitting a graph the scheduler holds
+        // does not grow the arena by a slot per position.
         self.reserve_tasks(graph.tasks.len());
-        let fresh_base = (self.free_slots.len() < graph.tasks.len())
-            .then(|| self.fresh_slots(graph.tasks.len()));
+        let fresh_base = (self.free_slots.len() < graph.tasks.len()
+            && self.mostly_new(&graph.tasks, &hashes))
+        .then(|| self.fresh_slots(graph.tasks.len()));
         while let Some(gi) = stack.pop() {
             if walk[gi] != Walked::Not {
                 continue;
@@ -332,6 +340,18 @@ impl State {
         self.transitions(recs);
     }
 
+    /// True if at most one in ten of up to [`NEW_KEY_SAMPLE`] evenly spaced
+    /// positions of a submission names a key the scheduler knows.
+    fn mostly_new(&self, tasks: &[GraphTask], hashes: &[KeyHash]) -> bool {
+        let step = (tasks.len() / NEW_KEY_SAMPLE).max(1);
+        let (mut sampled, mut known) = (0usize, 0usize);
+        for gi in (0..tasks.len()).step_by(step) {
+            sampled += 1;
+            known += usize::from(self.task_id_hashed(&tasks[gi].key, hashes[gi]).is_some());
+        }
+        known * 10 <= sampled
+    }
+
     /// Materialization failed: the client's requested keys err with this exception.
     pub fn graph_failed(
         &mut self,
@@ -407,21 +427,32 @@ mod tests {
     fn resubmitting_known_tasks_does_not_grow_the_arena() {
         let mut s = State::new(Config::default());
         let c = s.add_client("Client-a", 0.0);
-        let graph: &[(&str, &[&str])] = &[("x", &[]), ("y", &["x"]), ("z", &["y"])];
-        s.update_graph(c, submission(graph, &["z"]), 1.0);
+        // a chain of 1,000: the sample of positions sees known keys
+        let keys: Vec<String> = (0..1000).map(|i| format!("x-{i}")).collect();
+        let deps: Vec<Vec<&str>> = (0..1000)
+            .map(|i| {
+                if i == 0 {
+                    vec![]
+                } else {
+                    vec![keys[i - 1].as_str()]
+                }
+            })
+            .collect();
+        let graph: Vec<(&str, &[&str])> = (0..1000)
+            .map(|i| (keys[i].as_str(), deps[i].as_slice()))
+            .collect();
+        s.update_graph(c, submission(&graph, &["x-999"]), 1.0);
         let arena = s.tasks.len();
-        let ids: Vec<TaskId> = ["x", "y", "z"].iter().map(|k| id(&s, k)).collect();
-        for round in 0..5 {
-            // every key is known with its run_spec: nothing new is created
-            s.update_graph(c, submission(graph, &["z"]), 2.0 + f64::from(round));
-            assert_eq!(s.task_count(), 3);
-            assert!(
-                s.tasks.len() <= arena + 3,
-                "round {round}: {}",
-                s.tasks.len()
-            );
+        assert_eq!(arena, 1000);
+        let ids: Vec<TaskId> = keys.iter().map(|k| id(&s, k)).collect();
+        for round in 0..3 {
+            // every key is known with its run_spec: nothing new is created,
+            // and no slot is added for the positions
+            s.update_graph(c, submission(&graph, &["x-999"]), 2.0 + f64::from(round));
+            assert_eq!(s.task_count(), 1000);
+            assert_eq!(s.tasks.len(), arena, "round {round}");
         }
-        let again: Vec<TaskId> = ["x", "y", "z"].iter().map(|k| id(&s, k)).collect();
+        let again: Vec<TaskId> = keys.iter().map(|k| id(&s, k)).collect();
         assert_eq!(ids, again);
     }
 
