@@ -67,6 +67,23 @@ def core_results(text: str) -> list[dict]:
     return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("JSON ")]
 
 
+def run_stamp(text: str) -> str | None:
+    """The `RUN ...` line `stamp` put at the top of a raw output file."""
+    first = text.split("\n", 1)[0]
+    return first[4:] if first.startswith("RUN ") else None
+
+
+def stamp() -> str:
+    """When and from which commit a step ran, for its raw output file: a
+    table rebuilt with `--from-results` can mix runs, and says which."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=30).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        rev = "unknown"
+    return f"RUN {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {rev}"
+
+
 def wire_results(text: str) -> list[dict]:
     """Parse criterion's text output: name, then a `thrpt:` line [lo mid hi]."""
     res, name = [], None
@@ -101,7 +118,9 @@ def build_table(core, wire, sim, e2e, meta) -> tuple[str, list[tuple[str, str, s
              "(`--quick` for a shorter run); method in `benches/README.md`.")
     L.append("")
     if core:
-        L.append("**1. Core state machine** (`cargo bench -p dask-core --bench scale`, no I/O, 64 simulated workers, median of the repetitions)")
+        ran = f"; run {meta['core_run']}" if meta.get("core_run") else ""
+        L.append("**1. Core state machine** (`cargo bench -p dask-core --bench scale`, no I/O, 64 simulated workers, "
+                 f"median of the repetitions{ran})")
         L.append("")
         mem_key = "rss_bytes_per_task_after_update_graph"
         L.append("| graph | tasks | transitions | transitions/s | tasks/s | resident B/task after `update_graph` (no run_spec) |")
@@ -321,7 +340,9 @@ def main() -> int:
                 return 1
         q = ["--", "--quick"] if args.quick else []
         if "core" in only:
-            rc, text = run(["cargo", "bench", "-p", "dask-core", "--bench", "scale", *q], 1200, core_out)
+            started = stamp()
+            rc, text = run(["cargo", "bench", "-p", "dask-core", "--bench", "scale", *q], 1200)
+            core_out.write_text(f"{started}\n{text}")
             if rc:
                 failures.append(f"core bench exit {rc}")
         if "wire" in only:
@@ -348,6 +369,7 @@ def main() -> int:
                 failures.append(f"compare.py exit {rc}")
     if "core" in only and core_out.exists():
         core = core_results(core_out.read_text())
+        meta["core_run"] = run_stamp(core_out.read_text())
     if "wire" in only and wire_out.exists():
         wire = wire_results(wire_out.read_text())
     if "sim" in only and sim_out.exists():
