@@ -12,7 +12,7 @@
 //!
 //! The set switches to a bitmap once it holds at least [`DENSE_MIN`] ids and
 //! at least one id in [`DENSE_AT`] below the largest it has seen (the bitmap
-//! then costs at most 8 bytes per id, no more than the hash set), and back to
+//! then costs at most 8 bytes per id; the hash set costs 6 to 12), and back to
 //! a hash set when it thins out below one in [`SPARSE_AT`] (a bitmap never
 //! costs more than 32 bytes per id). Empty, it is an empty hash set, which
 //! holds no memory.
