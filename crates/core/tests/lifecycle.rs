@@ -676,6 +676,22 @@ fn wide_broadcast_and_fan_in_run_free_and_forget_everything() {
     assert!(sim.s.is_idle());
 }
 
+/// One worker of `nthreads` threads with the two tasks `x-1` and `x-2`
+/// assigned to it, and their `compute-task`s.
+fn two_tasks_running(nthreads: u32) -> (Sim, dask_core::WorkerId, Vec<Compute>) {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", nthreads);
+    sim.submit(&["x-1", "x-2"], vec![t("x-1", &[]), t("x-2", &[])]);
+    let computes = sim.computes();
+    assert_eq!(computes.len(), 2);
+    (sim, w, computes)
+}
+
+/// The run id of `key`'s `compute-task` among `computes`.
+fn run_id_of(computes: &[Compute], key: &str) -> i64 {
+    computes.iter().find(|c| c.key == k(key)).unwrap().run_id
+}
+
 #[test]
 fn task_finished_read_from_bytes_finds_its_task_by_bytes_or_by_value() {
     // The server reads a task-finished's key as the bytes the worker sent
@@ -683,32 +699,25 @@ fn task_finished_read_from_bytes_finds_its_task_by_bytes_or_by_value() {
     // any other encoding of the same key is decoded and found too; an
     // unknown key is freed on the worker; bytes that are not msgpack are
     // an error, not a panic.
-    let mut sim = Sim::new();
-    let w = sim.worker("tcp://127.0.0.1:1", 1);
-    sim.submit(&["x-1", "x-2"], vec![t("x-1", &[]), t("x-2", &[])]);
-    let computes = sim.computes();
-    assert_eq!(computes.len(), 2);
+    let (mut sim, w, computes) = two_tasks_running(1);
     let typed = |key: &[u8], run_id: i64, now: f64| {
         let mut tf = decode_task_finished(&task_finished_msg(&k("placeholder"), run_id, 100, now));
         tf.key = Some(Value::Raw(bytes::Bytes::copy_from_slice(key)));
         tf
     };
-    let run_id = |key: &str| computes.iter().find(|c| c.key == k(key)).unwrap().run_id;
+    let run_id = |key: &str| run_id_of(&computes, key);
     let now = sim.now;
     // canonical: a fixstr
     let tf = typed(b"\xa3x-1", run_id("x-1"), now);
-    sim.s.handle_task_finished(w, &tf, now).unwrap();
-    sim.drain();
+    sim.finish_typed(w, &tf);
     assert_eq!(sim.state("x-1"), Some(TaskState::Memory));
     // the same str as a str8: not the canonical bytes, found once decoded
     let tf = typed(b"\xd9\x03x-2", run_id("x-2"), now);
-    sim.s.handle_task_finished(w, &tf, now).unwrap();
-    sim.drain();
+    sim.finish_typed(w, &tf);
     assert_eq!(sim.state("x-2"), Some(TaskState::Memory));
     // unknown: the worker is told to free it
     let tf = typed(b"\xa4nope", 1, now);
-    sim.s.handle_task_finished(w, &tf, now).unwrap();
-    sim.drain();
+    sim.finish_typed(w, &tf);
     assert!(sim.freed_on(w).contains(&k("nope")));
     // not msgpack (0xc1 is never used): an error naming the op
     let tf = typed(b"\xc1", 1, now);
@@ -721,25 +730,19 @@ fn a_task_finished_is_found_by_its_key_whatever_run_id_it_names() {
     // The task of a run id is a shortcut (`runindex`): a message naming
     // another task's run, or none, still reaches the task of its key, and
     // never finishes the task whose run it named.
-    let mut sim = Sim::new();
-    let w = sim.worker("tcp://127.0.0.1:1", 2);
-    sim.submit(&["x-1", "x-2"], vec![t("x-1", &[]), t("x-2", &[])]);
-    let computes = sim.computes();
-    assert_eq!(computes.len(), 2);
-    let run_id = |key: &str| computes.iter().find(|c| c.key == k(key)).unwrap().run_id;
+    let (mut sim, w, computes) = two_tasks_running(2);
+    let run_id = |key: &str| run_id_of(&computes, key);
     let now = sim.now;
     // x-1's key with x-2's run: an outdated run of x-1 (released and
     // assigned afresh, as Python does); x-2 keeps running
     let tf = decode_task_finished(&task_finished_msg(&k("x-1"), run_id("x-2"), 100, now));
-    sim.s.handle_task_finished(w, &tf, now).unwrap();
-    sim.drain();
+    sim.finish_typed(w, &tf);
     assert_eq!(sim.state("x-2"), Some(TaskState::Processing));
     assert_ne!(sim.state("x-1"), Some(TaskState::Memory));
     // x-2's key without a run id: found by its key, current
     let mut tf = decode_task_finished(&task_finished_msg(&k("x-2"), 0, 100, now));
     tf.run_id = None;
-    sim.s.handle_task_finished(w, &tf, now).unwrap();
-    sim.drain();
+    sim.finish_typed(w, &tf);
     assert_eq!(sim.state("x-2"), Some(TaskState::Memory));
     // x-1's new run finishes it
     let again = sim.computes();
@@ -749,8 +752,7 @@ fn a_task_finished_is_found_by_its_key_whatever_run_id_it_names() {
         .expect("x-1 reassigned");
     assert_ne!(x1.run_id, run_id("x-1"));
     let tf = decode_task_finished(&task_finished_msg(&k("x-1"), x1.run_id, 100, now));
-    sim.s.handle_task_finished(w, &tf, now).unwrap();
-    sim.drain();
+    sim.finish_typed(w, &tf);
     assert_eq!(sim.state("x-1"), Some(TaskState::Memory));
     sim.check();
 }
@@ -787,8 +789,7 @@ fn messages_sent_in_answer_to_a_task_finished_take_its_stimulus_id() {
         "stimulus_id",
         Value::str("task-finished-1733212800.5-from-the-worker"),
     ));
-    sim.s.handle_task_finished(w, &tf, sim.now).unwrap();
-    sim.drain();
+    sim.finish_typed(w, &tf);
     let c = sim.one_compute();
     assert_eq!(
         stim_of(&c.msg),
@@ -809,8 +810,7 @@ fn messages_sent_in_answer_to_a_task_finished_take_its_stimulus_id() {
         Value::Int(7),
     ));
     assert_eq!(tf.stimulus_id, None);
-    sim.s.handle_task_finished(w, &tf, sim.now).unwrap();
-    sim.drain();
+    sim.finish_typed(w, &tf);
     let frees = free_keys_stimuli(&sim);
     assert_eq!(frees.len(), 1, "{:?}", sim.pending);
     assert!(frees[0].starts_with("memory-released-"), "{}", frees[0]);

@@ -269,7 +269,7 @@ fn task_stream_records_the_typed_path_alike() {
     let c = &computes[1];
     let now = sim.now;
     let typed = decode_task_finished(&task_finished_msg(&c.key, c.run_id, 100, now));
-    sim.s.handle_task_finished(w, &typed, now).unwrap();
+    sim.finish_typed(w, &typed);
     let recs = sim.s.task_stream(None, None, None, None, now);
     assert_eq!(recs.len(), 2);
     let fields = |r: &Value| -> Vec<String> {

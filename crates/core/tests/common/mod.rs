@@ -482,6 +482,13 @@ impl Sim {
         self.wop(w, msg).unwrap();
     }
 
+    /// Worker `w` reports `tf` through the typed path the server uses
+    /// (`State::handle_task_finished`); the answers are drained.
+    pub fn finish_typed(&mut self, w: WorkerId, tf: &dask_core::TaskFinished) {
+        self.s.handle_task_finished(w, tf, self.now).unwrap();
+        self.drain();
+    }
+
     /// A worker reports failure for a `compute-task`.
     pub fn fail(&mut self, c: &Compute, exc: Value) {
         self.wop(
