@@ -141,7 +141,7 @@ impl State {
     pub(crate) fn report_to_client(&mut self, client: ClientId, id: TaskId) {
         let t = self.task(id);
         let msg = match t.state {
-            TaskState::Memory => messages::key_in_memory(t.key.to_value(), t.result_type.clone()),
+            TaskState::Memory => messages::key_in_memory(t.key.to_value(), self.result_type_of(id)),
             TaskState::Erred => self.task_erred_msg(id),
             _ => return,
         };

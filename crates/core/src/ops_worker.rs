@@ -6,6 +6,7 @@ use crate::finished::TaskFinished;
 use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::messages;
 use crate::ops_client::keys_field;
+use crate::resulttypes::ResultTypeId;
 use crate::state::{Outgoing, State};
 use crate::task::{remove_item, ErrorInfo, TaskState};
 use crate::transitions::Target;
@@ -421,16 +422,28 @@ impl State {
         }
         self.detach_from_worker(id);
         let nbytes = fields.nbytes.unwrap_or(0);
-        let result_type = fields
-            .result_type
-            .as_ref()
-            .map(|v| self.intern_result_type(v));
+        let result_type = fields.result_type.as_ref().map(|v| {
+            let id = self.result_types.intern(v);
+            (
+                id.unwrap_or(ResultTypeId::IN_EXTRA),
+                id.is_none().then(|| v.deep_copy()),
+            )
+        });
         {
             self.count_state_as(id, TaskState::Memory);
             let t = self.task_mut(id);
             t.state = TaskState::Memory;
             t.nbytes = nbytes;
-            t.result_type = result_type;
+            t.result_type = ResultTypeId::NONE;
+            if let Some(e) = t.extra.as_mut() {
+                e.result_type = None;
+            }
+            if let Some((id, kept)) = result_type {
+                t.result_type = id;
+                if kept.is_some() {
+                    t.extra_mut().result_type = kept;
+                }
+            }
             t.who_has.clear();
         }
         self.add_replica(id, w);
@@ -448,7 +461,7 @@ impl State {
         }
         let t = self.task(id);
         if !t.who_wants.is_empty() {
-            let report = messages::key_in_memory(t.key.to_value(), t.result_type.clone());
+            let report = messages::key_in_memory(t.key.to_value(), self.result_type_of(id));
             for c in t.who_wants.clone() {
                 self.outbox.push(Outgoing::Client(c, report.clone()));
             }
@@ -578,7 +591,6 @@ impl State {
             TaskState::Erred => {
                 let t = self.task_mut(id);
                 t.clear_error();
-                t.exception_blame = None;
                 let erred_on = std::mem::take(&mut t.who_has);
                 self.free_keys_on(id, &erred_on, "update-data");
             }
@@ -593,52 +605,15 @@ impl State {
     }
 }
 
-/// Distinct result types kept at most; past it, types are still copied out
-/// of the frame, just not shared.
-const MAX_RESULT_TYPES: usize = 4096;
-
 impl State {
-    /// The `type` of a `task-finished` (a pickled type, a few dozen bytes),
-    /// detached from the received frame: a slice would pin the connection's
-    /// whole read buffer for as long as the task lives (measured ~1.2 KB per
-    /// task at 50k tasks). Results have few distinct types, so equal types
-    /// share one buffer.
-    pub(crate) fn intern_result_type(&mut self, v: &Value) -> Value {
-        match v {
-            Value::Bin(b) => {
-                if let Some(known) = self.result_types.get(b.as_ref()) {
-                    return Value::Bin(known.clone());
-                }
-                let own = bytes::Bytes::copy_from_slice(b);
-                if self.result_types.len() < MAX_RESULT_TYPES {
-                    self.result_types.insert(own.clone());
-                }
-                Value::Bin(own)
-            }
-            other => other.deep_copy(),
+    /// The pickled result type `task-finished` gave for `id` (forwarded in
+    /// `key-in-memory`), if any.
+    pub fn result_type_of(&self, id: TaskId) -> Option<Value> {
+        let t = self.task(id);
+        match t.result_type {
+            ResultTypeId::NONE => None,
+            ResultTypeId::IN_EXTRA => t.extra.as_ref()?.result_type.clone(),
+            table => self.result_types.get(table),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn result_types_are_detached_from_the_frame_and_shared() {
-        let mut s = State::new(crate::Config::default());
-        let frame1 = bytes::Bytes::from(b"....pickled-int....".to_vec());
-        let frame2 = bytes::Bytes::from(b"xxpickled-intyy".to_vec());
-        let a = s.intern_result_type(&Value::Bin(frame1.slice(4..15)));
-        let b = s.intern_result_type(&Value::Bin(frame2.slice(2..13)));
-        let (Value::Bin(a), Value::Bin(b)) = (a, b) else {
-            panic!("bin in, bin out")
-        };
-        assert_eq!(&a[..], b"pickled-int");
-        assert!(
-            !frame1.as_ptr_range().contains(&a.as_ptr()),
-            "not a slice of the frame"
-        );
-        assert_eq!(a.as_ptr(), b.as_ptr(), "equal types share one buffer");
     }
 }

@@ -126,9 +126,9 @@ pub struct State {
     pub(crate) retire: crate::retire::RetireState,
     /// Observability counters (see [`crate::stats`]).
     pub(crate) stats: crate::stats::Stats,
-    /// Distinct pickled result types seen in `task-finished` (see
-    /// [`State::intern_result_type`]).
-    pub(crate) result_types: FxHashSet<Bytes>,
+    /// Distinct pickled result types seen in `task-finished`, named by the
+    /// tasks' [`crate::resulttypes::ResultTypeId`].
+    pub(crate) result_types: crate::resulttypes::ResultTypes,
     /// Scratch buffer for a key's canonical bytes (`task_id_of_value`).
     key_scratch: Vec<u8>,
     /// The task stream's records, once a client asked for them.

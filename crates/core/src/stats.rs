@@ -389,7 +389,7 @@ impl State {
         for t in self.tasks.iter().flatten() {
             let i = state_index(t.state);
             snap.tasks[i] += 1;
-            snap.erred_blamed += u64::from(t.exception_blame.is_some());
+            snap.erred_blamed += u64::from(t.exception_blame().is_some());
             snap.waiting_on_deps += u64::from(!t.waiting_on.is_empty());
             snap.with_waiters += u64::from(!t.waiters.is_empty());
             if let Some(p) = snap.prefixes.get_mut(t.prefix as usize) {

@@ -2,6 +2,7 @@
 
 use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::idset::IdSet;
+use crate::resulttypes::ResultTypeId;
 use crate::runspec::RunSpec;
 use dask_wire::{Key, Value};
 use smallvec::SmallVec;
@@ -155,6 +156,11 @@ pub struct TaskExtra {
     pub suspicious: u32,
     /// The failure, when this task itself raised.
     pub error: Option<ErrorInfo>,
+    /// The task whose failure this task inherits (itself if it raised).
+    pub exception_blame: Option<TaskId>,
+    /// The result's type when the shared table could not hold it (see
+    /// [`crate::resulttypes`]).
+    pub result_type: Option<Value>,
 }
 
 impl Default for TaskExtra {
@@ -165,6 +171,8 @@ impl Default for TaskExtra {
             retries: 0,
             suspicious: 0,
             error: None,
+            exception_blame: None,
+            result_type: None,
         }
     }
 }
@@ -197,12 +205,13 @@ pub struct Task {
     pub run_id: i64,
     /// Execution priority.
     pub priority: Priority,
-    /// Pickled result type from `task-finished`, forwarded to clients.
-    pub result_type: Option<Value>,
+    /// Pickled result type from `task-finished`, forwarded to clients: an
+    /// entry of `State::result_types` (see [`State::result_type_of`]).
+    ///
+    /// [`State::result_type_of`]: crate::state::State::result_type_of
+    pub result_type: ResultTypeId,
     /// Annotations, restrictions, retries, failures: `None` while all unset.
     pub extra: Option<Box<TaskExtra>>,
-    /// The task whose failure this task inherits (itself if it raised).
-    pub exception_blame: Option<TaskId>,
     /// Worker the task is assigned to while processing.
     pub processing_on: Option<WorkerId>,
     /// Task prefix (`key_split`) id, whose measured durations estimate this task's.
@@ -232,9 +241,8 @@ impl Task {
             nbytes: 0,
             run_id: -1,
             priority: Priority::default(),
-            result_type: None,
+            result_type: ResultTypeId::NONE,
             extra: None,
-            exception_blame: None,
             processing_on: None,
             prefix,
             group,
@@ -281,11 +289,18 @@ impl Task {
         self.extra.as_ref()?.error.as_ref()
     }
 
-    /// Forget the failure (retry, or data arrived).
+    /// Forget the failure (retry, or data arrived), and the blame with it.
     pub fn clear_error(&mut self) {
         if let Some(e) = &mut self.extra {
             e.error = None;
+            e.exception_blame = None;
         }
+    }
+
+    /// The task whose failure this task inherits (itself if it raised);
+    /// `None` unless erred.
+    pub fn exception_blame(&self) -> Option<TaskId> {
+        self.extra.as_ref()?.exception_blame
     }
 }
 

@@ -228,7 +228,7 @@ impl State {
         }
         let deps = t.dependencies.clone();
         for &dep in &deps {
-            if let Some(blame) = self.task(dep).exception_blame {
+            if let Some(blame) = self.task(dep).exception_blame() {
                 return smallvec::smallvec![(id, Target::Erred(blame))];
             }
         }
@@ -363,7 +363,7 @@ impl State {
         t.state = TaskState::Released;
         if t.has_lost_dependencies {
             recs.push((id, Target::Forgotten));
-        } else if t.exception_blame.is_none() && t.is_needed() {
+        } else if t.exception_blame().is_none() && t.is_needed() {
             recs.push((id, Target::Waiting));
         }
         recs
@@ -428,7 +428,6 @@ impl State {
         self.count_state_as(id, TaskState::Released);
         let t = self.task_mut(id);
         t.clear_error();
-        t.exception_blame = None;
         t.state = TaskState::Released;
         let erred_on = std::mem::take(&mut t.who_has);
         self.free_keys_on(id, &erred_on, "erred-released");
@@ -456,7 +455,7 @@ impl State {
         self.count_state_as(id, TaskState::Erred);
         let t = self.task_mut(id);
         t.state = TaskState::Erred;
-        t.exception_blame = Some(blame);
+        t.extra_mut().exception_blame = Some(blame);
         t.waiting_on.clear();
         for d in self.task(id).dependents.clone() {
             if !matches!(
@@ -505,7 +504,7 @@ impl State {
     /// The `task-erred` report for a task, carrying its blamed task's exception.
     pub(crate) fn task_erred_msg(&self, id: TaskId) -> Value {
         let t = self.task(id);
-        let blame = t.exception_blame.unwrap_or(id);
+        let blame = t.exception_blame().unwrap_or(id);
         let error = self
             .tasks
             .get(blame as usize)

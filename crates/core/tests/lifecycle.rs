@@ -48,6 +48,46 @@ fn key_in_memory_carries_the_result_type() {
     );
 }
 
+/// Each task keeps its own result type, whether the shared table holds it
+/// (bytes) or the task does (anything else).
+#[test]
+fn key_in_memory_carries_each_tasks_own_result_type() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 3);
+    sim.submit(
+        &["x", "y", "z"],
+        vec![t("x", &[]), t("y", &[]), t("z", &[])],
+    );
+    let types = [
+        ("x", Value::Bin(bytes::Bytes::from_static(b"pickled-int"))),
+        ("y", Value::Bin(bytes::Bytes::from_static(b"pickled-str"))),
+        ("z", Value::str("not bytes")),
+    ];
+    for c in sim.computes() {
+        let mut msg = task_finished_msg(&c.key, c.run_id, 8, sim.now);
+        let (_, ty) = types.iter().find(|(n, _)| k(n) == c.key).unwrap();
+        let Value::Map(fields) = &mut msg else {
+            unreachable!()
+        };
+        for (name, v) in fields.iter_mut() {
+            if *name == Value::str("type") {
+                *v = ty.clone();
+            }
+        }
+        sim.wop(w, msg).unwrap();
+    }
+    let msgs = sim.client_msgs();
+    assert_eq!(msgs.len(), 3);
+    for m in &msgs {
+        assert_eq!(op(m), "key-in-memory");
+        let (_, ty) = types
+            .iter()
+            .find(|(n, _)| m.get("key") == Some(&k(n).to_value()))
+            .unwrap();
+        assert_eq!(m.get("type"), Some(ty));
+    }
+}
+
 #[test]
 fn intermediate_results_are_freed_once_dependents_finish() {
     let mut sim = Sim::new();
