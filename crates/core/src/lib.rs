@@ -23,6 +23,7 @@ pub mod ops_client;
 pub mod ops_worker;
 pub mod placement;
 pub mod queries;
+pub mod queuedset;
 pub mod resulttypes;
 pub mod retire;
 pub mod runindex;

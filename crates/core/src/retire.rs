@@ -209,7 +209,7 @@ impl State {
         let mut queued_occupancy: f64 = self
             .queued
             .iter()
-            .map(|(_, t)| *t)
+            .map(|(_, t)| t)
             .chain(self.reserved_on.keys().copied())
             .chain(self.unrunnable.iter().copied())
             .take(100)

@@ -98,7 +98,7 @@ pub struct State {
     group_ids: FxHashMap<String, u32>,
     pub(crate) unrunnable: BTreeSet<TaskId>,
     /// Queued root tasks that no worker has reserved, best priority first.
-    pub(crate) queued: BTreeSet<(crate::task::Priority, TaskId)>,
+    pub(crate) queued: crate::queuedset::QueuedSet,
     /// Queued root tasks reserved for a worker (in that worker's
     /// `Worker::reserved`) because a sibling of theirs runs there: see
     /// `State::reserve_family`.
@@ -206,7 +206,7 @@ impl State {
             free_groups: Vec::new(),
             group_ids: Default::default(),
             unrunnable: BTreeSet::new(),
-            queued: BTreeSet::new(),
+            queued: crate::queuedset::QueuedSet::new(),
             reserved_on: FxHashMap::default(),
             slot_index: BTreeSet::new(),
             total_nthreads: 0,
