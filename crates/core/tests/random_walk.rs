@@ -729,8 +729,9 @@ fn long_random_walks_stay_consistent() {
 #[test]
 #[ignore]
 fn debug_seed() {
-    let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
-    let steps: usize = std::env::var("STEPS").unwrap().parse().unwrap();
+    // For replaying one walk: SEED=<n> STEPS=<m> cargo test ... debug_seed -- --ignored
+    let seed: u64 = std::env::var("SEED").map_or(1, |s| s.parse().unwrap());
+    let steps: usize = std::env::var("STEPS").map_or(300, |s| s.parse().unwrap());
     let _ = run_seed(seed, steps);
 }
 
