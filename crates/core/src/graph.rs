@@ -206,18 +206,34 @@ impl State {
         // A submission of new keys that the free slots cannot hold gets a
         // fresh range of slots, one per position (those left empty are
         // freed below); otherwise new tasks fill free slots or the end of
-        // the arena in the walk's order. Whether the keys are new is judged
+        // the arena in the submission's order. Whether the keys are new is judged
         // from a sample, so that resubmitting a graph the scheduler holds
         // does not grow the arena by a slot per position.
         self.reserve_tasks(graph.tasks.len());
         let fresh_base = (self.free_slots.len() < graph.tasks.len()
             && self.mostly_new(&graph.tasks, &hashes))
         .then(|| self.fresh_slots(graph.tasks.len()));
+        // Which positions' keys the scheduler knows: all looked up before
+        // the walk, in a loop of their own, so that the CPU overlaps the
+        // cache misses of several (each lookup is a random probe into the
+        // key index); likewise the new tasks' keys are indexed after the
+        // walk. (Nothing in the walk looks up a key it creates: each key is
+        // at one walked position.)
+        let known: Vec<Option<TaskId>> = if self.task_ids.is_empty() {
+            vec![None; graph.tasks.len()]
+        } else {
+            graph
+                .tasks
+                .iter()
+                .zip(&hashes)
+                .map(|(t, &h)| self.task_id_hashed(&t.key, h))
+                .collect()
+        };
         while let Some(gi) = stack.pop() {
             if walk[gi] != Walked::Not {
                 continue;
             }
-            walk[gi] = match self.task_id_hashed(&graph.tasks[gi].key, hashes[gi]) {
+            walk[gi] = match known[gi] {
                 Some(id) => {
                     ids[gi] = Some(id);
                     let t = self.task(id);
@@ -227,27 +243,39 @@ impl State {
                     }
                     Walked::Known
                 }
-                None => {
-                    // the submission's key moves into the task (each
-                    // position is walked once; nothing reads its key after;
-                    // no two walked positions share a key: dependencies and
-                    // requested keys resolve to the last position of each)
-                    let key = Key::take(&mut graph.tasks[gi].key);
-                    ids[gi] = Some(match fresh_base {
-                        Some(base) => {
-                            let id = base + gi as TaskId;
-                            self.new_task_at(key, hashes[gi], id);
-                            id
-                        }
-                        None => self.new_task_hashed(key, hashes[gi]),
-                    });
-                    Walked::New
-                }
+                None => Walked::New,
             };
             stack.extend(deps_of(gi).iter().filter_map(|d| match d {
                 Dep::Graph(g) => Some(*g),
                 Dep::Known(_) => None,
             }));
+        }
+        drop(known);
+        // The new tasks are created after the walk, in the submission's
+        // order: the walk's order jumps between the graph's layers, and
+        // the arena's pages would be written all over.
+        for gi in 0..graph.tasks.len() {
+            if walk[gi] != Walked::New {
+                continue;
+            }
+            // the submission's key moves into the task (nothing reads it
+            // after; no two walked positions share a key: dependencies and
+            // requested keys resolve to the last position of each)
+            let key = Key::take(&mut graph.tasks[gi].key);
+            ids[gi] = Some(match fresh_base {
+                Some(base) => {
+                    let id = base + gi as TaskId;
+                    self.place_task_at(key, id);
+                    id
+                }
+                None => self.place_task(key),
+            });
+        }
+        for gi in 0..graph.tasks.len() {
+            if walk[gi] == Walked::New {
+                let id = ids[gi].expect("a new task has its id");
+                self.task_ids.insert_hashed(hashes[gi], id);
+            }
         }
         if let Some(base) = fresh_base {
             // highest first, so that later tasks fill the lowest
@@ -454,6 +482,45 @@ mod tests {
         }
         let again: Vec<TaskId> = keys.iter().map(|k| id(&s, k)).collect();
         assert_eq!(ids, again);
+    }
+
+    #[test]
+    fn released_slots_come_back_after_the_key_index_sweeps() {
+        // rounds of 3,000 keys submitted and released: the released keys'
+        // slots are held until a sweep, then reused, so the arena stops
+        // growing; a key released and submitted again is a new task that
+        // the index finds
+        let mut s = State::new(Config::default());
+        let c = s.add_client("Client-a", 0.0);
+        let keys: Vec<String> = (0..3000).map(|i| format!("y-{i}")).collect();
+        let graph: Vec<(&str, &[&str])> = keys.iter().map(|k| (k.as_str(), &[][..])).collect();
+        let requested: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let release = Value::map([
+            ("op", Value::str("client-releases-keys")),
+            (
+                "keys",
+                Value::Array(keys.iter().map(|k| Value::str(k)).collect()),
+            ),
+        ]);
+        let mut arena_sizes = Vec::new();
+        for round in 0..6 {
+            let now = 1.0 + f64::from(round);
+            s.update_graph(c, submission(&graph, &requested), now);
+            assert_eq!(s.task_count(), 3000, "round {round}");
+            for k in &keys {
+                assert!(s.task_id(&Key::from_str_key(k)).is_some(), "{k}");
+            }
+            s.validate_worker_accounting().unwrap();
+            s.handle_client_op(c, &release, now).unwrap();
+            assert_eq!(s.task_count(), 0, "round {round}");
+            assert_eq!(s.task_id(&Key::from_str_key("y-7")), None);
+            s.validate_worker_accounting().unwrap();
+            arena_sizes.push(s.tasks.len());
+        }
+        // at most the live keys plus the dead ones a sweep waits for
+        let last = *arena_sizes.last().unwrap();
+        assert!(last <= 3000 + 3000, "{arena_sizes:?}");
+        assert_eq!(arena_sizes[5], arena_sizes[4], "{arena_sizes:?}");
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub struct State {
     /// tasks' [`crate::resulttypes::ResultTypeId`].
     pub(crate) result_types: crate::resulttypes::ResultTypes,
     /// Scratch buffer for a key's canonical bytes (`task_id_of_value`).
-    key_scratch: Vec<u8>,
+    pub(crate) key_scratch: Vec<u8>,
     /// The task stream's records, once a client asked for them.
     pub(crate) task_records: Option<Box<crate::taskstream::TaskRecords>>,
 }
@@ -315,8 +315,16 @@ impl State {
 
     /// A new released task for `key` (not yet known), whose hash is `hash`.
     pub(crate) fn new_task_hashed(&mut self, key: Key, hash: KeyHash) -> TaskId {
+        let id = self.place_task(key);
+        self.task_ids.insert_hashed(hash, id);
+        id
+    }
+
+    /// A new released task for `key` in a free slot or at the end of the
+    /// arena, not yet in the key index (the caller indexes it).
+    pub(crate) fn place_task(&mut self, key: Key) -> TaskId {
         let task = self.make_task(key);
-        let id = match self.free_slots.pop() {
+        match self.free_slots.pop() {
             Some(id) => {
                 self.tasks[id as usize] = Some(task);
                 id
@@ -325,9 +333,7 @@ impl State {
                 self.tasks.push(Some(task));
                 (self.tasks.len() - 1) as TaskId
             }
-        };
-        self.task_ids.insert_hashed(hash, id);
-        id
+        }
     }
 
     /// Add `n` empty slots at the end of the arena for a graph submission
@@ -339,13 +345,12 @@ impl State {
         base as TaskId
     }
 
-    /// [`State::new_task_hashed`] into the empty slot `id` (one of
-    /// [`State::fresh_slots`]).
-    pub(crate) fn new_task_at(&mut self, key: Key, hash: KeyHash, id: TaskId) {
+    /// [`State::place_task`] into the empty slot `id` (one of
+    /// [`State::fresh_slots`]); the caller indexes the key.
+    pub(crate) fn place_task_at(&mut self, key: Key, id: TaskId) {
         debug_assert!(self.tasks[id as usize].is_none());
         let task = self.make_task(key);
         self.tasks[id as usize] = Some(task);
-        self.task_ids.insert_hashed(hash, id);
     }
 
     /// Give back an empty slot of [`State::fresh_slots`] that was not used.
@@ -414,7 +419,10 @@ impl State {
             self.leave_ready_sets(id);
         }
         if let Some(task) = self.tasks[id as usize].take() {
-            self.task_ids.remove(task.key.as_bytes(), id);
+            // the slot stays empty until the key index's sweep frees it
+            if self.task_ids.remove(id) {
+                self.task_ids.sweep(&mut self.free_slots);
+            }
             self.steal_refused.remove(&id);
             self.release_group(task.group);
             for c in task.who_wants {
@@ -422,7 +430,6 @@ impl State {
                     client.wants_what.remove(id);
                 }
             }
-            self.free_slots.push(id);
         }
     }
 
