@@ -497,10 +497,7 @@ mod tests {
         let requested: Vec<&str> = keys.iter().map(String::as_str).collect();
         let release = Value::map([
             ("op", Value::str("client-releases-keys")),
-            (
-                "keys",
-                Value::Array(keys.iter().map(|k| Value::str(k)).collect()),
-            ),
+            ("keys", Value::Array(keys.iter().map(Value::str).collect())),
         ]);
         let mut arena_sizes = Vec::new();
         for round in 0..6 {
