@@ -337,7 +337,7 @@ impl State {
     }
 
     /// Add `n` empty slots at the end of the arena for a graph submission
-    /// to fill with [`State::new_task_at`]; returns the first one. The
+    /// to fill with [`State::place_task_at`]; returns the first one. The
     /// caller gives back the slots it leaves empty ([`State::free_slot`]).
     pub(crate) fn fresh_slots(&mut self, n: usize) -> TaskId {
         let base = self.tasks.len();
