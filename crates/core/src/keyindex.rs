@@ -179,17 +179,24 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn finds_inserts_and_removes_by_key_bytes() {
-        let keys: Vec<String> = (0..2000).map(|i| format!("x-{i}")).collect();
+    /// Keys `{prefix}-0` .. `{prefix}-{n-1}`, an arena of them (id = position)
+    /// and an index of the arena.
+    fn indexed(prefix: &str, n: usize) -> (Vec<String>, Vec<Option<Task>>, KeyIndex) {
+        let keys: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let mut tasks = arena(&refs);
+        let tasks = arena(&refs);
         let mut index = KeyIndex::default();
         for (id, t) in tasks.iter().enumerate() {
             index.insert(t.as_ref().unwrap().key.as_bytes(), id as TaskId);
         }
+        (keys, tasks, index)
+    }
+
+    #[test]
+    fn finds_inserts_and_removes_by_key_bytes() {
+        let (keys, mut tasks, mut index) = indexed("x", 2000);
         assert_eq!(index.len(), 2000);
-        for (id, k) in refs.iter().enumerate() {
+        for (id, k) in keys.iter().enumerate() {
             let bytes = Key::from_str_key(k);
             assert_eq!(index.get(&tasks, bytes.as_bytes()), Some(id as TaskId));
         }
@@ -227,13 +234,7 @@ mod tests {
 
     #[test]
     fn a_sweep_is_asked_for_once_enough_entries_are_dead() {
-        let keys: Vec<String> = (0..3000).map(|i| format!("k-{i}")).collect();
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let mut tasks = arena(&refs);
-        let mut index = KeyIndex::default();
-        for (id, t) in tasks.iter().enumerate() {
-            index.insert(t.as_ref().unwrap().key.as_bytes(), id as TaskId);
-        }
+        let (keys, mut tasks, mut index) = indexed("k", 3000);
         let mut freed = Vec::new();
         let mut asked = 0;
         for id in 0..2500u32 {
@@ -250,7 +251,7 @@ mod tests {
         freed.sort_unstable();
         assert_eq!(freed, (0..2500).collect::<Vec<_>>());
         // the live keys are all still found, the removed ones are not
-        for (id, k) in refs.iter().enumerate() {
+        for (id, k) in keys.iter().enumerate() {
             let found = index.get(&tasks, Key::from_str_key(k).as_bytes());
             assert_eq!(found, (id >= 2500).then_some(id as TaskId), "{k}");
         }

@@ -11,18 +11,22 @@ use crate::state::{Outgoing, State};
 use crate::task::TaskState;
 use dask_wire::{Key, Value};
 
-/// Parse a list (or `__Set__`) of keys from a message field.
-pub fn keys_field(op: &str, msg: &Value, field: &str) -> Result<Vec<Key>, CoreError> {
+/// The items of a list (or `__Set__`) of keys in a message field; nil is
+/// an empty list.
+fn key_items<'m>(op: &str, msg: &'m Value, field: &str) -> Result<&'m [Value], CoreError> {
     let Some(v) = msg.get(field) else {
         return Err(CoreError::malformed(op, format!("missing '{field}'")));
     };
     if v.is_nil() {
-        return Ok(Vec::new());
+        return Ok(&[]);
     }
-    let items = v
-        .as_seq()
-        .ok_or_else(|| CoreError::malformed(op, format!("'{field}' is not a list of keys")))?;
-    items
+    v.as_seq()
+        .ok_or_else(|| CoreError::malformed(op, format!("'{field}' is not a list of keys")))
+}
+
+/// Parse a list (or `__Set__`) of keys from a message field.
+pub fn keys_field(op: &str, msg: &Value, field: &str) -> Result<Vec<Key>, CoreError> {
+    key_items(op, msg, field)?
         .iter()
         .map(|k| Key::from_value(k).map_err(|e| CoreError::malformed(op, e.to_string())))
         .collect()
@@ -46,15 +50,7 @@ impl State {
         msg: &Value,
         field: &str,
     ) -> Result<Vec<TaskId>, CoreError> {
-        let Some(v) = msg.get(field) else {
-            return Err(CoreError::malformed(op, format!("missing '{field}'")));
-        };
-        if v.is_nil() {
-            return Ok(Vec::new());
-        }
-        let items = v
-            .as_seq()
-            .ok_or_else(|| CoreError::malformed(op, format!("'{field}' is not a list of keys")))?;
+        let items = key_items(op, msg, field)?;
         // All keys' canonical bytes first, into one buffer, then the
         // lookups in a loop of their own: each lookup is a random probe
         // into the key index, and with nothing else between them the CPU
