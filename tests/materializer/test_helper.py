@@ -202,7 +202,20 @@ def compute_request(*collections, optimize_graph=True, annotations=None):
 # ---------------------------------------------------------------------------
 
 
+def resolve_deps(tasks):
+    """The tasks (a reply's, or all chunks' in order) with "deps" holding
+    every dependency as a key: those in the graph come as positions in the
+    task list ("dep_pos"), the others (earlier graphs' keys) as keys."""
+    keys = [t["key"] for t in tasks]
+    for t in tasks:
+        assert all(0 <= p < len(keys) for p in t["dep_pos"]), t["dep_pos"]
+        # a key in the graph never goes as a key
+        assert not set(t["deps"]) & set(keys), t["deps"]
+    return [{**t, "deps": tuple(keys[p] for p in t["dep_pos"]) + tuple(t["deps"])} for t in tasks]
+
+
 def unpickle_run_spec(task):
+    """The task's GraphNode; `task` has its dependencies resolved to keys."""
     header = msgpack.unpackb(task["run_spec"])
     assert set(header) == {"pickled-obj", "num-sub-frames"}
     assert header["num-sub-frames"] == len(task["run_spec_frames"])
@@ -216,7 +229,7 @@ def unpickle_run_spec(task):
 
 def execute(tasks, wanted, known=None):
     """Run the graph locally from the returned run_specs, like workers would."""
-    nodes = {t["key"]: unpickle_run_spec(t) for t in tasks}
+    nodes = {t["key"]: unpickle_run_spec(t) for t in resolve_deps(tasks)}
     values = dict(known or {})
     order = graphlib.TopologicalSorter({k: set(n.dependencies) for k, n in nodes.items()})
     for key in order.static_order():
@@ -233,7 +246,8 @@ def ok(reply):
 
 
 def by_key(reply):
-    tasks = {t["key"]: t for t in reply["tasks"]}
+    """The reply's tasks by key, dependencies resolved to keys."""
+    tasks = {t["key"]: t for t in resolve_deps(reply["tasks"])}
     assert len(tasks) == len(reply["tasks"])
     return tasks
 
@@ -437,6 +451,9 @@ def test_submit_with_future_dependency_and_culling(helper):
     tasks = by_key(reply)
     assert set(tasks) == {key}
     assert tasks[key]["deps"] == (dep,)
+    # a key the graph lacks goes as a key, not a position
+    assert reply["tasks"][0]["deps"] == (dep,)
+    assert reply["tasks"][0]["dep_pos"] == ()
     assert execute(reply["tasks"], [key], known={dep: 10}) == [11]
 
 
@@ -455,6 +472,12 @@ def test_tuple_int_float_keys_round_trip(helper):
         assert type(tasks[k]["key"]) is type(k)
     assert tasks[17]["deps"] == (("x", ("nested", 2)),)
     assert tasks[2.5]["deps"] == (17,)
+    # dependencies in the graph go as positions in the reply's task list
+    raw = reply["tasks"]
+    for t in raw:
+        assert t["deps"] == ()
+        j = keys.index(t["key"])
+        assert [raw[p]["key"] for p in t["dep_pos"]] == ([keys[j - 1]] if j else [])
     # no internal_priority -> dask.order: a chain is numbered in order
     assert [tasks[k]["order"] for k in keys] == list(range(len(keys)))
     assert execute(reply["tasks"], [keys[-1]]) == [5]

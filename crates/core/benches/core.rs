@@ -41,9 +41,12 @@ enum Shape {
 }
 
 fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
-    let mk = |key: Key, deps: Vec<Key>, order: i64| GraphTask {
+    // dependencies as positions in the submission, as the materializer
+    // gives a graph's internal ones
+    let mk = |key: Key, deps: Vec<u32>, order: i64| GraphTask {
         key,
-        dependencies: deps,
+        dependencies: Vec::new(),
+        dependency_positions: deps,
         run_spec: run_spec().into(),
         order,
         annotations: Value::Map(vec![]),
@@ -66,21 +69,18 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
                 .map(|i| Key::from_str_key(&format!("chain-{i}")))
                 .collect();
             for (i, k) in keys.iter().enumerate() {
-                let deps = if i == 0 {
-                    vec![]
-                } else {
-                    vec![keys[i - 1].clone()]
-                };
+                let deps = if i == 0 { vec![] } else { vec![i as u32 - 1] };
                 tasks.push(mk(k.clone(), deps, i as i64));
             }
             requested = vec![keys[n - 1].clone()];
         }
         Shape::Tree => {
-            let mut level: Vec<Key> = (0..n)
-                .map(|i| Key::from_str_key(&format!("leaf-{i}")))
+            // (key, position) of each node of the current level
+            let mut level: Vec<(Key, u32)> = (0..n)
+                .map(|i| (Key::from_str_key(&format!("leaf-{i}")), i as u32))
                 .collect();
             let mut order = 0;
-            for k in &level {
+            for (k, _) in &level {
                 tasks.push(mk(k.clone(), vec![], order));
                 order += 1;
             }
@@ -90,9 +90,9 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
                 for (j, pair) in level.chunks(2).enumerate() {
                     if pair.len() == 2 {
                         let k = Key::from_str_key(&format!("add-{depth}-{j}"));
-                        tasks.push(mk(k.clone(), pair.to_vec(), order));
+                        next.push((k.clone(), tasks.len() as u32));
+                        tasks.push(mk(k, vec![pair[0].1, pair[1].1], order));
                         order += 1;
-                        next.push(k);
                     } else {
                         next.push(pair[0].clone());
                     }
@@ -100,7 +100,7 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
                 level = next;
                 depth += 1;
             }
-            requested = level;
+            requested = level.into_iter().map(|(k, _)| k).collect();
         }
     }
     (tasks, requested)

@@ -49,10 +49,13 @@ enum Shape {
     Shuffle,
 }
 
-fn task(key: Key, deps: Vec<Key>, order: i64) -> GraphTask {
+/// A task whose dependencies are earlier positions of the submission, as
+/// the materializer gives a graph's internal dependencies.
+fn task(key: Key, deps: Vec<u32>, order: i64) -> GraphTask {
     GraphTask {
         key,
-        dependencies: deps,
+        dependencies: Vec::new(),
+        dependency_positions: deps,
         run_spec: run_spec().into(),
         order,
         annotations: Value::Map(vec![]),
@@ -80,18 +83,22 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
         Shape::Chains => {
             let len = 1000;
             for c in 0..n.div_ceil(len) {
-                let mut prev: Option<Key> = None;
+                let mut prev: Option<(Key, u32)> = None;
                 for i in 0..len {
                     let key = k(format!("chain-{c}-{i}"));
-                    tasks.push(task(key.clone(), prev.take().into_iter().collect(), next()));
-                    prev = Some(key);
+                    let deps = prev.take().map(|(_, p)| p).into_iter().collect();
+                    prev = Some((key.clone(), tasks.len() as u32));
+                    tasks.push(task(key, deps, next()));
                 }
-                requested.extend(prev);
+                requested.extend(prev.map(|(key, _)| key));
             }
         }
         Shape::Tree => {
-            let mut level: Vec<Key> = (0..n / 2).map(|i| k(format!("leaf-{i}"))).collect();
-            for key in &level {
+            // (key, position) of each node of the current level
+            let mut level: Vec<(Key, u32)> = (0..n / 2)
+                .map(|i| (k(format!("leaf-{i}")), i as u32))
+                .collect();
+            for (key, _) in &level {
                 tasks.push(task(key.clone(), vec![], next()));
             }
             let mut depth = 0;
@@ -100,8 +107,8 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
                 for (j, pair) in level.chunks(2).enumerate() {
                     if pair.len() == 2 {
                         let key = k(format!("add-{depth}-{j}"));
-                        tasks.push(task(key.clone(), pair.to_vec(), next()));
-                        up.push(key);
+                        up.push((key.clone(), tasks.len() as u32));
+                        tasks.push(task(key, vec![pair[0].1, pair[1].1], next()));
                     } else {
                         up.push(pair[0].clone());
                     }
@@ -109,7 +116,7 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
                 level = up;
                 depth += 1;
             }
-            requested = level;
+            requested = level.into_iter().map(|(key, _)| key).collect();
         }
         Shape::Shuffle => {
             // p = largest power of two <= n/16; as many layers as make ~n tasks
@@ -123,11 +130,8 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
             for l in 1..=layers {
                 let b = 1usize << ((l - 1) % bits.max(1));
                 for j in 0..p {
-                    tasks.push(task(
-                        name(l, j),
-                        vec![name(l - 1, j), name(l - 1, j ^ b)],
-                        next(),
-                    ));
+                    let at = |j: usize| ((l - 1) * p + j) as u32;
+                    tasks.push(task(name(l, j), vec![at(j), at(j ^ b)], next()));
                 }
             }
             requested = (0..p).map(|j| name(layers, j)).collect();

@@ -16,8 +16,13 @@ use hashbrown::hash_table::{Entry, HashTable};
 pub struct GraphTask {
     /// The key.
     pub key: Key,
-    /// Keys it depends on.
+    /// Keys it depends on, other than those in `dependency_positions`.
     pub dependencies: Vec<Key>,
+    /// Dependencies that come with the same submission, as positions in its
+    /// `tasks`. The materializer sends its graph's internal dependencies
+    /// this way, so that `update_graph` need not hash and look up their
+    /// keys; a position out of range counts as a lost dependency.
+    pub dependency_positions: Vec<u32>,
     /// Pickled `GraphNode` (sent verbatim as `compute-task.run_spec`),
     /// stored packed ([`crate::RunSpecPacker`]) or whole (`Opaque::into`).
     pub run_spec: RunSpec,
@@ -117,6 +122,7 @@ impl State {
             .collect();
         // positions as u32 (task ids are u32 too): half the table to miss in
         let mut by_key: HashTable<u32> = HashTable::with_capacity(graph.tasks.len());
+        let mut duplicates = false;
         for (i, h) in hashes.iter().enumerate() {
             let key = &graph.tasks[i].key;
             match by_key.entry(
@@ -125,7 +131,10 @@ impl State {
                 |&j| hashes[j as usize].table_hash(),
             ) {
                 // a key given twice: the last one counts
-                Entry::Occupied(mut e) => *e.get_mut() = i as u32,
+                Entry::Occupied(mut e) => {
+                    *e.get_mut() = i as u32;
+                    duplicates = true;
+                }
                 Entry::Vacant(e) => {
                     e.insert(i as u32);
                 }
@@ -141,12 +150,30 @@ impl State {
         // Each is resolved once here (to its position in the submission or
         // its known task), so that the walk and the wiring below need no
         // more key lookups.
-        let n_deps: usize = graph.tasks.iter().map(|t| t.dependencies.len()).sum();
+        // A dependency given by position needs no lookup, unless a key was
+        // given twice: then it stands for its key's last position.
+        let n_deps: usize = graph
+            .tasks
+            .iter()
+            .map(|t| t.dependencies.len() + t.dependency_positions.len())
+            .sum();
         let mut dep_refs: Vec<Dep> = Vec::with_capacity(n_deps);
         let mut dep_start: Vec<usize> = Vec::with_capacity(graph.tasks.len() + 1);
         let mut lost = false;
         'tasks: for t in &graph.tasks {
             dep_start.push(dep_refs.len());
+            for &p in &t.dependency_positions {
+                let Some(dep) = graph.tasks.get(p as usize) else {
+                    lost = true;
+                    break 'tasks;
+                };
+                let gi = if duplicates {
+                    position(&dep.key, hashes[p as usize]).unwrap_or(p as usize)
+                } else {
+                    p as usize
+                };
+                dep_refs.push(Dep::Graph(gi));
+            }
             for d in &t.dependencies {
                 let h = KeyHash::of(d.as_bytes());
                 match position(d, h) {
@@ -334,11 +361,12 @@ impl State {
             };
         }
         for &(id, gi) in &touched {
-            for (dep_ref, dep_key) in deps_of(gi).iter().zip(&graph.tasks[gi].dependencies) {
-                // every dependency of a walked task was walked too
+            for dep_ref in deps_of(gi) {
+                // every dependency of a walked task was walked too, so it
+                // has an id
                 let dep = match *dep_ref {
                     Dep::Known(d) => Some(d),
-                    Dep::Graph(g) => ids[g].or_else(|| self.task_id(dep_key)),
+                    Dep::Graph(g) => ids[g],
                 };
                 let Some(dep) = dep else {
                     continue;
@@ -411,6 +439,7 @@ mod tests {
                 .map(|(i, (key, deps))| GraphTask {
                     key: Key::from_str_key(key),
                     dependencies: deps.iter().map(|d| Key::from_str_key(d)).collect(),
+                    dependency_positions: Vec::new(),
                     run_spec: RunSpec::default(),
                     order: i as i64,
                     annotations: Value::Map(vec![]),
@@ -421,8 +450,106 @@ mod tests {
         }
     }
 
+    /// Like [`submission`], with each task's dependencies in the
+    /// submission given as positions (`(key, positions, keys)`).
+    fn submission_by_position(
+        tasks: &[(&str, &[u32], &[&str])],
+        requested: &[&str],
+    ) -> GraphSubmission {
+        let mut sub = submission(
+            &tasks.iter().map(|(k, _, d)| (*k, *d)).collect::<Vec<_>>(),
+            requested,
+        );
+        for (t, (_, positions, _)) in sub.tasks.iter_mut().zip(tasks) {
+            t.dependency_positions = positions.to_vec();
+        }
+        sub
+    }
+
     fn id(s: &State, key: &str) -> TaskId {
         s.task_id(&Key::from_str_key(key)).expect("known key")
+    }
+
+    /// The keys a task depends on, sorted.
+    fn dependency_keys(s: &State, key: &str) -> Vec<String> {
+        let mut keys: Vec<String> = s
+            .task(id(s, key))
+            .dependencies
+            .iter()
+            .map(|&d| {
+                let key = s.task(d).key.decoded();
+                key.as_str().expect("a string key").to_string()
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn dependencies_by_position_wire_like_dependencies_by_key() {
+        let by_key: &[(&str, &[&str])] = &[
+            ("a", &[]),
+            ("b", &["a"]),
+            ("c", &["a", "b"]),
+            ("unreached", &["a"]),
+            ("d", &["c", "b"]),
+        ];
+        let by_position: &[(&str, &[u32], &[&str])] = &[
+            ("a", &[], &[]),
+            ("b", &[0], &[]),
+            ("c", &[0], &["b"]),
+            ("unreached", &[0], &[]),
+            ("d", &[2, 1], &[]),
+        ];
+        let mut s1 = State::new(Config::default());
+        let c1 = s1.add_client("Client-a", 0.0);
+        s1.update_graph(c1, submission(by_key, &["d"]), 1.0);
+        let mut s2 = State::new(Config::default());
+        let c2 = s2.add_client("Client-a", 0.0);
+        s2.update_graph(c2, submission_by_position(by_position, &["d"]), 1.0);
+        assert_eq!(s2.task_count(), 4);
+        assert_eq!(s2.task_id(&Key::from_str_key("unreached")), None);
+        for k in ["a", "b", "c", "d"] {
+            assert_eq!(dependency_keys(&s1, k), dependency_keys(&s2, k), "{k}");
+        }
+        assert_eq!(dependency_keys(&s2, "d"), ["b", "c"]);
+        s2.validate_worker_accounting().unwrap();
+        // a later graph: its own dependency by position, a known one by key
+        let later: &[(&str, &[u32], &[&str])] = &[("e", &[], &["d"]), ("f", &[0], &["a"])];
+        s2.update_graph(c2, submission_by_position(later, &["f"]), 2.0);
+        assert_eq!(dependency_keys(&s2, "f"), ["a", "e"]);
+        assert_eq!(dependency_keys(&s2, "e"), ["d"]);
+        s2.validate_worker_accounting().unwrap();
+    }
+
+    #[test]
+    fn a_position_out_of_range_is_a_lost_dependency() {
+        let mut s = State::new(Config::default());
+        let c = s.add_client("Client-a", 0.0);
+        let bad: &[(&str, &[u32], &[&str])] = &[("a", &[], &[]), ("b", &[2], &[])];
+        s.update_graph(c, submission_by_position(bad, &["b"]), 1.0);
+        assert_eq!(s.task_count(), 0);
+        let out = format!("{:?}", s.take_outbox());
+        assert!(out.contains("cancelled-keys"), "{out}");
+        assert!(out.contains("lost dependencies"), "{out}");
+    }
+
+    #[test]
+    fn a_position_of_a_key_given_twice_stands_for_its_last_position() {
+        let mut s = State::new(Config::default());
+        let c = s.add_client("Client-a", 0.0);
+        // "a" at positions 0 and 2; "b" names position 0, "c" the key
+        let dup: &[(&str, &[u32], &[&str])] = &[
+            ("a", &[], &[]),
+            ("b", &[0], &[]),
+            ("a", &[], &[]),
+            ("c", &[], &["a"]),
+        ];
+        s.update_graph(c, submission_by_position(dup, &["b", "c"]), 1.0);
+        assert_eq!(s.task_count(), 3, "one task per key");
+        assert_eq!(dependency_keys(&s, "b"), ["a"]);
+        assert_eq!(dependency_keys(&s, "c"), ["a"]);
+        s.validate_worker_accounting().unwrap();
     }
 
     #[test]

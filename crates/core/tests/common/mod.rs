@@ -337,6 +337,7 @@ impl Sim {
         GraphTask {
             key: t.key,
             dependencies: t.deps,
+            dependency_positions: Vec::new(),
             run_spec: run_spec().into(),
             order,
             annotations: Value::map(t.annotations),

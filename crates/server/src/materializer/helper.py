@@ -456,6 +456,10 @@ def _materialize(req, emit, clock):
 
     t3 = clock()
     pickle_node = _node_pickler()
+    # A dependency in this graph goes as its position in the tasks sent (the
+    # scheduler then needs no key lookup for it); others (keys of earlier
+    # graphs) as keys.
+    position = {key: i for i, key in enumerate(dsk)}
     tasks = []
     chunk_bytes = 0
     sent = 0
@@ -471,10 +475,18 @@ def _materialize(req, emit, clock):
             if value is not None:
                 ann[name] = value
         run_spec, run_spec_frames = pickle_node(node)
+        deps = node.dependencies
+        try:
+            dep_pos = [position[d] for d in deps]
+            outside = []
+        except KeyError:
+            dep_pos = [position[d] for d in deps if d in position]
+            outside = [d for d in deps if d not in position]
         tasks.append(
             {
                 "key": key,
-                "deps": list(node.dependencies),
+                "deps": outside,
+                "dep_pos": dep_pos,
                 "run_spec": run_spec,
                 "run_spec_frames": run_spec_frames,
                 "order": internal_priority.get(key),

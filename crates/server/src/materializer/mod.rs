@@ -63,9 +63,12 @@
 //!   `__Serialized__` sub-header and payload frames exactly as received;
 //!   `annotations` is the `update-graph.annotations` `__Pickled__` sub-header
 //!   and its out-of-band frames. Reply:
-//!   `{"id", "status": "ok", "tasks": [{"key", "deps": [key], "run_spec": bin,
-//!   "run_spec_frames": [bin], "order": int | nil, "annotations": {str: value},
-//!   "data_producer": bool}]}`. `run_spec` is the msgpack `__Pickled__`
+//!   `{"id", "status": "ok", "tasks": [{"key", "deps": [key], "dep_pos": [int],
+//!   "run_spec": bin, "run_spec_frames": [bin], "order": int | nil,
+//!   "annotations": {str: value}, "data_producer": bool}]}`. A task's
+//!   dependencies in the graph are `dep_pos`, their positions in the task
+//!   list (all chunks' tasks in order); `deps` holds only the keys the graph
+//!   lacks (results of earlier graphs). `run_spec` is the msgpack `__Pickled__`
 //!   sub-header `{"pickled-obj", "num-sub-frames"}` of the task's `GraphNode`
 //!   and `run_spec_frames` its buffers: forward them as a `{"__Pickled__": i}`
 //!   placeholder in `compute-task`. `order` is `internal_priority[key]` when

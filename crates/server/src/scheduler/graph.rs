@@ -117,12 +117,26 @@ fn parse_task(t: &Value, packer: &mut RunSpecPacker) -> Result<GraphTask, String
         .iter()
         .map(|d| Key::from_value(d).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
+    // dependencies in the same graph, as positions in its task list (checked
+    // against its length once every chunk is in)
+    let dependency_positions = t
+        .get("dep_pos")
+        .and_then(Value::as_seq)
+        .unwrap_or(&[])
+        .iter()
+        .map(|p| {
+            p.as_i64()
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| format!("task {key}: dependency position {p:?} is not a u32"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let Some(Value::Bin(header)) = t.get("run_spec") else {
         return Err(format!("task {key} without run_spec"));
     };
     Ok(GraphTask {
         key,
         dependencies,
+        dependency_positions,
         run_spec: packer.pack(&Opaque {
             kind: OpaqueKind::Pickled,
             header: header.clone(),
@@ -321,6 +335,7 @@ async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Vec<GraphTask>, F
             tasks.len()
         )));
     }
+    check_positions(&tasks)?;
     if let Some(orders) = last.orders {
         if orders.len() != tasks.len() {
             return Err(Failure::runtime(format!(
@@ -341,6 +356,21 @@ async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Vec<GraphTask>, F
         started.elapsed().saturating_sub(replied)
     );
     Ok(tasks)
+}
+
+/// Every dependency given by position names a task of the graph.
+fn check_positions(tasks: &[GraphTask]) -> Result<(), Failure> {
+    match tasks
+        .iter()
+        .flat_map(|t| &t.dependency_positions)
+        .find(|&&p| p as usize >= tasks.len())
+    {
+        Some(p) => Err(Failure::runtime(format!(
+            "bad materializer reply: dependency position {p} in a graph of {} tasks",
+            tasks.len()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Graphs at least this big are followed by [`release_freed_memory`].
@@ -483,6 +513,30 @@ mod tests {
             assert_eq!(t.order, i as i64);
             assert_eq!(t.dependencies.len(), i);
         }
+    }
+
+    #[test]
+    fn dependencies_in_the_graph_come_as_positions() {
+        let mut packer = RunSpecPacker::new();
+        let mut t = task(0, 0);
+        t.set("dep_pos", Value::Array(vec![Value::Int(2), Value::Int(0)]));
+        let parsed = parse_task(&t, &mut packer).expect("parses");
+        assert_eq!(parsed.dependency_positions, [2, 0]);
+        assert!(parsed.dependencies.is_empty());
+        for bad in [Value::Int(-1), Value::Int(1 << 40), Value::str("0")] {
+            t.set("dep_pos", Value::Array(vec![bad.clone()]));
+            let err = parse_task(&t, &mut packer).expect_err("rejected");
+            assert!(err.contains("dependency position"), "{bad:?}: {err}");
+        }
+        // within the graph, or the reply is refused
+        let mut tasks: Vec<GraphTask> = (0..3)
+            .map(|_| parse_task(&task(0, 0), &mut packer).expect("parses"))
+            .collect();
+        tasks[1].dependency_positions = vec![0, 2];
+        assert!(check_positions(&tasks).is_ok());
+        tasks[2].dependency_positions = vec![3];
+        let err = check_positions(&tasks).expect_err("out of range");
+        assert!(err.text.contains("dependency position 3"), "{}", err.text);
     }
 
     #[test]
