@@ -456,9 +456,9 @@ def _materialize(req, emit, clock):
 
     t3 = clock()
     pickle_node = _node_pickler()
-    # A key of this graph, as a dependency or a requested key, goes as its
-    # position in the tasks sent (the scheduler then needs no key lookup for
-    # it); others (keys of earlier graphs) as keys.
+    # A dependency in this graph goes as its position in the tasks sent (the
+    # scheduler then needs no key lookup for it); others (keys of earlier
+    # graphs) as keys.
     position = {key: i for i, key in enumerate(dsk)}
     tasks = []
     chunk_bytes = 0
