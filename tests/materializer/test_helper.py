@@ -454,8 +454,6 @@ def test_submit_with_future_dependency_and_culling(helper):
     # a key the graph lacks goes as a key, not a position
     assert reply["tasks"][0]["deps"] == (dep,)
     assert reply["tasks"][0]["dep_pos"] == ()
-    # the requested key's position in the tasks sent
-    assert reply["requested_pos"] == (0,)
     assert execute(reply["tasks"], [key], known={dep: 10}) == [11]
 
 
@@ -491,15 +489,12 @@ def test_map(helper):
     )
     keys = list(expr.keys)
     internal_priority = dict(zip(keys, range(len(keys))))
-    req = wire_update_graph(expr, keys, internal_priority=internal_priority)
-    reply = ok(helper.call(req))
+    reply = ok(helper.call(wire_update_graph(expr, keys, internal_priority=internal_priority)))
     tasks = by_key(reply)
     assert set(tasks) == set(keys)
     for k in keys:
         assert tasks[k]["order"] == internal_priority[k]
         assert tasks[k]["deps"] == ()
-    # each requested key's position in the tasks sent, in the request's order
-    assert [reply["tasks"][p]["key"] for p in reply["requested_pos"]] == list(req["keys"])
     assert execute(reply["tasks"], keys) == [i + 1 for i in range(6)]
 
 
@@ -778,9 +773,6 @@ def test_streamed_array_reply_matches_unstreamed(helper):
     # Same process, same graph: the same tasks, in the same order, same bytes.
     assert list(streamed) == list(whole["tasks"])
     assert execute(streamed, names) == [10000]
-    # requested positions count every chunk's tasks
-    assert final["requested_pos"] == whole["requested_pos"]
-    assert [streamed[p]["key"] for p in final["requested_pos"]] == list(req["keys"])
 
 
 def test_small_graph_is_not_chunked(helper):

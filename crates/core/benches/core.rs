@@ -128,15 +128,6 @@ fn fixture(shape: Shape, n: usize) -> Fixture {
         client,
         n_tasks: tasks.len(),
         submission: Some(GraphSubmission {
-            // the requested keys' positions, as the materializer gives them
-            requested_positions: {
-                let at: HashMap<&Key, u32> = tasks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (&t.key, i as u32))
-                    .collect();
-                requested.iter().map(|k| at.get(k).copied()).collect()
-            },
             requested,
             tasks,
             fifo_timeout: 0.1,

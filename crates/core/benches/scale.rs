@@ -63,9 +63,7 @@ fn task(key: Key, deps: Vec<u32>, order: i64) -> GraphTask {
     }
 }
 
-/// The tasks and the requested keys with their positions, as the
-/// materializer gives them.
-fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<(Key, u32)>) {
+fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
     let k = |s: String| Key::from_str_key(&s);
     let mut tasks = Vec::with_capacity(n + 16);
     let mut requested = Vec::new();
@@ -78,7 +76,7 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<(Key, u32)>) {
         Shape::Independent => {
             for i in 0..n {
                 let key = k(format!("noop-{i}"));
-                requested.push((key.clone(), i as u32));
+                requested.push(key.clone());
                 tasks.push(task(key, vec![], next()));
             }
         }
@@ -92,7 +90,7 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<(Key, u32)>) {
                     prev = Some((key.clone(), tasks.len() as u32));
                     tasks.push(task(key, deps, next()));
                 }
-                requested.extend(prev);
+                requested.extend(prev.map(|(key, _)| key));
             }
         }
         Shape::Tree => {
@@ -118,7 +116,7 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<(Key, u32)>) {
                 level = up;
                 depth += 1;
             }
-            requested = level;
+            requested = level.into_iter().map(|(key, _)| key).collect();
         }
         Shape::Shuffle => {
             // p = largest power of two <= n/16; as many layers as make ~n tasks
@@ -136,9 +134,7 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<(Key, u32)>) {
                     tasks.push(task(name(l, j), vec![at(j), at(j ^ b)], next()));
                 }
             }
-            requested = (0..p)
-                .map(|j| (name(layers, j), (layers * p + j) as u32))
-                .collect();
+            requested = (0..p).map(|j| name(layers, j)).collect();
         }
     }
     (tasks, requested)
@@ -162,13 +158,12 @@ fn run(shape: Shape, n: usize) -> Run {
         ("op", Value::str("client-releases-keys")),
         (
             "keys",
-            Value::Array(requested.iter().map(|(k, _)| k.decoded()).collect()),
+            Value::Array(requested.iter().map(Key::decoded).collect()),
         ),
         ("client", Value::str("Client-bench")),
     ]);
     let sub = GraphSubmission {
-        requested_positions: requested.iter().map(|&(_, p)| Some(p)).collect(),
-        requested: requested.into_iter().map(|(k, _)| k).collect(),
+        requested,
         tasks,
         fifo_timeout: 0.1,
     };
@@ -256,8 +251,7 @@ fn memory_per_task(n: usize) -> Option<f64> {
     );
     let n_tasks = tasks.len();
     let sub = GraphSubmission {
-        requested_positions: requested.iter().map(|&(_, p)| Some(p)).collect(),
-        requested: requested.into_iter().map(|(k, _)| k).collect(),
+        requested,
         tasks,
         fifo_timeout: 0.1,
     };

@@ -39,11 +39,6 @@ pub struct GraphTask {
 pub struct GraphSubmission {
     /// The keys the client wants (its futures).
     pub requested: Vec<Key>,
-    /// Empty, or for each of `requested`, its position in `tasks` (`None`:
-    /// not in the graph, a key the scheduler should already have). The
-    /// materializer gives them, so that `update_graph` need not look the
-    /// requested keys up; a position out of range counts as a lost key.
-    pub requested_positions: Vec<Option<u32>>,
     /// Materialized tasks.
     pub tasks: Vec<GraphTask>,
     /// Seconds after which a new graph starts a new priority generation.
@@ -155,16 +150,8 @@ impl State {
         // Each is resolved once here (to its position in the submission or
         // its known task), so that the walk and the wiring below need no
         // more key lookups.
-        // A key given by position needs no lookup, unless a key was given
-        // twice: then it stands for its key's last position.
-        let canonical = |p: u32| -> Option<usize> {
-            let t = graph.tasks.get(p as usize)?;
-            Some(if duplicates {
-                position(&t.key, hashes[p as usize]).unwrap_or(p as usize)
-            } else {
-                p as usize
-            })
-        };
+        // A dependency given by position needs no lookup, unless a key was
+        // given twice: then it stands for its key's last position.
         let n_deps: usize = graph
             .tasks
             .iter()
@@ -176,9 +163,14 @@ impl State {
         'tasks: for t in &graph.tasks {
             dep_start.push(dep_refs.len());
             for &p in &t.dependency_positions {
-                let Some(gi) = canonical(p) else {
+                let Some(dep) = graph.tasks.get(p as usize) else {
                     lost = true;
                     break 'tasks;
+                };
+                let gi = if duplicates {
+                    position(&dep.key, hashes[p as usize]).unwrap_or(p as usize)
+                } else {
+                    p as usize
                 };
                 dep_refs.push(Dep::Graph(gi));
             }
@@ -202,17 +194,9 @@ impl State {
         // requested tasks are sorted by priority below).
         let mut requested_pos: Vec<u32> = Vec::with_capacity(graph.requested.len());
         let mut requested_known: Vec<TaskId> = Vec::new();
-        let given = graph.requested_positions.len() == graph.requested.len();
-        for (i, k) in graph.requested.iter().enumerate() {
+        for k in &graph.requested {
             if lost {
                 break;
-            }
-            if let Some(Some(p)) = given.then(|| graph.requested_positions[i]) {
-                match canonical(p) {
-                    Some(gi) => requested_pos.push(gi as u32),
-                    None => lost = true,
-                }
-                continue;
             }
             let h = KeyHash::of(k.as_bytes());
             match position(k, h) {
@@ -449,7 +433,6 @@ mod tests {
     fn submission(tasks: &[(&str, &[&str])], requested: &[&str]) -> GraphSubmission {
         GraphSubmission {
             requested: requested.iter().map(|k| Key::from_str_key(k)).collect(),
-            requested_positions: Vec::new(),
             tasks: tasks
                 .iter()
                 .enumerate()
@@ -537,38 +520,6 @@ mod tests {
         assert_eq!(dependency_keys(&s2, "f"), ["a", "e"]);
         assert_eq!(dependency_keys(&s2, "e"), ["d"]);
         s2.validate_worker_accounting().unwrap();
-    }
-
-    #[test]
-    fn requested_keys_by_position_and_by_key() {
-        let mut s = State::new(Config::default());
-        let c = s.add_client("Client-a", 0.0);
-        s.update_graph(c, submission(&[("known", &[])], &["known"]), 1.0);
-        let graph: &[(&str, &[u32], &[&str])] =
-            &[("a", &[], &[]), ("b", &[0], &[]), ("unreached", &[], &[])];
-        let mut sub = submission_by_position(graph, &["b", "known"]);
-        sub.requested_positions = vec![Some(1), None];
-        s.update_graph(c, sub, 2.0);
-        assert_eq!(s.task_count(), 3, "known, a, b");
-        assert_eq!(s.task_id(&Key::from_str_key("unreached")), None);
-        assert_eq!(dependency_keys(&s, "b"), ["a"]);
-        for k in ["b", "known"] {
-            assert!(s.task(id(&s, k)).who_wants.contains(&c), "{k}");
-        }
-        assert!(s.task(id(&s, "a")).who_wants.is_empty());
-        s.validate_worker_accounting().unwrap();
-        // out of range: the keys are cancelled, nothing is created
-        let mut bad = submission_by_position(&[("z", &[], &[])], &["z"]);
-        bad.requested_positions = vec![Some(1)];
-        s.update_graph(c, bad, 3.0);
-        assert_eq!(s.task_id(&Key::from_str_key("z")), None);
-        let out = format!("{:?}", s.take_outbox());
-        assert!(out.contains("lost dependencies"), "{out}");
-        // positions that do not match the keys one for one are not used
-        let mut odd = submission_by_position(&[("y", &[], &[])], &["y"]);
-        odd.requested_positions = vec![Some(7), Some(8)];
-        s.update_graph(c, odd, 4.0);
-        assert!(s.task(id(&s, "y")).who_wants.contains(&c));
     }
 
     #[test]

@@ -362,7 +362,6 @@ impl Sim {
         let tasks = tasks.into_iter().map(|t| self.graph_task(t)).collect();
         let g = GraphSubmission {
             requested,
-            requested_positions: Vec::new(),
             tasks,
             fifo_timeout: fifo,
         };

@@ -507,14 +507,7 @@ def _materialize(req, emit, clock):
                 chunk_bytes = 0
     t4 = clock()
     # The last (or only) partial chunk travels in the reply itself.
-    reply = {
-        "status": "ok",
-        "tasks": tasks,
-        "ntasks": sent + len(tasks),
-        # each requested key's position in the tasks sent (nil: not in the
-        # graph, a key the scheduler should already have)
-        "requested_pos": [position.get(k) for k in keys],
-    }
+    reply = {"status": "ok", "tasks": tasks, "ntasks": sent + len(tasks)}
     if orderer is not None:
         reply["orders"] = orderer.result(dsk, patience=max(30.0, 3 * (t4 - t2)))
     t5 = clock()

@@ -68,9 +68,7 @@
 //!   "annotations": {str: value}, "data_producer": bool}]}`. A task's
 //!   dependencies in the graph are `dep_pos`, their positions in the task
 //!   list (all chunks' tasks in order); `deps` holds only the keys the graph
-//!   lacks (results of earlier graphs). The final reply's `requested_pos`
-//!   gives each of `keys`, in order, its position in that list (nil: not in
-//!   the graph). `run_spec` is the msgpack `__Pickled__`
+//!   lacks (results of earlier graphs). `run_spec` is the msgpack `__Pickled__`
 //!   sub-header `{"pickled-obj", "num-sub-frames"}` of the task's `GraphNode`
 //!   and `run_spec_frames` its buffers: forward them as a `{"__Pickled__": i}`
 //!   placeholder in `compute-task`. `order` is `internal_priority[key]` when

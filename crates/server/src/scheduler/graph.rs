@@ -185,37 +185,6 @@ struct FinalReply {
     /// Every task's order, in stream order, when the helper sends them at
     /// the end (computed while the tasks were being pickled).
     orders: Option<Vec<i64>>,
-    /// Each requested key's position among all the tasks (`None`: not in
-    /// the graph); empty when the helper does not say.
-    requested_positions: Vec<Option<u32>>,
-}
-
-/// A materialized graph: its tasks, and each requested key's position among
-/// them (see [`GraphSubmission::requested_positions`]).
-struct Materialized {
-    tasks: Vec<GraphTask>,
-    requested_positions: Vec<Option<u32>>,
-}
-
-/// `requested_pos` of a final reply: one position or nil per requested key.
-fn requested_positions(v: Option<&Value>) -> Result<Vec<Option<u32>>, Failure> {
-    let bad = |what: String| Failure::runtime(format!("bad materializer reply: {what}"));
-    match v {
-        None | Some(Value::Nil) => Ok(Vec::new()),
-        Some(v) => v
-            .as_seq()
-            .ok_or_else(|| bad("'requested_pos' is not an array".into()))?
-            .iter()
-            .map(|p| match p {
-                Value::Nil => Ok(None),
-                p => p
-                    .as_i64()
-                    .and_then(|p| u32::try_from(p).ok())
-                    .map(Some)
-                    .ok_or_else(|| bad(format!("requested position {p:?} is not a u32"))),
-            })
-            .collect(),
-    }
 }
 
 /// The final reply: the tasks it carries (the last chunk, or all of them for
@@ -248,7 +217,6 @@ fn parse_reply(bytes: Bytes) -> Result<FinalReply, Failure> {
                 tasks,
                 ntasks,
                 orders,
-                requested_positions: requested_positions(reply.get("requested_pos"))?,
             })
         }
         _ => Err(Failure {
@@ -328,7 +296,7 @@ fn join_failure(e: tokio::task::JoinError) -> Failure {
 /// its own (last) chunk is left. A small graph comes in the reply alone and
 /// is parsed here, or on a blocking thread when the reply is big. Timed for
 /// `/metrics` (latency histogram and queue depth).
-async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Materialized, Failure> {
+async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Vec<GraphTask>, Failure> {
     let _timer = crate::metrics::global().materialization();
     let started = std::time::Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
@@ -367,7 +335,7 @@ async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Materialized, Fai
             tasks.len()
         )));
     }
-    check_positions(&tasks, &last.requested_positions)?;
+    check_positions(&tasks)?;
     if let Some(orders) = last.orders {
         if orders.len() != tasks.len() {
             return Err(Failure::runtime(format!(
@@ -387,33 +355,22 @@ async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Materialized, Fai
          (overlapped), the rest {:.3?} after the reply",
         started.elapsed().saturating_sub(replied)
     );
-    Ok(Materialized {
-        tasks,
-        requested_positions: last.requested_positions,
-    })
+    Ok(tasks)
 }
 
-/// Every dependency and requested key given by position names a task of
-/// the graph.
-fn check_positions(tasks: &[GraphTask], requested: &[Option<u32>]) -> Result<(), Failure> {
-    let outside = |p: &u32| *p as usize >= tasks.len();
-    let bad = |what: &str, p: u32| {
-        Err(Failure::runtime(format!(
-            "bad materializer reply: {what} position {p} in a graph of {} tasks",
-            tasks.len()
-        )))
-    };
-    if let Some(&p) = tasks
+/// Every dependency given by position names a task of the graph.
+fn check_positions(tasks: &[GraphTask]) -> Result<(), Failure> {
+    match tasks
         .iter()
         .flat_map(|t| &t.dependency_positions)
-        .find(|p| outside(p))
+        .find(|&&p| p as usize >= tasks.len())
     {
-        return bad("dependency", p);
+        Some(p) => Err(Failure::runtime(format!(
+            "bad materializer reply: dependency position {p} in a graph of {} tasks",
+            tasks.len()
+        ))),
+        None => Ok(()),
     }
-    if let Some(&p) = requested.iter().flatten().find(|p| outside(p)) {
-        return bad("requested", p);
-    }
-    Ok(())
 }
 
 /// Graphs at least this big are followed by [`release_freed_memory`].
@@ -467,30 +424,15 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
             "Actors (actors=True) are not supported by the Rust dask-scheduler".into(),
         )),
         Err(f) => Err(f),
-        Ok(body) => materialize(sched, body).await.and_then(|m| {
-            // one position (or none) per requested key, when given
-            if m.requested_positions.is_empty() || m.requested_positions.len() == keys.len() {
-                Ok(m)
-            } else {
-                Err(Failure::runtime(format!(
-                    "bad materializer reply: {} requested positions for {} keys",
-                    m.requested_positions.len(),
-                    keys.len()
-                )))
-            }
-        }),
+        Ok(body) => materialize(sched, body).await,
     };
     match outcome {
-        Ok(Materialized {
-            tasks,
-            requested_positions,
-        }) => {
+        Ok(tasks) => {
             let big = tasks.len() >= TRIM_AFTER_TASKS;
             sched.send(Command::Graph {
                 client,
                 graph: GraphSubmission {
                     requested: keys,
-                    requested_positions,
                     tasks,
                     fifo_timeout,
                 },
@@ -591,28 +533,10 @@ mod tests {
             .map(|_| parse_task(&task(0, 0), &mut packer).expect("parses"))
             .collect();
         tasks[1].dependency_positions = vec![0, 2];
-        assert!(check_positions(&tasks, &[Some(2), None]).is_ok());
-        let err = check_positions(&tasks, &[Some(3)]).expect_err("out of range");
-        assert!(err.text.contains("requested position 3"), "{}", err.text);
+        assert!(check_positions(&tasks).is_ok());
         tasks[2].dependency_positions = vec![3];
-        let err = check_positions(&tasks, &[]).expect_err("out of range");
+        let err = check_positions(&tasks).expect_err("out of range");
         assert!(err.text.contains("dependency position 3"), "{}", err.text);
-        // requested positions: one per key, nil for a key outside the graph
-        let v = Value::Array(vec![Value::Int(1), Value::Nil]);
-        assert_eq!(
-            requested_positions(Some(&v)).ok(),
-            Some(vec![Some(1), None])
-        );
-        assert_eq!(requested_positions(None).ok(), Some(vec![]));
-        for bad in [Value::Int(-1), Value::str("1")] {
-            let v = Value::Array(vec![bad.clone()]);
-            let err = requested_positions(Some(&v)).expect_err("refused");
-            assert!(
-                err.text.contains("requested position"),
-                "{bad:?}: {}",
-                err.text
-            );
-        }
     }
 
     #[test]
