@@ -476,12 +476,16 @@ def _materialize(req, emit, clock):
                 ann[name] = value
         run_spec, run_spec_frames = pickle_node(node)
         deps = node.dependencies
-        try:
-            dep_pos = [position[d] for d in deps]
-            outside = []
-        except KeyError:
-            dep_pos = [position[d] for d in deps if d in position]
-            outside = [d for d in deps if d not in position]
+        if not deps:
+            # a root task: no lists to build
+            dep_pos = outside = ()
+        else:
+            try:
+                dep_pos = [position[d] for d in deps]
+                outside = ()
+            except KeyError:
+                dep_pos = [position[d] for d in deps if d in position]
+                outside = [d for d in deps if d not in position]
         tasks.append(
             {
                 "key": key,
