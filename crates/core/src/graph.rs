@@ -430,6 +430,13 @@ mod tests {
     use super::*;
     use crate::Config;
 
+    /// An empty scheduler with one client.
+    fn state_with_client() -> (State, ClientId) {
+        let mut s = State::new(Config::default());
+        let c = s.add_client("Client-a", 0.0);
+        (s, c)
+    }
+
     fn submission(tasks: &[(&str, &[&str])], requested: &[&str]) -> GraphSubmission {
         GraphSubmission {
             requested: requested.iter().map(|k| Key::from_str_key(k)).collect(),
@@ -501,11 +508,9 @@ mod tests {
             ("unreached", &[0], &[]),
             ("d", &[2, 1], &[]),
         ];
-        let mut s1 = State::new(Config::default());
-        let c1 = s1.add_client("Client-a", 0.0);
+        let (mut s1, c1) = state_with_client();
         s1.update_graph(c1, submission(by_key, &["d"]), 1.0);
-        let mut s2 = State::new(Config::default());
-        let c2 = s2.add_client("Client-a", 0.0);
+        let (mut s2, c2) = state_with_client();
         s2.update_graph(c2, submission_by_position(by_position, &["d"]), 1.0);
         assert_eq!(s2.task_count(), 4);
         assert_eq!(s2.task_id(&Key::from_str_key("unreached")), None);
@@ -524,8 +529,7 @@ mod tests {
 
     #[test]
     fn a_position_out_of_range_is_a_lost_dependency() {
-        let mut s = State::new(Config::default());
-        let c = s.add_client("Client-a", 0.0);
+        let (mut s, c) = state_with_client();
         let bad: &[(&str, &[u32], &[&str])] = &[("a", &[], &[]), ("b", &[2], &[])];
         s.update_graph(c, submission_by_position(bad, &["b"]), 1.0);
         assert_eq!(s.task_count(), 0);
@@ -536,8 +540,7 @@ mod tests {
 
     #[test]
     fn a_position_of_a_key_given_twice_stands_for_its_last_position() {
-        let mut s = State::new(Config::default());
-        let c = s.add_client("Client-a", 0.0);
+        let (mut s, c) = state_with_client();
         // "a" at positions 0 and 2; "b" names position 0, "c" the key
         let dup: &[(&str, &[u32], &[&str])] = &[
             ("a", &[], &[]),
@@ -554,8 +557,7 @@ mod tests {
 
     #[test]
     fn new_tasks_take_arena_slots_in_the_submission_order() {
-        let mut s = State::new(Config::default());
-        let c = s.add_client("Client-a", 0.0);
+        let (mut s, c) = state_with_client();
         // the walk starts at the requested key and reaches the tasks in the
         // reverse of their order; the slots still follow the submission
         let chain: &[(&str, &[&str])] = &[
@@ -580,8 +582,7 @@ mod tests {
 
     #[test]
     fn resubmitting_known_tasks_does_not_grow_the_arena() {
-        let mut s = State::new(Config::default());
-        let c = s.add_client("Client-a", 0.0);
+        let (mut s, c) = state_with_client();
         // a chain of 1,000: the sample of positions sees known keys
         let keys: Vec<String> = (0..1000).map(|i| format!("x-{i}")).collect();
         let deps: Vec<Vec<&str>> = (0..1000)
@@ -617,8 +618,7 @@ mod tests {
         // slots are held until a sweep, then reused, so the arena stops
         // growing; a key released and submitted again is a new task that
         // the index finds
-        let mut s = State::new(Config::default());
-        let c = s.add_client("Client-a", 0.0);
+        let (mut s, c) = state_with_client();
         let keys: Vec<String> = (0..3000).map(|i| format!("y-{i}")).collect();
         let graph: Vec<(&str, &[&str])> = keys.iter().map(|k| (k.as_str(), &[][..])).collect();
         let requested: Vec<&str> = keys.iter().map(String::as_str).collect();
