@@ -376,6 +376,8 @@ impl State {
                 }
                 self.task_mut(id).dependencies.insert(dep);
                 self.task_mut(dep).dependents.insert(id);
+                let (group, dep_group) = (self.task(id).group, self.task(dep).group);
+                self.groups.add_dependency(group, dep_group);
             }
         }
 

@@ -32,6 +32,7 @@ pub mod state;
 pub mod stats;
 pub mod stealing;
 pub mod task;
+pub mod taskgroups;
 pub mod taskidset;
 pub mod taskstream;
 pub mod timedelta;

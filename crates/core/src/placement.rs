@@ -73,7 +73,9 @@ impl State {
     }
 
     /// Dask's `is_rootish`: unrestricted tasks of a group much wider than the
-    /// cluster with (almost) no dependencies, or data-producing tasks.
+    /// cluster whose group depends on few, small groups (the union over all
+    /// the group's tasks, the group itself included, like Python's
+    /// `TaskGroup.dependencies`), or data-producing tasks.
     pub(crate) fn is_rootish(&self, id: TaskId) -> bool {
         let t = self.task(id);
         if t.restrictions().is_some() {
@@ -84,27 +86,8 @@ impl State {
         }
         // Python's `total_nthreads`: every registered worker, paused ones included
         // (pausing a worker must not turn ordinary tasks into queued root tasks).
-        if self.groups[t.group as usize] as u64 <= 2 * self.total_nthreads {
-            return false;
-        }
-        if t.dependencies.len() >= 5 {
-            return false;
-        }
-        // the distinct groups of (at most four) dependencies
-        let mut dep_groups = [0u32; 4];
-        let mut n = 0;
-        for d in &t.dependencies {
-            let g = self.task(*d).group;
-            if !dep_groups[..n].contains(&g) {
-                dep_groups[n] = g;
-                n += 1;
-            }
-        }
-        let dep_group_sizes: u64 = dep_groups[..n]
-            .iter()
-            .map(|g| self.groups[*g as usize] as u64)
-            .sum();
-        n < 5 && dep_group_sizes < 5
+        self.groups.size(t.group) > 2 * self.total_nthreads
+            && self.groups.has_few_dependencies(t.group)
     }
 
     /// Estimated start time of `id` on `w`: queued work plus transfer of missing inputs.

@@ -87,15 +87,9 @@ pub struct State {
     pub(crate) last_graph_time: f64,
     pub(crate) prefixes: Vec<PrefixStats>,
     prefix_ids: FxHashMap<String, u32>,
-    /// Task-group sizes (`len(TaskGroup)`: tasks added since the group was
-    /// created), indexed by group id.
-    pub(crate) groups: Vec<u32>,
-    /// Live (not yet forgotten) tasks per group, and each group's name, so
-    /// that a group disappears with its last task like in Python.
-    group_live: Vec<u32>,
-    group_names: Vec<String>,
-    free_groups: Vec<u32>,
-    group_ids: FxHashMap<String, u32>,
+    /// Task groups: sizes, live tasks, names and dependency groups (what
+    /// `is_rootish` reads).
+    pub(crate) groups: crate::taskgroups::TaskGroups,
     pub(crate) unrunnable: BTreeSet<TaskId>,
     /// Queued root tasks that no worker has reserved, best priority first.
     pub(crate) queued: crate::queuedset::QueuedSet,
@@ -200,11 +194,7 @@ impl State {
             last_graph_time: f64::NEG_INFINITY,
             prefixes: Vec::new(),
             prefix_ids: Default::default(),
-            groups: Vec::new(),
-            group_live: Vec::new(),
-            group_names: Vec::new(),
-            free_groups: Vec::new(),
-            group_ids: Default::default(),
+            groups: Default::default(),
             unrunnable: BTreeSet::new(),
             queued: crate::queuedset::QueuedSet::new(),
             reserved_on: FxHashMap::default(),
@@ -370,7 +360,8 @@ impl State {
                 let prefix = self.intern_prefix(&prefix_name);
                 (
                     prefix,
-                    self.intern_group(if is_tuple { name } else { &prefix_name }),
+                    self.groups
+                        .add_task(if is_tuple { name } else { &prefix_name }),
                 )
             }
             None => {
@@ -380,7 +371,8 @@ impl State {
                 let prefix = self.intern_prefix(&prefix_name);
                 (
                     prefix,
-                    self.intern_group(if is_tuple { &name } else { &prefix_name }),
+                    self.groups
+                        .add_task(if is_tuple { &name } else { &prefix_name }),
                 )
             }
         };
@@ -424,7 +416,7 @@ impl State {
                 self.task_ids.sweep(&mut self.free_slots);
             }
             self.steal_refused.remove(&id);
-            self.release_group(task.group);
+            self.groups.forget_task(task.group);
             for c in task.who_wants {
                 if let Some(client) = self.clients.get_mut(&c) {
                     client.wants_what.remove(id);
@@ -447,63 +439,6 @@ impl State {
         });
         self.prefix_ids.insert(prefix.to_string(), id);
         id
-    }
-
-    /// The group of `name` (`key_split_group`: a tuple key's name, a str
-    /// key's prefix).
-    fn intern_group(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.group_ids.get(name) {
-            self.groups[id as usize] += 1;
-            self.group_live[id as usize] += 1;
-            return id;
-        }
-        let id = match self.free_groups.pop() {
-            Some(id) => {
-                self.groups[id as usize] = 1;
-                self.group_live[id as usize] = 1;
-                self.group_names[id as usize] = name.to_string();
-                id
-            }
-            None => {
-                self.groups.push(1);
-                self.group_live.push(1);
-                self.group_names.push(name.to_string());
-                (self.groups.len() - 1) as u32
-            }
-        };
-        self.group_ids.insert(name.to_string(), id);
-        id
-    }
-
-    /// A task of group `g` was forgotten. Python drops a `TaskGroup` once all
-    /// its tasks are forgotten, so its size (which drives `is_rootish`) starts
-    /// from zero again; without this, sizes grew forever (every later `inc-…`
-    /// task looked root-ish) and the name table leaked one entry per graph token.
-    fn release_group(&mut self, g: u32) {
-        let live = &mut self.group_live[g as usize];
-        *live -= 1;
-        if *live == 0 {
-            let name = std::mem::take(&mut self.group_names[g as usize]);
-            self.group_ids.remove(&name);
-            self.groups[g as usize] = 0;
-            self.free_groups.push(g);
-        }
-    }
-
-    /// Number of live task groups.
-    pub(crate) fn live_group_count(&self) -> usize {
-        self.group_ids.len()
-    }
-
-    /// Forgotten tasks of groups that still have live tasks (what Python's
-    /// prefix `states["forgotten"]` holds: a group's counts leave its prefix
-    /// when its last task is forgotten).
-    pub(crate) fn forgotten_in_live_groups(&self) -> u64 {
-        self.groups
-            .iter()
-            .zip(&self.group_live)
-            .map(|(size, live)| u64::from(size.saturating_sub(*live)))
-            .sum()
     }
 
     /// Estimated run time of a task from its prefix history.

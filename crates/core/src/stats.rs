@@ -406,8 +406,8 @@ impl State {
         for p in &mut snap.prefixes {
             p.states[f] = p.counters.state_totals[f];
         }
-        snap.tasks[f] = self.forgotten_in_live_groups();
-        snap.task_groups = self.live_group_count();
+        snap.tasks[f] = self.groups.forgotten_in_live_groups();
+        snap.task_groups = self.groups.live_count();
         snap.task_count = self.task_count();
         snap.unrunnable = self.unrunnable.len();
         snap.hosts = self

@@ -322,6 +322,52 @@ fn small_groups_are_not_queued() {
     assert_eq!(sim.computes().len(), 4);
 }
 
+/// 10 chains of 3 tasks, all of one group unless `head` names the chain
+/// heads' group (Python's `key_split_group`: the prefix before the token).
+fn chains(head: &str) -> (Vec<String>, Vec<T>) {
+    let mut keys = Vec::new();
+    let mut tasks = Vec::new();
+    for c in 0..10 {
+        let mut prev: Option<String> = None;
+        for i in 0..3 {
+            let key = match (i, head) {
+                (0, h) if !h.is_empty() => format!("{h}-{c}"),
+                _ => format!("inc-{c}{i}"),
+            };
+            let deps: Vec<&str> = prev.iter().map(String::as_str).collect();
+            tasks.push(t(&key, &deps).order(tasks.len() as i64));
+            prev = Some(key);
+        }
+        keys.extend(prev);
+    }
+    (keys, tasks)
+}
+
+#[test]
+fn root_ish_is_decided_by_the_groups_dependencies_like_python() {
+    // (chain heads' group, how many chain heads start at once on 2
+    // one-thread workers). Python's `is_rootish` reads
+    // `TaskGroup.dependencies`, the union over the group's tasks: when the
+    // heads share the `inc` group with the rest of the chains, that group
+    // depends on itself (30 tasks), so no head is root-ish and all 10 start;
+    // a heads-only group has no dependencies and is queued, 2 per worker.
+    let cases = [("", 10, 0), ("start", 4, 6)];
+    for (head, started, queued) in cases {
+        let mut sim = Sim::new();
+        sim.worker("tcp://127.0.0.1:1", 1);
+        sim.worker("tcp://127.0.0.1:2", 1);
+        let (keys, tasks) = chains(head);
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        sim.submit(&refs, tasks);
+        assert_eq!(sim.computes().len(), started, "heads {head:?}");
+        assert_eq!(
+            sim.in_state(TaskState::Queued).len(),
+            queued,
+            "heads {head:?}"
+        );
+    }
+}
+
 #[test]
 fn data_producers_are_queued_even_in_small_groups() {
     let mut sim = Sim::new();

@@ -1,0 +1,332 @@
+//! Task groups (Python's `TaskGroup`): the tasks of one `key_split_group`
+//! name, with the two facts `is_rootish` reads, the group's size and the
+//! groups its tasks depend on.
+//!
+//! Python keeps `TaskGroup.dependencies`, the set of groups that any task of
+//! the group depends on, and calls a group root-ish only if that set has
+//! fewer than `rootish-taskgroup` (5) groups, together fewer than
+//! `rootish-taskgroup-dependencies` (5) tasks. A group may depend on itself:
+//! in 100 chains of `inc` tasks every chain's first `inc` is in a group that
+//! depends on the 10,000-task `inc` group, so no `inc` is root-ish and the
+//! chains start on every worker at once instead of being queued two per
+//! thread.
+//!
+//! A group disappears with its last live task (its name can then start a
+//! new group), but like Python's objects, a dead group that another group
+//! still names as a dependency keeps its size until nothing names it; only
+//! then is its slot reused.
+
+use rustc_hash::FxHashMap;
+
+/// Python's `distributed.scheduler.rootish-taskgroup`: a root-ish group
+/// depends on fewer groups than this.
+const ROOTISH_MAX_DEPENDENCY_GROUPS: usize = 5;
+/// Python's `distributed.scheduler.rootish-taskgroup-dependencies`: a
+/// root-ish group's dependency groups hold fewer tasks than this together.
+const ROOTISH_MAX_DEPENDENCY_TASKS: u64 = 5;
+
+/// The groups a group's tasks depend on, as far as `is_rootish` needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dependencies {
+    /// Fewer than [`ROOTISH_MAX_DEPENDENCY_GROUPS`] distinct groups, the
+    /// first `n` of `ids` (the group itself among them when it depends on
+    /// itself).
+    Few {
+        ids: [u32; ROOTISH_MAX_DEPENDENCY_GROUPS - 1],
+        n: u8,
+    },
+    /// Never root-ish again: too many dependency groups, or too many tasks
+    /// in them (a group's size only grows, and a group never loses a
+    /// dependency, so this is final).
+    Many,
+}
+
+const NO_DEPENDENCIES: Dependencies = Dependencies::Few {
+    ids: [0; ROOTISH_MAX_DEPENDENCY_GROUPS - 1],
+    n: 0,
+};
+
+/// One group slot.
+#[derive(Debug)]
+struct Group {
+    /// `len(TaskGroup)`: tasks added since the group was created, forgotten
+    /// ones included.
+    size: u32,
+    /// Tasks not yet forgotten; the group dies when this reaches zero.
+    live: u32,
+    /// Other groups whose dependencies name this one.
+    referrers: u32,
+    name: String,
+    dependencies: Dependencies,
+}
+
+/// All task groups, by dense id.
+#[derive(Debug, Default)]
+pub(crate) struct TaskGroups {
+    groups: Vec<Group>,
+    /// Slots of groups that are dead and named by no other group.
+    free: Vec<u32>,
+    /// The live group of each name.
+    by_name: FxHashMap<String, u32>,
+}
+
+impl TaskGroups {
+    /// A new task of group `name`: its group's id, the group created if
+    /// `name` has no live group.
+    pub(crate) fn add_task(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.by_name.get(name) {
+            let g = &mut self.groups[id as usize];
+            g.size += 1;
+            g.live += 1;
+            return id;
+        }
+        let group = Group {
+            size: 1,
+            live: 1,
+            referrers: 0,
+            name: name.to_string(),
+            dependencies: NO_DEPENDENCIES,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.groups[id as usize] = group;
+                id
+            }
+            None => {
+                self.groups.push(group);
+                (self.groups.len() - 1) as u32
+            }
+        };
+        self.by_name.insert(name.to_string(), id);
+        id
+    }
+
+    /// A task of group `g` was forgotten. Python drops a group once all its
+    /// tasks are forgotten, so a later task of the same name starts a new
+    /// group whose size (which drives `is_rootish`) starts from one.
+    pub(crate) fn forget_task(&mut self, g: u32) {
+        let group = &mut self.groups[g as usize];
+        group.live -= 1;
+        if group.live > 0 {
+            return;
+        }
+        let name = std::mem::take(&mut group.name);
+        self.by_name.remove(&name);
+        // a dead group is never asked whether it is root-ish
+        self.drop_dependencies(g);
+        self.free_if_unreferenced(g);
+    }
+
+    /// Some task of group `g` depends on a task of group `dep` (Python's
+    /// `TaskState.add_dependency`: `self.group.dependencies.add(...)`).
+    pub(crate) fn add_dependency(&mut self, g: u32, dep: u32) {
+        let Dependencies::Few { mut ids, n } = self.groups[g as usize].dependencies else {
+            return;
+        };
+        let n = usize::from(n);
+        if ids[..n].contains(&dep) {
+            return;
+        }
+        if n + 1 >= ROOTISH_MAX_DEPENDENCY_GROUPS
+            || u64::from(self.groups[dep as usize].size) >= ROOTISH_MAX_DEPENDENCY_TASKS
+        {
+            self.drop_dependencies(g);
+            self.groups[g as usize].dependencies = Dependencies::Many;
+            return;
+        }
+        ids[n] = dep;
+        self.groups[g as usize].dependencies = Dependencies::Few {
+            ids,
+            n: (n + 1) as u8,
+        };
+        if dep != g {
+            self.groups[dep as usize].referrers += 1;
+        }
+    }
+
+    /// `len(TaskGroup)` of group `g`.
+    pub(crate) fn size(&self, g: u32) -> u64 {
+        u64::from(self.groups[g as usize].size)
+    }
+
+    /// The dependency half of Python's `is_rootish`: fewer than 5 dependency
+    /// groups, fewer than 5 tasks in them together.
+    pub(crate) fn has_few_dependencies(&self, g: u32) -> bool {
+        match self.groups[g as usize].dependencies {
+            Dependencies::Many => false,
+            Dependencies::Few { ids, n } => {
+                let tasks: u64 = ids[..usize::from(n)].iter().map(|d| self.size(*d)).sum();
+                tasks < ROOTISH_MAX_DEPENDENCY_TASKS
+            }
+        }
+    }
+
+    /// Number of live groups.
+    pub(crate) fn live_count(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Forgotten tasks of live groups (what Python's prefix
+    /// `states["forgotten"]` holds: a group's counts leave its prefix when its
+    /// last task is forgotten).
+    pub(crate) fn forgotten_in_live_groups(&self) -> u64 {
+        self.groups
+            .iter()
+            .filter(|g| g.live > 0)
+            .map(|g| u64::from(g.size - g.live))
+            .sum()
+    }
+
+    /// Stop naming `g`'s dependency groups (it died or became `Many`); the
+    /// dead ones nothing else names are freed.
+    fn drop_dependencies(&mut self, g: u32) {
+        let Dependencies::Few { ids, n } =
+            std::mem::replace(&mut self.groups[g as usize].dependencies, NO_DEPENDENCIES)
+        else {
+            return;
+        };
+        for &dep in &ids[..usize::from(n)] {
+            if dep == g {
+                continue;
+            }
+            self.groups[dep as usize].referrers -= 1;
+            self.free_if_unreferenced(dep);
+        }
+    }
+
+    /// Reuse `g`'s slot if the group is dead and no group names it.
+    fn free_if_unreferenced(&mut self, g: u32) {
+        let group = &mut self.groups[g as usize];
+        if group.live == 0 && group.referrers == 0 && group.size > 0 {
+            group.size = 0;
+            self.free.push(g);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group_of(groups: &mut TaskGroups, name: &str, tasks: usize) -> u32 {
+        let id = groups.add_task(name);
+        for _ in 1..tasks {
+            assert_eq!(groups.add_task(name), id);
+        }
+        id
+    }
+
+    #[test]
+    fn few_dependencies_table() {
+        // (dependency groups with their sizes, expected `has_few_dependencies`)
+        let cases: &[(&[usize], bool)] = &[
+            (&[], true),
+            (&[1], true),
+            (&[4], true),
+            (&[5], false),
+            (&[2, 2], true),
+            (&[2, 3], false),
+            (&[1, 1, 1, 1], true),
+            (&[1, 1, 1, 1, 1], false),
+        ];
+        for (i, (sizes, few)) in cases.iter().enumerate() {
+            let mut groups = TaskGroups::default();
+            let g = group_of(&mut groups, "x", 100);
+            for (j, size) in sizes.iter().enumerate() {
+                let d = group_of(&mut groups, &format!("dep-{j}"), *size);
+                groups.add_dependency(g, d);
+            }
+            assert_eq!(groups.has_few_dependencies(g), *few, "case {i}: {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn a_group_that_depends_on_itself_counts_its_own_size() {
+        let mut groups = TaskGroups::default();
+        let inc = group_of(&mut groups, "inc", 3);
+        groups.add_dependency(inc, inc);
+        assert!(groups.has_few_dependencies(inc), "3 tasks < 5");
+        for _ in 0..2 {
+            groups.add_task("inc");
+        }
+        assert!(!groups.has_few_dependencies(inc), "5 tasks");
+    }
+
+    #[test]
+    fn a_dependency_group_growing_later_makes_the_group_not_rootish() {
+        let mut groups = TaskGroups::default();
+        let x = group_of(&mut groups, "x", 10);
+        let d = group_of(&mut groups, "d", 1);
+        groups.add_dependency(x, d);
+        assert!(groups.has_few_dependencies(x));
+        group_of(&mut groups, "d", 4);
+        assert!(!groups.has_few_dependencies(x));
+    }
+
+    #[test]
+    fn a_dead_group_named_as_a_dependency_keeps_its_size_and_slot() {
+        let mut groups = TaskGroups::default();
+        let x = group_of(&mut groups, "x", 10);
+        let d = group_of(&mut groups, "d", 3);
+        groups.add_dependency(x, d);
+        for _ in 0..3 {
+            groups.forget_task(d);
+        }
+        assert_eq!(groups.live_count(), 1, "d is dead");
+        // a new group of another name does not take d's slot
+        let e = group_of(&mut groups, "e", 2);
+        assert_ne!(e, d);
+        // like Python's stale TaskGroup object, d still counts its 3 tasks
+        groups.add_dependency(x, e);
+        assert!(!groups.has_few_dependencies(x), "3 + 2 tasks");
+        // once x is gone, d's slot is free again (and x's)
+        for _ in 0..10 {
+            groups.forget_task(x);
+        }
+        let mut reused = [groups.add_task("f"), groups.add_task("g")];
+        reused.sort();
+        assert_eq!(reused, [x.min(d), x.max(d)]);
+    }
+
+    #[test]
+    fn groups_depending_on_each_other_are_freed_when_both_die() {
+        let mut groups = TaskGroups::default();
+        let a = group_of(&mut groups, "a", 1);
+        let b = group_of(&mut groups, "b", 1);
+        groups.add_dependency(a, b);
+        groups.add_dependency(b, a);
+        groups.forget_task(a);
+        groups.forget_task(b);
+        assert_eq!(groups.live_count(), 0);
+        let mut reused = [groups.add_task("c"), groups.add_task("d")];
+        reused.sort();
+        assert_eq!(reused, [a.min(b), a.max(b)]);
+    }
+
+    #[test]
+    fn a_group_forgotten_and_added_again_starts_from_one_task() {
+        let mut groups = TaskGroups::default();
+        let inc = group_of(&mut groups, "inc", 20);
+        groups.add_dependency(inc, inc);
+        for _ in 0..20 {
+            groups.forget_task(inc);
+        }
+        let again = groups.add_task("inc");
+        assert_eq!(groups.size(again), 1);
+        assert!(groups.has_few_dependencies(again));
+    }
+
+    #[test]
+    fn forgotten_tasks_count_only_in_live_groups() {
+        let mut groups = TaskGroups::default();
+        let x = group_of(&mut groups, "x", 4);
+        let d = group_of(&mut groups, "d", 2);
+        groups.add_dependency(x, d);
+        groups.forget_task(x);
+        groups.forget_task(d);
+        assert_eq!(groups.forgotten_in_live_groups(), 2);
+        groups.forget_task(d);
+        // d is dead (and still named by x): its forgotten tasks leave the count
+        assert_eq!(groups.forgotten_in_live_groups(), 1);
+    }
+}
