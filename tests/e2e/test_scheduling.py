@@ -397,6 +397,30 @@ def test_root_task_queuing_default_saturation(make_cluster):
     assert per_worker <= math.ceil(1.1 * 1) + 1, f"workers held {per_worker} tasks: {samples[:5]}"
 
 
+def test_chains_of_one_task_group_are_not_queued(make_cluster):
+    """Python's ``is_rootish`` reads the task *group*'s dependencies: in 20
+    chains of ``slow_inc`` the chain heads have no dependencies of their own,
+    but their group depends on itself (100 tasks), so no head is root-ish
+    and all 20 chains start at once, not two per worker thread. Queuing
+    them made chains of tiny tasks latency-bound (1.1-1.3x Python's wall
+    time on benches/compare.py's overhead_delayed)."""
+    c = make_cluster([WorkerSpec(name="a", nthreads=1), WorkerSpec(name="b", nthreads=1)])
+    client = c.client()
+    ends = []
+    for i in range(20):
+        t = delayed(slow_inc)(i, delay=0.05)
+        for _ in range(4):
+            t = delayed(slow_inc)(t, delay=0.05)
+        ends.append(t)
+    futs = client.compute(ends)
+    samples = _sample_active(client, futs)
+    assert client.gather(futs) == [i + 5 for i in range(20)]
+    assert samples, "no sample: the chains ran too fast to observe"
+    most = max(sum(s.values()) for s in samples)
+    # queued, it would be ceil(1.1 * 1) == 2 per worker (+1 in flight)
+    assert most >= 15, f"at most {most} tasks were on the workers at once: {samples[:3]}"
+
+
 def _incoming_transfers(dask_worker):
     return dask_worker.state.transfer_incoming_count_total
 
