@@ -397,14 +397,21 @@ def test_root_task_queuing_default_saturation(make_cluster):
     assert per_worker <= math.ceil(1.1 * 1) + 1, f"workers held {per_worker} tasks: {samples[:5]}"
 
 
-def test_chains_of_one_task_group_are_not_queued(make_cluster):
+@pytest.mark.parametrize("threshold", [None, 1000], ids=["default", "raised"])
+def test_chains_of_one_task_group_are_not_queued(make_cluster, threshold):
     """Python's ``is_rootish`` reads the task *group*'s dependencies: in 20
     chains of ``slow_inc`` the chain heads have no dependencies of their own,
     but their group depends on itself (100 tasks), so no head is root-ish
     and all 20 chains start at once, not two per worker thread. Queuing
     them made chains of tiny tasks latency-bound (1.1-1.3x Python's wall
-    time on benches/compare.py's overhead_delayed)."""
-    c = make_cluster([WorkerSpec(name="a", nthreads=1), WorkerSpec(name="b", nthreads=1)])
+    time on benches/compare.py's overhead_delayed). With
+    ``rootish-taskgroup-dependencies`` raised above 100, the heads are
+    root-ish and queued."""
+    env = {}
+    if threshold is not None:
+        env["DASK_DISTRIBUTED__SCHEDULER__ROOTISH_TASKGROUP_DEPENDENCIES"] = str(threshold)
+    c = make_cluster([WorkerSpec(name="a", nthreads=1), WorkerSpec(name="b", nthreads=1)],
+                     env=env)
     client = c.client()
     ends = []
     for i in range(20):
@@ -417,8 +424,11 @@ def test_chains_of_one_task_group_are_not_queued(make_cluster):
     assert client.gather(futs) == [i + 5 for i in range(20)]
     assert samples, "no sample: the chains ran too fast to observe"
     most = max(sum(s.values()) for s in samples)
-    # queued, it would be ceil(1.1 * 1) == 2 per worker (+1 in flight)
-    assert most >= 15, f"at most {most} tasks were on the workers at once: {samples[:3]}"
+    if threshold is None:
+        # queued, it would be ceil(1.1 * 1) == 2 per worker (+1 in flight)
+        assert most >= 15, f"at most {most} tasks were on the workers at once: {samples[:3]}"
+    else:
+        assert most <= 2 * (math.ceil(1.1 * 1) + 1), f"{most} tasks at once: {samples[:3]}"
 
 
 def _incoming_transfers(dask_worker):

@@ -20,6 +20,12 @@ pub struct Config {
     /// (`State::reserve_family`); this scheduler's own setting,
     /// `distributed.scheduler.sibling-affinity` (on by default).
     pub sibling_affinity: bool,
+    /// `distributed.scheduler.rootish-taskgroup`: a root-ish task group
+    /// depends on fewer groups than this.
+    pub rootish_taskgroup: usize,
+    /// `distributed.scheduler.rootish-taskgroup-dependencies`: a root-ish
+    /// task group's dependency groups hold fewer tasks than this together.
+    pub rootish_taskgroup_dependencies: u64,
     /// `distributed.scheduler.default-task-durations`: duration estimates
     /// (s) of prefixes before any has been measured.
     pub default_task_durations: Vec<(String, f64)>,
@@ -49,6 +55,8 @@ impl Default for Config {
             worker_saturation: 1.1,
             work_stealing: true,
             sibling_affinity: true,
+            rootish_taskgroup: 5,
+            rootish_taskgroup_dependencies: 5,
             default_task_durations: [
                 "rechunk-split",
                 "split-shuffle",

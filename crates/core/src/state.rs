@@ -172,6 +172,10 @@ pub const FIRE_AND_FORGET: &str = "fire-and-forget";
 impl State {
     /// An empty scheduler.
     pub fn new(config: Config) -> State {
+        let groups = crate::taskgroups::TaskGroups::new(
+            config.rootish_taskgroup,
+            config.rootish_taskgroup_dependencies,
+        );
         let mut s = State {
             config,
             tasks: Vec::new(),
@@ -194,7 +198,7 @@ impl State {
             last_graph_time: f64::NEG_INFINITY,
             prefixes: Vec::new(),
             prefix_ids: Default::default(),
-            groups: Default::default(),
+            groups,
             unrunnable: BTreeSet::new(),
             queued: crate::queuedset::QueuedSet::new(),
             reserved_on: FxHashMap::default(),

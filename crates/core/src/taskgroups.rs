@@ -18,33 +18,17 @@
 
 use rustc_hash::FxHashMap;
 
-/// Python's `distributed.scheduler.rootish-taskgroup`: a root-ish group
-/// depends on fewer groups than this.
-const ROOTISH_MAX_DEPENDENCY_GROUPS: usize = 5;
-/// Python's `distributed.scheduler.rootish-taskgroup-dependencies`: a
-/// root-ish group's dependency groups hold fewer tasks than this together.
-const ROOTISH_MAX_DEPENDENCY_TASKS: u64 = 5;
-
 /// The groups a group's tasks depend on, as far as `is_rootish` needs them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Dependencies {
-    /// Fewer than [`ROOTISH_MAX_DEPENDENCY_GROUPS`] distinct groups, the
-    /// first `n` of `ids` (the group itself among them when it depends on
-    /// itself).
-    Few {
-        ids: [u32; ROOTISH_MAX_DEPENDENCY_GROUPS - 1],
-        n: u8,
-    },
+    /// Fewer distinct groups than `rootish-taskgroup` (the group itself
+    /// among them when it depends on itself).
+    Few(Vec<u32>),
     /// Never root-ish again: too many dependency groups, or too many tasks
     /// in them (a group's size only grows, and a group never loses a
     /// dependency, so this is final).
     Many,
 }
-
-const NO_DEPENDENCIES: Dependencies = Dependencies::Few {
-    ids: [0; ROOTISH_MAX_DEPENDENCY_GROUPS - 1],
-    n: 0,
-};
 
 /// One group slot.
 #[derive(Debug)]
@@ -61,8 +45,14 @@ struct Group {
 }
 
 /// All task groups, by dense id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TaskGroups {
+    /// Python's `distributed.scheduler.rootish-taskgroup`: a root-ish group
+    /// depends on fewer groups than this.
+    max_dependency_groups: usize,
+    /// Python's `distributed.scheduler.rootish-taskgroup-dependencies`: a
+    /// root-ish group's dependency groups hold fewer tasks than this together.
+    max_dependency_tasks: u64,
     groups: Vec<Group>,
     /// Slots of groups that are dead and named by no other group.
     free: Vec<u32>,
@@ -71,6 +61,19 @@ pub(crate) struct TaskGroups {
 }
 
 impl TaskGroups {
+    /// No groups yet; root-ish groups depend on fewer than
+    /// `max_dependency_groups` groups of fewer than `max_dependency_tasks`
+    /// tasks together (Python's defaults: 5 and 5).
+    pub(crate) fn new(max_dependency_groups: usize, max_dependency_tasks: u64) -> TaskGroups {
+        TaskGroups {
+            max_dependency_groups,
+            max_dependency_tasks,
+            groups: Vec::new(),
+            free: Vec::new(),
+            by_name: FxHashMap::default(),
+        }
+    }
+
     /// A new task of group `name`: its group's id, the group created if
     /// `name` has no live group.
     pub(crate) fn add_task(&mut self, name: &str) -> u32 {
@@ -85,7 +88,7 @@ impl TaskGroups {
             live: 1,
             referrers: 0,
             name: name.to_string(),
-            dependencies: NO_DEPENDENCIES,
+            dependencies: Dependencies::Few(Vec::new()),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -120,25 +123,22 @@ impl TaskGroups {
     /// Some task of group `g` depends on a task of group `dep` (Python's
     /// `TaskState.add_dependency`: `self.group.dependencies.add(...)`).
     pub(crate) fn add_dependency(&mut self, g: u32, dep: u32) {
-        let Dependencies::Few { mut ids, n } = self.groups[g as usize].dependencies else {
+        let Dependencies::Few(ids) = &self.groups[g as usize].dependencies else {
             return;
         };
-        let n = usize::from(n);
-        if ids[..n].contains(&dep) {
+        if ids.contains(&dep) {
             return;
         }
-        if n + 1 >= ROOTISH_MAX_DEPENDENCY_GROUPS
-            || u64::from(self.groups[dep as usize].size) >= ROOTISH_MAX_DEPENDENCY_TASKS
+        if ids.len() + 1 >= self.max_dependency_groups
+            || self.size(dep) >= self.max_dependency_tasks
         {
             self.drop_dependencies(g);
             self.groups[g as usize].dependencies = Dependencies::Many;
             return;
         }
-        ids[n] = dep;
-        self.groups[g as usize].dependencies = Dependencies::Few {
-            ids,
-            n: (n + 1) as u8,
-        };
+        if let Dependencies::Few(ids) = &mut self.groups[g as usize].dependencies {
+            ids.push(dep);
+        }
         if dep != g {
             self.groups[dep as usize].referrers += 1;
         }
@@ -149,14 +149,15 @@ impl TaskGroups {
         u64::from(self.groups[g as usize].size)
     }
 
-    /// The dependency half of Python's `is_rootish`: fewer than 5 dependency
-    /// groups, fewer than 5 tasks in them together.
+    /// The dependency half of Python's `is_rootish`: fewer dependency groups
+    /// than `rootish-taskgroup`, fewer tasks in them together than
+    /// `rootish-taskgroup-dependencies`.
     pub(crate) fn has_few_dependencies(&self, g: u32) -> bool {
-        match self.groups[g as usize].dependencies {
+        match &self.groups[g as usize].dependencies {
             Dependencies::Many => false,
-            Dependencies::Few { ids, n } => {
-                let tasks: u64 = ids[..usize::from(n)].iter().map(|d| self.size(*d)).sum();
-                tasks < ROOTISH_MAX_DEPENDENCY_TASKS
+            Dependencies::Few(ids) => {
+                let tasks: u64 = ids.iter().map(|d| self.size(*d)).sum();
+                ids.len() < self.max_dependency_groups && tasks < self.max_dependency_tasks
             }
         }
     }
@@ -180,12 +181,13 @@ impl TaskGroups {
     /// Stop naming `g`'s dependency groups (it died or became `Many`); the
     /// dead ones nothing else names are freed.
     fn drop_dependencies(&mut self, g: u32) {
-        let Dependencies::Few { ids, n } =
-            std::mem::replace(&mut self.groups[g as usize].dependencies, NO_DEPENDENCIES)
-        else {
+        let Dependencies::Few(ids) = std::mem::replace(
+            &mut self.groups[g as usize].dependencies,
+            Dependencies::Few(Vec::new()),
+        ) else {
             return;
         };
-        for &dep in &ids[..usize::from(n)] {
+        for dep in ids {
             if dep == g {
                 continue;
             }
@@ -230,7 +232,7 @@ mod tests {
             (&[1, 1, 1, 1, 1], false),
         ];
         for (i, (sizes, few)) in cases.iter().enumerate() {
-            let mut groups = TaskGroups::default();
+            let mut groups = TaskGroups::new(5, 5);
             let g = group_of(&mut groups, "x", 100);
             for (j, size) in sizes.iter().enumerate() {
                 let d = group_of(&mut groups, &format!("dep-{j}"), *size);
@@ -241,8 +243,32 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_are_the_configured_ones() {
+        // (rootish-taskgroup, rootish-taskgroup-dependencies, dependency
+        // group sizes, expected)
+        let cases: &[(usize, u64, &[usize], bool)] = &[
+            (1, 5, &[], true),
+            (1, 5, &[1], false),
+            (10, 100, &[50, 49], true),
+            (10, 100, &[50, 50], false),
+            (3, 100, &[1, 1], true),
+            (3, 100, &[1, 1, 1], false),
+            (5, 1, &[1], false),
+        ];
+        for (i, (max_groups, max_tasks, sizes, few)) in cases.iter().enumerate() {
+            let mut groups = TaskGroups::new(*max_groups, *max_tasks);
+            let g = group_of(&mut groups, "x", 100);
+            for (j, size) in sizes.iter().enumerate() {
+                let d = group_of(&mut groups, &format!("dep-{j}"), *size);
+                groups.add_dependency(g, d);
+            }
+            assert_eq!(groups.has_few_dependencies(g), *few, "case {i}");
+        }
+    }
+
+    #[test]
     fn a_group_that_depends_on_itself_counts_its_own_size() {
-        let mut groups = TaskGroups::default();
+        let mut groups = TaskGroups::new(5, 5);
         let inc = group_of(&mut groups, "inc", 3);
         groups.add_dependency(inc, inc);
         assert!(groups.has_few_dependencies(inc), "3 tasks < 5");
@@ -254,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_dependency_group_growing_later_makes_the_group_not_rootish() {
-        let mut groups = TaskGroups::default();
+        let mut groups = TaskGroups::new(5, 5);
         let x = group_of(&mut groups, "x", 10);
         let d = group_of(&mut groups, "d", 1);
         groups.add_dependency(x, d);
@@ -265,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_dead_group_named_as_a_dependency_keeps_its_size_and_slot() {
-        let mut groups = TaskGroups::default();
+        let mut groups = TaskGroups::new(5, 5);
         let x = group_of(&mut groups, "x", 10);
         let d = group_of(&mut groups, "d", 3);
         groups.add_dependency(x, d);
@@ -290,7 +316,7 @@ mod tests {
 
     #[test]
     fn groups_depending_on_each_other_are_freed_when_both_die() {
-        let mut groups = TaskGroups::default();
+        let mut groups = TaskGroups::new(5, 5);
         let a = group_of(&mut groups, "a", 1);
         let b = group_of(&mut groups, "b", 1);
         groups.add_dependency(a, b);
@@ -305,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_group_forgotten_and_added_again_starts_from_one_task() {
-        let mut groups = TaskGroups::default();
+        let mut groups = TaskGroups::new(5, 5);
         let inc = group_of(&mut groups, "inc", 20);
         groups.add_dependency(inc, inc);
         for _ in 0..20 {
@@ -318,7 +344,7 @@ mod tests {
 
     #[test]
     fn forgotten_tasks_count_only_in_live_groups() {
-        let mut groups = TaskGroups::default();
+        let mut groups = TaskGroups::new(5, 5);
         let x = group_of(&mut groups, "x", 4);
         let d = group_of(&mut groups, "d", 2);
         groups.add_dependency(x, d);

@@ -707,6 +707,10 @@ def op_config(req):
             "idle-timeout": float(parse_timedelta(idle)) if idle else None,
             "bandwidth": float(parse_bytes(get("distributed.scheduler.bandwidth"))),
             "work-stealing": bool(get("distributed.scheduler.work-stealing")),
+            "rootish-taskgroup": int(get("distributed.scheduler.rootish-taskgroup")),
+            "rootish-taskgroup-dependencies": int(
+                get("distributed.scheduler.rootish-taskgroup-dependencies")
+            ),
             # this scheduler's own setting (not in Dask's schema): keep the
             # queued siblings of a running root task for the same worker
             "sibling-affinity": bool(get("distributed.scheduler.sibling-affinity", True)),

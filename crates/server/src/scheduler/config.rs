@@ -33,6 +33,15 @@ fn apply(config: &mut Config, values: &Value) {
     if let Some(v) = values.get("sibling-affinity") {
         config.sibling_affinity = v.truthy();
     }
+    if let Some(v) = values.get("rootish-taskgroup").and_then(Value::as_i64) {
+        config.rootish_taskgroup = v.clamp(0, i64::from(u32::MAX)) as usize;
+    }
+    if let Some(v) = values
+        .get("rootish-taskgroup-dependencies")
+        .and_then(Value::as_i64)
+    {
+        config.rootish_taskgroup_dependencies = v.max(0) as u64;
+    }
     if let Some(v) = values.get("task-stream-length").and_then(Value::as_i64) {
         config.task_stream_length = v.clamp(1, 10_000_000) as usize;
     }
@@ -78,6 +87,12 @@ pub fn from_env() -> Config {
     }
     if let Some(v) = num("unknown-task-duration") {
         config.unknown_task_duration = v;
+    }
+    if let Some(v) = num("rootish-taskgroup") {
+        config.rootish_taskgroup = v.clamp(0.0, f64::from(u32::MAX)) as usize;
+    }
+    if let Some(v) = num("rootish-taskgroup-dependencies") {
+        config.rootish_taskgroup_dependencies = v.max(0.0) as u64;
     }
     let flag = |v: String| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes");
     if let Some(v) = env_value("work-stealing") {
@@ -153,6 +168,8 @@ mod tests {
                 ("work-stealing", Value::Bool(false)),
                 ("sibling-affinity", Value::Bool(false)),
                 ("task-stream-length", Value::Int(500)),
+                ("rootish-taskgroup", Value::Int(3)),
+                ("rootish-taskgroup-dependencies", Value::Int(1000)),
                 (
                     "default-task-durations",
                     Value::map([("slow-load", Value::Float(60.0))]),
@@ -165,6 +182,8 @@ mod tests {
         assert!(!c.work_stealing);
         assert!(!c.sibling_affinity);
         assert_eq!(c.task_stream_length, 500);
+        assert_eq!(c.rootish_taskgroup, 3);
+        assert_eq!(c.rootish_taskgroup_dependencies, 1000);
         // The table as Python resolved it (defaults merged in there) replaces ours.
         assert_eq!(c.default_task_duration("slow-load"), Some(60.0));
         assert_eq!(c.default_task_duration("split-taskshuffle"), None);
