@@ -424,6 +424,9 @@ def test_chains_of_one_task_group_are_not_queued(make_cluster, threshold):
     assert client.gather(futs) == [i + 5 for i in range(20)]
     assert samples, "no sample: the chains ran too fast to observe"
     most = max(sum(s.values()) for s in samples)
+    if IMPL == "rust":
+        expect = f"rootish-taskgroup=5 rootish-taskgroup-dependencies={threshold or 5}"
+        assert expect in c.scheduler.log_text(), "the startup log shows the thresholds in effect"
     if threshold is None:
         # queued, it would be ceil(1.1 * 1) == 2 per worker (+1 in flight)
         assert most >= 15, f"at most {most} tasks were on the workers at once: {samples[:3]}"

@@ -131,11 +131,14 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         ),
     }
     tracing::info!(
-        "Scheduling: worker-saturation={} allowed-failures={} work-stealing={} sibling-affinity={}",
+        "Scheduling: worker-saturation={} allowed-failures={} work-stealing={} sibling-affinity={} \
+         rootish-taskgroup={} rootish-taskgroup-dependencies={}",
         config.worker_saturation,
         config.allowed_failures,
         config.work_stealing,
-        config.sibling_affinity
+        config.sibling_affinity,
+        config.rootish_taskgroup,
+        config.rootish_taskgroup_dependencies
     );
     let idle_timeout = cli
         .idle_timeout()?
