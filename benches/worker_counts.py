@@ -88,14 +88,6 @@ def snapshot(dask_worker) -> dict:
 # the driver side
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cpu_seconds(pids) -> float:
     import psutil
 
@@ -106,21 +98,6 @@ def _cpu_seconds(pids) -> float:
     return total
 
 
-def _chains(n_chains: int, length: int, offset: int = 0):
-    from dask import delayed
-
-    sys.path.insert(0, str(HERE))
-    import bench_funcs as bf
-
-    ends = []
-    for j in range(n_chains):
-        t = delayed(bf.inc)(offset + j)
-        for _ in range(length - 1):
-            t = delayed(bf.inc)(t)
-        ends.append(t)
-    return delayed(bf.sum_list)(ends)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scheduler", choices=["rust", "python"])
@@ -129,10 +106,12 @@ def main() -> int:
     ap.add_argument("--rust-bin", default=str(ROOT / "target/release/dask-scheduler"))
     args = ap.parse_args()
 
+    # this file's directory is on sys.path when it runs as a script
+    import compare
     from distributed import Client
 
     py = sys.executable
-    port = _free_port()
+    port = compare.free_port()
     common = ["--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"]
     if args.scheduler == "rust":
         cmd = [args.rust_bin, *common, "--python", py]
@@ -152,19 +131,23 @@ def main() -> int:
         # functions cloudpickle would copy by value)
         import worker_counts
 
+        # compare.py's `overhead_delayed` workload: the same graph, warm-up and check
+        work = compare.build_overhead_delayed(
+            {"chains": args.chains, "length": args.length, "timeout": 600})
         with Client(address, timeout=60) as client:
             client.wait_for_workers(4, timeout=60)
-            client.compute(_chains(20, 10, offset=10_000)).result(timeout=120)  # warm-up
+            work.warm(client)
             before = client.run(worker_counts.snapshot)
             cpu0 = _cpu_seconds(p.pid for p in procs[1:])
             t0 = time.perf_counter()
-            result = client.compute(_chains(args.chains, args.length)).result(timeout=600)
+            result = work.run(client)
             wall = time.perf_counter() - t0
             cpu1 = _cpu_seconds(p.pid for p in procs[1:])
             after = client.run(worker_counts.snapshot)
-        expect = sum(j + args.length for j in range(args.chains))
-        if result != expect:
-            print(f"WRONG RESULT: {result} != {expect}", file=sys.stderr)
+        try:
+            work.check(result)
+        except AssertionError as e:
+            print(f"WRONG RESULT: {e}", file=sys.stderr)
             return 2
         total: collections.Counter = collections.Counter()
         for w, counts in after.items():

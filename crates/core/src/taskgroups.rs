@@ -220,33 +220,18 @@ mod tests {
 
     #[test]
     fn few_dependencies_table() {
-        // (dependency groups with their sizes, expected `has_few_dependencies`)
-        let cases: &[(&[usize], bool)] = &[
-            (&[], true),
-            (&[1], true),
-            (&[4], true),
-            (&[5], false),
-            (&[2, 2], true),
-            (&[2, 3], false),
-            (&[1, 1, 1, 1], true),
-            (&[1, 1, 1, 1, 1], false),
-        ];
-        for (i, (sizes, few)) in cases.iter().enumerate() {
-            let mut groups = TaskGroups::new(5, 5);
-            let g = group_of(&mut groups, "x", 100);
-            for (j, size) in sizes.iter().enumerate() {
-                let d = group_of(&mut groups, &format!("dep-{j}"), *size);
-                groups.add_dependency(g, d);
-            }
-            assert_eq!(groups.has_few_dependencies(g), *few, "case {i}: {sizes:?}");
-        }
-    }
-
-    #[test]
-    fn thresholds_are_the_configured_ones() {
         // (rootish-taskgroup, rootish-taskgroup-dependencies, dependency
-        // group sizes, expected)
+        // group sizes, expected `has_few_dependencies`); Python's defaults
+        // are 5 and 5
         let cases: &[(usize, u64, &[usize], bool)] = &[
+            (5, 5, &[], true),
+            (5, 5, &[1], true),
+            (5, 5, &[4], true),
+            (5, 5, &[5], false),
+            (5, 5, &[2, 2], true),
+            (5, 5, &[2, 3], false),
+            (5, 5, &[1, 1, 1, 1], true),
+            (5, 5, &[1, 1, 1, 1, 1], false),
             (1, 5, &[], true),
             (1, 5, &[1], false),
             (10, 100, &[50, 49], true),
@@ -262,7 +247,7 @@ mod tests {
                 let d = group_of(&mut groups, &format!("dep-{j}"), *size);
                 groups.add_dependency(g, d);
             }
-            assert_eq!(groups.has_few_dependencies(g), *few, "case {i}");
+            assert_eq!(groups.has_few_dependencies(g), *few, "case {i}: {sizes:?}");
         }
     }
 
