@@ -78,8 +78,8 @@ pub struct ComputeTask<'a, 'd> {
     pub run_id: i64,
     /// Priority tuple.
     pub priority: &'a Priority,
-    /// Stimulus id (a str, or a pre-encoded msgpack str).
-    pub stimulus_id: &'a Value,
+    /// Stimulus id, a pre-encoded msgpack str (see `State::stimulus_msgpack`).
+    pub stimulus_id: &'a [u8],
     /// The dependencies (`who_has` and `nbytes`).
     pub deps: &'d [ComputeDep<'a>],
     /// The pickled run spec (opaque `__Pickled__`), if any.
@@ -113,8 +113,7 @@ pub fn compute_task(c: ComputeTask<'_, '_>) -> Value {
     out.extend_from_slice(fixstr_bytes!("priority"));
     c.priority.write_msgpack(out);
     out.extend_from_slice(fixstr_bytes!("stimulus_id"));
-    e.push_value(c.stimulus_id);
-    let out = e.buf();
+    out.extend_from_slice(c.stimulus_id);
     out.extend_from_slice(fixstr_bytes!("who_has"));
     write_map_len(out, c.deps.len());
     for d in c.deps {
@@ -175,17 +174,70 @@ pub fn free_keys_with(keys: Vec<Value>, stimulus_id: Value) -> Value {
     )
 }
 
-/// Add `key` to a message built by [`free_keys`]; false if `msg` is not one.
-pub fn free_keys_add(msg: &mut Value, key: Value) -> bool {
-    if let Value::Map(entries) = msg {
-        if let [(_, op), (_, Value::Array(keys)), _] = entries.as_mut_slice() {
-            if op.is_str_key("free-keys") {
-                keys.push(key);
-                return true;
-            }
-        }
+/// The bytes a `free-keys` from [`free_keys_of`] starts with: a map of
+/// three fields, the op, then the stimulus id (the keys come last, so more
+/// can be appended).
+const FREE_KEYS_PREFIX: &[u8] = b"\x83\xa2op\xa9free-keys\xabstimulus_id";
+
+/// scheduler→worker `free-keys` for one task's key, encoded at once: the
+/// transitions free one key per task on its holders, and a batch's keys
+/// for one worker share a message ([`free_keys_push`] appends to it). The
+/// key's canonical bytes are copied, not shared, so the task's key buffer
+/// is not turned into a shared one (an allocation and atomic counts per
+/// key). `stimulus_id` is a pre-encoded msgpack str. The worker reads the
+/// fields by name; their order (`op`, `stimulus_id`, `keys`) is not
+/// Python's (`keys` before `stimulus_id`) only so that keys can be added at
+/// the end.
+pub fn free_keys_of(key: &Key, stimulus_id: &[u8]) -> Value {
+    let key = key.as_bytes();
+    let mut e = Encoded::with_capacity(FREE_KEYS_PREFIX.len() + stimulus_id.len() + 16 + key.len());
+    let out = e.buf();
+    out.extend_from_slice(FREE_KEYS_PREFIX);
+    out.extend_from_slice(stimulus_id);
+    out.extend_from_slice(fixstr_bytes!("keys"));
+    // an array32 header, so the count can be raised in place
+    out.push(0xdd);
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out.extend_from_slice(key);
+    e.into_value()
+}
+
+/// Append `key` to a message built by [`free_keys_of`]; false if `msg` is
+/// not one.
+pub fn free_keys_push(msg: &mut Value, key: &Key) -> bool {
+    let Value::Encoded(e) = msg else {
+        return false;
+    };
+    let body = e.buf();
+    let Some(rest) = body.strip_prefix(FREE_KEYS_PREFIX) else {
+        return false;
+    };
+    let stimulus_len = match rest.first() {
+        Some(&m @ 0xa0..=0xbf) => 1 + (m & 0x1f) as usize,
+        Some(0xd9) => match rest.get(1) {
+            Some(&n) => 2 + n as usize,
+            None => return false,
+        },
+        Some(0xda) => match rest.get(1..3) {
+            Some(n) => 3 + u16::from_be_bytes([n[0], n[1]]) as usize,
+            None => return false,
+        },
+        _ => return false,
+    };
+    let keys_at = FREE_KEYS_PREFIX.len() + stimulus_len;
+    let count_at = keys_at + fixstr_bytes!("keys").len();
+    if body.get(keys_at..count_at) != Some(fixstr_bytes!("keys"))
+        || body.get(count_at) != Some(&0xdd)
+    {
+        return false;
     }
-    false
+    let Some(count) = body.get(count_at + 1..count_at + 5) else {
+        return false;
+    };
+    let count = u32::from_be_bytes([count[0], count[1], count[2], count[3]]);
+    body[count_at + 1..count_at + 5].copy_from_slice(&(count + 1).to_be_bytes());
+    body.extend_from_slice(key.as_bytes());
+    true
 }
 
 /// scheduler→worker `remove-replicas`.
@@ -356,6 +408,36 @@ mod tests {
         assert_eq!(decoded.get("stimulus_id"), Some(&Value::str("s")));
     }
 
+    #[test]
+    fn free_keys_grows_in_place_and_decodes_to_its_keys() {
+        let keys = [
+            Key::from_str_key("x"),
+            Key::from_value(&Value::Array(vec![Value::str("y"), Value::Int(3)])).unwrap(),
+            Key::from_str_key(&"z".repeat(300)),
+        ];
+        // stimulus ids as fixstr, str8 and str16
+        for stimulus in ["s", &"t".repeat(40), &"u".repeat(300)] {
+            let stim = msgpack::encode(&Value::str(stimulus));
+            let mut msg = free_keys_of(&keys[0], &stim);
+            for k in &keys[1..] {
+                assert!(free_keys_push(&mut msg, k), "{stimulus}");
+            }
+            let Value::Encoded(e) = &msg else {
+                panic!("free-keys is encoded at once")
+            };
+            let decoded = e.decode().unwrap();
+            assert_eq!(decoded.get("op"), Some(&Value::str("free-keys")));
+            assert_eq!(decoded.get("stimulus_id"), Some(&Value::str(stimulus)));
+            let want: Vec<Value> = keys.iter().map(Key::decoded).collect();
+            assert_eq!(decoded.get("keys"), Some(&Value::Array(want)));
+        }
+        // anything else is left alone
+        let mut other = free_keys(vec![Value::str("x")], "s");
+        assert!(!free_keys_push(&mut other, &keys[1]));
+        let mut compute = stream_start();
+        assert!(!free_keys_push(&mut compute, &keys[1]));
+    }
+
     /// `compute-task` as a tree, the way it was built before it was encoded
     /// directly: the reference the direct encoding must match byte for byte.
     fn compute_task_tree(c: &ComputeTask<'_, '_>) -> Value {
@@ -367,7 +449,10 @@ mod tests {
             ("key", c.key.to_value()),
             ("run_id", Value::Int(c.run_id)),
             ("priority", c.priority.to_value()),
-            ("stimulus_id", c.stimulus_id.clone()),
+            (
+                "stimulus_id",
+                msgpack::decode(&Bytes::copy_from_slice(c.stimulus_id)).unwrap(),
+            ),
             (
                 "who_has",
                 deps(&|d| {
@@ -422,7 +507,7 @@ mod tests {
             order: 12,
         };
         let annotations = Value::map([("retries", Value::Int(2))]);
-        let stimulus = Value::str("compute-task-1");
+        let stimulus = msgpack::encode(&Value::str("compute-task-1"));
         let (no_priority, no_annotations) = (Priority::default(), Value::Map(vec![]));
         let deps = [
             ComputeDep {

@@ -486,20 +486,16 @@ impl State {
         self.compute_stimulus = None;
     }
 
-    /// The stimulus id of this batch's `compute-task`s, as a msgpack str.
-    pub(crate) fn compute_stimulus(&mut self) -> Value {
-        let stim = match &self.compute_stimulus {
-            Some(b) => b.clone(),
-            None => {
-                let b = match &self.incoming_stimulus {
-                    Some(b) => b.clone(),
-                    None => self.stimulus_msgpack("compute-task"),
-                };
-                self.compute_stimulus = Some(b.clone());
-                b
-            }
-        };
-        Value::Raw(stim)
+    /// Make the stimulus id of this batch's `compute-task`s (a msgpack str
+    /// in `compute_stimulus`), once per batch: each message borrows it.
+    pub(crate) fn make_compute_stimulus(&mut self) {
+        if self.compute_stimulus.is_none() {
+            let b = match &self.incoming_stimulus {
+                Some(b) => b.clone(),
+                None => self.stimulus_msgpack("compute-task"),
+            };
+            self.compute_stimulus = Some(b);
+        }
     }
 
     /// A fresh stimulus id, `<what>-<now with 6 decimals>-<counter>`.
@@ -801,7 +797,8 @@ impl State {
             let prefix = t.prefix;
             self.stats.prefix_mut(prefix).suspicious += 1;
             if suspicious > allowed {
-                recs.push((tid, Target::KilledWorker(worker.info.address.clone())));
+                self.task_mut(tid).extra_mut().killed_by = Some(worker.info.address.clone());
+                recs.push((tid, Target::KilledWorker));
             } else {
                 recs.push((tid, Target::Released));
             }

@@ -27,8 +27,9 @@ pub enum Target {
     /// It failed, or the given task it depends on failed.
     Erred(TaskId),
     /// Its workers died too often while running it (`KilledWorker`); the
-    /// address is the last worker that died.
-    KilledWorker(String),
+    /// last worker that died is the task's `killed_by`. (No payload: every
+    /// transition returns and queues these, so the type is kept small.)
+    KilledWorker,
     /// Remove it entirely.
     Forgotten,
 }
@@ -88,7 +89,7 @@ impl State {
             (Released | Waiting | Queued | NoWorker | Processing, Target::Erred(blame)) => {
                 self.enter_erred(id, blame)
             }
-            (Processing, Target::KilledWorker(address)) => self.killed_worker(id, &address),
+            (Processing, Target::KilledWorker) => self.killed_worker(id),
             (Waiting | Queued | NoWorker, Target::Processing) => self.enter_processing(id),
             (Waiting | Queued | NoWorker, Target::Released) => self.waiting_released(id),
             (Processing, Target::Released) => self.processing_released(id),
@@ -100,7 +101,7 @@ impl State {
                 recs.extend(self.released_waiting(id));
                 recs
             }
-            (Memory, Target::KilledWorker(_)) => Recs::new(),
+            (Memory, Target::KilledWorker) => Recs::new(),
             _ => Recs::new(),
         }
     }
@@ -176,35 +177,33 @@ impl State {
         if workers.is_empty() {
             return;
         }
-        let key = self.task(id).key.to_value();
         let mut stim: Option<Bytes> = None;
         for &w in workers {
             if !self.workers.contains_key(&w) {
                 continue;
             }
+            let key = &self.tasks[id as usize].as_ref().expect("live task id").key;
             if let Some(&idx) = self.open_free_keys.get(&w) {
                 if let Some(Outgoing::Worker(to, msg)) = self.outbox.get_mut(idx) {
-                    if *to == w && messages::free_keys_add(msg, key.clone()) {
+                    if *to == w && messages::free_keys_push(msg, key) {
                         continue;
                     }
                 }
             }
-            // (cloned only when more than one worker gets it: the first
-            // clone of a fresh `Bytes` allocates its shared header)
-            let stim = match &stim {
-                Some(b) => b.clone(),
+            // the incoming message's stimulus id, else one made for this
+            // call and shared by its messages
+            let msg = match &self.incoming_stimulus {
+                Some(b) => messages::free_keys_of(&self.task(id).key, b),
                 None => {
-                    let b = match &self.incoming_stimulus {
-                        Some(b) => b.clone(),
+                    let b = match stim.take() {
+                        Some(b) => b,
                         None => self.stimulus_msgpack(why),
                     };
-                    if workers.len() > 1 {
-                        stim = Some(b.clone());
-                    }
-                    b
+                    let msg = messages::free_keys_of(&self.task(id).key, &b);
+                    stim = Some(b);
+                    msg
                 }
             };
-            let msg = messages::free_keys_with(vec![key.clone()], Value::Raw(stim));
             self.push_worker(w, msg);
             self.open_free_keys.insert(w, self.outbox.len() - 1);
         }
@@ -315,12 +314,16 @@ impl State {
             }
         }
         self.refresh_slot_index(w);
-        let stim = self.compute_stimulus();
-        let msg = self.compute_task_msg(id, stim);
+        self.make_compute_stimulus();
+        let msg = self.compute_task_msg(id);
         self.push_worker(w, msg);
     }
 
-    fn compute_task_msg(&self, id: TaskId, stim: Value) -> Value {
+    fn compute_task_msg(&self, id: TaskId) -> Value {
+        let stim = self
+            .compute_stimulus
+            .as_deref()
+            .expect("made by make_compute_stimulus");
         let t = self.task(id);
         let deps: SmallVec<[messages::ComputeDep<'_>; 4]> = t
             .dependencies
@@ -343,7 +346,7 @@ impl State {
             key: &t.key,
             run_id: t.run_id,
             priority: &t.priority,
-            stimulus_id: &stim,
+            stimulus_id: stim,
             deps: &deps,
             run_spec: t.run_spec.as_ref().map(|r| r.to_opaque()),
             resources: t
@@ -473,15 +476,21 @@ impl State {
         recs
     }
 
-    fn killed_worker(&mut self, id: TaskId, address: &str) -> Recs {
+    fn killed_worker(&mut self, id: TaskId) -> Recs {
         let allowed = self.config.allowed_failures;
+        let address = self
+            .task_mut(id)
+            .extra_mut()
+            .killed_by
+            .take()
+            .unwrap_or_default();
         let key = self.task(id).key.to_string();
         let exception = pickle::call(
             "distributed.scheduler",
             "KilledWorker",
             &[
                 PickleArg::Str(key.clone()),
-                PickleArg::Namespace(vec![("address".into(), address.to_string())]),
+                PickleArg::Namespace(vec![("address".into(), address.clone())]),
                 PickleArg::Int(allowed as i32),
             ],
         );
@@ -600,6 +609,16 @@ mod tests {
         s.take_outbox()
             .into_iter()
             .map(|m| match m {
+                Outgoing::Worker(_, Value::Encoded(e)) => {
+                    let v = e.decode().expect("an encoded op decodes");
+                    (
+                        v.get("op").and_then(Value::as_str_key).unwrap().to_string(),
+                        v.get("keys")
+                            .and_then(Value::as_seq)
+                            .map(<[Value]>::to_vec)
+                            .unwrap_or_default(),
+                    )
+                }
                 Outgoing::Worker(_, v) => (
                     v.get("op").and_then(Value::as_str_key).unwrap().to_string(),
                     v.get("keys")
@@ -619,7 +638,7 @@ mod tests {
         let v = s.add_worker(registration("tcp://b:1"), 0.0).unwrap();
         s.take_outbox();
         let [a, b, c, d] = ["a", "b", "c", "d"].map(|k| s.new_task(Key::from_str_key(k)));
-        let key = |s: &State, id| s.task(id).key.to_value();
+        let key = |s: &State, id| s.task(id).key.decoded();
         s.free_keys_on(a, &[w, v], "t");
         s.free_keys_on(b, &[w], "t");
         // anything else sent to `w` closes its free-keys message ...
