@@ -157,19 +157,15 @@ pub fn compute_task(c: ComputeTask<'_, '_>) -> Value {
     e.into_value()
 }
 
-/// scheduler→worker `free-keys`.
+/// scheduler→worker `free-keys` for keys given as values (those a worker
+/// named that the scheduler does not hold); a known [`Key`] goes out
+/// through [`free_keys_of`].
 pub fn free_keys(keys: Vec<Value>, stimulus_id: &str) -> Value {
-    free_keys_with(keys, Value::str(stimulus_id))
-}
-
-/// [`free_keys`] with the stimulus id given as a value: a str, or a
-/// pre-encoded msgpack str (`Value::Raw`, see `State::stimulus_msgpack`).
-pub fn free_keys_with(keys: Vec<Value>, stimulus_id: Value) -> Value {
     op(
         fixstr!("free-keys"),
         [
             (fixstr!("keys"), Value::Array(keys)),
-            (fixstr!("stimulus_id"), stimulus_id),
+            (fixstr!("stimulus_id"), Value::str(stimulus_id)),
         ],
     )
 }

@@ -286,8 +286,8 @@ impl State {
     }
 
     fn free_on_worker(&mut self, w: WorkerId, key: &Key, why: &str) {
-        let stim = self.stimulus(why);
-        self.push_worker(w, messages::free_keys(vec![key.to_value()], &stim));
+        let stim = self.stimulus_msgpack(why);
+        self.push_worker(w, messages::free_keys_of(key, &stim));
     }
 
     /// `id` is now in memory: waiting dependents stop waiting on it, and those
