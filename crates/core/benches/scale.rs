@@ -28,7 +28,7 @@
 //! Run: `cargo bench -p dask-core --bench scale` (`-- --quick`).
 
 use dask_core::{ClientId, GraphSubmission, GraphTask, Outgoing, State, TaskFinished, WorkerId};
-use dask_wire::{Key, Value};
+use dask_wire::{Key, KeyArena, Value};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -64,7 +64,9 @@ fn task(key: Key, deps: Vec<u32>, order: i64) -> GraphTask {
 }
 
 fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
-    let k = |s: String| Key::from_str_key(&s);
+    // keys as the server makes them from a submission: packed in an arena
+    let mut arena = KeyArena::new();
+    let mut k = |s: String| arena.key_from_str(&s);
     let mut tasks = Vec::with_capacity(n + 16);
     let mut requested = Vec::new();
     let mut order = 0i64;
@@ -123,7 +125,7 @@ fn graph(shape: Shape, n: usize) -> (Vec<GraphTask>, Vec<Key>) {
             let p = 1usize << (usize::BITS - 1 - (n / 16).max(2).leading_zeros());
             let layers = n / p - 1;
             let bits = p.trailing_zeros() as usize;
-            let name = |l: usize, j: usize| k(format!("('bfly', {l}, {j})"));
+            let mut name = |l: usize, j: usize| k(format!("('bfly', {l}, {j})"));
             for j in 0..p {
                 tasks.push(task(name(0, j), vec![], next()));
             }

@@ -22,6 +22,6 @@ pub mod value;
 
 pub use encoded::Encoded;
 pub use error::WireError;
-pub use key::Key;
+pub use key::{Key, KeyArena};
 pub use message::{decode_message, encode_message, encode_message_into, split_ops, RawOp};
 pub use value::{Opaque, OpaqueKind, Text, Value};

@@ -7,7 +7,7 @@ use super::Scheduler;
 use crate::materializer::MaterializeError;
 use bytes::Bytes;
 use dask_core::{ClientId, GraphSubmission, GraphTask, RunSpecPacker};
-use dask_wire::{msgpack, Key, Opaque, OpaqueKind, Value};
+use dask_wire::{msgpack, Key, KeyArena, Opaque, OpaqueKind, Value};
 
 /// Why an update-graph could not become a graph (reported to the client).
 struct Failure {
@@ -107,9 +107,14 @@ fn serialized_or_bin(reply: &Value, ser: &str, raw: &str) -> Value {
     reply.get(raw).cloned().unwrap_or(Value::Nil)
 }
 
-fn parse_task(t: &Value, packer: &mut RunSpecPacker) -> Result<GraphTask, String> {
-    let key =
-        Key::from_value(t.get("key").ok_or("task without key")?).map_err(|e| e.to_string())?;
+fn parse_task(
+    t: &Value,
+    keys: &mut KeyArena,
+    packer: &mut RunSpecPacker,
+) -> Result<GraphTask, String> {
+    let key = keys
+        .key_from_value(t.get("key").ok_or("task without key")?)
+        .map_err(|e| e.to_string())?;
     let dependencies = t
         .get("deps")
         .and_then(Value::as_seq)
@@ -154,14 +159,16 @@ fn parse_task(t: &Value, packer: &mut RunSpecPacker) -> Result<GraphTask, String
 
 /// The tasks of a reply or chunk, their run_specs packed
 /// ([`RunSpecPacker`]: copied out of the reply, consecutive similar pickles
-/// sharing their bytes), so that no task keeps the reply's buffer alive.
+/// sharing their bytes) and their keys side by side ([`KeyArena`]), so that
+/// no task keeps the reply's buffer alive.
 fn parse_tasks(tasks: Option<&Value>) -> Result<Vec<GraphTask>, Failure> {
     let mut packer = RunSpecPacker::new();
+    let mut keys = KeyArena::new();
     tasks
         .and_then(Value::as_seq)
         .ok_or_else(|| Failure::runtime("materializer reply without tasks".into()))?
         .iter()
-        .map(|t| parse_task(t, &mut packer))
+        .map(|t| parse_task(t, &mut keys, &mut packer))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::runtime(format!("bad materializer reply: {e}")))
 }
@@ -518,19 +525,20 @@ mod tests {
     #[test]
     fn dependencies_in_the_graph_come_as_positions() {
         let mut packer = RunSpecPacker::new();
+        let mut keys = KeyArena::new();
         let mut t = task(0, 0);
         t.set("dep_pos", Value::Array(vec![Value::Int(2), Value::Int(0)]));
-        let parsed = parse_task(&t, &mut packer).expect("parses");
+        let parsed = parse_task(&t, &mut keys, &mut packer).expect("parses");
         assert_eq!(parsed.dependency_positions, [2, 0]);
         assert!(parsed.dependencies.is_empty());
         for bad in [Value::Int(-1), Value::Int(1 << 40), Value::str("0")] {
             t.set("dep_pos", Value::Array(vec![bad.clone()]));
-            let err = parse_task(&t, &mut packer).expect_err("rejected");
+            let err = parse_task(&t, &mut keys, &mut packer).expect_err("rejected");
             assert!(err.contains("dependency position"), "{bad:?}: {err}");
         }
         // within the graph, or the reply is refused
         let mut tasks: Vec<GraphTask> = (0..3)
-            .map(|_| parse_task(&task(0, 0), &mut packer).expect("parses"))
+            .map(|_| parse_task(&task(0, 0), &mut keys, &mut packer).expect("parses"))
             .collect();
         tasks[1].dependency_positions = vec![0, 2];
         assert!(check_positions(&tasks).is_ok());
