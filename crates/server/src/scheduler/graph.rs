@@ -519,6 +519,8 @@ mod tests {
             }
             assert_eq!(t.order, i as i64);
             assert_eq!(t.dependencies.len(), i);
+            let key = Value::Array(vec![Value::str("x-abc"), Value::Int(i as i64)]);
+            assert_eq!(t.key, Key::from_value(&key).expect("a key"));
         }
     }
 
@@ -561,7 +563,11 @@ mod tests {
             let o = t.run_spec.to_opaque();
             assert!(!inside(o.header.as_ptr()));
             assert!(o.frames.iter().all(|f| !inside(f.as_ptr())));
+            assert!(!inside(t.key.as_bytes().as_ptr()));
         }
+        // the keys lie side by side in the chunk's key arena
+        let (a, b) = (tasks[0].key.as_bytes(), tasks[1].key.as_bytes());
+        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr());
     }
 
     #[test]
