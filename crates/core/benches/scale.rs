@@ -1,9 +1,10 @@
 //! Transitions per second of the pure state machine on ~1M-task graphs.
 //!
 //! Not criterion: one iteration of a 1M-task graph takes seconds, so this
-//! harness runs each shape `REPS` times (`--quick`: once, at ~1/4 the size)
+//! harness runs each shape five times (`--quick`: once, at ~1/4 the size)
 //! and prints the median and range, plus one JSON line per shape (read by
-//! `benches/run_all.py`).
+//! `benches/run_all.py`). Five, not three: on a shared machine single runs
+//! swing by ±20 %, and the median of five moves less.
 //!
 //! Each run: a client submits the already-materialized graph
 //! (`update_graph`), 64 simulated one-thread workers answer every
@@ -20,7 +21,8 @@
 //! submission is built and after `update_graph` returns (`/proc/self/statm`);
 //! the delta per task is printed as `rss_bytes_per_task_after_update_graph`
 //! in the independent shape's JSON line. It includes the keys (built with
-//! the submission, then held by the tasks), the key map, the arena and the
+//! the submission in a `KeyArena`, as the server builds them, then held by
+//! the tasks), the key map, the arena and the
 //! run_spec boxes; the bench's run_spec payloads are one static buffer shared
 //! by every task, so no run_spec payload bytes are in the delta (nothing to
 //! subtract).
@@ -267,7 +269,7 @@ fn memory_per_task(n: usize) -> Option<f64> {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (n, reps) = if quick { (250_000, 1) } else { (1_000_000, 3) };
+    let (n, reps) = if quick { (250_000, 1) } else { (1_000_000, 5) };
     println!(
         "core scale bench: {n} tasks per graph, {N_WORKERS} workers, {reps} repetition(s); median (min-max)"
     );
