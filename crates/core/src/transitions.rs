@@ -53,6 +53,11 @@ impl State {
         let mut queue = std::mem::take(&mut self.transition_queue);
         queue.extend(recs);
         while let Some((id, target)) = queue.pop_front() {
+            // the next task's slot loads while this one transitions (a
+            // release of many keys queues tasks spread over the arena)
+            if let Some(&(next, _)) = queue.front() {
+                self.prefetch_task(next);
+            }
             if !self.exists(id) {
                 continue;
             }
@@ -532,7 +537,11 @@ impl State {
     }
 
     fn forget(&mut self, id: TaskId) -> Recs {
-        let state = self.task(id).state;
+        let t = self.task(id);
+        for &d in t.dependents.iter().chain(t.dependencies.iter()) {
+            self.prefetch_task(d);
+        }
+        let state = t.state;
         let holders = std::mem::take(&mut self.task_mut(id).who_has);
         let nbytes = self.task(id).nbytes;
         if state == TaskState::Memory {
