@@ -884,7 +884,7 @@ mod tests {
     #[test]
     fn prefetching_any_id_is_harmless() {
         let s = State::new(Config::default());
-        // beyond the arena and at its end: a hint, never a read or a panic
+        // an empty arena: every id lies outside it, and a hint never panics
         for id in [0, 1, 1 << 20, TaskId::MAX] {
             s.prefetch_task(id);
         }
