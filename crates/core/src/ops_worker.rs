@@ -419,10 +419,7 @@ impl State {
         }
         // the dependents and dependencies are read below, after the worker's
         // bookkeeping: start loading their slots now
-        let t = self.task(id);
-        for &d in t.dependents.iter().chain(t.dependencies.iter()) {
-            self.prefetch_task(d);
-        }
+        self.prefetch_relatives(id);
         if let Some(seconds) = self.record_startstops(id, w, &fields.startstops) {
             self.record_duration(id, seconds.max(0.0));
         }

@@ -287,6 +287,16 @@ impl State {
         let _ = id;
     }
 
+    /// [`prefetch_task`](Self::prefetch_task) for the dependents and the
+    /// dependencies of task `id`, which a finished or forgotten task's
+    /// transition reads next.
+    pub(crate) fn prefetch_relatives(&self, id: TaskId) {
+        let t = self.task(id);
+        for &d in t.dependents.iter().chain(t.dependencies.iter()) {
+            self.prefetch_task(d);
+        }
+    }
+
     pub(crate) fn task_mut(&mut self, id: TaskId) -> &mut Task {
         self.tasks[id as usize].as_mut().expect("live task id")
     }

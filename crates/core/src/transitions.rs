@@ -537,11 +537,8 @@ impl State {
     }
 
     fn forget(&mut self, id: TaskId) -> Recs {
-        let t = self.task(id);
-        for &d in t.dependents.iter().chain(t.dependencies.iter()) {
-            self.prefetch_task(d);
-        }
-        let state = t.state;
+        self.prefetch_relatives(id);
+        let state = self.task(id).state;
         let holders = std::mem::take(&mut self.task_mut(id).who_has);
         let nbytes = self.task(id).nbytes;
         if state == TaskState::Memory {

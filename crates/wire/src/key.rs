@@ -141,32 +141,29 @@ impl KeyArena {
 
     /// [`Key::from_value`], the bytes placed in the arena.
     pub fn key_from_value(&mut self, v: &Value) -> Result<Key, WireError> {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let result = Key::encode_canonical(v, &mut scratch).map(|()| self.place(&scratch));
-        self.scratch = scratch;
-        result
+        Key::encode_canonical(v, &mut self.scratch)?;
+        Ok(place(&mut self.chunk, &self.scratch))
     }
 
     /// [`Key::from_str_key`], the bytes placed in the arena.
     pub fn key_from_str(&mut self, s: &str) -> Key {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        msgpack::write_str(&mut scratch, s);
-        let key = self.place(&scratch);
-        self.scratch = scratch;
-        key
+        self.scratch.clear();
+        msgpack::write_str(&mut self.scratch, s);
+        place(&mut self.chunk, &self.scratch)
     }
+}
 
-    fn place(&mut self, bytes: &[u8]) -> Key {
-        if bytes.len() > ARENA_MAX_SHARED {
-            return Key(Bytes::copy_from_slice(bytes));
-        }
-        if self.chunk.capacity() - self.chunk.len() < bytes.len() {
-            self.chunk = BytesMut::with_capacity(ARENA_CHUNK);
-        }
-        self.chunk.extend_from_slice(bytes);
-        Key(self.chunk.split().freeze())
+/// A key of canonical `bytes`, copied into `chunk` (a fresh chunk when the
+/// current one is full), or into a buffer of its own when long.
+fn place(chunk: &mut BytesMut, bytes: &[u8]) -> Key {
+    if bytes.len() > ARENA_MAX_SHARED {
+        return Key(Bytes::copy_from_slice(bytes));
     }
+    if chunk.capacity() - chunk.len() < bytes.len() {
+        *chunk = BytesMut::with_capacity(ARENA_CHUNK);
+    }
+    chunk.extend_from_slice(bytes);
+    Key(chunk.split().freeze())
 }
 
 fn validate(v: &Value, depth: usize) -> Result<(), WireError> {
