@@ -12,6 +12,7 @@ Run: /work/venv/bin/python -m pytest tests/materializer -q
 
 from __future__ import annotations
 
+import collections
 import graphlib
 import itertools
 import operator
@@ -857,6 +858,76 @@ def test_node_pickler_matches_to_pickle():
         back = pickle.loads(got["pickled-obj"], buffers=frames)
         assert back.key == node.key
     assert pickle_node(nodes[2])[1], "the numpy buffer travels out of band"
+
+
+def _main_scale(x):
+    return x * FACTOR
+
+
+FACTOR = 3
+_main_scale.__module__ = "__main__"
+
+
+class _MainModuleValue:
+    """Instances of a class that lives in ``__main__``: the class goes by
+    value too."""
+
+    def __init__(self, v):
+        self.v = v
+
+
+_MainModuleValue.__module__ = "__main__"
+
+
+def test_node_pickler_reuses_reductions_and_keeps_the_bytes(monkeypatch):
+    """Many tasks of one graph share a ``__main__`` function (``client.map``
+    from a script): the pickler works out its reduction once per graph, and
+    every task's bytes stay exactly distributed's, whether the reduction was
+    just computed or remembered."""
+    import cloudpickle
+
+    mod = load_helper_module()
+    pickle_node = mod._node_pickler()
+    reduced = []
+    real_reduce = cloudpickle.Pickler._function_reduce
+
+    def counting_reduce(self, obj):
+        reduced.append(obj)
+        return real_reduce(self, obj)
+
+    monkeypatch.setattr(cloudpickle.Pickler, "_function_reduce", counting_reduce)
+    offset = 10
+
+    def closure(x):
+        return x + offset
+
+    closure.__module__ = "__main__"
+    nodes = []
+    for i in range(3):
+        nodes += [
+            Task(("scale", i), _main_scale, i),
+            Task(("closure", i), closure, TaskRef(("scale", i))),
+            Task(("value", i), _main_scale, _MainModuleValue(i)),
+            Task(("plain", i), operator.add, i, 1),
+        ]
+    mine = [pickle_node(node) for node in nodes + nodes]
+    # 24 tasks pickled, each function's reduction worked out once (the
+    # user's, the class's method, and cloudpickle's own reconstructors)
+    times = collections.Counter(id(f) for f in reduced)
+    assert times[id(_main_scale)] == 1
+    assert times[id(closure)] == 1
+    assert set(times.values()) == {1}, [f.__qualname__ for f in reduced]
+    for node, (header, frames) in zip(nodes + nodes, mine):
+        want_header, want_frames = to_pickle_wire(node)
+        got = msgpack.unpackb(header, raw=False)
+        assert got["pickled-obj"] == want_header["pickled-obj"], node.key
+        assert [bytes(f) for f in frames] == [bytes(f) for f in want_frames], node.key
+    # and they run: the function comes back by value, with its globals
+    back = pickle.loads(msgpack.unpackb(pickle_node(nodes[0])[0], raw=False)["pickled-obj"])
+    assert back.func is not _main_scale
+    assert back.func(2) == 6
+    value = pickle.loads(msgpack.unpackb(pickle_node(nodes[2])[0], raw=False)["pickled-obj"])
+    assert value.args[0].v == 0
 
 
 def test_order_computed_in_a_forked_child_is_dask_order(helper):

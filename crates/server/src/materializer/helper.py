@@ -315,12 +315,28 @@ def _node_pickler():
     buffer_callback=...)``.
 
     Its common path (plain ``pickle.dumps`` succeeds and distributed would
-    keep that result) is inlined with the per-call lookups hoisted out; every
-    other case (pickle fails, ``__main__`` in the pickle, a module registered
-    for pickling by value) calls distributed's ``dumps`` itself, so the bytes
-    are the same as distributed's in all cases."""
+    keep that result) is inlined with the per-call lookups hoisted out.
+
+    Where distributed would use cloudpickle (``__main__`` in the pickle, a
+    module registered for pickling by value: a function defined in a script
+    or a notebook, the usual ``client.map`` argument), the node goes through
+    ``cloudpickle.dumps``'s own steps with a ``cloudpickle.Pickler`` that
+    remembers, for this graph, how it reduced each function and class: the
+    tasks of one graph share a handful of them, and working out the
+    reduction (is it importable? its code, globals, closure) is most of
+    cloudpickle's cost per task. The steps around it are distributed's
+    (plain pickle, then its ``_DaskPickler`` if that fails, then cloudpickle
+    unless it keeps a large numpy or pandas pickle), so the bytes are the
+    same as distributed's in all cases; should the caching pickler fail,
+    distributed's ``dumps`` runs itself.
+
+    A function defined in a client's ``__main__`` is not in this process's
+    ``__main__``, so plain pickle fails on it here and the second step runs
+    too (it fails early, at the function)."""
     import inspect
+    import io
     import pickle
+    import types
 
     import cloudpickle
     from distributed.protocol import pickle as dpickle
@@ -329,6 +345,65 @@ def _node_pickler():
     dumps = pickle.dumps
     getmodule = inspect.getmodule
     by_value = cloudpickle.list_registry_pickle_by_value()
+    always_pickle = getattr(dpickle, "_always_use_pickle_for", None)
+    function_type = types.FunctionType
+    # id(obj) -> (obj, its reduction); obj is kept so that its id cannot be
+    # reused by another object while this graph is pickled
+    reduced = {}
+
+    class CachingPickler(cloudpickle.Pickler):
+        """``cloudpickle.Pickler`` with each function's and class's reduction
+        computed once per graph (see above)."""
+
+        def reducer_override(self, obj):
+            # what cloudpickle's own override handles: classes and functions
+            t = type(obj)
+            try:
+                is_class = issubclass(t, type)
+            except TypeError:
+                is_class = False
+            if not is_class and t is not function_type:
+                return NotImplemented
+            hit = reduced.get(id(obj))
+            if hit is not None and hit[0] is obj:
+                return hit[1]
+            rv = super().reducer_override(obj)
+            reduced[id(obj)] = (obj, rv)
+            return rv
+
+    def cloudpickle_dumps(node, buffer_callback):
+        # ``cloudpickle.dumps(node, protocol=5, buffer_callback=...)``
+        with io.BytesIO() as f:
+            CachingPickler(f, protocol=5, buffer_callback=buffer_callback).dump(node)
+            return f.getvalue()
+
+    dask_pickler = getattr(dpickle, "_DaskPickler", None)
+
+    def distributed_dumps(node, pik, buffers):
+        """``distributed.protocol.pickle.dumps`` from the point where a plain
+        ``pickle.dumps`` gave ``pik`` (``None``: it failed), step by step,
+        with the caching pickler for cloudpickle."""
+        try:
+            if pik is None:
+                buffers.clear()
+                with io.BytesIO() as f:
+                    dask_pickler(f, protocol=5, buffer_callback=buffers.append).dump(node)
+                    pik = f.getvalue()
+            if b"__main__" in pik or (
+                by_value and getattr(getmodule(node), "__name__", None) in by_value
+            ):
+                if len(pik) < 1000 or not always_pickle(node):
+                    buffers.clear()
+                    pik = cloudpickle_dumps(node, buffers.append)
+        except Exception:
+            buffers.clear()
+            try:
+                pik = cloudpickle_dumps(node, buffers.append)
+            except Exception:
+                # distributed's own last attempt: its error and its log line
+                buffers.clear()
+                pik = dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
+        return pik
 
     def pickle_node(node):
         buffers = []
@@ -341,8 +416,11 @@ def _node_pickler():
             or b"__main__" in pik
             or (by_value and getattr(getmodule(node), "__name__", None) in by_value)
         ):
-            buffers = []
-            pik = dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
+            if always_pickle is not None and dask_pickler is not None:
+                pik = distributed_dumps(node, pik, buffers)
+            else:
+                buffers.clear()
+                pik = dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
         if buffers:
             frames = [bytes(ensure_memoryview(b)) for b in buffers]
         else:
