@@ -879,6 +879,54 @@ class _MainModuleValue:
 _MainModuleValue.__module__ = "__main__"
 
 
+class _DaskSerializedOnly:
+    """Plain pickle refuses it; distributed's serializer registry knows it
+    (so distributed's ``_DaskPickler`` step pickles it)."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __reduce__(self):
+        raise TypeError("only dask_serialize knows this object")
+
+
+def _serialize_dask_only(obj):
+    return {"v": obj.v}, []
+
+
+def _deserialize_dask_only(header, frames):
+    return _DaskSerializedOnly(header["v"])
+
+
+def test_node_pickler_takes_distributed_s_serializer_step(monkeypatch):
+    """Plain pickle fails, distributed's own pickler succeeds through a
+    registered serializer: the bytes are distributed's, the helper's cached
+    answers for unregistered types notwithstanding."""
+    from distributed.protocol import pickle as dpickle
+    from distributed.protocol.serialize import dask_deserialize, dask_serialize
+
+    dask_serialize.register(_DaskSerializedOnly)(_serialize_dask_only)
+    dask_deserialize.register(_DaskSerializedOnly)(_deserialize_dask_only)
+    mod = load_helper_module()
+    pickle_node = mod._node_pickler()
+    nodes = [Task(("ser", i), graphfuncs.inc, _DaskSerializedOnly(i)) for i in range(3)]
+    with monkeypatch.context() as m:
+        # the helper's own steps must get there, without distributed's
+        # `dumps` as the last resort
+        def no_fallback(*args, **kwargs):
+            raise AssertionError("fell back to distributed's dumps")
+
+        m.setattr(dpickle, "dumps", no_fallback)
+        mine = [pickle_node(node) for node in nodes + nodes]
+    for node, (header, frames) in zip(nodes + nodes, mine):
+        want_header, want_frames = to_pickle_wire(node)
+        got = msgpack.unpackb(header, raw=False)
+        assert got["pickled-obj"] == want_header["pickled-obj"], node.key
+        assert [bytes(f) for f in frames] == [bytes(f) for f in want_frames], node.key
+    back = pickle.loads(msgpack.unpackb(pickle_node(nodes[2])[0], raw=False)["pickled-obj"])
+    assert isinstance(back.args[0], _DaskSerializedOnly) and back.args[0].v == 2
+
+
 def test_node_pickler_reuses_reductions_and_keeps_the_bytes(monkeypatch):
     """Many tasks of one graph share a ``__main__`` function (``client.map``
     from a script): the pickler works out its reduction once per graph, and

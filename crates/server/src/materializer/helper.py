@@ -332,7 +332,8 @@ def _node_pickler():
 
     A function defined in a client's ``__main__`` is not in this process's
     ``__main__``, so plain pickle fails on it here and the second step runs
-    too (it fails early, at the function)."""
+    too (it fails early, at the function); that step's pickler remembers the
+    types distributed has no serializer for."""
     import inspect
     import io
     import pickle
@@ -378,6 +379,35 @@ def _node_pickler():
             return f.getvalue()
 
     dask_pickler = getattr(dpickle, "_DaskPickler", None)
+    if dask_pickler is not None:
+        from distributed.protocol.serialize import dask_deserialize, dask_serialize
+
+        # types without a dask (de)serializer, for this graph
+        unregistered = set()
+
+        class CachingDaskPickler(dask_pickler):
+            """distributed's ``_DaskPickler``, remembering the types its
+            serializer dispatch has no entry for: its override returns
+            ``NotImplemented`` for those whatever the object, so the answer
+            is given without the dispatch's walk over the type's MRO for
+            every object pickled."""
+
+            def reducer_override(self, obj):
+                t = type(obj)
+                try:
+                    if t in unregistered:
+                        return NotImplemented
+                except TypeError:  # an unhashable type
+                    return super().reducer_override(obj)
+                try:
+                    dask_serialize.dispatch(t)
+                    dask_deserialize.dispatch(t)
+                except TypeError:
+                    unregistered.add(t)
+                    return NotImplemented
+                return super().reducer_override(obj)
+
+        dask_pickler = CachingDaskPickler
 
     def distributed_dumps(node, pik, buffers):
         """``distributed.protocol.pickle.dumps`` from the point where a plain
