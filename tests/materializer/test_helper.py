@@ -821,6 +821,28 @@ def to_pickle_wire(node):
     return header, frames[i + 1 : i + 1 + header["num-sub-frames"]]
 
 
+def assert_wire_is_to_pickle(node, header, frames):
+    """The helper's ``(header, frames)`` for ``node`` are what ``ToPickle``
+    puts on the wire."""
+    want_header, want_frames = to_pickle_wire(node)
+    got = msgpack.unpackb(header, raw=False)
+    assert set(got) == {"pickled-obj", "num-sub-frames"}
+    assert got["num-sub-frames"] == len(frames) == len(want_frames), node.key
+    # distributed's sub-header is the same map (it may add compression).
+    assert got["pickled-obj"] == want_header["pickled-obj"], node.key
+    assert [bytes(f) for f in frames] == [bytes(f) for f in want_frames], node.key
+
+
+def unpickle_wire(header, frames):
+    """The node a worker gets from the helper's ``(header, frames)``.
+
+    Unpickling a class pickled by value in the process that pickled it
+    updates the original class (cloudpickle tracks classes by id), which
+    changes how it pickles afterwards: compare all bytes first."""
+    got = msgpack.unpackb(header, raw=False)
+    return pickle.loads(got["pickled-obj"], buffers=frames)
+
+
 class _MainModuleCallable:
     """A callable class that pretends to live in ``__main__`` (pickle by
     reference fails; distributed falls back to cloudpickle)."""
@@ -846,17 +868,11 @@ def test_node_pickler_matches_to_pickle():
         Task("lambda", lambda x: x * 2, 21),
         Task("main", _MainModuleCallable(), 41),
     ]
-    for node in nodes:
-        header, frames = pickle_node(node)
-        want_header, want_frames = to_pickle_wire(node)
-        got = msgpack.unpackb(header, raw=False)
-        assert set(got) == {"pickled-obj", "num-sub-frames"}
-        assert got["num-sub-frames"] == len(frames) == len(want_frames), node.key
-        # distributed's sub-header is the same map (it may add compression).
-        assert got["pickled-obj"] == want_header["pickled-obj"], node.key
-        assert [bytes(f) for f in frames] == [bytes(f) for f in want_frames], node.key
-        back = pickle.loads(got["pickled-obj"], buffers=frames)
-        assert back.key == node.key
+    mine = [pickle_node(node) for node in nodes]
+    for node, wire in zip(nodes, mine):
+        assert_wire_is_to_pickle(node, *wire)
+    for node, wire in zip(nodes, mine):
+        assert unpickle_wire(*wire).key == node.key
     assert pickle_node(nodes[2])[1], "the numpy buffer travels out of band"
 
 
@@ -918,12 +934,9 @@ def test_node_pickler_takes_distributed_s_serializer_step(monkeypatch):
 
         m.setattr(dpickle, "dumps", no_fallback)
         mine = [pickle_node(node) for node in nodes + nodes]
-    for node, (header, frames) in zip(nodes + nodes, mine):
-        want_header, want_frames = to_pickle_wire(node)
-        got = msgpack.unpackb(header, raw=False)
-        assert got["pickled-obj"] == want_header["pickled-obj"], node.key
-        assert [bytes(f) for f in frames] == [bytes(f) for f in want_frames], node.key
-    back = pickle.loads(msgpack.unpackb(pickle_node(nodes[2])[0], raw=False)["pickled-obj"])
+    for node, wire in zip(nodes + nodes, mine):
+        assert_wire_is_to_pickle(node, *wire)
+    back = unpickle_wire(*mine[2])
     assert isinstance(back.args[0], _DaskSerializedOnly) and back.args[0].v == 2
 
 
@@ -965,17 +978,13 @@ def test_node_pickler_reuses_reductions_and_keeps_the_bytes(monkeypatch):
     assert times[id(_main_scale)] == 1
     assert times[id(closure)] == 1
     assert set(times.values()) == {1}, [f.__qualname__ for f in reduced]
-    for node, (header, frames) in zip(nodes + nodes, mine):
-        want_header, want_frames = to_pickle_wire(node)
-        got = msgpack.unpackb(header, raw=False)
-        assert got["pickled-obj"] == want_header["pickled-obj"], node.key
-        assert [bytes(f) for f in frames] == [bytes(f) for f in want_frames], node.key
+    for node, wire in zip(nodes + nodes, mine):
+        assert_wire_is_to_pickle(node, *wire)
     # and they run: the function comes back by value, with its globals
-    back = pickle.loads(msgpack.unpackb(pickle_node(nodes[0])[0], raw=False)["pickled-obj"])
+    back = unpickle_wire(*mine[0])
     assert back.func is not _main_scale
     assert back.func(2) == 6
-    value = pickle.loads(msgpack.unpackb(pickle_node(nodes[2])[0], raw=False)["pickled-obj"])
-    assert value.args[0].v == 0
+    assert unpickle_wire(*mine[2]).args[0].v == 0
 
 
 def test_order_computed_in_a_forked_child_is_dask_order(helper):

@@ -409,6 +409,13 @@ def _node_pickler():
 
         dask_pickler = CachingDaskPickler
 
+    def wants_cloudpickle(node, pik):
+        """distributed's test on a pickle: does it name ``__main__``, or is
+        the node's module registered for pickling by value?"""
+        return b"__main__" in pik or (
+            by_value and getattr(getmodule(node), "__name__", None) in by_value
+        )
+
     def distributed_dumps(node, pik, buffers):
         """``distributed.protocol.pickle.dumps`` from the point where a plain
         ``pickle.dumps`` gave ``pik`` (``None``: it failed), step by step,
@@ -419,9 +426,7 @@ def _node_pickler():
                 with io.BytesIO() as f:
                     dask_pickler(f, protocol=5, buffer_callback=buffers.append).dump(node)
                     pik = f.getvalue()
-            if b"__main__" in pik or (
-                by_value and getattr(getmodule(node), "__name__", None) in by_value
-            ):
+            if wants_cloudpickle(node, pik):
                 if len(pik) < 1000 or not always_pickle(node):
                     buffers.clear()
                     pik = cloudpickle_dumps(node, buffers.append)
@@ -441,11 +446,7 @@ def _node_pickler():
             pik = dumps(node, protocol=5, buffer_callback=buffers.append)
         except Exception:
             pik = None
-        if (
-            pik is None
-            or b"__main__" in pik
-            or (by_value and getattr(getmodule(node), "__name__", None) in by_value)
-        ):
+        if pik is None or wants_cloudpickle(node, pik):
             if always_pickle is not None and dask_pickler is not None:
                 pik = distributed_dumps(node, pik, buffers)
             else:
