@@ -987,6 +987,52 @@ def test_node_pickler_reuses_reductions_and_keeps_the_bytes(monkeypatch):
     assert unpickle_wire(*mine[2]).args[0].v == 0
 
 
+def _found_in_main(x):
+    return x - 1
+
+
+_found_in_main.__module__ = "__main__"
+
+
+def test_node_pickler_tries_plain_pickle_once_per_main_function(monkeypatch):
+    """Plain pickle fails on every task calling a ``__main__`` function this
+    process cannot find by name; after the first failure the helper starts
+    those tasks at distributed's next step, with the same bytes. A
+    ``__main__`` function that can be found by name is tried every time."""
+    mod = load_helper_module()
+    monkeypatch.setattr(sys.modules["__main__"], "_found_in_main", _found_in_main, raising=False)
+    tried = []
+    real_dumps = pickle.dumps
+
+    def counting_dumps(obj, *args, **kwargs):
+        tried.append(obj.key)
+        return real_dumps(obj, *args, **kwargs)
+
+    monkeypatch.setattr(pickle, "dumps", counting_dumps)
+    pickle_node = mod._node_pickler()
+    offset = 10
+
+    def closure(x):
+        return x + offset
+
+    closure.__module__ = "__main__"
+    nodes = []
+    for i in range(3):
+        nodes += [
+            Task(("scale", i), _main_scale, i),
+            Task(("closure", i), closure, i),
+            Task(("found", i), _found_in_main, i),
+            Task(("plain", i), operator.add, i, 1),
+        ]
+    mine = [pickle_node(node) for node in nodes]
+    monkeypatch.setattr(pickle, "dumps", real_dumps)
+    skipped = [("scale", 1), ("scale", 2), ("closure", 1), ("closure", 2)]
+    assert tried == [n.key for n in nodes if n.key not in skipped]
+    for node, wire in zip(nodes, mine):
+        assert_wire_is_to_pickle(node, *wire)
+    assert unpickle_wire(*mine[4]).func(2) == 6
+
+
 def test_order_computed_in_a_forked_child_is_dask_order(helper):
     import dask.array as da
 

@@ -333,13 +333,19 @@ def _node_pickler():
     A function defined in a client's ``__main__`` is not in this process's
     ``__main__``, so plain pickle fails on it here and the second step runs
     too (it fails early, at the function); that step's pickler remembers the
-    types distributed has no serializer for."""
+    types distributed has no serializer for. Plain pickle fails on every
+    ``Task`` calling such a function (a ``Task`` pickles its function by
+    reference, as a global looked up by name), so once it has failed on one,
+    the tasks calling the same function skip the attempt and start at the
+    second step, as distributed does after the attempt fails."""
     import inspect
     import io
     import pickle
+    import sys
     import types
 
     import cloudpickle
+    from dask._task_spec import Task
     from distributed.protocol import pickle as dpickle
     from distributed.utils import ensure_memoryview
 
@@ -440,12 +446,50 @@ def _node_pickler():
                 pik = dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
         return pik
 
+    # id(func) -> func: ``__main__`` functions this process cannot find by
+    # name, on which plain pickle has failed (kept alive, as in ``reduced``)
+    not_by_reference = {}
+    missing = object()
+
+    def found_by_name(func):
+        """Would ``pickle`` find ``func`` by its module and qualified name
+        (``pickle._getattribute``, then the identity check)?"""
+        obj = sys.modules.get("__main__", missing)
+        for part in func.__qualname__.split("."):
+            if part == "<locals>" or obj is missing:
+                return False
+            obj = getattr(obj, part, missing)
+        return obj is func
+
+    def plain_pickle_fails(node):
+        """Plain pickle is known to fail on ``node``: a ``Task`` calling a
+        function on which it failed before (see the docstring above)."""
+        if type(node) is not Task:
+            return False
+        func = node.func
+        return not_by_reference.get(id(func)) is func
+
+    def note_plain_failure(node):
+        if type(node) is not Task:
+            return
+        func = node.func
+        if (
+            type(func) is function_type
+            and func.__module__ == "__main__"
+            and not found_by_name(func)
+        ):
+            not_by_reference[id(func)] = func
+
     def pickle_node(node):
         buffers = []
-        try:
-            pik = dumps(node, protocol=5, buffer_callback=buffers.append)
-        except Exception:
+        if plain_pickle_fails(node):
             pik = None
+        else:
+            try:
+                pik = dumps(node, protocol=5, buffer_callback=buffers.append)
+            except Exception:
+                pik = None
+                note_plain_failure(node)
         if pik is None or wants_cloudpickle(node, pik):
             if always_pickle is not None and dask_pickler is not None:
                 pik = distributed_dumps(node, pik, buffers)
