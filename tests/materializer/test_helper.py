@@ -994,21 +994,47 @@ def _found_in_main(x):
 _found_in_main.__module__ = "__main__"
 
 
+class _PickleSteps:
+    """Counts the helper's plain-pickle attempts (the task keys) and its
+    uses of distributed's ``_DaskPickler``; install before ``_node_pickler``
+    is called, ``undo`` before comparing with distributed's bytes."""
+
+    def __init__(self, monkeypatch):
+        from distributed.protocol import pickle as dpickle
+
+        self.plain, self.dask = [], 0
+        self.monkeypatch = monkeypatch
+        self.real_dumps, self.real_dask_pickler = pickle.dumps, dpickle._DaskPickler
+        steps = self
+
+        def counting_dumps(obj, *args, **kwargs):
+            steps.plain.append(obj.key)
+            return steps.real_dumps(obj, *args, **kwargs)
+
+        class CountingDaskPickler(dpickle._DaskPickler):
+            def __init__(self, *args, **kwargs):
+                steps.dask += 1
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr(pickle, "dumps", counting_dumps)
+        monkeypatch.setattr(dpickle, "_DaskPickler", CountingDaskPickler)
+
+    def undo(self):
+        from distributed.protocol import pickle as dpickle
+
+        self.monkeypatch.setattr(pickle, "dumps", self.real_dumps)
+        self.monkeypatch.setattr(dpickle, "_DaskPickler", self.real_dask_pickler)
+
+
 def test_node_pickler_tries_plain_pickle_once_per_main_function(monkeypatch):
     """Plain pickle fails on every task calling a ``__main__`` function this
-    process cannot find by name; after the first failure the helper starts
-    those tasks at distributed's next step, with the same bytes. A
-    ``__main__`` function that can be found by name is tried every time."""
+    process cannot find by name, and so does distributed's ``_DaskPickler``
+    step after it; after the first failure the helper pickles those tasks
+    the way distributed does after both steps failed, with the same bytes.
+    A ``__main__`` function that can be found by name is tried every time."""
     mod = load_helper_module()
     monkeypatch.setattr(sys.modules["__main__"], "_found_in_main", _found_in_main, raising=False)
-    tried = []
-    real_dumps = pickle.dumps
-
-    def counting_dumps(obj, *args, **kwargs):
-        tried.append(obj.key)
-        return real_dumps(obj, *args, **kwargs)
-
-    monkeypatch.setattr(pickle, "dumps", counting_dumps)
+    steps = _PickleSteps(monkeypatch)
     pickle_node = mod._node_pickler()
     offset = 10
 
@@ -1025,12 +1051,45 @@ def test_node_pickler_tries_plain_pickle_once_per_main_function(monkeypatch):
             Task(("plain", i), operator.add, i, 1),
         ]
     mine = [pickle_node(node) for node in nodes]
-    monkeypatch.setattr(pickle, "dumps", real_dumps)
+    steps.undo()
     skipped = [("scale", 1), ("scale", 2), ("closure", 1), ("closure", 2)]
-    assert tried == [n.key for n in nodes if n.key not in skipped]
+    assert steps.plain == [n.key for n in nodes if n.key not in skipped]
+    assert steps.dask == 2, "only after the first failure of each function"
     for node, wire in zip(nodes, mine):
         assert_wire_is_to_pickle(node, *wire)
     assert unpickle_wire(*mine[4]).func(2) == 6
+
+
+def _serialize_task(task):
+    return {"key": repr(task.key)}, []
+
+
+def _deserialize_task(header, frames):
+    return header
+
+
+def test_node_pickler_keeps_the_serializer_step_when_tasks_have_one(monkeypatch):
+    """With a dask serializer registered for ``Task``, distributed's
+    ``_DaskPickler`` succeeds where plain pickle fails: the helper still
+    skips the plain attempt after the first failure, but not that step."""
+    from distributed.protocol.serialize import dask_deserialize, dask_serialize
+
+    mod = load_helper_module()
+    dask_serialize.register(Task)(_serialize_task)
+    dask_deserialize.register(Task)(_deserialize_task)
+    try:
+        steps = _PickleSteps(monkeypatch)
+        pickle_node = mod._node_pickler()
+        nodes = [Task(("scale", i), _main_scale, i) for i in range(3)]
+        mine = [pickle_node(node) for node in nodes]
+        steps.undo()
+        assert steps.plain == [("scale", 0)]
+        assert steps.dask == 3
+        for node, wire in zip(nodes, mine):
+            assert_wire_is_to_pickle(node, *wire)
+    finally:
+        dask_serialize._lookup.pop(Task, None)
+        dask_deserialize._lookup.pop(Task, None)
 
 
 def test_order_computed_in_a_forked_child_is_dask_order(helper):

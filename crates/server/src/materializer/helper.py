@@ -336,8 +336,10 @@ def _node_pickler():
     types distributed has no serializer for. Plain pickle fails on every
     ``Task`` calling such a function (a ``Task`` pickles its function by
     reference, as a global looked up by name), so once it has failed on one,
-    the tasks calling the same function skip the attempt and start at the
-    second step, as distributed does after the attempt fails."""
+    the tasks calling the same function skip the attempt; and unless a dask
+    serializer is registered for ``Task`` or for functions, the second step
+    fails on them for the same reason, so they go straight to cloudpickle,
+    as distributed's ``dumps`` does after both steps failed."""
     import inspect
     import io
     import pickle
@@ -437,14 +439,19 @@ def _node_pickler():
                     buffers.clear()
                     pik = cloudpickle_dumps(node, buffers.append)
         except Exception:
-            buffers.clear()
-            try:
-                pik = cloudpickle_dumps(node, buffers.append)
-            except Exception:
-                # distributed's own last attempt: its error and its log line
-                buffers.clear()
-                pik = dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
+            pik = after_both_steps_failed(node, buffers)
         return pik
+
+    def after_both_steps_failed(node, buffers):
+        """distributed's ``dumps`` once plain pickle and its ``_DaskPickler``
+        have failed: cloudpickle, whatever is in the pickle."""
+        buffers.clear()
+        try:
+            return cloudpickle_dumps(node, buffers.append)
+        except Exception:
+            # distributed's own last attempt: its error and its log line
+            buffers.clear()
+            return dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
 
     # id(func) -> func: ``__main__`` functions this process cannot find by
     # name, on which plain pickle has failed (kept alive, as in ``reduced``)
@@ -469,6 +476,29 @@ def _node_pickler():
         func = node.func
         return not_by_reference.get(id(func)) is func
 
+    # [answer] once asked: see ``serializer_step_fails_too``
+    no_serializer_for_tasks = []
+
+    def serializer_step_fails_too():
+        """distributed's ``_DaskPickler`` fails wherever plain pickle fails on
+        a ``Task``'s function, unless a dask serializer is registered for
+        ``Task`` or for functions: its override answers ``NotImplemented``
+        for both types (a dispatch raising ``TypeError``), so it pickles the
+        task as plain pickle does and fails at the same function."""
+        if always_pickle is None or dask_pickler is None:
+            return False
+        if not no_serializer_for_tasks:
+            answer = True
+            for t in (Task, function_type):
+                try:
+                    dask_serialize.dispatch(t)
+                    dask_deserialize.dispatch(t)
+                    answer = False
+                except TypeError:
+                    pass
+            no_serializer_for_tasks.append(answer)
+        return no_serializer_for_tasks[0]
+
     def note_plain_failure(node):
         if type(node) is not Task:
             return
@@ -483,6 +513,11 @@ def _node_pickler():
     def pickle_node(node):
         buffers = []
         if plain_pickle_fails(node):
+            if serializer_step_fails_too():
+                # both of distributed's pickle steps would fail: its next one
+                pik = after_both_steps_failed(node, buffers)
+                frames = [bytes(ensure_memoryview(b)) for b in buffers]
+                return _pickled_header(pik, len(frames)), frames
             pik = None
         else:
             try:
