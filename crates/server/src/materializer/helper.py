@@ -510,14 +510,13 @@ def _node_pickler():
         ):
             not_by_reference[id(func)] = func
 
-    def pickle_node(node):
-        buffers = []
+    def pickled(node, buffers):
+        """The pickle distributed's ``dumps`` makes of ``node`` (its buffers
+        appended to ``buffers``)."""
         if plain_pickle_fails(node):
             if serializer_step_fails_too():
                 # both of distributed's pickle steps would fail: its next one
-                pik = after_both_steps_failed(node, buffers)
-                frames = [bytes(ensure_memoryview(b)) for b in buffers]
-                return _pickled_header(pik, len(frames)), frames
+                return after_both_steps_failed(node, buffers)
             pik = None
         else:
             try:
@@ -531,10 +530,12 @@ def _node_pickler():
             else:
                 buffers.clear()
                 pik = dpickle.dumps(node, protocol=5, buffer_callback=buffers.append)
-        if buffers:
-            frames = [bytes(ensure_memoryview(b)) for b in buffers]
-        else:
-            frames = []
+        return pik
+
+    def pickle_node(node):
+        buffers = []
+        pik = pickled(node, buffers)
+        frames = [bytes(ensure_memoryview(b)) for b in buffers] if buffers else []
         return _pickled_header(pik, len(frames)), frames
 
     return pickle_node
