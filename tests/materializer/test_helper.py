@@ -940,6 +940,16 @@ def test_node_pickler_takes_distributed_s_serializer_step(monkeypatch):
     assert isinstance(back.args[0], _DaskSerializedOnly) and back.args[0].v == 2
 
 
+def _main_closure(offset):
+    """A closure that claims ``__main__`` (pickle cannot find it by name)."""
+
+    def closure(x):
+        return x + offset
+
+    closure.__module__ = "__main__"
+    return closure
+
+
 def test_node_pickler_reuses_reductions_and_keeps_the_bytes(monkeypatch):
     """Many tasks of one graph share a ``__main__`` function (``client.map``
     from a script): the pickler works out its reduction once per graph, and
@@ -957,12 +967,7 @@ def test_node_pickler_reuses_reductions_and_keeps_the_bytes(monkeypatch):
         return real_reduce(self, obj)
 
     monkeypatch.setattr(cloudpickle.Pickler, "_function_reduce", counting_reduce)
-    offset = 10
-
-    def closure(x):
-        return x + offset
-
-    closure.__module__ = "__main__"
+    closure = _main_closure(10)
     nodes = []
     for i in range(3):
         nodes += [
@@ -1036,12 +1041,7 @@ def test_node_pickler_tries_plain_pickle_once_per_main_function(monkeypatch):
     monkeypatch.setattr(sys.modules["__main__"], "_found_in_main", _found_in_main, raising=False)
     steps = _PickleSteps(monkeypatch)
     pickle_node = mod._node_pickler()
-    offset = 10
-
-    def closure(x):
-        return x + offset
-
-    closure.__module__ = "__main__"
+    closure = _main_closure(10)
     nodes = []
     for i in range(3):
         nodes += [

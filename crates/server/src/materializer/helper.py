@@ -393,6 +393,16 @@ def _node_pickler():
         # types without a dask (de)serializer, for this graph
         unregistered = set()
 
+        def has_dask_serializer(t):
+            """Would ``_DaskPickler``'s override find both halves of a dask
+            serializer for type ``t`` (else it answers ``NotImplemented``)?"""
+            try:
+                dask_serialize.dispatch(t)
+                dask_deserialize.dispatch(t)
+            except TypeError:
+                return False
+            return True
+
         class CachingDaskPickler(dask_pickler):
             """distributed's ``_DaskPickler``, remembering the types its
             serializer dispatch has no entry for: its override returns
@@ -407,10 +417,7 @@ def _node_pickler():
                         return NotImplemented
                 except TypeError:  # an unhashable type
                     return super().reducer_override(obj)
-                try:
-                    dask_serialize.dispatch(t)
-                    dask_deserialize.dispatch(t)
-                except TypeError:
+                if not has_dask_serializer(t):
                     unregistered.add(t)
                     return NotImplemented
                 return super().reducer_override(obj)
@@ -488,15 +495,9 @@ def _node_pickler():
         if always_pickle is None or dask_pickler is None:
             return False
         if not no_serializer_for_tasks:
-            answer = True
-            for t in (Task, function_type):
-                try:
-                    dask_serialize.dispatch(t)
-                    dask_deserialize.dispatch(t)
-                    answer = False
-                except TypeError:
-                    pass
-            no_serializer_for_tasks.append(answer)
+            no_serializer_for_tasks.append(
+                not has_dask_serializer(Task) and not has_dask_serializer(function_type)
+            )
         return no_serializer_for_tasks[0]
 
     def note_plain_failure(node):
