@@ -40,6 +40,17 @@ def identity(x):
     return x
 
 
+class SlowToUnpickle:
+    """Unpickling one takes ``seconds`` (and gives None): a graph holding one
+    keeps its materializer helper busy that long."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __reduce__(self):
+        return (time.sleep, (self.seconds,))
+
+
 def session_members(sid: int) -> list[int]:
     """pids of the processes in session ``sid`` (Linux /proc)."""
     pids = []
@@ -55,6 +66,21 @@ def session_members(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != "Z":
             pids.append(int(entry))
     return pids
+
+
+def helper_processes(sched_pid: int) -> list[int]:
+    """pids of the scheduler's materializer helpers: its direct children (a
+    helper's own short-lived children, e.g. its ``dask.order`` fork, are not)."""
+    children = []
+    for pid in session_members(sched_pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if ppid == sched_pid:
+            children.append(pid)
+    return children
 
 
 def assert_fails_promptly(future, limit=15.0):
@@ -123,6 +149,31 @@ def test_pool_size_option(make_cluster):
     for t in threads:
         t.join(90)
     assert results == {i: sum(range(1, 51 + i)) for i in range(3)}
+
+
+def test_spare_helpers_start_while_graphs_wait_and_stop_when_idle(make_cluster):
+    c = make_cluster([WorkerSpec(nthreads=2)],
+                     extra=["--materializer-pool-size", "2", "--materializer-spare-idle", "1s"])
+    client = c.client()
+    assert client.submit(inc, 1).result(timeout=30) == 2
+    sched = c.scheduler
+    kept = helper_processes(sched.pid)
+    assert len(kept) == 1, f"one helper kept at rest, found {kept}"
+
+    # three graphs that each keep a helper busy for 3 s, from three clients
+    clients = [c.client(set_as_default=False) for _ in range(3)]
+    futures = [cl.compute(dask.delayed(identity, pure=False)(SlowToUnpickle(3))) for cl in clients]
+    most = 0
+    while not all(f.done() for f in futures):
+        most = max(most, len(helper_processes(sched.pid)))
+        time.sleep(0.05)
+    assert [f.result(timeout=60) for f in futures] == [None, None, None]
+    assert most == 2, f"spares up to --materializer-pool-size, no more (saw {most})"
+
+    # the spare stops once idle for a second; the kept helper still serves
+    wait_until(lambda: helper_processes(sched.pid) == kept, 30,
+               "the spare helper to stop when idle")
+    assert client.submit(inc, 2).result(timeout=30) == 3
 
 
 def test_python_from_environment_variable(make_cluster):

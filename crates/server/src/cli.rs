@@ -122,9 +122,24 @@ pub struct Cli {
     #[arg(long, env = "DASK_SCHEDULER_PYTHON")]
     pub python: Option<PathBuf>,
 
-    /// Number of graph materializer helper processes [default: number of CPUs]
+    /// Most graph materializer helper processes at once [default: number of CPUs]
     #[arg(long, env = "DASK_SCHEDULER_MATERIALIZER_POOL_SIZE")]
     pub materializer_pool_size: Option<usize>,
+
+    /// Materializer helpers kept running; more start while graphs wait, up to
+    /// --materializer-pool-size
+    #[arg(
+        long,
+        env = "DASK_SCHEDULER_MATERIALIZER_MIN_HELPERS",
+        default_value_t = 1
+    )]
+    pub materializer_min_helpers: usize,
+
+    /// How long an extra materializer helper may stay idle before it stops
+    /// ("60s", "2m", "0.5")
+    #[arg(long, env = "DASK_SCHEDULER_MATERIALIZER_SPARE_IDLE", default_value = "60s",
+          value_parser = parse_duration)]
+    pub materializer_spare_idle: Duration,
 
     /// Log level: debug, info, warning, error (RUST_LOG overrides it when set)
     #[arg(long, env = "DASK_SCHEDULER_LOG_LEVEL", default_value = "info")]
@@ -248,7 +263,7 @@ impl Cli {
         (!self.scheduler_file.is_empty()).then(|| PathBuf::from(&self.scheduler_file))
     }
 
-    /// Number of materializer helpers: `--materializer-pool-size` or the CPU count.
+    /// Most materializer helpers: `--materializer-pool-size` or the CPU count.
     pub fn materializer_pool_size(&self) -> usize {
         self.materializer_pool_size
             .filter(|n| *n > 0)
@@ -384,6 +399,13 @@ pub fn primary_ip() -> IpAddr {
         }
     }
     IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+/// Parse a duration like dask's `parse_timedelta`: `"60s"`, `"2m"`, `"0.5"` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    dask_core::timedelta::parse_seconds(s)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("invalid duration {s:?} (like \"60s\", \"2m\" or \"0.5\")"))
 }
 
 /// Parse a byte size like dask's `parse_bytes`: `"4GiB"`, `"500 MB"`, `"1e6"`, `"100"`.
@@ -607,6 +629,25 @@ mod tests {
             "{wild}"
         );
         assert!(!wild.contains("0.0.0.0"), "{wild}");
+    }
+
+    #[test]
+    fn materializer_spares_default_to_one_kept_and_a_minute_idle() {
+        let c = cli(&[]);
+        assert_eq!(c.materializer_min_helpers, 1);
+        assert_eq!(c.materializer_spare_idle, Duration::from_secs(60));
+        let c = cli(&[
+            "--materializer-min-helpers",
+            "2",
+            "--materializer-spare-idle",
+            "2m",
+        ]);
+        assert_eq!(c.materializer_min_helpers, 2);
+        assert_eq!(c.materializer_spare_idle, Duration::from_secs(120));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["soon", "-1s", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -85,6 +85,8 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let materializer = MaterializerPool::start(MaterializerConfig {
         python: cli.python.clone(),
         pool_size: cli.materializer_pool_size(),
+        min_helpers: cli.materializer_min_helpers,
+        spare_idle: cli.materializer_spare_idle,
         request_timeout: Duration::from_secs(600),
     })
     .await;

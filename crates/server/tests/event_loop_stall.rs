@@ -42,6 +42,7 @@ async fn long_stall_is_logged_and_measured() {
         python: Some("/nonexistent/python".into()),
         pool_size: 1,
         request_timeout: Duration::from_secs(5),
+        ..MaterializerConfig::default()
     })
     .await;
     let info = SchedulerInfo {

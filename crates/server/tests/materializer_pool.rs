@@ -16,6 +16,8 @@ fn config(pool_size: usize) -> MaterializerConfig {
     MaterializerConfig {
         python: Some(python()),
         pool_size,
+        min_helpers: pool_size,
+        spare_idle: Duration::from_secs(60),
         request_timeout: Duration::from_secs(120),
     }
 }
@@ -366,5 +368,71 @@ async fn default_config_finds_python_on_path() {
                 Err(MaterializeError::Unavailable(_))
             ));
         }
+    }
+}
+
+/// Spare helpers: one helper is kept; jobs that wait with every helper busy
+/// open spares up to `pool_size`, and each spare stops once idle for
+/// `spare_idle`; a later wait opens one again.
+#[tokio::test]
+async fn spare_helpers_start_while_jobs_wait_and_stop_when_idle() {
+    let mut cfg = config(3);
+    cfg.min_helpers = 1;
+    cfg.spare_idle = Duration::from_secs(1);
+    let pool = MaterializerPool::start(cfg).await;
+    let kept = pool.helper_pids();
+    assert_eq!(kept.len(), 1, "only the kept helper starts: {kept:?}");
+
+    // a quick request is taken at once: no spare
+    ping(&pool).await.unwrap();
+    tokio::time::sleep(dask_scheduler::materializer::GROW_AFTER * 3).await;
+    assert_eq!(pool.helper_pids(), kept);
+
+    // four slow jobs: spares open, never more than pool_size helpers
+    let body = build(BUILDER, &["sleep", "3"]);
+    let mut pending = Vec::new();
+    for _ in 0..4 {
+        let (p, b) = (pool.clone(), body.clone());
+        pending.push(tokio::spawn(async move { p.request(b).await }));
+    }
+    let mut most = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    while pending.iter().any(|p| !p.is_finished()) {
+        let pids = pool.helper_pids();
+        most = most.max(pids.len());
+        seen.extend(pids);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for p in pending {
+        // the sleep "graph" unpickles to None, which is an error reply
+        let reply = decode(&p.await.unwrap().unwrap());
+        assert_eq!(get(&reply, "status").as_str(), Some("error"));
+    }
+    assert_eq!(most, 3, "spares up to pool_size, no more");
+    let spares: Vec<u32> = seen.into_iter().filter(|p| !kept.contains(p)).collect();
+    assert!(spares.len() >= 2, "{spares:?}");
+
+    // idle spares stop; the kept helper stays and serves
+    let after = wait_for_pids(&pool, 1).await;
+    assert_eq!(after, kept);
+    for _ in 0..100 {
+        if spares.iter().all(|&p| process_gone(p)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(spares.iter().all(|&p| process_gone(p)), "{spares:?}");
+    ping(&pool).await.unwrap();
+
+    // a later wait opens a spare again
+    let mut pending = Vec::new();
+    for _ in 0..2 {
+        let (p, b) = (pool.clone(), body.clone());
+        pending.push(tokio::spawn(async move { p.request(b).await }));
+    }
+    let pids = wait_for_pids(&pool, 2).await;
+    assert!(pids.contains(&kept[0]));
+    for p in pending {
+        p.await.unwrap().unwrap();
     }
 }

@@ -39,6 +39,7 @@ async fn helper_over_the_limit_is_replaced_and_no_request_is_lost() {
         python: Some(python()),
         pool_size: 1,
         request_timeout: Duration::from_secs(120),
+        ..MaterializerConfig::default()
     })
     .await;
     let first = pids(&pool, &[]).await;

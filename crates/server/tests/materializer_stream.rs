@@ -17,6 +17,7 @@ async fn pool() -> MaterializerPool {
         python: Some(python()),
         pool_size: 1,
         request_timeout: Duration::from_secs(120),
+        ..MaterializerConfig::default()
     })
     .await
 }

@@ -15,6 +15,7 @@ async fn app_state() -> Arc<AppState> {
         python: Some("/nonexistent/python".into()),
         pool_size: 1,
         request_timeout: Duration::from_secs(5),
+        ..MaterializerConfig::default()
     })
     .await;
     let info = SchedulerInfo {

@@ -9,10 +9,13 @@
 //! # Processes
 //!
 //! The helper script (`helper.py`, embedded with `include_str!`) is run as
-//! `<python> -u -c <script>`, one process per pool slot, all started by
-//! [`MaterializerPool::start`]. Each helper handles one request at a time;
-//! a request goes to whichever helper is idle (requests queue while all are
-//! busy), so `pool_size` graphs materialize in parallel. The helper drops the
+//! `<python> -u -c <script>`, one process per pool slot. Each helper handles
+//! one request at a time; a request goes to whichever helper is idle
+//! (requests queue while all are busy). [`MaterializerPool::start`] starts
+//! the `min_helpers` permanent ones (one by default); while requests wait
+//! with every helper busy, spare helpers start, up to `pool_size` in all, so
+//! that many graphs materialize in parallel, and each spare stops after
+//! `spare_idle` without a request (details in `pool.rs`). The helper drops the
 //! current directory from `sys.path`, ignores SIGINT (the scheduler owns its
 //! lifetime), sends its own logs and anything user code prints to stderr,
 //! which is forwarded line by line to `tracing` (target `"materializer"`),
@@ -122,7 +125,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use pool::{MaterializerPool, MAX_HELPER_RSS_ENV};
+pub use pool::{MaterializerPool, GROW_AFTER, MAX_HELPER_RSS_ENV};
+
+/// How long a spare helper may stay idle by default (see
+/// [`MaterializerConfig::spare_idle`]).
+pub const DEFAULT_SPARE_IDLE: Duration = Duration::from_secs(60);
 
 /// How to run the helper processes.
 #[derive(Debug, Clone)]
@@ -130,19 +137,27 @@ pub struct MaterializerConfig {
     /// Python interpreter with dask and distributed installed; `None` means
     /// the first of `python3`, `python` found on `PATH`.
     pub python: Option<PathBuf>,
-    /// Number of helper processes (graphs materialized in parallel); 0 is
+    /// Most helper processes at once (graphs materialized in parallel); 0 is
     /// treated as 1.
     pub pool_size: usize,
+    /// Helpers kept running for the pool's lifetime (at least 1, at most
+    /// `pool_size`); the others start only while graphs wait.
+    pub min_helpers: usize,
+    /// How long a helper beyond `min_helpers` may stay idle before it stops.
+    pub spare_idle: Duration,
     /// Longest time one request may take before its helper is killed.
     pub request_timeout: Duration,
 }
 
 impl Default for MaterializerConfig {
-    /// PATH lookup, one helper per available CPU, a 10 minute timeout.
+    /// PATH lookup, one helper kept and up to one per available CPU while
+    /// graphs wait, spares stopped after a minute idle, a 10 minute timeout.
     fn default() -> Self {
         MaterializerConfig {
             python: None,
             pool_size: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            min_helpers: 1,
+            spare_idle: DEFAULT_SPARE_IDLE,
             request_timeout: Duration::from_secs(600),
         }
     }

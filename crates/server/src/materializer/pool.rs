@@ -1,5 +1,14 @@
 //! The supervised pool: one supervisor task per slot, each owning one helper
 //! process and taking jobs from a shared queue whenever its helper is idle.
+//!
+//! The first `min_helpers` slots run for the pool's lifetime. The others are
+//! *spare* slots, opened only while graphs wait: a job still queued
+//! [`GROW_AFTER`] after it was submitted, with every helper busy, opens one
+//! (up to `pool_size` slots in all). A spare helper stops once it has been
+//! idle for `spare_idle`, and is never restarted: its slot closes and a
+//! later wait opens a new one. An idle Python helper with dask imported
+//! holds ~60 MB (more once a graph has imported pandas), so keeping one per
+//! CPU would make the scheduler several times larger than Python's.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,6 +29,12 @@ const MAX_START_FAILURES: u32 = 5;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest restart backoff.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How long a job waits in the queue, every helper busy, before a spare
+/// helper is started for it. Most graphs materialize in milliseconds, and
+/// a graph that follows another (a `client.submit` on the futures of a
+/// `client.map`) should not pay a helper's start-up (~1 s of imports).
+pub const GROW_AFTER: Duration = Duration::from_millis(250);
 
 /// A helper whose resident memory exceeds this after a request is replaced
 /// by a fresh one (see [`max_helper_rss`]).
@@ -67,6 +82,19 @@ struct Job {
     /// Where partial reply frames go (streamed requests only).
     chunks: Option<mpsc::UnboundedSender<Bytes>>,
     reply: oneshot::Sender<Result<Bytes, MaterializeError>>,
+    /// Set when a slot takes the job (the spare-helper check reads it).
+    taken: Arc<AtomicBool>,
+}
+
+/// What occupies one slot index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// No supervisor: a spare slot not open now.
+    Free,
+    /// A supervisor without a running helper (starting or restarting it).
+    Starting,
+    /// A supervisor whose helper runs with this pid.
+    Running(u32),
 }
 
 /// State shared by the pool handle and the slot supervisors.
@@ -78,10 +106,18 @@ struct Shared {
     availability: Mutex<Availability>,
     /// Multi-consumer job queue: an idle slot holds the lock while it waits.
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>,
-    /// Slots that have not given up.
+    /// Permanent slots that have not given up.
     live_slots: AtomicUsize,
-    /// Current helper pid per slot.
-    pids: Mutex<Vec<Option<u32>>>,
+    /// Every slot index, permanent ones first (`pool_size` in all).
+    slots: Mutex<Vec<Slot>>,
+    /// Slots below this index are permanent; the others are spares.
+    min_helpers: usize,
+    /// How long a spare helper may stay idle before it stops.
+    spare_idle: Duration,
+    /// Jobs submitted and not yet taken by a slot.
+    pending: AtomicUsize,
+    /// Slots whose helper is waiting for a job.
+    idle: AtomicUsize,
     /// Set when the last pool handle is dropped.
     shutdown: AtomicBool,
 }
@@ -94,11 +130,45 @@ impl Shared {
             .clone()
     }
 
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Record slot `slot`'s helper pid (`None`: no helper running now).
     fn set_pid(&self, slot: usize, pid: Option<u32>) {
-        let mut pids = self.pids.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = pids.get_mut(slot) {
-            *p = pid;
+        if let Some(s) = self.slots().get_mut(slot) {
+            *s = pid.map_or(Slot::Starting, Slot::Running);
         }
+    }
+
+    /// Claim a free spare slot if jobs wait for more helpers than are idle
+    /// or starting, and there is room; its index, marked [`Slot::Starting`].
+    fn open_spare(&self) -> Option<usize> {
+        let mut slots = self.slots();
+        let starting = slots.iter().filter(|s| **s == Slot::Starting).count();
+        let waiting = self.pending.load(Ordering::SeqCst);
+        if waiting <= self.idle.load(Ordering::SeqCst) + starting {
+            return None;
+        }
+        let free = slots.iter().position(|s| *s == Slot::Free)?;
+        slots[free] = Slot::Starting;
+        Some(free)
+    }
+}
+
+/// Counts a slot as idle while it lives.
+struct IdleGuard<'a>(&'a AtomicUsize);
+
+impl<'a> IdleGuard<'a> {
+    fn new(idle: &'a AtomicUsize) -> Self {
+        idle.fetch_add(1, Ordering::SeqCst);
+        IdleGuard(idle)
+    }
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -132,17 +202,22 @@ impl std::fmt::Debug for MaterializerPool {
 }
 
 impl MaterializerPool {
-    /// Start `config.pool_size` helpers and wait for their hello (at most the
-    /// hello timeout, two minutes). Never fails: when no helper can start,
-    /// the pool is [`Availability::Unavailable`] with the reason. Must run
-    /// inside a tokio runtime (the slot supervisors are spawned on it).
+    /// Start the permanent helpers (`config.min_helpers`, at least one, at
+    /// most `config.pool_size`) and wait for their hello (at most the hello
+    /// timeout, two minutes); spare helpers start later, while graphs wait
+    /// (see the module docs). Never fails: when no helper can start, the pool
+    /// is [`Availability::Unavailable`] with the reason. Must run inside a
+    /// tokio runtime (the slot supervisors are spawned on it).
     pub async fn start(config: MaterializerConfig) -> MaterializerPool {
         let size = config.pool_size.max(1);
+        let permanent = config.min_helpers.clamp(1, size);
         let (tx, rx) = mpsc::unbounded_channel();
         let resolved = match &config.python {
             Some(p) => Ok(p.clone()),
             None => find_python(),
         };
+        let mut slots = vec![Slot::Free; size];
+        slots[..permanent].fill(Slot::Starting);
         let shared = Arc::new(Shared {
             python: resolved.clone().unwrap_or_default(),
             request_timeout: config.request_timeout,
@@ -152,7 +227,11 @@ impl MaterializerPool {
             }),
             queue: tokio::sync::Mutex::new(rx),
             live_slots: AtomicUsize::new(0),
-            pids: Mutex::new(vec![None; size]),
+            slots: Mutex::new(slots),
+            min_helpers: permanent,
+            spare_idle: config.spare_idle,
+            pending: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
         });
         let pool = MaterializerPool {
@@ -171,11 +250,11 @@ impl MaterializerPool {
         };
 
         let mut starting = JoinSet::new();
-        for slot in 0..size {
+        for slot in 0..permanent {
             let python = python.clone();
             starting.spawn(async move { (slot, Helper::spawn(&python, slot).await) });
         }
-        let mut started: Vec<(usize, Result<Helper, String>)> = Vec::with_capacity(size);
+        let mut started: Vec<(usize, Result<Helper, String>)> = Vec::with_capacity(permanent);
         while let Some(res) = starting.join_next().await {
             match res {
                 Ok(r) => started.push(r),
@@ -204,16 +283,17 @@ impl MaterializerPool {
         tracing::info!(
             target: "materializer",
             python = %first.hello.python,
-            helpers = size,
+            helpers = permanent,
+            most_helpers = size,
             "graph materializer ready"
         );
-        shared.live_slots.store(size, Ordering::SeqCst);
+        shared.live_slots.store(permanent, Ordering::SeqCst);
         for (slot, initial) in started {
             if let Ok(h) = &initial {
                 shared.set_pid(slot, Some(h.pid()));
             }
             let shared = shared.clone();
-            tokio::spawn(supervise(slot, initial, shared));
+            tokio::spawn(supervise(slot, Some(initial), shared));
         }
         pool
     }
@@ -255,13 +335,21 @@ impl MaterializerPool {
             ));
         }
         let (reply, rx) = oneshot::channel();
+        let taken = Arc::new(AtomicBool::new(false));
         let job = Job {
             body,
             chunks,
             reply,
+            taken: taken.clone(),
         };
+        let shared = &self.handle.shared;
+        let waiting = shared.pending.fetch_add(1, Ordering::SeqCst) + 1;
         if self.handle.tx.send(job).is_err() {
+            shared.pending.fetch_sub(1, Ordering::SeqCst);
             return Err(self.unavailable_error());
+        }
+        if waiting > shared.idle.load(Ordering::SeqCst) {
+            tokio::spawn(open_spare_if_still_waiting(shared.clone(), taken));
         }
         match rx.await {
             Ok(result) => result,
@@ -283,12 +371,12 @@ impl MaterializerPool {
     pub fn helper_pids(&self) -> Vec<u32> {
         self.handle
             .shared
-            .pids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .slots()
             .iter()
-            .flatten()
-            .copied()
+            .filter_map(|s| match s {
+                Slot::Running(pid) => Some(*pid),
+                _ => None,
+            })
             .collect()
     }
 
@@ -313,6 +401,7 @@ async fn set_unavailable(shared: &Shared, reason: String) {
     let mut queue = shared.queue.lock().await;
     queue.close();
     while let Ok(job) = queue.try_recv() {
+        shared.pending.fetch_sub(1, Ordering::SeqCst);
         let _ = job
             .reply
             .send(Err(MaterializeError::Unavailable(reason.clone())));
@@ -324,21 +413,51 @@ fn backoff(failures: u32) -> Duration {
     (BACKOFF_START * factor).min(BACKOFF_MAX)
 }
 
-/// One slot: keep a helper running and feed it jobs.
-async fn supervise(slot: usize, initial: Result<Helper, String>, shared: Arc<Shared>) {
+/// After [`GROW_AFTER`], open a spare slot for a job that is still queued
+/// (see the module docs).
+async fn open_spare_if_still_waiting(shared: Arc<Shared>, taken: Arc<AtomicBool>) {
+    tokio::time::sleep(GROW_AFTER).await;
+    if taken.load(Ordering::SeqCst) || shared.shutdown.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Some(slot) = shared.open_spare() {
+        tracing::debug!(target: "materializer", slot, "graphs waiting: starting a spare helper");
+        tokio::spawn(supervise(slot, None, shared));
+    }
+}
+
+/// One slot: keep a helper running and feed it jobs. A permanent slot gets
+/// its first helper started (`initial`) and restarts it whenever it ends; a
+/// spare slot (`initial` is `None`) starts its own and closes when that
+/// helper ends or stays idle for `spare_idle`.
+async fn supervise(slot: usize, initial: Option<Result<Helper, String>>, shared: Arc<Shared>) {
+    let spare = slot >= shared.min_helpers;
     let mut failures: u32 = 0;
     // The last helper was replaced on purpose (memory), not after a failure.
     let mut recycled = false;
     let mut helper = match initial {
-        Ok(h) => Some(h),
-        Err(reason) => {
+        Some(Ok(h)) => Some(h),
+        Some(Err(reason)) => {
             tracing::warn!(target: "materializer", slot, "helper failed to start: {reason}");
             failures = 1;
             None
         }
+        None => match Helper::spawn(&shared.python, slot).await {
+            Ok(h) => {
+                shared.set_pid(slot, Some(h.pid()));
+                Some(h)
+            }
+            Err(reason) => {
+                tracing::warn!(target: "materializer", slot, "spare helper failed to start: {reason}");
+                None
+            }
+        },
     };
     loop {
-        if shared.shutdown.load(Ordering::SeqCst) && helper.is_none() {
+        if helper.is_none() && (spare || shared.shutdown.load(Ordering::SeqCst)) {
+            if spare {
+                shared.slots()[slot] = Slot::Free;
+            }
             return;
         }
         let mut h = match helper.take() {
@@ -383,24 +502,38 @@ async fn supervise(slot: usize, initial: Result<Helper, String>, shared: Arc<Sha
             }
         };
 
-        // Wait for a job, noticing if the idle helper dies meanwhile.
+        // Wait for a job, noticing if the idle helper dies meanwhile, and
+        // (spare slots) stopping once idle for too long.
+        let idle = IdleGuard::new(&shared.idle);
         let job = tokio::select! {
             biased;
             how = h.exited() => {
+                let next = if spare { "closing its spare slot" } else { "restarting it" };
                 tracing::warn!(
                     target: "materializer", slot, pid = h.pid(),
-                    "idle helper {how}; restarting it"
+                    "idle helper {how}; {next}"
                 );
                 shared.set_pid(slot, None);
                 h.stop().await;
                 continue;
             }
             job = async { shared.queue.lock().await.recv().await } => job,
+            () = tokio::time::sleep(shared.spare_idle), if spare => {
+                tracing::debug!(
+                    target: "materializer", slot, pid = h.pid(),
+                    "spare helper idle for {:?}; stopping it", shared.spare_idle
+                );
+                shared.set_pid(slot, None);
+                h.stop().await;
+                continue;
+            }
         };
+        drop(idle);
         let Some(Job {
             body,
             chunks,
             reply,
+            taken,
         }) = job
         else {
             // Pool dropped: the helper is killed on drop.
@@ -408,6 +541,8 @@ async fn supervise(slot: usize, initial: Result<Helper, String>, shared: Arc<Sha
             h.stop().await;
             return;
         };
+        taken.store(true, Ordering::SeqCst);
+        shared.pending.fetch_sub(1, Ordering::SeqCst);
         if reply.is_closed() {
             helper = Some(h);
             continue; // the requester went away while queued
