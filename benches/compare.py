@@ -58,6 +58,7 @@ import bench_funcs as bf  # noqa: E402
 HOST = "127.0.0.1"
 N_WORKERS = 4
 SAMPLE_INTERVAL = 0.05  # seconds between RSS samples
+PSS_INTERVAL = 0.2  # seconds between PSS samples (reading smaps_rollup walks the page tables)
 STARTUP_TIMEOUT = 60.0
 MiB = 1024 * 1024
 
@@ -226,6 +227,19 @@ def rss(ps: psutil.Process) -> int:
         return 0
 
 
+def pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes (Linux ``smaps_rollup``): pages
+    shared with other processes, e.g. a forked child's, count once among them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class Cluster:
     """One scheduler (Python or Rust) + N_WORKERS workers + one client."""
 
@@ -308,7 +322,9 @@ class Cluster:
 
 class Sampler(threading.Thread):
     """Every SAMPLE_INTERVAL: RSS of each worker and of the scheduler plus all
-    its descendants (the Rust scheduler's materializer helpers)."""
+    its descendants (the Rust scheduler's materializer helpers); every
+    PSS_INTERVAL also the PSS of the scheduler plus its descendants, which
+    counts the pages a helper shares with its forked ``dask.order`` child once."""
 
     def __init__(self, scheduler: psutil.Process, workers: list[psutil.Process]):
         super().__init__(daemon=True)
@@ -321,6 +337,8 @@ class Sampler(threading.Thread):
         self.sched_peak = 0
         self.sched_self_peak = 0
         self.sched_children_peak = 0
+        self.sched_pss_peak = 0
+        self._pss_at = 0.0
         self.max_children = 0
         self._kids: list[psutil.Process] = []
         self._kids_at = 0.0
@@ -343,6 +361,10 @@ class Sampler(threading.Thread):
         self.sched_children_peak = max(self.sched_children_peak, kids)
         self.max_children = max(self.max_children, len(self._kids))
         self.sched_peak = max(self.sched_peak, own + kids)
+        if now - self._pss_at >= PSS_INTERVAL:
+            total = pss(self.sched.pid) + sum(pss(k.pid) for k in self._kids)
+            self.sched_pss_peak = max(self.sched_pss_peak, total)
+            self._pss_at = now
         self.n += 1
 
     def run(self) -> None:
@@ -911,6 +933,7 @@ def run_once(cluster: Cluster, graph: Graph, work: "Work", p: dict, args, rep: i
             rec["scheduler_peak_rss_bytes"] = sampler.sched_peak
             rec["scheduler_peak_rss_self_bytes"] = sampler.sched_self_peak
             rec["scheduler_peak_rss_children_bytes"] = sampler.sched_children_peak
+            rec["scheduler_peak_pss_bytes"] = sampler.sched_pss_peak
             rec["scheduler_children"] = sampler.max_children
             rec["rss_samples"] = sampler.n
         after = counters(client)
@@ -1047,6 +1070,10 @@ METRICS = [
      "max over 50 ms samples of RSS of the scheduler + its children (materializer helpers)"),
     ("scheduler_peak_rss_self_bytes", "  of which the scheduler process itself [MiB]", MiB, "{:.0f}",
      "max over samples of the scheduler process's own RSS (without children)"),
+    ("scheduler_peak_pss_bytes", "scheduler peak PSS incl. children [MiB]", MiB, "{:.0f}",
+     "max over 200 ms samples of the proportional set size (/proc/PID/smaps_rollup) of the "
+     "scheduler + its children: pages they share, such as a helper's with its forked "
+     "dask.order child, count once"),
     ("worker_cpu_s", "worker CPU, sum of 4 [s]", 1, "{:.2f}",
      "delta of user+system CPU of the 4 worker processes"),
     ("client_cpu_s", "client CPU [s]", 1, "{:.2f}",
