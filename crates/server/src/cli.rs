@@ -126,8 +126,8 @@ pub struct Cli {
     #[arg(long, env = "DASK_SCHEDULER_MATERIALIZER_POOL_SIZE")]
     pub materializer_pool_size: Option<usize>,
 
-    /// Materializer helpers kept running; more start while graphs wait, up to
-    /// --materializer-pool-size
+    /// Materializer helpers kept running (at least 1); more start while graphs
+    /// wait, up to --materializer-pool-size
     #[arg(
         long,
         env = "DASK_SCHEDULER_MATERIALIZER_MIN_HELPERS",
