@@ -65,17 +65,17 @@ enum Field {
 
 impl Field {
     fn of(name: &Value) -> Field {
-        Field::named(name.as_str_key())
+        Field::named(name.as_str_key().map(str::as_bytes))
     }
 
-    fn named(name: Option<&str>) -> Field {
+    fn named(name: Option<&[u8]>) -> Field {
         match name {
-            Some("key") => Field::Key,
-            Some("run_id") => Field::RunId,
-            Some("nbytes") => Field::NBytes,
-            Some("type") => Field::Type,
-            Some("startstops") => Field::StartStops,
-            Some("stimulus_id") => Field::StimulusId,
+            Some(b"key") => Field::Key,
+            Some(b"run_id") => Field::RunId,
+            Some(b"nbytes") => Field::NBytes,
+            Some(b"type") => Field::Type,
+            Some(b"startstops") => Field::StartStops,
+            Some(b"stimulus_id") => Field::StimulusId,
             _ => Field::Other,
         }
     }
@@ -101,17 +101,17 @@ impl StartStopFields {
 
     /// [`StartStopFields::set`] for the entry named `name` whose value is
     /// next in `r`.
-    fn read(&mut self, name: Option<&str>, r: &mut Reader, depth: usize) -> Result<(), WireError> {
+    fn read(&mut self, name: Option<&[u8]>, r: &mut Reader, depth: usize) -> Result<(), WireError> {
         match name {
-            Some("action") => {
+            Some(b"action") => {
                 let action = r.str()?;
                 if action.is_none() {
                     r.skip(depth)?;
                 }
                 self.action = action.map(Text::from);
             }
-            Some("start") => self.start = r.value(depth)?.as_f64(),
-            Some("stop") => self.stop = r.value(depth)?.as_f64(),
+            Some(b"start") => self.start = r.value(depth)?.as_f64(),
+            Some(b"stop") => self.stop = r.value(depth)?.as_f64(),
             _ => r.skip(depth)?,
         }
         Ok(())
@@ -215,10 +215,12 @@ impl TaskFinished {
     }
 }
 
-/// The name of the map entry next in `r`, read in place; a name that is
-/// not a str is stepped over (no field of interest has one).
-fn field_name<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Option<&'a str>, WireError> {
-    let name = r.str()?;
+/// The name of the map entry next in `r`, read in place as its bytes: the
+/// names of interest are ASCII, so one that matches is valid UTF-8, and
+/// the entry of any other name is stepped over unread. A name that is not
+/// a str is stepped over too (no field of interest has one).
+fn field_name<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Option<&'a [u8]>, WireError> {
+    let name = r.str_bytes()?;
     if name.is_none() {
         r.skip(depth)?;
     }
@@ -388,6 +390,20 @@ mod tests {
         assert_eq!(read[6].startstops[0].stop, 3.0);
         assert_eq!(read[7].nbytes, Some(99));
         assert_eq!(read[8].key, None);
+    }
+
+    #[test]
+    fn a_field_whose_name_is_not_utf8_is_stepped_over() {
+        // `real_message` with one more entry, named by invalid UTF-8: the
+        // names are compared as bytes, so it matches no field and is skipped
+        let mut bytes = dask_wire::msgpack::encode(&real_message(Value::str("k")));
+        let n = bytes[0] & 0x0f;
+        bytes[0] = 0x80 | (n + 1);
+        bytes.extend_from_slice(&[0xa2, b'k', 0xff, 0x01]);
+        let t = TaskFinished::decode(&Bytes::from(bytes)).unwrap().unwrap();
+        assert_eq!(t.run_id, Some(1));
+        assert_eq!(t.nbytes, Some(28));
+        assert_eq!(t.startstops.len(), 1);
     }
 
     #[test]

@@ -334,6 +334,23 @@ impl<'a> Reader<'a> {
     /// If the next value is a str, consume it and return it borrowed from
     /// the input (no allocation); otherwise consume nothing and return `None`.
     pub fn str(&mut self) -> Result<Option<&'a str>, WireError> {
+        let start = self.dec.pos;
+        let Some(raw) = self.str_bytes()? else {
+            return Ok(None);
+        };
+        match std::str::from_utf8(raw) {
+            Ok(s) => Ok(Some(s)),
+            Err(_) => {
+                self.dec.pos = start;
+                Err(WireError::InvalidUtf8)
+            }
+        }
+    }
+
+    /// Like [`str`](Self::str), but the str's bytes, not checked to be
+    /// UTF-8: for comparing with known ASCII names, where a match implies
+    /// valid UTF-8 and a mismatch needs no check.
+    pub fn str_bytes(&mut self) -> Result<Option<&'a [u8]>, WireError> {
         let buf: &'a Bytes = self.dec.buf;
         let pos = self.dec.pos;
         let Some(&m) = buf.get(pos) else {
@@ -354,9 +371,8 @@ impl<'a> Reader<'a> {
         };
         let start = pos + header;
         let raw = buf.get(start..start + n).ok_or(WireError::Truncated)?;
-        let s = std::str::from_utf8(raw).map_err(|_| WireError::InvalidUtf8)?;
         self.dec.pos = start + n;
-        Ok(Some(s))
+        Ok(Some(raw))
     }
 
     /// Decode the next value.
@@ -718,10 +734,13 @@ mod tests {
             assert!(r.str().is_err(), "cut at {cut}");
         }
         let bad = Bytes::from_static(&[0xa2, b'o', 0xff]);
-        assert!(matches!(
-            Reader::new(&bad).str(),
-            Err(WireError::InvalidUtf8)
-        ));
+        let mut r = Reader::new(&bad);
+        assert!(matches!(r.str(), Err(WireError::InvalidUtf8)));
+        assert_eq!(r.position(), 0, "a refused str is not consumed");
+        // its bytes, unchecked, for comparing with known names
+        assert_eq!(r.str_bytes().unwrap(), Some(&[b'o', 0xff][..]));
+        assert!(r.is_at_end());
+        assert_eq!(Reader::new(&b).str_bytes().unwrap(), None, "an array");
         // a header claiming more entries than bytes left is refused up front
         let lying = Bytes::from_static(&[0xdf, 0, 0, 0, 9, 0xc0]);
         assert!(Reader::new(&lying).map_len().is_err());
