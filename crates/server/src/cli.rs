@@ -243,14 +243,10 @@ impl Cli {
         let Some(s) = self.idle_timeout.as_deref() else {
             return Ok(None);
         };
-        let secs = dask_core::timedelta::parse_seconds(s)
-            .filter(|x| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| {
-                anyhow!(
-                    "invalid --idle-timeout {s:?} (expected e.g. \"30s\", \"5 minutes\", \"1h\")"
-                )
-            })?;
-        Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+        let timeout = parse_duration(s).map_err(|_| {
+            anyhow!("invalid --idle-timeout {s:?} (expected e.g. \"30s\", \"5 minutes\", \"1h\")")
+        })?;
+        Ok((!timeout.is_zero()).then_some(timeout))
     }
 
     /// `--pid-file`, if given.
@@ -551,6 +547,8 @@ mod tests {
             (&["--idle-timeout", "0"], Some(None)),
             (&["--idle-timeout", "soon"], None),
             (&["--idle-timeout", "-3s"], None),
+            // too long for a Duration: refused, not a panic
+            (&["--idle-timeout", "1e30s"], None),
         ];
         for (args, want) in cases {
             let got = cli(args).idle_timeout().ok();

@@ -483,8 +483,8 @@ def _node_pickler():
         func = node.func
         return not_by_reference.get(id(func)) is func
 
-    # [answer] once asked: see ``serializer_step_fails_too``
-    no_serializer_for_tasks = []
+    # the answer of ``serializer_step_fails_too``, once asked
+    no_serializer_for_tasks = None
 
     def serializer_step_fails_too():
         """distributed's ``_DaskPickler`` fails wherever plain pickle fails on
@@ -492,13 +492,14 @@ def _node_pickler():
         ``Task`` or for functions: its override answers ``NotImplemented``
         for both types (a dispatch raising ``TypeError``), so it pickles the
         task as plain pickle does and fails at the same function."""
+        nonlocal no_serializer_for_tasks
         if always_pickle is None or dask_pickler is None:
             return False
-        if not no_serializer_for_tasks:
-            no_serializer_for_tasks.append(
-                not has_dask_serializer(Task) and not has_dask_serializer(function_type)
+        if no_serializer_for_tasks is None:
+            no_serializer_for_tasks = not has_dask_serializer(Task) and not has_dask_serializer(
+                function_type
             )
-        return no_serializer_for_tasks[0]
+        return no_serializer_for_tasks
 
     def note_plain_failure(node):
         if type(node) is not Task:
