@@ -18,6 +18,10 @@ Steps (each bounded; a failing step is reported, the others still run):
    processes; map 20k, array sum 10k chunks, delayed tree 8k, split_every
    20k chunks, dataframe groupby), Rust and Python schedulers in the same run.
 
+``dask-machine-probe`` (memory latency, integer speed, TCP loopback round
+trip) runs before the first step and after the last, and the table's header
+gives both, because this shared VM's speed changes between days.
+
 Then the targets of the issue are evaluated (pass / falls short, never as
 tests) and the table between ``<!-- bench-results:start -->`` and
 ``<!-- bench-results:end -->`` in README.md is replaced.  Raw outputs land in
@@ -84,6 +88,47 @@ def stamp() -> str:
     return f"RUN {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {rev}"
 
 
+def machine_probe(label: str) -> dict | None:
+    """Run `dask-machine-probe` (memory latency, integer speed, loopback round
+    trip; see crates/loaddriver/src/probe.rs) and return its JSON, or None if
+    it is not built or fails: the machine's speed changes between days, and the
+    table says how fast it was at the start and the end of this run."""
+    exe = REPO / "target" / "release" / "dask-machine-probe"
+    if not exe.exists():
+        log(f"machine probe ({label}): {exe} not built, skipped")
+        return None
+    rc, text = run([str(exe)], 300)
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                res = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            res["when"] = label
+            res["at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            return res
+    log(f"machine probe ({label}) failed (exit {rc}): {text[-500:]}")
+    return None
+
+
+def probe_line(probes: list[dict]) -> str | None:
+    """One sentence for the table's header from the start and end probes."""
+    if not probes:
+        return None
+
+    def both(field, d):
+        vals = [p.get(field) for p in probes]
+        return " / ".join("—" if not v else f"{v['median']:.{d}f}" for v in vals)
+
+    whens = " / ".join(p.get("when", "?") for p in probes)
+    return (f"Machine probe (`dask-machine-probe`, medians of {probes[0].get('reps', '?')}; {whens}): "
+            f"memory latency {both('mem_latency_ns', 0)} ns per dependent load over "
+            f"{probes[0].get('mem_array_mib', '?')} MiB, integer {both('int_op_ns', 2)} ns per dependent "
+            f"multiply-rotate-xor, TCP loopback round trip {both('loopback_rtt_us', 1)} µs; CPU "
+            f"{probes[0].get('cpu', '?')}. The same code's absolute numbers move with these "
+            "(benches/README.md, \"Repetitions, medians, noise\").")
+
+
 def wire_results(text: str) -> list[dict]:
     """Parse criterion's text output: name, then a `thrpt:` line [lo mid hi]."""
     res, name = [], None
@@ -116,6 +161,9 @@ def build_table(core, wire, sim, e2e, meta) -> tuple[str, list[tuple[str, str, s
              f"{meta['load_start']} at start, {meta['load_end']} at the end: the machine is shared, "
              "numbers are noisy). Regenerate with `.venv/bin/python benches/run_all.py` "
              "(`--quick` for a shorter run); method in `benches/README.md`.")
+    if meta.get("probe_line"):
+        L.append("")
+        L.append(meta["probe_line"])
     L.append("")
     if core:
         ran = f"; run {meta['core_run']}" if meta.get("core_run") else ""
@@ -332,12 +380,14 @@ def main() -> int:
     failures = []
     core_out, wire_out = RESULTS / f"core-scale-{mode}.txt", RESULTS / f"wire-codec-{mode}.txt"
     sim_out, e2e_out = RESULTS / f"simbench-{mode}.json", RESULTS / f"e2e-issue4-{mode}.json"
+    probe_out = RESULTS / f"machine-probe-{mode}.json"
     if not args.from_results:
         if not args.no_build:
             rc, text = run(["cargo", "build", "--release", "-p", "dask-scheduler", "-p", "dask-loaddriver"], 1800)
             if rc:
                 print(text[-3000:], file=sys.stderr)
                 return 1
+        probes = [p for p in [machine_probe("start")] if p]
         q = ["--", "--quick"] if args.quick else []
         if "core" in only:
             started = stamp()
@@ -367,6 +417,8 @@ def main() -> int:
             (RESULTS / f"e2e-issue4-{mode}.log").write_text(text[-20000:])
             if rc:
                 failures.append(f"compare.py exit {rc}")
+        probes += [p for p in [machine_probe("end")] if p]
+        probe_out.write_text(json.dumps(probes, indent=1))
     if "core" in only and core_out.exists():
         core = core_results(core_out.read_text())
         meta["core_run"] = run_stamp(core_out.read_text())
@@ -377,6 +429,8 @@ def main() -> int:
     if "e2e" in only and e2e_out.exists():
         e2e = json.loads(e2e_out.read_text())
     meta["load_end"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    if probe_out.exists():
+        meta["probe_line"] = probe_line(json.loads(probe_out.read_text()))
     if args.from_results:
         starts = [x["meta"]["started"] for x in (sim, e2e) if x and x.get("meta", {}).get("started")]
         meta["date"] += (" (table rebuilt from benches/results/; the load averages are of the rebuild"

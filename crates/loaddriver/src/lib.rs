@@ -14,6 +14,8 @@
 //! This library holds the pure part (building and parsing messages, the
 //! per-worker bookkeeping in [`WorkerSim`]); `main.rs` has the sockets.
 
+pub mod probe;
+
 use bytes::Bytes;
 use dask_wire::{msgpack, Value};
 use std::collections::HashSet;
