@@ -124,7 +124,8 @@ def probe_line(probes: list[dict]) -> str | None:
     return (f"Machine probe (`dask-machine-probe`, medians of {probes[0].get('reps', '?')}; {whens}): "
             f"memory latency {both('mem_latency_ns', 0)} ns per dependent load over "
             f"{probes[0].get('mem_array_mib', '?')} MiB, integer {both('int_op_ns', 2)} ns per dependent "
-            f"multiply-rotate-xor, TCP loopback round trip {both('loopback_rtt_us', 1)} µs; CPU "
+            f"multiply-rotate-xor, TCP loopback round trip {both('loopback_rtt_us', 1)} µs "
+            f"({both('loopback_cpu_us', 1)} µs of CPU, both ends); CPU "
             f"{probes[0].get('cpu', '?')}. The same code's absolute numbers move with these "
             "(benches/README.md, \"Repetitions, medians, noise\").")
 

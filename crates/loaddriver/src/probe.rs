@@ -12,7 +12,8 @@
 //! - **dependent integer operations**: the core's clock, cache-resident;
 //! - **loopback round trip**: one byte to a thread and back over TCP on
 //!   127.0.0.1, both sides blocked in `recv` (the sleep/wake-up and syscall
-//!   cost that dominates a scheduler's CPU per task with real workers).
+//!   cost that dominates a scheduler's CPU per task with real workers), as
+//!   wall time and as both threads' CPU time.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -86,18 +87,40 @@ pub fn spin(iters: u64, seed: u64) -> u64 {
     x
 }
 
+/// CPU time the calling thread has run, in ns (`/proc/thread-self/schedstat`,
+/// which counts exactly, unlike tick-based `utime`); `None` where unavailable.
+pub fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What [`loopback_round_trips`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundTrips {
+    /// Wall time of all the round trips.
+    pub wall: Duration,
+    /// CPU time of both threads (sender and echo) over them, in ns, user and
+    /// kernel; `None` where the kernel does not report it.
+    pub cpu_ns: Option<u64>,
+}
+
 /// Time `n` one-byte round trips over a TCP connection on 127.0.0.1 to an
 /// echoing thread (Nagle off on both ends, both sides blocking in `recv`).
-pub fn loopback_round_trips(n: usize) -> io::Result<Duration> {
+pub fn loopback_round_trips(n: usize) -> io::Result<RoundTrips> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let echo = std::thread::spawn(move || -> io::Result<()> {
+    let echo = std::thread::spawn(move || -> io::Result<Option<u64>> {
         let (mut s, _) = listener.accept()?;
         s.set_nodelay(true)?;
+        let cpu0 = thread_cpu_ns();
         let mut b = [0u8; 1];
         loop {
             match s.read(&mut b)? {
-                0 => return Ok(()),
+                0 => return Ok(cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a))),
                 _ => s.write_all(&b)?,
             }
         }
@@ -105,16 +128,21 @@ pub fn loopback_round_trips(n: usize) -> io::Result<Duration> {
     let mut c = TcpStream::connect(addr)?;
     c.set_nodelay(true)?;
     let mut b = [7u8; 1];
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), thread_cpu_ns());
     for _ in 0..n {
         c.write_all(&b)?;
         c.read_exact(&mut b)?;
     }
-    let took = t0.elapsed();
+    let (wall, cpu1) = (t0.elapsed(), thread_cpu_ns());
     drop(c);
-    echo.join()
+    let echo_cpu = echo
+        .join()
         .map_err(|_| io::Error::other("echo thread panicked"))??;
-    Ok(took)
+    let own_cpu = cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a));
+    Ok(RoundTrips {
+        wall,
+        cpu_ns: own_cpu.zip(echo_cpu).map(|(a, b)| a + b),
+    })
 }
 
 /// Median, minimum and maximum of some measurements (`xs` not empty).
@@ -170,8 +198,12 @@ mod tests {
 
     #[test]
     fn loopback_round_trips_complete() {
-        let took = loopback_round_trips(50).expect("loopback");
-        assert!(took > Duration::ZERO);
+        let rt = loopback_round_trips(50).expect("loopback");
+        assert!(rt.wall > Duration::ZERO);
+        if let Some(cpu) = rt.cpu_ns {
+            // 100 sends and 100 receives cannot take no CPU at all
+            assert!(cpu > 0, "both threads' CPU over 50 round trips was 0");
+        }
     }
 
     #[test]

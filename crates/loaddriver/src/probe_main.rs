@@ -80,13 +80,20 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e9 / args.spins as f64
     });
     let mut failed = None;
+    let mut cpu_per_rt = Vec::new();
     let rtt = measure(args.reps, || match loopback_round_trips(args.round_trips) {
-        Ok(d) => d.as_secs_f64() * 1e6 / args.round_trips as f64,
+        Ok(rt) => {
+            if let Some(ns) = rt.cpu_ns {
+                cpu_per_rt.push(ns as f64 / 1e3 / args.round_trips as f64);
+            }
+            rt.wall.as_secs_f64() * 1e6 / args.round_trips as f64
+        }
         Err(e) => {
             failed = Some(e.to_string());
             f64::NAN
         }
     });
+    let rtt_cpu = (!cpu_per_rt.is_empty()).then(|| median_min_max(&cpu_per_rt));
     let cpu = cpu_description();
     eprintln!("machine probe: {cpu}");
     eprintln!(
@@ -98,10 +105,18 @@ fn main() {
         int.0, int.1, int.2
     );
     match &failed {
-        None => eprintln!(
-            "  loopback        {:.1} µs per TCP round trip ({:.1}-{:.1})",
-            rtt.0, rtt.1, rtt.2
-        ),
+        None => {
+            eprintln!(
+                "  loopback        {:.1} µs per TCP round trip ({:.1}-{:.1})",
+                rtt.0, rtt.1, rtt.2
+            );
+            if let Some(c) = rtt_cpu {
+                eprintln!(
+                    "                  {:.1} µs of CPU per round trip, both threads ({:.1}-{:.1})",
+                    c.0, c.1, c.2
+                );
+            }
+        }
         Some(e) => eprintln!("  loopback        failed: {e}"),
     }
     let j = |t: (f64, f64, f64)| serde_json::json!({"median": t.0, "min": t.1, "max": t.2});
@@ -113,6 +128,7 @@ fn main() {
         "mem_array_mib": args.mib,
         "int_op_ns": j(int),
         "loopback_rtt_us": if failed.is_none() { j(rtt) } else { serde_json::Value::Null },
+        "loopback_cpu_us": rtt_cpu.map(j),
         "loopback_error": failed,
         "sink": (sink as u64) ^ sink64,
     });
