@@ -12,6 +12,7 @@
 //! transition engine is in [`transitions`], placement in [`placement`].
 
 pub mod config;
+pub mod coordination;
 pub mod error;
 pub mod finished;
 pub mod graph;

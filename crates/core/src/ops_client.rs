@@ -163,6 +163,24 @@ impl State {
                 let (who_has, nbytes) = crate::ops_worker::parse_who_has_nbytes(op, msg)?;
                 self.update_data(Some(who), &who_has, &nbytes);
             }
+            "publish_flush_batched_send" => {
+                let uid = msg
+                    .get("uid")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| CoreError::malformed(op, "missing 'uid'"))?;
+                self.publish_flushed(uid);
+            }
+            "variable-future-received-confirm" => {
+                let name = key_of(op, msg, "name")?;
+                let key = key_of(op, msg, "key")?;
+                let token = msg.get("token").and_then(Value::as_str).unwrap_or("");
+                let who = self.acting_client(client, msg);
+                self.variable_confirm(who, name, key, token);
+            }
+            "variable_delete" => {
+                let name = key_of(op, msg, "name")?;
+                self.variable_delete(&name);
+            }
             other => return Err(CoreError::UnknownOp(other.to_string())),
         }
         Ok(())
@@ -253,4 +271,12 @@ impl State {
             }
         }
     }
+}
+
+/// The key (or key-like name) in `msg[field]`.
+pub fn key_of(op: &str, msg: &Value, field: &str) -> Result<Key, CoreError> {
+    let v = msg
+        .get(field)
+        .ok_or_else(|| CoreError::malformed(op, format!("missing '{field}'")))?;
+    Key::from_value(v).map_err(|e| CoreError::malformed(op, e.to_string()))
 }

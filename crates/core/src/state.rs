@@ -109,6 +109,8 @@ pub struct State {
     /// The `fire-and-forget` pseudo-client (registered first, never removed).
     fire_and_forget: ClientId,
     pub(crate) subscriptions: HashMap<String, BTreeSet<ClientId>>,
+    /// Published datasets, variables and events.
+    pub(crate) coordination: crate::coordination::Coordination,
     pub(crate) transition_counter: u64,
     pub(crate) stimulus_counter: u64,
     pub(crate) now: f64,
@@ -206,6 +208,7 @@ impl State {
             total_nthreads: 0,
             fire_and_forget: ClientId(0),
             subscriptions: HashMap::new(),
+            coordination: Default::default(),
             transition_counter: 0,
             stimulus_counter: 0,
             now: 0.0,

@@ -8,9 +8,11 @@
 //! * [`rpc`]: RPC handlers (`identity`, `gather`, `scatter`, `broadcast`, ...).
 //! * [`graph`]: `update-graph` → materializer request → core graph.
 //! * [`errors`]: error replies clients turn into exceptions.
+//! * [`coordination`]: published datasets, variables and events.
 
 pub mod config;
 pub mod connection;
+pub mod coordination;
 pub mod errors;
 pub mod event_loop;
 pub mod graph;
@@ -68,6 +70,9 @@ pub struct Scheduler {
     pub plugins: plugins::Plugins,
     /// Notified when a client asks the scheduler to close (`terminate`).
     pub shutdown: Arc<tokio::sync::Notify>,
+    /// Notified after a variable is set or an event is set: wakes the
+    /// `variable_get` and `event_wait` calls waiting for that.
+    pub coordination_changed: tokio::sync::Notify,
 }
 
 impl Scheduler {
@@ -89,6 +94,7 @@ impl Scheduler {
             scatter_counter: AtomicUsize::new(0),
             plugins: plugins::Plugins::default(),
             shutdown: shutdown.clone(),
+            coordination_changed: tokio::sync::Notify::new(),
         });
         let handle = tokio::spawn(event_loop::run(
             state,

@@ -300,6 +300,9 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                  (distributed.diagnostics.plugin.UploadFile) instead",
             ))
         }
+        op if super::coordination::OPS.contains(&op) => {
+            return super::coordination::handle(sched, op, msg).await
+        }
         "register-client" | "register-worker" => {
             return Err(error_reply(
                 "ValueError",

@@ -1,0 +1,198 @@
+//! Published datasets, variables and events: who holds which key, and when
+//! it is let go.
+
+mod common;
+
+use common::*;
+use dask_core::coordination::python_str;
+use dask_wire::Value;
+
+fn release_c(sim: &mut Sim) {
+    sim.cop(Value::map([
+        ("op", Value::str("client-releases-keys")),
+        ("keys", Value::Array(vec![kv(&k("c"))])),
+        ("client", Value::str("Client-1")),
+    ]))
+    .unwrap();
+}
+
+/// A computed `c` (from `a`, `b`) held by the default client.
+fn computed() -> Sim {
+    let mut sim = Sim::new();
+    sim.worker("tcp://127.0.0.1:1", 1);
+    sim.submit(&["c"], vec![t("a", &[]), t("b", &["a"]), t("c", &["b"])]);
+    sim.run_all();
+    sim.clear();
+    sim
+}
+
+#[test]
+fn a_published_dataset_holds_its_keys_until_unpublished() {
+    let mut sim = computed();
+    sim.s
+        .publish_put(vec![(k("ds"), vec![k("c")], Value::Int(1))], false)
+        .unwrap();
+    release_c(&mut sim);
+    // c stays, and a and b, released, with it (they go when c goes)
+    assert_eq!(sim.s.task_count(), 3, "the dataset holds c");
+    assert_eq!(sim.s.publish_list(), Value::Array(vec![Value::str("ds")]));
+    let got = sim.s.publish_get(&[k("ds"), k("missing")]);
+    let Value::Array(items) = got else {
+        panic!("{got:?}")
+    };
+    assert_eq!(items[0].get("data"), Some(&Value::Int(1)));
+    assert_eq!(items[1], Value::Nil);
+
+    sim.s.publish_delete(&[k("ds")]);
+    assert_eq!(sim.s.task_count(), 0);
+    assert_eq!(sim.s.publish_list(), Value::Array(vec![]));
+}
+
+#[test]
+fn publishing_a_name_again_needs_override() {
+    let mut sim = computed();
+    let put = |sim: &mut Sim, v: i64, over: bool| {
+        sim.s
+            .publish_put(vec![(k("ds"), vec![k("c")], Value::Int(v))], over)
+    };
+    put(&mut sim, 1, false).unwrap();
+    let err = put(&mut sim, 2, false).unwrap_err();
+    assert!(err.contains("already exists"), "{err}");
+    put(&mut sim, 3, true).unwrap();
+    let got = sim.s.publish_get(&[k("ds")]);
+    assert_eq!(got, Value::Array(vec![got_map(&got)]));
+    assert_eq!(got_map(&got).get("data"), Some(&Value::Int(3)));
+    release_c(&mut sim);
+    assert_eq!(
+        sim.s.task_count(),
+        3,
+        "held once by the dataset, not leaked"
+    );
+    sim.s.publish_delete(&[k("ds")]);
+    assert_eq!(sim.s.task_count(), 0);
+}
+
+fn got_map(v: &Value) -> Value {
+    match v {
+        Value::Array(items) => items[0].clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_flush_is_seen_once() {
+    let mut sim = Sim::new();
+    assert!(!sim.s.take_publish_flush("u1"));
+    sim.cop(Value::map([
+        ("op", Value::str("publish_flush_batched_send")),
+        ("uid", Value::str("u1")),
+    ]))
+    .unwrap();
+    assert!(sim.s.take_publish_flush("u1"));
+    assert!(!sim.s.take_publish_flush("u1"));
+}
+
+#[test]
+fn a_variable_lets_go_of_a_replaced_future_only_after_the_getter_confirms() {
+    let mut sim = computed();
+    assert!(!sim.s.variable_set_future(k("v"), k("nope")), "unknown key");
+    assert!(sim.s.variable_set_future(k("v"), k("c")));
+    let record = sim.s.variable_get(&k("v")).expect("set");
+    assert_eq!(record.get("type"), Some(&Value::str("Future")));
+    assert_eq!(record.get("state"), Some(&Value::str("memory")));
+    let token = record
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string();
+    release_c(&mut sim);
+    // replaced before the getter confirmed: c stays
+    sim.s.variable_set_data(k("v"), Value::Int(5));
+    assert_eq!(sim.s.task_count(), 3);
+    assert_eq!(
+        sim.s.variable_get(&k("v")).unwrap().get("value"),
+        Some(&Value::Int(5))
+    );
+    // a second client confirms, then lets go: nobody holds c any more
+    let other = sim.add_client("Client-2");
+    sim.cop_as(
+        other,
+        Value::map([
+            ("op", Value::str("variable-future-received-confirm")),
+            ("name", Value::str("v")),
+            ("key", kv(&k("c"))),
+            ("token", Value::str(token)),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(sim.s.task_count(), 3, "the getter holds c now");
+    sim.cop_as(
+        other,
+        Value::map([
+            ("op", Value::str("client-releases-keys")),
+            ("keys", Value::Array(vec![kv(&k("c"))])),
+            ("client", Value::str("Client-2")),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(sim.s.task_count(), 0);
+}
+
+#[test]
+fn deleting_a_variable_releases_its_future_and_pseudo_client() {
+    let mut sim = computed();
+    assert!(sim.s.variable_set_future(k("v"), k("c")));
+    release_c(&mut sim);
+    assert_eq!(sim.s.task_count(), 3);
+    sim.cop(Value::map([
+        ("op", Value::str("variable_delete")),
+        ("name", Value::str("v")),
+    ]))
+    .unwrap();
+    assert_eq!(sim.s.task_count(), 0);
+    assert!(sim.s.variable_get(&k("v")).is_none());
+    assert!(sim.s.client_id("variable-v").is_none());
+}
+
+#[test]
+fn an_event_waiter_sees_a_set_even_if_cleared_at_once() {
+    let mut sim = Sim::new();
+    let e = k("ev");
+    assert!(!sim.s.event_is_set(&e));
+    let ticket = sim.s.event_wait_begin(e.clone());
+    assert!(!sim.s.event_wait_done(&e, ticket));
+    sim.s.event_set(e.clone());
+    sim.s.event_clear(&e);
+    assert!(!sim.s.event_is_set(&e));
+    assert!(
+        sim.s.event_wait_done(&e, ticket),
+        "the set happened while it waited"
+    );
+    sim.s.event_wait_end(&e);
+    // a new waiter does not see the old set
+    let t2 = sim.s.event_wait_begin(e.clone());
+    assert!(!sim.s.event_wait_done(&e, t2));
+    sim.s.event_wait_end(&e);
+    sim.s.event_set(e.clone());
+    assert!(sim.s.event_is_set(&e));
+    let t3 = sim.s.event_wait_begin(e.clone());
+    assert!(sim.s.event_wait_done(&e, t3), "set: returns at once");
+    sim.s.event_wait_end(&e);
+}
+
+#[test]
+fn python_str_of_names() {
+    let cases = [
+        (Value::str("x"), "x"),
+        (
+            Value::Array(vec![Value::str("x"), Value::Int(1)]),
+            "('x', 1)",
+        ),
+        (Value::Array(vec![Value::str("x")]), "('x',)"),
+        (Value::Int(3), "3"),
+        (Value::Float(2.0), "2.0"),
+    ];
+    for (v, want) in cases {
+        assert_eq!(python_str(&v), want, "{v:?}");
+    }
+}

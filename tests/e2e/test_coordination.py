@@ -1,0 +1,228 @@
+"""Published datasets, ``Variable`` and ``Event`` through the Rust scheduler,
+shared between two real clients, with real workers.
+
+The scheduler holds a published dataset's or a variable's futures for a
+pseudo-client (``published-<name>``, ``variable-<name>``), so they outlive
+the client that made them; dropping the dataset or variable releases them.
+"""
+
+import threading
+import time
+
+import dask.array as da
+import numpy as np
+import pytest
+from distributed import Event, Variable, futures_of
+
+from .cluster import wait_until
+from .helpers import inc, scheduler_task_keys, unique
+
+
+@pytest.fixture(scope="module")
+def other(cluster):
+    """A second client on the same scheduler."""
+    return cluster.client()
+
+
+# --------------------------------------------------------------------------
+# publish_dataset
+
+
+def test_published_collection_is_shared_and_outlives_its_future(client, other):
+    name = unique("ds")
+    x = client.persist(da.arange(100, chunks=10))
+    client.publish_dataset(x, name=name)
+    assert name in other.list_datasets()
+    y = other.get_dataset(name)
+    np.testing.assert_array_equal(other.compute(y).result(timeout=60), np.arange(100))
+    assert int(other.compute((y + 1).sum()).result(timeout=60)) == sum(range(1, 101))
+    # the publishing client lets go: the dataset still holds the keys
+    keys = {f.key for f in futures_of(x)}
+    del x
+    time.sleep(0.5)
+    assert keys <= scheduler_task_keys(client)
+    np.testing.assert_array_equal(other.compute(other.get_dataset(name)).result(timeout=60), np.arange(100))
+    # unpublished, and nobody else holds them: forgotten
+    del y
+    client.unpublish_dataset(name)
+    assert name not in client.list_datasets()
+    wait_until(lambda: not (keys & scheduler_task_keys(client)), 15,
+               "the unpublished dataset's keys to be forgotten")
+
+
+def test_publish_twice_needs_override(client, other):
+    name = unique("ds")
+    client.publish_dataset(client.submit(inc, 1), name=name)
+    with pytest.raises(KeyError, match="already exists"):
+        client.publish_dataset(client.submit(inc, 2), name=name)
+    assert other.get_dataset(name).result(timeout=30) == 2
+    client.publish_dataset(client.submit(inc, 10), name=name, override=True)
+    assert other.get_dataset(name).result(timeout=30) == 11
+    client.unpublish_dataset(name)
+
+
+def test_get_missing_dataset(client):
+    name = unique("missing")
+    with pytest.raises(KeyError):
+        client.get_dataset(name)
+    assert client.get_dataset(name, default="fallback") == "fallback"
+
+
+def test_datasets_mapping_and_plain_data(client, other):
+    a, b = unique("a"), unique("b")
+    client.datasets[a] = {"plain": [1, 2, 3]}
+    client.publish_dataset(**{b: client.submit(inc, 41)})
+    names = other.list_datasets()
+    assert a in names and b in names
+    assert list(names) == sorted(names, key=str)
+    assert other.datasets[a] == {"plain": [1, 2, 3]}
+    assert other.datasets[b].result(timeout=30) == 42
+    del client.datasets[a]
+    client.unpublish_dataset(b)
+    assert a not in other.list_datasets() and b not in other.list_datasets()
+
+
+def test_publish_right_after_persist_waits_for_the_graph(client, other):
+    """The flush on the client's stream makes the scheduler handle the
+    persist before the publish, so the dataset holds the new keys (the
+    collections are built on ``client`` explicitly: the default client is
+    whichever connected last)."""
+    name = unique("ds")
+    for i in range(5):
+        x = client.persist(client.persist(da.ones(50, chunks=5)) + i)
+        client.publish_dataset(x, name=name, override=True)
+        del x
+        assert int(other.compute(other.get_dataset(name).sum()).result(timeout=60)) == 50 * (1 + i)
+    client.unpublish_dataset(name)
+
+
+# --------------------------------------------------------------------------
+# Variable
+
+
+def test_variable_plain_value(client, other):
+    name = unique("var")
+    Variable(name, client=client).set({"n": 5, "s": "text"})
+    assert Variable(name, client=other).get(timeout=10) == {"n": 5, "s": "text"}
+    Variable(name, client=client).set(6)
+    assert Variable(name, client=other).get(timeout=10) == 6
+
+
+def test_variable_get_times_out_when_unset(other):
+    v = Variable(unique("unset"), client=other)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        v.get(timeout=0.5)
+    assert time.monotonic() - start < 10
+
+
+def test_variable_get_waits_for_the_set(client, other):
+    name = unique("var")
+    got = {}
+
+    def getter():
+        got["value"] = Variable(name, client=other).get(timeout=30)
+
+    t = threading.Thread(target=getter)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "get returned before the variable was set"
+    Variable(name, client=client).set("now")
+    t.join(30)
+    assert got.get("value") == "now"
+
+
+def test_variable_shares_a_future_and_releases_it_when_replaced(client, other):
+    name = unique("var")
+    v = Variable(name, client=client)
+    fut = client.submit(inc, 100, key=unique("held-by-variable"))
+    v.set(fut)
+    key = fut.key
+    del fut
+    time.sleep(0.3)
+    assert key in scheduler_task_keys(client), "the variable holds the future"
+    got = Variable(name, client=other).get(timeout=10)
+    assert got.result(timeout=30) == 101
+    # replaced by a value: the variable lets go; the other client still holds it
+    v.set(0)
+    time.sleep(0.3)
+    assert key in scheduler_task_keys(client)
+    del got
+    wait_until(lambda: key not in scheduler_task_keys(client), 15,
+               "the replaced future to be forgotten")
+
+
+def test_variable_delete_releases_its_future(client):
+    name = unique("var")
+    v = Variable(name, client=client)
+    fut = client.submit(inc, 7, key=unique("deleted-with-variable"))
+    v.set(fut)
+    key = fut.key
+    del fut
+    v.delete()
+    wait_until(lambda: key not in scheduler_task_keys(client), 15,
+               "the deleted variable's future to be forgotten")
+    with pytest.raises(TimeoutError):
+        Variable(name, client=client).get(timeout=0.2)
+
+
+def test_variable_erred_future(client, other):
+    name = unique("var")
+
+    def fail():
+        raise ValueError("variable boom")
+
+    Variable(name, client=client).set(client.submit(fail, pure=False))
+    got = Variable(name, client=other).get(timeout=10)
+    with pytest.raises(ValueError, match="variable boom"):
+        got.result(timeout=30)
+
+
+# --------------------------------------------------------------------------
+# Event
+
+
+def test_event_set_wait_clear(client, other):
+    name = unique("ev")
+    e, f = Event(name, client=client), Event(name, client=other)
+    assert not f.is_set()
+    assert f.wait(timeout=0.2) is False
+    e.set()
+    assert f.is_set()
+    assert f.wait(timeout=5) is True
+    e.clear()
+    assert not f.is_set()
+    assert f.wait(timeout=0.2) is False
+
+
+def test_event_wakes_a_waiter(client, other):
+    name = unique("ev")
+    result = {}
+
+    def waiter():
+        result["woke"] = Event(name, client=other).wait(timeout=30)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "wait returned before the event was set"
+    Event(name, client=client).set()
+    t.join(30)
+    assert result.get("woke") is True
+
+
+def test_event_used_from_tasks(client):
+    """Workers use the same scheduler routes: a task waits for an event a
+    client sets."""
+    name = unique("ev")
+
+    def wait_for_go(name):
+        from distributed import Event
+
+        return Event(name).wait(timeout=30)
+
+    fut = client.submit(wait_for_go, name, pure=False)
+    time.sleep(0.5)
+    assert not fut.done()
+    Event(name, client=client).set()
+    assert fut.result(timeout=30) is True
