@@ -12,7 +12,7 @@ import time
 import dask.array as da
 import numpy as np
 import pytest
-from distributed import Event, Variable, futures_of
+from distributed import Event, Lock, Queue, Semaphore, Variable, futures_of
 
 from .cluster import wait_until
 from .helpers import inc, scheduler_task_keys, unique
@@ -226,3 +226,178 @@ def test_event_used_from_tasks(client):
     assert not fut.done()
     Event(name, client=client).set()
     assert fut.result(timeout=30) is True
+
+
+# --------------------------------------------------------------------------
+# Lock and Semaphore
+
+
+def lock_on(client, name):
+    """A ``Lock`` that talks to the scheduler through ``client``."""
+    return Lock(name, scheduler_rpc=client.scheduler, loop=client.loop)
+
+
+def test_lock_excludes_a_second_holder(client, other):
+    name = unique("lock")
+    a, b = lock_on(client, name), lock_on(other, name)
+    assert a.acquire(timeout=5)
+    assert a.locked() and b.locked()
+    assert b.acquire(timeout=0.3) is False
+    a.release()
+    assert not b.locked()
+    assert b.acquire(timeout=5)
+    b.release()
+
+
+def test_lock_waiter_gets_it_when_released(client, other):
+    name = unique("lock")
+    a = lock_on(client, name)
+    assert a.acquire(timeout=5)
+    got = {}
+
+    def waiter():
+        got["acquired"] = b.acquire(timeout=30)
+        got["at"] = time.monotonic()
+
+    b = lock_on(other, name)
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "the second acquire did not wait"
+    released = time.monotonic()
+    a.release()
+    t.join(30)
+    assert got.get("acquired") is True
+    assert got["at"] >= released
+    b.release()
+
+
+def test_semaphore_limits_concurrent_tasks(client):
+    """Tasks on the workers share a semaphore of two leases: never more than
+    two run the guarded section at once."""
+    name = unique("sem")
+    sem = Semaphore(max_leases=2, name=name)
+
+    def guarded(i, sem):
+        import time as _t
+
+        with sem:
+            _t.sleep(0.2)
+            # leases held now, this one included
+            return sem.get_value()
+
+    values = client.gather(client.map(guarded, range(8), sem=sem, pure=False))
+    assert all(1 <= v <= 2 for v in values), values
+    assert max(values) == 2, "two leases were held at once at some point"
+    assert sem.get_value() == 0
+    sem.close()
+
+
+def test_semaphore_inconsistent_max_leases(client):
+    name = unique("sem")
+    Semaphore(max_leases=2, name=name).register()
+    with pytest.raises(ValueError, match="Inconsistent max leases"):
+        Semaphore(max_leases=3, name=name).register()
+
+
+def test_semaphore_lease_of_a_dead_holder_times_out(make_cluster):
+    """A lease that nobody refreshes is taken back after the lease timeout."""
+    import dask
+
+    with dask.config.set({"distributed.scheduler.locks.lease-timeout": "1s",
+                          "distributed.scheduler.locks.lease-validation-interval": "100ms"}):
+        cluster = make_cluster()
+        c1 = cluster.client()
+        c2 = cluster.client()
+        name = unique("sem")
+        s1 = Semaphore(max_leases=1, name=name, scheduler_rpc=c1.scheduler, loop=c1.loop)
+        s1.refresh_leases = False  # the holder stops refreshing, as if it died
+        assert s1.acquire(timeout=5)
+        s2 = Semaphore(max_leases=1, name=name, scheduler_rpc=c2.scheduler, loop=c2.loop)
+        start = time.monotonic()
+        assert s2.acquire(timeout=20), "the stale lease was never taken back"
+        assert time.monotonic() - start < 15
+        s2.release()
+        c1.close()
+        c2.close()
+
+
+# --------------------------------------------------------------------------
+# Queue
+
+
+def test_queue_passes_values_and_futures(client, other):
+    name = unique("q")
+    q1, q2 = Queue(name, client=client), Queue(name, client=other)
+    q1.put(1)
+    q1.put({"two": 2})
+    fut = client.submit(inc, 2, key=unique("queued"))
+    q1.put(fut)
+    assert q2.qsize() == 3
+    assert q2.get(timeout=5) == 1
+    assert q2.get(timeout=5) == {"two": 2}
+    got = q2.get(timeout=5)
+    assert got.result(timeout=30) == 3
+    assert q2.qsize() == 0
+    with pytest.raises(TimeoutError):
+        q2.get(timeout=0.3)
+
+
+def test_queue_get_waits_and_batches(client, other):
+    name = unique("q")
+    q1, q2 = Queue(name, client=client), Queue(name, client=other)
+    got = {}
+
+    def getter():
+        got["v"] = q2.get(timeout=30)
+
+    t = threading.Thread(target=getter)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "get returned from an empty queue"
+    q1.put("late")
+    t.join(30)
+    assert got.get("v") == "late"
+    for i in range(4):
+        q1.put(i)
+    assert q2.get(batch=2) == [0, 1]
+    assert q2.get(batch=True) == [2, 3]
+    assert q2.get(batch=True) == []
+
+
+def test_bounded_queue_put_waits_for_room(client, other):
+    name = unique("q")
+    q1, q2 = Queue(name, maxsize=1, client=client), Queue(name, client=other)
+    q1.put("a")
+    with pytest.raises(TimeoutError):
+        q1.put("b", timeout=0.3)
+    done = {}
+
+    def putter():
+        q1.put("c", timeout=30)
+        done["put"] = True
+
+    t = threading.Thread(target=putter)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "put into a full queue did not wait"
+    assert q2.get(timeout=5) == "a"
+    t.join(30)
+    assert done.get("put")
+    assert q2.get(timeout=5) == "c"
+
+
+def test_queue_holds_its_futures_until_taken(client, other):
+    name = unique("q")
+    q1, q2 = Queue(name, client=client), Queue(name, client=other)
+    fut = client.submit(inc, 5, key=unique("in-queue"))
+    q1.put(fut)
+    key = fut.key
+    del fut
+    time.sleep(0.3)
+    assert key in scheduler_task_keys(client), "the queue holds the future"
+    got = q2.get(timeout=5)
+    assert got.result(timeout=30) == 6
+    del got
+    wait_until(lambda: key not in scheduler_task_keys(client), 15,
+               "the taken future to be forgotten once its getter lets go")

@@ -279,28 +279,32 @@ impl State {
                     .entry((key.clone(), name.clone()))
                     .or_default()
                     .insert(token.clone());
-                let id = self.task_id(&key);
-                let state = id.map_or("lost", |id| self.task(id).state.as_str());
                 let mut fields = vec![
                     ("type", Value::str("Future")),
                     ("value", key.to_value()),
                     ("token", Value::str(token)),
-                    ("state", Value::str(state)),
                 ];
-                if let (Some(id), "erred") = (id, state) {
-                    let msg = self.task_erred_msg(id);
-                    fields.push((
-                        "exception",
-                        msg.get("exception").cloned().unwrap_or(Value::Nil),
-                    ));
-                    fields.push((
-                        "traceback",
-                        msg.get("traceback").cloned().unwrap_or(Value::Nil),
-                    ));
-                }
+                fields.extend(self.future_state_fields(&key));
                 Value::map(fields)
             }
         })
+    }
+
+    /// The `state` of the task behind a shared future (`lost` if the
+    /// scheduler no longer knows it) and, if it erred, its `exception` and
+    /// `traceback`: what a `Variable` or `Queue` getter builds its
+    /// `Future` from.
+    pub(crate) fn future_state_fields(&self, key: &Key) -> Vec<(&'static str, Value)> {
+        let id = self.task_id(key);
+        let state = id.map_or("lost", |id| self.task(id).state.as_str());
+        let mut fields = vec![("state", Value::str(state))];
+        if let (Some(id), "erred") = (id, state) {
+            let msg = self.task_erred_msg(id);
+            for field in ["exception", "traceback"] {
+                fields.push((field, msg.get(field).cloned().unwrap_or(Value::Nil)));
+            }
+        }
+        fields
     }
 
     /// `variable-future-received-confirm` from `client`'s stream: the

@@ -177,6 +177,16 @@ impl State {
                 let who = self.acting_client(client, msg);
                 self.variable_confirm(who, name, key, token);
             }
+            "queue-future-release" => {
+                let name = key_of(op, msg, "name")?;
+                let key = key_of(op, msg, "key")?;
+                let who = self.acting_client(client, msg);
+                self.queue_future_release(who, name, key);
+            }
+            "queue_release" => {
+                let name = key_of(op, msg, "name")?;
+                self.queue_release(&name);
+            }
             "variable_delete" => {
                 let name = key_of(op, msg, "name")?;
                 self.variable_delete(&name);

@@ -111,6 +111,10 @@ pub struct State {
     pub(crate) subscriptions: HashMap<String, BTreeSet<ClientId>>,
     /// Published datasets, variables and events.
     pub(crate) coordination: crate::coordination::Coordination,
+    /// Semaphores and locks.
+    pub(crate) semaphores: crate::semaphores::Semaphores,
+    /// Named queues.
+    pub(crate) queues: crate::queues::Queues,
     pub(crate) transition_counter: u64,
     pub(crate) stimulus_counter: u64,
     pub(crate) now: f64,
@@ -209,6 +213,8 @@ impl State {
             fire_and_forget: ClientId(0),
             subscriptions: HashMap::new(),
             coordination: Default::default(),
+            semaphores: Default::default(),
+            queues: Default::default(),
             transition_counter: 0,
             stimulus_counter: 0,
             now: 0.0,

@@ -196,3 +196,131 @@ fn python_str_of_names() {
         assert_eq!(python_str(&v), want, "{v:?}");
     }
 }
+
+#[test]
+fn semaphore_leases_are_counted_refreshed_and_timed_out() {
+    use dask_core::semaphores::Release;
+    let mut sim = Sim::new();
+    let s = k("sem");
+    assert!(
+        sim.s.semaphore_try_acquire(&s, "a", 0.0).is_err(),
+        "unknown"
+    );
+    sim.s.semaphore_register(s.clone(), 2, Some(10.0)).unwrap();
+    sim.s.semaphore_register(s.clone(), 2, Some(10.0)).unwrap();
+    let err = sim.s.semaphore_register(s.clone(), 3, None).unwrap_err();
+    assert!(
+        err.contains("Inconsistent max leases: 3, expected: 2"),
+        "{err}"
+    );
+    // (lease, now, granted)
+    let table = [
+        ("a", 0.0, true),
+        ("b", 1.0, true),
+        ("c", 2.0, false),
+        ("a", 3.0, true),
+    ];
+    for (lease, now, want) in table {
+        assert_eq!(
+            sim.s.semaphore_try_acquire(&s, lease, now),
+            Ok(want),
+            "{lease}"
+        );
+    }
+    assert_eq!(sim.s.semaphore_value(&s), 2);
+    assert_eq!(sim.s.semaphore_release(&s, "b"), Release::Released);
+    assert_eq!(sim.s.semaphore_release(&s, "b"), Release::NotHeld);
+    assert_eq!(
+        sim.s.semaphore_release(&k("other"), "b"),
+        Release::UnknownSemaphore
+    );
+    assert_eq!(sim.s.semaphore_try_acquire(&s, "c", 4.0), Ok(true));
+    // "a" refreshed at 12, "c" never again: at 14.5 only "c" is stale
+    assert!(sim
+        .s
+        .semaphore_refresh_leases(&s, &["a".into()], 12.0)
+        .is_empty());
+    assert_eq!(sim.s.semaphore_expire_leases(14.5), 1);
+    assert_eq!(sim.s.semaphore_value(&s), 1);
+    assert_eq!(
+        sim.s.semaphore_refresh_leases(&s, &["c".into()], 15.0),
+        vec!["c".to_string()],
+        "refreshing a timed-out lease is reported (and holds it again)"
+    );
+    assert_eq!(
+        sim.s.semaphore_close(&s),
+        vec!["a".to_string(), "c".to_string()]
+    );
+    assert_eq!(sim.s.semaphore_value(&s), 0);
+}
+
+#[test]
+fn a_queue_holds_its_futures_until_a_getter_takes_them() {
+    use dask_core::queues::QueueItem;
+    let mut sim = computed();
+    let q = k("q");
+    assert!(
+        sim.s
+            .queue_try_put(&q, QueueItem::Data(Value::Int(1)))
+            .is_err(),
+        "no queue"
+    );
+    sim.s.queue_create(q.clone(), 2);
+    sim.s.queue_create(q.clone(), 2); // a second user
+    assert_eq!(
+        sim.s.queue_try_put(&q, QueueItem::Data(Value::Int(1))),
+        Ok(true)
+    );
+    assert_eq!(sim.s.queue_try_put(&q, QueueItem::Future(k("c"))), Ok(true));
+    assert_eq!(
+        sim.s.queue_try_put(&q, QueueItem::Data(Value::Int(3))),
+        Ok(false),
+        "full"
+    );
+    assert_eq!(sim.s.queue_qsize(&q), Ok(2));
+    release_c(&mut sim);
+    assert_eq!(sim.s.task_count(), 3, "the queue holds c");
+    let first = sim.s.queue_try_get(&q).unwrap().unwrap();
+    assert_eq!(first.get("type"), Some(&Value::str("msgpack")));
+    assert_eq!(first.get("value"), Some(&Value::Int(1)));
+    let second = sim.s.queue_try_get(&q).unwrap().unwrap();
+    assert_eq!(second.get("type"), Some(&Value::str("Future")));
+    assert_eq!(second.get("state"), Some(&Value::str("memory")));
+    assert_eq!(sim.s.queue_try_get(&q), Ok(None));
+    // the getter confirms (and holds c); the queue lets go; then the getter
+    sim.cop(Value::map([
+        ("op", Value::str("queue-future-release")),
+        ("name", Value::str("q")),
+        ("key", kv(&k("c"))),
+    ]))
+    .unwrap();
+    assert_eq!(sim.s.task_count(), 3, "the getter holds c now");
+    release_c(&mut sim);
+    assert_eq!(sim.s.task_count(), 0);
+    // the queue goes with its last user
+    sim.cop(Value::map([
+        ("op", Value::str("queue_release")),
+        ("name", Value::str("q")),
+    ]))
+    .unwrap();
+    assert_eq!(sim.s.queue_qsize(&q), Ok(0));
+    sim.cop(Value::map([
+        ("op", Value::str("queue_release")),
+        ("name", Value::str("q")),
+    ]))
+    .unwrap();
+    assert!(sim.s.queue_qsize(&q).is_err());
+}
+
+#[test]
+fn releasing_a_queue_releases_the_futures_left_in_it() {
+    use dask_core::queues::QueueItem;
+    let mut sim = computed();
+    let q = k("q");
+    sim.s.queue_create(q.clone(), 0);
+    assert_eq!(sim.s.queue_try_put(&q, QueueItem::Future(k("c"))), Ok(true));
+    release_c(&mut sim);
+    assert_eq!(sim.s.task_count(), 3);
+    sim.s.queue_release(&q);
+    assert_eq!(sim.s.task_count(), 0);
+}

@@ -1,11 +1,15 @@
 //! RPCs of the coordination extensions: `publish_*`, `variable_*`,
-//! `event_*` (the state is in [`dask_core::coordination`]).
+//! `event_*`, `semaphore_*` (also `distributed.Lock`) and `queue_*` (the
+//! state is in [`dask_core::coordination`], [`dask_core::semaphores`] and
+//! [`dask_core::queues`]).
 //!
 //! Why here: these calls wait (for the client's stream to catch up, for a
 //! variable to be set, for an event), and waiting belongs to the I/O side.
 //! A waiter asks the state again whenever [`Scheduler::coordination_changed`]
-//! is notified (after every `variable_set` and `event_set`) or its deadline
-//! passes; the notification is armed before each check, so none is missed.
+//! is notified (after every change a waiter may be waiting for) or its
+//! deadline passes; the notification is armed before each check, so none is
+//! missed. Semaphore waiters also look again every second: leases that time
+//! out are taken back by the event loop's tick, which notifies nobody.
 
 use super::errors::error_reply;
 use super::Scheduler;
@@ -26,7 +30,21 @@ pub const OPS: &[&str] = &[
     "event_set",
     "event_clear",
     "event_is_set",
+    "semaphore_register",
+    "semaphore_acquire",
+    "semaphore_release",
+    "semaphore_refresh_leases",
+    "semaphore_value",
+    "semaphore_close",
+    "queue_create",
+    "queue_put",
+    "queue_get",
+    "queue_qsize",
 ];
+
+/// Longest a semaphore waiter sleeps without looking again (leases that
+/// time out free a slot without a notification).
+const LEASE_RECHECK: Duration = Duration::from_secs(1);
 
 /// How long `publish_put`/`publish_delete` wait for the client's
 /// `publish_flush_batched_send` before checking that the client is still
@@ -124,6 +142,8 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
                 .ok_or_else(lost)?;
             Ok(Value::Bool(set))
         }
+        op if op.starts_with("semaphore_") => semaphore(sched, op, msg).await,
+        op if op.starts_with("queue_") => queue(sched, op, msg).await,
         other => Err(error_reply(
             "NotImplementedError",
             &format!("no coordination operation '{other}'"),
@@ -325,4 +345,270 @@ async fn event_wait(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value>
         .await
         .ok_or_else(lost)?;
     Ok(Value::Bool(result))
+}
+
+fn str_field(op: &str, msg: &Value, field: &str) -> Result<String, Value> {
+    match msg.get(field) {
+        Some(Value::Str(s)) => Ok(s.to_string()),
+        Some(Value::Nil) | None => Err(type_error(format!("{op}: missing '{field}'"))),
+        Some(other) => Ok(other.to_string()),
+    }
+}
+
+async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
+    let name = name_of(op, msg, "name")?;
+    match op {
+        "semaphore_register" => {
+            let max_leases = msg
+                .get("max_leases")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| type_error(format!("{op}: 'max_leases' must be an integer")))?;
+            let lease_timeout = match msg.get("lease_timeout") {
+                None | Some(Value::Nil) => None,
+                Some(Value::Int(i)) => Some(*i as f64),
+                Some(Value::Float(f)) => Some(*f),
+                Some(Value::Str(s)) => parse_seconds(s),
+                Some(_) => None,
+            }
+            .filter(|t| t.is_finite());
+            sched
+                .with_state(move |s, _| s.semaphore_register(name, max_leases, lease_timeout))
+                .await
+                .ok_or_else(lost)?
+                .map_err(|m| error_reply("ValueError", &m))?;
+            Ok(Value::Nil)
+        }
+        "semaphore_acquire" => {
+            let lease_id = str_field(op, msg, "lease_id")?;
+            let deadline = timeout_of(op, msg)?.map(|t| Instant::now() + t);
+            loop {
+                let notified = sched.coordination_changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let (n, id) = (name.clone(), lease_id.clone());
+                let got = sched
+                    .with_state(move |s, now| s.semaphore_try_acquire(&n, &id, now))
+                    .await
+                    .ok_or_else(lost)?
+                    .map_err(|m| error_reply("RuntimeError", &m))?;
+                if got {
+                    return Ok(Value::Bool(true));
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(Value::Bool(false));
+                }
+                let recheck = Instant::now() + LEASE_RECHECK;
+                let until = deadline.map_or(recheck, |d| d.min(recheck));
+                let _ = tokio::time::timeout_at(until.into(), notified).await;
+            }
+        }
+        "semaphore_release" => {
+            let lease_id = str_field(op, msg, "lease_id")?;
+            let label = dask_core::coordination::python_str(&name.decoded());
+            let (n, id) = (name, lease_id.clone());
+            let outcome = sched
+                .with_state(move |s, _| s.semaphore_release(&n, &id))
+                .await
+                .ok_or_else(lost)?;
+            match outcome {
+                dask_core::semaphores::Release::Released => {
+                    sched.coordination_changed.notify_waiters();
+                }
+                dask_core::semaphores::Release::UnknownSemaphore => tracing::warn!(
+                    "Tried to release Lock or Semaphore `{label}` but it is not known."
+                ),
+                dask_core::semaphores::Release::NotHeld => tracing::warn!(
+                    "Tried to release Lock or Semaphore but it was already released: \
+                     name={label}, lease_id={lease_id}. This can happen if the Lock or \
+                     Semaphore timed out before."
+                ),
+            }
+            Ok(Value::Nil)
+        }
+        "semaphore_refresh_leases" => {
+            let ids: Vec<String> = match msg.get("lease_ids") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::Str(s) => s.to_string(),
+                        other => other.to_string(),
+                    })
+                    .collect(),
+                _ => return Err(type_error(format!("{op}: 'lease_ids' must be a list"))),
+            };
+            let label = dask_core::coordination::python_str(&name.decoded());
+            let unknown = sched
+                .with_state(move |s, now| s.semaphore_refresh_leases(&name, &ids, now))
+                .await
+                .ok_or_else(lost)?;
+            for id in unknown {
+                tracing::error!(
+                    "Refreshing an unknown lease ID {id} for {label}. This might be due to \
+                     leases timing out and may cause overbooking of the semaphore!This is \
+                     often caused by long-running GIL-holding in the task which acquired the \
+                     lease."
+                );
+            }
+            Ok(Value::Nil)
+        }
+        "semaphore_value" => {
+            let n = sched
+                .with_state(move |s, _| s.semaphore_value(&name))
+                .await
+                .ok_or_else(lost)?;
+            Ok(Value::from(n))
+        }
+        _ => {
+            // semaphore_close
+            let label = dask_core::coordination::python_str(&name.decoded());
+            let held = sched
+                .with_state(move |s, _| s.semaphore_close(&name))
+                .await
+                .ok_or_else(lost)?;
+            if !held.is_empty() {
+                tracing::warn!(
+                    "Closing semaphore {label} but there remain unreleased leases {held:?}"
+                );
+            }
+            sched.coordination_changed.notify_waiters();
+            Ok(Value::Nil)
+        }
+    }
+}
+
+async fn queue(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
+    use dask_core::queues::QueueItem;
+    let name = name_of(op, msg, "name")?;
+    let key_error = |m: String| error_reply("KeyError", &m);
+    match op {
+        "queue_create" => {
+            let maxsize = msg
+                .get("maxsize")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .max(0) as usize;
+            sched
+                .with_state(move |s, _| s.queue_create(name, maxsize))
+                .await
+                .ok_or_else(lost)?;
+            Ok(Value::Nil)
+        }
+        "queue_qsize" => {
+            let n = sched
+                .with_state(move |s, _| s.queue_qsize(&name))
+                .await
+                .ok_or_else(lost)?
+                .map_err(key_error)?;
+            Ok(Value::from(n))
+        }
+        "queue_put" => {
+            let deadline = timeout_of(op, msg)?.map(|t| Instant::now() + t);
+            let timed_out = || error_reply("TimeoutError", "queue_put timed out");
+            let item = match msg.get("key") {
+                Some(k) if !matches!(k, Value::Nil) => {
+                    let key = Key::from_value(k).map_err(|e| type_error(format!("{op}: {e}")))?;
+                    // the future's graph may still be on its way
+                    loop {
+                        let k = key.clone();
+                        if sched
+                            .with_state(move |s, _| s.knows_key(&k))
+                            .await
+                            .ok_or_else(lost)?
+                        {
+                            break;
+                        }
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(error_reply(
+                                "TimeoutError",
+                                &format!(
+                                    "Task {} unknown to scheduler.",
+                                    dask_core::coordination::python_str(&key.decoded())
+                                ),
+                            ));
+                        }
+                        tokio::time::sleep(POLL).await;
+                    }
+                    QueueItem::Future(key)
+                }
+                _ => QueueItem::Data(msg.get("data").cloned().unwrap_or(Value::Nil)),
+            };
+            loop {
+                let notified = sched.coordination_changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let (n, i) = (name.clone(), item.clone());
+                let put = sched
+                    .with_state(move |s, _| s.queue_try_put(&n, i))
+                    .await
+                    .ok_or_else(lost)?
+                    .map_err(key_error)?;
+                if put {
+                    sched.coordination_changed.notify_waiters();
+                    return Ok(Value::Nil);
+                }
+                if !wait_changed(notified, deadline).await {
+                    return Err(timed_out());
+                }
+            }
+        }
+        _ => {
+            // queue_get
+            let deadline = timeout_of(op, msg)?.map(|t| Instant::now() + t);
+            let batch = msg.get("batch").cloned().unwrap_or(Value::Bool(false));
+            match batch {
+                Value::Bool(true) => {
+                    let items = sched
+                        .with_state(move |s, _| s.queue_get_all(&name))
+                        .await
+                        .ok_or_else(lost)?
+                        .map_err(key_error)?;
+                    sched.coordination_changed.notify_waiters();
+                    Ok(Value::Array(items))
+                }
+                // `if batch:` in Python: 0 and False get one item
+                Value::Int(n) if n != 0 => {
+                    if deadline.is_some() {
+                        return Err(error_reply(
+                            "NotImplementedError",
+                            "Dask queues don't support simultaneous use of integer batch sizes \
+                             and timeouts",
+                        ));
+                    }
+                    let mut out = Vec::new();
+                    for _ in 0..n.max(0) {
+                        out.push(queue_get_one(sched, &name, None).await?);
+                    }
+                    Ok(Value::Array(out))
+                }
+                _ => queue_get_one(sched, &name, deadline).await,
+            }
+        }
+    }
+}
+
+/// Wait for the next item of queue `name` (until `deadline`).
+async fn queue_get_one(
+    sched: &Arc<Scheduler>,
+    name: &Key,
+    deadline: Option<Instant>,
+) -> Result<Value, Value> {
+    loop {
+        let notified = sched.coordination_changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let n = name.clone();
+        let got = sched
+            .with_state(move |s, _| s.queue_try_get(&n))
+            .await
+            .ok_or_else(lost)?
+            .map_err(|m| error_reply("KeyError", &m))?;
+        if let Some(record) = got {
+            // a put waiting for room may go ahead
+            sched.coordination_changed.notify_waiters();
+            return Ok(record);
+        }
+        if !wait_changed(notified, deadline).await {
+            return Err(error_reply("TimeoutError", "queue_get timed out"));
+        }
+    }
 }

@@ -292,6 +292,12 @@ impl Loop {
             self.state.remove_worker(w, now);
         }
         self.drop_removed_workers();
+        // Python checks every `locks.lease-validation-interval` (10 s); a
+        // waiting acquire looks again within a second.
+        let expired = self.state.semaphore_expire_leases(now);
+        if expired > 0 {
+            tracing::debug!("{expired} semaphore lease(s) timed out");
+        }
         self.deliver();
     }
 }
