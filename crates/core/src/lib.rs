@@ -26,6 +26,7 @@ pub mod placement;
 pub mod queries;
 pub mod queuedset;
 pub mod queues;
+pub mod restart;
 pub mod resulttypes;
 pub mod retire;
 pub mod runindex;

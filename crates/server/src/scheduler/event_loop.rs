@@ -233,8 +233,10 @@ impl Loop {
                 let _ = reply.send(streams);
             }
         }
-        self.drop_removed_workers();
+        // Deliver first: a worker removed by this command still gets what
+        // was queued for it (a `close`) before its stream is closed.
         self.deliver();
+        self.drop_removed_workers();
     }
 
     /// Close the streams of workers the state no longer knows.
@@ -291,7 +293,6 @@ impl Loop {
             }
             self.state.remove_worker(w, now);
         }
-        self.drop_removed_workers();
         // Python checks every `locks.lease-validation-interval` (10 s); a
         // waiting acquire looks again within a second.
         let expired = self.state.semaphore_expire_leases(now);
@@ -299,6 +300,7 @@ impl Loop {
             tracing::debug!("{expired} semaphore lease(s) timed out");
         }
         self.deliver();
+        self.drop_removed_workers();
     }
 }
 

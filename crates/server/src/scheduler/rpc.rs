@@ -282,6 +282,8 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         }
         "call_stack" => call_stack(sched, keys_opt(op, msg, "keys")?).await,
         "retire_workers" => super::retire::rpc_retire_workers(sched, msg).await?,
+        "restart" => super::restart::rpc_restart(sched, msg).await?,
+        "restart_workers" => super::restart::rpc_restart_workers(sched, msg).await?,
         "workers_to_close" => super::retire::rpc_workers_to_close(sched, msg).await?,
         "adaptive_target" => super::retire::rpc_adaptive_target(sched, msg).await?,
         "check_idle" => super::retire::check_idle(sched).await.ok_or_else(lost)?,
