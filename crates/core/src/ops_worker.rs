@@ -55,6 +55,10 @@ pub fn parse_who_has_nbytes(op: &str, msg: &Value) -> Result<(WhoHas, NBytes), C
     Ok((out, sizes))
 }
 
+/// Events kept per topic for `get_events` (Python's
+/// `distributed.admin.low-level-log-length` default).
+pub const EVENTS_PER_TOPIC: usize = 1000;
+
 impl State {
     /// Handle one op from a worker's stream.
     pub fn handle_worker_op(
@@ -197,8 +201,49 @@ impl State {
         Ok(())
     }
 
+    /// Publish an event under `topic` at time `now` (a `log_event` RPC, the
+    /// scheduler's own events).
+    pub fn log_event(&mut self, topic: &str, msg: Value, now: f64) {
+        self.now = now;
+        self.publish_event(topic, msg);
+    }
+
+    /// `get_events`: the kept `[time, msg]` events of `topic`, or of every
+    /// topic that has any (`{topic: [...]}`) when `topic` is None.
+    pub fn get_events(&self, topic: Option<&str>) -> Value {
+        let list = |events: &std::collections::VecDeque<(f64, Value)>| {
+            Value::Array(
+                events
+                    .iter()
+                    .map(|(t, m)| Value::Array(vec![Value::Float(*t), m.clone()]))
+                    .collect(),
+            )
+        };
+        match topic {
+            Some(t) => self.events.get(t).map_or(Value::Array(vec![]), list),
+            None => {
+                let mut topics: Vec<(&String, _)> =
+                    self.events.iter().filter(|(_, e)| !e.is_empty()).collect();
+                topics.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Map(
+                    topics
+                        .into_iter()
+                        .map(|(name, e)| (Value::str(name.clone()), list(e)))
+                        .collect(),
+                )
+            }
+        }
+    }
+
     /// Forward an event to the clients subscribed to `topic`.
+    /// The event is also kept (the last [`EVENTS_PER_TOPIC`] of each topic)
+    /// for `get_events`.
     pub fn publish_event(&mut self, topic: &str, msg: Value) {
+        let kept = self.events.entry(topic.to_string()).or_default();
+        if kept.len() >= EVENTS_PER_TOPIC {
+            kept.pop_front();
+        }
+        kept.push_back((self.now, msg.clone()));
         let Some(subs) = self.subscriptions.get(topic) else {
             return;
         };

@@ -109,6 +109,8 @@ pub struct State {
     /// The `fire-and-forget` pseudo-client (registered first, never removed).
     fire_and_forget: ClientId,
     pub(crate) subscriptions: HashMap<String, BTreeSet<ClientId>>,
+    /// The last events of each topic (`log_event`, the scheduler's own).
+    pub(crate) events: HashMap<String, std::collections::VecDeque<(f64, Value)>>,
     /// Published datasets, variables and events.
     pub(crate) coordination: crate::coordination::Coordination,
     /// Semaphores and locks.
@@ -212,6 +214,7 @@ impl State {
             total_nthreads: 0,
             fire_and_forget: ClientId(0),
             subscriptions: HashMap::new(),
+            events: HashMap::new(),
             coordination: Default::default(),
             semaphores: Default::default(),
             queues: Default::default(),

@@ -324,3 +324,29 @@ fn releasing_a_queue_releases_the_futures_left_in_it() {
     sim.s.queue_release(&q);
     assert_eq!(sim.s.task_count(), 0);
 }
+
+#[test]
+fn events_are_kept_per_topic_up_to_the_limit() {
+    use dask_core::ops_worker::EVENTS_PER_TOPIC;
+    let mut sim = Sim::new();
+    for i in 0..(EVENTS_PER_TOPIC as i64 + 5) {
+        sim.s.log_event("busy", Value::Int(i), i as f64);
+    }
+    sim.s.log_event("quiet", Value::str("once"), 7.0);
+    let busy = sim.s.get_events(Some("busy"));
+    let busy = busy.as_seq().unwrap();
+    assert_eq!(busy.len(), EVENTS_PER_TOPIC, "the oldest are dropped");
+    assert_eq!(
+        busy[0],
+        Value::Array(vec![Value::Float(5.0), Value::Int(5)])
+    );
+    assert_eq!(sim.s.get_events(Some("none")), Value::Array(vec![]));
+    let all = sim.s.get_events(None);
+    let topics: Vec<String> = all
+        .as_map()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(topics, ["busy", "quiet"]);
+}

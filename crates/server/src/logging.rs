@@ -41,9 +41,15 @@ pub fn init(level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .event_format(DaskFormat);
+    // the same lines, kept for `get_scheduler_logs`
+    let ring = tracing_subscriber::fmt::layer()
+        .with_writer(crate::logring::MakeRingWriter)
+        .with_ansi(false)
+        .event_format(DaskFormat);
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
+        .with(ring)
         .try_init()
         .is_ok();
     if installed && !rust_log {
@@ -136,7 +142,8 @@ pub fn dask_logger_name(target: &str) -> Cow<'_, str> {
     Cow::Owned(target.replace("::", "."))
 }
 
-fn level_name(level: &Level) -> &'static str {
+/// Python's level name of a tracing level.
+pub(crate) fn level_name(level: &Level) -> &'static str {
     match *level {
         Level::TRACE => "TRACE",
         Level::DEBUG => "DEBUG",

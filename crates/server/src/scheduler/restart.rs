@@ -173,7 +173,7 @@ async fn restart_workers(
         ),
     ]);
     sched
-        .with_state(move |s, _| s.publish_event("all", event))
+        .with_state(move |s, now| s.log_event("all", event, now))
         .await;
     if !o.wait_for_workers {
         tracing::info!(

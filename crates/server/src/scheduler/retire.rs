@@ -147,7 +147,7 @@ async fn run_retirement(sched: &Arc<Scheduler>, req: RetireRequest) -> Option<Va
         ("stimulus_id", Value::str(stimulus)),
     ]);
     sched
-        .with_state(move |s, _| s.publish_event("all", event))
+        .with_state(move |s, now| s.log_event("all", event, now))
         .await;
     Some(Value::Map(
         retired

@@ -254,16 +254,58 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         }
         "versions" => versions(sched),
         "log_event" => {
-            let topic = msg
-                .get("topic")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            // a topic, or a list of topics
+            let topics: Vec<String> = match msg.get("topic") {
+                Some(Value::Array(ts)) => ts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                Some(t) => vec![t.as_str().unwrap_or("").to_string()],
+                None => vec![String::new()],
+            };
             let event = field("msg").unwrap_or(Value::Nil);
             sched
-                .with_state(move |s, _| s.publish_event(&topic, event))
+                .with_state(move |s, now| {
+                    for t in &topics {
+                        s.log_event(t, event.clone(), now);
+                    }
+                })
                 .await;
             Value::Nil
+        }
+        "events" => {
+            let topic = msg.get("topic").and_then(Value::as_str).map(str::to_string);
+            sched
+                .with_state(move |s, _| s.get_events(topic.as_deref()))
+                .await
+                .ok_or_else(lost)?
+        }
+        "logs" => {
+            let start = msg.get("start").and_then(Value::as_f64).unwrap_or(0.0);
+            let n = msg
+                .get("n")
+                .and_then(Value::as_i64)
+                .map(|n| n.max(0) as usize);
+            let timestamps = msg.get("timestamps").is_some_and(Value::truthy);
+            crate::logring::get_logs(start, n, timestamps)
+        }
+        "worker_logs" => {
+            // Python: `broadcast(msg={"op": "get_logs", "n": n}, workers, nanny)`
+            let mut request = Value::map([
+                (
+                    "msg",
+                    Value::map([
+                        ("op", Value::str("get_logs")),
+                        ("n", field("n").unwrap_or(Value::Nil)),
+                    ]),
+                ),
+                ("nanny", field("nanny").unwrap_or(Value::Bool(false))),
+            ]);
+            if let Some(w) = field("workers") {
+                request.set("workers", w);
+            }
+            broadcast(sched, &request).await?
         }
         "gather" => gather(sched, keys_req(op, msg, "keys")?).await,
         "scatter" => scatter(sched, msg).await?,

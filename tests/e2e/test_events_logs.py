@@ -1,0 +1,65 @@
+"""``log_event``/``get_events``, ``get_scheduler_logs`` and
+``get_worker_logs`` through the Rust scheduler."""
+
+import time
+
+from .cluster import WorkerSpec
+from .helpers import unique
+
+
+def test_events_are_kept_per_topic(client):
+    a, b, c = unique("topic"), unique("topic"), unique("topic")
+    before = time.time()
+    client.log_event(a, {"n": 1})
+    client.log_event(a, "second")
+    client.log_event([b, c], [1, 2])
+    events = client.get_events(a)
+    assert [m for _, m in events] == [{"n": 1}, "second"]
+    assert all(before - 5 <= t <= time.time() + 5 for t, _ in events)
+    everything = client.get_events()
+    assert [list(m) for _, m in everything[b]] == [[1, 2]]
+    assert [list(m) for _, m in everything[c]] == [[1, 2]]
+    assert list(client.get_events(unique("never"))) == []
+
+
+def test_events_reach_subscribers_and_are_kept(client):
+    topic = unique("topic")
+    got = []
+    client.subscribe_topic(topic, lambda event: got.append(event))
+    time.sleep(0.3)
+    client.log_event(topic, "hello")
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got and got[0][1] == "hello"
+    assert [m for _, m in client.get_events(topic)] == ["hello"]
+    client.unsubscribe_topic(topic)
+
+
+def test_scheduler_logs_newest_first(client):
+    # a new client connecting is logged by the scheduler
+    logs = client.get_scheduler_logs()
+    assert logs, "no log lines kept"
+    levels = {level for level, _ in logs}
+    assert levels <= {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+    assert any("Receive client connection" in line for _, line in logs)
+    assert all(" - distributed." in line or " - materializer" in line for _, line in logs)
+    two = client.get_scheduler_logs(n=2)
+    assert two == logs[:2]
+
+
+def test_worker_logs(client):
+    logs = client.get_worker_logs()
+    assert set(logs) == set(client.scheduler_info()["workers"])
+    for lines in logs.values():
+        assert any("Start worker" in msg or "Registered to" in msg for _, msg in lines)
+
+
+def test_nanny_logs(make_cluster):
+    cluster = make_cluster([WorkerSpec(nthreads=1, nanny=True)])
+    c = cluster.client()
+    c.wait_for_workers(1, timeout=60)
+    logs = c.get_worker_logs(nanny=True)
+    assert len(logs) == 1
+    (lines,) = logs.values()
+    assert any("nanny" in msg.lower() for _, msg in lines)
