@@ -3,6 +3,8 @@
 
 import time
 
+import pytest
+
 from .cluster import WorkerSpec
 from .helpers import unique
 
@@ -63,3 +65,44 @@ def test_nanny_logs(make_cluster):
     assert len(logs) == 1
     (lines,) = logs.values()
     assert any("nanny" in msg.lower() for _, msg in lines)
+
+
+def _busy(seconds):
+    import time as _t
+
+    end = _t.time() + seconds
+    n = 0
+    while _t.time() < end:
+        n += 1
+    return n
+
+
+def test_profile_merges_the_workers(client):
+    start = time.time()
+    client.gather(client.map(_busy, [1.0] * 4, pure=False))
+    # workers file their samples once per profile cycle (1 s by default)
+    time.sleep(2.5)
+    merged = client.profile(start=start)
+    assert merged["identifier"] == "root"
+    assert merged["count"] > 0, "the workers sampled the busy tasks"
+    per_worker = client.profile(start=start, merge_workers=False)
+    assert set(per_worker) == set(client.scheduler_info()["workers"])
+    assert sum(p["count"] for p in per_worker.values()) >= merged["count"] > 0
+    # only one worker's
+    one = next(iter(per_worker))
+    assert 0 < client.profile(start=start, workers=[one])["count"] <= merged["count"]
+    # the frames of the busy function are in the tree
+    def names(tree):
+        yield tree["description"].get("name", "")
+        for child in tree["children"].values():
+            yield from names(child)
+
+    assert "_busy" in set(names(merged))
+
+
+@pytest.mark.rust_only
+def test_scheduler_profile_is_refused_clearly(client):
+    """There is no Python event loop in this scheduler to profile: a clear
+    error, not an empty profile."""
+    with pytest.raises(NotImplementedError, match="no Python event loop"):
+        client.profile(scheduler=True)

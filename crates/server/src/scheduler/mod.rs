@@ -17,6 +17,7 @@ pub mod errors;
 pub mod event_loop;
 pub mod graph;
 pub mod plugins;
+pub mod profile;
 pub mod restart;
 pub mod retire;
 pub mod rpc;
