@@ -2,7 +2,7 @@
 # The whole test suite: formatting, lints, release build, Rust tests, and the
 # end-to-end tests (real dask clients and workers against the release binary).
 #
-# Environment: E2E_TIMEOUT  bound for the pytest run in seconds (default 900)
+# Environment: E2E_TIMEOUT  bound for the pytest run in seconds (default 1500)
 #              PYTEST_ARGS  extra pytest arguments, e.g. "-k smoke" or "-x"
 set -euo pipefail
 
@@ -42,13 +42,13 @@ cargo test --workspace --release
 step "pytest tests (end-to-end, against target/release/dask-scheduler)"
 set +e
 # shellcheck disable=SC2086
-timeout --kill-after=30 "${E2E_TIMEOUT:-900}" \
+timeout --kill-after=30 "${E2E_TIMEOUT:-1500}" \
     .venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=10 ${PYTEST_ARGS:-}
 rc=$?
 set -e
 case $rc in
     0) ;;
     5) echo "test.sh: pytest collected no tests: failing" >&2; exit 1 ;;
-    124|137) echo "test.sh: the end-to-end tests ran past ${E2E_TIMEOUT:-900}s" >&2; exit 1 ;;
+    124|137) echo "test.sh: the end-to-end tests ran past ${E2E_TIMEOUT:-1500}s" >&2; exit 1 ;;
 esac
 exit $rc

@@ -12,7 +12,7 @@ import time
 import dask.array as da
 import numpy as np
 import pytest
-from distributed import Event, Lock, Queue, Semaphore, Variable, futures_of
+from distributed import Event, Lock, MultiLock, Queue, Semaphore, Variable, futures_of
 
 from .cluster import wait_until
 from .helpers import inc, scheduler_task_keys, unique
@@ -401,3 +401,32 @@ def test_queue_holds_its_futures_until_taken(client, other):
     del got
     wait_until(lambda: key not in scheduler_task_keys(client), 15,
                "the taken future to be forgotten once its getter lets go")
+
+
+# --------------------------------------------------------------------------
+# MultiLock
+
+
+def test_multilock_takes_locks_together(client, other):
+    x, y, z = unique("x"), unique("y"), unique("z")
+    a = MultiLock([x, y], client=client)
+    b = MultiLock([y, z], client=other)
+    assert a.acquire(timeout=5)
+    assert b.acquire(timeout=0.3) is False, "y is held"
+    got = {}
+
+    def waiter():
+        got["b"] = b.acquire(timeout=30)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "b did not wait for y"
+    a.release()
+    t.join(30)
+    assert got.get("b") is True
+    # only one of several: x is free again
+    c = MultiLock([y, x], client=client)
+    assert c.acquire(timeout=5, num_locks=1)
+    b.release()
+    c.release()

@@ -54,3 +54,26 @@ class Noop(SchedulerPlugin):
 def test_scheduler_plugin_is_a_clear_error(client):
     with pytest.raises(NotImplementedError, match="Scheduler plugins"):
         client.register_plugin(Noop())
+
+
+def test_upload_file_makes_a_module_usable_in_graphs(client, tmp_path, monkeypatch):
+    """``upload_file`` puts the module on the workers and where this
+    scheduler unpickles graphs, so tasks can call it by reference; a second
+    upload replaces it."""
+    import sys
+    import uuid
+
+    name = f"uploaded_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text("def f(x):\n    return 3 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    client.upload_file(str(path))
+    module = __import__(name)
+    # called by reference: the graph names `<module>.f`
+    assert client.submit(module.f, 2, pure=False).result(timeout=30) == 6
+    assert client.gather(client.map(module.f, range(4), pure=False)) == [0, 3, 6, 9]
+
+    path.write_text("def f(x):\n    return 4 * x\n")
+    client.upload_file(str(path))
+    assert client.submit(module.f, 2, pure=False).result(timeout=30) == 8
+    sys.modules.pop(name, None)

@@ -412,6 +412,50 @@ def test_missing_module_in_graph(tmp_path):
         h.close()
 
 
+def test_upload_file_plugin_makes_a_module_importable(tmp_path):
+    """``Client.upload_file``'s scheduler half: the helper writes the file
+    where every helper of the scheduler imports from, so a graph calling the
+    uploaded module unpickles (it did not before)."""
+    from distributed.diagnostics.plugin import SchedulerUploadFile
+
+    name = f"uploaded_{uuid.uuid4().hex[:8]}"
+    src = tmp_path / f"{name}.py"
+    src.write_text("def f(x):\n    return x + 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = __import__(name)
+        key, req = submit_request(module.f, 1)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
+    env = helper_env()
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    h = Helper(env=env)
+    try:
+        assert h.call(req)["status"] == "error", "the module is not importable yet"
+        plugin = pickle.dumps(SchedulerUploadFile(str(src)))
+        reply = h.call({"op": "scheduler_plugin", "plugin": plugin})
+        assert reply["status"] == "ok", reply.get("exception_text")
+        assert reply["nbytes"] == len(src.read_bytes())
+        uploads = tmp_path / "tmp" / f"dask-scheduler-{os.getpid()}-uploads"
+        assert (uploads / f"{name}.py").read_bytes() == src.read_bytes()
+        assert ok(h.call(req))["ntasks"] == 1
+    finally:
+        h.close()
+
+
+def test_other_scheduler_plugins_are_refused(helper):
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    for plugin in (pickle.dumps(SchedulerPlugin()), b"\x80\x04cno_such_module\nThing\n."):
+        reply = helper.call({"op": "scheduler_plugin", "plugin": plugin})
+        assert reply["status"] == "error"
+        assert isinstance(pickle.loads(reply["exception"]), NotImplementedError)
+        assert "Scheduler plugins run Python code" in reply["exception_text"]
+    assert helper.call({"op": "ping"})["status"] == "ok"
+
+
 def test_system_exit_during_unpickle_is_an_error(helper):
     key, req = submit_request(graphfuncs.inc, graphfuncs.RaiseOnUnpickle())
     reply = helper.call(req)

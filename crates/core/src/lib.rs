@@ -20,6 +20,7 @@ pub mod ids;
 pub mod idset;
 pub mod keyindex;
 pub mod messages;
+pub mod multilock;
 pub mod ops_client;
 pub mod ops_worker;
 pub mod placement;

@@ -117,6 +117,8 @@ pub struct State {
     pub(crate) semaphores: crate::semaphores::Semaphores,
     /// Named queues.
     pub(crate) queues: crate::queues::Queues,
+    /// `MultiLock` queues.
+    pub(crate) multi_locks: crate::multilock::MultiLocks,
     pub(crate) transition_counter: u64,
     pub(crate) stimulus_counter: u64,
     pub(crate) now: f64,
@@ -218,6 +220,7 @@ impl State {
             coordination: Default::default(),
             semaphores: Default::default(),
             queues: Default::default(),
+            multi_locks: Default::default(),
             transition_counter: 0,
             stimulus_counter: 0,
             now: 0.0,

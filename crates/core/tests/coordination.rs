@@ -350,3 +350,44 @@ fn events_are_kept_per_topic_up_to_the_limit() {
         .collect();
     assert_eq!(topics, ["busy", "quiet"]);
 }
+
+#[test]
+fn multi_locks_are_taken_together_and_handed_on_in_order() {
+    let mut sim = Sim::new();
+    let names = |ls: &[&str]| ls.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // a holds x and y; b wants y and z: it gets z, waits for y
+    assert_eq!(
+        sim.s.multi_lock_request(&names(&["x", "y"]), "a", 2),
+        Ok(true)
+    );
+    assert_eq!(
+        sim.s.multi_lock_request(&names(&["y", "z"]), "b", 2),
+        Ok(false)
+    );
+    assert!(!sim.s.multi_lock_acquired("b"));
+    // c needs only one of y, z, w: w is free
+    assert_eq!(
+        sim.s.multi_lock_request(&names(&["y", "z", "w"]), "c", 1),
+        Ok(true)
+    );
+    assert!(
+        sim.s.multi_lock_request(&names(&["q"]), "a", 1).is_err(),
+        "a already queued"
+    );
+    assert!(
+        sim.s.multi_lock_request(&names(&["q"]), "d", 2).is_err(),
+        "more than asked"
+    );
+    // a lets go: b is at the front of y now and holds both
+    assert!(sim.s.multi_lock_release("a"));
+    assert!(sim.s.multi_lock_acquired("b"));
+    assert!(sim.s.multi_lock_release("b"));
+    assert!(sim.s.multi_lock_release("c"));
+    assert!(!sim.s.multi_lock_release("c"), "nothing left to release");
+    // everything is free again
+    assert_eq!(
+        sim.s
+            .multi_lock_request(&names(&["x", "y", "z", "w"]), "e", 4),
+        Ok(true)
+    );
+}

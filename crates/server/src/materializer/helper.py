@@ -609,6 +609,8 @@ def _materialize(req, emit, clock):
         raise ValueError(f"'chunk_tasks' must be a positive integer, not {chunk_tasks!r}")
 
     t0 = clock()
+    # a module uploaded with Client.upload_file may be what the graph calls
+    _refresh_uploads()
     try:
         expr = _deserialize_expr(req["expr_header"], req.get("expr_frames"))
     except Exception as e:
@@ -837,6 +839,96 @@ class _ForkedOrder:
 
 
 # --------------------------------------------------------------------------
+# files uploaded with Client.upload_file (the scheduler plugin
+# SchedulerUploadFile); other scheduler plugins are refused
+# --------------------------------------------------------------------------
+
+_SCHEDULER_PLUGIN_ERROR = (
+    "Scheduler plugins run Python code inside the scheduler process, which the Rust "
+    "dask-scheduler does not do ({plugin}); worker and nanny plugins are supported, "
+    "and so is Client.upload_file"
+)
+
+
+def _upload_dir():
+    """Where ``Client.upload_file`` puts its files for the scheduler side.
+    Every helper of one scheduler is a child of that scheduler process, so
+    they all find the same directory."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"dask-scheduler-{os.getppid()}-uploads")
+
+
+# file name -> mtime (ns) of the uploaded files this process has seen
+_upload_seen = {}
+
+
+def _refresh_uploads():
+    """Make files uploaded since the last request importable here, as they
+    are in the Python scheduler's process after ``upload_file``: the upload
+    directory (and any ``.egg``/``.zip``/``.pyz`` in it) on ``sys.path``,
+    import caches invalidated, modules imported from a changed file reloaded."""
+    d = _upload_dir()
+    try:
+        entries = {e.name: e.stat().st_mtime_ns for e in os.scandir(d) if e.is_file()}
+    except OSError:
+        return
+    if d not in sys.path:
+        sys.path.insert(0, d)
+    if entries == _upload_seen:
+        return
+    import importlib
+
+    importlib.invalidate_caches()
+    for name, mtime in entries.items():
+        path = os.path.join(d, name)
+        if name.endswith((".egg", ".zip", ".pyz")) and path not in sys.path:
+            sys.path.insert(0, path)
+        old = _upload_seen.get(name)
+        if old is not None and old != mtime:
+            for mod in list(sys.modules.values()):
+                if getattr(mod, "__file__", None) == path:
+                    importlib.reload(mod)
+    _upload_seen.clear()
+    _upload_seen.update(entries)
+
+
+def op_scheduler_plugin(req):
+    """``register_scheduler_plugin``: ``SchedulerUploadFile`` (what
+    ``Client.upload_file`` registers) writes its file where every helper
+    imports from, and imports it if asked; any other plugin is refused."""
+    import pickle
+
+    try:
+        plugin = pickle.loads(req["plugin"])
+    except Exception as e:  # noqa: BLE001 - a class only the client can import
+        raise NotImplementedError(
+            _SCHEDULER_PLUGIN_ERROR.format(plugin=f"one this scheduler cannot load: {e}")
+        ) from None
+    cls = type(plugin)
+    if cls.__module__ != "distributed.diagnostics.plugin" or cls.__name__ != "SchedulerUploadFile":
+        raise NotImplementedError(
+            _SCHEDULER_PLUGIN_ERROR.format(plugin=f"{cls.__module__}.{cls.__qualname__}")
+        )
+    d = _upload_dir()
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, os.path.basename(plugin.filename))
+    data = plugin.data if isinstance(plugin.data, bytes) else bytes(plugin.data)
+    tmp = f"{path}.{os.getpid()}.part"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _refresh_uploads()
+    if plugin.load:
+        from distributed.utils import import_file
+
+        import_file(path)
+    return {"status": "ok", "nbytes": len(data)}
+
+
+# --------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------
 
@@ -1058,9 +1150,12 @@ def main():
                 reply = op_config(req)
             elif op == "ping":
                 reply = {"status": "ok"}
+            elif op == "scheduler_plugin":
+                reply = op_scheduler_plugin(req)
             else:
                 raise ValueError(
-                    f"unknown op {op!r} (expected 'materialize', 'versions', 'config' or 'ping')"
+                    f"unknown op {op!r} (expected 'materialize', 'versions', 'config', "
+                    "'scheduler_plugin' or 'ping')"
                 )
         except BaseException as e:  # noqa: BLE001 - SystemExit from user code too
             log.info("request %r failed: %s: %s", rid, type(e).__name__, e)

@@ -1,7 +1,8 @@
 //! RPCs of the coordination extensions: `publish_*`, `variable_*`,
-//! `event_*`, `semaphore_*` (also `distributed.Lock`) and `queue_*` (the
-//! state is in [`dask_core::coordination`], [`dask_core::semaphores`] and
-//! [`dask_core::queues`]).
+//! `event_*`, `semaphore_*` (also `distributed.Lock`), `queue_*` and
+//! `multi_lock_*` (the state is in [`dask_core::coordination`],
+//! [`dask_core::semaphores`], [`dask_core::queues`] and
+//! [`dask_core::multilock`]).
 //!
 //! Why here: these calls wait (for the client's stream to catch up, for a
 //! variable to be set, for an event), and waiting belongs to the I/O side.
@@ -40,6 +41,8 @@ pub const OPS: &[&str] = &[
     "queue_put",
     "queue_get",
     "queue_qsize",
+    "multi_lock_acquire",
+    "multi_lock_release",
 ];
 
 /// Longest a semaphore waiter sleeps without looking again (leases that
@@ -144,6 +147,19 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
         }
         op if op.starts_with("semaphore_") => semaphore(sched, op, msg).await,
         op if op.starts_with("queue_") => queue(sched, op, msg).await,
+        "multi_lock_acquire" => multi_lock_acquire(sched, msg).await,
+        "multi_lock_release" => {
+            let id = str_field(op, msg, "id")?;
+            let known = sched
+                .with_state(move |s, _| s.multi_lock_release(&id))
+                .await
+                .ok_or_else(lost)?;
+            if !known {
+                return Err(error_reply("KeyError", "this MultiLock holds no locks"));
+            }
+            sched.coordination_changed.notify_waiters();
+            Ok(Value::Nil)
+        }
         other => Err(error_reply(
             "NotImplementedError",
             &format!("no coordination operation '{other}'"),
@@ -609,6 +625,61 @@ async fn queue_get_one(
         }
         if !wait_changed(notified, deadline).await {
             return Err(error_reply("TimeoutError", "queue_get timed out"));
+        }
+    }
+}
+
+/// `multi_lock_acquire(locks, id, timeout, num_locks)`: queue, then wait
+/// until the locks are held (true) or the timeout passes (false, after
+/// leaving the queues).
+async fn multi_lock_acquire(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let op = "multi_lock_acquire";
+    let id = str_field(op, msg, "id")?;
+    let locks: Vec<String> = match msg.get("locks") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::Str(s) => s.to_string(),
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => return Err(type_error(format!("{op}: 'locks' must be a list of names"))),
+    };
+    let num_locks = msg
+        .get("num_locks")
+        .and_then(Value::as_i64)
+        .map_or(locks.len(), |n| n.max(0) as usize);
+    let deadline = timeout_of(op, msg)?.map(|t| Instant::now() + t);
+    let i = id.clone();
+    let held = sched
+        .with_state(move |s, _| s.multi_lock_request(&locks, &i, num_locks))
+        .await
+        .ok_or_else(lost)?
+        .map_err(|m| error_reply("ValueError", &m))?;
+    if held {
+        return Ok(Value::Bool(true));
+    }
+    loop {
+        let notified = sched.coordination_changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let i = id.clone();
+        if sched
+            .with_state(move |s, _| s.multi_lock_acquired(&i))
+            .await
+            .ok_or_else(lost)?
+        {
+            return Ok(Value::Bool(true));
+        }
+        if !wait_changed(notified, deadline).await {
+            let i = id.clone();
+            sched
+                .with_state(move |s, _| s.multi_lock_release(&i))
+                .await
+                .ok_or_else(lost)?;
+            // leaving the queues may have let others through
+            sched.coordination_changed.notify_waiters();
+            return Ok(Value::Bool(false));
         }
     }
 }

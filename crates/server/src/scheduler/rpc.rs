@@ -336,15 +336,9 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "unregister_worker_plugin" | "unregister_nanny_plugin" => {
             unregister_plugin(sched, op == "unregister_nanny_plugin", msg).await?
         }
-        "register_scheduler_plugin" => {
-            return Err(error_reply(
-                "NotImplementedError",
-                "Scheduler plugins run Python code inside the scheduler process, which the Rust \
-                 dask-scheduler does not do (worker and nanny plugins are supported). \
-                 client.upload_file() registers one; use a worker plugin \
-                 (distributed.diagnostics.plugin.UploadFile) instead",
-            ))
-        }
+        "register_scheduler_plugin" => register_scheduler_plugin(sched, msg).await?,
+        // nothing is kept here to remove (an uploaded file stays, as in Python)
+        "unregister_scheduler_plugin" => Value::Nil,
         op if super::coordination::OPS.contains(&op) => {
             return super::coordination::handle(sched, op, msg).await
         }
@@ -614,6 +608,56 @@ async fn register_plugin(sched: &Arc<Scheduler>, nanny: bool, msg: &Value) -> Re
         ("on_error", Value::str("return")),
     ]);
     broadcast(sched, &request).await
+}
+
+/// `register_scheduler_plugin`: only `SchedulerUploadFile`, the half of
+/// `Client.upload_file` that makes the file importable where the graphs are
+/// unpickled (the materializer helpers, which do this); any other scheduler
+/// plugin would run Python inside the scheduler and is refused.
+async fn register_scheduler_plugin(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    use crate::materializer::Availability;
+    let plugin = match msg.get("plugin") {
+        Some(Value::Bin(b)) => Value::Bin(b.clone()),
+        _ => {
+            return Err(error_reply(
+                "TypeError",
+                "register_scheduler_plugin: 'plugin' must be the pickled plugin",
+            ))
+        }
+    };
+    if let Availability::Unavailable { reason } = sched.materializer.availability() {
+        return Err(error_reply(
+            "NotImplementedError",
+            &format!(
+                "Scheduler plugins (Client.upload_file included) need the graph \
+                 materializer's Python, which is unavailable: {reason}"
+            ),
+        ));
+    }
+    let request = Value::map([("op", Value::str("scheduler_plugin")), ("plugin", plugin)]);
+    let body = bytes::Bytes::from(dask_wire::msgpack::encode(&request));
+    let reply = sched
+        .materializer
+        .request(body)
+        .await
+        .map_err(|e| error_reply("RuntimeError", &format!("graph materializer: {e}")))?;
+    let reply = dask_wire::msgpack::decode(&reply)
+        .map_err(|e| error_reply("RuntimeError", &format!("graph materializer reply: {e}")))?;
+    if reply.get("status").and_then(Value::as_str) == Some("ok") {
+        if let Some(name) = msg.get("name").and_then(Value::as_str) {
+            tracing::info!("Registered scheduler plugin {name} (an uploaded file)");
+        }
+        return Ok(Value::Nil);
+    }
+    // the helper's exception, as the client re-raises it
+    let field = |k: &str| reply.get(k).cloned().unwrap_or(Value::Nil);
+    Err(Value::map([
+        ("status", Value::str("uncaught-error")),
+        ("exception", field("exception")),
+        ("traceback", field("traceback")),
+        ("exception_text", field("exception_text")),
+        ("traceback_text", field("traceback_text")),
+    ]))
 }
 
 /// `unregister_worker_plugin` / `unregister_nanny_plugin`.
