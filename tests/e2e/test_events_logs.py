@@ -106,3 +106,13 @@ def test_scheduler_profile_is_refused_clearly(client):
     error, not an empty profile."""
     with pytest.raises(NotImplementedError, match="no Python event loop"):
         client.profile(scheduler=True)
+
+
+def test_benchmark_hardware(client):
+    out = client.benchmark_hardware()
+    assert set(out) == {"disk", "memory", "network"}
+    for kind in ("disk", "memory"):
+        assert out[kind], f"no {kind} sizes"
+        assert all(v > 0 for v in out[kind].values()), out[kind]
+    # two workers make one pair for the network benchmark
+    assert out["network"] and all(v > 0 for v in out["network"].values())

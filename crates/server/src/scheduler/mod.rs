@@ -16,6 +16,7 @@ pub mod coordination;
 pub mod errors;
 pub mod event_loop;
 pub mod graph;
+pub mod hardware;
 pub mod plugins;
 pub mod profile;
 pub mod restart;

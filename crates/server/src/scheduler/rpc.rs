@@ -326,6 +326,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "retire_workers" => super::retire::rpc_retire_workers(sched, msg).await?,
         "restart" => super::restart::rpc_restart(sched, msg).await?,
         "profile" => super::profile::rpc_profile(sched, msg).await?,
+        "benchmark_hardware" => super::hardware::rpc_benchmark_hardware(sched).await?,
         "restart_workers" => super::restart::rpc_restart_workers(sched, msg).await?,
         "workers_to_close" => super::retire::rpc_workers_to_close(sched, msg).await?,
         "adaptive_target" => super::retire::rpc_adaptive_target(sched, msg).await?,
@@ -692,8 +693,9 @@ async fn unregister_plugin(
     broadcast(sched, &request).await
 }
 
-/// `broadcast`: send an RPC to many workers (or their nannies) and collect replies.
-async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+/// `broadcast(msg, workers, hosts, nanny, on_error)`: send an RPC to many
+/// workers (or their nannies) and collect the replies, `{address: reply}`.
+pub(super) async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
     let inner = msg
         .get("msg")
         .filter(|m| m.as_map().is_some())
