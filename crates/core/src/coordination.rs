@@ -321,9 +321,25 @@ impl State {
             }
             None => false,
         };
-        if drained && self.coordination.pending_release.remove(&pair) {
+        if !drained {
+            return;
+        }
+        self.coordination.tokens.remove(&pair);
+        if self.coordination.pending_release.remove(&pair) {
             let (key, name) = pair;
-            self.variable_release(key, name);
+            self.variable_release(key, name.clone());
+            if !self.coordination.variables.contains_key(&name) {
+                // deleted while getters held tokens: its pseudo-client goes now
+                self.remove_variable_holder(&name);
+            }
+        }
+    }
+
+    fn remove_variable_holder(&mut self, name: &Key) {
+        let label = format!("variable-{}", python_str(&name.decoded()));
+        if let Some(c) = self.client_id(&label) {
+            let now = self.now;
+            self.remove_client(c, now);
         }
     }
 
@@ -344,11 +360,7 @@ impl State {
             }
             Some(VarValue::Data(_)) | None => {}
         }
-        let label = format!("variable-{}", python_str(&name.decoded()));
-        if let Some(c) = self.client_id(&label) {
-            let now = self.now;
-            self.remove_client(c, now);
-        }
+        self.remove_variable_holder(name);
     }
 
     /// `event_set`: set the flag; every waiter returns true.

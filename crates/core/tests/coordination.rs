@@ -391,3 +391,36 @@ fn multi_locks_are_taken_together_and_handed_on_in_order() {
         Ok(true)
     );
 }
+
+#[test]
+fn a_variable_deleted_while_a_getter_confirms_goes_once_it_has() {
+    let mut sim = computed();
+    assert!(sim.s.variable_set_future(k("v"), k("c")));
+    let token = sim
+        .s
+        .variable_get(&k("v"))
+        .and_then(|r| r.get("token").and_then(Value::as_str).map(str::to_string))
+        .unwrap();
+    release_c(&mut sim);
+    sim.cop(Value::map([
+        ("op", Value::str("variable_delete")),
+        ("name", Value::str("v")),
+    ]))
+    .unwrap();
+    assert_eq!(sim.s.task_count(), 3, "held until the getter confirms");
+    assert!(sim.s.client_id("variable-v").is_some());
+    sim.cop(Value::map([
+        ("op", Value::str("variable-future-received-confirm")),
+        ("name", Value::str("v")),
+        ("key", kv(&k("c"))),
+        ("token", Value::str(token)),
+    ]))
+    .unwrap();
+    assert!(
+        sim.s.client_id("variable-v").is_none(),
+        "the pseudo-client is gone"
+    );
+    assert_eq!(sim.s.task_count(), 3, "the getter (Client-1) holds c now");
+    release_c(&mut sim);
+    assert_eq!(sim.s.task_count(), 0);
+}
