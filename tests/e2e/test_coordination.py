@@ -430,3 +430,18 @@ def test_multilock_takes_locks_together(client, other):
     assert c.acquire(timeout=5, num_locks=1)
     b.release()
     c.release()
+
+
+@pytest.mark.rust_only
+def test_odd_timeouts_are_not_a_crash(client):
+    """NaN, infinite and huge timeouts are read as numbers of seconds (NaN
+    as zero); the scheduler keeps serving."""
+    name = unique("ev")
+    sync = client.sync
+    assert sync(client.scheduler.event_wait, name=name, timeout=float("nan")) is False
+    client.sync(client.scheduler.event_set, name=name)
+    assert sync(client.scheduler.event_wait, name=name, timeout=float("inf")) is True
+    assert sync(client.scheduler.event_wait, name=name, timeout=1e300) is True
+    with pytest.raises(TimeoutError):
+        sync(client.scheduler.variable_get, name=unique("var"), timeout=-5)
+    assert client.submit(inc, 1, pure=False).result(timeout=30) == 2

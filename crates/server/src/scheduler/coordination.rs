@@ -90,7 +90,16 @@ fn timeout_of(op: &str, msg: &Value) -> Result<Option<Duration>, Value> {
             .ok_or_else(|| type_error(format!("{op}: cannot parse timeout {s:?}")))?,
         Some(other) => return Err(type_error(format!("{op}: bad timeout {other}"))),
     };
-    Ok(Some(Duration::from_secs_f64(secs.max(0.0))))
+    Ok(Some(seconds(secs)))
+}
+
+/// A timeout in seconds as a `Duration`, whatever the number: negative or
+/// NaN is zero, anything past ~31 years (infinity included) is ~31 years.
+pub(crate) fn seconds(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(secs.min(1e9))
 }
 
 /// Answer `op`.
@@ -681,5 +690,32 @@ async fn multi_lock_acquire(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value
             sched.coordination_changed.notify_waiters();
             return Ok(Value::Bool(false));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_of_any_number_are_durations() {
+        let table = [
+            (f64::NAN, Duration::ZERO),
+            (-1.0, Duration::ZERO),
+            (0.5, Duration::from_millis(500)),
+            (f64::INFINITY, Duration::from_secs(1_000_000_000)),
+            (1e300, Duration::from_secs(1_000_000_000)),
+        ];
+        for (secs, want) in table {
+            assert_eq!(seconds(secs), want, "{secs}");
+        }
+        let msg = |t: Value| Value::map([("timeout", t)]);
+        assert_eq!(timeout_of("op", &msg(Value::Nil)).unwrap(), None);
+        assert_eq!(
+            timeout_of("op", &msg(Value::str("200ms"))).unwrap(),
+            Some(Duration::from_millis(200))
+        );
+        assert!(timeout_of("op", &msg(Value::str("soon"))).is_err());
+        assert!(timeout_of("op", &msg(Value::Bool(true))).is_err());
     }
 }

@@ -39,7 +39,7 @@ fn options(msg: &Value) -> Options {
         _ => 30.0,
     };
     Options {
-        timeout: Duration::from_secs_f64(timeout.clamp(0.0, 1e9)),
+        timeout: super::coordination::seconds(timeout),
         wait_for_workers: msg.get("wait_for_workers").is_none_or(Value::truthy),
         raise_on_error: msg.get("on_error").and_then(Value::as_str) != Some("return"),
         stimulus_id: msg

@@ -482,8 +482,8 @@ async fn scatter(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
     };
 
     // Wait (bounded) for running workers, like Python's scatter.
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+    let deadline = tokio::time::Instant::now()
+        + super::coordination::seconds(timeout).min(Duration::from_secs(3600));
     let targets = loop {
         let w = workers.clone();
         let t = sched
