@@ -263,28 +263,11 @@ async fn variable_set(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Valu
     match msg.get("key") {
         Some(k) if !matches!(k, Value::Nil) => {
             let key = Key::from_value(k).map_err(|e| type_error(format!("{op}: {e}")))?;
-            // The future's graph may still be on its way through the
-            // client's stream: wait for its key, as Python does.
-            loop {
-                let (n, k) = (name.clone(), key.clone());
-                let set = sched
-                    .with_state(move |s, _| s.variable_set_future(n, k))
-                    .await
-                    .ok_or_else(lost)?;
-                if set {
-                    break;
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(error_reply(
-                        "TimeoutError",
-                        &format!(
-                            "Task {} unknown to scheduler.",
-                            dask_core::coordination::python_str(&key.decoded())
-                        ),
-                    ));
-                }
-                tokio::time::sleep(POLL).await;
-            }
+            let n = name.clone();
+            until_key_known(sched, &key, deadline, move |s, k| {
+                s.variable_set_future(n.clone(), k.clone())
+            })
+            .await?;
         }
         _ => {
             let data = msg.get("data").cloned().unwrap_or(Value::Nil);
@@ -296,6 +279,41 @@ async fn variable_set(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Valu
     }
     sched.coordination_changed.notify_waiters();
     Ok(Value::Nil)
+}
+
+/// Run `attempt` on the state with `key` until it succeeds: a future
+/// named by a `variable_set` or `queue_put` may still be on its way through
+/// the client's stream, so its key is waited for, as Python does, until
+/// `deadline` (`TimeoutError: Task <key> unknown to scheduler.`).
+async fn until_key_known<F>(
+    sched: &Arc<Scheduler>,
+    key: &Key,
+    deadline: Option<Instant>,
+    attempt: F,
+) -> Result<(), Value>
+where
+    F: Fn(&mut dask_core::State, &Key) -> bool + Clone + Send + 'static,
+{
+    loop {
+        let (f, k) = (attempt.clone(), key.clone());
+        if sched
+            .with_state(move |s, _| f(s, &k))
+            .await
+            .ok_or_else(lost)?
+        {
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(error_reply(
+                "TimeoutError",
+                &format!(
+                    "Task {} unknown to scheduler.",
+                    dask_core::coordination::python_str(&key.decoded())
+                ),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Wait for `changed` or until `deadline`; false when the deadline passed.
@@ -532,27 +550,7 @@ async fn queue(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, V
             let item = match msg.get("key") {
                 Some(k) if !matches!(k, Value::Nil) => {
                     let key = Key::from_value(k).map_err(|e| type_error(format!("{op}: {e}")))?;
-                    // the future's graph may still be on its way
-                    loop {
-                        let k = key.clone();
-                        if sched
-                            .with_state(move |s, _| s.knows_key(&k))
-                            .await
-                            .ok_or_else(lost)?
-                        {
-                            break;
-                        }
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
-                            return Err(error_reply(
-                                "TimeoutError",
-                                &format!(
-                                    "Task {} unknown to scheduler.",
-                                    dask_core::coordination::python_str(&key.decoded())
-                                ),
-                            ));
-                        }
-                        tokio::time::sleep(POLL).await;
-                    }
+                    until_key_known(sched, &key, deadline, |s, k| s.knows_key(k)).await?;
                     QueueItem::Future(key)
                 }
                 _ => QueueItem::Data(msg.get("data").cloned().unwrap_or(Value::Nil)),
