@@ -398,6 +398,20 @@ fn str_field(op: &str, msg: &Value, field: &str) -> Result<String, Value> {
     }
 }
 
+/// A list of ids or names in `msg[field]` (non-strings as their text).
+fn str_list(op: &str, msg: &Value, field: &str) -> Result<Vec<String>, Value> {
+    match msg.get(field) {
+        Some(Value::Array(items)) => Ok(items
+            .iter()
+            .map(|v| match v {
+                Value::Str(s) => s.to_string(),
+                other => other.to_string(),
+            })
+            .collect()),
+        _ => Err(type_error(format!("{op}: '{field}' must be a list"))),
+    }
+}
+
 async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
     let name = name_of(op, msg, "name")?;
     match op {
@@ -469,16 +483,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
             Ok(Value::Nil)
         }
         "semaphore_refresh_leases" => {
-            let ids: Vec<String> = match msg.get("lease_ids") {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|v| match v {
-                        Value::Str(s) => s.to_string(),
-                        other => other.to_string(),
-                    })
-                    .collect(),
-                _ => return Err(type_error(format!("{op}: 'lease_ids' must be a list"))),
-            };
+            let ids = str_list(op, msg, "lease_ids")?;
             let label = dask_core::coordination::python_str(&name.decoded());
             let unknown = sched
                 .with_state(move |s, now| s.semaphore_refresh_leases(&name, &ids, now))
@@ -642,16 +647,7 @@ async fn queue_get_one(
 async fn multi_lock_acquire(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
     let op = "multi_lock_acquire";
     let id = str_field(op, msg, "id")?;
-    let locks: Vec<String> = match msg.get("locks") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::Str(s) => s.to_string(),
-                other => other.to_string(),
-            })
-            .collect(),
-        _ => return Err(type_error(format!("{op}: 'locks' must be a list of names"))),
-    };
+    let locks = str_list(op, msg, "locks")?;
     let num_locks = msg
         .get("num_locks")
         .and_then(Value::as_i64)
