@@ -440,7 +440,11 @@ class Cluster:
         return self._admin
 
     def info(self) -> dict:
-        return self.admin().scheduler_info(n_workers=-1)
+        # Straight from the scheduler: `Client.scheduler_info()` returns the
+        # client's cached copy, which its periodic refresh (n_workers=0: no
+        # per-worker entries) can replace between the fetch and the return.
+        admin = self.admin()
+        return admin.sync(admin.scheduler.identity, n_workers=-1)
 
     def workers_by_name(self) -> dict[str, str]:
         """worker name -> address, as the scheduler reports it."""

@@ -90,3 +90,10 @@ def wait_released(client, keys, timeout: float = 30.0) -> None:
         return not left
 
     wait_until(gone, timeout, f"keys {sorted(map(str, keys))[:5]}... to be released", interval=0.2)
+
+
+def worker_info(client) -> dict:
+    """address -> worker info, straight from the scheduler (not the cached
+    copy of ``Client.scheduler_info()``, which the client's periodic refresh
+    may have emptied of workers)."""
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]

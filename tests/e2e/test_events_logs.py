@@ -6,7 +6,7 @@ import time
 import pytest
 
 from .cluster import WorkerSpec
-from .helpers import unique
+from .helpers import unique, worker_info
 
 
 def test_events_are_kept_per_topic(client):
@@ -52,7 +52,7 @@ def test_scheduler_logs_newest_first(client):
 
 def test_worker_logs(client):
     logs = client.get_worker_logs()
-    assert set(logs) == set(client.scheduler_info()["workers"])
+    assert set(logs) == set(worker_info(client))
     for lines in logs.values():
         assert any("Start worker" in msg or "Registered to" in msg for _, msg in lines)
 
@@ -86,7 +86,7 @@ def test_profile_merges_the_workers(client):
     assert merged["identifier"] == "root"
     assert merged["count"] > 0, "the workers sampled the busy tasks"
     per_worker = client.profile(start=start, merge_workers=False)
-    assert set(per_worker) == set(client.scheduler_info()["workers"])
+    assert set(per_worker) == set(worker_info(client))
     assert sum(p["count"] for p in per_worker.values()) >= merged["count"] > 0
     # only one worker's
     one = next(iter(per_worker))

@@ -7,7 +7,7 @@ import pytest
 from distributed.client import FutureCancelledError
 
 from .cluster import WorkerSpec, wait_until
-from .helpers import inc, scheduler_task_keys, unique
+from .helpers import inc, scheduler_task_keys, unique, worker_info
 
 
 def worker_pids(client):
@@ -48,7 +48,7 @@ def test_restart_workers_restarts_only_the_chosen_one(make_cluster):
     c = cluster.client()
     c.wait_for_workers(2, timeout=60)
     before = worker_pids(c)
-    info = c.scheduler_info()["workers"]
+    info = worker_info(c)
     by_name = {w["name"]: addr for addr, w in info.items()}
     kept = c.submit(inc, 1, key=unique("kept"))
     assert kept.result(timeout=30) == 2
@@ -56,7 +56,7 @@ def test_restart_workers_restarts_only_the_chosen_one(make_cluster):
     out = c.restart_workers(["n1"], timeout=60)
     assert out == {"n1": "OK"}
 
-    wait_until(lambda: len(c.scheduler_info()["workers"]) == 2, 60, "two workers again")
+    wait_until(lambda: len(worker_info(c)) == 2, 60, "two workers again")
     after = worker_pids(c)
     assert before[by_name["n2"]] in after.values(), "the other worker kept running"
     assert before[by_name["n1"]] not in after.values(), "n1 is a new process"
@@ -73,7 +73,7 @@ def test_restart_without_nannies_removes_the_workers_and_times_out(make_cluster)
     assert f.result(timeout=30) == 2
     with pytest.raises(TimeoutError, match="not using Nannies"):
         c.restart(timeout=2)
-    assert c.scheduler_info()["workers"] == {}
+    assert worker_info(c) == {}
     assert scheduler_task_keys(c) == set()
     with pytest.raises(FutureCancelledError):
         f.result(timeout=5)
