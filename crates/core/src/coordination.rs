@@ -96,11 +96,23 @@ fn python_repr(v: &Value) -> String {
     }
 }
 
+/// How a name (a key-like value) reads in messages and pseudo-client
+/// names: Python's `str()` of it.
+pub fn key_label(name: &Key) -> String {
+    python_str(&name.decoded())
+}
+
+/// The pseudo-client that holds the futures of `<prefix>` `name`
+/// (`published-x`, `variable-x`, `queue-x`).
+fn holder_label(prefix: &str, name: &Key) -> String {
+    format!("{prefix}-{}", key_label(name))
+}
+
 impl State {
-    fn pseudo_client(&mut self, prefix: &str, name: &Key) -> ClientId {
-        let label = format!("{prefix}-{}", python_str(&name.decoded()));
+    /// The holder pseudo-client of `<prefix>` `name`, registered if new.
+    pub(crate) fn pseudo_client(&mut self, prefix: &str, name: &Key) -> ClientId {
         let now = self.now;
-        self.add_client(&label, now)
+        self.add_client(&holder_label(prefix, name), now)
     }
 
     /// Ids of the known tasks among `keys` (unknown keys are skipped, as
@@ -146,10 +158,7 @@ impl State {
         for (name, keys, data) in entries {
             if self.coordination.datasets.contains_key(&name) {
                 if !override_existing {
-                    return Err(format!(
-                        "Dataset {} already exists",
-                        python_str(&name.decoded())
-                    ));
+                    return Err(format!("Dataset {} already exists", key_label(&name)));
                 }
                 self.publish_drop(&name);
             }
@@ -336,8 +345,7 @@ impl State {
     }
 
     fn remove_variable_holder(&mut self, name: &Key) {
-        let label = format!("variable-{}", python_str(&name.decoded()));
-        if let Some(c) = self.client_id(&label) {
+        if let Some(c) = self.client_id(&holder_label("variable", name)) {
             let now = self.now;
             self.remove_client(c, now);
         }

@@ -39,9 +39,9 @@ pub struct Queues {
     future_refcount: HashMap<(Key, Key), u32>,
 }
 
+/// Python's `self.queues[name]` raises `KeyError(name)`.
 fn unknown(name: &Key) -> String {
-    // Python's `self.queues[name]` raises KeyError(name)
-    crate::coordination::python_str(&name.decoded())
+    crate::coordination::key_label(name)
 }
 
 impl State {
@@ -71,7 +71,7 @@ impl State {
         let Some(q) = self.queues.by_name.remove(name) else {
             return;
         };
-        let holder = self.queue_holder(name);
+        let holder = self.pseudo_client("queue", name);
         let mut ids = Vec::new();
         for item in q.items {
             if let QueueItem::Future(key) = item {
@@ -84,21 +84,9 @@ impl State {
         self.client_releases(holder, &ids);
     }
 
-    fn queue_holder(&mut self, name: &Key) -> crate::ids::ClientId {
-        let label = format!("queue-{}", crate::coordination::python_str(&name.decoded()));
-        let now = self.now;
-        self.add_client(&label, now)
-    }
-
-    /// Whether `key` is a task the scheduler knows (a future is put only
-    /// once its graph has arrived; the caller waits for that).
-    pub fn knows_key(&self, key: &Key) -> bool {
-        self.task_id(key).is_some()
-    }
-
     /// One try at `queue_put`: false while the queue is full. An unknown
     /// queue is an error (Python's `KeyError`). A future's key must be
-    /// known ([`State::knows_key`]); it is held by the queue from now on.
+    /// known (the caller waits for it); it is held by the queue from now on.
     pub fn queue_try_put(&mut self, name: &Key, item: QueueItem) -> Result<bool, String> {
         let q = self.queues.by_name.get(name).ok_or_else(|| unknown(name))?;
         if q.maxsize > 0 && q.items.len() >= q.maxsize {
@@ -113,7 +101,7 @@ impl State {
                 .future_refcount
                 .entry((name.clone(), key.clone()))
                 .or_default() += 1;
-            let holder = self.queue_holder(name);
+            let holder = self.pseudo_client("queue", name);
             self.client_desires(holder, &[id]);
         }
         if let Some(q) = self.queues.by_name.get_mut(name) {
@@ -173,7 +161,7 @@ impl State {
         }
         self.queues.future_refcount.remove(&pair);
         let (name, key) = pair;
-        let holder = self.queue_holder(&name);
+        let holder = self.pseudo_client("queue", &name);
         if let Some(id) = self.task_id(&key) {
             self.client_releases(holder, &[id]);
         }

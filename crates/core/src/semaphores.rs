@@ -9,6 +9,7 @@
 //! release ([`State::semaphore_release`] and the timeouts return whether
 //! anything was freed).
 
+use crate::coordination::key_label as label;
 use crate::state::State;
 use dask_wire::Key;
 use std::collections::HashMap;
@@ -161,8 +162,4 @@ impl State {
         held.sort();
         held
     }
-}
-
-fn label(name: &Key) -> String {
-    crate::coordination::python_str(&name.decoded())
 }

@@ -81,7 +81,7 @@ fn names_of(op: &str, msg: &Value) -> Result<Vec<Key>, Value> {
 }
 
 /// A timeout field: nil (wait forever), seconds, or a Dask time string.
-fn timeout_of(op: &str, msg: &Value) -> Result<Option<Duration>, Value> {
+pub(super) fn timeout_of(op: &str, msg: &Value) -> Result<Option<Duration>, Value> {
     let secs = match msg.get("timeout") {
         None | Some(Value::Nil) => return Ok(None),
         Some(Value::Int(i)) => *i as f64,
@@ -308,7 +308,7 @@ where
                 "TimeoutError",
                 &format!(
                     "Task {} unknown to scheduler.",
-                    dask_core::coordination::python_str(&key.decoded())
+                    dask_core::coordination::key_label(key)
                 ),
             ));
         }
@@ -351,7 +351,7 @@ async fn variable_get(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Valu
                 "TimeoutError",
                 &format!(
                     "Variable {} was not set in time",
-                    dask_core::coordination::python_str(&name.decoded())
+                    dask_core::coordination::key_label(&name)
                 ),
             ));
         }
@@ -461,7 +461,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
         }
         "semaphore_release" => {
             let lease_id = str_field(op, msg, "lease_id")?;
-            let label = dask_core::coordination::python_str(&name.decoded());
+            let label = dask_core::coordination::key_label(&name);
             let (n, id) = (name, lease_id.clone());
             let outcome = sched
                 .with_state(move |s, _| s.semaphore_release(&n, &id))
@@ -484,7 +484,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
         }
         "semaphore_refresh_leases" => {
             let ids = str_list(op, msg, "lease_ids")?;
-            let label = dask_core::coordination::python_str(&name.decoded());
+            let label = dask_core::coordination::key_label(&name);
             let unknown = sched
                 .with_state(move |s, now| s.semaphore_refresh_leases(&name, &ids, now))
                 .await
@@ -508,7 +508,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
         }
         _ => {
             // semaphore_close
-            let label = dask_core::coordination::python_str(&name.decoded());
+            let label = dask_core::coordination::key_label(&name);
             let held = sched
                 .with_state(move |s, _| s.semaphore_close(&name))
                 .await
@@ -555,7 +555,7 @@ async fn queue(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, V
             let item = match msg.get("key") {
                 Some(k) if !matches!(k, Value::Nil) => {
                     let key = Key::from_value(k).map_err(|e| type_error(format!("{op}: {e}")))?;
-                    until_key_known(sched, &key, deadline, |s, k| s.knows_key(k)).await?;
+                    until_key_known(sched, &key, deadline, |s, k| s.task_id(k).is_some()).await?;
                     QueueItem::Future(key)
                 }
                 _ => QueueItem::Data(msg.get("data").cloned().unwrap_or(Value::Nil)),

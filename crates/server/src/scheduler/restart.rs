@@ -32,14 +32,13 @@ struct Options {
 }
 
 fn options(msg: &Value) -> Options {
-    let timeout = match msg.get("timeout") {
-        Some(Value::Int(i)) => *i as f64,
-        Some(Value::Float(f)) => *f,
-        Some(Value::Str(s)) => dask_core::timedelta::parse_seconds(s).unwrap_or(30.0),
-        _ => 30.0,
-    };
+    // Python's default when absent or unreadable: 30 s
+    let timeout = super::coordination::timeout_of("restart", msg)
+        .ok()
+        .flatten()
+        .unwrap_or(Duration::from_secs(30));
     Options {
-        timeout: super::coordination::seconds(timeout),
+        timeout,
         wait_for_workers: msg.get("wait_for_workers").is_none_or(Value::truthy),
         raise_on_error: msg.get("on_error").and_then(Value::as_str) != Some("return"),
         stimulus_id: msg
