@@ -33,6 +33,68 @@ pub struct Config {
     /// `distributed.scheduler.dashboard.{status,tasks}.task-stream-length`
     /// (Python's `TaskStreamPlugin`).
     pub task_stream_length: usize,
+    /// `distributed.worker.memory.recent-to-old-time` (s): unmanaged memory
+    /// older than this counts as "old" (`unmanaged_old`, the minimum over
+    /// the window), what appeared since as a temporary spike.
+    pub recent_to_old_time: f64,
+    /// `distributed.worker.memory.rebalance.*`: how `rebalance` picks
+    /// senders and recipients.
+    pub rebalance: RebalanceConfig,
+}
+
+/// Which memory reading `rebalance` balances
+/// (`distributed.worker.memory.rebalance.measure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryMeasure {
+    /// Process RSS as the OS measures it.
+    Process,
+    /// Managed bytes in memory plus unmanaged memory older than
+    /// `recent-to-old-time` (Dask's default).
+    #[default]
+    Optimistic,
+    /// Only the managed bytes in memory.
+    Managed,
+    /// Managed bytes, including those spilled to disk.
+    ManagedTotal,
+}
+
+impl MemoryMeasure {
+    /// Parse Dask's name of a measure (`None` for names Dask does not have).
+    pub fn parse(name: &str) -> Option<MemoryMeasure> {
+        Some(match name {
+            "process" => MemoryMeasure::Process,
+            "optimistic" => MemoryMeasure::Optimistic,
+            "managed" | "managed_in_memory" => MemoryMeasure::Managed,
+            "managed_total" => MemoryMeasure::ManagedTotal,
+            _ => return None,
+        })
+    }
+}
+
+/// `distributed.worker.memory.rebalance.*`, as fractions of a worker's
+/// memory limit (ignored for workers without one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RebalanceConfig {
+    /// The memory reading balanced.
+    pub measure: MemoryMeasure,
+    /// A worker below this fraction of its limit sends nothing.
+    pub sender_min: f64,
+    /// A worker above this fraction of its limit receives nothing.
+    pub recipient_max: f64,
+    /// Half of `sender-recipient-gap`: workers within this fraction of
+    /// their limit from the mean neither send nor receive.
+    pub half_gap: f64,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig {
+            measure: MemoryMeasure::Optimistic,
+            sender_min: 0.30,
+            recipient_max: 0.60,
+            half_gap: 0.05,
+        }
+    }
 }
 
 impl Config {
@@ -67,6 +129,8 @@ impl Default for Config {
             .map(|name| (name.to_string(), 1e-6))
             .collect(),
             task_stream_length: 100_000,
+            recent_to_old_time: 30.0,
+            rebalance: RebalanceConfig::default(),
         }
     }
 }

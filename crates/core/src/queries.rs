@@ -221,6 +221,13 @@ impl State {
         let w = self.workers.get_mut(&id)?;
         w.last_seen = now;
         if let Some(m) = metrics {
+            // unmanaged = process - managed, where managed excludes what was
+            // spilled; floored at zero as nbytes and the heartbeat disagree
+            // for a moment (Python's heartbeat_worker)
+            let (process, spilled_memory, _) = crate::memory::heartbeat_memory(&m);
+            let size = (process - w.nbytes + spilled_memory).max(0);
+            w.unmanaged
+                .record(now, size, self.config.recent_to_old_time);
             w.info.metrics = m;
         }
         Some(heartbeat_interval(n))

@@ -779,6 +779,7 @@ impl State {
                 nbytes: 0,
                 used_resources: Vec::new(),
                 last_seen: now,
+                unmanaged: Default::default(),
             },
         );
         self.refresh_slot_index(id);

@@ -152,9 +152,24 @@ pub struct Worker {
     pub used_resources: Vec<(String, f64)>,
     /// Time of the last heartbeat or message.
     pub last_seen: f64,
+    /// Unmanaged memory over the `recent-to-old-time` window (heartbeats).
+    pub unmanaged: crate::memory::UnmanagedHistory,
 }
 
 impl Worker {
+    /// Its memory readings (Python's `WorkerState.memory`): process and
+    /// spilled bytes from the last heartbeat, managed bytes from `nbytes`.
+    pub fn memory(&self) -> crate::memory::WorkerMemory {
+        let (process, spilled_memory, spilled_disk) =
+            crate::memory::heartbeat_memory(&self.info.metrics);
+        crate::memory::WorkerMemory::new(
+            process,
+            (self.nbytes - spilled_memory).max(0),
+            spilled_disk,
+            self.unmanaged.old(),
+        )
+    }
+
     /// Threads, at least one (for ratios).
     pub fn threads(&self) -> f64 {
         self.info.nthreads.max(1) as f64

@@ -8,17 +8,6 @@ use dask_core::retire::{CloseOptions, RetireProgress, WorkerAttribute};
 use dask_core::{Outgoing, TaskState, WorkerId};
 use dask_wire::Value;
 
-/// Put `key` (of `nbytes`) in memory on the given workers, wanted by the client.
-fn place(sim: &mut Sim, key: &str, addrs: &[&str], nbytes: i64) {
-    let c = sim.client;
-    sim.s.update_data(
-        Some(c),
-        &[(k(key), addrs.iter().map(|a| a.to_string()).collect())],
-        &[(k(key), nbytes)],
-    );
-    sim.drain();
-}
-
 /// Pending messages of op `name` sent to `w` (taken).
 fn take_ops(sim: &mut Sim, w: WorkerId, name: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -59,8 +48,8 @@ fn three_workers(sim: &mut Sim) -> (WorkerId, WorkerId, WorkerId) {
 fn workers_to_close_prefers_idle_workers_with_least_data() {
     let mut sim = Sim::new();
     let (_a, _b, _c) = three_workers(&mut sim);
-    place(&mut sim, "x", &["tcp://a:1"], 1000);
-    place(&mut sim, "y", &["tcp://b:1"], 10);
+    sim.place("x", &["tcp://a:1"], 1000);
+    sim.place("y", &["tcp://b:1"], 10);
     // c holds nothing, b little, a most.
     let o = CloseOptions {
         n: Some(1),
@@ -184,9 +173,9 @@ fn a_graph_being_materialized_is_activity() {
 fn retirement_replicates_unique_data_to_least_loaded_worker_then_closes() {
     let mut sim = Sim::new();
     let (a, b, c) = three_workers(&mut sim);
-    place(&mut sim, "big", &["tcp://b:1"], 5000);
-    place(&mut sim, "x", &["tcp://a:1"], 100);
-    place(&mut sim, "shared", &["tcp://a:1", "tcp://b:1"], 100);
+    sim.place("big", &["tcp://b:1"], 5000);
+    sim.place("x", &["tcp://a:1"], 100);
+    sim.place("shared", &["tcp://a:1", "tcp://b:1"], 100);
     sim.pending.clear();
 
     assert!(sim.s.start_retirement(a, "retire-test"));
@@ -251,7 +240,7 @@ fn unconfirmed_replication_is_requested_again() {
     let mut sim = Sim::new();
     let a = sim.worker("tcp://a:1", 1);
     let b = sim.worker("tcp://b:1", 1);
-    place(&mut sim, "x", &["tcp://a:1"], 100);
+    sim.place("x", &["tcp://a:1"], 100);
     sim.pending.clear();
     sim.s.start_retirement(a, "r");
     assert_eq!(
@@ -274,7 +263,7 @@ fn worker_without_unique_data_is_done_at_once() {
     let mut sim = Sim::new();
     let a = sim.worker("tcp://a:1", 1);
     let _b = sim.worker("tcp://b:1", 1);
-    place(&mut sim, "x", &["tcp://a:1", "tcp://b:1"], 100);
+    sim.place("x", &["tcp://a:1", "tcp://b:1"], 100);
     sim.pending.clear();
     sim.s.start_retirement(a, "r");
     assert_eq!(sim.s.retire_step(a, sim.now, "r"), RetireProgress::Done);
@@ -292,7 +281,7 @@ fn worker_without_unique_data_is_done_at_once() {
 fn no_recipient_aborts_and_keeps_the_worker_and_its_data() {
     let mut sim = Sim::new();
     let a = sim.worker("tcp://a:1", 1);
-    place(&mut sim, "x", &["tcp://a:1"], 100);
+    sim.place("x", &["tcp://a:1"], 100);
     sim.pending.clear();
     sim.s.start_retirement(a, "r");
     sim.drain();
@@ -327,8 +316,8 @@ fn paused_or_retiring_workers_are_not_recipients() {
     let b = sim.worker("tcp://b:1", 1);
     let c = sim.worker("tcp://c:1", 1);
     sim.status(c, "paused");
-    place(&mut sim, "x", &["tcp://a:1"], 100);
-    place(&mut sim, "y", &["tcp://b:1"], 100);
+    sim.place("x", &["tcp://a:1"], 100);
+    sim.place("y", &["tcp://b:1"], 100);
     sim.pending.clear();
     sim.s.start_retirement(a, "r");
     sim.s.start_retirement(b, "r");
@@ -388,8 +377,8 @@ fn workers_to_close_keeps_memory_for_twice_the_data() {
         sim.worker_reg(reg);
     }
     // 800 bytes held: 2x needs 1600, i.e. two of the three 1000-byte workers.
-    place(&mut sim, "x", &["tcp://a:1"], 500);
-    place(&mut sim, "y", &["tcp://b:1"], 300);
+    sim.place("x", &["tcp://a:1"], 500);
+    sim.place("y", &["tcp://b:1"], 300);
     assert_eq!(
         sim.s.workers_to_close(&CloseOptions::default()),
         vec!["tcp://c:1".to_string()]
@@ -410,7 +399,7 @@ fn retirement_messages_have_the_fields_workers_expect() {
     let mut sim = Sim::new();
     let a = sim.worker("tcp://a:1", 1);
     let b = sim.worker("tcp://b:1", 1);
-    place(&mut sim, "x", &["tcp://a:1"], 100);
+    sim.place("x", &["tcp://a:1"], 100);
     sim.pending.clear();
     sim.s.start_retirement(a, "r");
     sim.s.retire_step(a, sim.now, "r");

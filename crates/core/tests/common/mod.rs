@@ -512,6 +512,17 @@ impl Sim {
 
     /// Answer every pending `compute-task` with success until none are left;
     /// returns the keys in the order they ran.
+    /// Put `key` (of `nbytes`) in memory on the given workers, wanted by the client.
+    pub fn place(&mut self, key: &str, addrs: &[&str], nbytes: i64) {
+        let c = self.client;
+        self.s.update_data(
+            Some(c),
+            &[(k(key), addrs.iter().map(|a| a.to_string()).collect())],
+            &[(k(key), nbytes)],
+        );
+        self.drain();
+    }
+
     pub fn run_all(&mut self) -> Vec<Key> {
         let mut ran = Vec::new();
         for _ in 0..10_000 {

@@ -1003,6 +1003,17 @@ def op_config(req):
                 int(get("distributed.scheduler.dashboard.tasks.task-stream-length", 100000)),
             ),
             "log-level": _scheduler_log_level(get("logging", None)),
+            "recent-to-old-time": float(
+                parse_timedelta(get("distributed.worker.memory.recent-to-old-time"))
+            ),
+            "rebalance-measure": str(get("distributed.worker.memory.rebalance.measure")),
+            "rebalance-sender-min": float(get("distributed.worker.memory.rebalance.sender-min")),
+            "rebalance-recipient-max": float(
+                get("distributed.worker.memory.rebalance.recipient-max")
+            ),
+            "rebalance-sender-recipient-gap": float(
+                get("distributed.worker.memory.rebalance.sender-recipient-gap")
+            ),
             "default-task-durations": {
                 str(k): float(parse_timedelta(v))
                 for k, v in (get("distributed.scheduler.default-task-durations") or {}).items()

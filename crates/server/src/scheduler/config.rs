@@ -45,6 +45,33 @@ fn apply(config: &mut Config, values: &Value) {
     if let Some(v) = values.get("task-stream-length").and_then(Value::as_i64) {
         config.task_stream_length = v.clamp(1, 10_000_000) as usize;
     }
+    if let Some(v) = values.get("recent-to-old-time").and_then(Value::as_f64) {
+        config.recent_to_old_time = v.max(0.0);
+    }
+    if let Some(name) = values.get("rebalance-measure").and_then(Value::as_str) {
+        match dask_core::config::MemoryMeasure::parse(name) {
+            Some(m) => config.rebalance.measure = m,
+            None => tracing::warn!(
+                "distributed.worker.memory.rebalance.measure: unknown measure '{name}'; \
+                 using 'optimistic'"
+            ),
+        }
+    }
+    if let Some(v) = values.get("rebalance-sender-min").and_then(Value::as_f64) {
+        config.rebalance.sender_min = v;
+    }
+    if let Some(v) = values
+        .get("rebalance-recipient-max")
+        .and_then(Value::as_f64)
+    {
+        config.rebalance.recipient_max = v;
+    }
+    if let Some(v) = values
+        .get("rebalance-sender-recipient-gap")
+        .and_then(Value::as_f64)
+    {
+        config.rebalance.half_gap = v / 2.0;
+    }
     if let Some(map) = values.get("default-task-durations").and_then(Value::as_map) {
         config.default_task_durations = map
             .iter()
@@ -170,6 +197,11 @@ mod tests {
                 ("task-stream-length", Value::Int(500)),
                 ("rootish-taskgroup", Value::Int(3)),
                 ("rootish-taskgroup-dependencies", Value::Int(1000)),
+                ("recent-to-old-time", Value::Float(5.0)),
+                ("rebalance-measure", Value::str("managed_total")),
+                ("rebalance-sender-min", Value::Float(0.2)),
+                ("rebalance-recipient-max", Value::Float(0.7)),
+                ("rebalance-sender-recipient-gap", Value::Float(0.2)),
                 (
                     "default-task-durations",
                     Value::map([("slow-load", Value::Float(60.0))]),
@@ -184,6 +216,16 @@ mod tests {
         assert_eq!(c.task_stream_length, 500);
         assert_eq!(c.rootish_taskgroup, 3);
         assert_eq!(c.rootish_taskgroup_dependencies, 1000);
+        assert_eq!(c.recent_to_old_time, 5.0);
+        assert_eq!(
+            c.rebalance,
+            dask_core::config::RebalanceConfig {
+                measure: dask_core::config::MemoryMeasure::ManagedTotal,
+                sender_min: 0.2,
+                recipient_max: 0.7,
+                half_gap: 0.1,
+            }
+        );
         // The table as Python resolved it (defaults merged in there) replaces ours.
         assert_eq!(c.default_task_duration("slow-load"), Some(60.0));
         assert_eq!(c.default_task_duration("split-taskshuffle"), None);

@@ -12,7 +12,7 @@
 //! missed. Semaphore waiters also look again every second: leases that time
 //! out are taken back by the event loop's tick, which notifies nobody.
 
-use super::errors::error_reply;
+use super::errors::{error_reply, shutting_down};
 use super::Scheduler;
 use dask_core::timedelta::parse_seconds;
 use dask_wire::{Key, Value};
@@ -57,10 +57,6 @@ const FLUSH_PATIENCE: Duration = Duration::from_secs(30);
 /// Between two looks at the state while waiting for something that no
 /// notification announces (a flush, a future's key arriving with its graph).
 const POLL: Duration = Duration::from_millis(5);
-
-fn lost() -> Value {
-    error_reply("RuntimeError", "scheduler is shutting down")
-}
 
 fn type_error(message: String) -> Value {
     error_reply("TypeError", &message)
@@ -112,7 +108,7 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
             sched
                 .with_state(move |s, _| s.publish_delete(&names))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             Ok(Value::Nil)
         }
         "publish_get" => {
@@ -120,12 +116,12 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
             sched
                 .with_state(move |s, _| s.publish_get(&names))
                 .await
-                .ok_or_else(lost)
+                .ok_or_else(shutting_down)
         }
         "publish_list" => sched
             .with_state(|s, _| s.publish_list())
             .await
-            .ok_or_else(lost),
+            .ok_or_else(shutting_down),
         "variable_set" => variable_set(sched, msg).await,
         "variable_get" => variable_get(sched, msg).await,
         "event_wait" => event_wait(sched, msg).await,
@@ -134,7 +130,7 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
             sched
                 .with_state(move |s, _| s.event_set(name))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             sched.coordination_changed.notify_waiters();
             Ok(Value::Nil)
         }
@@ -143,7 +139,7 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
             sched
                 .with_state(move |s, _| s.event_clear(&name))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             Ok(Value::Nil)
         }
         "event_is_set" => {
@@ -151,7 +147,7 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
             let set = sched
                 .with_state(move |s, _| s.event_is_set(&name))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             Ok(Value::Bool(set))
         }
         op if op.starts_with("semaphore_") => semaphore(sched, op, msg).await,
@@ -162,7 +158,7 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
             let known = sched
                 .with_state(move |s, _| s.multi_lock_release(&id))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             if !known {
                 return Err(error_reply("KeyError", "this MultiLock holds no locks"));
             }
@@ -197,7 +193,7 @@ async fn wait_for_flush(sched: &Arc<Scheduler>, msg: &Value) -> Result<(), Value
                 (s.take_publish_flush(&uid), connected)
             })
             .await
-            .ok_or_else(lost)?;
+            .ok_or_else(shutting_down)?;
         if flushed {
             return Ok(());
         }
@@ -251,7 +247,7 @@ async fn publish_put(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value
     sched
         .with_state(move |s, _| s.publish_put(entries, override_existing))
         .await
-        .ok_or_else(lost)?
+        .ok_or_else(shutting_down)?
         .map_err(|m| error_reply("KeyError", &m))?;
     Ok(Value::Nil)
 }
@@ -274,7 +270,7 @@ async fn variable_set(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Valu
             sched
                 .with_state(move |s, _| s.variable_set_data(name, data))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
         }
     }
     sched.coordination_changed.notify_waiters();
@@ -299,7 +295,7 @@ where
         if sched
             .with_state(move |s, _| f(s, &k))
             .await
-            .ok_or_else(lost)?
+            .ok_or_else(shutting_down)?
         {
             return Ok(());
         }
@@ -342,7 +338,7 @@ async fn variable_get(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Valu
         if let Some(record) = sched
             .with_state(move |s, _| s.variable_get(&n))
             .await
-            .ok_or_else(lost)?
+            .ok_or_else(shutting_down)?
         {
             return Ok(record);
         }
@@ -366,7 +362,7 @@ async fn event_wait(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value>
     let ticket = sched
         .with_state(move |s, _| s.event_wait_begin(n))
         .await
-        .ok_or_else(lost)?;
+        .ok_or_else(shutting_down)?;
     let result = loop {
         let notified = sched.coordination_changed.notified();
         tokio::pin!(notified);
@@ -375,7 +371,7 @@ async fn event_wait(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value>
         let done = sched
             .with_state(move |s, _| s.event_wait_done(&n, ticket))
             .await
-            .ok_or_else(lost)?;
+            .ok_or_else(shutting_down)?;
         if done {
             break true;
         }
@@ -386,7 +382,7 @@ async fn event_wait(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value>
     sched
         .with_state(move |s, _| s.event_wait_end(&name))
         .await
-        .ok_or_else(lost)?;
+        .ok_or_else(shutting_down)?;
     Ok(Value::Bool(result))
 }
 
@@ -431,7 +427,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
             sched
                 .with_state(move |s, _| s.semaphore_register(name, max_leases, lease_timeout))
                 .await
-                .ok_or_else(lost)?
+                .ok_or_else(shutting_down)?
                 .map_err(|m| error_reply("ValueError", &m))?;
             Ok(Value::Nil)
         }
@@ -446,7 +442,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
                 let got = sched
                     .with_state(move |s, now| s.semaphore_try_acquire(&n, &id, now))
                     .await
-                    .ok_or_else(lost)?
+                    .ok_or_else(shutting_down)?
                     .map_err(|m| error_reply("RuntimeError", &m))?;
                 if got {
                     return Ok(Value::Bool(true));
@@ -466,7 +462,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
             let outcome = sched
                 .with_state(move |s, _| s.semaphore_release(&n, &id))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             match outcome {
                 dask_core::semaphores::Release::Released => {
                     sched.coordination_changed.notify_waiters();
@@ -488,7 +484,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
             let unknown = sched
                 .with_state(move |s, now| s.semaphore_refresh_leases(&name, &ids, now))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             for id in unknown {
                 tracing::error!(
                     "Refreshing an unknown lease ID {id} for {label}. This might be due to \
@@ -503,7 +499,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
             let n = sched
                 .with_state(move |s, _| s.semaphore_value(&name))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             Ok(Value::from(n))
         }
         _ => {
@@ -512,7 +508,7 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
             let held = sched
                 .with_state(move |s, _| s.semaphore_close(&name))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             if !held.is_empty() {
                 tracing::warn!(
                     "Closing semaphore {label} but there remain unreleased leases {held:?}"
@@ -538,14 +534,14 @@ async fn queue(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, V
             sched
                 .with_state(move |s, _| s.queue_create(name, maxsize))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             Ok(Value::Nil)
         }
         "queue_qsize" => {
             let n = sched
                 .with_state(move |s, _| s.queue_qsize(&name))
                 .await
-                .ok_or_else(lost)?
+                .ok_or_else(shutting_down)?
                 .map_err(key_error)?;
             Ok(Value::from(n))
         }
@@ -568,7 +564,7 @@ async fn queue(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, V
                 let put = sched
                     .with_state(move |s, _| s.queue_try_put(&n, i))
                     .await
-                    .ok_or_else(lost)?
+                    .ok_or_else(shutting_down)?
                     .map_err(key_error)?;
                 if put {
                     sched.coordination_changed.notify_waiters();
@@ -588,7 +584,7 @@ async fn queue(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, V
                     let items = sched
                         .with_state(move |s, _| s.queue_get_all(&name))
                         .await
-                        .ok_or_else(lost)?
+                        .ok_or_else(shutting_down)?
                         .map_err(key_error)?;
                     sched.coordination_changed.notify_waiters();
                     Ok(Value::Array(items))
@@ -628,7 +624,7 @@ async fn queue_get_one(
         let got = sched
             .with_state(move |s, _| s.queue_try_get(&n))
             .await
-            .ok_or_else(lost)?
+            .ok_or_else(shutting_down)?
             .map_err(|m| error_reply("KeyError", &m))?;
         if let Some(record) = got {
             // a put waiting for room may go ahead
@@ -657,7 +653,7 @@ async fn multi_lock_acquire(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value
     let held = sched
         .with_state(move |s, _| s.multi_lock_request(&locks, &i, num_locks))
         .await
-        .ok_or_else(lost)?
+        .ok_or_else(shutting_down)?
         .map_err(|m| error_reply("ValueError", &m))?;
     if held {
         return Ok(Value::Bool(true));
@@ -670,7 +666,7 @@ async fn multi_lock_acquire(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value
         if sched
             .with_state(move |s, _| s.multi_lock_acquired(&i))
             .await
-            .ok_or_else(lost)?
+            .ok_or_else(shutting_down)?
         {
             return Ok(Value::Bool(true));
         }
@@ -679,7 +675,7 @@ async fn multi_lock_acquire(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value
             sched
                 .with_state(move |s, _| s.multi_lock_release(&i))
                 .await
-                .ok_or_else(lost)?;
+                .ok_or_else(shutting_down)?;
             // leaving the queues may have let others through
             sched.coordination_changed.notify_waiters();
             return Ok(Value::Bool(false));

@@ -24,3 +24,8 @@ pub fn error_reply(exc_type: &str, message: &str) -> Value {
 pub fn exception_value(exc_type: &str, message: &str) -> Value {
     Value::Bin(pickle::exception("builtins", exc_type, message))
 }
+
+/// The reply to an RPC whose event loop has ended under it.
+pub fn shutting_down() -> Value {
+    error_reply("RuntimeError", "scheduler is shutting down")
+}

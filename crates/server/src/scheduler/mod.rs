@@ -19,6 +19,7 @@ pub mod graph;
 pub mod hardware;
 pub mod plugins;
 pub mod profile;
+pub mod replicas;
 pub mod restart;
 pub mod retire;
 pub mod rpc;
@@ -76,6 +77,9 @@ pub struct Scheduler {
     /// Notified after a variable is set or an event is set: wakes the
     /// `variable_get` and `event_wait` calls waiting for that.
     pub coordination_changed: tokio::sync::Notify,
+    /// Held by a running `replicate` or `rebalance`: one at a time, as
+    /// Python's `_replica_lock`.
+    pub replica_lock: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
@@ -98,6 +102,7 @@ impl Scheduler {
             plugins: plugins::Plugins::default(),
             shutdown: shutdown.clone(),
             coordination_changed: tokio::sync::Notify::new(),
+            replica_lock: tokio::sync::Mutex::new(()),
         });
         let handle = tokio::spawn(event_loop::run(
             state,

@@ -8,7 +8,7 @@
 //! `wait_for_workers`, the call returns once as many workers are connected
 //! as before, or fails with `TimeoutError` after `timeout`.
 
-use super::errors::error_reply;
+use super::errors::{error_reply, shutting_down};
 use super::Scheduler;
 use dask_core::restart::RestartTarget;
 use dask_wire::Value;
@@ -18,10 +18,6 @@ use std::time::{Duration, Instant};
 
 /// Between two looks at the worker count while waiting for workers.
 const WAIT_POLL: Duration = Duration::from_millis(200);
-
-fn lost() -> Value {
-    error_reply("RuntimeError", "scheduler is shutting down")
-}
 
 /// The options of both RPCs.
 struct Options {
@@ -59,7 +55,7 @@ pub async fn rpc_restart(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, V
     sched
         .with_state(|s, now| s.restart_forget_all(now))
         .await
-        .ok_or_else(lost)?;
+        .ok_or_else(shutting_down)?;
     // coordination waiters holding futures must look again
     sched.coordination_changed.notify_waiters();
     restart_workers(sched, None, &o).await?;
@@ -100,7 +96,7 @@ async fn restart_workers(
     let (targets, n_workers) = sched
         .with_state(move |s, _| (s.restart_targets(workers.as_deref()), s.worker_count()))
         .await
-        .ok_or_else(lost)?;
+        .ok_or_else(shutting_down)?;
     let addresses: Vec<String> = targets.iter().map(|t| t.address.clone()).collect();
     if all {
         tracing::info!("Restarting all workers (stimulus_id='{}')", o.stimulus_id);
@@ -191,7 +187,7 @@ async fn restart_workers(
                 (s.worker_count(), left)
             })
             .await
-            .ok_or_else(lost)?;
+            .ok_or_else(shutting_down)?;
         if old_left == 0 && count >= n_workers {
             tracing::info!("Workers restart finished (stimulus_id='{}')", o.stimulus_id);
             return Ok(out);
@@ -228,5 +224,5 @@ async fn remove_workers(sched: &Arc<Scheduler>, addresses: Vec<String>) -> Resul
             }
         })
         .await
-        .ok_or_else(lost)
+        .ok_or_else(shutting_down)
 }

@@ -8,7 +8,7 @@
 //! finally closes/removes it. A worker whose data cannot go anywhere, or not
 //! within [`RETIRE_TIMEOUT`], is left running and not reported as retired.
 
-use super::errors::error_reply;
+use super::errors::{error_reply, shutting_down};
 use super::Scheduler;
 use dask_core::retire::{CloseOptions, RetireProgress, WorkerAttribute};
 use dask_core::timedelta::parse_seconds;
@@ -205,12 +205,8 @@ async fn track(
     }
 }
 
-fn lost() -> Value {
-    error_reply("RuntimeError", "scheduler is shutting down")
-}
-
 /// A list argument of strings (addresses or names; names may be ints).
-fn str_list(msg: &Value, field: &str) -> Result<Option<Vec<String>>, Value> {
+pub(super) fn str_list(msg: &Value, field: &str) -> Result<Option<Vec<String>>, Value> {
     match msg.get(field) {
         None | Some(Value::Nil) => Ok(None),
         Some(v) => {
@@ -229,7 +225,7 @@ fn str_list(msg: &Value, field: &str) -> Result<Option<Vec<String>>, Value> {
     }
 }
 
-fn opt_i64(msg: &Value, field: &str) -> Result<Option<i64>, Value> {
+pub(super) fn opt_i64(msg: &Value, field: &str) -> Result<Option<i64>, Value> {
     match msg.get(field) {
         None | Some(Value::Nil) => Ok(None),
         Some(v) => v.as_i64().map(Some).ok_or_else(|| {
@@ -315,7 +311,7 @@ pub async fn rpc_retire_workers(sched: &Arc<Scheduler>, msg: &Value) -> Result<V
             .and_then(Value::as_str)
             .map(str::to_string),
     };
-    retire_workers(sched, req).await.ok_or_else(lost)
+    retire_workers(sched, req).await.ok_or_else(shutting_down)
 }
 
 /// RPC `workers_to_close(memory_ratio, n, key, minimum, target, attribute)`.
@@ -324,7 +320,7 @@ pub async fn rpc_workers_to_close(sched: &Arc<Scheduler>, msg: &Value) -> Result
     sched
         .with_state(move |s, _| s.workers_to_close_reply(&o))
         .await
-        .ok_or_else(lost)
+        .ok_or_else(shutting_down)
 }
 
 /// The `target_duration` argument: seconds or a Dask time string (`"5s"`).
@@ -342,7 +338,7 @@ fn target_duration(v: Option<&Value>) -> Result<f64, Value> {
 /// RPC `adaptive_target(target_duration=None)` → number of workers.
 pub async fn rpc_adaptive_target(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
     let d = target_duration(msg.get("target_duration"))?;
-    adaptive_target(sched, d).await.ok_or_else(lost)
+    adaptive_target(sched, d).await.ok_or_else(shutting_down)
 }
 
 /// `adaptive_target` with a target duration in seconds.

@@ -94,7 +94,7 @@ fn brief(v: &Value) -> String {
     }
 }
 
-fn keys_opt(op: &str, msg: &Value, field: &str) -> Result<Option<Vec<Key>>, Value> {
+pub(super) fn keys_opt(op: &str, msg: &Value, field: &str) -> Result<Option<Vec<Key>>, Value> {
     match msg.get(field) {
         None | Some(Value::Nil) => Ok(None),
         Some(_) => keys_field(op, msg, field)
@@ -103,7 +103,7 @@ fn keys_opt(op: &str, msg: &Value, field: &str) -> Result<Option<Vec<Key>>, Valu
     }
 }
 
-fn keys_req(op: &str, msg: &Value, field: &str) -> Result<Vec<Key>, Value> {
+pub(super) fn keys_req(op: &str, msg: &Value, field: &str) -> Result<Vec<Key>, Value> {
     keys_field(op, msg, field).map_err(|e| error_reply("TypeError", &e.to_string()))
 }
 
@@ -116,7 +116,7 @@ pub async fn dispatch(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Value {
 
 async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
     let field = |k: &str| msg.get(k).cloned();
-    let lost = || error_reply("RuntimeError", "scheduler is shutting down");
+    let lost = super::errors::shutting_down;
     Ok(match op {
         "identity" => {
             let n = msg.get("n_workers").and_then(Value::as_i64).unwrap_or(-1);
@@ -338,6 +338,8 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             unregister_plugin(sched, op == "unregister_nanny_plugin", msg).await?
         }
         "register_scheduler_plugin" => register_scheduler_plugin(sched, msg).await?,
+        "replicate" => super::replicas::rpc_replicate(sched, msg).await?,
+        "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
         // nothing is kept here to remove (an uploaded file stays, as in Python)
         "unregister_scheduler_plugin" => Value::Nil,
         op if super::coordination::OPS.contains(&op) => {
