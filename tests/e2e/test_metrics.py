@@ -12,6 +12,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+from distributed import Semaphore
 from prometheus_client.parser import text_string_to_metric_families
 
 from . import cluster as cl
@@ -31,13 +32,6 @@ ABSENT_ON_PURPOSE = {
     "dask_scheduler_gc_collection_seconds",
     # the Python SystemMonitor's timestamp: no SystemMonitor here
     "dask_scheduler_last_time",
-    # distributed.Semaphore is not supported by the Rust scheduler
-    "dask_semaphore_max_leases",
-    "dask_semaphore_active_leases",
-    "dask_semaphore_pending_leases",
-    "dask_semaphore_acquire",
-    "dask_semaphore_release",
-    "dask_semaphore_average_pending_lease_time_s",
 }
 
 # Our own families (documented in the README).
@@ -248,8 +242,48 @@ def test_same_families_as_python_exporter(cluster, tmp_path, monkeypatch):
 def scrape_after_workload(c: Cluster) -> dict:
     client = c.client()
     futs = run_workload(client)
+    # a semaphore, so that the dask_semaphore_* families have samples
+    with client.as_current():
+        sem = Semaphore(max_leases=2, name=unique("shape-sem"))
+        assert sem.acquire(timeout=10)
+        sem.release()
     # one slow task so that processing/stealing families have had something to show
     assert client.submit(slow_inc, 1, delay=0.05).result() == 2
     fams = scrape(c.scheduler.dashboard_url("/metrics"))
     client.cancel(futs)
     return fams
+
+
+def sem_value(fams: dict, family: str, name: str, suffix: str = "") -> float:
+    """One semaphore's sample (its label is ``name``, which ``value``'s
+    keyword arguments cannot carry)."""
+    return samples(fams, family, suffix)[frozenset({("name", name)})]
+
+
+def test_semaphore_metrics(cluster):
+    """The dask_semaphore_* families count a semaphore's leases as Python's
+    SemaphoreMetricCollector does."""
+    client = cluster.client()
+    name = unique("sem")
+    with client.as_current():
+        sem = Semaphore(max_leases=1, name=name)
+    assert sem.acquire(timeout=10)
+    url = cluster.scheduler.dashboard_url("/metrics")
+    fams = scrape(url)
+    assert sem_value(fams, "dask_semaphore_max_leases", name) == 1
+    assert sem_value(fams, "dask_semaphore_active_leases", name) == 1
+    assert sem_value(fams, "dask_semaphore_pending_leases", name) == 0
+    assert sem_value(fams, "dask_semaphore_acquire", name, "_total") == 1
+    assert sem_value(fams, "dask_semaphore_release", name, "_total") == 0
+    # a second acquire waits for the only lease and gives up
+    assert sem.acquire(timeout=0.5) is False
+    sem.release()
+    fams = scrape(url)
+    assert sem_value(fams, "dask_semaphore_active_leases", name) == 0
+    assert sem_value(fams, "dask_semaphore_release", name, "_total") == 1
+    assert sem_value(fams, "dask_semaphore_acquire", name, "_total") == 1
+    # (0 + 0) / 2, then (0 + ~0.5) / 2
+    assert 0.2 <= sem_value(fams, "dask_semaphore_average_pending_lease_time_s", name) < 1.0
+    sem.close()
+    assert name not in {dict(k).get("name") for k in
+                        samples(scrape(url), "dask_semaphore_max_leases")}

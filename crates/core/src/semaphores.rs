@@ -23,6 +23,37 @@ struct Semaphore {
     lease_timeout: Option<f64>,
     /// Lease id → when it was acquired or last refreshed.
     leases: HashMap<String, f64>,
+    /// Counters for `/metrics`.
+    metrics: SemaphoreCounters,
+}
+
+/// What Python's `SemaphoreExtension.metrics` counts per semaphore.
+#[derive(Debug, Clone, Copy, Default)]
+struct SemaphoreCounters {
+    acquire_total: u64,
+    release_total: u64,
+    pending: i64,
+    average_pending_lease_time: f64,
+}
+
+/// One semaphore's `dask_semaphore_*` metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemaphoreSnapshot {
+    /// The name as Python prints it (the `name` label).
+    pub name: String,
+    /// `max_leases`.
+    pub max_leases: i64,
+    /// Leases held now.
+    pub active_leases: usize,
+    /// Acquire calls waiting now.
+    pub pending_leases: i64,
+    /// Leases granted (an idempotent re-acquire counts again, as in Python).
+    pub acquire_total: u64,
+    /// Leases released or taken back after their timeout.
+    pub release_total: u64,
+    /// Python's running average of the seconds acquire calls waited:
+    /// `(average + waited) / 2` after each.
+    pub average_pending_lease_time: f64,
 }
 
 /// Every registered semaphore, by name.
@@ -64,6 +95,7 @@ impl State {
                         max_leases,
                         lease_timeout,
                         leases: HashMap::new(),
+                        metrics: SemaphoreCounters::default(),
                     },
                 );
                 Ok(())
@@ -88,6 +120,7 @@ impl State {
         let held = s.leases.contains_key(lease_id);
         if held || (s.leases.len() as i64) < s.max_leases {
             s.leases.insert(lease_id.to_string(), now);
+            s.metrics.acquire_total += 1;
             Ok(true)
         } else {
             Ok(false)
@@ -100,6 +133,7 @@ impl State {
             return Release::UnknownSemaphore;
         };
         if s.leases.remove(lease_id).is_some() {
+            s.metrics.release_total += 1;
             Release::Released
         } else {
             Release::NotHeld
@@ -137,9 +171,48 @@ impl State {
             };
             let before = s.leases.len();
             s.leases.retain(|_, seen| now - *seen <= timeout);
-            expired += before - s.leases.len();
+            let taken = before - s.leases.len();
+            s.metrics.release_total += taken as u64;
+            expired += taken;
         }
         expired
+    }
+
+    /// An acquire call starts waiting (the `pending_leases` metric).
+    pub fn semaphore_acquire_begin(&mut self, name: &Key) {
+        if let Some(s) = self.semaphores.by_name.get_mut(name) {
+            s.metrics.pending += 1;
+        }
+    }
+
+    /// An acquire call that waited `waited` seconds returns, with a lease or
+    /// not.
+    pub fn semaphore_acquire_end(&mut self, name: &Key, waited: f64) {
+        if let Some(s) = self.semaphores.by_name.get_mut(name) {
+            let m = &mut s.metrics;
+            m.average_pending_lease_time = (m.average_pending_lease_time + waited.max(0.0)) / 2.0;
+            m.pending -= 1;
+        }
+    }
+
+    /// Every semaphore's metrics, by name (for `/metrics`).
+    pub fn semaphore_snapshots(&self) -> Vec<SemaphoreSnapshot> {
+        let mut out: Vec<SemaphoreSnapshot> = self
+            .semaphores
+            .by_name
+            .iter()
+            .map(|(name, s)| SemaphoreSnapshot {
+                name: label(name),
+                max_leases: s.max_leases,
+                active_leases: s.leases.len(),
+                pending_leases: s.metrics.pending,
+                acquire_total: s.metrics.acquire_total,
+                release_total: s.metrics.release_total,
+                average_pending_lease_time: s.metrics.average_pending_lease_time,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// `semaphore_value`: leases held now (0 for an unknown semaphore).

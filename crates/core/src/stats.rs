@@ -280,6 +280,8 @@ pub struct MetricsSnapshot {
     pub unrunnable: usize,
     /// Tasks the scheduler holds.
     pub task_count: usize,
+    /// `distributed.Semaphore`s and `Lock`s, by name.
+    pub semaphores: Vec<crate::semaphores::SemaphoreSnapshot>,
 }
 
 impl State {
@@ -409,6 +411,7 @@ impl State {
         snap.tasks[f] = self.groups.forgotten_in_live_groups();
         snap.task_groups = self.groups.live_count();
         snap.task_count = self.task_count();
+        snap.semaphores = self.semaphore_snapshots();
         snap.unrunnable = self.unrunnable.len();
         snap.hosts = self
             .workers

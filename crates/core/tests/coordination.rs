@@ -247,11 +247,31 @@ fn semaphore_leases_are_counted_refreshed_and_timed_out() {
         vec!["c".to_string()],
         "refreshing a timed-out lease is reported (and holds it again)"
     );
+    // the /metrics counters: grants (a's idempotent re-acquire counts
+    // again, as in Python), one release and one lease taken back
+    sim.s.semaphore_acquire_begin(&s);
+    let [snap] = sim.s.semaphore_snapshots().try_into().unwrap();
+    assert_eq!(
+        (snap.max_leases, snap.active_leases, snap.pending_leases),
+        (2, 2, 1)
+    );
+    assert_eq!((snap.acquire_total, snap.release_total), (4, 2));
+    sim.s.semaphore_acquire_end(&s, 1.0);
+    sim.s.semaphore_acquire_begin(&s);
+    sim.s.semaphore_acquire_end(&s, 3.0);
+    let [snap] = sim.s.semaphore_snapshots().try_into().unwrap();
+    assert_eq!(snap.pending_leases, 0);
+    assert_eq!(
+        snap.average_pending_lease_time, 1.75,
+        "((0 + 1) / 2 + 3) / 2"
+    );
+    assert_eq!(snap.name, "sem");
     assert_eq!(
         sim.s.semaphore_close(&s),
         vec!["a".to_string(), "c".to_string()]
     );
     assert_eq!(sim.s.semaphore_value(&s), 0);
+    assert!(sim.s.semaphore_snapshots().is_empty());
 }
 
 #[test]

@@ -461,6 +461,69 @@ fn dask_families(r: &Registry, snap: &MetricsSnapshot, stealing: bool, tick_max:
         r.register(Box::new(count)).expect("unique metric names");
         r.register(Box::new(cost)).expect("unique metric names");
     }
+    semaphore_families(r, snap);
+}
+
+/// Python's `SemaphoreMetricCollector`: per `distributed.Semaphore` (and
+/// `Lock`), labelled by name.
+fn semaphore_families(r: &Registry, snap: &MetricsSnapshot) {
+    let gauge_vec = |name: &str, help: &str| {
+        GaugeVec::new(Opts::new(name, help), &["name"]).expect("valid metric")
+    };
+    let counter_vec = |name: &str, help: &str| {
+        CounterVec::new(Opts::new(name, help), &["name"]).expect("valid metric")
+    };
+    let max_leases = gauge_vec(
+        "dask_semaphore_max_leases",
+        "Maximum leases allowed per semaphore\nNote: This will be constant for each \
+         semaphore during its lifetime.",
+    );
+    let active = gauge_vec(
+        "dask_semaphore_active_leases",
+        "Amount of currently active leases per semaphore",
+    );
+    let pending = gauge_vec(
+        "dask_semaphore_pending_leases",
+        "Amount of currently pending leases per semaphore",
+    );
+    let acquired = counter_vec(
+        "dask_semaphore_acquire_total",
+        "Total number of leases acquired per semaphore",
+    );
+    let released = counter_vec(
+        "dask_semaphore_release_total",
+        "Total number of leases released per semaphore\nNote: If a semaphore is closed \
+         while there are still leases active, this count will not equal \
+         `semaphore_acquire_total` after execution.",
+    );
+    let waited = gauge_vec(
+        "dask_semaphore_average_pending_lease_time_s",
+        "Exponential moving average of the time it took to acquire a lease per \
+         semaphore\nNote: This only includes time spent on scheduler side, it does not \
+         include time spent on communication.\nNote: This average is calculated based \
+         on order of leases instead of time of lease acquisition.",
+    );
+    for sem in &snap.semaphores {
+        let l = [sem.name.as_str()];
+        max_leases.with_label_values(&l).set(sem.max_leases as f64);
+        active.with_label_values(&l).set(sem.active_leases as f64);
+        pending.with_label_values(&l).set(sem.pending_leases as f64);
+        acquired
+            .with_label_values(&l)
+            .inc_by(sem.acquire_total as f64);
+        released
+            .with_label_values(&l)
+            .inc_by(sem.release_total as f64);
+        waited
+            .with_label_values(&l)
+            .set(sem.average_pending_lease_time);
+    }
+    for family in [max_leases, active, pending, waited] {
+        r.register(Box::new(family)).expect("unique metric names");
+    }
+    for family in [acquired, released] {
+        r.register(Box::new(family)).expect("unique metric names");
+    }
 }
 
 /// Render the whole `/metrics` page (Prometheus text format 0.0.4).

@@ -433,27 +433,19 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
         }
         "semaphore_acquire" => {
             let lease_id = str_field(op, msg, "lease_id")?;
-            let deadline = timeout_of(op, msg)?.map(|t| Instant::now() + t);
-            loop {
-                let notified = sched.coordination_changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let (n, id) = (name.clone(), lease_id.clone());
-                let got = sched
-                    .with_state(move |s, now| s.semaphore_try_acquire(&n, &id, now))
-                    .await
-                    .ok_or_else(shutting_down)?
-                    .map_err(|m| error_reply("RuntimeError", &m))?;
-                if got {
-                    return Ok(Value::Bool(true));
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(Value::Bool(false));
-                }
-                let recheck = Instant::now() + LEASE_RECHECK;
-                let until = deadline.map_or(recheck, |d| d.min(recheck));
-                let _ = tokio::time::timeout_at(until.into(), notified).await;
-            }
+            let started = Instant::now();
+            let deadline = timeout_of(op, msg)?.map(|t| started + t);
+            let n = name.clone();
+            sched
+                .with_state(move |s, _| s.semaphore_acquire_begin(&n))
+                .await
+                .ok_or_else(shutting_down)?;
+            let outcome = acquire_lease(sched, &name, &lease_id, deadline).await;
+            let waited = started.elapsed().as_secs_f64();
+            sched
+                .with_state(move |s, _| s.semaphore_acquire_end(&name, waited))
+                .await;
+            outcome.map(Value::Bool)
         }
         "semaphore_release" => {
             let lease_id = str_field(op, msg, "lease_id")?;
@@ -517,6 +509,36 @@ async fn semaphore(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Valu
             sched.coordination_changed.notify_waiters();
             Ok(Value::Nil)
         }
+    }
+}
+
+/// Try to get a lease for `lease_id` until `deadline`, trying again after
+/// every release (and every [`LEASE_RECHECK`], for leases that time out).
+async fn acquire_lease(
+    sched: &Arc<Scheduler>,
+    name: &Key,
+    lease_id: &str,
+    deadline: Option<Instant>,
+) -> Result<bool, Value> {
+    loop {
+        let notified = sched.coordination_changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (n, id) = (name.clone(), lease_id.to_string());
+        let got = sched
+            .with_state(move |s, now| s.semaphore_try_acquire(&n, &id, now))
+            .await
+            .ok_or_else(shutting_down)?
+            .map_err(|m| error_reply("RuntimeError", &m))?;
+        if got {
+            return Ok(true);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+        let recheck = Instant::now() + LEASE_RECHECK;
+        let until = deadline.map_or(recheck, |d| d.min(recheck));
+        let _ = tokio::time::timeout_at(until.into(), notified).await;
     }
 }
 
