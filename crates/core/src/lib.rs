@@ -24,6 +24,7 @@ pub mod messages;
 pub mod multilock;
 pub mod ops_client;
 pub mod ops_worker;
+pub mod p2p;
 pub mod placement;
 pub mod queries;
 pub mod queuedset;

@@ -84,6 +84,9 @@ impl State {
         if t.data_producer {
             return true;
         }
+        if self.p2p_is_output(id) {
+            return false;
+        }
         // Python's `total_nthreads`: every registered worker, paused ones included
         // (pausing a worker must not turn ordinary tasks into queued root tasks).
         self.groups.size(t.group) > 2 * self.total_nthreads

@@ -29,6 +29,7 @@ impl State {
     /// keys, whatever is left is forgotten, and every client is told.
     pub fn restart_forget_all(&mut self, now: f64) {
         self.now = now;
+        self.p2p_clear();
         let clients: Vec<_> = self.clients.keys().copied().collect();
         for c in &clients {
             let keys: Vec<TaskId> = self

@@ -115,6 +115,8 @@ pub struct State {
     pub(crate) coordination: crate::coordination::Coordination,
     /// Semaphores and locks.
     pub(crate) semaphores: crate::semaphores::Semaphores,
+    /// P2P shuffles and rechunks (specs, runs, restrictions).
+    pub(crate) p2p: crate::p2p::P2p,
     /// Named queues.
     pub(crate) queues: crate::queues::Queues,
     /// `MultiLock` queues.
@@ -219,6 +221,7 @@ impl State {
             events: HashMap::new(),
             coordination: Default::default(),
             semaphores: Default::default(),
+            p2p: Default::default(),
             queues: Default::default(),
             multi_locks: Default::default(),
             transition_counter: 0,
@@ -832,6 +835,7 @@ impl State {
         // Forgetting them here left such a task "processing" on a victim that
         // no longer had it, forever.
         self.steals.retain(|_, s| s.victim != id);
+        self.p2p_removal_started();
         let stim = self.stimulus("remove-worker");
         let mut recs = Vec::new();
         let mut processing: Vec<TaskId> = worker.processing.iter().copied().collect();
@@ -873,6 +877,7 @@ impl State {
             );
         }
         self.transitions(recs);
+        self.p2p_worker_removed(&worker.info.address);
         true
     }
 

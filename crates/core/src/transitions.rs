@@ -63,6 +63,9 @@ impl State {
             }
             self.transition_counter += 1;
             let more = self.transition(id, target);
+            if self.p2p_watching() {
+                self.p2p_after_transition(id);
+            }
             queue.extend(more);
         }
         if queue.capacity() <= 1 << 16 {

@@ -149,6 +149,8 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let rpc = RpcPool::new(limits, Duration::from_secs(10));
     let (sched, event_loop) =
         Scheduler::start(info.clone(), state, rpc, materializer, idle_timeout);
+    // before any worker can register: every worker gets it
+    dask_scheduler::scheduler::p2p::install_worker_plugin(&sched).await;
 
     tracing::info!("-----------------------------------------------");
     tracing::info!("  Scheduler at:   {address}");

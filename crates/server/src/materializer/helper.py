@@ -543,25 +543,19 @@ def _node_pickler():
     return pickle_node
 
 
-_P2P_ERROR = (
-    "This graph uses Dask's P2P shuffle/rechunk, which needs the Python scheduler's "
-    "shuffle extension; the Rust dask-scheduler does not implement it. Use the task-based "
-    "algorithms instead: dask.config.set({'dataframe.shuffle.method': 'tasks', "
-    "'array.rechunk.method': 'tasks'}) or pass shuffle_method='tasks'."
-)
-
-
-def _reject_p2p(dsk):
-    """Fail clearly (instead of hanging on missing scheduler RPCs) on P2P graphs."""
+def _p2p_specs(dsk):
+    """``{shuffle id: pickled ShuffleSpec}`` of the P2P shuffles and rechunks
+    in ``dsk`` (their barrier tasks carry the spec), which the scheduler needs
+    when a worker starts such a shuffle (``shuffle_get_or_create``)."""
+    specs = {}
     for key, node in dsk.items():
-        name = key[0] if isinstance(key, tuple) and key else key
-        if isinstance(name, str) and name.startswith(
-            ("shuffle-transfer-", "shuffle-barrier-", "rechunk-transfer-", "hash-join-transfer-")
-        ):
-            raise NotImplementedError(_P2P_ERROR)
-        func = getattr(node, "func", None)
-        if getattr(func, "__module__", "").startswith("distributed.shuffle"):
-            raise NotImplementedError(_P2P_ERROR)
+        spec = getattr(node, "spec", None)
+        if spec is None or not (isinstance(key, str) and key.startswith("shuffle-barrier-")):
+            continue
+        from distributed.protocol.pickle import dumps
+
+        specs[key[len("shuffle-barrier-"):]] = dumps(spec)
+    return specs
 
 
 # Streamed replies: a chunk is sent once it holds this many tasks or this many
@@ -627,7 +621,7 @@ def _materialize(req, emit, clock):
     if isinstance(expr, LLGExpr):
         dsk = _cull(dsk, keyset)
     del expr
-    _reject_p2p(dsk)
+    p2p_specs = _p2p_specs(dsk)
 
     t2 = clock()
     internal_priority = req.get("internal_priority")
@@ -705,6 +699,8 @@ def _materialize(req, emit, clock):
     t4 = clock()
     # The last (or only) partial chunk travels in the reply itself.
     reply = {"status": "ok", "tasks": tasks, "ntasks": sent + len(tasks)}
+    if p2p_specs:
+        reply["p2p_specs"] = p2p_specs
     if orderer is not None:
         reply["orders"] = orderer.result(dsk, patience=max(30.0, 3 * (t4 - t2)))
     t5 = clock()
@@ -891,6 +887,51 @@ def _refresh_uploads():
                     importlib.reload(mod)
     _upload_seen.clear()
     _upload_seen.update(entries)
+
+
+def op_p2p_create(req):
+    """Start a run of a P2P shuffle, as ``ShuffleSchedulerPlugin._create``:
+    map every output partition to a worker (``spec.pick_worker`` over the
+    given workers, keeping the mapping ``existing`` of a shuffle that shares
+    output tasks) and build the ``ShuffleRunSpec`` sent to the workers, with
+    the scheduler's ``run_id``."""
+    import pickle
+
+    from distributed.shuffle._core import ShuffleRunSpec
+
+    spec = pickle.loads(req["spec"])
+    workers = list(req["workers"])
+    if not workers:
+        raise RuntimeError("no workers to run the P2P shuffle on")
+    existing = {}
+    for mapping in req.get("existing") or ():
+        existing.update(pickle.loads(mapping))
+    worker_for = {}
+    for partition in spec.output_partitions:
+        worker = existing.get(partition)
+        if worker is None:
+            worker = spec.pick_worker(partition, workers)
+        worker_for[partition] = worker
+    run_spec = ShuffleRunSpec(spec=spec, worker_for=worker_for, span_id=req.get("span_id"))
+    # the run id counts per scheduler, not per helper process
+    object.__setattr__(run_spec, "run_id", int(req["run_id"]))
+    from distributed.protocol.pickle import dumps
+
+    return {
+        "status": "ok",
+        "run_spec": _pickled_header(dumps(run_spec), 0),
+        "worker_for": pickle.dumps(worker_for),
+        "participating": sorted(set(worker_for.values())),
+    }
+
+
+def op_p2p_worker_plugin(req):
+    """The pickled ``ShuffleWorkerPlugin`` that the Python scheduler installs
+    on every worker (its shuffle extension's ``start``)."""
+    from distributed.protocol.pickle import dumps
+    from distributed.shuffle._worker_plugin import ShuffleWorkerPlugin
+
+    return {"status": "ok", "plugin": dumps(ShuffleWorkerPlugin())}
 
 
 def op_scheduler_plugin(req):
@@ -1163,10 +1204,14 @@ def main():
                 reply = {"status": "ok"}
             elif op == "scheduler_plugin":
                 reply = op_scheduler_plugin(req)
+            elif op == "p2p_create":
+                reply = op_p2p_create(req)
+            elif op == "p2p_worker_plugin":
+                reply = op_p2p_worker_plugin(req)
             else:
                 raise ValueError(
                     f"unknown op {op!r} (expected 'materialize', 'versions', 'config', "
-                    "'scheduler_plugin' or 'ping')"
+                    "'scheduler_plugin', 'p2p_create', 'p2p_worker_plugin' or 'ping')"
                 )
         except BaseException as e:  # noqa: BLE001 - SystemExit from user code too
             log.info("request %r failed: %s: %s", rid, type(e).__name__, e)

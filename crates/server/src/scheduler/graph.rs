@@ -192,7 +192,12 @@ struct FinalReply {
     /// Every task's order, in stream order, when the helper sends them at
     /// the end (computed while the tasks were being pickled).
     orders: Option<Vec<i64>>,
+    /// The pickled `ShuffleSpec` of each P2P shuffle in the graph, by id.
+    p2p_specs: Vec<(String, Bytes)>,
 }
+
+/// Materialized tasks and the graph's P2P shuffle specs.
+type Materialized = (Vec<GraphTask>, Vec<(String, Bytes)>);
 
 /// The final reply: the tasks it carries (the last chunk, or all of them for
 /// a small graph), run_specs packed, and the total
@@ -220,10 +225,23 @@ fn parse_reply(bytes: Bytes) -> Result<FinalReply, Failure> {
                 ),
             };
             let tasks = parse_tasks(reply.get("tasks"))?;
+            let p2p_specs = reply
+                .get("p2p_specs")
+                .and_then(Value::as_map)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| match v {
+                            Value::Bin(b) => Some((k.as_str()?.to_string(), b.clone())),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             Ok(FinalReply {
                 tasks,
                 ntasks,
                 orders,
+                p2p_specs,
             })
         }
         _ => Err(Failure {
@@ -303,7 +321,7 @@ fn join_failure(e: tokio::task::JoinError) -> Failure {
 /// its own (last) chunk is left. A small graph comes in the reply alone and
 /// is parsed here, or on a blocking thread when the reply is big. Timed for
 /// `/metrics` (latency histogram and queue depth).
-async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Vec<GraphTask>, Failure> {
+async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Materialized, Failure> {
     let _timer = crate::metrics::global().materialization();
     let started = std::time::Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
@@ -362,7 +380,7 @@ async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Vec<GraphTask>, F
          (overlapped), the rest {:.3?} after the reply",
         started.elapsed().saturating_sub(replied)
     );
-    Ok(tasks)
+    Ok((tasks, last.p2p_specs))
 }
 
 /// Every dependency given by position names a task of the graph.
@@ -434,7 +452,7 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
         Ok(body) => materialize(sched, body).await,
     };
     match outcome {
-        Ok(tasks) => {
+        Ok((tasks, p2p_specs)) => {
             let big = tasks.len() >= TRIM_AFTER_TASKS;
             sched.send(Command::Graph {
                 client,
@@ -444,6 +462,13 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
                     fifo_timeout,
                 },
             });
+            if !p2p_specs.is_empty() {
+                // right after the graph (same channel): before any worker
+                // can ask for one of these shuffles
+                sched.send(Command::Call(Box::new(move |s, _| {
+                    s.p2p_add_specs(p2p_specs)
+                })));
+            }
             if big {
                 // After the core has taken the graph (same channel, in order).
                 sched.send(Command::Call(Box::new(|_, _| release_freed_memory())));

@@ -17,6 +17,7 @@ pub mod errors;
 pub mod event_loop;
 pub mod graph;
 pub mod hardware;
+pub mod p2p;
 pub mod plugins;
 pub mod profile;
 pub mod replicas;

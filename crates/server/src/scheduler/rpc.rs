@@ -342,6 +342,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
         // nothing is kept here to remove (an uploaded file stays, as in Python)
         "unregister_scheduler_plugin" => Value::Nil,
+        op if super::p2p::OPS.contains(&op) => return super::p2p::handle(sched, op, msg).await,
         op if super::coordination::OPS.contains(&op) => {
             return super::coordination::handle(sched, op, msg).await
         }
