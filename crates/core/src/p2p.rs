@@ -354,6 +354,14 @@ impl State {
             })
     }
 
+    /// True if the worker at `address` takes part in a running shuffle.
+    pub(crate) fn p2p_participant(&self, address: &str) -> bool {
+        self.p2p
+            .active
+            .values()
+            .any(|run| run.participating.contains(address))
+    }
+
     /// End a run: fail it on its workers and lift its restrictions.
     fn p2p_deactivate(&mut self, sid: &str, message: &str) {
         let Some(run) = self.p2p.active.remove(sid) else {

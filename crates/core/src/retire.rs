@@ -151,11 +151,13 @@ impl State {
             return Vec::new();
         }
         // Workers running seceded tasks (worker_client) are never closed: the
-        // tasks would restart from scratch elsewhere.
+        // tasks would restart from scratch elsewhere; nor are those taking
+        // part in a running P2P shuffle (Python's `valid_workers_downscaling`),
+        // which would restart it.
         let valid: Vec<&crate::worker::Worker> = self
             .workers
             .values()
-            .filter(|w| w.long_running.is_empty())
+            .filter(|w| w.long_running.is_empty() && !self.p2p_participant(&w.info.address))
             .collect();
         let mut limit: i64 = valid.iter().map(|w| w.info.memory_limit).sum();
         let total: i64 = valid.iter().map(|w| w.nbytes).sum();

@@ -93,8 +93,13 @@ fn one_run_is_created_and_shared() {
         sim.s.p2p_active(),
         vec![("s1".to_string(), 1, vec![A.to_string(), B.to_string()])]
     );
-    // the next shuffle's workers start one further along
     assert!(sim.s.p2p_get("nope", A).is_err());
+    // workers taking part are not offered for downscaling
+    let idle = dask_core::retire::CloseOptions {
+        n: Some(2),
+        ..Default::default()
+    };
+    assert!(sim.s.workers_to_close(&idle).is_empty());
 }
 
 #[test]
