@@ -592,6 +592,41 @@ def build_df_groupby(p):
     )
 
 
+def build_df_shuffle(p):
+    """``df.shuffle("id")`` with dask's default method (P2P under a
+    distributed client with pyarrow), checked by counting each partition's
+    distinct ids: after a correct shuffle every id lives in one partition."""
+    import dask
+
+    kw = dict(start="2000-01-01", end=p["end"], freq=p["freq"],
+              partition_freq=p["partition_freq"], seed=13)
+    df = dask.datasets.timeseries(**kw)
+    g = df.shuffle("id").map_partitions(lambda part: part.id.nunique()).sum()
+    key = "df-shuffle-" + json.dumps(kw, sort_keys=True)
+    if key not in _REF_CACHE:
+        _REF_CACHE[key] = int(df.id.nunique().compute(scheduler="threads"))
+    ref = _REF_CACHE[key]
+
+    def check(r):
+        assert int(r) == ref, f"{int(r)} ids over the partitions, {ref} distinct: not shuffled"
+
+    def warm(client):
+        small = dask.datasets.timeseries(start="2000-01-01", end="2000-01-03", freq="60s",
+                                         partition_freq="1D", seed=3)
+        _warm_separately(client, [small.shuffle("id").map_partitions(len).sum()])
+
+    return Work(
+        run=lambda client: _compute(client, g, p["timeout"]),
+        check=check,
+        n_tasks=None,
+        count_tasks=lambda: graph_len(g),
+        warm=warm,
+        imports=("numpy", "pandas", "pyarrow", "dask.dataframe"),
+        description=f"dask.datasets.timeseries({kw}).shuffle('id') then distinct ids per "
+                    f"partition, summed ({df.npartitions} partitions; dask's default method: P2P)",
+    )
+
+
 def build_map_inc(p):
     n = p["n"]
     expect = sum(x + 1 for x in range(n))
@@ -737,6 +772,10 @@ GRAPHS = [
           {"end": "2000-02-01", "freq": "1s", "partition_freq": "12h", "shuffle": "tasks", "timeout": 180},
           {"end": "2000-01-11", "freq": "1s", "partition_freq": "12h", "shuffle": "tasks", "timeout": 120},
           build_df_groupby, max_repeat=1),
+    Graph("df_shuffle", "4d. dataframe shuffle, dask's default method (P2P)",
+          {"end": "2000-02-01", "freq": "1s", "partition_freq": "12h", "timeout": 180},
+          {"end": "2000-01-11", "freq": "1s", "partition_freq": "12h", "timeout": 120},
+          build_df_shuffle),
     Graph("map_inc", "5. many small tasks (map + sum)",
           {"n": 10000, "timeout": 240}, {"n": 3000, "timeout": 120},
           build_map_inc),
