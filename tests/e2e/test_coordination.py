@@ -445,3 +445,33 @@ def test_odd_timeouts_are_not_a_crash(client):
     with pytest.raises(TimeoutError):
         sync(client.scheduler.variable_get, name=unique("var"), timeout=-5)
     assert client.submit(inc, 1, pure=False).result(timeout=30) == 2
+
+
+# --------------------------------------------------------------------------
+# set_metadata / get_metadata
+
+
+def test_metadata_is_shared_between_clients(client, other):
+    name = unique("meta")
+    client.set_metadata([name, "y"], 123)
+    client.set_metadata([name, "w", "z"], 456)
+    assert other.get_metadata(name) == {"y": 123, "w": {"z": 456}}
+    assert other.get_metadata([name, "w"]) == {"z": 456}
+    assert client.get_metadata([name, "nope"], default=None) is None
+    assert client.get_metadata([name, "nope"], default=7) == 7
+    with pytest.raises(KeyError):
+        client.get_metadata([name, "nope"])
+    # a non-dict on the path is replaced by a dict
+    other.set_metadata([name, "y", "deeper"], [1, 2])
+    assert client.get_metadata([name, "y"]) == {"deeper": (1, 2)}  # msgpack gives tuples
+
+
+def test_metadata_named_like_a_task_goes_with_it(client):
+    f = client.submit(inc, 1, key=unique("metatask"))
+    assert f.result(timeout=30) == 2
+    key = f.key
+    client.set_metadata(key, {"owner": "me"})
+    assert client.get_metadata(key) == {"owner": "me"}
+    del f
+    wait_until(lambda: client.get_metadata(key, default=None) is None, 15,
+               "the task's metadata to go with the task")

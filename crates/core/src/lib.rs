@@ -21,6 +21,7 @@ pub mod idset;
 pub mod keyindex;
 pub mod memory;
 pub mod messages;
+pub mod metadata;
 pub mod multilock;
 pub mod ops_client;
 pub mod ops_worker;

@@ -30,6 +30,7 @@ impl State {
     pub fn restart_forget_all(&mut self, now: f64) {
         self.now = now;
         self.p2p_clear();
+        self.metadata = Value::Map(Vec::new());
         let clients: Vec<_> = self.clients.keys().copied().collect();
         for c in &clients {
             let keys: Vec<TaskId> = self

@@ -117,6 +117,8 @@ pub struct State {
     pub(crate) semaphores: crate::semaphores::Semaphores,
     /// P2P shuffles and rechunks (specs, runs, restrictions).
     pub(crate) p2p: crate::p2p::P2p,
+    /// `set_metadata` values (a nested map).
+    pub(crate) metadata: Value,
     /// Named queues.
     pub(crate) queues: crate::queues::Queues,
     /// `MultiLock` queues.
@@ -222,6 +224,7 @@ impl State {
             coordination: Default::default(),
             semaphores: Default::default(),
             p2p: Default::default(),
+            metadata: Value::Map(Vec::new()),
             queues: Default::default(),
             multi_locks: Default::default(),
             transition_counter: 0,

@@ -553,6 +553,10 @@ impl State {
             }
         }
         self.free_keys_on(id, &holders, "forget");
+        if matches!(&self.metadata, Value::Map(m) if !m.is_empty()) {
+            let key = self.task(id).key.clone();
+            self.forget_metadata(&key);
+        }
         let mut recs = Recs::new();
         for d in std::mem::take(&mut self.task_mut(id).dependents) {
             if !self.exists(d) {

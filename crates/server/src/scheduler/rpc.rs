@@ -338,6 +338,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             unregister_plugin(sched, op == "unregister_nanny_plugin", msg).await?
         }
         "register_scheduler_plugin" => register_scheduler_plugin(sched, msg).await?,
+        "set_metadata" | "get_metadata" => metadata(sched, op, msg).await?,
         "replicate" => super::replicas::rpc_replicate(sched, msg).await?,
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
         // nothing is kept here to remove (an uploaded file stays, as in Python)
@@ -360,6 +361,45 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             ));
         }
     })
+}
+
+/// `set_metadata(keys, value)` / `get_metadata(keys, default)`. Python's
+/// "no default" (`dask.typing.no_default`, an enum) means a missing key
+/// raises `KeyError`.
+async fn metadata(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
+    let keys: Vec<Value> = match msg.get("keys") {
+        Some(Value::Array(ks)) => ks.clone(),
+        Some(Value::Nil) | None => Vec::new(),
+        Some(single) => vec![single.clone()],
+    };
+    if op == "set_metadata" {
+        let value = msg.get("value").cloned().unwrap_or(Value::Nil);
+        sched
+            .with_state(move |s, _| s.set_metadata(&keys, value))
+            .await
+            .ok_or_else(super::errors::shutting_down)?;
+        return Ok(Value::Nil);
+    }
+    // the client's msgpack encodes the enum as {"__Enum__": True, ...,
+    // "__name__": "_NoDefault"}
+    let no_default = |v: &Value| {
+        v.get("__Enum__").is_some_and(Value::truthy)
+            && v.get("__name__").and_then(Value::as_str) == Some("_NoDefault")
+    };
+    let default = match msg.get("default") {
+        None => None,
+        Some(v) if no_default(v) => None,
+        Some(v) => Some(v.clone()),
+    };
+    let got = sched
+        .with_state(move |s, _| s.get_metadata(&keys))
+        .await
+        .ok_or_else(super::errors::shutting_down)?;
+    match (got, default) {
+        (Ok(v), _) => Ok(v),
+        (Err(_), Some(d)) => Ok(d),
+        (Err(missing), None) => Err(error_reply("KeyError", &missing.0)),
+    }
 }
 
 /// `versions`: the materializer's Python environment, which is what runs the
