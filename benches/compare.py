@@ -581,14 +581,20 @@ def build_df_groupby(p):
         ]
         _warm_separately(client, small)
 
+    return _dataframe_work(g, p["timeout"], check, warm,
+                           f"dask.datasets.timeseries({kw}){call} ({df.npartitions} partitions)")
+
+
+def _dataframe_work(g, timeout, check, warm, description):
+    """A dataframe collection computed once per run, its tasks counted as sent."""
     return Work(
-        run=lambda client: _compute(client, g, p["timeout"]),
+        run=lambda client: _compute(client, g, timeout),
         check=check,
         n_tasks=None,
         count_tasks=lambda: graph_len(g),
         warm=warm,
         imports=("numpy", "pandas", "pyarrow", "dask.dataframe"),
-        description=f"dask.datasets.timeseries({kw}){call} ({df.npartitions} partitions)",
+        description=description,
     )
 
 
@@ -615,16 +621,10 @@ def build_df_shuffle(p):
                                          partition_freq="1D", seed=3)
         _warm_separately(client, [small.shuffle("id").map_partitions(len).sum()])
 
-    return Work(
-        run=lambda client: _compute(client, g, p["timeout"]),
-        check=check,
-        n_tasks=None,
-        count_tasks=lambda: graph_len(g),
-        warm=warm,
-        imports=("numpy", "pandas", "pyarrow", "dask.dataframe"),
-        description=f"dask.datasets.timeseries({kw}).shuffle('id') then distinct ids per "
-                    f"partition, summed ({df.npartitions} partitions; dask's default method: P2P)",
-    )
+    return _dataframe_work(
+        g, p["timeout"], check, warm,
+        f"dask.datasets.timeseries({kw}).shuffle('id') then distinct ids per partition, "
+        f"summed ({df.npartitions} partitions; dask's default method: P2P)")
 
 
 def build_map_inc(p):

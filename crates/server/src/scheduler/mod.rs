@@ -133,6 +133,19 @@ impl Scheduler {
         rx.await.ok()
     }
 
+    /// Send one msgpack request to a materializer helper and return its
+    /// decoded reply, whatever its status; transport and decoding failures
+    /// become `RuntimeError` replies.
+    pub async fn helper_request(&self, request: &Value) -> Result<Value, Value> {
+        let body = bytes::Bytes::from(dask_wire::msgpack::encode(request));
+        let reply = self.materializer.request(body).await.map_err(|e| {
+            errors::error_reply("RuntimeError", &format!("graph materializer: {e}"))
+        })?;
+        dask_wire::msgpack::decode(&reply).map_err(|e| {
+            errors::error_reply("RuntimeError", &format!("graph materializer reply: {e}"))
+        })
+    }
+
     /// Close every worker (as the Python scheduler does when it closes) and
     /// wait, boundedly, for those messages to be written.
     pub async fn close_workers(&self) {

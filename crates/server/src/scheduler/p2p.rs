@@ -7,7 +7,6 @@
 
 use super::errors::{error_reply, shutting_down};
 use super::Scheduler;
-use bytes::Bytes;
 use dask_core::p2p::{CreateRun, GetOrCreate};
 use dask_wire::{pickle, Key, Value};
 use std::sync::Arc;
@@ -183,14 +182,7 @@ async fn create_run(
 
 /// One request to a materializer helper; its error replies become errors.
 async fn helper_call(sched: &Arc<Scheduler>, request: &Value) -> Result<Value, Value> {
-    let body = Bytes::from(dask_wire::msgpack::encode(request));
-    let reply = sched
-        .materializer
-        .request(body)
-        .await
-        .map_err(|e| error_reply("RuntimeError", &format!("graph materializer: {e}")))?;
-    let reply = dask_wire::msgpack::decode(&reply)
-        .map_err(|e| error_reply("RuntimeError", &format!("graph materializer reply: {e}")))?;
+    let reply = sched.helper_request(request).await?;
     if reply.get("status").and_then(Value::as_str) == Some("ok") {
         Ok(reply)
     } else {

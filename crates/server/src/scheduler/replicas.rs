@@ -92,20 +92,13 @@ pub async fn rpc_replicate(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value,
         }
     }
     let workers = Value::Array(replication.workers().iter().map(Value::str).collect());
-    sched
-        .with_state(move |s, now| {
-            s.log_event(
-                "all",
-                Value::map([
-                    ("action", Value::str("replicate")),
-                    ("workers", workers),
-                    ("key-count", Value::Int(n_keys as i64)),
-                    ("branching-factor", Value::Int(branching_factor)),
-                ]),
-                now,
-            )
-        })
-        .await;
+    let event = Value::map([
+        ("action", Value::str("replicate")),
+        ("workers", workers),
+        ("key-count", Value::Int(n_keys as i64)),
+        ("branching-factor", Value::Int(branching_factor)),
+    ]);
+    log_events(sched, vec![("all".to_string(), event)]).await;
     Ok(Value::Nil)
 }
 
@@ -206,21 +199,7 @@ async fn move_replicas(sched: &Arc<Scheduler>, moves: &[Move], stimulus_id: &str
             .map(|(r, items)| (Value::str(r.as_str()), Value::Int(items.len() as i64)))
             .collect(),
     );
-    let per_recipient: Vec<(String, Value)> = batches
-        .into_iter()
-        .map(|(r, items)| (r, who_has_value(&items)))
-        .collect();
-    sched
-        .with_state(move |s, now| {
-            for (r, who_has) in per_recipient {
-                s.log_event(
-                    &r,
-                    Value::map([("action", Value::str("rebalance")), ("who_has", who_has)]),
-                    now,
-                );
-            }
-        })
-        .await;
+    log_events(sched, who_has_events(&batches, "rebalance")).await;
     log_rebalance(sched, senders_count, recipients_count, moves.len()).await;
     failed.sort();
     failed.dedup();
@@ -228,46 +207,47 @@ async fn move_replicas(sched: &Arc<Scheduler>, moves: &[Move], stimulus_id: &str
 }
 
 async fn log_rebalance(sched: &Arc<Scheduler>, senders: Value, recipients: Value, moved: usize) {
+    let event = Value::map([
+        ("action", Value::str("rebalance")),
+        ("senders", senders),
+        ("recipients", recipients),
+        ("moved_keys", Value::Int(moved as i64)),
+    ]);
+    log_events(sched, vec![("all".to_string(), event)]).await;
+}
+
+/// Log each `(topic, event)` (`get_events`).
+async fn log_events(sched: &Arc<Scheduler>, events: Vec<(String, Value)>) {
     sched
         .with_state(move |s, now| {
-            s.log_event(
-                "all",
-                Value::map([
-                    ("action", Value::str("rebalance")),
-                    ("senders", senders),
-                    ("recipients", recipients),
-                    ("moved_keys", Value::Int(moved as i64)),
-                ]),
-                now,
-            )
+            for (topic, event) in events {
+                s.log_event(&topic, event, now);
+            }
         })
         .await;
+}
+
+/// `{"action": action, "who_has": {key: [holders]}}` on each recipient's topic.
+fn who_has_events(batches: &[WorkerBatch], action: &str) -> Vec<(String, Value)> {
+    batches
+        .iter()
+        .map(|(r, items)| {
+            let event = Value::map([
+                ("action", Value::str(action)),
+                ("who_has", who_has_value(items)),
+            ]);
+            (r.clone(), event)
+        })
+        .collect()
 }
 
 /// Run the copies of one `replicate` round; log them on each recipient's
 /// topic as `action`. Returns the number of new replicas.
 async fn copy_replicas(sched: &Arc<Scheduler>, plan: Vec<WorkerBatch>, action: &str) -> usize {
-    let events: Vec<(String, Value)> = plan
-        .iter()
-        .map(|(r, items)| (r.clone(), who_has_value(items)))
-        .collect();
+    let events = who_has_events(&plan, action);
     let before = plan.iter().map(|(_, items)| items.len()).sum::<usize>();
     let failed = gather_all(sched, plan).await;
-    let action = action.to_string();
-    sched
-        .with_state(move |s, now| {
-            for (r, who_has) in events {
-                s.log_event(
-                    &r,
-                    Value::map([
-                        ("action", Value::str(action.as_str())),
-                        ("who_has", who_has),
-                    ]),
-                    now,
-                );
-            }
-        })
-        .await;
+    log_events(sched, events).await;
     before - failed.values().map(Vec::len).sum::<usize>()
 }
 

@@ -679,14 +679,7 @@ async fn register_scheduler_plugin(sched: &Arc<Scheduler>, msg: &Value) -> Resul
         ));
     }
     let request = Value::map([("op", Value::str("scheduler_plugin")), ("plugin", plugin)]);
-    let body = bytes::Bytes::from(dask_wire::msgpack::encode(&request));
-    let reply = sched
-        .materializer
-        .request(body)
-        .await
-        .map_err(|e| error_reply("RuntimeError", &format!("graph materializer: {e}")))?;
-    let reply = dask_wire::msgpack::decode(&reply)
-        .map_err(|e| error_reply("RuntimeError", &format!("graph materializer reply: {e}")))?;
+    let reply = sched.helper_request(&request).await?;
     if reply.get("status").and_then(Value::as_str) == Some("ok") {
         if let Some(name) = msg.get("name").and_then(Value::as_str) {
             tracing::info!("Registered scheduler plugin {name} (an uploaded file)");
