@@ -46,9 +46,10 @@ struct ActiveShuffle {
     /// output tasks (a hash join's two sides must agree).
     worker_for: Bytes,
     participating: BTreeSet<String>,
-    /// Output tasks restricted to their partition's worker, with the
-    /// restrictions they had before.
-    restricted: Vec<(TaskId, Option<Restrictions>)>,
+    /// Output tasks restricted to their partition's worker (id and key:
+    /// an id is reused once its task is forgotten), with the restrictions
+    /// they had before.
+    restricted: Vec<(TaskId, Key, Option<Restrictions>)>,
 }
 
 /// P2P bookkeeping (see the module docs).
@@ -276,7 +277,7 @@ impl State {
                 crate::coordination::key_label(key)
             ));
         };
-        if run.restricted.iter().any(|(r, _)| *r == t) {
+        if run.restricted.iter().any(|(r, _, _)| *r == t) {
             return Ok(());
         }
         let original = self.task(t).restrictions().cloned();
@@ -286,7 +287,7 @@ impl State {
         };
         self.task_mut(t).extra_mut().restrictions = Some(restricted);
         if let Some(run) = self.p2p.active.get_mut(id) {
-            run.restricted.push((t, original));
+            run.restricted.push((t, key.clone(), original));
         }
         Ok(())
     }
@@ -379,8 +380,8 @@ impl State {
                 self.push_worker(w, msg.clone());
             }
         }
-        for (t, original) in run.restricted {
-            if matches!(self.tasks.get(t as usize), Some(Some(_))) {
+        for (t, key, original) in run.restricted {
+            if matches!(self.tasks.get(t as usize), Some(Some(task)) if task.key == key) {
                 self.task_mut(t).extra_mut().restrictions = original;
             }
         }
