@@ -55,8 +55,8 @@ struct ActiveShuffle {
 /// P2P bookkeeping (see the module docs).
 #[derive(Debug, Default)]
 pub struct P2p {
-    /// Pickled `ShuffleSpec` and barrier task of every shuffle in a graph.
-    specs: HashMap<String, (TaskId, Bytes)>,
+    /// Pickled `ShuffleSpec` of every shuffle in a graph.
+    specs: HashMap<String, Bytes>,
     /// Barrier task → shuffle id (the transition hook's lookup).
     by_barrier: FxHashMap<TaskId, String>,
     active: HashMap<String, ActiveShuffle>,
@@ -113,7 +113,7 @@ impl State {
                 continue;
             };
             self.p2p.by_barrier.insert(barrier, id.clone());
-            self.p2p.specs.insert(id, (barrier, spec));
+            self.p2p.specs.insert(id, spec);
         }
     }
 
@@ -156,7 +156,7 @@ impl State {
                 ))
             }
         }
-        let Some((_, spec)) = self.p2p.specs.get(id) else {
+        let Some(spec) = self.p2p.specs.get(id) else {
             return Err(format!("No shuffle spec known for shuffle {id:?}"));
         };
         let spec = spec.clone();

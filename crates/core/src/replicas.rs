@@ -180,6 +180,9 @@ impl State {
                 .ok_or_else(|| ReplicaError::UnknownKey(crate::coordination::key_label(key)))?;
             ids.push(id);
         }
+        // a key asked for twice is replicated once (Python takes a set)
+        ids.sort_unstable();
+        ids.dedup();
         let missing: Vec<Key> = ids
             .iter()
             .filter(|&&id| self.task(id).who_has.is_empty())
@@ -212,8 +215,7 @@ impl State {
                 }
             }
         }
-        let mut keys: Vec<Key> = ids.iter().map(|&id| self.task(id).key.clone()).collect();
-        keys.dedup();
+        let keys: Vec<Key> = ids.iter().map(|&id| self.task(id).key.clone()).collect();
         Ok(ReplicateStart::Started {
             replication: Replication {
                 keys,
@@ -259,10 +261,11 @@ impl State {
                 return false;
             }
             let count = (n - have).min(r.branching_factor * t.who_has.len());
-            let holders = self.replica_addresses(id);
-            let holders: Vec<String> = holders
+            let holders: Vec<String> = t
+                .who_has
                 .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
+                .filter_map(|w| self.workers.get(w))
+                .map(|w| w.info.address.clone())
                 .collect();
             let mut candidates: Vec<&mut (WorkerId, i64)> = load
                 .iter_mut()
@@ -303,15 +306,10 @@ impl State {
     /// `holder` dropped `keys` (its `free_keys` RPC answered): forget those
     /// replicas; a key whose last replica this was is released.
     pub fn replicas_dropped(&mut self, holder: &str, keys: &[Key], now: f64) {
-        self.now = now;
-        let Some(w) = self.worker_id(holder) else {
+        if self.worker_id(holder).is_none() {
             return;
-        };
-        for key in keys {
-            if let Some(id) = self.task_id(key) {
-                self.remove_replica(id, w);
-            }
         }
+        self.missing_data(holder, keys, now);
         let keys = Value::Array(keys.iter().map(Key::to_value).collect());
         self.publish_event(
             holder,
