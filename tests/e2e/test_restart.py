@@ -8,6 +8,7 @@ from distributed.client import FutureCancelledError
 
 from .cluster import WorkerSpec, wait_until
 from .helpers import inc, scheduler_task_keys, unique, worker_info
+from .test_metrics import scrape
 
 
 def worker_pids(client):
@@ -88,3 +89,31 @@ def test_restart_workers_needs_nannies(make_cluster):
     c.wait_for_workers(1, timeout=60)
     with pytest.raises(ValueError, match="requires a nanny"):
         c.restart_workers(["plain"])
+
+
+def prefix_state_totals(url: str) -> dict:
+    """(prefix, state) -> count of /metrics' ``dask_scheduler_prefix_state_totals``."""
+    fam = scrape(url).get("dask_scheduler_prefix_state_totals")
+    samples = fam.samples if fam else []
+    return {(s.labels["task_prefix_name"], s.labels["state"]): s.value
+            for s in samples if s.name.endswith("_total")}
+
+
+def test_restart_forgets_the_task_prefixes(make_cluster):
+    """Python's restart clears ``task_prefixes`` (``_clear_task_state``):
+    their duration estimates and counters go, and /metrics stops listing
+    them until tasks of that prefix come again, counted from zero."""
+    cluster = make_cluster([WorkerSpec(nthreads=1, nanny=True)])
+    c = cluster.client()
+    c.wait_for_workers(1, timeout=60)
+    url = cluster.scheduler.dashboard_url("/metrics")
+    futs = c.map(inc, range(5), key=[f"restartpfx-{i}" for i in range(5)])
+    assert c.gather(futs) == list(range(1, 6))
+    assert prefix_state_totals(url)[("restartpfx", "memory")] == 5
+
+    c.restart(timeout=60)
+    assert "restartpfx" not in {p for p, _ in prefix_state_totals(url)}
+
+    assert c.submit(inc, 1, key="restartpfx-7").result(timeout=30) == 2
+    totals = prefix_state_totals(url)
+    assert totals[("restartpfx", "memory")] == 1

@@ -26,7 +26,8 @@ pub struct RestartTarget {
 impl State {
     /// `restart`, before the workers: every client (pseudo-clients of
     /// published datasets, variables and queues included) releases all its
-    /// keys, whatever is left is forgotten, and every client is told.
+    /// keys, whatever is left is forgotten, the task prefixes' durations
+    /// and counters are reset, and every client is told.
     pub fn restart_forget_all(&mut self, now: f64) {
         self.now = now;
         self.p2p_clear();
@@ -60,6 +61,7 @@ impl State {
                 }
             }
         }
+        self.reset_prefix_history();
         for c in clients {
             self.outbox.push(Outgoing::Client(
                 c,

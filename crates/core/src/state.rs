@@ -499,6 +499,21 @@ impl State {
         id
     }
 
+    /// Forget what the task prefixes learned, as `restart` does in Python
+    /// (`_clear_task_state` drops `task_prefixes`): duration estimates go
+    /// back to their `default-task-durations` presets, and the per-prefix
+    /// counters (state totals, compute and transfer seconds, suspicious
+    /// tasks) to zero. The ids stay interned, so that task-stream entries
+    /// still name their prefix; a prefix without history is left out of
+    /// the metrics, as Python no longer knows it.
+    pub(crate) fn reset_prefix_history(&mut self) {
+        for p in &mut self.prefixes {
+            p.duration_average = self.config.default_task_duration(&p.name);
+            p.completed = 0;
+        }
+        self.stats.prefixes.clear();
+    }
+
     /// Estimated run time of a task from its prefix history.
     pub(crate) fn estimated_duration(&self, id: TaskId) -> f64 {
         self.prefix_duration(self.task(id).prefix)

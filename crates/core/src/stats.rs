@@ -184,6 +184,21 @@ pub struct PrefixSnapshot {
     pub nbytes_in_memory: i64,
     /// Cumulative counters.
     pub counters: PrefixCounters,
+    /// The duration estimate (s): measured, or the configured preset;
+    /// `None` while unknown.
+    pub duration_average: Option<f64>,
+}
+
+impl PrefixSnapshot {
+    /// Whether the prefix has live tasks or any counted state since the
+    /// last restart: Python's exporter lists only such prefixes (it forgets
+    /// all of them on `restart`).
+    pub fn has_history(&self) -> bool {
+        self.states
+            .iter()
+            .chain(&self.counters.state_totals)
+            .any(|&n| n > 0)
+    }
 }
 
 /// One worker as the status page and the worker listing show it.
@@ -385,6 +400,7 @@ impl State {
             .map(|(i, p)| PrefixSnapshot {
                 name: p.name.clone(),
                 counters: self.stats.prefix(i as u32),
+                duration_average: p.duration_average,
                 ..Default::default()
             })
             .collect();

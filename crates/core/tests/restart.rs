@@ -83,3 +83,54 @@ fn restart_targets_and_workers_without_a_nanny() {
     assert_eq!(closes.len(), 1, "told to close before it is removed");
     assert_eq!(sim.s.worker_count(), 1);
 }
+
+/// The snapshot of prefix `name`, if the scheduler knows it.
+fn prefix(sim: &Sim, name: &str) -> Option<dask_core::stats::PrefixSnapshot> {
+    sim.s
+        .metrics_snapshot()
+        .prefixes
+        .into_iter()
+        .find(|p| p.name == name)
+}
+
+#[test]
+fn restart_resets_prefix_durations_and_counters() {
+    let mut sim = Sim::with_config(dask_core::Config {
+        default_task_durations: vec![("slow".to_string(), 7.0)],
+        ..dask_core::Config::default()
+    });
+    sim.worker("tcp://127.0.0.1:1", 1);
+    // each task's compute lasts 10 ms (`task_finished_msg`)
+    sim.submit(
+        &["inc-1", "slow-1"],
+        vec![t("inc-1", &[]), t("slow-1", &[])],
+    );
+    sim.run_all();
+    let inc = prefix(&sim, "inc").expect("inc is known");
+    assert!(inc.has_history());
+    assert!(
+        (inc.duration_average.unwrap() - 0.01).abs() < 1e-9,
+        "{inc:?}"
+    );
+    let slow = prefix(&sim, "slow").unwrap().duration_average.unwrap();
+    assert!(slow < 7.0, "the measurement moved the preset: {slow}");
+
+    sim.s.restart_forget_all(5.0);
+    let inc = prefix(&sim, "inc").unwrap();
+    assert!(!inc.has_history(), "{inc:?}");
+    assert_eq!(inc.duration_average, None);
+    assert_eq!(inc.counters.compute_seconds, 0.0);
+    assert_eq!(
+        prefix(&sim, "slow").unwrap().duration_average,
+        Some(7.0),
+        "back to the preset"
+    );
+
+    // counting starts again from zero
+    sim.submit(&["inc-2"], vec![t("inc-2", &[])]);
+    sim.run_all();
+    let inc = prefix(&sim, "inc").unwrap();
+    let memory = dask_core::stats::state_index(dask_core::TaskState::Memory);
+    assert_eq!(inc.counters.state_totals[memory], 1);
+    assert!(inc.has_history());
+}

@@ -365,7 +365,7 @@ fn dask_families(r: &Registry, snap: &MetricsSnapshot, stealing: bool, tick_max:
         &["task_prefix_name", "state"],
     )
     .expect("valid metric");
-    for p in &snap.prefixes {
+    for p in snap.prefixes.iter().filter(|p| p.has_history()) {
         let l = [p.name.as_str()];
         suspicious
             .with_label_values(&l)
