@@ -59,6 +59,24 @@ def touch_then_sleep_until_file(started, stop, timeout=60.0, result=None):
     return sleep_until_file(stop, timeout, result)
 
 
+class Counter:
+    """A stateful object for actor tests (``client.submit(Counter, actor=True)``)."""
+
+    n = 0  # an Actor proxy reads only attributes its class declares
+
+    def __init__(self, start=0):
+        self.n = start
+
+    def increment(self):
+        self.n += 1
+        return self.n
+
+
+def call_increment(counter):
+    """A task that calls an actor's method from its worker."""
+    return counter.increment().result()
+
+
 # ---- helpers for the test process ----------------------------------------
 
 

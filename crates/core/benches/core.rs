@@ -131,6 +131,7 @@ fn fixture(shape: Shape, n: usize) -> Fixture {
             requested,
             tasks,
             fifo_timeout: 0.1,
+            actors: Vec::new(),
         }),
         decoded,
         now: 1.0,

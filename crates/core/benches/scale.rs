@@ -170,6 +170,7 @@ fn run(shape: Shape, n: usize) -> Run {
         requested,
         tasks,
         fifo_timeout: 0.1,
+        actors: Vec::new(),
     };
     let t0 = Instant::now();
     let c0 = state.transition_counter();
@@ -258,6 +259,7 @@ fn memory_per_task(n: usize) -> Option<f64> {
         requested,
         tasks,
         fifo_timeout: 0.1,
+        actors: Vec::new(),
     };
     state.update_graph(client, sub, 1.0);
     let after = rss_bytes()?;

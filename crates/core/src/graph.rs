@@ -43,6 +43,8 @@ pub struct GraphSubmission {
     pub tasks: Vec<GraphTask>,
     /// Seconds after which a new graph starts a new priority generation.
     pub fifo_timeout: f64,
+    /// Keys to run as actors (`actor=True`; see [`crate::actors`]).
+    pub actors: Vec<Key>,
 }
 
 /// A dependency of a submitted task, resolved once: another task of the
@@ -381,6 +383,7 @@ impl State {
             }
         }
 
+        self.mark_actors(&graph.actors);
         // every requested position was walked, so it has an id
         let mut requested: Vec<TaskId> = requested_known;
         requested.extend(requested_pos.iter().filter_map(|&gi| ids[gi as usize]));
@@ -456,6 +459,7 @@ mod tests {
                 })
                 .collect(),
             fifo_timeout: 0.1,
+            actors: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! waiting, queued, no-worker, processing, memory, erred, forgotten); the
 //! transition engine is in [`transitions`], placement in [`placement`].
 
+pub mod actors;
 pub mod config;
 pub mod coordination;
 pub mod error;

@@ -88,6 +88,8 @@ pub struct ComputeTask<'a, 'd> {
     pub resources: Option<&'a [(String, f64)]>,
     /// Annotations map.
     pub annotations: &'a Value,
+    /// The task is an actor: the worker keeps the object it returns.
+    pub actor: bool,
 }
 
 /// scheduler→worker `compute-task`, encoded at once: the most frequent op
@@ -148,7 +150,7 @@ pub fn compute_task(c: ComputeTask<'_, '_>) -> Value {
         None => out.push(0xc0),
     }
     out.extend_from_slice(fixstr_bytes!("actor"));
-    out.push(0xc2);
+    out.push(if c.actor { 0xc3 } else { 0xc2 });
     out.extend_from_slice(fixstr_bytes!("annotations"));
     e.push_value(c.annotations);
     let out = e.buf();
@@ -472,7 +474,7 @@ mod tests {
                     )
                 }),
             ),
-            ("actor", Value::Bool(false)),
+            ("actor", Value::Bool(c.actor)),
             ("annotations", c.annotations.clone()),
             ("span_id", Value::Nil),
         ])
@@ -527,6 +529,7 @@ mod tests {
                 run_spec: None,
                 resources: None,
                 annotations: &no_annotations,
+                actor: false,
             },
             ComputeTask {
                 key: &keys[0],
@@ -537,6 +540,7 @@ mod tests {
                 run_spec: Some(run_spec),
                 resources: Some(&resources),
                 annotations: &annotations,
+                actor: true,
             },
         ];
         for c in cases {

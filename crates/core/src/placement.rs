@@ -78,7 +78,7 @@ impl State {
     /// `TaskGroup.dependencies`), or data-producing tasks.
     pub(crate) fn is_rootish(&self, id: TaskId) -> bool {
         let t = self.task(id);
-        if t.restrictions().is_some() {
+        if t.restrictions().is_some() || t.is_actor() {
             return false;
         }
         if t.data_producer {
@@ -94,7 +94,7 @@ impl State {
     }
 
     /// Estimated start time of `id` on `w`: queued work plus transfer of missing inputs.
-    fn objective(&self, id: TaskId, w: &Worker) -> (f64, i64) {
+    pub(crate) fn objective(&self, id: TaskId, w: &Worker) -> (f64, i64) {
         let comm_bytes: i64 = self
             .task(id)
             .dependencies
@@ -117,6 +117,9 @@ impl State {
         }
         if self.running_workers().next().is_none() {
             return Decision::NoWorker;
+        }
+        if self.task(id).is_actor() {
+            return self.decide_actor_worker(id, valid.as_deref());
         }
         if valid.is_none() && self.config.worker_saturation.is_finite() && self.is_rootish(id) {
             return match self.least_busy_with_slot() {

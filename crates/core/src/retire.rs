@@ -379,6 +379,20 @@ impl State {
         if !self.workers.contains_key(&w) || !self.retire.retiring.contains_key(&w) {
             return RetireProgress::Done;
         }
+        let actors = self.actors_on(w);
+        if !actors.is_empty() {
+            // Python's `RetireWorker` refuses too: an actor cannot be moved
+            let addr = self.worker_address(w).unwrap_or("?").to_string();
+            let keys: Vec<String> = actors
+                .iter()
+                .map(|&t| self.task(t).key.to_string())
+                .collect();
+            tracing::warn!(
+                "Tried retiring worker {addr}, but it holds actor(s) {keys:?}, which can't be \
+                 moved. The worker will not be retired."
+            );
+            return RetireProgress::NoRecipients;
+        }
         let unique = self.unique_keys(w);
         if unique.is_empty() {
             return RetireProgress::Done;

@@ -119,6 +119,9 @@ pub struct State {
     pub(crate) p2p: crate::p2p::P2p,
     /// `set_metadata` values (a nested map).
     pub(crate) metadata: Value,
+    /// The live tasks marked as actors (few): where each runs or is held
+    /// is read from the tasks themselves (`actors.rs`).
+    pub(crate) actor_tasks: FxHashSet<TaskId>,
     /// Named queues.
     pub(crate) queues: crate::queues::Queues,
     /// `MultiLock` queues.
@@ -225,6 +228,7 @@ impl State {
             semaphores: Default::default(),
             p2p: Default::default(),
             metadata: Value::Map(Vec::new()),
+            actor_tasks: Default::default(),
             queues: Default::default(),
             multi_locks: Default::default(),
             transition_counter: 0,
@@ -879,7 +883,10 @@ impl State {
         for tid in held {
             let t = self.task_mut(tid);
             remove_item(&mut t.who_has, id);
-            if t.who_has.is_empty() && t.state == TaskState::Memory {
+            if t.is_actor() && t.state == TaskState::Memory {
+                // the actor's object lived here (Python: `memory -> erred`)
+                recs.push((tid, Target::Erred(tid)));
+            } else if t.who_has.is_empty() && t.state == TaskState::Memory {
                 if t.run_spec.is_some() {
                     recs.push((tid, Target::Released));
                 } else {

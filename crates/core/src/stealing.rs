@@ -72,7 +72,8 @@ impl State {
                 return false;
             }
         }
-        if self.prefixes[t.prefix as usize].fast {
+        // an actor stays where placement put it (by actor count)
+        if self.prefixes[t.prefix as usize].fast || t.is_actor() {
             return false;
         }
         if t.dependencies.is_empty() {

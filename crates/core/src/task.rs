@@ -165,6 +165,8 @@ pub struct TaskExtra {
     /// The result's type when the shared table could not hold it (see
     /// [`crate::resulttypes`]).
     pub result_type: Option<Value>,
+    /// The task is an actor (`actor=True`): its worker keeps the object.
+    pub actor: bool,
 }
 
 impl Default for TaskExtra {
@@ -178,6 +180,7 @@ impl Default for TaskExtra {
             error: None,
             exception_blame: None,
             result_type: None,
+            actor: false,
         }
     }
 }
@@ -264,6 +267,11 @@ impl Task {
     /// Still needed by a client or by a dependent that has not run yet.
     pub fn is_needed(&self) -> bool {
         !self.who_wants.is_empty() || !self.waiters.is_empty()
+    }
+
+    /// Whether the task is an actor (see [`crate::actors`]).
+    pub fn is_actor(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.actor)
     }
 
     /// The rarely set parts, created on first use.

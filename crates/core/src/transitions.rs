@@ -109,6 +109,7 @@ impl State {
                 recs.extend(self.released_waiting(id));
                 recs
             }
+            (Memory, Target::Erred(_)) if self.task(id).is_actor() => self.actor_lost(id),
             (Memory, Target::KilledWorker) => Recs::new(),
             _ => Recs::new(),
         }
@@ -362,6 +363,7 @@ impl State {
                 .map(|r| r.resources.as_slice())
                 .filter(|r| !r.is_empty()),
             annotations: t.annotations(),
+            actor: t.is_actor(),
         })
     }
 
@@ -397,6 +399,11 @@ impl State {
     }
 
     fn memory_released(&mut self, id: TaskId) -> Recs {
+        if self.task(id).is_actor() && !self.task(id).who_wants.is_empty() {
+            // Python's `memory -> released` of an actor someone holds: its
+            // object cannot be made again, so the actor errs instead
+            return self.actor_lost(id);
+        }
         let mut recs = Recs::new();
         for d in self.task(id).dependents.clone() {
             match self.task(d).state {
@@ -453,7 +460,7 @@ impl State {
         recs
     }
 
-    fn enter_erred(&mut self, id: TaskId, blame: TaskId) -> Recs {
+    pub(crate) fn enter_erred(&mut self, id: TaskId, blame: TaskId) -> Recs {
         let state = self.task(id).state;
         if state == TaskState::Processing {
             // The worker keeps the erred task until told to forget it.
@@ -595,6 +602,9 @@ impl State {
                 id,
                 messages::cancelled_keys(vec![key], Some("already forgotten")),
             );
+        }
+        if self.task(id).is_actor() {
+            self.actor_tasks.remove(&id);
         }
         self.task_mut(id).state = TaskState::Forgotten;
         self.count_state_as(id, TaskState::Forgotten);

@@ -364,8 +364,25 @@ impl Sim {
             requested,
             tasks,
             fifo_timeout: fifo,
+            actors: Vec::new(),
         };
         self.s.update_graph(c, g, self.now);
+        self.drain();
+    }
+
+    /// Submit `tasks` with `actors` as the requested keys, run as actors
+    /// (`client.submit(Cls, actor=True)`).
+    pub fn submit_actors(&mut self, actors: &[&str], tasks: Vec<T>) {
+        self.next_order = 0;
+        let tasks = tasks.into_iter().map(|t| self.graph_task(t)).collect();
+        let requested: Vec<Key> = actors.iter().map(|a| k(a)).collect();
+        let g = GraphSubmission {
+            requested: requested.clone(),
+            tasks,
+            fifo_timeout: 0.1,
+            actors: requested,
+        };
+        self.s.update_graph(self.client, g, self.now);
         self.drain();
     }
 

@@ -17,14 +17,6 @@ struct Failure {
 }
 
 impl Failure {
-    fn not_implemented(text: String) -> Failure {
-        Failure {
-            exception: exception_value("NotImplementedError", &text),
-            traceback: Value::Nil,
-            text,
-        }
-    }
-
     fn runtime(text: String) -> Failure {
         Failure {
             exception: exception_value("RuntimeError", &text),
@@ -44,6 +36,21 @@ fn opaque_parts(v: Option<&Value>) -> Value {
             ),
         ]),
         _ => Value::Nil,
+    }
+}
+
+/// The keys an `update-graph` runs as actors (its `actors` field): every
+/// requested key for `True`, the listed keys for a list (the client expands
+/// collections into keys), none for `False` or `None`.
+fn actor_keys(msg: &Value, keys: &[Key]) -> Result<Vec<Key>, Failure> {
+    match msg.get("actors") {
+        None | Some(Value::Nil) | Some(Value::Bool(false)) => Ok(Vec::new()),
+        Some(Value::Bool(true)) => Ok(keys.to_vec()),
+        Some(Value::Array(_)) => dask_core::ops_client::keys_field("update-graph", msg, "actors")
+            .map_err(|e| Failure::runtime(format!("update-graph: bad 'actors' field: {e}"))),
+        Some(_) => Err(Failure::runtime(
+            "update-graph: 'actors' must be a bool or a list of keys".into(),
+        )),
     }
 }
 
@@ -438,21 +445,20 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
     // Like Python's `_active_graph_updates`: the scheduler is not idle (for
     // `--idle-timeout` and `check_idle`) while a graph is being materialized.
     sched.send(Command::Call(Box::new(|s, _| s.graph_update_started())));
-    let actors = msg.get("actors").is_some_and(Value::truthy);
     let fifo_timeout = fifo_timeout(&msg);
+    let actors = actor_keys(&msg, &keys);
     let body = request(&msg, &keys);
     // The decoded message (all its keys again) is not needed while the
     // graph materializes.
     drop(msg);
-    let outcome = match body {
-        Ok(_) if actors => Err(Failure::not_implemented(
-            "Actors (actors=True) are not supported by the Rust dask-scheduler".into(),
-        )),
-        Err(f) => Err(f),
-        Ok(body) => materialize(sched, body).await,
+    let outcome = match (body, actors) {
+        (Err(f), _) | (_, Err(f)) => Err(f),
+        (Ok(body), Ok(actors)) => materialize(sched, body)
+            .await
+            .map(|(tasks, specs)| (tasks, specs, actors)),
     };
     match outcome {
-        Ok((tasks, p2p_specs)) => {
+        Ok((tasks, p2p_specs, actors)) => {
             let big = tasks.len() >= TRIM_AFTER_TASKS;
             sched.send(Command::Graph {
                 client,
@@ -460,6 +466,7 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
                     requested: keys,
                     tasks,
                     fifo_timeout,
+                    actors,
                 },
             });
             if !p2p_specs.is_empty() {
