@@ -74,7 +74,8 @@ pub fn python_str(v: &Value) -> String {
     }
 }
 
-fn python_repr(v: &Value) -> String {
+/// Python's `repr()` of a key-like value (`'x'`, `('x', 0)`).
+pub(crate) fn python_repr(v: &Value) -> String {
     match v {
         Value::Str(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
         Value::Int(i) => i.to_string(),

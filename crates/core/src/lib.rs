@@ -14,6 +14,7 @@
 pub mod actors;
 pub mod config;
 pub mod coordination;
+pub mod dump;
 pub mod error;
 pub mod finished;
 pub mod graph;

@@ -144,6 +144,11 @@ impl TaskGroups {
         }
     }
 
+    /// The name of group `g` (its `key_split_group`).
+    pub(crate) fn name(&self, g: u32) -> &str {
+        &self.groups[g as usize].name
+    }
+
     /// `len(TaskGroup)` of group `g`.
     pub(crate) fn size(&self, g: u32) -> u64 {
         u64::from(self.groups[g as usize].size)

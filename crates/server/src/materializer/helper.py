@@ -934,6 +934,27 @@ def op_p2p_worker_plugin(req):
     return {"status": "ok", "plugin": dumps(ShuffleWorkerPlugin())}
 
 
+def op_write_cluster_dump(req):
+    """``dump_cluster_state_to_url``: write the dump the scheduler gathered
+    to ``url`` with Dask's own writer (fsspec), as the Python scheduler does."""
+    import asyncio
+
+    from distributed import cluster_dump
+
+    state = req["state"]
+
+    async def get_state():
+        return state
+
+    asyncio.run(
+        cluster_dump.write_state(
+            get_state, req["url"], req.get("format") or "msgpack",
+            **dict(req.get("storage_options") or {}),
+        )
+    )
+    return {"status": "ok"}
+
+
 def op_scheduler_plugin(req):
     """``register_scheduler_plugin``: ``SchedulerUploadFile`` (what
     ``Client.upload_file`` registers) writes its file where every helper
@@ -1208,10 +1229,13 @@ def main():
                 reply = op_p2p_create(req)
             elif op == "p2p_worker_plugin":
                 reply = op_p2p_worker_plugin(req)
+            elif op == "write_cluster_dump":
+                reply = op_write_cluster_dump(req)
             else:
                 raise ValueError(
                     f"unknown op {op!r} (expected 'materialize', 'versions', 'config', "
-                    "'scheduler_plugin', 'p2p_create', 'p2p_worker_plugin' or 'ping')"
+                    "'scheduler_plugin', 'p2p_create', 'p2p_worker_plugin', "
+                    "'write_cluster_dump' or 'ping')"
                 )
         except BaseException as e:  # noqa: BLE001 - SystemExit from user code too
             log.info("request %r failed: %s: %s", rid, type(e).__name__, e)

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod connection;
 pub mod coordination;
+pub mod dump;
 pub mod errors;
 pub mod event_loop;
 pub mod graph;

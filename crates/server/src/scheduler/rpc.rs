@@ -340,6 +340,8 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "register_scheduler_plugin" => register_scheduler_plugin(sched, msg).await?,
         "set_metadata" | "get_metadata" => metadata(sched, op, msg).await?,
         "replicate" => super::replicas::rpc_replicate(sched, msg).await?,
+        "get_cluster_state" => super::dump::rpc_get_cluster_state(sched, msg).await?,
+        "dump_cluster_state_to_url" => super::dump::rpc_dump_to_url(sched, msg).await?,
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
         // nothing is kept here to remove (an uploaded file stays, as in Python)
         "unregister_scheduler_plugin" => Value::Nil,
@@ -404,7 +406,7 @@ async fn metadata(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value
 
 /// `versions`: the materializer's Python environment, which is what runs the
 /// graphs' dask code on the scheduler side.
-fn versions(sched: &Scheduler) -> Value {
+pub(super) fn versions(sched: &Scheduler) -> Value {
     use crate::materializer::Availability;
     match sched.materializer.availability() {
         Availability::Available {
@@ -686,15 +688,20 @@ async fn register_scheduler_plugin(sched: &Arc<Scheduler>, msg: &Value) -> Resul
         }
         return Ok(Value::Nil);
     }
-    // the helper's exception, as the client re-raises it
+    Err(helper_error(&reply))
+}
+
+/// A materializer helper's error reply as the error reply of an RPC: the
+/// client re-raises the helper's exception.
+pub(super) fn helper_error(reply: &Value) -> Value {
     let field = |k: &str| reply.get(k).cloned().unwrap_or(Value::Nil);
-    Err(Value::map([
+    Value::map([
         ("status", Value::str("uncaught-error")),
         ("exception", field("exception")),
         ("traceback", field("traceback")),
         ("exception_text", field("exception_text")),
         ("traceback_text", field("traceback_text")),
-    ]))
+    ])
 }
 
 /// `unregister_worker_plugin` / `unregister_nanny_plugin`.

@@ -1,0 +1,476 @@
+//! `Client.dump_cluster_state`, the scheduler's part (Python's
+//! `Scheduler._to_dict`).
+//!
+//! Why: a cluster dump is what Dask users attach to a bug report about a
+//! stuck or failing computation. This gives the scheduler's tasks, workers,
+//! clients, task groups, memory and events in the shape of Python's dump:
+//! the same field names, and other tasks, workers and clients named by
+//! their `repr` as `recursive_to_dict` writes them, so that
+//! `distributed.cluster_dump.DumpArtefact` reads it. Differences: no
+//! transition log is kept here (an empty `transition_log`), events are the
+//! events themselves rather than `Topic` reprs, and a field this scheduler
+//! does not track is left out rather than invented.
+
+use crate::coordination::python_repr;
+use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::state::State;
+use crate::stats::state_index;
+use crate::task::{Task, TaskState};
+use crate::worker::Worker;
+use dask_wire::Value;
+use rustc_hash::FxHashMap;
+
+/// Per-state task counts, by [`state_index`].
+type StateCounts = [u64; 8];
+
+const STATES: [TaskState; 8] = [
+    TaskState::Released,
+    TaskState::Waiting,
+    TaskState::NoWorker,
+    TaskState::Queued,
+    TaskState::Processing,
+    TaskState::Memory,
+    TaskState::Erred,
+    TaskState::Forgotten,
+];
+
+/// A map of `entries` without the names in `exclude` (Python's `exclude`
+/// applies at every level of the dump).
+fn dict(entries: Vec<(&str, Value)>, exclude: &[String]) -> Value {
+    Value::Map(
+        entries
+            .into_iter()
+            .filter(|(k, _)| !exclude.iter().any(|e| e == k))
+            .map(|(k, v)| (Value::str(k), v))
+            .collect(),
+    )
+}
+
+/// Python's `TaskGroup`/`TaskPrefix` repr: `<name: memory: 3, waiting: 1>`.
+fn counts_repr(name: &str, counts: &StateCounts) -> String {
+    let mut states: Vec<(&str, u64)> = STATES
+        .iter()
+        .map(|s| (s.as_str(), counts[state_index(*s)]))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    states.sort_unstable();
+    let inner: Vec<String> = states.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    format!("<{name}: {}>", inner.join(", "))
+}
+
+fn states_map(counts: &StateCounts) -> Value {
+    Value::Map(
+        STATES
+            .iter()
+            .filter(|s| **s != TaskState::Forgotten)
+            .map(|s| {
+                (
+                    Value::str(s.as_str()),
+                    Value::Int(counts[state_index(*s)] as i64),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Python's `MemoryState._to_dict` of summed readings.
+fn memory_dict(process: i64, managed: i64, spilled: i64, unmanaged_old: i64) -> Value {
+    let unmanaged = process - managed;
+    Value::map([
+        ("managed", Value::Int(managed)),
+        ("managed_total", Value::Int(managed + spilled)),
+        ("optimistic", Value::Int(managed + unmanaged_old)),
+        ("process", Value::Int(process)),
+        ("spilled", Value::Int(spilled)),
+        ("unmanaged", Value::Int(unmanaged)),
+        ("unmanaged_old", Value::Int(unmanaged_old)),
+        ("unmanaged_recent", Value::Int(unmanaged - unmanaged_old)),
+    ])
+}
+
+/// Python's `repr(bytes)`, as `recursive_to_dict` writes bytes.
+fn bytes_repr(b: &[u8]) -> String {
+    let mut out = String::from("b'");
+    for &c in b {
+        match c {
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("\\'"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(c as char),
+            _ => out.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// What Python's `recursive_to_dict` makes of a value that came from a
+/// worker or a client (heartbeat metrics, events, annotations): bytes and
+/// other opaque data become their repr, and a map key that cannot be one in
+/// Python after the conversion (a tuple, which becomes a list) becomes its
+/// `str`, so that Dask's reader (msgpack with `strict_map_key`) loads it.
+fn plain(v: Value) -> Value {
+    match v {
+        Value::Bin(b) => Value::str(bytes_repr(&b)),
+        Value::Ext(_, b) => Value::str(bytes_repr(&b)),
+        Value::Opaque(_) => Value::str("<Serialized>"),
+        Value::Raw(b) => plain(dask_wire::msgpack::decode(&b).unwrap_or(Value::Nil)),
+        Value::Encoded(e) => plain(e.decode().unwrap_or(Value::Nil)),
+        Value::Array(items) => Value::Array(items.into_iter().map(plain).collect()),
+        Value::Map(entries) => Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| {
+                    let k = match plain(k) {
+                        Value::Array(items) => {
+                            let inner: Vec<String> = items.iter().map(python_repr).collect();
+                            Value::str(format!("[{}]", inner.join(", ")))
+                        }
+                        Value::Map(_) => Value::str("{...}"),
+                        k => k,
+                    };
+                    (k, plain(v))
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+impl State {
+    /// `repr(TaskState)`: `<TaskState 'x' memory>`.
+    fn task_repr(&self, id: TaskId) -> Value {
+        let t = self.task(id);
+        Value::str(format!(
+            "<TaskState {} {}>",
+            python_repr(&t.key.decoded()),
+            t.state.as_str()
+        ))
+    }
+
+    fn task_reprs(&self, ids: impl Iterator<Item = TaskId>) -> Value {
+        Value::Array(ids.map(|id| self.task_repr(id)).collect())
+    }
+
+    /// `repr(WorkerState)`: `<WorkerState 'tcp://…', name: a, status: running,
+    /// memory: 2, processing: 0>`.
+    fn worker_repr(&self, w: WorkerId) -> Value {
+        match self.workers.get(&w) {
+            Some(w) => Value::str(format!(
+                "<WorkerState '{}', name: {}, status: {}, memory: {}, processing: {}>",
+                w.info.address,
+                crate::coordination::python_str(&w.info.name),
+                w.status.as_str(),
+                w.has_what.len(),
+                w.processing.len()
+            )),
+            None => Value::str(format!("<WorkerState (removed, id {})>", w.0)),
+        }
+    }
+
+    fn client_repr(&self, c: ClientId) -> Value {
+        match self.clients.get(&c) {
+            Some(cl) => Value::str(format!("<Client '{}'>", cl.name)),
+            None => Value::Nil,
+        }
+    }
+
+    /// The scheduler's part of a cluster dump (the caller adds the server's
+    /// own fields: `id`, `address`, `status`, `services`, ...).
+    pub fn dump_state(&self, exclude: &[String]) -> Vec<(&'static str, Value)> {
+        let mut groups: FxHashMap<u32, StateCounts> = FxHashMap::default();
+        let mut prefixes: FxHashMap<u32, StateCounts> = FxHashMap::default();
+        let mut group_bytes: FxHashMap<u32, i64> = FxHashMap::default();
+        for t in self.tasks.iter().flatten() {
+            groups.entry(t.group).or_default()[state_index(t.state)] += 1;
+            prefixes.entry(t.prefix).or_default()[state_index(t.state)] += 1;
+            if t.state == TaskState::Memory {
+                *group_bytes.entry(t.group).or_default() += t.nbytes.max(0);
+            }
+        }
+        let group_repr = |g: u32| counts_repr(self.groups.name(g), &groups[&g]);
+        let prefix_repr = |p: u32| {
+            let name = self.prefix_name(p).unwrap_or("?");
+            counts_repr(name, prefixes.get(&p).unwrap_or(&[0; 8]))
+        };
+
+        let tasks: Vec<(Value, Value)> = self
+            .tasks
+            .iter()
+            .flatten()
+            .map(|t| {
+                (
+                    Value::str(crate::coordination::key_label(&t.key)),
+                    self.task_dict(t, &group_repr(t.group), &prefix_repr(t.prefix), exclude),
+                )
+            })
+            .collect();
+        let mut group_ids: Vec<u32> = groups.keys().copied().collect();
+        group_ids.sort_unstable_by(|a, b| self.groups.name(*a).cmp(self.groups.name(*b)));
+        let task_groups: Vec<(Value, Value)> = group_ids
+            .into_iter()
+            .map(|g| {
+                let counts = &groups[&g];
+                let active = [
+                    TaskState::Waiting,
+                    TaskState::NoWorker,
+                    TaskState::Queued,
+                    TaskState::Processing,
+                ];
+                let done = active.iter().all(|s| counts[state_index(*s)] == 0);
+                (
+                    Value::str(self.groups.name(g)),
+                    dict(
+                        vec![
+                            ("name", Value::str(self.groups.name(g))),
+                            ("states", states_map(counts)),
+                            ("done", Value::Bool(done)),
+                            (
+                                "nbytes_total",
+                                Value::Int(group_bytes.get(&g).copied().unwrap_or(0)),
+                            ),
+                        ],
+                        exclude,
+                    ),
+                )
+            })
+            .collect();
+        let workers: Vec<(Value, Value)> = self
+            .workers
+            .values()
+            .map(|w| {
+                (
+                    Value::str(w.info.address.as_str()),
+                    self.worker_dict(w, exclude),
+                )
+            })
+            .collect();
+        let clients: Vec<(Value, Value)> = self
+            .clients
+            .values()
+            .map(|cl| {
+                (
+                    Value::str(cl.name.as_str()),
+                    dict(
+                        vec![
+                            ("client_key", Value::str(cl.name.as_str())),
+                            ("last_seen", Value::Float(cl.last_seen)),
+                            ("wants_what", self.task_reprs(cl.wants_what.iter())),
+                        ],
+                        exclude,
+                    ),
+                )
+            })
+            .collect();
+        let (mut process, mut managed, mut spilled, mut old) = (0, 0, 0, 0);
+        for w in self.workers.values() {
+            let m = w.memory();
+            process += m.process;
+            managed += m.managed;
+            spilled += m.spilled;
+            old += m.unmanaged_old;
+        }
+        let mut topics: Vec<&String> = self.events.keys().collect();
+        topics.sort();
+        let events = Value::Map(
+            topics
+                .into_iter()
+                .map(|topic| {
+                    let list = self.events[topic]
+                        .iter()
+                        .map(|(t, msg)| Value::Array(vec![Value::Float(*t), msg.clone()]))
+                        .collect();
+                    (Value::str(topic.as_str()), Value::Array(list))
+                })
+                .collect(),
+        );
+        let (n, threads, memory_limit) = self.cluster_totals();
+        vec![
+            ("n_workers", Value::from(n)),
+            ("total_threads", Value::Int(threads)),
+            ("total_memory", Value::Int(memory_limit)),
+            (
+                "transition_counter",
+                Value::Int(self.transition_counter as i64),
+            ),
+            ("transition_log", Value::Array(Vec::new())),
+            ("tasks", Value::Map(tasks)),
+            ("task_groups", Value::Map(task_groups)),
+            ("workers", Value::Map(workers)),
+            ("clients", Value::Map(clients)),
+            ("memory", memory_dict(process, managed, spilled, old)),
+            ("events", events),
+        ]
+        .into_iter()
+        .filter(|(k, _)| !exclude.iter().any(|e| e == k))
+        .map(|(k, v)| (k, plain(v)))
+        .collect()
+    }
+
+    /// One task as Python's `TaskState._to_dict_no_nest` shows it.
+    fn task_dict(&self, t: &Task, group: &str, prefix: &str, exclude: &[String]) -> Value {
+        let error = t.error();
+        let text = |s: Option<&str>| s.map_or(Value::Nil, Value::str);
+        let restrictions = t.restrictions();
+        let workers_or_nil = |v: Vec<String>| {
+            if v.is_empty() {
+                Value::Nil
+            } else {
+                Value::Array(v.into_iter().map(Value::str).collect())
+            }
+        };
+        let (hosts, workers): (Vec<String>, Vec<String>) = restrictions
+            .map(|r| r.workers.iter().cloned().partition(|w| !w.contains("://")))
+            .unwrap_or_default();
+        let resources = restrictions
+            .filter(|r| !r.resources.is_empty())
+            .map_or(Value::Nil, |r| {
+                Value::Map(
+                    r.resources
+                        .iter()
+                        .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
+                        .collect(),
+                )
+            });
+        dict(
+            vec![
+                ("key", t.key.to_value()),
+                ("state", Value::str(t.state.as_str())),
+                ("priority", t.priority.to_value()),
+                ("run_id", Value::Int(t.run_id)),
+                ("actor", Value::Bool(t.is_actor())),
+                ("annotations", t.annotations().clone()),
+                (
+                    "dependencies",
+                    self.task_reprs(t.dependencies.iter().copied()),
+                ),
+                ("dependents", self.task_reprs(t.dependents.iter().copied())),
+                ("waiting_on", self.task_reprs(t.waiting_on.iter().copied())),
+                ("waiters", self.task_reprs(t.waiters.iter().copied())),
+                (
+                    "who_has",
+                    Value::Array(t.who_has.iter().map(|&w| self.worker_repr(w)).collect()),
+                ),
+                (
+                    "who_wants",
+                    Value::Array(t.who_wants.iter().map(|&c| self.client_repr(c)).collect()),
+                ),
+                (
+                    "processing_on",
+                    t.processing_on.map_or(Value::Nil, |w| self.worker_repr(w)),
+                ),
+                ("nbytes", Value::Int(t.nbytes)),
+                ("group", Value::str(group)),
+                ("group_key", Value::str(self.groups.name(t.group))),
+                ("prefix", Value::str(prefix)),
+                (
+                    "has_lost_dependencies",
+                    Value::Bool(t.has_lost_dependencies),
+                ),
+                ("retries", Value::Int(i64::from(t.retries()))),
+                ("suspicious", Value::Int(i64::from(t.suspicious()))),
+                (
+                    "exception_blame",
+                    t.exception_blame()
+                        .filter(|b| self.tasks.get(*b as usize).is_some_and(Option::is_some))
+                        .map_or(Value::Nil, |b| self.task_repr(b)),
+                ),
+                (
+                    "exception_text",
+                    text(error.map(|e| e.exception_text.as_str())),
+                ),
+                (
+                    "traceback_text",
+                    text(error.map(|e| e.traceback_text.as_str())),
+                ),
+                ("host_restrictions", workers_or_nil(hosts)),
+                ("worker_restrictions", workers_or_nil(workers)),
+                ("resource_restrictions", resources),
+                (
+                    "loose_restrictions",
+                    Value::Bool(restrictions.is_some_and(|r| r.loose)),
+                ),
+            ],
+            exclude,
+        )
+    }
+
+    /// One worker as Python's `WorkerState._to_dict_no_nest` shows it.
+    fn worker_dict(&self, w: &Worker, exclude: &[String]) -> Value {
+        let m = w.memory();
+        let mut processing: Vec<TaskId> = w.processing.iter().copied().collect();
+        processing.sort_unstable();
+        let mut long_running: Vec<TaskId> = w.long_running.iter().copied().collect();
+        long_running.sort_unstable();
+        let resources = |r: &[(String, f64)]| {
+            Value::Map(
+                r.iter()
+                    .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
+                    .collect(),
+            )
+        };
+        dict(
+            vec![
+                ("address", Value::str(w.info.address.as_str())),
+                ("name", w.info.name.clone()),
+                ("host", Value::str(w.host.as_str())),
+                ("status", Value::str(w.status.as_str())),
+                ("nthreads", Value::Int(i64::from(w.info.nthreads))),
+                ("memory_limit", Value::Int(w.info.memory_limit)),
+                ("local_directory", w.info.local_directory.clone()),
+                ("pid", Value::Int(w.info.pid)),
+                ("nanny", w.info.nanny.clone()),
+                ("services", w.info.services.clone()),
+                ("server_id", Value::str(w.info.server_id.as_str())),
+                ("extra", w.info.extra.clone()),
+                ("metrics", w.info.metrics.clone()),
+                ("last_seen", Value::Float(w.last_seen)),
+                ("resources", resources(&w.info.resources)),
+                ("used_resources", resources(&w.used_resources)),
+                ("nbytes", Value::Int(w.nbytes)),
+                ("occupancy", Value::Float(self.occupancy(w))),
+                (
+                    "memory",
+                    memory_dict(m.process, m.managed, m.spilled, m.unmanaged_old),
+                ),
+                ("has_what", self.task_reprs(w.has_what.iter())),
+                ("processing", self.task_reprs(processing.into_iter())),
+                ("long_running", self.task_reprs(long_running.into_iter())),
+                ("actors", self.task_reprs(self.actors_on(w.id).into_iter())),
+                (
+                    "needs_what",
+                    Value::Map(
+                        w.needs_what
+                            .iter()
+                            .map(|(&t, &(n, _))| (self.task_repr(t), Value::Int(i64::from(n))))
+                            .collect(),
+                    ),
+                ),
+            ],
+            exclude,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_and_tuple_keys_become_what_python_writes() {
+        assert_eq!(bytes_repr(b"a'\\\x00\n"), r"b'a\'\\\x00\n'");
+        let metrics = Value::Map(vec![(
+            Value::Array(vec![Value::str("execute"), Value::str("x"), Value::Int(1)]),
+            Value::Bin(bytes::Bytes::from_static(b"\x01")),
+        )]);
+        assert_eq!(
+            plain(metrics),
+            Value::Map(vec![(
+                Value::str("['execute', 'x', 1]"),
+                Value::str(r"b'\x01'")
+            )])
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! `dump_state`: the scheduler's part of `Client.dump_cluster_state`, with
+//! Python's field names and other objects named by their Python `repr`.
+
+mod common;
+
+use common::*;
+use dask_wire::Value;
+
+fn dump(sim: &Sim, exclude: &[&str]) -> Value {
+    let exclude: Vec<String> = exclude.iter().map(|e| e.to_string()).collect();
+    Value::map(sim.s.dump_state(&exclude))
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_seq()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn tasks_workers_clients_and_groups_in_pythons_shape() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    sim.submit(&["b"], vec![t("a", &[]), t("b", &["a"])]);
+    let c = sim.one_compute();
+    sim.finish(&c);
+    assert_eq!(sim.one_compute().key, k("b"));
+
+    let d = dump(&sim, &["run_spec"]);
+    let tasks = d.get("tasks").unwrap();
+    let a = tasks.get("a").unwrap();
+    assert_eq!(a.get("state").and_then(Value::as_str), Some("memory"));
+    assert_eq!(a.get("nbytes").and_then(Value::as_i64), Some(100));
+    assert_eq!(
+        strs(a.get("dependents").unwrap()),
+        ["<TaskState 'b' processing>"]
+    );
+    let who_has = strs(a.get("who_has").unwrap());
+    assert_eq!(who_has.len(), 1);
+    assert!(
+        who_has[0].starts_with("<WorkerState 'tcp://a:1', name: ")
+            && who_has[0].ends_with("status: running, memory: 1, processing: 1>"),
+        "{who_has:?}"
+    );
+    let b = tasks.get("b").unwrap();
+    assert_eq!(
+        strs(b.get("dependencies").unwrap()),
+        ["<TaskState 'a' memory>"]
+    );
+    assert!(b
+        .get("processing_on")
+        .and_then(Value::as_str)
+        .is_some_and(|w| w.contains("'tcp://a:1'")));
+    assert_eq!(
+        b.get("prefix").and_then(Value::as_str),
+        Some("<b: processing: 1>")
+    );
+    assert_eq!(
+        strs(b.get("who_wants").unwrap()),
+        ["<Client 'Client-1'>"],
+        "the default client holds b"
+    );
+
+    let w = d.get("workers").unwrap().get("tcp://a:1").unwrap();
+    assert_eq!(
+        strs(w.get("processing").unwrap()),
+        ["<TaskState 'b' processing>"]
+    );
+    assert_eq!(strs(w.get("has_what").unwrap()), ["<TaskState 'a' memory>"]);
+    assert_eq!(w.get("nthreads").and_then(Value::as_i64), Some(1));
+
+    let groups = d.get("task_groups").unwrap();
+    let ga = groups.get("a").unwrap();
+    assert_eq!(
+        ga.get("states")
+            .unwrap()
+            .get("memory")
+            .and_then(Value::as_i64),
+        Some(1)
+    );
+    assert_eq!(ga.get("done"), Some(&Value::Bool(true)));
+    assert_eq!(
+        groups.get("b").unwrap().get("done"),
+        Some(&Value::Bool(false))
+    );
+
+    let client = d.get("clients").unwrap().get("Client-1").unwrap();
+    assert_eq!(
+        strs(client.get("wants_what").unwrap()),
+        ["<TaskState 'b' processing>"]
+    );
+    assert_eq!(d.get("transition_log"), Some(&Value::Array(vec![])));
+    assert!(d.get("transition_counter").and_then(Value::as_i64).unwrap() > 0);
+}
+
+#[test]
+fn excluded_names_are_left_out_at_every_level() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    sim.submit(&["a"], vec![t("a", &[])]);
+    let d = dump(&sim, &["who_has", "events", "processing"]);
+    assert!(d.get("events").is_none());
+    let a = d.get("tasks").unwrap().get("a").unwrap();
+    assert!(a.get("who_has").is_none());
+    assert!(a.get("state").is_some());
+    let w = d.get("workers").unwrap().get("tcp://a:1").unwrap();
+    assert!(w.get("processing").is_none() && w.get("has_what").is_some());
+}

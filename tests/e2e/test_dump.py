@@ -1,0 +1,92 @@
+"""``Client.dump_cluster_state`` through the Rust scheduler: the dump that
+Dask users attach to bug reports. Dask's own reader
+(``distributed.cluster_dump.DumpArtefact``) loads it; the scheduler's tasks,
+workers and clients have Python's field names, and every worker's own state
+is included. Every test also passes against the Python scheduler
+(``DASK_SCHEDULER_IMPL=python``).
+"""
+
+import pytest
+from distributed.cluster_dump import DumpArtefact
+
+from .cluster import wait_until
+from .helpers import inc, touch_then_sleep_until_file, unique
+
+
+def test_a_local_dump_has_scheduler_tasks_workers_and_versions(client, tmp_path):
+    done = client.submit(inc, 1, key=unique("dumpdone"))
+    assert done.result(timeout=30) == 2
+    started, stop = tmp_path / "started", tmp_path / "stop"
+    running = client.submit(touch_then_sleep_until_file, str(started), str(stop),
+                            key=unique("dumprunning"))
+    wait_until(started.exists, 60, "the task to start")
+    try:
+        client.dump_cluster_state(str(tmp_path / "dump"), format="yaml")
+    finally:
+        stop.touch()
+    dump = DumpArtefact.from_url(str(tmp_path / "dump.yaml"))
+
+    sched = dump["scheduler"]
+    assert sched["type"] == "Scheduler"
+    assert sched["address"] == client.scheduler.address
+    tasks = sched["tasks"]
+    assert tasks[done.key]["state"] == "memory"
+    assert tasks[done.key]["nbytes"] > 0
+    holder = client.who_has(done)[done.key][0]
+    assert len(tasks[done.key]["who_has"]) == 1 and holder in tasks[done.key]["who_has"][0]
+    assert tasks[running.key]["state"] == "processing"
+    assert "WorkerState" in tasks[running.key]["processing_on"]
+    assert "run_spec" not in tasks[done.key], "excluded by default"
+    assert done.key in [t["key"] for t in dump.scheduler_tasks_in_state("memory")]
+
+    # the workers the scheduler knows all answered with their own state
+    assert set(sched["workers"]) == set(client.scheduler_info()["workers"])
+    assert dump.missing_workers() == []
+    assert all(isinstance(w, dict) and "tasks" in w for w in dump["workers"].values())
+    assert running.key in [t["key"] for t in dump.worker_tasks_in_state("executing")]
+
+    my_client = [c for c in sched["clients"] if c == client.id]
+    assert my_client and any(done.key in r for r in sched["clients"][client.id]["wants_what"])
+    assert sched["memory"]["managed"] >= 0
+    assert set(dump["versions"]) == {"scheduler", "workers"}
+
+    # Dask's splitter of a dump into YAML files takes it too
+    dump.to_yamls(tmp_path / "yamls")
+    assert (tmp_path / "yamls" / "scheduler" / "tasks.yaml").exists()
+    client.cancel([done, running])
+
+
+def test_exclude_leaves_fields_out(client, tmp_path):
+    fut = client.submit(inc, 10, key=unique("dumpexcl"))
+    fut.result(timeout=30)
+    client.dump_cluster_state(str(tmp_path / "d"), exclude=["who_has", "annotations"])
+    dump = DumpArtefact.from_url(str(tmp_path / "d.msgpack.gz"))
+    task = dump["scheduler"]["tasks"][fut.key]
+    assert task["state"] == "memory"
+    assert "who_has" not in task and "annotations" not in task
+    client.cancel(fut)
+
+
+def test_a_dump_to_a_url_is_written_by_the_scheduler(client, tmp_path):
+    fut = client.submit(inc, 20, key=unique("dumpurl"))
+    fut.result(timeout=30)
+    # a "://" in the name: the scheduler writes it (fsspec), not the client
+    url = f"file://{tmp_path}/remote"
+    client.dump_cluster_state(url)
+    dump = DumpArtefact.from_url(str(tmp_path / "remote.msgpack.gz"))
+    assert dump["scheduler"]["tasks"][fut.key]["state"] == "memory"
+    assert dump.missing_workers() == []
+    client.cancel(fut)
+
+
+@pytest.mark.rust_only
+def test_story_says_no_transition_log_is_kept_and_ignore_gives_the_workers_stories(client):
+    fut = client.submit(inc, 30, key=unique("storied"))
+    fut.result(timeout=30)
+    with pytest.raises(NotImplementedError, match="get_story"):
+        client.story(fut.key)
+    stories = client.story(fut.key, on_error="ignore")
+    workers = set(client.scheduler_info()["workers"])
+    assert stories and all(s[0] in workers for s in stories)
+    assert any(fut.key in s for s in stories)
+    client.cancel(fut)
