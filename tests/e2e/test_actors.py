@@ -51,14 +51,20 @@ def test_tasks_call_an_actor(client):
     client.cancel(calls + [fut])
 
 
-def test_an_actor_whose_worker_dies_errs_and_is_not_recomputed(make_cluster):
+def actor_on_private_cluster(make_cluster, name):
+    """A two-worker cluster of the test's own, a client, and an actor on it:
+    ``(cluster, client, future, actor, address of its worker)``."""
     cluster = make_cluster([WorkerSpec(nthreads=1), WorkerSpec(nthreads=1)])
     c = cluster.client()
     c.wait_for_workers(2, timeout=60)
-    fut = c.submit(Counter, actor=True, key=unique("doomed"))
+    fut = c.submit(Counter, actor=True, key=unique(name))
     counter = fut.result(timeout=30)
+    return cluster, c, fut, counter, c.who_has(fut)[fut.key][0]
+
+
+def test_an_actor_whose_worker_dies_errs_and_is_not_recomputed(make_cluster):
+    cluster, c, fut, counter, addr = actor_on_private_cluster(make_cluster, "doomed")
     assert counter.increment().result(timeout=30) == 1
-    addr = c.who_has(fut)[fut.key][0]
     doomed = next(w for w in cluster.workers if cluster.address_of(w) == addr)
 
     cluster.kill_worker(doomed)
@@ -74,12 +80,7 @@ def test_an_actor_whose_worker_dies_errs_and_is_not_recomputed(make_cluster):
 
 
 def test_a_worker_holding_an_actor_is_not_retired(make_cluster):
-    cluster = make_cluster([WorkerSpec(nthreads=1), WorkerSpec(nthreads=1)])
-    c = cluster.client()
-    c.wait_for_workers(2, timeout=60)
-    fut = c.submit(Counter, actor=True, key=unique("pinned"))
-    counter = fut.result(timeout=30)
-    addr = c.who_has(fut)[fut.key][0]
+    _, c, fut, counter, addr = actor_on_private_cluster(make_cluster, "pinned")
 
     assert c.retire_workers([addr]) == {}
 

@@ -98,15 +98,7 @@ impl State {
     /// dependents that are not in memory with it. It is never recomputed:
     /// its state lived only in that worker.
     pub(crate) fn actor_lost(&mut self, id: TaskId) -> Recs {
-        let holders = std::mem::take(&mut self.task_mut(id).who_has);
-        let nbytes = self.task(id).nbytes;
-        for w in &holders {
-            if let Some(worker) = self.workers.get_mut(w) {
-                worker.has_what.remove(id);
-                worker.nbytes -= nbytes;
-            }
-        }
-        self.free_keys_on(id, &holders, "actor-lost");
+        self.release_replicas(id, "actor-lost");
         let exception = pickle::call(
             "builtins",
             "RuntimeError",

@@ -14,7 +14,7 @@
 use crate::coordination::python_repr;
 use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::state::State;
-use crate::stats::state_index;
+use crate::stats::{state_index, ALL_TASK_STATES as STATES};
 use crate::task::{Task, TaskState};
 use crate::worker::Worker;
 use dask_wire::Value;
@@ -22,17 +22,6 @@ use rustc_hash::FxHashMap;
 
 /// Per-state task counts, by [`state_index`].
 type StateCounts = [u64; 8];
-
-const STATES: [TaskState; 8] = [
-    TaskState::Released,
-    TaskState::Waiting,
-    TaskState::NoWorker,
-    TaskState::Queued,
-    TaskState::Processing,
-    TaskState::Memory,
-    TaskState::Erred,
-    TaskState::Forgotten,
-];
 
 /// A map of `entries` without the names in `exclude` (Python's `exclude`
 /// applies at every level of the dump).

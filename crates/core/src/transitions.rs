@@ -138,6 +138,20 @@ impl State {
         recs
     }
 
+    /// Every holder of in-memory task `id` drops it: out of `who_has`, the
+    /// workers' `has_what` and bytes, and a `free-keys` to each.
+    pub(crate) fn release_replicas(&mut self, id: TaskId, why: &str) {
+        let holders = std::mem::take(&mut self.task_mut(id).who_has);
+        let nbytes = self.task(id).nbytes;
+        for w in &holders {
+            if let Some(worker) = self.workers.get_mut(w) {
+                worker.has_what.remove(id);
+                worker.nbytes -= nbytes;
+            }
+        }
+        self.free_keys_on(id, &holders, why);
+    }
+
     /// Take a processing task off its worker; returns the worker if it is still connected.
     pub(crate) fn detach_from_worker(&mut self, id: TaskId) -> Option<WorkerId> {
         self.steals.remove(&id);
@@ -416,15 +430,7 @@ impl State {
                 _ => {}
             }
         }
-        let holders = std::mem::take(&mut self.task_mut(id).who_has);
-        let nbytes = self.task(id).nbytes;
-        for w in &holders {
-            if let Some(worker) = self.workers.get_mut(w) {
-                worker.has_what.remove(id);
-                worker.nbytes -= nbytes;
-            }
-        }
-        self.free_keys_on(id, &holders, "memory-released");
+        self.release_replicas(id, "memory-released");
         self.task_mut(id).state = TaskState::Released;
         self.count_state_as(id, TaskState::Released);
         if !self.task(id).who_wants.is_empty() {

@@ -16,6 +16,18 @@ fn actor_flag(c: &Compute) -> Option<bool> {
     }
 }
 
+/// Two workers, and an actor `counter` computed on one of them (its
+/// `compute-task` is returned).
+fn counter_in_memory() -> (Sim, Compute) {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    sim.worker("tcp://b:1", 1);
+    sim.submit_actors(&["counter"], vec![t("counter", &[])]);
+    let c = sim.one_compute();
+    sim.finish(&c);
+    (sim, c)
+}
+
 #[test]
 fn actors_go_to_the_worker_with_fewest_actors_and_the_worker_is_told() {
     let mut sim = Sim::new();
@@ -73,12 +85,7 @@ fn many_actors_are_assigned_at_once_never_queued() {
 
 #[test]
 fn an_actor_whose_worker_dies_errs_with_its_dependents_and_is_not_rerun() {
-    let mut sim = Sim::new();
-    sim.worker("tcp://a:1", 1);
-    sim.worker("tcp://b:1", 1);
-    sim.submit_actors(&["counter"], vec![t("counter", &[])]);
-    let c = sim.one_compute();
-    sim.finish(&c);
+    let (mut sim, c) = counter_in_memory();
     // a task that uses the actor, still waiting for a worker slot
     sim.submit(&["use"], vec![t("use", &["counter"])]);
     sim.one_compute();
@@ -110,12 +117,7 @@ fn an_actor_whose_worker_dies_errs_with_its_dependents_and_is_not_rerun() {
 
 #[test]
 fn a_worker_holding_an_actor_is_not_retired_until_the_actor_is_released() {
-    let mut sim = Sim::new();
-    sim.worker("tcp://a:1", 1);
-    sim.worker("tcp://b:1", 1);
-    sim.submit_actors(&["counter"], vec![t("counter", &[])]);
-    let c = sim.one_compute();
-    sim.finish(&c);
+    let (mut sim, c) = counter_in_memory();
     sim.clear();
     assert!(sim.s.start_retirement(c.worker, "retire-test"));
     assert_eq!(
