@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 import uuid
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from .cluster import wait_until
 
 
@@ -75,6 +77,20 @@ class Counter:
 def call_increment(counter):
     """A task that calls an actor's method from its worker."""
     return counter.increment().result()
+
+
+class StampMetadata(WorkerPlugin):
+    """A worker plugin that puts ``{"stamped": <key>}`` in the metadata of
+    every task its worker computes (what ``get_task_metadata`` reports)."""
+
+    name = "stamp-metadata"
+
+    def setup(self, worker):
+        self.tasks = worker.state.tasks
+
+    def transition(self, key, start, finish, **kwargs):
+        if start == "executing" and finish == "memory":
+            self.tasks[key].metadata["stamped"] = str(key)
 
 
 # ---- helpers for the test process ----------------------------------------

@@ -7,10 +7,11 @@ is included. Every test also passes against the Python scheduler
 """
 
 import pytest
+from distributed import get_task_metadata, wait
 from distributed.cluster_dump import DumpArtefact
 
 from .cluster import wait_until
-from .helpers import inc, touch_then_sleep_until_file, unique
+from .helpers import StampMetadata, div, inc, touch_then_sleep_until_file, unique
 
 
 def test_a_local_dump_has_scheduler_tasks_workers_and_versions(client, tmp_path):
@@ -90,3 +91,18 @@ def test_story_says_no_transition_log_is_kept_and_ignore_gives_the_workers_stori
     assert stories and all(s[0] in workers for s in stories)
     assert any(fut.key in s for s in stories)
     client.cancel(fut)
+
+
+def test_get_task_metadata_reports_final_states_and_worker_metadata(client):
+    client.register_plugin(StampMetadata(), name="stamp-metadata")
+    with client.as_current(), get_task_metadata() as tasks:
+        ok = client.submit(inc, 1, key=unique("mdok"))
+        bad = client.submit(div, 1, 0, key=unique("mdbad"))
+        wait([ok, bad], timeout=30)
+    assert tasks.state == {ok.key: "memory", bad.key: "erred"}
+    assert tasks.metadata[ok.key] == {"stamped": ok.key}
+    assert not tasks.metadata[bad.key]
+    # outside a block nothing is collected, and a block no one opened is an error
+    with pytest.raises(ValueError, match="exactly one"):
+        client.sync(client.scheduler.stop_task_metadata, name="never-opened")
+    client.cancel([ok, bad])

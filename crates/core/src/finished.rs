@@ -50,6 +50,10 @@ pub struct TaskFinished {
     /// The whole op map as msgpack, when read by [`TaskFinished::decode`]
     /// (a slice of the frame, no copy): what the task stream records.
     pub source: Option<bytes::Bytes>,
+    /// The worker's `metadata` map, when read by
+    /// [`TaskFinished::from_value`] and not empty; [`TaskFinished::decode`]
+    /// leaves it in `source` (see [`TaskFinished::metadata`]).
+    pub metadata_value: Option<Value>,
 }
 
 /// What each field of a `task-finished` map is to the scheduler.
@@ -60,6 +64,7 @@ enum Field {
     Type,
     StartStops,
     StimulusId,
+    Metadata,
     Other,
 }
 
@@ -76,6 +81,7 @@ impl Field {
             Some(b"type") => Field::Type,
             Some(b"startstops") => Field::StartStops,
             Some(b"stimulus_id") => Field::StimulusId,
+            Some(b"metadata") => Field::Metadata,
             _ => Field::Other,
         }
     }
@@ -163,8 +169,27 @@ impl TaskFinished {
                     bytes::Bytes::from(out)
                 })
             }
+            Field::Metadata => {
+                self.metadata_value =
+                    Some(v.clone()).filter(|m| m.as_map().is_some_and(|m| !m.is_empty()))
+            }
             Field::Other => {}
         }
+    }
+
+    /// The worker's `metadata` (what `get_task_metadata` reports), nil if
+    /// it sent none or an empty map: read from `source` only when asked,
+    /// so the hot path does not decode it.
+    pub fn metadata(&self) -> Value {
+        if let Some(m) = &self.metadata_value {
+            return m.clone();
+        }
+        self.source
+            .as_ref()
+            .and_then(|b| dask_wire::msgpack::decode(b).ok())
+            .and_then(|m| m.get("metadata").cloned())
+            .filter(|m| m.as_map().is_some_and(|m| !m.is_empty()))
+            .unwrap_or(Value::Nil)
     }
 
     /// Read the fields straight from the msgpack bytes of one `task-finished`
@@ -181,7 +206,7 @@ impl TaskFinished {
         let mut t = TaskFinished::default();
         for _ in 0..n {
             match Field::named(field_name(&mut r, MAP + 1)?) {
-                Field::Other => r.skip(MAP + 1)?,
+                Field::Other | Field::Metadata => r.skip(MAP + 1)?,
                 Field::StartStops => t.startstops = decode_startstops(&mut r, MAP + 1)?,
                 // the bytes, not a value: most keys are found by them
                 Field::Key => {

@@ -384,6 +384,9 @@ impl State {
         }
 
         self.mark_actors(&graph.actors);
+        if self.task_metadata.is_active() {
+            self.watch_task_metadata(&graph.requested);
+        }
         // every requested position was walked, so it has an id
         let mut requested: Vec<TaskId> = requested_known;
         requested.extend(requested_pos.iter().filter_map(|&gi| ids[gi as usize]));

@@ -45,6 +45,7 @@ pub mod stealing;
 pub mod task;
 pub mod taskgroups;
 pub mod taskidset;
+pub mod taskmetadata;
 pub mod taskstream;
 pub mod timedelta;
 pub mod transitions;

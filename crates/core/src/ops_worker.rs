@@ -498,6 +498,9 @@ impl State {
         if let Some(source) = &fields.source {
             self.record_task_stream(w, source, &fields.startstops);
         }
+        if self.task_metadata.is_active() {
+            self.collect_task_metadata(id, TaskState::Memory, fields.metadata());
+        }
 
         let mut recs = self.dependents_ready(id);
         for dep in self.task(id).dependencies.clone() {

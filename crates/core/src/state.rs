@@ -117,6 +117,8 @@ pub struct State {
     pub(crate) semaphores: crate::semaphores::Semaphores,
     /// P2P shuffles and rechunks (specs, runs, restrictions).
     pub(crate) p2p: crate::p2p::P2p,
+    /// Open `get_task_metadata` blocks.
+    pub(crate) task_metadata: crate::taskmetadata::TaskMetadataCollectors,
     /// `set_metadata` values (a nested map).
     pub(crate) metadata: Value,
     /// The live tasks marked as actors (few): where each runs or is held
@@ -227,6 +229,7 @@ impl State {
             coordination: Default::default(),
             semaphores: Default::default(),
             p2p: Default::default(),
+            task_metadata: Default::default(),
             metadata: Value::Map(Vec::new()),
             actor_tasks: Default::default(),
             queues: Default::default(),

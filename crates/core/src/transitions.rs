@@ -493,6 +493,9 @@ impl State {
             let msg = self.task_erred_msg(id);
             self.report_to_wanters(id, msg);
         }
+        if self.task_metadata.is_active() {
+            self.collect_task_metadata(id, TaskState::Erred, Value::Nil);
+        }
         recs.extend(self.release_fire_and_forget(id));
         recs
     }

@@ -1,4 +1,5 @@
-//! `dump_state`: the scheduler's part of `Client.dump_cluster_state`, with
+//! Debugging helpers: `dump_state` (the scheduler's part of
+//! `Client.dump_cluster_state`) and `get_task_metadata` blocks. The dump has
 //! Python's field names and other objects named by their Python `repr`.
 
 mod common;
@@ -107,4 +108,46 @@ fn excluded_names_are_left_out_at_every_level() {
     assert!(a.get("state").is_some());
     let w = d.get("workers").unwrap().get("tcp://a:1").unwrap();
     assert!(w.get("processing").is_none() && w.get("has_what").is_some());
+}
+
+#[test]
+fn a_task_metadata_block_keeps_its_requested_keys_final_states_and_metadata() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 4);
+    sim.s.start_task_metadata("block");
+    sim.submit(
+        &["b", "c", "d"],
+        vec![t("a", &[]), t("b", &["a"]), t("c", &[]), t("d", &[])],
+    );
+    let meta = |k: &str, v: i64| Value::map([(k, Value::Int(v))]);
+    for c in sim.computes() {
+        if c.key == k("a") {
+            sim.finish(&c);
+        } else if c.key == k("c") {
+            // read from the worker's bytes (the server's path)
+            let msg = task_finished_msg(&c.key, c.run_id, 8, sim.now);
+            let tf = decode_task_finished(&with_field(msg, "metadata", meta("x", 1)));
+            sim.finish_typed(c.worker, &tf);
+        } else {
+            assert_eq!(c.key, k("d"));
+            sim.fail(&c, exception("boom"));
+        }
+    }
+    let b = sim.one_compute();
+    let msg = task_finished_msg(&b.key, b.run_id, 8, sim.now);
+    sim.wop(b.worker, with_field(msg, "metadata", meta("y", 2)))
+        .unwrap();
+
+    let got = sim.s.stop_task_metadata("block").unwrap();
+    let state = key_map(got.get("state").unwrap());
+    assert_eq!(state.len(), 3, "only the requested keys: {state:?}");
+    assert_eq!(state[&k("b")].as_str(), Some("memory"));
+    assert_eq!(state[&k("c")].as_str(), Some("memory"));
+    assert_eq!(state[&k("d")].as_str(), Some("erred"));
+    let metadata = key_map(got.get("metadata").unwrap());
+    assert_eq!(metadata[&k("b")], meta("y", 2));
+    assert_eq!(metadata[&k("c")], meta("x", 1));
+    assert_eq!(metadata[&k("d")], Value::Nil);
+    // closed: a second stop finds nothing
+    assert!(sim.s.stop_task_metadata("block").is_err());
 }

@@ -340,6 +340,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "register_scheduler_plugin" => register_scheduler_plugin(sched, msg).await?,
         "set_metadata" | "get_metadata" => metadata(sched, op, msg).await?,
         "replicate" => super::replicas::rpc_replicate(sched, msg).await?,
+        "start_task_metadata" | "stop_task_metadata" => task_metadata(sched, op, msg).await?,
         "get_cluster_state" => super::dump::rpc_get_cluster_state(sched, msg).await?,
         "dump_cluster_state_to_url" => super::dump::rpc_dump_to_url(sched, msg).await?,
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
@@ -363,6 +364,28 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             ));
         }
     })
+}
+
+/// `start_task_metadata(name)` / `stop_task_metadata(name)`: the two ends
+/// of a client's `with get_task_metadata():` block.
+async fn task_metadata(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
+    let name = msg
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| error_reply("TypeError", &format!("{op} needs a 'name'")))?
+        .to_string();
+    if op == "start_task_metadata" {
+        sched
+            .with_state(move |s, _| s.start_task_metadata(&name))
+            .await
+            .ok_or_else(super::errors::shutting_down)?;
+        return Ok(Value::Nil);
+    }
+    sched
+        .with_state(move |s, _| s.stop_task_metadata(&name))
+        .await
+        .ok_or_else(super::errors::shutting_down)?
+        .map_err(|e| error_reply("ValueError", &e))
 }
 
 /// `set_metadata(keys, value)` / `get_metadata(keys, default)`. Python's
