@@ -30,6 +30,7 @@ def test_a_local_dump_has_scheduler_tasks_workers_and_versions(client, tmp_path)
     sched = dump["scheduler"]
     assert sched["type"] == "Scheduler"
     assert sched["address"] == client.scheduler.address
+    assert sched["n_workers"] == len(client.scheduler_info()["workers"])
     tasks = sched["tasks"]
     assert tasks[done.key]["state"] == "memory"
     assert tasks[done.key]["nbytes"] > 0

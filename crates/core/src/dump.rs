@@ -167,7 +167,7 @@ impl State {
     }
 
     /// The scheduler's part of a cluster dump (the caller adds the server's
-    /// own fields: `id`, `address`, `status`, `services`, ...).
+    /// identity: `id`, `address`, `services`, the cluster totals, ...).
     pub fn dump_state(&self, exclude: &[String]) -> Vec<(&'static str, Value)> {
         let mut groups: FxHashMap<u32, StateCounts> = FxHashMap::default();
         let mut prefixes: FxHashMap<u32, StateCounts> = FxHashMap::default();
@@ -275,11 +275,7 @@ impl State {
                 })
                 .collect(),
         );
-        let (n, threads, memory_limit) = self.cluster_totals();
         vec![
-            ("n_workers", Value::from(n)),
-            ("total_threads", Value::Int(threads)),
-            ("total_memory", Value::Int(memory_limit)),
             (
                 "transition_counter",
                 Value::Int(self.transition_counter as i64),

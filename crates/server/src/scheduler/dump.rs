@@ -31,19 +31,13 @@ fn exclude_of(msg: &Value) -> Vec<String> {
 
 /// The whole dump: `{"scheduler": ..., "workers": ..., "versions": ...}`.
 async fn cluster_state(sched: &Arc<Scheduler>, exclude: Vec<String>) -> Result<Value, Value> {
-    let info = &sched.info;
-    let services = match info.dashboard_port {
-        Some(p) => Value::map([("dashboard", Value::Int(i64::from(p)))]),
-        None => Value::Map(Vec::new()),
-    };
-    let mut scheduler = Value::map([
-        ("type", Value::str("Scheduler")),
-        ("id", Value::str(info.id.as_str())),
-        ("address", Value::str(info.address.as_str())),
-        ("status", Value::str("running")),
-        ("started", Value::Float(info.started)),
-        ("services", services),
-    ]);
+    // the server's identity (type, id, address, services, started, totals);
+    // its `workers` entry is replaced by the dump's below
+    let mut scheduler = sched.identity(0).await;
+    if scheduler.as_map().is_none() {
+        return Err(shutting_down());
+    }
+    scheduler.set("status", Value::str("running"));
     let ex = exclude.clone();
     let (state, addresses) = sched
         .with_state(move |s, _| (s.dump_state(&ex), s.broadcast_targets(None, None)))
