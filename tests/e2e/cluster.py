@@ -289,11 +289,14 @@ class Scheduler(ManagedProcess):
         dashboard: bool = True,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        scheme: str = "tcp",
     ):
+        """``scheme``: what the scheduler listens on (``tls`` when its
+        arguments or environment ask for TLS)."""
         check_rust_binary()
         self.port = port or free_port()
         self.dashboard_port = free_port() if dashboard else None
-        self.address = f"tcp://{HOST}:{self.port}"
+        self.address = f"{scheme}://{HOST}:{self.port}"
         argv = scheduler_argv(self.port, self.dashboard_port, host, list(extra), python)
         super().__init__(argv, Path(log_dir) / f"scheduler-{self.port}.log", env)
         if wait:
@@ -380,8 +383,17 @@ class Worker(ManagedProcess):
 class Cluster:
     """A scheduler, some workers and the clients connected to them."""
 
-    def __init__(self, tmp_dir: Path, workers: Iterable[WorkerSpec] = (), **scheduler_kwargs):
+    def __init__(
+        self,
+        tmp_dir: Path,
+        workers: Iterable[WorkerSpec] = (),
+        security=None,
+        **scheduler_kwargs,
+    ):
+        """``security``: the ``distributed.Security`` every client of the
+        harness connects with (for a ``tls://`` scheduler)."""
         self.tmp_dir = Path(tmp_dir)
+        self.security = security
         self.scheduler = Scheduler(self.tmp_dir, **scheduler_kwargs)
         self.workers: list[Worker] = []
         self.clients: list = []
@@ -419,6 +431,8 @@ class Cluster:
     def client(self, timeout: float = CLIENT_TIMEOUT, **kwargs):
         from distributed import Client
 
+        if self.security is not None:
+            kwargs.setdefault("security", self.security)
         try:
             c = Client(self.address, timeout=timeout, **kwargs)
         except Exception as exc:
@@ -432,7 +446,12 @@ class Cluster:
             from distributed import Client
 
             try:
-                self._admin = Client(self.address, timeout=CLIENT_TIMEOUT, set_as_default=False)
+                self._admin = Client(
+                    self.address,
+                    timeout=CLIENT_TIMEOUT,
+                    set_as_default=False,
+                    security=self.security,
+                )
             except Exception as exc:
                 raise AssertionError(
                     f"Client could not connect: {exc!r}\n{self.diagnostics()}"

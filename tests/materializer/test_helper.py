@@ -1156,3 +1156,29 @@ def test_order_computed_in_a_forked_child_is_dask_order(helper):
     children = Path(f"/proc/{helper.proc.pid}/task/{helper.proc.pid}/children")
     if children.exists():
         assert children.read_text().strip() == ""
+
+
+def test_config_reports_comm_security(tmp_path):
+    """The ``distributed.comm`` settings the scheduler's TLS set-up reads."""
+    env = {k: v for k, v in helper_env().items() if not k.startswith("DASK_DISTRIBUTED__COMM")}
+    (tmp_path / "comm.yaml").write_text(
+        "distributed:\n  comm:\n    require-encryption: true\n    tls:\n"
+        "      ca-file: /etc/dask/ca.pem\n      min-version: 1.3\n"
+        "      scheduler:\n        cert: /etc/dask/s.pem\n"
+    )
+    env["DASK_CONFIG"] = str(tmp_path)
+    h = Helper(env={**env, "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY": "/etc/dask/s.key"})
+    try:
+        comm = ok(h.call({"op": "config"}))["config"]["comm"]
+        assert comm == {
+            "ca-file": "/etc/dask/ca.pem",
+            "cert": "/etc/dask/s.pem",
+            "key": "/etc/dask/s.key",
+            "min-version": 1.3,
+            "max-version": None,
+            "ciphers": None,
+            "require-encryption": True,
+            "default-scheme": "tcp",
+        }
+    finally:
+        h.close()

@@ -1,10 +1,11 @@
 //! Command line, compatible with `dask scheduler` (`distributed/cli/dask_scheduler.py`).
 //!
-//! Options of the Python CLI that this scheduler cannot honour (TLS, other
-//! protocols, preloads, Jupyter) are still accepted so that existing
+//! Options of the Python CLI that this scheduler cannot honour (protocols
+//! other than tcp and tls, preloads, Jupyter) are still accepted so that existing
 //! deployments start; [`Cli::validate`] turns the unsupported ones into a
 //! clear startup error or a warning.
 
+use crate::net::Scheme;
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -43,19 +44,19 @@ pub struct Cli {
     #[arg(long)]
     pub interface: Option<String>,
 
-    /// Protocol like tcp, tls, or ucx (only tcp is supported)
+    /// Protocol like tcp, tls, or ucx (tcp and tls are supported)
     #[arg(long)]
     pub protocol: Option<String>,
 
-    /// CA cert(s) file for TLS (in PEM format) [not supported]
+    /// CA cert(s) file for TLS (in PEM format)
     #[arg(long)]
     pub tls_ca_file: Option<PathBuf>,
 
-    /// certificate file for TLS (in PEM format) [not supported]
+    /// certificate file for TLS (in PEM format)
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
 
-    /// private key file for TLS (in PEM format) [not supported]
+    /// private key file for TLS (in PEM format)
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
 
@@ -155,15 +156,7 @@ impl Cli {
     /// accepted but ignored, and an error for the ones that cannot work.
     pub fn validate(&self) -> anyhow::Result<Vec<String>> {
         let mut warnings = Vec::new();
-        if let Some(p) = self.protocol.as_deref() {
-            let p = p.trim_end_matches("://");
-            if p != "tcp" {
-                bail!("--protocol {p:?} is not supported by this scheduler; only tcp is");
-            }
-        }
-        if self.tls_ca_file.is_some() || self.tls_cert.is_some() || self.tls_key.is_some() {
-            bail!("TLS (--tls-ca-file/--tls-cert/--tls-key) is not supported by this scheduler; only tcp:// is");
-        }
+        self.requested_scheme()?;
         if !self.preload_argv.is_empty() && self.preload.is_empty() {
             if let Some(opt) = self.preload_argv.iter().find(|a| a.starts_with('-')) {
                 bail!("No such option: {opt} (see '--help' for valid options)");
@@ -200,19 +193,34 @@ impl Cli {
         !self.no_dashboard
     }
 
-    /// The address to bind the scheduler's TCP listener to.
-    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        if let Some(p) = self.protocol.as_deref() {
-            let p = p.trim_end_matches("://");
-            if p != "tcp" {
-                bail!("--protocol {p:?} is not supported by this scheduler; only tcp is");
-            }
+    /// True when any of `--tls-ca-file`, `--tls-cert`, `--tls-key` is given
+    /// (Python then listens on `tls://` and requires encryption).
+    pub fn tls_flags_given(&self) -> bool {
+        self.tls_ca_file.is_some() || self.tls_cert.is_some() || self.tls_key.is_some()
+    }
+
+    /// The scheme `--host` or `--protocol` asks for, if any (a scheme in
+    /// `--host` wins, as in distributed's `address_from_user_args`).
+    pub fn requested_scheme(&self) -> anyhow::Result<Option<Scheme>> {
+        if let Some((name, _)) = self.host.trim().split_once("://") {
+            return scheme_named(name, "--host");
         }
+        match self.protocol.as_deref() {
+            Some(p) => scheme_named(p.trim_end_matches("://"), "--protocol"),
+            None => Ok(None),
+        }
+    }
+
+    /// The address to bind the scheduler's listener to.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.requested_scheme()?;
         let host_arg = self.host.trim();
         if self.interface.is_some() && !host_arg.is_empty() {
             bail!("Can not specify both --interface and --host");
         }
-        let loc = strip_tcp_scheme(host_arg)?;
+        let loc = host_arg
+            .split_once("://")
+            .map_or(host_arg, |(_, rest)| rest);
         let (host, host_port) = split_host_port(loc)?;
         let port = match (host_port, self.port) {
             (Some(hp), Some(p)) if hp != 0 && hp != p => {
@@ -266,27 +274,28 @@ impl Cli {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
-    /// The `tcp://IP:PORT` address clients and workers should use to reach a
-    /// listener bound to `bound`: a wildcard bind is replaced by this host's
-    /// primary IP (like distributed's `get_ip()`), falling back to 127.0.0.1.
-    pub fn contact_address(&self, bound: SocketAddr) -> String {
+    /// The `tcp://IP:PORT` (or `tls://`) address clients and workers should
+    /// use to reach a listener bound to `bound`: a wildcard bind is replaced
+    /// by this host's primary IP (like distributed's `get_ip()`), falling
+    /// back to 127.0.0.1.
+    pub fn contact_address(&self, bound: SocketAddr, scheme: Scheme) -> String {
         let ip = if bound.ip().is_unspecified() {
             primary_ip()
         } else {
             bound.ip()
         };
-        format!("tcp://{}", SocketAddr::new(ip, bound.port()))
+        crate::net::conn::uri(scheme, SocketAddr::new(ip, bound.port()))
     }
 }
 
-/// Remove a `tcp://` prefix; any other scheme is an error naming it.
-fn strip_tcp_scheme(addr: &str) -> anyhow::Result<&str> {
-    match addr.split_once("://") {
-        Some(("tcp", rest)) => Ok(rest),
-        Some((scheme, _)) => {
-            bail!("address {addr:?} uses {scheme}://, which this scheduler does not support; only tcp:// is")
-        }
-        None => Ok(addr),
+/// A scheme this scheduler can listen on; any other is an error naming it.
+fn scheme_named(name: &str, option: &str) -> anyhow::Result<Option<Scheme>> {
+    match Scheme::parse(name) {
+        Some(s) => Ok(Some(s)),
+        None => bail!(
+            "{option} asks for {name}://, which this scheduler does not support; \
+             only tcp:// and tls:// are"
+        ),
     }
 }
 
@@ -471,6 +480,8 @@ mod tests {
             (&["--host", "localhost", "--port", "1234"], "127.0.0.1:1234"),
             (&["--protocol", "tcp", "--port", "5"], "0.0.0.0:5"),
             (&["--protocol", "tcp://"], "0.0.0.0:8786"),
+            (&["--protocol", "tls"], "0.0.0.0:8786"),
+            (&["--host", "tls://127.0.0.1:9003"], "127.0.0.1:9003"),
             (&["--interface", "lo"], "127.0.0.1:8786"),
         ];
         for (args, want) in cases {
@@ -483,9 +494,9 @@ mod tests {
     #[test]
     fn bad_listen_addresses() {
         let cases: &[&[&str]] = &[
-            &["--protocol", "tls"],
             &["--protocol", "ucx"],
-            &["--host", "tls://1.2.3.4"],
+            &["--host", "ws://1.2.3.4"],
+            &["--host", "ucx://1.2.3.4", "--protocol", "tcp"],
             &["--host", "127.0.0.1:9000", "--port", "9001"],
             &["--host", "::1"],
             &["--host", "1.2.3.4:http"],
@@ -501,6 +512,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ucx"), "{e}");
+        let schemes: &[(&[&str], Option<Scheme>)] = &[
+            (&[], None),
+            (&["--protocol", "tls"], Some(Scheme::Tls)),
+            (
+                &["--host", "tls://h", "--protocol", "tcp"],
+                Some(Scheme::Tls),
+            ),
+            (&["--host", "tcp://h"], Some(Scheme::Tcp)),
+        ];
+        for (args, want) in schemes {
+            assert_eq!(cli(args).requested_scheme().unwrap(), *want, "{args:?}");
+        }
         let e = cli(&["--interface", "nope0"])
             .listen_addr()
             .unwrap_err()
@@ -610,18 +633,27 @@ mod tests {
         let e = cli(&["--bogus"]).validate().unwrap_err().to_string();
         assert!(e.contains("No such option: --bogus"), "{e}");
         assert!(Cli::try_parse_from(["dask-scheduler", "--tls-cert", "c.pem"]).is_ok());
-        assert!(cli(&["--tls-cert", "c.pem"]).validate().is_err());
+        assert!(cli(&["--tls-cert", "c.pem"]).validate().is_ok());
+        assert!(cli(&["--tls-cert", "c.pem"]).tls_flags_given());
+        assert!(!cli(&[]).tls_flags_given());
     }
 
     #[test]
     fn contact_addresses() {
         let c = cli(&[]);
         assert_eq!(
-            c.contact_address(sa("127.0.0.1:8786")),
+            c.contact_address(sa("127.0.0.1:8786"), Scheme::Tcp),
             "tcp://127.0.0.1:8786"
         );
-        assert_eq!(c.contact_address(sa("[::1]:1")), "tcp://[::1]:1");
-        let wild = c.contact_address(sa("0.0.0.0:8786"));
+        assert_eq!(
+            c.contact_address(sa("127.0.0.1:8786"), Scheme::Tls),
+            "tls://127.0.0.1:8786"
+        );
+        assert_eq!(
+            c.contact_address(sa("[::1]:1"), Scheme::Tcp),
+            "tcp://[::1]:1"
+        );
+        let wild = c.contact_address(sa("0.0.0.0:8786"), Scheme::Tcp);
         assert!(
             wild.starts_with("tcp://") && wild.ends_with(":8786"),
             "{wild}"

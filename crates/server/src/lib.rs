@@ -1,4 +1,5 @@
-//! The `dask-scheduler` server: networking, CLI, HTTP, logging, files.
+//! The `dask-scheduler` server: networking, CLI, HTTP, logging, files,
+//! comm security.
 
 pub mod cli;
 pub mod files;
@@ -9,3 +10,4 @@ pub mod materializer;
 pub mod metrics;
 pub mod net;
 pub mod scheduler;
+pub mod security;

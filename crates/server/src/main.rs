@@ -7,7 +7,9 @@ use dask_scheduler::cli::Cli;
 use dask_scheduler::materializer::{Availability, MaterializerConfig, MaterializerPool};
 use dask_scheduler::net::listener;
 use dask_scheduler::net::rpc::RpcPool;
+use dask_scheduler::net::Scheme;
 use dask_scheduler::scheduler::{connection::Router, now, Scheduler, SchedulerInfo};
+use dask_scheduler::security::CommPlan;
 use dask_scheduler::{files, http, logging};
 use dask_wire::frames::FrameLimits;
 use std::sync::Arc;
@@ -91,13 +93,16 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     })
     .await;
     let sched_materializer = materializer.clone();
+    let (config, extras) = dask_scheduler::scheduler::config::load(&sched_materializer).await;
+    let comm_plan = CommPlan::decide(&cli, &extras.comm)?;
+    let security = comm_plan.load()?;
 
     let bind = cli.listen_addr()?;
     let tcp = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding the scheduler to {bind}"))?;
     let bound = tcp.local_addr()?;
-    let address = cli.contact_address(bound);
+    let address = cli.contact_address(bound, comm_plan.scheme);
 
     let dashboard = match cli.dashboard_addr()? {
         Some(addr) => {
@@ -119,7 +124,6 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         dashboard_port,
         started: now(),
     };
-    let (config, extras) = dask_scheduler::scheduler::config::load(&sched_materializer).await;
     if let (false, Some(level)) = (explicit_log_level, extras.log_level.as_deref()) {
         // Dask's `logging:` config (YAML or DASK_LOGGING__*), as Python resolved it.
         logging::set_level(level);
@@ -146,7 +150,7 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         .idle_timeout()?
         .or(extras.idle_timeout.map(Duration::from_secs_f64));
     let state = dask_core::State::new(config);
-    let rpc = RpcPool::new(limits, Duration::from_secs(10));
+    let rpc = RpcPool::with_security(limits, Duration::from_secs(10), security.clone());
     let (sched, event_loop) =
         Scheduler::start(info.clone(), state, rpc, materializer, idle_timeout);
     // before any worker can register: every worker gets it
@@ -181,7 +185,11 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let handler = Arc::new(Router {
         scheduler: sched.clone(),
     });
-    tokio::spawn(listener::serve(tcp, limits, handler));
+    let listener_tls = match comm_plan.scheme {
+        Scheme::Tls => security.tls.clone(),
+        Scheme::Tcp => None,
+    };
+    tokio::spawn(listener::serve(tcp, limits, listener_tls, handler));
 
     tokio::select! {
         _ = event_loop => tracing::info!("Scheduler closing"),

@@ -280,11 +280,16 @@ async fn garbage_handshakes_are_rejected() {
 #[tokio::test]
 async fn dial_errors_are_quick_and_clear() {
     let limits = FrameLimits::default();
+    // tls:// without a TLS set-up names what is missing
     let e = Conn::dial("tls://127.0.0.1:1", limits, T)
         .await
         .unwrap_err();
     assert!(matches!(e, ConnError::BadAddress { .. }), "{e:?}");
-    assert!(e.to_string().contains("tls"), "{e}");
+    assert!(e.to_string().contains("--tls-ca-file"), "{e}");
+    let e = Conn::dial("ucx://127.0.0.1:1", limits, T)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("\"ucx\""), "{e}");
 
     // Nothing listening: refused immediately.
     let port = {
@@ -328,7 +333,7 @@ async fn dial_errors_are_quick_and_clear() {
 
 #[tokio::test]
 async fn stale_detection() {
-    let (a, b) = pair(FrameLimits::default()).await;
+    let (a, mut b) = pair(FrameLimits::default()).await;
     assert!(!b.is_stale());
     drop(a);
     // The FIN takes a moment to arrive.

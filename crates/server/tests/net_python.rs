@@ -70,7 +70,7 @@ async fn python_client_handshakes_with_our_listener() {
     let Some(py) = python() else { return };
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("tcp://{}", l.local_addr().unwrap());
-    tokio::spawn(serve(l, FrameLimits::default(), Arc::new(Echo)));
+    tokio::spawn(serve(l, FrameLimits::default(), None, Arc::new(Echo)));
     let out = tokio::time::timeout(
         T,
         Command::new(py)

@@ -98,6 +98,7 @@ async fn fake_worker() -> (Arc<FakeWorker>, String) {
     tokio::spawn(serve(
         l,
         FrameLimits::default(),
+        None,
         Arc::new(Handler(w.clone())),
     ));
     (w, addr)

@@ -1080,7 +1080,34 @@ def op_config(req):
                 str(k): float(parse_timedelta(v))
                 for k, v in (get("distributed.scheduler.default-task-durations") or {}).items()
             },
+            "comm": _comm_security_config(get),
         },
+    }
+
+
+def _comm_security_config(get):
+    """The ``distributed.comm`` settings ``Security`` reads for the scheduler
+    (TLS files or inline PEM, versions, ciphers, require-encryption) and the
+    default scheme; absent ones are ``None``."""
+
+    def text(key):
+        v = get(key, None)
+        return None if v is None else str(v)
+
+    def number(key):
+        v = get(key, None)
+        return None if v is None else float(v)
+
+    req = get("distributed.comm.require-encryption", None)
+    return {
+        "ca-file": text("distributed.comm.tls.ca-file"),
+        "cert": text("distributed.comm.tls.scheduler.cert"),
+        "key": text("distributed.comm.tls.scheduler.key"),
+        "min-version": number("distributed.comm.tls.min-version"),
+        "max-version": number("distributed.comm.tls.max-version"),
+        "ciphers": text("distributed.comm.tls.ciphers"),
+        "require-encryption": None if req is None else bool(req),
+        "default-scheme": text("distributed.comm.default-scheme"),
     }
 
 

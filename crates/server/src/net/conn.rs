@@ -1,4 +1,4 @@
-//! A framed, handshaken Dask TCP connection.
+//! A framed, handshaken Dask connection over TCP (`tcp://`) or TLS (`tls://`).
 //!
 //! [`Conn::accept`] and [`Conn::dial`] exchange the per-connection handshake
 //! (both sides write theirs first, then read the peer's), after which
@@ -6,17 +6,21 @@
 //! be split into a [`ConnReader`] and a [`ConnWriter`] so that one task reads
 //! while another (e.g. a [`crate::net::BatchedSender`]) writes.
 
+use super::stream::{split_tcp, split_tls, ReadHalf, Scheme, WriteHalf};
+use super::tls::{server_name, CommSecurity, Tls};
 use bytes::{Bytes, BytesMut};
 use dask_wire::frames::{self, FrameLimits, Parse};
 use dask_wire::handshake::{self, ACCEPT_PICKLE_PROTOCOL, DIAL_PICKLE_PROTOCOL};
 use dask_wire::{decode_message, encode_message_into, Value, WireError};
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Context;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsStream;
 
 /// How long an accepted peer has to send its handshake.
 pub const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,6 +97,14 @@ pub enum ConnError {
         /// the OS error
         source: std::io::Error,
     },
+    /// The TLS handshake failed (bad or missing certificate, a peer not
+    /// speaking TLS, no common protocol version).
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    /// A `tcp://` peer while `distributed.comm.require-encryption` is set
+    /// (Python's wording).
+    #[error("encryption required by Dask configuration, refusing communication from/to {0:?}")]
+    Insecure(String),
     /// A socket-level error.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -102,15 +114,11 @@ impl ConnError {
     /// True for the ordinary ways a peer goes away (EOF, reset, broken pipe),
     /// which deserve a quieter log line than protocol violations.
     pub fn is_disconnect(&self) -> bool {
-        use std::io::ErrorKind::*;
         match self {
             ConnError::Closed
             | ConnError::ClosedMidMessage { .. }
             | ConnError::ClosedBeforeHandshake => true,
-            ConnError::Io(e) => matches!(
-                e.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected
-            ),
+            ConnError::Io(e) => is_disconnect_kind(e.kind()),
             _ => false,
         }
     }
@@ -126,21 +134,35 @@ impl ConnError {
     }
 }
 
-/// Format a socket address the way Dask does: `tcp://ip:port` (`[v6]:port`).
-pub fn tcp_uri(addr: SocketAddr) -> String {
-    format!("tcp://{addr}")
+/// The socket errors that mean the peer went away.
+fn is_disconnect_kind(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected
+    )
 }
 
-/// The read half of a connection: a socket plus a reassembly buffer.
+/// Format a socket address the way Dask does: `tcp://ip:port` (`[v6]:port`).
+pub fn tcp_uri(addr: SocketAddr) -> String {
+    uri(Scheme::Tcp, addr)
+}
+
+/// Format a socket address with its scheme: `tls://ip:port`.
+pub fn uri(scheme: Scheme, addr: SocketAddr) -> String {
+    format!("{}://{addr}", scheme.name())
+}
+
+/// The read half of a connection: a stream plus a reassembly buffer.
 pub struct ConnReader {
-    half: OwnedReadHalf,
+    half: ReadHalf,
     buf: BytesMut,
     limits: FrameLimits,
     peer: Arc<str>,
 }
 
 impl ConnReader {
-    /// The peer's address, `tcp://ip:port`.
+    /// The peer's address, `tcp://ip:port` (or `tls://`).
     pub fn peer(&self) -> &str {
         &self.peer
     }
@@ -203,7 +225,7 @@ impl ConnReader {
         if HTTP.iter().any(|m| b.starts_with(m)) {
             Some("the peer sent an HTTP request to the Dask TCP port (the dashboard/HTTP port is separate)")
         } else if b.len() >= 2 && b[0] == 0x16 && b[1] == 0x03 {
-            Some("the peer started a TLS handshake; only tcp:// is supported")
+            Some("the peer started a TLS handshake, but this listener is tcp://; start the scheduler with --tls-ca-file and --tls-cert for tls://")
         } else {
             None
         }
@@ -211,21 +233,27 @@ impl ConnReader {
 
     /// True if the peer has closed its end or sent unsolicited bytes while the
     /// connection was idle (such a connection must not be reused).
-    fn idle_is_stale(&self) -> bool {
+    ///
+    /// One read is attempted without waiting: on TLS it also consumes the
+    /// protocol's own records (session tickets), which are not a reason to
+    /// drop the connection.
+    fn idle_is_stale(&mut self) -> bool {
         if !self.buf.is_empty() {
             return true;
         }
         let mut probe = [0u8; 1];
-        !matches!(
-            self.half.try_read(&mut probe),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-        )
+        let mut probe = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Ready means end of stream, an error or unsolicited data.
+        Pin::new(&mut self.half)
+            .poll_read(&mut cx, &mut probe)
+            .is_ready()
     }
 }
 
 /// The write half of a connection.
 pub struct ConnWriter {
-    half: OwnedWriteHalf,
+    half: WriteHalf,
     peer: Arc<str>,
     scratch: Vec<u8>,
 }
@@ -284,6 +312,11 @@ impl ConnWriter {
             };
             written.map(|()| total).map_err(ConnError::from)
         };
+        // TLS keeps what the socket did not take at once; a no-op on TCP.
+        let result = match result {
+            Ok(n) => self.half.flush().await.map(|()| n).map_err(ConnError::from),
+            e => e,
+        };
         if buf.capacity() <= 4 * COALESCE_BELOW {
             self.scratch = buf;
         }
@@ -298,7 +331,7 @@ impl ConnWriter {
 }
 
 /// Write every byte of `parts` with vectored writes.
-async fn write_all_vectored(half: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::io::Result<()> {
+async fn write_all_vectored(half: &mut WriteHalf, parts: &[&[u8]]) -> std::io::Result<()> {
     let mut idx = 0; // first part not fully written
     let mut off = 0; // bytes of parts[idx] already written
     while idx < parts.len() {
@@ -325,7 +358,7 @@ async fn write_all_vectored(half: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::
     Ok(())
 }
 
-/// A framed, handshaken Dask TCP connection.
+/// A framed, handshaken Dask connection.
 pub struct Conn {
     reader: ConnReader,
     writer: ConnWriter,
@@ -337,19 +370,71 @@ impl Conn {
     /// Take an accepted socket: write our handshake (pickle protocol 5), then
     /// read and validate the peer's within [`ACCEPT_HANDSHAKE_TIMEOUT`].
     pub async fn accept(stream: TcpStream, limits: FrameLimits) -> Result<Conn, ConnError> {
-        let conn = Conn::new(stream, limits)?;
-        conn.handshake(ACCEPT_PICKLE_PROTOCOL, ACCEPT_HANDSHAKE_TIMEOUT)
+        stream.set_nodelay(true)?;
+        let (peer, local) = endpoints(&stream, Scheme::Tcp)?;
+        Conn::new(split_tcp(stream), peer, local, limits)
+            .handshake(ACCEPT_PICKLE_PROTOCOL, ACCEPT_HANDSHAKE_TIMEOUT)
+            .await
+    }
+
+    /// Take a socket accepted on a `tls://` listener: the TLS handshake
+    /// (the peer's certificate checked), then Dask's, each within
+    /// [`ACCEPT_HANDSHAKE_TIMEOUT`].
+    pub async fn accept_tls(
+        stream: TcpStream,
+        tls: &Tls,
+        limits: FrameLimits,
+    ) -> Result<Conn, ConnError> {
+        stream.set_nodelay(true)?;
+        let (peer, local) = endpoints(&stream, Scheme::Tls)?;
+        let secured = tls_handshake(
+            tls.acceptor().accept(stream),
+            ACCEPT_HANDSHAKE_TIMEOUT,
+            TlsStream::Server,
+        )
+        .await?;
+        Conn::new(split_tls(secured), peer, local, limits)
+            .handshake(ACCEPT_PICKLE_PROTOCOL, ACCEPT_HANDSHAKE_TIMEOUT)
             .await
     }
 
     /// Connect to `addr` (`tcp://host:port` or `host:port`) and handshake with
-    /// pickle protocol 4, all within `timeout`.
+    /// pickle protocol 4, all within `timeout`. `tls://` needs
+    /// [`Conn::dial_secure`].
     pub async fn dial(
         addr: &str,
         limits: FrameLimits,
         timeout: Duration,
     ) -> Result<Conn, ConnError> {
-        let hostport = parse_tcp_address(addr)?;
+        Conn::dial_secure(addr, limits, timeout, &CommSecurity::default()).await
+    }
+
+    /// Connect to `addr` (`tcp://`, `tls://` or bare `host:port`) and
+    /// handshake, each step within `timeout`. `tls://` uses the configured
+    /// TLS client side; `tcp://` is refused while encryption is required.
+    pub async fn dial_secure(
+        addr: &str,
+        limits: FrameLimits,
+        timeout: Duration,
+        security: &CommSecurity,
+    ) -> Result<Conn, ConnError> {
+        let (scheme, hostport) = parse_address(addr)?;
+        let tls = match (scheme, &security.tls) {
+            (Scheme::Tcp, _) if security.require_encryption => {
+                return Err(ConnError::Insecure(addr.to_string()))
+            }
+            (Scheme::Tcp, _) => None,
+            (Scheme::Tls, Some(tls)) => Some(tls),
+            (Scheme::Tls, None) => {
+                return Err(ConnError::BadAddress {
+                    addr: addr.to_string(),
+                    reason: "tls:// needs this scheduler's TLS set-up: --tls-ca-file and \
+                             --tls-cert (or distributed.comm.tls.ca-file and \
+                             distributed.comm.tls.scheduler.cert)"
+                        .into(),
+                })
+            }
+        };
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(hostport)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
@@ -360,16 +445,28 @@ impl Conn {
             }
             Err(_) => return Err(ConnError::Timeout(timeout, "connecting")),
         };
-        let conn = Conn::new(stream, limits)?;
-        conn.handshake(DIAL_PICKLE_PROTOCOL, timeout).await
+        stream.set_nodelay(true)?;
+        let (peer, local) = endpoints(&stream, scheme)?;
+        let halves = match tls {
+            None => split_tcp(stream),
+            Some(tls) => {
+                let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+                let connect = tls.connector().connect(server_name(host), stream);
+                split_tls(tls_handshake(connect, timeout, TlsStream::Client).await?)
+            }
+        };
+        Conn::new(halves, peer, local, limits)
+            .handshake(DIAL_PICKLE_PROTOCOL, timeout)
+            .await
     }
 
-    fn new(stream: TcpStream, limits: FrameLimits) -> Result<Conn, ConnError> {
-        stream.set_nodelay(true)?;
-        let peer: Arc<str> = tcp_uri(stream.peer_addr()?).into();
-        let local: Arc<str> = tcp_uri(stream.local_addr()?).into();
-        let (r, w) = stream.into_split();
-        Ok(Conn {
+    fn new(
+        (r, w): (ReadHalf, WriteHalf),
+        peer: Arc<str>,
+        local: Arc<str>,
+        limits: FrameLimits,
+    ) -> Conn {
+        Conn {
             reader: ConnReader {
                 half: r,
                 buf: BytesMut::with_capacity(8 * 1024),
@@ -383,7 +480,7 @@ impl Conn {
             },
             local,
             peer_handshake: Value::Nil,
-        })
+        }
     }
 
     async fn handshake(
@@ -419,12 +516,12 @@ impl Conn {
         Ok(self)
     }
 
-    /// The peer's address, `tcp://ip:port`.
+    /// The peer's address, `tcp://ip:port` (or `tls://`).
     pub fn peer(&self) -> &str {
         &self.reader.peer
     }
 
-    /// Our end's address, `tcp://ip:port`.
+    /// Our end's address, `tcp://ip:port` (or `tls://`).
     pub fn local(&self) -> &str {
         &self.local
     }
@@ -451,7 +548,7 @@ impl Conn {
 
     /// True if an idle connection can no longer be used (peer closed it, or
     /// sent something unsolicited). Never blocks.
-    pub fn is_stale(&self) -> bool {
+    pub fn is_stale(&mut self) -> bool {
         self.reader.idle_is_stale()
     }
 
@@ -467,23 +564,57 @@ impl std::fmt::Debug for Conn {
     }
 }
 
-/// Check a Dask address and return its `host:port` part.
+/// The peer's and our own address of a connected socket, with `scheme`.
+fn endpoints(stream: &TcpStream, scheme: Scheme) -> Result<(Arc<str>, Arc<str>), ConnError> {
+    Ok((
+        uri(scheme, stream.peer_addr()?).into(),
+        uri(scheme, stream.local_addr()?).into(),
+    ))
+}
+
+/// Run one side of a TLS handshake within `timeout`, naming why it failed.
+async fn tls_handshake<S>(
+    handshake: impl std::future::Future<Output = std::io::Result<S>>,
+    timeout: Duration,
+    wrap: impl FnOnce(S) -> TlsStream<TcpStream>,
+) -> Result<TlsStream<TcpStream>, ConnError> {
+    match tokio::time::timeout(timeout, handshake).await {
+        Err(_) => Err(ConnError::Handshake(format!(
+            "no TLS handshake completed within {timeout:?}"
+        ))),
+        Ok(Err(e)) if is_disconnect_kind(e.kind()) => Err(ConnError::ClosedBeforeHandshake),
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            let hint = if text.contains("corrupt message") || text.contains("InvalidContentType") {
+                " (the peer is not speaking TLS: is it using tcp:// for a tls:// address?)"
+            } else {
+                ""
+            };
+            Err(ConnError::Tls(format!("{text}{hint}")))
+        }
+        Ok(Ok(s)) => Ok(wrap(s)),
+    }
+}
+
+/// Check a Dask address and return its scheme and `host:port` part.
 ///
-/// Accepts `tcp://host:port`, `tcp://[v6]:port` and bare `host:port`; any other
-/// scheme is rejected naming it.
-pub fn parse_tcp_address(addr: &str) -> Result<&str, ConnError> {
+/// Accepts `tcp://host:port`, `tls://host:port`, `tcp://[v6]:port` and bare
+/// `host:port` (TCP); any other scheme is rejected naming it.
+pub fn parse_address(addr: &str) -> Result<(Scheme, &str), ConnError> {
     let bad = |reason: String| ConnError::BadAddress {
         addr: addr.to_string(),
         reason,
     };
-    let rest = match addr.split_once("://") {
-        Some(("tcp", rest)) => rest,
-        Some((scheme, _)) => {
-            return Err(bad(format!(
-                "unsupported scheme {scheme:?}; only tcp:// is supported"
-            )))
-        }
-        None => addr,
+    let (scheme, rest) = match addr.split_once("://") {
+        Some((name, rest)) => match Scheme::parse(name) {
+            Some(scheme) => (scheme, rest),
+            None => {
+                return Err(bad(format!(
+                    "unsupported scheme {name:?}; only tcp:// and tls:// are supported"
+                )))
+            }
+        },
+        None => (Scheme::Tcp, addr),
     };
     let Some((host, port)) = rest.rsplit_once(':') else {
         return Err(bad("no port given".into()));
@@ -499,7 +630,7 @@ pub fn parse_tcp_address(addr: &str) -> Result<&str, ConnError> {
     if port.parse::<u16>().is_err() {
         return Err(bad(format!("{port:?} is not a valid port")));
     }
-    Ok(rest)
+    Ok((scheme, rest))
 }
 
 #[cfg(test)]
@@ -509,26 +640,33 @@ mod tests {
     #[test]
     fn addresses() {
         let ok = [
-            ("tcp://127.0.0.1:8786", "127.0.0.1:8786"),
-            ("127.0.0.1:1", "127.0.0.1:1"),
-            ("tcp://[::1]:80", "[::1]:80"),
-            ("tcp://worker-0.svc:40000", "worker-0.svc:40000"),
+            ("tcp://127.0.0.1:8786", Scheme::Tcp, "127.0.0.1:8786"),
+            ("127.0.0.1:1", Scheme::Tcp, "127.0.0.1:1"),
+            ("tcp://[::1]:80", Scheme::Tcp, "[::1]:80"),
+            (
+                "tcp://worker-0.svc:40000",
+                Scheme::Tcp,
+                "worker-0.svc:40000",
+            ),
+            ("tls://1.2.3.4:80", Scheme::Tls, "1.2.3.4:80"),
+            ("tls://[::1]:9", Scheme::Tls, "[::1]:9"),
         ];
-        for (input, want) in ok {
-            assert_eq!(parse_tcp_address(input).unwrap(), want, "{input}");
+        for (input, scheme, want) in ok {
+            assert_eq!(parse_address(input).unwrap(), (scheme, want), "{input}");
         }
         for bad in [
-            "tls://1.2.3.4:80",
             "ucx://1.2.3.4:80",
+            "ws://1.2.3.4:80",
+            "tls://1.2.3.4",
             "tcp://1.2.3.4",
             "1.2.3.4:http",
             ":80",
             "tcp://::1:80",
             "",
         ] {
-            assert!(parse_tcp_address(bad).is_err(), "{bad}");
+            assert!(parse_address(bad).is_err(), "{bad}");
         }
-        let e = parse_tcp_address("tls://h:1").unwrap_err().to_string();
-        assert!(e.contains("\"tls\""), "{e}");
+        let e = parse_address("ucx://h:1").unwrap_err().to_string();
+        assert!(e.contains("\"ucx\""), "{e}");
     }
 }

@@ -1,6 +1,8 @@
-//! The accept loop: one task per connection, handshake, then the handler.
+//! The accept loop: one task per connection, handshake(s), then the handler.
 
-use super::conn::{tcp_uri, Conn};
+use super::conn::{uri, Conn};
+use super::stream::Scheme;
+use super::tls::Tls;
 use dask_wire::frames::FrameLimits;
 use std::future::Future;
 use std::pin::Pin;
@@ -15,15 +17,22 @@ pub trait ConnectionHandler: Send + Sync + 'static {
 }
 
 /// Accept connections forever: each socket gets its own task that performs
-/// the handshake ([`Conn::accept`]) and then runs `handler`.
+/// the handshake ([`Conn::accept`], or [`Conn::accept_tls`] when `tls` is
+/// given) and then runs `handler`.
 ///
 /// Accept errors (e.g. out of file descriptors) are logged and the loop goes
 /// on after a short pause; a failed handshake costs one warning line.
 pub async fn serve(
     listener: TcpListener,
     limits: FrameLimits,
+    tls: Option<Arc<Tls>>,
     handler: Arc<dyn ConnectionHandler>,
 ) {
+    let scheme = if tls.is_some() {
+        Scheme::Tls
+    } else {
+        Scheme::Tcp
+    };
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -34,9 +43,14 @@ pub async fn serve(
             }
         };
         let handler = handler.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let peer = tcp_uri(addr);
-            match Conn::accept(stream, limits).await {
+            let peer = uri(scheme, addr);
+            let accepted = match &tls {
+                None => Conn::accept(stream, limits).await,
+                Some(tls) => Conn::accept_tls(stream, tls, limits).await,
+            };
+            match accepted {
                 Ok(conn) => {
                     tracing::debug!("Incoming connection from {peer}");
                     handler.handle(conn).await;

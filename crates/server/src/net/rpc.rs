@@ -7,6 +7,7 @@
 //! cancelled call simply drops its connection instead of returning it.
 
 use super::conn::{Conn, ConnError};
+use super::tls::CommSecurity;
 use dask_wire::frames::FrameLimits;
 use dask_wire::Value;
 use std::collections::HashMap;
@@ -64,6 +65,7 @@ struct Slot {
 struct Inner {
     limits: FrameLimits,
     connect_timeout: Duration,
+    security: CommSecurity,
     slots: Mutex<HashMap<String, Slot>>,
 }
 
@@ -84,10 +86,21 @@ impl RpcPool {
     /// A pool whose connections use `limits` and whose connects (including
     /// the handshake) time out after `connect_timeout`.
     pub fn new(limits: FrameLimits, connect_timeout: Duration) -> RpcPool {
+        RpcPool::with_security(limits, connect_timeout, CommSecurity::default())
+    }
+
+    /// A pool that dials `tls://` workers with the scheduler's TLS set-up
+    /// (and refuses `tcp://` ones when encryption is required).
+    pub fn with_security(
+        limits: FrameLimits,
+        connect_timeout: Duration,
+        security: CommSecurity,
+    ) -> RpcPool {
         RpcPool {
             inner: Arc::new(Inner {
                 limits,
                 connect_timeout,
+                security,
                 slots: Mutex::new(HashMap::new()),
             }),
         }
@@ -103,7 +116,7 @@ impl RpcPool {
         let epoch = {
             let mut slots = self.slots();
             let slot = slots.entry(addr.to_string()).or_default();
-            while let Some(conn) = slot.idle.pop() {
+            while let Some(mut conn) = slot.idle.pop() {
                 if !conn.is_stale() {
                     return Ok(Lease {
                         conn,
@@ -118,7 +131,8 @@ impl RpcPool {
     }
 
     async fn dial(&self, addr: &str, epoch: u64) -> Result<Lease, RpcError> {
-        let conn = Conn::dial(addr, self.inner.limits, self.inner.connect_timeout)
+        let inner = &self.inner;
+        let conn = Conn::dial_secure(addr, inner.limits, inner.connect_timeout, &inner.security)
             .await
             .map_err(|source| RpcError::Conn {
                 addr: addr.to_string(),

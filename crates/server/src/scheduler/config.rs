@@ -6,6 +6,7 @@
 //! variables for the same settings are read here.
 
 use crate::materializer::MaterializerPool;
+use crate::security::CommConfig;
 use bytes::Bytes;
 use dask_core::Config;
 use dask_wire::{msgpack, Value};
@@ -140,6 +141,33 @@ pub struct Extras {
     /// `distributed.scheduler.idle-timeout` (s), used when `--idle-timeout`
     /// is not given (Python: `idle_timeout or dask.config.get(...)`).
     pub idle_timeout: Option<f64>,
+    /// `distributed.comm.*` security settings (TLS files, versions,
+    /// require-encryption, default scheme).
+    pub comm: CommConfig,
+}
+
+/// The comm settings of the helper's `comm` map.
+fn comm_config(values: &Value) -> CommConfig {
+    let text = |k: &str| {
+        values
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    CommConfig {
+        ca_file: text("ca-file"),
+        cert: text("cert"),
+        key: text("key"),
+        min_version: values.get("min-version").and_then(Value::as_f64),
+        max_version: values.get("max-version").and_then(Value::as_f64),
+        ciphers: text("ciphers"),
+        require_encryption: values
+            .get("require-encryption")
+            .filter(|v| !matches!(v, Value::Nil))
+            .map(Value::truthy),
+        default_scheme: text("default-scheme"),
+    }
 }
 
 /// Settings as the materializer's Python resolves them, or from the
@@ -161,6 +189,7 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .get("idle-timeout")
                             .and_then(Value::as_f64)
                             .filter(|s| s.is_finite() && *s > 0.0),
+                        comm: values.get("comm").map(comm_config).unwrap_or_default(),
                     };
                     return (config, extras);
                 }
@@ -176,7 +205,13 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
         },
         Err(e) => tracing::info!("Reading Dask config from the environment only ({e})"),
     }
-    (from_env(), Extras::default())
+    (
+        from_env(),
+        Extras {
+            comm: CommConfig::from_env(),
+            ..Extras::default()
+        },
+    )
 }
 
 #[cfg(test)]
@@ -229,5 +264,29 @@ mod tests {
         // The table as Python resolved it (defaults merged in there) replaces ours.
         assert_eq!(c.default_task_duration("slow-load"), Some(60.0));
         assert_eq!(c.default_task_duration("split-taskshuffle"), None);
+    }
+
+    #[test]
+    fn reads_the_comm_security_settings() {
+        let comm = comm_config(&Value::map([
+            ("ca-file", Value::str("/ca.pem")),
+            ("cert", Value::str("")),
+            ("key", Value::Nil),
+            ("min-version", Value::Float(1.3)),
+            ("require-encryption", Value::Bool(true)),
+            ("default-scheme", Value::str("tls")),
+        ]));
+        assert_eq!(
+            comm,
+            CommConfig {
+                ca_file: Some("/ca.pem".into()),
+                min_version: Some(1.3),
+                require_encryption: Some(true),
+                default_scheme: Some("tls".into()),
+                ..CommConfig::default()
+            }
+        );
+        let unset = comm_config(&Value::map([("require-encryption", Value::Nil)]));
+        assert_eq!(unset.require_encryption, None);
     }
 }
