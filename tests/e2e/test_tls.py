@@ -9,6 +9,11 @@ passes against the Python scheduler (``DASK_SCHEDULER_IMPL=python``).
 
 from __future__ import annotations
 
+import http.client
+import ssl
+import urllib.error
+import urllib.request
+
 import pytest
 from distributed import Client, Security
 
@@ -179,3 +184,38 @@ def test_a_tls_scheduler_logs_refused_peers(tls_cluster):
         "the refused handshake to be logged",
     )
     assert HOST in tls_cluster.scheduler.log_text()
+
+
+def fetch(url: str, context=None) -> str:
+    with urllib.request.urlopen(url, timeout=10, context=context) as r:
+        return r.read().decode()
+
+
+def test_the_dashboard_port_serves_https_when_configured(make_scheduler, ca):
+    """``distributed.scheduler.dashboard.tls.cert``/``.key``: /health and
+    /metrics over HTTPS (no client certificate asked for, as in Python); a
+    plain-HTTP request to that port fails without harming the server."""
+    web = ca.issue("dashboard")
+    s = make_scheduler(env={
+        "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CERT": str(web.cert),
+        "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__KEY": str(web.key),
+    })
+    trusted = ssl.create_default_context(cafile=str(ca.ca_file))
+    base = f"https://{HOST}:{s.dashboard_port}"
+
+    def healthy():
+        try:
+            return fetch(base + "/health", trusted) == "ok"
+        except (OSError, urllib.error.URLError):
+            return False
+
+    wait_until(healthy, 30, "/health over HTTPS", context=s.describe)
+    assert "dask_scheduler_workers" in fetch(base + "/metrics", trusted)
+    # (a TLS alert back is not an HTTP status line)
+    with pytest.raises((OSError, urllib.error.URLError, http.client.HTTPException)):
+        fetch(f"http://{HOST}:{s.dashboard_port}/health")
+    # a client that does not trust the certificate refuses it
+    with pytest.raises(urllib.error.URLError):
+        fetch(base + "/health", ssl.create_default_context())
+    assert fetch(base + "/health", trusted) == "ok"
+    assert s.alive()

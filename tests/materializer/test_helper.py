@@ -1159,7 +1159,8 @@ def test_order_computed_in_a_forked_child_is_dask_order(helper):
 
 
 def test_config_reports_comm_security(tmp_path):
-    """The ``distributed.comm`` settings the scheduler's TLS set-up reads."""
+    """The ``distributed.comm`` settings the scheduler's TLS set-up reads,
+    and the dashboard's HTTPS files."""
     env = {k: v for k, v in helper_env().items() if not k.startswith("DASK_DISTRIBUTED__COMM")}
     (tmp_path / "comm.yaml").write_text(
         "distributed:\n  comm:\n    require-encryption: true\n    tls:\n"
@@ -1167,9 +1168,16 @@ def test_config_reports_comm_security(tmp_path):
         "      scheduler:\n        cert: /etc/dask/s.pem\n"
     )
     env["DASK_CONFIG"] = str(tmp_path)
-    h = Helper(env={**env, "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY": "/etc/dask/s.key"})
+    h = Helper(env={
+        **env,
+        "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY": "/etc/dask/s.key",
+        "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CERT": "/etc/dask/web.pem",
+    })
     try:
-        comm = ok(h.call({"op": "config"}))["config"]["comm"]
+        config = ok(h.call({"op": "config"}))["config"]
+        assert config["dashboard-tls-cert"] == "/etc/dask/web.pem"
+        assert config["dashboard-tls-key"] is None
+        comm = config["comm"]
         assert comm == {
             "ca-file": "/etc/dask/ca.pem",
             "cert": "/etc/dask/s.pem",

@@ -96,6 +96,10 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let (config, extras) = dask_scheduler::scheduler::config::load(&sched_materializer).await;
     let comm_plan = CommPlan::decide(&cli, &extras.comm)?;
     let security = comm_plan.load()?;
+    let https = match cli.dashboard_enabled() {
+        true => extras.dashboard_tls.acceptor()?,
+        false => None,
+    };
 
     let bind = cli.listen_addr()?;
     let tcp = tokio::net::TcpListener::bind(bind)
@@ -160,7 +164,8 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     tracing::info!("  Scheduler at:   {address}");
     if let Some(l) = dashboard {
         let port = l.local_addr()?.port();
-        tracing::info!("  dashboard at:  http://{}:{port}/status", bound.ip());
+        let web = if https.is_some() { "https" } else { "http" };
+        tracing::info!("  dashboard at:  {web}://{}:{port}/status", bound.ip());
         let router = http::with_prefix(
             http::router(Arc::new(http::AppState {
                 scheduler: sched.clone(),
@@ -168,7 +173,11 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
             &cli.dashboard_prefix,
         );
         tokio::spawn(async move {
-            if let Err(e) = http::serve(l, router).await {
+            let served = match https {
+                Some(acceptor) => http::serve_https(l, acceptor, router).await,
+                None => http::serve(l, router).await,
+            };
+            if let Err(e) = served {
                 tracing::error!("dashboard server failed: {e}");
             }
         });

@@ -10,7 +10,7 @@
 //!   `require-encryption` (tls), then `distributed.comm.default-scheme`.
 
 use crate::cli::Cli;
-use crate::net::tls::{PemSource, Tls, TlsSettings, TlsVersion};
+use crate::net::tls::{https_acceptor, PemSource, Tls, TlsSettings, TlsVersion};
 use crate::net::{CommSecurity, Scheme};
 use anyhow::{bail, Context};
 use std::sync::Arc;
@@ -58,6 +58,44 @@ impl CommConfig {
             require_encryption: var("REQUIRE_ENCRYPTION").map(flag),
             default_scheme: var("DEFAULT_SCHEME"),
         }
+    }
+}
+
+/// `distributed.scheduler.dashboard.tls.*`: HTTPS on the dashboard port.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DashboardTlsConfig {
+    /// `.cert` (HTTPS is on when this is set)
+    pub cert: Option<String>,
+    /// `.key` (else the key is read from the certificate file)
+    pub key: Option<String>,
+}
+
+impl DashboardTlsConfig {
+    /// The same settings from `DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__*`.
+    pub fn from_env() -> DashboardTlsConfig {
+        let var = |name: &str| {
+            std::env::var(format!(
+                "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__{name}"
+            ))
+            .ok()
+            .filter(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("null"))
+        };
+        DashboardTlsConfig {
+            cert: var("CERT"),
+            key: var("KEY"),
+        }
+    }
+
+    /// The HTTPS acceptor when a certificate is configured (Python asks
+    /// clients for no certificate here: encryption only).
+    pub fn acceptor(&self) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+        let Some(cert) = &self.cert else {
+            return Ok(None);
+        };
+        let key = self.key.as_deref().map(PemSource::from_config);
+        https_acceptor(&PemSource::from_config(cert), key.as_ref())
+            .map(Some)
+            .context("setting up HTTPS for the dashboard (distributed.scheduler.dashboard.tls)")
     }
 }
 
@@ -327,5 +365,19 @@ mod tests {
         .unwrap();
         let e = format!("{:#}", plan.load().unwrap_err());
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn the_dashboard_is_https_only_with_a_certificate() {
+        assert!(DashboardTlsConfig::default().acceptor().unwrap().is_none());
+        let missing = DashboardTlsConfig {
+            cert: Some("/nonexistent/web.pem".into()),
+            key: None,
+        };
+        let e = format!("{:#}", missing.acceptor().err().unwrap());
+        assert!(
+            e.contains("dashboard") && e.contains("/nonexistent/web.pem"),
+            "{e}"
+        );
     }
 }

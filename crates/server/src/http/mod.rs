@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::scheduler::Scheduler;
 
 mod api_v1;
+pub mod https;
 mod json;
 mod prometheus;
 mod status;
@@ -48,6 +49,16 @@ async fn health() -> impl IntoResponse {
 /// Serve `router` on `listener` until the process ends (or an I/O error).
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
     axum::serve(listener, router).await
+}
+
+/// Serve `router` over HTTPS on `listener` (each client's TLS handshake in
+/// its own task, see [`https::TlsListener`]).
+pub async fn serve_https(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+) -> std::io::Result<()> {
+    axum::serve(https::TlsListener::spawn(listener, acceptor)?, router).await
 }
 
 /// Mount `router` under `--dashboard-prefix` (e.g. `/dask`); an empty prefix

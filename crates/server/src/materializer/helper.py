@@ -1081,6 +1081,9 @@ def op_config(req):
                 for k, v in (get("distributed.scheduler.default-task-durations") or {}).items()
             },
             "comm": _comm_security_config(get),
+            # HTTPS on the dashboard port (Python's Server.start_http_server)
+            "dashboard-tls-cert": get("distributed.scheduler.dashboard.tls.cert", None),
+            "dashboard-tls-key": get("distributed.scheduler.dashboard.tls.key", None),
         },
     }
 

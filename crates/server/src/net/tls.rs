@@ -169,23 +169,7 @@ impl Tls {
         }
         let roots = Arc::new(roots);
 
-        let cert_name = settings.cert.describe();
-        let cert_pem = settings.cert.read("certificate")?;
-        let chain = read_certs(&cert_pem, "certificate", &cert_name)?;
-        let (key_pem, key_name, what) = match &settings.key {
-            Some(k) => (k.read("key")?, k.describe(), "key"),
-            None => (
-                cert_pem.clone(),
-                cert_name.clone(),
-                "certificate (no key file given)",
-            ),
-        };
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
-            what,
-            source_name: key_name,
-            kind: "private key",
-            error: e.to_string(),
-        })?;
+        let (chain, key) = read_identity(&settings.cert, settings.key.as_ref())?;
 
         if settings
             .max_version
@@ -201,10 +185,7 @@ impl Tls {
             .map(TlsVersion::rustls)
             .collect();
 
-        // ring builds without a C++/cmake toolchain; its key exchanges
-        // (X25519, P-256, P-384) are the ones Python's OpenSSL offers too.
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = provider();
         let algorithms = provider.signature_verification_algorithms;
         let config_error = |e: rustls::Error| TlsError::Config(e.to_string());
 
@@ -249,6 +230,51 @@ impl Tls {
     pub fn connector(&self) -> &TlsConnector {
         &self.connector
     }
+}
+
+/// The dashboard's HTTPS side (`distributed.scheduler.dashboard.tls.cert`
+/// and `.key`): encryption only, no client certificates asked for, as
+/// Python's HTTP server sets it up.
+pub fn https_acceptor(cert: &PemSource, key: Option<&PemSource>) -> Result<TlsAcceptor, TlsError> {
+    let (chain, key) = read_identity(cert, key)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The cryptography used for every TLS set-up here.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // ring builds without a C++/cmake toolchain; its key exchanges
+    // (X25519, P-256, P-384) are the ones Python's OpenSSL offers too.
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain and its private key (from the key file, or from the
+/// certificate file when no key file is given, as `load_cert_chain` does).
+fn read_identity(
+    cert: &PemSource,
+    key: Option<&PemSource>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let cert_name = cert.describe();
+    let cert_pem = cert.read("certificate")?;
+    let chain = read_certs(&cert_pem, "certificate", &cert_name)?;
+    let (key_pem, key_name, what) = match key {
+        Some(k) => (k.read("key")?, k.describe(), "key"),
+        None => (cert_pem, cert_name, "certificate (no key file given)"),
+    };
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+        what,
+        source_name: key_name,
+        kind: "private key",
+        error: e.to_string(),
+    })?;
+    Ok((chain, key))
 }
 
 /// The name sent to a dialed peer: its host (an IP address or a DNS name).

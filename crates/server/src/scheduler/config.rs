@@ -6,7 +6,7 @@
 //! variables for the same settings are read here.
 
 use crate::materializer::MaterializerPool;
-use crate::security::CommConfig;
+use crate::security::{CommConfig, DashboardTlsConfig};
 use bytes::Bytes;
 use dask_core::Config;
 use dask_wire::{msgpack, Value};
@@ -144,17 +144,22 @@ pub struct Extras {
     /// `distributed.comm.*` security settings (TLS files, versions,
     /// require-encryption, default scheme).
     pub comm: CommConfig,
+    /// `distributed.scheduler.dashboard.tls.*`: HTTPS on the dashboard port.
+    pub dashboard_tls: DashboardTlsConfig,
+}
+
+/// A non-empty string setting of a helper map.
+fn config_text(values: &Value, key: &str) -> Option<String> {
+    values
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// The comm settings of the helper's `comm` map.
 fn comm_config(values: &Value) -> CommConfig {
-    let text = |k: &str| {
-        values
-            .get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
+    let text = |k: &str| config_text(values, k);
     CommConfig {
         ca_file: text("ca-file"),
         cert: text("cert"),
@@ -190,6 +195,10 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .and_then(Value::as_f64)
                             .filter(|s| s.is_finite() && *s > 0.0),
                         comm: values.get("comm").map(comm_config).unwrap_or_default(),
+                        dashboard_tls: DashboardTlsConfig {
+                            cert: config_text(values, "dashboard-tls-cert"),
+                            key: config_text(values, "dashboard-tls-key"),
+                        },
                     };
                     return (config, extras);
                 }
@@ -209,6 +218,7 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
         from_env(),
         Extras {
             comm: CommConfig::from_env(),
+            dashboard_tls: DashboardTlsConfig::from_env(),
             ..Extras::default()
         },
     )
