@@ -2,10 +2,10 @@
 scheduler asks a recipient to copy keys with the worker's ``gather`` RPC and
 a holder to drop them with ``free_keys``, and keeps ``who_has`` in step.
 
-The Python scheduler runs the Active Memory Manager by default, whose
-ReduceReplicas policy removes extra replicas again within seconds; these
-tests turn it off there (the Rust scheduler has no such policy) so that both
-schedulers are held to the same behaviour. ``rebalance`` balances managed
+Both schedulers run the Active Memory Manager by default, whose
+ReduceReplicas policy removes extra replicas again within seconds
+(``test_amm.py``); these tests turn it off so that the replicas they make
+stay. ``rebalance`` balances managed
 memory here (``rebalance.measure: managed``): process memory readings of
 real workers differ by megabytes from run to run.
 """

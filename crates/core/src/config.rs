@@ -40,6 +40,8 @@ pub struct Config {
     /// `distributed.worker.memory.rebalance.*`: how `rebalance` picks
     /// senders and recipients.
     pub rebalance: RebalanceConfig,
+    /// `distributed.scheduler.active-memory-manager.*`.
+    pub amm: crate::amm::AmmConfig,
 }
 
 /// Which memory reading `rebalance` balances
@@ -131,6 +133,7 @@ impl Default for Config {
             task_stream_length: 100_000,
             recent_to_old_time: 30.0,
             rebalance: RebalanceConfig::default(),
+            amm: crate::amm::AmmConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! transition engine is in [`transitions`], placement in [`placement`].
 
 pub mod actors;
+pub mod amm;
 pub mod config;
 pub mod coordination;
 pub mod dump;

@@ -287,6 +287,9 @@ impl State {
             return;
         }
         t.who_has.push(w);
+        if t.who_has.len() == 2 {
+            self.note_replicated(id);
+        }
         if let Some(worker) = self.workers.get_mut(&w) {
             worker.has_what.insert(id);
             worker.nbytes += nbytes;

@@ -79,6 +79,11 @@ pub struct State {
     /// The work queue of `transitions`, whose buffer is reused by the next
     /// batch (a huge one is dropped instead).
     pub(crate) transition_queue: std::collections::VecDeque<(TaskId, Target)>,
+    /// Tasks that reached a second replica, for the AMM's next run
+    /// (Python's `replicated_tasks`, pruned lazily by the AMM).
+    pub(crate) amm_replicated: rustc_hash::FxHashSet<TaskId>,
+    /// Whether the periodic AMM runs (`client.amm.start/stop`).
+    pub(crate) amm_running: bool,
     pub(crate) run_counter: i64,
     /// The task of each run still under way, by run id: finds the task of
     /// a `task-finished` without hashing its key.
@@ -191,6 +196,7 @@ pub const FIRE_AND_FORGET: &str = "fire-and-forget";
 impl State {
     /// An empty scheduler.
     pub fn new(config: Config) -> State {
+        let amm_running = config.amm.start;
         let groups = crate::taskgroups::TaskGroups::new(
             config.rootish_taskgroup,
             config.rootish_taskgroup_dependencies,
@@ -210,6 +216,8 @@ impl State {
             open_free_keys: Default::default(),
             incoming_stimulus: None,
             transition_queue: Default::default(),
+            amm_replicated: Default::default(),
+            amm_running,
             compute_stimulus: None,
             run_counter: 0,
             run_index: Default::default(),

@@ -1081,6 +1081,15 @@ def op_config(req):
                 for k, v in (get("distributed.scheduler.default-task-durations") or {}).items()
             },
             "comm": _comm_security_config(get),
+            "amm-start": bool(get("distributed.scheduler.active-memory-manager.start")),
+            "amm-interval": float(
+                parse_timedelta(get("distributed.scheduler.active-memory-manager.interval"))
+            ),
+            "amm-measure": str(get("distributed.scheduler.active-memory-manager.measure")),
+            "amm-policies": [
+                str(p.get("class")) if isinstance(p, dict) else str(p)
+                for p in (get("distributed.scheduler.active-memory-manager.policies") or [])
+            ],
             # HTTPS on the dashboard port (Python's Server.start_http_server)
             "dashboard-tls-cert": get("distributed.scheduler.dashboard.tls.cert", None),
             "dashboard-tls-key": get("distributed.scheduler.dashboard.tls.key", None),

@@ -73,6 +73,34 @@ fn apply(config: &mut Config, values: &Value) {
     {
         config.rebalance.half_gap = v / 2.0;
     }
+    if let Some(v) = values.get("amm-start") {
+        config.amm.start = v.truthy();
+    }
+    if let Some(v) = values.get("amm-interval").and_then(Value::as_f64) {
+        if v > 0.0 {
+            config.amm.interval = v;
+        }
+    }
+    if let Some(name) = values.get("amm-measure").and_then(Value::as_str) {
+        match dask_core::config::MemoryMeasure::parse(name) {
+            Some(m) => config.amm.measure = m,
+            None => tracing::warn!(
+                "distributed.scheduler.active-memory-manager.measure: unknown measure \
+                 '{name}'; using 'optimistic'"
+            ),
+        }
+    }
+    if let Some(Value::Array(policies)) = values.get("amm-policies") {
+        for p in policies.iter().filter_map(Value::as_str) {
+            if p != "distributed.active_memory_manager.ReduceReplicas" {
+                tracing::warn!(
+                    "distributed.scheduler.active-memory-manager.policies: {p} is not \
+                     supported by this scheduler (it runs no Python scheduler code); only \
+                     ReduceReplicas runs"
+                );
+            }
+        }
+    }
     if let Some(map) = values.get("default-task-durations").and_then(Value::as_map) {
         config.default_task_durations = map
             .iter()
@@ -243,6 +271,9 @@ mod tests {
                 ("rootish-taskgroup", Value::Int(3)),
                 ("rootish-taskgroup-dependencies", Value::Int(1000)),
                 ("recent-to-old-time", Value::Float(5.0)),
+                ("amm-start", Value::Bool(false)),
+                ("amm-interval", Value::Float(0.5)),
+                ("amm-measure", Value::str("managed")),
                 ("rebalance-measure", Value::str("managed_total")),
                 ("rebalance-sender-min", Value::Float(0.2)),
                 ("rebalance-recipient-max", Value::Float(0.7)),
@@ -262,6 +293,9 @@ mod tests {
         assert_eq!(c.rootish_taskgroup, 3);
         assert_eq!(c.rootish_taskgroup_dependencies, 1000);
         assert_eq!(c.recent_to_old_time, 5.0);
+        assert!(!c.amm.start);
+        assert_eq!(c.amm.interval, 0.5);
+        assert_eq!(c.amm.measure, dask_core::config::MemoryMeasure::Managed);
         assert_eq!(
             c.rebalance,
             dask_core::config::RebalanceConfig {

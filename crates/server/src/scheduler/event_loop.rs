@@ -326,6 +326,11 @@ pub async fn run(
     let mut steal_ticker = tokio::time::interval(Duration::from_millis(100));
     steal_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let stealing = lp.state.config().work_stealing;
+    // Python's `ActiveMemoryManagerExtension` callback (`interval`, 2 s).
+    let amm_every = Duration::from_secs_f64(lp.state.config().amm.interval.clamp(0.01, 3600.0));
+    let mut amm_ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + amm_every, amm_every);
+    amm_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_notified = false;
     // Dask's `distributed.admin.tick` (interval 20ms, limit 3s): measures how
     // late the loop gets to its timers, for the tick metrics and the
@@ -347,6 +352,18 @@ pub async fn run(
             _ = steal_ticker.tick(), if stealing => {
                 busy_from = Some(std::time::Instant::now());
                 lp.state.balance(now());
+                lp.deliver();
+            }
+            _ = amm_ticker.tick(), if lp.state.amm_running() => {
+                busy_from = Some(std::time::Instant::now());
+                let run = lp.state.amm_run_once(now());
+                if run.dropped > 0 {
+                    tracing::debug!(
+                        "ReduceReplicas: Dropping {} superfluous replicas of {} tasks",
+                        run.dropped,
+                        run.tasks
+                    );
+                }
                 lp.deliver();
             }
             _ = admin_ticker.tick() => {

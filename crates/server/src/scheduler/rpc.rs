@@ -344,6 +344,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "get_cluster_state" => super::dump::rpc_get_cluster_state(sched, msg).await?,
         "dump_cluster_state_to_url" => super::dump::rpc_dump_to_url(sched, msg).await?,
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
+        "amm_handler" => amm_handler(sched, msg).await?,
         // nothing is kept here to remove (an uploaded file stays, as in Python)
         "unregister_scheduler_plugin" => Value::Nil,
         op if super::p2p::OPS.contains(&op) => return super::p2p::handle(sched, op, msg).await,
@@ -368,6 +369,43 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
 
 /// `start_task_metadata(name)` / `stop_task_metadata(name)`: the two ends
 /// of a client's `with get_task_metadata():` block.
+/// `client.amm.start()`, `stop()`, `running()`, `run_once()` (Python's
+/// `Scheduler.amm_handler(method)`).
+async fn amm_handler(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    sched
+        .with_state(move |s, now| match method.as_str() {
+            "start" | "stop" => {
+                s.set_amm_running(method == "start");
+                Ok(Value::Nil)
+            }
+            "running" => Ok(Value::Bool(s.amm_running())),
+            "run_once" => {
+                let run = s.amm_run_once(now);
+                if run.dropped > 0 {
+                    tracing::debug!(
+                        "ReduceReplicas: Dropping {} superfluous replicas of {} tasks",
+                        run.dropped,
+                        run.tasks
+                    );
+                }
+                Ok(Value::Nil)
+            }
+            other => Err(error_reply(
+                "ValueError",
+                &format!(
+                    "amm_handler: unknown method {other:?}; expected start, stop, run_once or running"
+                ),
+            )),
+        })
+        .await
+        .ok_or_else(super::errors::shutting_down)?
+}
+
 async fn task_metadata(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
     let name = msg
         .get("name")
