@@ -81,12 +81,39 @@ def test_a_dump_to_a_url_is_written_by_the_scheduler(client, tmp_path):
     client.cancel(fut)
 
 
+def test_story_with_the_transition_log_on(make_cluster, tmp_path):
+    """``distributed.scheduler.transition-log: true`` (this scheduler's
+    switch; Python keeps its log anyway): ``client.story`` gets the
+    scheduler's ``Transition`` tuples, and the dump its ``transition_log``."""
+    from .cluster import WorkerSpec
+
+    c = make_cluster([WorkerSpec(nthreads=1)],
+                     env={"DASK_DISTRIBUTED__SCHEDULER__TRANSITION_LOG": "True"})
+    client = c.client()
+    fut = client.submit(inc, 1, key=unique("told"))
+    assert fut.result(timeout=30) == 2
+    story = client.story(fut.key)
+    sched = [s for s in story if s[0] == "scheduler"]
+    moves = [(s[2], s[3]) for s in sched if s[1] == fut.key]
+    for move in [("released", "waiting"), ("waiting", "processing"), ("processing", "memory")]:
+        assert move in moves, (move, sched)
+    for _, _, _, _, recs, stimulus, when in sched:
+        assert isinstance(recs, dict) and isinstance(stimulus, str) and isinstance(when, float)
+    assert any(s[0] != "scheduler" for s in story), "the worker's story comes too"
+    client.dump_cluster_state(str(tmp_path / "dump"), format="msgpack")
+    log = DumpArtefact.from_url(str(tmp_path / "dump.msgpack.gz"))["scheduler"]["transition_log"]
+    assert any(t[0] == fut.key and t[2] == "memory" for t in log), log
+
+
 @pytest.mark.rust_only
 def test_story_says_no_transition_log_is_kept_and_ignore_gives_the_workers_stories(client):
+    """By default (unlike Python) no transition log is kept: the error names
+    get_story and the setting that turns the log on."""
     fut = client.submit(inc, 30, key=unique("storied"))
     fut.result(timeout=30)
-    with pytest.raises(NotImplementedError, match="get_story"):
+    with pytest.raises(NotImplementedError, match="get_story") as err:
         client.story(fut.key)
+    assert "distributed.scheduler.transition-log" in str(err.value)
     stories = client.story(fut.key, on_error="ignore")
     workers = set(client.scheduler_info()["workers"])
     assert stories and all(s[0] in workers for s in stories)

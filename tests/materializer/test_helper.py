@@ -1190,3 +1190,26 @@ def test_config_reports_comm_security(tmp_path):
         }
     finally:
         h.close()
+
+
+@pytest.mark.parametrize(
+    "extra_env, log_length, amm_start",
+    [
+        ({}, 0, True),
+        ({"DASK_DISTRIBUTED__SCHEDULER__TRANSITION_LOG": "True",
+          "DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH": "50",
+          "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START": "False"}, 50, False),
+    ],
+)
+def test_config_reports_transition_log_and_amm(extra_env, log_length, amm_start):
+    env = {k: v for k, v in helper_env().items() if not k.startswith("DASK_DISTRIBUTED")}
+    h = Helper(env={**env, **extra_env})
+    try:
+        config = ok(h.call({"op": "config"}))["config"]
+        assert config["transition-log-length"] == log_length
+        assert config["amm-start"] is amm_start
+        assert config["amm-interval"] == pytest.approx(2.0)
+        assert config["amm-measure"] == "optimistic"
+        assert list(config["amm-policies"]) == ["distributed.active_memory_manager.ReduceReplicas"]
+    finally:
+        h.close()

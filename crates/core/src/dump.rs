@@ -6,8 +6,8 @@
 //! clients, task groups, memory and events in the shape of Python's dump:
 //! the same field names, and other tasks, workers and clients named by
 //! their `repr` as `recursive_to_dict` writes them, so that
-//! `distributed.cluster_dump.DumpArtefact` reads it. Differences: no
-//! transition log is kept here (an empty `transition_log`), events are the
+//! `distributed.cluster_dump.DumpArtefact` reads it. Differences: the
+//! `transition_log` is empty unless the log is on ([`crate::story`]), events are the
 //! events themselves rather than `Topic` reprs, and a field this scheduler
 //! does not track is left out rather than invented.
 
@@ -280,7 +280,7 @@ impl State {
                 "transition_counter",
                 Value::Int(self.transition_counter as i64),
             ),
-            ("transition_log", Value::Array(Vec::new())),
+            ("transition_log", Value::Array(self.transition_log_values())),
             ("tasks", Value::Map(tasks)),
             ("task_groups", Value::Map(task_groups)),
             ("workers", Value::Map(workers)),

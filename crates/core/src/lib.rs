@@ -43,6 +43,7 @@ pub mod semaphores;
 pub mod state;
 pub mod stats;
 pub mod stealing;
+pub mod story;
 pub mod task;
 pub mod taskgroups;
 pub mod taskidset;

@@ -526,6 +526,7 @@ impl State {
         }
         recs.extend(self.release_fire_and_forget(id));
         self.transition_counter += 1;
+        self.log_direct_transition(id, TaskState::Processing, &recs);
         self.transitions(recs);
         self.fill_queued_slots();
         Ok(())
@@ -626,6 +627,9 @@ impl State {
             }
             // Dependents waiting for this key can go ahead.
             recs.extend(self.dependents_ready(id));
+            if was != TaskState::Memory {
+                self.log_direct_transition(id, was, &recs);
+            }
             self.transitions(recs);
         }
     }

@@ -84,6 +84,8 @@ pub struct State {
     pub(crate) amm_replicated: rustc_hash::FxHashSet<TaskId>,
     /// Whether the periodic AMM runs (`client.amm.start/stop`).
     pub(crate) amm_running: bool,
+    /// The last transitions, for `story` and the cluster dump.
+    pub(crate) transition_log: crate::story::TransitionLog,
     pub(crate) run_counter: i64,
     /// The task of each run still under way, by run id: finds the task of
     /// a `task-finished` without hashing its key.
@@ -197,6 +199,7 @@ impl State {
     /// An empty scheduler.
     pub fn new(config: Config) -> State {
         let amm_running = config.amm.start;
+        let transition_log = crate::story::TransitionLog::new(config.transition_log_length);
         let groups = crate::taskgroups::TaskGroups::new(
             config.rootish_taskgroup,
             config.rootish_taskgroup_dependencies,
@@ -218,6 +221,7 @@ impl State {
             transition_queue: Default::default(),
             amm_replicated: Default::default(),
             amm_running,
+            transition_log,
             compute_stimulus: None,
             run_counter: 0,
             run_index: Default::default(),

@@ -1081,6 +1081,13 @@ def op_config(req):
                 for k, v in (get("distributed.scheduler.default-task-durations") or {}).items()
             },
             "comm": _comm_security_config(get),
+            # this scheduler's own switch (off by default: it costs every
+            # transition); the length is Dask's
+            "transition-log-length": (
+                int(get("distributed.admin.low-level-log-length"))
+                if get("distributed.scheduler.transition-log", False)
+                else 0
+            ),
             "amm-start": bool(get("distributed.scheduler.active-memory-manager.start")),
             "amm-interval": float(
                 parse_timedelta(get("distributed.scheduler.active-memory-manager.interval"))

@@ -73,6 +73,9 @@ fn apply(config: &mut Config, values: &Value) {
     {
         config.rebalance.half_gap = v / 2.0;
     }
+    if let Some(v) = values.get("transition-log-length").and_then(Value::as_i64) {
+        config.transition_log_length = v.clamp(0, 10_000_000) as usize;
+    }
     if let Some(v) = values.get("amm-start") {
         config.amm.start = v.truthy();
     }

@@ -345,6 +345,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "dump_cluster_state_to_url" => super::dump::rpc_dump_to_url(sched, msg).await?,
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
         "amm_handler" => amm_handler(sched, msg).await?,
+        "get_story" => get_story(sched, msg).await?,
         // nothing is kept here to remove (an uploaded file stays, as in Python)
         "unregister_scheduler_plugin" => Value::Nil,
         op if super::p2p::OPS.contains(&op) => return super::p2p::handle(sched, op, msg).await,
@@ -369,6 +370,35 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
 
 /// `start_task_metadata(name)` / `stop_task_metadata(name)`: the two ends
 /// of a client's `with get_task_metadata():` block.
+/// `get_story(keys_or_stimuli)` (`client.story`): the logged transitions
+/// of those keys, as Python's `Transition` tuples; a clear error naming the
+/// setting while the log is off.
+async fn get_story(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let keys: Vec<dask_wire::Key> = match msg.get("keys_or_stimuli") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| dask_wire::Key::from_value(v).ok())
+            .collect(),
+        Some(Value::Nil) | None => Vec::new(),
+        Some(one) => dask_wire::Key::from_value(one).into_iter().collect(),
+    };
+    sched
+        .with_state(move |s, _| {
+            if s.config().transition_log_length == 0 {
+                return Err(error_reply(
+                    "NotImplementedError",
+                    "get_story: this scheduler keeps no transition log unless asked to (it \
+                     costs every transition); start it with distributed.scheduler.transition-log: \
+                     true (DASK_DISTRIBUTED__SCHEDULER__TRANSITION_LOG=True) to keep the last \
+                     distributed.admin.low-level-log-length transitions for client.story",
+                ));
+            }
+            Ok(Value::Array(s.story(&keys)))
+        })
+        .await
+        .ok_or_else(super::errors::shutting_down)?
+}
+
 /// `client.amm.start()`, `stop()`, `running()`, `run_once()` (Python's
 /// `Scheduler.amm_handler(method)`).
 async fn amm_handler(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
