@@ -127,13 +127,7 @@ fn a_worker_holding_an_actor_is_not_retired_until_the_actor_is_released() {
     sim.s.abort_retirement(c.worker, "retire-test");
 
     // once released and forgotten, the worker holds no actor
-    sim.cop(Value::map([
-        ("op", Value::str("client-releases-keys")),
-        ("keys", Value::Array(vec![kv(&k("counter"))])),
-        ("client", Value::str("Client-1")),
-    ]))
-    .unwrap();
-    sim.drain();
+    sim.release(&["counter"]);
     assert_eq!(sim.state("counter"), None);
     assert!(sim.s.start_retirement(c.worker, "retire-test-2"));
     assert_eq!(

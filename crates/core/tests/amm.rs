@@ -146,17 +146,7 @@ fn a_worker_that_refuses_gets_its_replica_back() {
 fn released_tasks_are_forgotten_by_the_amm() {
     let (mut sim, _) = three_workers();
     sim.place("x", &[A, B], 100);
-    let c = sim.client;
-    sim.cop_as(
-        c,
-        Value::map([
-            ("op", Value::str("client-releases-keys")),
-            ("keys", Value::Array(vec![Value::str("x")])),
-            ("client", Value::str("Client-1")),
-        ]),
-    )
-    .unwrap();
-    sim.drain();
+    sim.release(&["x"]);
     sim.clear();
     assert_eq!(sim.state("x"), None);
     assert_eq!(run(&mut sim), AmmRun::default());

@@ -78,17 +78,7 @@ fn a_task_s_story_from_submission_to_forgotten() {
     assert!(matches!(fields[5], Value::Float(t) if t > 0.0));
 
     // released by the client: forgotten, and the story still names it
-    let c = sim.client;
-    sim.cop_as(
-        c,
-        Value::map([
-            ("op", Value::str("client-releases-keys")),
-            ("keys", Value::Array(vec![Value::str("y")])),
-            ("client", Value::str("Client-1")),
-        ]),
-    )
-    .unwrap();
-    sim.drain();
+    sim.release(&["y"]);
     assert_eq!(sim.state("x"), None);
     let all = moves(&sim.s.story(&[k("x")]));
     assert_eq!(all.last(), Some(&pair("released", "forgotten")), "{all:?}");

@@ -529,6 +529,19 @@ impl Sim {
 
     /// Answer every pending `compute-task` with success until none are left;
     /// returns the keys in the order they ran.
+    /// The default client releases `keys` (`client-releases-keys`); the
+    /// outbox is drained.
+    pub fn release(&mut self, keys: &[&str]) {
+        let keys = keys.iter().map(|n| kv(&k(n))).collect();
+        self.cop(Value::map([
+            ("op", Value::str("client-releases-keys")),
+            ("keys", Value::Array(keys)),
+            ("client", Value::str("Client-1")),
+        ]))
+        .unwrap();
+        self.drain();
+    }
+
     /// Put `key` (of `nbytes`) in memory on the given workers, wanted by the client.
     pub fn place(&mut self, key: &str, addrs: &[&str], nbytes: i64) {
         let c = self.client;
