@@ -41,12 +41,7 @@ impl CommConfig {
     /// The same settings from `DASK_DISTRIBUTED__COMM__*` variables, for a
     /// scheduler running without its Python environment.
     pub fn from_env() -> CommConfig {
-        let var = |name: &str| {
-            std::env::var(format!("DASK_DISTRIBUTED__COMM__{name}"))
-                .ok()
-                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
-                .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("null"))
-        };
+        let var = |name: &str| dask_env(&format!("DASK_DISTRIBUTED__COMM__{name}"));
         let flag = |v: String| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes");
         CommConfig {
             ca_file: var("TLS__CA_FILE"),
@@ -74,11 +69,9 @@ impl DashboardTlsConfig {
     /// The same settings from `DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__*`.
     pub fn from_env() -> DashboardTlsConfig {
         let var = |name: &str| {
-            std::env::var(format!(
+            dask_env(&format!(
                 "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__{name}"
             ))
-            .ok()
-            .filter(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("null"))
         };
         DashboardTlsConfig {
             cert: var("CERT"),
@@ -97,6 +90,15 @@ impl DashboardTlsConfig {
             .map(Some)
             .context("setting up HTTPS for the dashboard (distributed.scheduler.dashboard.tls)")
     }
+}
+
+/// A `DASK_*` variable's value, unquoted; `None` when unset, empty or
+/// `null` (Dask's YAML spelling of "not set").
+fn dask_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+        .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("null"))
 }
 
 /// What the listener speaks and with which TLS settings.

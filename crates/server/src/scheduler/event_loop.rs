@@ -304,6 +304,19 @@ impl Loop {
     }
 }
 
+/// One Active Memory Manager run, logged as Python's `ReduceReplicas` logs
+/// it (the periodic callback and `client.amm.run_once()`).
+pub(crate) fn run_amm(state: &mut State, now: f64) {
+    let run = state.amm_run_once(now);
+    if run.dropped > 0 {
+        tracing::debug!(
+            "ReduceReplicas: Dropping {} superfluous replicas of {} tasks",
+            run.dropped,
+            run.tasks
+        );
+    }
+}
+
 /// Run the loop until every command sender is gone; the idle timeout
 /// notifies `shutdown` (the binary then closes the workers and exits).
 pub async fn run(
@@ -356,14 +369,7 @@ pub async fn run(
             }
             _ = amm_ticker.tick(), if lp.state.amm_running() => {
                 busy_from = Some(std::time::Instant::now());
-                let run = lp.state.amm_run_once(now());
-                if run.dropped > 0 {
-                    tracing::debug!(
-                        "ReduceReplicas: Dropping {} superfluous replicas of {} tasks",
-                        run.dropped,
-                        run.tasks
-                    );
-                }
+                run_amm(&mut lp.state, now());
                 lp.deliver();
             }
             _ = admin_ticker.tick() => {

@@ -415,14 +415,7 @@ async fn amm_handler(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value
             }
             "running" => Ok(Value::Bool(s.amm_running())),
             "run_once" => {
-                let run = s.amm_run_once(now);
-                if run.dropped > 0 {
-                    tracing::debug!(
-                        "ReduceReplicas: Dropping {} superfluous replicas of {} tasks",
-                        run.dropped,
-                        run.tasks
-                    );
-                }
+                super::event_loop::run_amm(s, now);
                 Ok(Value::Nil)
             }
             other => Err(error_reply(
