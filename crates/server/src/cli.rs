@@ -44,7 +44,7 @@ pub struct Cli {
     #[arg(long)]
     pub interface: Option<String>,
 
-    /// Protocol like tcp, tls, or ucx (tcp and tls are supported)
+    /// Protocol like tcp, tls, or ucx (tcp, tls, ws and wss are supported)
     #[arg(long)]
     pub protocol: Option<String>,
 
@@ -290,11 +290,17 @@ impl Cli {
 
 /// A scheme this scheduler can listen on; any other is an error naming it.
 fn scheme_named(name: &str, option: &str) -> anyhow::Result<Option<Scheme>> {
+    if name.contains(',') {
+        bail!(
+            "{option} lists several protocols ({name}); this scheduler listens on one \
+             address, so give one of tcp, tls, ws and wss"
+        );
+    }
     match Scheme::parse(name) {
         Some(s) => Ok(Some(s)),
         None => bail!(
             "{option} asks for {name}://, which this scheduler does not support; \
-             only tcp:// and tls:// are"
+             only tcp://, tls://, ws:// and wss:// are"
         ),
     }
 }
@@ -482,6 +488,8 @@ mod tests {
             (&["--protocol", "tcp://"], "0.0.0.0:8786"),
             (&["--protocol", "tls"], "0.0.0.0:8786"),
             (&["--host", "tls://127.0.0.1:9003"], "127.0.0.1:9003"),
+            (&["--protocol", "ws"], "0.0.0.0:8786"),
+            (&["--host", "wss://127.0.0.1:9004"], "127.0.0.1:9004"),
             (&["--interface", "lo"], "127.0.0.1:8786"),
         ];
         for (args, want) in cases {
@@ -495,7 +503,8 @@ mod tests {
     fn bad_listen_addresses() {
         let cases: &[&[&str]] = &[
             &["--protocol", "ucx"],
-            &["--host", "ws://1.2.3.4"],
+            &["--host", "ucxx://1.2.3.4"],
+            &["--protocol", "tcp,ws"],
             &["--host", "ucx://1.2.3.4", "--protocol", "tcp"],
             &["--host", "127.0.0.1:9000", "--port", "9001"],
             &["--host", "::1"],
@@ -520,6 +529,8 @@ mod tests {
                 Some(Scheme::Tls),
             ),
             (&["--host", "tcp://h"], Some(Scheme::Tcp)),
+            (&["--protocol", "ws"], Some(Scheme::Ws)),
+            (&["--host", "wss://h"], Some(Scheme::Wss)),
         ];
         for (args, want) in schemes {
             assert_eq!(cli(args).requested_scheme().unwrap(), *want, "{args:?}");

@@ -7,7 +7,6 @@ use dask_scheduler::cli::Cli;
 use dask_scheduler::materializer::{Availability, MaterializerConfig, MaterializerPool};
 use dask_scheduler::net::listener;
 use dask_scheduler::net::rpc::RpcPool;
-use dask_scheduler::net::Scheme;
 use dask_scheduler::scheduler::{connection::Router, now, Scheduler, SchedulerInfo};
 use dask_scheduler::security::CommPlan;
 use dask_scheduler::{files, http, logging};
@@ -109,6 +108,15 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let address = cli.contact_address(bound, comm_plan.scheme);
 
     let dashboard = match cli.dashboard_addr()? {
+        Some(addr) if comm_plan.scheme.websocket() && addr.port() == bound.port() => {
+            // Python's WSListener then adds its route to the dashboard's server.
+            anyhow::bail!(
+                "{}:// and the dashboard on one port ({}) is not supported by this \
+                 scheduler; give --dashboard-address another port",
+                comm_plan.scheme.name(),
+                bound.port()
+            )
+        }
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
@@ -194,11 +202,17 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let handler = Arc::new(Router {
         scheduler: sched.clone(),
     });
-    let listener_tls = match comm_plan.scheme {
-        Scheme::Tls => security.tls.clone(),
-        Scheme::Tcp => None,
+    let listener_tls = match comm_plan.scheme.secure() {
+        true => security.tls.clone(),
+        false => None,
     };
-    tokio::spawn(listener::serve(tcp, limits, listener_tls, handler));
+    tokio::spawn(listener::serve(
+        tcp,
+        comm_plan.scheme,
+        limits,
+        listener_tls,
+        handler,
+    ));
 
     tokio::select! {
         _ = event_loop => tracing::info!("Scheduler closing"),

@@ -129,7 +129,7 @@ impl CommPlan {
                     Some(s) => s,
                     None => bail!(
                         "distributed.comm.default-scheme is {name:?}, which this scheduler \
-                         does not support; only tcp and tls are"
+                         does not support; only tcp, tls, ws and wss are"
                     ),
                 },
             },
@@ -159,7 +159,7 @@ impl CommPlan {
                 max_version,
             }),
             (ca, cert) => {
-                if scheme == Scheme::Tls {
+                if scheme.secure() {
                     let mut missing = Vec::new();
                     if ca.is_none() {
                         missing.push("--tls-ca-file (distributed.comm.tls.ca-file)");
@@ -168,7 +168,8 @@ impl CommPlan {
                         missing.push("--tls-cert (distributed.comm.tls.scheduler.cert)");
                     }
                     bail!(
-                        "tls:// needs a CA file and a certificate; missing {}",
+                        "{}:// needs a CA file and a certificate; missing {}",
+                        scheme.name(),
                         missing.join(" and ")
                     );
                 }
@@ -270,6 +271,29 @@ mod tests {
                 true,
                 false,
             ),
+            (&["--protocol", "ws"], &none, Scheme::Ws, false, false),
+            (
+                &["--protocol", "wss", "--tls-ca-file", "a", "--tls-cert", "b"],
+                &none,
+                Scheme::Wss,
+                true,
+                true,
+            ),
+            (
+                &["--host", "wss://h"],
+                &configured,
+                Scheme::Wss,
+                true,
+                false,
+            ),
+            // distributed's WebSocket listener does not check require-encryption
+            (
+                &["--protocol", "ws", "--tls-ca-file", "a", "--tls-cert", "b"],
+                &none,
+                Scheme::Ws,
+                true,
+                true,
+            ),
             // flags with require-encryption off may listen on tcp
             (
                 &["--tls-ca-file", "a", "--tls-cert", "b", "--protocol", "tcp"],
@@ -315,6 +339,11 @@ mod tests {
         let none = CommConfig::default();
         let cases: &[(&[&str], CommConfig, &str)] = &[
             (&["--protocol", "tls"], none.clone(), "--tls-ca-file"),
+            (
+                &["--protocol", "wss"],
+                none.clone(),
+                "wss:// needs a CA file",
+            ),
             (&["--tls-cert", "c.pem"], none.clone(), "--tls-ca-file"),
             (&["--tls-ca-file", "ca.pem"], none.clone(), "--tls-cert"),
             (
