@@ -17,7 +17,17 @@ import urllib.request
 import pytest
 from distributed import Client
 
-from .cluster import HOST, IMPL, Cluster, Scheduler, WorkerSpec, free_port, wait_until
+from .cluster import (
+    HOST,
+    IMPL,
+    Cluster,
+    Scheduler,
+    Worker,
+    WorkerSpec,
+    free_port,
+    port_open,
+    wait_until,
+)
 from .helpers import inc, run_some_work, unique
 from .tls_certs import CertAuthority, client_security, worker_flags
 
@@ -140,7 +150,8 @@ def test_what_websockets_need_is_named_at_startup(tmp_path):
     shared = free_port()
     cases = [
         (["--protocol", "wss"], free_port(), "wss:// needs a CA file and a certificate"),
-        (["--protocol", "tcp,ws"], free_port(), "several protocols"),
+        # (the harness gives one --port)
+        (["--protocol", "tcp,ws"], free_port(), "lists of equal length"),
         # (Python serves both from the dashboard's HTTP server then)
         (["--protocol", "ws", "--dashboard-address", f":{shared}"], shared, "one port"),
     ]
@@ -162,5 +173,28 @@ def test_a_websocket_scheduler_takes_its_address_from_host(tmp_path):
         client = c.client()
         check_address(client.scheduler_info()["address"], "ws", port)
         assert client.submit(inc, 2, key=unique("ws-host")).result(WS_TIMEOUT) == 3
+    finally:
+        c.close()
+
+
+def test_one_scheduler_listens_on_tcp_and_ws_at_once(tmp_path):
+    """``--protocol tcp,ws --port P,Q``: a worker on each listener, a client
+    on the WebSocket one; the scheduler's address is the first listener's,
+    and the two workers exchange data across schemes."""
+    ws_port = free_port()
+    c = Cluster(tmp_path, [WorkerSpec(nthreads=1, name="on-tcp")], scheme="tcp",
+                extra=["--protocol", "tcp,ws"], more_ports=[ws_port])
+    try:
+        ws_address = f"ws://{HOST}:{ws_port}"
+        wait_until(lambda: port_open(ws_port), 30, "the ws:// listener")
+        c.workers.append(Worker(ws_address, c.tmp_dir, WorkerSpec(nthreads=1, name="on-ws")))
+        c.wait_for_worker_names(["on-ws"])
+        client = Client(ws_address, timeout=WS_TIMEOUT, set_as_default=False)
+        c.clients.append(client)
+        assert client.scheduler_info()["address"] == c.address
+        names = c.workers_by_name()
+        assert names["on-tcp"].startswith("tcp://"), names
+        assert names["on-ws"].startswith("ws://"), names
+        run_some_work(client, names, WS_TIMEOUT)
     finally:
         c.close()

@@ -100,24 +100,30 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         false => None,
     };
 
-    let bind = cli.listen_addr()?;
-    let tcp = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("binding the scheduler to {bind}"))?;
-    let bound = tcp.local_addr()?;
-    let address = cli.contact_address(bound, comm_plan.scheme);
+    let mut listeners = Vec::new();
+    for (spec, scheme) in cli.listeners()?.iter().zip(&comm_plan.schemes) {
+        let l = tokio::net::TcpListener::bind(spec.addr)
+            .await
+            .with_context(|| format!("binding the scheduler to {}", spec.addr))?;
+        let bound = l.local_addr()?;
+        listeners.push((l, *scheme, cli.contact_address(bound, *scheme)));
+    }
+    let address = listeners[0].2.clone();
+    let bound = listeners[0].0.local_addr()?;
 
     let dashboard = match cli.dashboard_addr()? {
-        Some(addr) if comm_plan.scheme.websocket() && addr.port() == bound.port() => {
-            // Python's WSListener then adds its route to the dashboard's server.
-            anyhow::bail!(
-                "{}:// and the dashboard on one port ({}) is not supported by this \
-                 scheduler; give --dashboard-address another port",
-                comm_plan.scheme.name(),
-                bound.port()
-            )
-        }
         Some(addr) => {
+            if let Some((l, scheme, _)) = listeners.iter().find(|(l, scheme, _)| {
+                scheme.websocket() && l.local_addr().is_ok_and(|a| a.port() == addr.port())
+            }) {
+                // Python's WSListener then adds its route to the dashboard's server.
+                anyhow::bail!(
+                    "{}:// and the dashboard on one port ({}) is not supported by this \
+                     scheduler; give --dashboard-address another port",
+                    scheme.name(),
+                    l.local_addr()?.port()
+                )
+            }
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the dashboard to {addr}"))?;
@@ -169,7 +175,9 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     dask_scheduler::scheduler::p2p::install_worker_plugin(&sched).await;
 
     tracing::info!("-----------------------------------------------");
-    tracing::info!("  Scheduler at:   {address}");
+    for (_, _, contact) in &listeners {
+        tracing::info!("  Scheduler at:   {contact}");
+    }
     if let Some(l) = dashboard {
         let port = l.local_addr()?.port();
         let web = if https.is_some() { "https" } else { "http" };
@@ -202,17 +210,13 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let handler = Arc::new(Router {
         scheduler: sched.clone(),
     });
-    let listener_tls = match comm_plan.scheme.secure() {
-        true => security.tls.clone(),
-        false => None,
-    };
-    tokio::spawn(listener::serve(
-        tcp,
-        comm_plan.scheme,
-        limits,
-        listener_tls,
-        handler,
-    ));
+    for (l, scheme, _) in listeners {
+        let tls = match scheme.secure() {
+            true => security.tls.clone(),
+            false => None,
+        };
+        tokio::spawn(listener::serve(l, scheme, limits, tls, handler.clone()));
+    }
 
     tokio::select! {
         _ = event_loop => tracing::info!("Scheduler closing"),
