@@ -242,7 +242,7 @@ def scheduler_command() -> list[str]:
 
 
 def scheduler_argv(
-    port: int,
+    port: int | str,
     dashboard_port: int | None,
     host: str | None = HOST,
     extra: list[str] = (),
@@ -290,14 +290,18 @@ class Scheduler(ManagedProcess):
         env: dict[str, str] | None = None,
         wait: bool = True,
         scheme: str = "tcp",
+        more_ports: list[int] = (),
     ):
         """``scheme``: what the scheduler listens on (``tls`` when its
-        arguments or environment ask for TLS)."""
+        arguments or environment ask for TLS). ``more_ports``: the ports of
+        further listeners (``--protocol tcp,ws``), passed as ``--port
+        port,more...``; ``port`` stays the first listener's."""
         check_rust_binary()
         self.port = port or free_port()
         self.dashboard_port = free_port() if dashboard else None
         self.address = f"{scheme}://{HOST}:{self.port}"
-        argv = scheduler_argv(self.port, self.dashboard_port, host, list(extra), python)
+        port_arg = ",".join(str(p) for p in (self.port, *more_ports))
+        argv = scheduler_argv(port_arg, self.dashboard_port, host, list(extra), python)
         super().__init__(argv, Path(log_dir) / f"scheduler-{self.port}.log", env)
         if wait:
             self.wait_ready()

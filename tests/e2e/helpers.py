@@ -131,3 +131,18 @@ def worker_info(client) -> dict:
     copy of ``Client.scheduler_info()``, which the client's periodic refresh
     may have emptied of workers)."""
     return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
+def run_some_work(client, names: dict[str, str], timeout: float = 30) -> None:
+    """Tasks, a transfer between the two workers, results gathered by the
+    client from the workers, and the scheduler dialing every worker (the
+    comm tests run it over each scheme)."""
+    futs = client.map(inc, range(40), key=[unique("comm-inc") for _ in range(40)])
+    assert client.gather(futs) == list(range(1, 41))
+    (a, b) = sorted(names.values())
+    x = client.submit(inc, 1, workers=[a], key=unique("comm-x"))
+    y = client.submit(add, x, 10, workers=[b], key=unique("comm-y"))
+    assert y.result(timeout=timeout) == 12
+    # broadcast: the scheduler opens its own connections to the workers
+    assert client.run(lambda: 7) == {a: 7, b: 7}
+    assert list(client.who_has(y)[y.key]) == [b]

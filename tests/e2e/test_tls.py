@@ -15,27 +15,13 @@ import urllib.error
 import urllib.request
 
 import pytest
-from distributed import Client, Security
+from distributed import Client
 
 from .cluster import HOST, Cluster, Scheduler, WorkerSpec, free_port, wait_until
-from .helpers import add, inc, unique
-from .tls_certs import CertAuthority, self_signed
+from .helpers import inc, run_some_work, unique
+from .tls_certs import CertAuthority, client_security, self_signed, worker_flags
 
 TLS_TIMEOUT = 30
-
-
-def worker_flags(ca_file, issued) -> list[str]:
-    return ["--tls-ca-file", str(ca_file), "--tls-cert", str(issued.cert),
-            "--tls-key", str(issued.key)]
-
-
-def client_security(ca_file, issued) -> Security:
-    return Security(
-        tls_ca_file=str(ca_file),
-        tls_client_cert=str(issued.cert),
-        tls_client_key=str(issued.key),
-        require_encryption=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +50,6 @@ def tls_cluster(ca, tmp_path_factory):
         yield c
     finally:
         c.close()
-
-
-def run_some_work(client: Client, names: dict[str, str]) -> None:
-    """Tasks, a transfer between the two workers, results gathered by the
-    client from the workers, and the scheduler dialing every worker."""
-    futs = client.map(inc, range(40), key=[unique("tls-inc") for _ in range(40)])
-    assert client.gather(futs) == list(range(1, 41))
-    (a, b) = sorted(names.values())
-    x = client.submit(inc, 1, workers=[a], key=unique("tls-x"))
-    y = client.submit(add, x, 10, workers=[b], key=unique("tls-y"))
-    assert y.result(timeout=TLS_TIMEOUT) == 12
-    # broadcast: the scheduler opens its own (TLS) connections to the workers
-    assert client.run(lambda: 7) == {a: 7, b: 7}
-    assert list(client.who_has(y)[y.key]) == [b]
 
 
 def test_a_tls_cluster_runs_work_end_to_end(tls_cluster):

@@ -128,3 +128,21 @@ def self_signed(directory: Path, name: str = "dask-internal") -> Issued:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key, key_path)
     return Issued(cert_path, key_path)
+
+
+def worker_flags(ca_file, issued) -> list[str]:
+    """``dask worker`` (or scheduler) flags for a certificate of this CA."""
+    return ["--tls-ca-file", str(ca_file), "--tls-cert", str(issued.cert),
+            "--tls-key", str(issued.key)]
+
+
+def client_security(ca_file, issued):
+    """A client's ``distributed.Security`` with a certificate of this CA."""
+    from distributed import Security
+
+    return Security(
+        tls_ca_file=str(ca_file),
+        tls_client_cert=str(issued.cert),
+        tls_client_key=str(issued.key),
+        require_encryption=True,
+    )

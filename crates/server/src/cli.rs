@@ -36,15 +36,19 @@ pub struct Cli {
     #[arg(long, default_value = "", hide_default_value = true)]
     pub host: String,
 
-    /// Serving port [default: 8786]
+    /// Serving port [default: 8786]; a comma-separated list with a list of
+    /// protocols
     #[arg(long)]
-    pub port: Option<u16>,
+    pub port: Option<String>,
 
-    /// Preferred network interface like 'eth0' or 'ib0'
+    /// Preferred network interface like 'eth0' or 'ib0' (a comma-separated
+    /// list with a list of protocols)
     #[arg(long)]
     pub interface: Option<String>,
 
-    /// Protocol like tcp, tls, or ucx (tcp and tls are supported)
+    /// Protocol like tcp, tls, or ucx (tcp, tls, ws and wss are supported);
+    /// a comma-separated list listens on each, e.g. `--protocol tcp,ws
+    /// --port 8786,8788`
     #[arg(long)]
     pub protocol: Option<String>,
 
@@ -156,7 +160,6 @@ impl Cli {
     /// accepted but ignored, and an error for the ones that cannot work.
     pub fn validate(&self) -> anyhow::Result<Vec<String>> {
         let mut warnings = Vec::new();
-        self.requested_scheme()?;
         if !self.preload_argv.is_empty() && self.preload.is_empty() {
             if let Some(opt) = self.preload_argv.iter().find(|a| a.starts_with('-')) {
                 bail!("No such option: {opt} (see '--help' for valid options)");
@@ -182,7 +185,7 @@ impl Cli {
         if self.use_xheaders.is_some() {
             warnings.push("--use-xheaders is deprecated and has no effect".into());
         }
-        self.listen_addr()?;
+        self.listeners()?;
         self.dashboard_addr()?;
         self.idle_timeout()?;
         Ok(warnings)
@@ -199,30 +202,95 @@ impl Cli {
         self.tls_ca_file.is_some() || self.tls_cert.is_some() || self.tls_key.is_some()
     }
 
-    /// The scheme `--host` or `--protocol` asks for, if any (a scheme in
-    /// `--host` wins, as in distributed's `address_from_user_args`).
-    pub fn requested_scheme(&self) -> anyhow::Result<Option<Scheme>> {
-        if let Some((name, _)) = self.host.trim().split_once("://") {
-            return scheme_named(name, "--host");
+    /// The listeners asked for, in order (the first one's address is the
+    /// scheduler's): one, or one per entry of `--protocol a,b` with
+    /// `--port p,q`, as distributed's `dask scheduler` reads them.
+    pub fn listeners(&self) -> anyhow::Result<Vec<ListenerSpec>> {
+        let list = |v: &Option<String>| {
+            v.as_deref().filter(|s| s.contains(',')).map(|s| {
+                s.split(',')
+                    .map(|p| p.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let protocols = list(&self.protocol);
+        let ports = match list(&self.port) {
+            Some(ps) => Some(
+                ps.iter()
+                    .map(|p| parse_port(p))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let interfaces = list(&self.interface);
+        let host_arg = self.host.trim();
+        let host_has_port = split_host_port(strip_scheme(host_arg))?.1.is_some();
+        let (protocols, ports) = match (protocols, ports) {
+            (None, None) => {
+                return Ok(vec![self.listener(
+                    self.protocol.as_deref(),
+                    self.port()?,
+                    self.interface.as_deref(),
+                )?])
+            }
+            // distributed: the first on 8786, the others on any free port
+            (Some(pr), None) if self.port.is_none() && !host_has_port => {
+                let ports = std::iter::once(Some(DEFAULT_PORT))
+                    .chain(std::iter::repeat(Some(0)))
+                    .take(pr.len())
+                    .collect();
+                (pr, ports)
+            }
+            (Some(pr), Some(ps)) if pr.len() == ps.len() => {
+                (pr, ps.into_iter().map(Some).collect::<Vec<_>>())
+            }
+            _ => bail!("--protocol and --port must both be lists of equal length"),
+        };
+        if interfaces
+            .as_ref()
+            .is_some_and(|i| i.len() != protocols.len())
+        {
+            bail!("--interface must list as many interfaces as --protocol lists protocols");
         }
-        match self.protocol.as_deref() {
-            Some(p) => scheme_named(p.trim_end_matches("://"), "--protocol"),
-            None => Ok(None),
-        }
+        protocols
+            .iter()
+            .zip(ports)
+            .enumerate()
+            .map(|(i, (protocol, port))| {
+                let iface = match &interfaces {
+                    Some(list) => Some(list[i].as_str()),
+                    None => self.interface.as_deref(),
+                };
+                self.listener(Some(protocol), port, iface)
+            })
+            .collect()
     }
 
-    /// The address to bind the scheduler's listener to.
-    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.requested_scheme()?;
+    /// `--port` when it is one port.
+    fn port(&self) -> anyhow::Result<Option<u16>> {
+        self.port.as_deref().map(parse_port).transpose()
+    }
+
+    /// One listener from its protocol, port and interface and `--host`.
+    fn listener(
+        &self,
+        protocol: Option<&str>,
+        port: Option<u16>,
+        interface: Option<&str>,
+    ) -> anyhow::Result<ListenerSpec> {
+        // `--protocol` wins over a scheme in `--host`, as in distributed's
+        // `address_from_user_args`
         let host_arg = self.host.trim();
-        if self.interface.is_some() && !host_arg.is_empty() {
+        let scheme = match (protocol, host_arg.split_once("://")) {
+            (Some(p), _) => scheme_named(p.trim_end_matches("://"), "--protocol")?,
+            (None, Some((name, _))) => scheme_named(name, "--host")?,
+            (None, None) => None,
+        };
+        if interface.is_some() && !host_arg.is_empty() {
             bail!("Can not specify both --interface and --host");
         }
-        let loc = host_arg
-            .split_once("://")
-            .map_or(host_arg, |(_, rest)| rest);
-        let (host, host_port) = split_host_port(loc)?;
-        let port = match (host_port, self.port) {
+        let (host, host_port) = split_host_port(strip_scheme(host_arg))?;
+        let port = match (host_port, port) {
             (Some(hp), Some(p)) if hp != 0 && hp != p => {
                 bail!("port number given twice in options: host {host_arg} and port {p}")
             }
@@ -230,12 +298,15 @@ impl Cli {
             (Some(hp), None) => hp,
             (None, None) => DEFAULT_PORT,
         };
-        let ip = match &self.interface {
+        let ip = match interface {
             Some(iface) => IpAddr::V4(interface_ipv4(iface)?),
             None if host.is_empty() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             None => resolve_host(host, port)?,
         };
-        Ok(SocketAddr::new(ip, port))
+        Ok(ListenerSpec {
+            scheme,
+            addr: SocketAddr::new(ip, port),
+        })
     }
 
     /// The address to bind the dashboard HTTP server to; `None` with `--no-dashboard`.
@@ -288,13 +359,33 @@ impl Cli {
     }
 }
 
+/// One listener the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerSpec {
+    /// The scheme `--protocol` or `--host` names; else Dask's config decides.
+    pub scheme: Option<Scheme>,
+    /// Where to bind.
+    pub addr: SocketAddr,
+}
+
+/// `host` without a `scheme://` prefix.
+fn strip_scheme(host: &str) -> &str {
+    host.split_once("://").map_or(host, |(_, rest)| rest)
+}
+
+fn parse_port(p: &str) -> anyhow::Result<u16> {
+    p.trim()
+        .parse()
+        .map_err(|_| anyhow!("invalid --port {p:?} (a port number, or a comma-separated list)"))
+}
+
 /// A scheme this scheduler can listen on; any other is an error naming it.
 fn scheme_named(name: &str, option: &str) -> anyhow::Result<Option<Scheme>> {
     match Scheme::parse(name) {
         Some(s) => Ok(Some(s)),
         None => bail!(
             "{option} asks for {name}://, which this scheduler does not support; \
-             only tcp:// and tls:// are"
+             only tcp://, tls://, ws:// and wss:// are"
         ),
     }
 }
@@ -482,12 +573,66 @@ mod tests {
             (&["--protocol", "tcp://"], "0.0.0.0:8786"),
             (&["--protocol", "tls"], "0.0.0.0:8786"),
             (&["--host", "tls://127.0.0.1:9003"], "127.0.0.1:9003"),
+            (&["--protocol", "ws"], "0.0.0.0:8786"),
+            (&["--host", "wss://127.0.0.1:9004"], "127.0.0.1:9004"),
             (&["--interface", "lo"], "127.0.0.1:8786"),
         ];
         for (args, want) in cases {
             let c = cli(args);
-            assert_eq!(c.listen_addr().unwrap(), sa(want), "{args:?}");
+            let listeners = c.listeners().unwrap();
+            assert_eq!(listeners.len(), 1, "{args:?}");
+            assert_eq!(listeners[0].addr, sa(want), "{args:?}");
             c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn several_listeners() {
+        let spec = |scheme, addr: &str| ListenerSpec {
+            scheme: Some(scheme),
+            addr: sa(addr),
+        };
+        let cases: &[(&[&str], Vec<ListenerSpec>)] = &[
+            (
+                &["--protocol", "tcp,ws", "--port", "8786,8788"],
+                vec![
+                    spec(Scheme::Tcp, "0.0.0.0:8786"),
+                    spec(Scheme::Ws, "0.0.0.0:8788"),
+                ],
+            ),
+            // the first on 8786, the others on any free port
+            (
+                &["--protocol", "tls,wss", "--host", "127.0.0.1"],
+                vec![
+                    spec(Scheme::Tls, "127.0.0.1:8786"),
+                    spec(Scheme::Wss, "127.0.0.1:0"),
+                ],
+            ),
+            (
+                &[
+                    "--protocol",
+                    "tcp,ws",
+                    "--port",
+                    "1,2",
+                    "--interface",
+                    "lo,lo",
+                ],
+                vec![
+                    spec(Scheme::Tcp, "127.0.0.1:1"),
+                    spec(Scheme::Ws, "127.0.0.1:2"),
+                ],
+            ),
+            // one interface for every listener
+            (
+                &["--protocol", "tcp,ws", "--port", "1,2", "--interface", "lo"],
+                vec![
+                    spec(Scheme::Tcp, "127.0.0.1:1"),
+                    spec(Scheme::Ws, "127.0.0.1:2"),
+                ],
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(&cli(args).listeners().unwrap(), want, "{args:?}");
         }
     }
 
@@ -495,8 +640,22 @@ mod tests {
     fn bad_listen_addresses() {
         let cases: &[&[&str]] = &[
             &["--protocol", "ucx"],
-            &["--host", "ws://1.2.3.4"],
-            &["--host", "ucx://1.2.3.4", "--protocol", "tcp"],
+            &["--host", "ucxx://1.2.3.4"],
+            &["--protocol", "tcp,ws", "--port", "8786"],
+            &["--protocol", "tcp", "--port", "8786,8787"],
+            &["--protocol", "tcp,ws", "--port", "1,2,3"],
+            &["--protocol", "tcp,ws", "--host", "127.0.0.1:8786"],
+            &[
+                "--protocol",
+                "tcp,ws",
+                "--port",
+                "1,2",
+                "--interface",
+                "lo,lo,lo",
+            ],
+            &["--protocol", "tcp,ucx"],
+            &["--port", "x"],
+            &["--host", "tcp://1.2.3.4", "--protocol", "ucx"],
             &["--host", "127.0.0.1:9000", "--port", "9001"],
             &["--host", "::1"],
             &["--host", "1.2.3.4:http"],
@@ -515,17 +674,24 @@ mod tests {
         let schemes: &[(&[&str], Option<Scheme>)] = &[
             (&[], None),
             (&["--protocol", "tls"], Some(Scheme::Tls)),
+            // --protocol wins over the scheme in --host
             (
-                &["--host", "tls://h", "--protocol", "tcp"],
-                Some(Scheme::Tls),
+                &["--host", "tls://127.0.0.1", "--protocol", "tcp"],
+                Some(Scheme::Tcp),
             ),
-            (&["--host", "tcp://h"], Some(Scheme::Tcp)),
+            (
+                &["--host", "ucx://127.0.0.1", "--protocol", "ws"],
+                Some(Scheme::Ws),
+            ),
+            (&["--host", "tcp://127.0.0.1"], Some(Scheme::Tcp)),
+            (&["--protocol", "ws"], Some(Scheme::Ws)),
+            (&["--host", "wss://127.0.0.1"], Some(Scheme::Wss)),
         ];
         for (args, want) in schemes {
-            assert_eq!(cli(args).requested_scheme().unwrap(), *want, "{args:?}");
+            assert_eq!(cli(args).listeners().unwrap()[0].scheme, *want, "{args:?}");
         }
         let e = cli(&["--interface", "nope0"])
-            .listen_addr()
+            .listeners()
             .unwrap_err()
             .to_string();
         assert!(e.contains("Valid network interfaces"), "{e}");

@@ -7,7 +7,6 @@ use dask_scheduler::cli::Cli;
 use dask_scheduler::materializer::{Availability, MaterializerConfig, MaterializerPool};
 use dask_scheduler::net::listener;
 use dask_scheduler::net::rpc::RpcPool;
-use dask_scheduler::net::Scheme;
 use dask_scheduler::scheduler::{connection::Router, now, Scheduler, SchedulerInfo};
 use dask_scheduler::security::CommPlan;
 use dask_scheduler::{files, http, logging};
@@ -67,6 +66,23 @@ fn scheduler_id() -> String {
     )
 }
 
+/// Pending connections the kernel queues per listener (capped by
+/// `net.core.somaxconn`): 2,000 workers connecting at once fit, where
+/// tokio's default of 1,024 would drop some until their SYN is retried.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP socket bound to `addr` (`SO_REUSEADDR`, as tokio's and Python's
+/// listeners set it), not yet listening.
+fn bind_socket(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
 /// `explicit_log_level`: `--log-level`/`DASK_SCHEDULER_LOG_LEVEL` was given,
 /// so Dask's YAML logging config does not override it.
 async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
@@ -101,15 +117,33 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         false => None,
     };
 
-    let bind = cli.listen_addr()?;
-    let tcp = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("binding the scheduler to {bind}"))?;
-    let bound = tcp.local_addr()?;
-    let address = cli.contact_address(bound, comm_plan.scheme);
+    // Bound now (so the address is known and a port 0 has its port);
+    // listening only once the scheduler is ready to serve.
+    let mut bound_sockets = Vec::new();
+    for (spec, scheme) in cli.listeners()?.iter().zip(&comm_plan.schemes) {
+        let socket = bind_socket(spec.addr)
+            .with_context(|| format!("binding the scheduler to {}", spec.addr))?;
+        let bound = socket.local_addr()?;
+        let contact = cli.contact_address(bound, *scheme);
+        bound_sockets.push((socket, *scheme, bound, contact));
+    }
+    let address = bound_sockets[0].3.clone();
+    let bound = bound_sockets[0].2;
 
     let dashboard = match cli.dashboard_addr()? {
         Some(addr) => {
+            if let Some((_, scheme, at, _)) = bound_sockets
+                .iter()
+                .find(|(_, scheme, at, _)| scheme.websocket() && at.port() == addr.port())
+            {
+                // Python's WSListener then adds its route to the dashboard's server.
+                anyhow::bail!(
+                    "{}:// and the dashboard on one port ({}) is not supported by this \
+                     scheduler; give --dashboard-address another port",
+                    scheme.name(),
+                    at.port()
+                )
+            }
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the dashboard to {addr}"))?;
@@ -159,9 +193,18 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         Scheduler::start(info.clone(), state, rpc, materializer, idle_timeout);
     // before any worker can register: every worker gets it
     dask_scheduler::scheduler::p2p::install_worker_plugin(&sched).await;
+    let mut listeners = Vec::new();
+    for (socket, scheme, at, contact) in bound_sockets {
+        let l = socket
+            .listen(LISTEN_BACKLOG)
+            .with_context(|| format!("listening on {at}"))?;
+        listeners.push((l, scheme, contact));
+    }
 
     tracing::info!("-----------------------------------------------");
-    tracing::info!("  Scheduler at:   {address}");
+    for (_, _, contact) in &listeners {
+        tracing::info!("  Scheduler at:   {contact}");
+    }
     if let Some(l) = dashboard {
         let port = l.local_addr()?.port();
         let web = if https.is_some() { "https" } else { "http" };
@@ -194,11 +237,13 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let handler = Arc::new(Router {
         scheduler: sched.clone(),
     });
-    let listener_tls = match comm_plan.scheme {
-        Scheme::Tls => security.tls.clone(),
-        Scheme::Tcp => None,
-    };
-    tokio::spawn(listener::serve(tcp, limits, listener_tls, handler));
+    for (l, scheme, _) in listeners {
+        let tls = match scheme.secure() {
+            true => security.tls.clone(),
+            false => None,
+        };
+        tokio::spawn(listener::serve(l, scheme, limits, tls, handler.clone()));
+    }
 
     tokio::select! {
         _ = event_loop => tracing::info!("Scheduler closing"),

@@ -101,11 +101,12 @@ fn dask_env(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("null"))
 }
 
-/// What the listener speaks and with which TLS settings.
+/// What the listeners speak and with which TLS settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommPlan {
-    /// The listener's scheme (and the scheduler address's).
-    pub scheme: Scheme,
+    /// Each listener's scheme, in the order of [`Cli::listeners`]; the
+    /// first is the scheduler address's.
+    pub schemes: Vec<Scheme>,
     /// Present when a CA file and a certificate are configured; also used
     /// to dial `tls://` workers.
     pub tls: Option<TlsSettings>,
@@ -120,20 +121,26 @@ impl CommPlan {
         let flags = cli.tls_flags_given();
         // Security(**flags): require_encryption from config, else bool(flags)
         let require_encryption = config.require_encryption.unwrap_or(flags);
-        let scheme = match cli.requested_scheme()? {
-            Some(s) => s,
-            None if flags || require_encryption => Scheme::Tls,
-            None => match config.default_scheme.as_deref() {
+        let default = if flags || require_encryption {
+            Scheme::Tls
+        } else {
+            match config.default_scheme.as_deref() {
                 None => Scheme::Tcp,
                 Some(name) => match Scheme::parse(name.trim_end_matches("://")) {
                     Some(s) => s,
                     None => bail!(
                         "distributed.comm.default-scheme is {name:?}, which this scheduler \
-                         does not support; only tcp and tls are"
+                         does not support; only tcp, tls, ws and wss are"
                     ),
                 },
-            },
+            }
         };
+        let schemes: Vec<Scheme> = cli
+            .listeners()?
+            .iter()
+            .map(|l| l.scheme.unwrap_or(default))
+            .collect();
+        let secure = schemes.iter().find(|s| s.secure());
         let file = |p: &Option<std::path::PathBuf>| p.clone().map(PemSource::File);
         let conf = |v: &Option<String>| v.as_deref().map(PemSource::from_config);
         let ca_file = file(&cli.tls_ca_file).or_else(|| conf(&config.ca_file));
@@ -159,7 +166,7 @@ impl CommPlan {
                 max_version,
             }),
             (ca, cert) => {
-                if scheme == Scheme::Tls {
+                if let Some(scheme) = secure {
                     let mut missing = Vec::new();
                     if ca.is_none() {
                         missing.push("--tls-ca-file (distributed.comm.tls.ca-file)");
@@ -168,7 +175,8 @@ impl CommPlan {
                         missing.push("--tls-cert (distributed.comm.tls.scheduler.cert)");
                     }
                     bail!(
-                        "tls:// needs a CA file and a certificate; missing {}",
+                        "{}:// needs a CA file and a certificate; missing {}",
+                        scheme.name(),
                         missing.join(" and ")
                     );
                 }
@@ -182,14 +190,14 @@ impl CommPlan {
                  unset the setting"
             );
         }
-        if scheme == Scheme::Tcp && require_encryption {
+        if schemes.contains(&Scheme::Tcp) && require_encryption {
             bail!(
                 "encryption required by Dask configuration (distributed.comm.require-encryption, \
                  or TLS options given), refusing to listen on tcp://; use tls://"
             );
         }
         Ok(CommPlan {
-            scheme,
+            schemes,
             tls,
             require_encryption,
         })
@@ -270,6 +278,29 @@ mod tests {
                 true,
                 false,
             ),
+            (&["--protocol", "ws"], &none, Scheme::Ws, false, false),
+            (
+                &["--protocol", "wss", "--tls-ca-file", "a", "--tls-cert", "b"],
+                &none,
+                Scheme::Wss,
+                true,
+                true,
+            ),
+            (
+                &["--host", "wss://127.0.0.1"],
+                &configured,
+                Scheme::Wss,
+                true,
+                false,
+            ),
+            // distributed's WebSocket listener does not check require-encryption
+            (
+                &["--protocol", "ws", "--tls-ca-file", "a", "--tls-cert", "b"],
+                &none,
+                Scheme::Ws,
+                true,
+                true,
+            ),
             // flags with require-encryption off may listen on tcp
             (
                 &["--tls-ca-file", "a", "--tls-cert", "b", "--protocol", "tcp"],
@@ -281,10 +312,23 @@ mod tests {
         ];
         for (args, config, scheme, tls, required) in cases {
             let plan = decide(args, config).unwrap();
-            assert_eq!(plan.scheme, *scheme, "{args:?} {config:?}");
+            assert_eq!(plan.schemes, [*scheme], "{args:?} {config:?}");
             assert_eq!(plan.tls.is_some(), *tls, "{args:?} {config:?}");
             assert_eq!(plan.require_encryption, *required, "{args:?} {config:?}");
         }
+        // several listeners: each its own scheme, the TLS set-up shared
+        let plan = decide(&["--protocol", "tcp,wss", "--port", "1,2"], &configured).unwrap();
+        assert_eq!(plan.schemes, [Scheme::Tcp, Scheme::Wss]);
+        assert!(plan.tls.is_some());
+        let e = decide(&["--protocol", "ws,wss", "--port", "1,2"], &none).unwrap_err();
+        assert!(e.to_string().contains("wss:// needs"), "{e}");
+        let mut flags = FLAGS.to_vec();
+        flags.extend(["--protocol", "wss,tcp", "--port", "1,2"]);
+        let e = decide(&flags, &none).unwrap_err();
+        assert!(
+            e.to_string().contains("refusing to listen on tcp://"),
+            "{e}"
+        );
         let plan = decide(FLAGS, &none).unwrap().tls.unwrap();
         assert_eq!(plan.ca_file, PemSource::File("ca.pem".into()));
         assert_eq!(plan.key, None);
@@ -315,6 +359,11 @@ mod tests {
         let none = CommConfig::default();
         let cases: &[(&[&str], CommConfig, &str)] = &[
             (&["--protocol", "tls"], none.clone(), "--tls-ca-file"),
+            (
+                &["--protocol", "wss"],
+                none.clone(),
+                "wss:// needs a CA file",
+            ),
             (&["--tls-cert", "c.pem"], none.clone(), "--tls-ca-file"),
             (&["--tls-ca-file", "ca.pem"], none.clone(), "--tls-cert"),
             (

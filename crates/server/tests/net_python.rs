@@ -1,11 +1,12 @@
 //! Interoperability with real `distributed` (the venv's Python): its client
-//! comm talks to our listener, and our `RpcPool` talks to its `Server`.
+//! comm talks to our listener, and our `RpcPool` talks to its `Server`, over
+//! `tcp://` and over WebSockets (`ws://`).
 //!
 //! Skipped (with a note) when no Python with `distributed` is available; set
 //! `DASK_TEST_PYTHON` to choose the interpreter (default `/work/venv/bin/python`).
 
 use dask_scheduler::net::listener::{serve, ConnectionHandler};
-use dask_scheduler::net::{Conn, RpcPool};
+use dask_scheduler::net::{Conn, RpcPool, Scheme};
 use dask_wire::frames::FrameLimits;
 use dask_wire::Value;
 use std::future::Future;
@@ -60,6 +61,10 @@ async def main():
     comm = await connect(sys.argv[1])
     await comm.write({"op": "ping", "payload": [1, 2.5, "three", b"four", None]})
     print(repr(await comm.read()))
+    # larger than a WebSocket shard (8 MiB) and than the read buffer
+    await comm.write({"op": "big", "data": b"x" * 20_000_000})
+    got = (await comm.read())["got"]
+    print(got["op"], len(got["data"]), set(got["data"]))
     await comm.close()
 
 asyncio.run(main())
@@ -67,10 +72,25 @@ asyncio.run(main())
 
 #[tokio::test]
 async fn python_client_handshakes_with_our_listener() {
+    python_client_round_trips(Scheme::Tcp).await
+}
+
+#[tokio::test]
+async fn python_client_speaks_websocket_to_our_listener() {
+    python_client_round_trips(Scheme::Ws).await
+}
+
+async fn python_client_round_trips(scheme: Scheme) {
     let Some(py) = python() else { return };
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("tcp://{}", l.local_addr().unwrap());
-    tokio::spawn(serve(l, FrameLimits::default(), None, Arc::new(Echo)));
+    let addr = format!("{}://{}", scheme.name(), l.local_addr().unwrap());
+    tokio::spawn(serve(
+        l,
+        scheme,
+        FrameLimits::default(),
+        None,
+        Arc::new(Echo),
+    ));
     let out = tokio::time::timeout(
         T,
         Command::new(py)
@@ -86,7 +106,8 @@ async fn python_client_handshakes_with_our_listener() {
     assert!(out.status.success(), "python failed:\n{stdout}\n{stderr}");
     // distributed decodes msgpack arrays as tuples.
     let want =
-        "{'status': 'OK', 'got': {'op': 'ping', 'payload': (1, 2.5, 'three', b'four', None)}}";
+        "{'status': 'OK', 'got': {'op': 'ping', 'payload': (1, 2.5, 'three', b'four', None)}}\n\
+                big 20000000 {120}";
     assert_eq!(stdout.trim(), want, "stderr:\n{stderr}");
 }
 
@@ -98,6 +119,7 @@ def echo(x=None):
     return {"x": x}
 
 async def main():
+    import sys
     from distributed.core import Status
     async def get_data_handler(comm, keys=(), who=None):
         await comm.write({"status": "OK", "data": {k: len(str(k)) for k in keys}})
@@ -105,7 +127,7 @@ async def main():
         print("ACK", repr(ack), flush=True)
         return Status.dont_reply
     server = Server({"echo": echo, "get_data": get_data_handler})
-    await server.listen("tcp://127.0.0.1:0")
+    await server.listen(sys.argv[1] + "://127.0.0.1:0")
     print("ADDR", server.address, flush=True)
     await asyncio.sleep(60)
 
@@ -114,9 +136,18 @@ asyncio.run(main())
 
 #[tokio::test]
 async fn our_rpc_pool_talks_to_a_python_server() {
+    rpc_pool_round_trips(Scheme::Tcp).await
+}
+
+#[tokio::test]
+async fn our_rpc_pool_talks_websocket_to_a_python_server() {
+    rpc_pool_round_trips(Scheme::Ws).await
+}
+
+async fn rpc_pool_round_trips(scheme: Scheme) {
     let Some(py) = python() else { return };
     let mut child = Command::new(py)
-        .args(["-c", SERVER])
+        .args(["-c", SERVER, scheme.name()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -137,6 +168,7 @@ async fn our_rpc_pool_talks_to_a_python_server() {
     })
     .await
     .expect("python server did not start");
+    assert!(addr.starts_with(&format!("{}://", scheme.name())), "{addr}");
 
     let rpc = RpcPool::new(FrameLimits::default(), Duration::from_secs(5));
     for i in 0..2 {

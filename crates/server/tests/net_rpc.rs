@@ -1,7 +1,7 @@
 //! `RpcPool` against small fake workers.
 
 use dask_scheduler::net::listener::{serve, ConnectionHandler};
-use dask_scheduler::net::{Conn, RpcError, RpcPool};
+use dask_scheduler::net::{Conn, RpcError, RpcPool, Scheme};
 use dask_wire::frames::FrameLimits;
 use dask_wire::Value;
 use std::future::Future;
@@ -97,6 +97,7 @@ async fn fake_worker() -> (Arc<FakeWorker>, String) {
     let w = Arc::new(FakeWorker::default());
     tokio::spawn(serve(
         l,
+        Scheme::Tcp,
         FrameLimits::default(),
         None,
         Arc::new(Handler(w.clone())),

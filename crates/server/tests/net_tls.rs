@@ -1,9 +1,9 @@
-//! `tls://` connections: mutual TLS with the cluster's CA, no host-name
-//! check, a self-signed certificate trusted when it is in the CA file, and
-//! clear errors for peers without a valid certificate.
+//! `tls://` (and `wss://`) connections: mutual TLS with the cluster's CA, no
+//! host-name check, a self-signed certificate trusted when it is in the CA
+//! file, and clear errors for peers without a valid certificate.
 
 use dask_scheduler::net::tls::{PemSource, TlsSettings, TlsVersion};
-use dask_scheduler::net::{CommSecurity, Conn, ConnError, RpcPool, Tls};
+use dask_scheduler::net::{CommSecurity, Conn, ConnError, RpcPool, Scheme, Tls};
 use dask_wire::frames::FrameLimits;
 use dask_wire::Value;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
@@ -111,6 +111,31 @@ async fn messages_cross_a_mutual_tls_connection() {
     for i in 0..50 {
         assert_eq!(dialled.read().await.unwrap(), Value::Int(i));
     }
+}
+
+#[tokio::test]
+async fn a_wss_connection_is_a_websocket_over_mutual_tls() {
+    let ca = Ca::new("cluster-ca");
+    let tls = Tls::load(&ca.settings("scheduler")).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("wss://{}", l.local_addr().unwrap());
+    let acc = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        Conn::accept_scheme(s, Scheme::Wss, Some(&tls), FrameLimits::default()).await
+    });
+    let mut dialled = dial(&addr, &ca.settings("worker")).await.unwrap();
+    let mut accepted = acc.await.unwrap().unwrap();
+    assert!(accepted.peer().starts_with("wss://127.0.0.1:"));
+    let big = Value::Bin(vec![3u8; 300_000].into());
+    dialled.write(&big).await.unwrap();
+    assert_eq!(accepted.read().await.unwrap(), big);
+    accepted.write(&Value::str("back")).await.unwrap();
+    assert_eq!(dialled.read().await.unwrap(), Value::str("back"));
+    // a wss:// address needs this side's TLS set-up
+    let e = Conn::dial(&addr, FrameLimits::default(), T)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("wss:// needs"), "{e}");
 }
 
 #[tokio::test]

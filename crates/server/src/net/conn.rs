@@ -1,4 +1,5 @@
-//! A framed, handshaken Dask connection over TCP (`tcp://`) or TLS (`tls://`).
+//! A framed, handshaken Dask connection over TCP (`tcp://`), TLS (`tls://`)
+//! or WebSockets on either (`ws://`, `wss://`).
 //!
 //! [`Conn::accept`] and [`Conn::dial`] exchange the per-connection handshake
 //! (both sides write theirs first, then read the peer's), after which
@@ -8,6 +9,7 @@
 
 use super::stream::{split_tcp, split_tls, ReadHalf, Scheme, WriteHalf};
 use super::tls::{server_name, CommSecurity, Tls};
+use super::ws::{self, WsReader, WsWriter};
 use bytes::{Bytes, BytesMut};
 use dask_wire::frames::{self, FrameLimits, Parse};
 use dask_wire::handshake::{self, ACCEPT_PICKLE_PROTOCOL, DIAL_PICKLE_PROTOCOL};
@@ -153,16 +155,27 @@ pub fn uri(scheme: Scheme, addr: SocketAddr) -> String {
     format!("{}://{addr}", scheme.name())
 }
 
-/// The read half of a connection: a stream plus a reassembly buffer.
+/// The read half of a connection.
 pub struct ConnReader {
-    half: ReadHalf,
-    buf: BytesMut,
-    limits: FrameLimits,
+    side: ReadSide,
     peer: Arc<str>,
 }
 
+/// How messages arrive: framed in a byte stream, or as WebSocket messages.
+enum ReadSide {
+    Stream(StreamReader),
+    Ws(WsReader),
+}
+
+/// A byte stream plus a reassembly buffer.
+struct StreamReader {
+    half: ReadHalf,
+    buf: BytesMut,
+    limits: FrameLimits,
+}
+
 impl ConnReader {
-    /// The peer's address, `tcp://ip:port` (or `tls://`).
+    /// The peer's address, `tcp://ip:port` (or `tls://`, `ws://`, `wss://`).
     pub fn peer(&self) -> &str {
         &self.peer
     }
@@ -178,6 +191,33 @@ impl ConnReader {
 
     /// Read one whole message as raw frames, without decoding them.
     pub async fn read_frames(&mut self) -> Result<Vec<Bytes>, ConnError> {
+        match &mut self.side {
+            ReadSide::Stream(s) => s.read_frames().await,
+            ReadSide::Ws(w) => w.read_frames().await,
+        }
+    }
+
+    /// A hint to append to handshake errors when the first bytes are clearly
+    /// not Dask (an HTTP request or a TLS hello on the TCP port).
+    fn foreign_protocol_hint(&self) -> Option<&'static str> {
+        match &self.side {
+            ReadSide::Stream(s) => s.foreign_protocol_hint(),
+            ReadSide::Ws(_) => None,
+        }
+    }
+
+    /// True if the peer has closed its end or sent unsolicited data while
+    /// the connection was idle (such a connection must not be reused).
+    fn idle_is_stale(&mut self) -> bool {
+        match &mut self.side {
+            ReadSide::Stream(s) => s.idle_is_stale(),
+            ReadSide::Ws(w) => w.idle_is_stale(),
+        }
+    }
+}
+
+impl StreamReader {
+    async fn read_frames(&mut self) -> Result<Vec<Bytes>, ConnError> {
         loop {
             let need = match frames::parse(&mut self.buf, &self.limits) {
                 Ok(Parse::Message(frames)) => return Ok(frames),
@@ -232,7 +272,7 @@ impl ConnReader {
     }
 
     /// True if the peer has closed its end or sent unsolicited bytes while the
-    /// connection was idle (such a connection must not be reused).
+    /// connection was idle.
     ///
     /// One read is attempted without waiting: on TLS it also consumes the
     /// protocol's own records (session tickets), which are not a reason to
@@ -253,13 +293,19 @@ impl ConnReader {
 
 /// The write half of a connection.
 pub struct ConnWriter {
-    half: WriteHalf,
+    side: WriteSide,
     peer: Arc<str>,
     scratch: Vec<u8>,
 }
 
+/// How messages leave: framed in a byte stream, or as WebSocket messages.
+enum WriteSide {
+    Stream(WriteHalf),
+    Ws(WsWriter),
+}
+
 impl ConnWriter {
-    /// The peer's address, `tcp://ip:port`.
+    /// The peer's address, `tcp://ip:port` (or `tls://`, `ws://`, `wss://`).
     pub fn peer(&self) -> &str {
         &self.peer
     }
@@ -269,6 +315,19 @@ impl ConnWriter {
     /// Not cancel-safe: a write interrupted half-way leaves the stream corrupt,
     /// so drop the connection if this future is cancelled.
     pub async fn write(&mut self, msg: &Value) -> Result<usize, ConnError> {
+        let half = match &mut self.side {
+            WriteSide::Stream(half) => half,
+            WriteSide::Ws(ws) => {
+                let mut buf = std::mem::take(&mut self.scratch);
+                buf.clear();
+                let extra = encode_message_into(msg, &mut buf);
+                let body = Bytes::copy_from_slice(&buf);
+                if buf.capacity() <= 4 * COALESCE_BELOW {
+                    self.scratch = buf;
+                }
+                return ws.write_frames(body, &extra).await;
+            }
+        };
         // The body is encoded into the reused scratch buffer, after room for
         // a one-frame prelude: a message without out-of-band frames (nearly
         // every message) is written from there as it is, with no allocation
@@ -280,8 +339,7 @@ impl ConnWriter {
         let result = if extra.is_empty() {
             let body = buf.len() - frames::ONE_FRAME_PRELUDE_LEN;
             buf[..frames::ONE_FRAME_PRELUDE_LEN].copy_from_slice(&frames::one_frame_prelude(body));
-            self.half
-                .write_all(&buf)
+            half.write_all(&buf)
                 .await
                 .map(|()| buf.len())
                 .map_err(ConnError::from)
@@ -298,23 +356,19 @@ impl ConnWriter {
                 for f in &extra {
                     buf.extend_from_slice(f);
                 }
-                write_all_vectored(
-                    &mut self.half,
-                    &[&prelude, &buf[frames::ONE_FRAME_PRELUDE_LEN..]],
-                )
-                .await
+                write_all_vectored(half, &[&prelude, &buf[frames::ONE_FRAME_PRELUDE_LEN..]]).await
             } else {
                 let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + extra.len());
                 parts.push(&prelude);
                 parts.push(&buf[frames::ONE_FRAME_PRELUDE_LEN..]);
                 parts.extend(extra.iter().filter(|f| !f.is_empty()).map(|f| &f[..]));
-                write_all_vectored(&mut self.half, &parts).await
+                write_all_vectored(half, &parts).await
             };
             written.map(|()| total).map_err(ConnError::from)
         };
         // TLS keeps what the socket did not take at once; a no-op on TCP.
         let result = match result {
-            Ok(n) => self.half.flush().await.map(|()| n).map_err(ConnError::from),
+            Ok(n) => half.flush().await.map(|()| n).map_err(ConnError::from),
             e => e,
         };
         if buf.capacity() <= 4 * COALESCE_BELOW {
@@ -325,8 +379,10 @@ impl ConnWriter {
 
     /// Shut down the sending direction (the peer reads EOF).
     pub async fn shutdown(&mut self) -> Result<(), ConnError> {
-        self.half.shutdown().await?;
-        Ok(())
+        match &mut self.side {
+            WriteSide::Stream(half) => Ok(half.shutdown().await?),
+            WriteSide::Ws(ws) => ws.shutdown().await,
+        }
     }
 }
 
@@ -370,11 +426,7 @@ impl Conn {
     /// Take an accepted socket: write our handshake (pickle protocol 5), then
     /// read and validate the peer's within [`ACCEPT_HANDSHAKE_TIMEOUT`].
     pub async fn accept(stream: TcpStream, limits: FrameLimits) -> Result<Conn, ConnError> {
-        stream.set_nodelay(true)?;
-        let (peer, local) = endpoints(&stream, Scheme::Tcp)?;
-        Conn::new(split_tcp(stream), peer, local, limits)
-            .handshake(ACCEPT_PICKLE_PROTOCOL, ACCEPT_HANDSHAKE_TIMEOUT)
-            .await
+        Conn::accept_scheme(stream, Scheme::Tcp, None, limits).await
     }
 
     /// Take a socket accepted on a `tls://` listener: the TLS handshake
@@ -385,16 +437,45 @@ impl Conn {
         tls: &Tls,
         limits: FrameLimits,
     ) -> Result<Conn, ConnError> {
+        Conn::accept_scheme(stream, Scheme::Tls, Some(tls), limits).await
+    }
+
+    /// Take a socket accepted on a listener of `scheme`: the TLS handshake
+    /// for `tls://` and `wss://` (`tls` must then be given), the WebSocket
+    /// upgrade for `ws://` and `wss://`, then Dask's handshake, each within
+    /// [`ACCEPT_HANDSHAKE_TIMEOUT`].
+    pub async fn accept_scheme(
+        stream: TcpStream,
+        scheme: Scheme,
+        tls: Option<&Tls>,
+        limits: FrameLimits,
+    ) -> Result<Conn, ConnError> {
         stream.set_nodelay(true)?;
-        let (peer, local) = endpoints(&stream, Scheme::Tls)?;
-        let secured = tls_handshake(
-            tls.acceptor().accept(stream),
-            ACCEPT_HANDSHAKE_TIMEOUT,
-            TlsStream::Server,
-        )
-        .await?;
-        Conn::new(split_tls(secured), peer, local, limits)
-            .handshake(ACCEPT_PICKLE_PROTOCOL, ACCEPT_HANDSHAKE_TIMEOUT)
+        let (peer, local) = endpoints(&stream, scheme)?;
+        let halves = match (scheme.secure(), tls) {
+            (false, _) => split_tcp(stream),
+            (true, Some(tls)) => split_tls(
+                tls_handshake(
+                    tls.acceptor().accept(stream),
+                    ACCEPT_HANDSHAKE_TIMEOUT,
+                    TlsStream::Server,
+                )
+                .await?,
+            ),
+            (true, None) => {
+                return Err(ConnError::Tls(format!(
+                    "a {}:// listener without TLS settings",
+                    scheme.name()
+                )))
+            }
+        };
+        let conn = if scheme.websocket() {
+            let socket = ws::accept(halves, &limits, ACCEPT_HANDSHAKE_TIMEOUT).await?;
+            Conn::over_websocket(socket, peer, local, limits)
+        } else {
+            Conn::over_stream(halves, peer, local, limits)
+        };
+        conn.handshake(ACCEPT_PICKLE_PROTOCOL, ACCEPT_HANDSHAKE_TIMEOUT)
             .await
     }
 
@@ -409,9 +490,11 @@ impl Conn {
         Conn::dial_secure(addr, limits, timeout, &CommSecurity::default()).await
     }
 
-    /// Connect to `addr` (`tcp://`, `tls://` or bare `host:port`) and
-    /// handshake, each step within `timeout`. `tls://` uses the configured
-    /// TLS client side; `tcp://` is refused while encryption is required.
+    /// Connect to `addr` (`tcp://`, `tls://`, `ws://`, `wss://` or bare
+    /// `host:port`) and handshake, each step within `timeout`. `tls://` and
+    /// `wss://` use the configured TLS client side; `tcp://` is refused
+    /// while encryption is required (as in distributed, whose WebSocket
+    /// comms do not check that setting).
     pub async fn dial_secure(
         addr: &str,
         limits: FrameLimits,
@@ -419,19 +502,21 @@ impl Conn {
         security: &CommSecurity,
     ) -> Result<Conn, ConnError> {
         let (scheme, hostport) = parse_address(addr)?;
-        let tls = match (scheme, &security.tls) {
-            (Scheme::Tcp, _) if security.require_encryption => {
-                return Err(ConnError::Insecure(addr.to_string()))
-            }
-            (Scheme::Tcp, _) => None,
-            (Scheme::Tls, Some(tls)) => Some(tls),
-            (Scheme::Tls, None) => {
+        if scheme == Scheme::Tcp && security.require_encryption {
+            return Err(ConnError::Insecure(addr.to_string()));
+        }
+        let tls = match (scheme.secure(), &security.tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls),
+            (true, None) => {
                 return Err(ConnError::BadAddress {
                     addr: addr.to_string(),
-                    reason: "tls:// needs this scheduler's TLS set-up: --tls-ca-file and \
-                             --tls-cert (or distributed.comm.tls.ca-file and \
-                             distributed.comm.tls.scheduler.cert)"
-                        .into(),
+                    reason: format!(
+                        "{}:// needs this scheduler's TLS set-up: --tls-ca-file and \
+                         --tls-cert (or distributed.comm.tls.ca-file and \
+                         distributed.comm.tls.scheduler.cert)",
+                        scheme.name()
+                    ),
                 })
             }
         };
@@ -455,26 +540,48 @@ impl Conn {
                 split_tls(tls_handshake(connect, timeout, TlsStream::Client).await?)
             }
         };
-        Conn::new(halves, peer, local, limits)
-            .handshake(DIAL_PICKLE_PROTOCOL, timeout)
-            .await
+        let conn = if scheme.websocket() {
+            let url = format!("{}://{hostport}/", scheme.name());
+            let socket = ws::connect(halves, &url, &limits, timeout).await?;
+            Conn::over_websocket(socket, peer, local, limits)
+        } else {
+            Conn::over_stream(halves, peer, local, limits)
+        };
+        conn.handshake(DIAL_PICKLE_PROTOCOL, timeout).await
     }
 
-    fn new(
+    fn over_stream(
         (r, w): (ReadHalf, WriteHalf),
         peer: Arc<str>,
         local: Arc<str>,
         limits: FrameLimits,
     ) -> Conn {
+        let reader = ReadSide::Stream(StreamReader {
+            half: r,
+            buf: BytesMut::with_capacity(8 * 1024),
+            limits,
+        });
+        Conn::new(reader, WriteSide::Stream(w), peer, local)
+    }
+
+    fn over_websocket(
+        socket: ws::WsStream,
+        peer: Arc<str>,
+        local: Arc<str>,
+        limits: FrameLimits,
+    ) -> Conn {
+        let (r, w) = ws::split(socket, limits);
+        Conn::new(ReadSide::Ws(r), WriteSide::Ws(w), peer, local)
+    }
+
+    fn new(reader: ReadSide, writer: WriteSide, peer: Arc<str>, local: Arc<str>) -> Conn {
         Conn {
             reader: ConnReader {
-                half: r,
-                buf: BytesMut::with_capacity(8 * 1024),
-                limits,
+                side: reader,
                 peer: peer.clone(),
             },
             writer: ConnWriter {
-                half: w,
+                side: writer,
                 peer,
                 scratch: Vec::with_capacity(1024),
             },
@@ -598,8 +705,9 @@ async fn tls_handshake<S>(
 
 /// Check a Dask address and return its scheme and `host:port` part.
 ///
-/// Accepts `tcp://host:port`, `tls://host:port`, `tcp://[v6]:port` and bare
-/// `host:port` (TCP); any other scheme is rejected naming it.
+/// Accepts `tcp://`, `tls://`, `ws://` and `wss://` with `host:port` or
+/// `[v6]:port`, and bare `host:port` (TCP); any other scheme is rejected
+/// naming it.
 pub fn parse_address(addr: &str) -> Result<(Scheme, &str), ConnError> {
     let bad = |reason: String| ConnError::BadAddress {
         addr: addr.to_string(),
@@ -610,8 +718,8 @@ pub fn parse_address(addr: &str) -> Result<(Scheme, &str), ConnError> {
             Some(scheme) => (scheme, rest),
             None => {
                 return Err(bad(format!(
-                    "unsupported scheme {name:?}; only tcp:// and tls:// are supported"
-                )))
+                "unsupported scheme {name:?}; only tcp://, tls://, ws:// and wss:// are supported"
+            )))
             }
         },
         None => (Scheme::Tcp, addr),
@@ -650,13 +758,15 @@ mod tests {
             ),
             ("tls://1.2.3.4:80", Scheme::Tls, "1.2.3.4:80"),
             ("tls://[::1]:9", Scheme::Tls, "[::1]:9"),
+            ("ws://1.2.3.4:80", Scheme::Ws, "1.2.3.4:80"),
+            ("wss://h:8786", Scheme::Wss, "h:8786"),
         ];
         for (input, scheme, want) in ok {
             assert_eq!(parse_address(input).unwrap(), (scheme, want), "{input}");
         }
         for bad in [
             "ucx://1.2.3.4:80",
-            "ws://1.2.3.4:80",
+            "ws://1.2.3.4",
             "tls://1.2.3.4",
             "tcp://1.2.3.4",
             "1.2.3.4:http",

@@ -17,22 +17,18 @@ pub trait ConnectionHandler: Send + Sync + 'static {
 }
 
 /// Accept connections forever: each socket gets its own task that performs
-/// the handshake ([`Conn::accept`], or [`Conn::accept_tls`] when `tls` is
-/// given) and then runs `handler`.
+/// the handshakes of `scheme` ([`Conn::accept_scheme`]; `tls` is needed for
+/// `tls://` and `wss://`) and then runs `handler`.
 ///
 /// Accept errors (e.g. out of file descriptors) are logged and the loop goes
 /// on after a short pause; a failed handshake costs one warning line.
 pub async fn serve(
     listener: TcpListener,
+    scheme: Scheme,
     limits: FrameLimits,
     tls: Option<Arc<Tls>>,
     handler: Arc<dyn ConnectionHandler>,
 ) {
-    let scheme = if tls.is_some() {
-        Scheme::Tls
-    } else {
-        Scheme::Tcp
-    };
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -46,10 +42,7 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let peer = uri(scheme, addr);
-            let accepted = match &tls {
-                None => Conn::accept(stream, limits).await,
-                Some(tls) => Conn::accept_tls(stream, tls, limits).await,
-            };
+            let accepted = Conn::accept_scheme(stream, scheme, tls.as_deref(), limits).await;
             match accepted {
                 Ok(conn) => {
                     tracing::debug!("Incoming connection from {peer}");

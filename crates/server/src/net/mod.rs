@@ -7,6 +7,7 @@ pub mod listener;
 pub mod rpc;
 pub mod stream;
 pub mod tls;
+pub mod ws;
 
 pub use batched::{BatchedSender, BatchedStats};
 pub use conn::{Conn, ConnError, ConnReader, ConnWriter};

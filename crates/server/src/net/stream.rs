@@ -1,4 +1,5 @@
-//! The byte stream under a Dask connection: plain TCP or TLS over TCP.
+//! The byte stream under a Dask connection: plain TCP or TLS over TCP (and
+//! the address schemes built on them, WebSockets included).
 //!
 //! A connection is split into a read half and a write half that two tasks
 //! use at once. TCP splits into owned halves with no locking; a TLS stream
@@ -19,6 +20,10 @@ pub enum Scheme {
     Tcp,
     /// `tls://`
     Tls,
+    /// `ws://`: Dask over WebSockets on TCP
+    Ws,
+    /// `wss://`: Dask over WebSockets on TLS
+    Wss,
 }
 
 impl Scheme {
@@ -27,7 +32,19 @@ impl Scheme {
         match self {
             Scheme::Tcp => "tcp",
             Scheme::Tls => "tls",
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
         }
+    }
+
+    /// True when the bytes travel over TLS (`tls://`, `wss://`).
+    pub fn secure(self) -> bool {
+        matches!(self, Scheme::Tls | Scheme::Wss)
+    }
+
+    /// True when Dask messages travel as WebSocket messages (`ws://`, `wss://`).
+    pub fn websocket(self) -> bool {
+        matches!(self, Scheme::Ws | Scheme::Wss)
     }
 
     /// Parse a scheme name; `None` for the ones this scheduler cannot speak.
@@ -35,6 +52,8 @@ impl Scheme {
         match name {
             "tcp" => Some(Scheme::Tcp),
             "tls" => Some(Scheme::Tls),
+            "ws" => Some(Scheme::Ws),
+            "wss" => Some(Scheme::Wss),
             _ => None,
         }
     }
