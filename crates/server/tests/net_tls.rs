@@ -2,6 +2,8 @@
 //! host-name check, a self-signed certificate trusted when it is in the CA
 //! file, and clear errors for peers without a valid certificate.
 
+mod conn_common;
+
 use dask_scheduler::net::tls::{PemSource, TlsSettings, TlsVersion};
 use dask_scheduler::net::{CommSecurity, Conn, ConnError, RpcPool, Scheme, Tls};
 use dask_wire::frames::FrameLimits;
@@ -96,21 +98,7 @@ async fn messages_cross_a_mutual_tls_connection() {
     let mut dialled = dial(&addr, &ca.settings("worker")).await.unwrap();
     let mut accepted = acc.await.unwrap().unwrap();
     assert!(accepted.peer().starts_with("tls://127.0.0.1:"));
-    assert_eq!(dialled.peer(), addr);
-    assert_eq!(accepted.peer(), dialled.local());
-    // a message larger than one TLS record, and one with many small parts
-    let big = Value::map([
-        ("op", Value::str("echo")),
-        ("data", Value::Bin(vec![7u8; 300_000].into())),
-    ]);
-    dialled.write(&big).await.unwrap();
-    assert_eq!(accepted.read().await.unwrap(), big);
-    for i in 0..50 {
-        accepted.write(&Value::Int(i)).await.unwrap();
-    }
-    for i in 0..50 {
-        assert_eq!(dialled.read().await.unwrap(), Value::Int(i));
-    }
+    conn_common::exchange_big_and_many(&mut dialled, &mut accepted, &addr).await;
 }
 
 #[tokio::test]

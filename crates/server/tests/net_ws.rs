@@ -2,6 +2,8 @@
 //! WebSocket message per frame (distributed's `comm/ws.py`), and what a peer
 //! that breaks that framing costs: its own connection, with a named error.
 
+mod conn_common;
+
 use bytes::Bytes;
 use dask_scheduler::net::{Conn, ConnError, RpcPool, Scheme};
 use dask_wire::frames::FrameLimits;
@@ -34,20 +36,7 @@ async fn messages_cross_a_websocket_connection() {
     let mut dialled = Conn::dial(&addr, FrameLimits::default(), T).await.unwrap();
     let mut accepted = acc.await.unwrap().unwrap();
     assert!(accepted.peer().starts_with("ws://127.0.0.1:"));
-    assert_eq!(dialled.peer(), addr);
-    assert_eq!(accepted.peer(), dialled.local());
-    let big = Value::map([
-        ("op", Value::str("echo")),
-        ("data", Value::Bin(vec![7u8; 300_000].into())),
-    ]);
-    dialled.write(&big).await.unwrap();
-    assert_eq!(accepted.read().await.unwrap(), big);
-    for i in 0..50 {
-        accepted.write(&Value::Int(i)).await.unwrap();
-    }
-    for i in 0..50 {
-        assert_eq!(dialled.read().await.unwrap(), Value::Int(i));
-    }
+    conn_common::exchange_big_and_many(&mut dialled, &mut accepted, &addr).await;
     // a clean close reads as the end of the connection
     dialled.shutdown().await.unwrap();
     assert!(matches!(accepted.read().await, Err(ConnError::Closed)));
