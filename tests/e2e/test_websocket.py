@@ -154,6 +154,10 @@ def test_what_websockets_need_is_named_at_startup(tmp_path):
         (["--protocol", "tcp,ws"], free_port(), "lists of equal length"),
         # (Python serves both from the dashboard's HTTP server then)
         (["--protocol", "ws", "--dashboard-address", f":{shared}"], shared, "one port"),
+        # on tcp:// too: its socket listens only once the scheduler is ready, so the
+        # clash is found before then
+        (["--dashboard-address", f"{HOST}:{shared}"], shared,
+         "tcp:// and the dashboard on one port"),
     ]
     for extra, port, needle in cases:
         s = Scheduler(tmp_path, wait=False, extra=extra, port=port, dashboard=False)

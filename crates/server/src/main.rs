@@ -132,11 +132,14 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
 
     let dashboard = match cli.dashboard_addr()? {
         Some(addr) => {
+            // (checked here: the scheduler's sockets are bound but listen
+            // later, so the dashboard's bind alone would not fail)
             if let Some((_, scheme, at, _)) = bound_sockets
                 .iter()
-                .find(|(_, scheme, at, _)| scheme.websocket() && at.port() == addr.port())
+                .find(|(_, _, at, _)| at.port() == addr.port())
             {
-                // Python's WSListener then adds its route to the dashboard's server.
+                // Python's WSListener then adds its route to the dashboard's
+                // server; on tcp:// and tls:// Python's bind fails too.
                 anyhow::bail!(
                     "{}:// and the dashboard on one port ({}) is not supported by this \
                      scheduler; give --dashboard-address another port",
