@@ -2,8 +2,10 @@
 //! comm talks to our listener, and our `RpcPool` talks to its `Server`, over
 //! `tcp://` and over WebSockets (`ws://`).
 //!
-//! Skipped (with a note) when no Python with `distributed` is available; set
-//! `DASK_TEST_PYTHON` to choose the interpreter (default `/work/venv/bin/python`).
+//! The Python is `DASK_SCHEDULER_PYTHON` (which `scripts/test.sh` sets: there
+//! a Python without `distributed` fails these tests), else
+//! `DASK_TEST_PYTHON`, else the repository's `.venv`; without one they are
+//! skipped with a note.
 
 use dask_scheduler::net::listener::{serve, ConnectionHandler};
 use dask_scheduler::net::{Conn, RpcPool, Scheme};
@@ -21,18 +23,24 @@ use tokio::process::Command;
 const T: Duration = Duration::from_secs(60);
 
 fn python() -> Option<String> {
-    let py = std::env::var("DASK_TEST_PYTHON").unwrap_or_else(|_| "/work/venv/bin/python".into());
+    let required = std::env::var("DASK_SCHEDULER_PYTHON").ok();
+    let py = required
+        .clone()
+        .or_else(|| std::env::var("DASK_TEST_PYTHON").ok())
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").into());
     let ok = std::process::Command::new(&py)
         .args(["-c", "import distributed"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if ok {
-        Some(py)
-    } else {
-        eprintln!("SKIPPED: no Python with distributed at {py} (set DASK_TEST_PYTHON)");
-        None
+    match (ok, required) {
+        (true, _) => Some(py),
+        (false, Some(_)) => panic!("DASK_SCHEDULER_PYTHON={py} cannot import distributed"),
+        (false, None) => {
+            eprintln!("SKIPPED: no Python with distributed at {py} (set DASK_SCHEDULER_PYTHON)");
+            None
+        }
     }
 }
 
