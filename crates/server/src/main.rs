@@ -120,12 +120,12 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     // Bound now (so the address is known and a port 0 has its port);
     // listening only once the scheduler is ready to serve.
     let mut bound_sockets = Vec::new();
-    for (spec, scheme) in cli.listeners()?.iter().zip(&comm_plan.schemes) {
-        let socket = bind_socket(spec.addr)
-            .with_context(|| format!("binding the scheduler to {}", spec.addr))?;
+    for &(addr, scheme) in &comm_plan.listeners {
+        let socket =
+            bind_socket(addr).with_context(|| format!("binding the scheduler to {addr}"))?;
         let bound = socket.local_addr()?;
-        let contact = cli.contact_address(bound, *scheme);
-        bound_sockets.push((socket, *scheme, bound, contact));
+        let contact = cli.contact_address(bound, scheme);
+        bound_sockets.push((socket, scheme, bound, contact));
     }
     let address = bound_sockets[0].3.clone();
     let bound = bound_sockets[0].2;

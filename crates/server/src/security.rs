@@ -13,6 +13,7 @@ use crate::cli::Cli;
 use crate::net::tls::{https_acceptor, PemSource, Tls, TlsSettings, TlsVersion};
 use crate::net::{CommSecurity, Scheme};
 use anyhow::{bail, Context};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The `distributed.comm.*` settings that concern security, as Dask's
@@ -104,9 +105,9 @@ fn dask_env(name: &str) -> Option<String> {
 /// What the listeners speak and with which TLS settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommPlan {
-    /// Each listener's scheme, in the order of [`Cli::listeners`]; the
-    /// first is the scheduler address's.
-    pub schemes: Vec<Scheme>,
+    /// Each listener's bind address and scheme, in the order of
+    /// [`Cli::listeners`]; the first is the scheduler address's.
+    pub listeners: Vec<(SocketAddr, Scheme)>,
     /// Present when a CA file and a certificate are configured; also used
     /// to dial `tls://` workers.
     pub tls: Option<TlsSettings>,
@@ -135,12 +136,13 @@ impl CommPlan {
                 },
             }
         };
-        let schemes: Vec<Scheme> = cli
+        let listeners: Vec<(SocketAddr, Scheme)> = cli
             .listeners()?
             .iter()
-            .map(|l| l.scheme.unwrap_or(default))
+            .map(|l| (l.addr, l.scheme.unwrap_or(default)))
             .collect();
-        let secure = schemes.iter().find(|s| s.secure());
+        let schemes = || listeners.iter().map(|(_, s)| *s);
+        let secure = schemes().find(|s| s.secure());
         let file = |p: &Option<std::path::PathBuf>| p.clone().map(PemSource::File);
         let conf = |v: &Option<String>| v.as_deref().map(PemSource::from_config);
         let ca_file = file(&cli.tls_ca_file).or_else(|| conf(&config.ca_file));
@@ -190,17 +192,22 @@ impl CommPlan {
                  unset the setting"
             );
         }
-        if schemes.contains(&Scheme::Tcp) && require_encryption {
+        if require_encryption && schemes().any(|s| s == Scheme::Tcp) {
             bail!(
                 "encryption required by Dask configuration (distributed.comm.require-encryption, \
                  or TLS options given), refusing to listen on tcp://; use tls://"
             );
         }
         Ok(CommPlan {
-            schemes,
+            listeners,
             tls,
             require_encryption,
         })
+    }
+
+    /// The listeners' schemes, in order.
+    pub fn schemes(&self) -> Vec<Scheme> {
+        self.listeners.iter().map(|(_, s)| *s).collect()
     }
 
     /// Read the certificates and key: the comm security that the listener
@@ -312,13 +319,13 @@ mod tests {
         ];
         for (args, config, scheme, tls, required) in cases {
             let plan = decide(args, config).unwrap();
-            assert_eq!(plan.schemes, [*scheme], "{args:?} {config:?}");
+            assert_eq!(plan.schemes(), [*scheme], "{args:?} {config:?}");
             assert_eq!(plan.tls.is_some(), *tls, "{args:?} {config:?}");
             assert_eq!(plan.require_encryption, *required, "{args:?} {config:?}");
         }
         // several listeners: each its own scheme, the TLS set-up shared
         let plan = decide(&["--protocol", "tcp,wss", "--port", "1,2"], &configured).unwrap();
-        assert_eq!(plan.schemes, [Scheme::Tcp, Scheme::Wss]);
+        assert_eq!(plan.schemes(), [Scheme::Tcp, Scheme::Wss]);
         assert!(plan.tls.is_some());
         let e = decide(&["--protocol", "ws,wss", "--port", "1,2"], &none).unwrap_err();
         assert!(e.to_string().contains("wss:// needs"), "{e}");

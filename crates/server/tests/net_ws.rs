@@ -71,21 +71,13 @@ async fn an_idle_websocket_is_stale_once_the_peer_closes() {
         let (addr, acc) = accept_one(FrameLimits::default()).await;
         let mut dialled = Conn::dial(&addr, FrameLimits::default(), T).await.unwrap();
         let mut accepted = acc.await.unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!dialled.is_stale());
-        accepted.write(&Value::str("still here")).await.unwrap();
-        assert_eq!(dialled.read().await.unwrap(), Value::str("still here"));
-        assert!(!dialled.is_stale());
+        conn_common::idle_is_not_stale(&mut dialled, &mut accepted).await;
         if close {
             accepted.shutdown().await.unwrap(); // a WebSocket close
         } else {
             drop(accepted); // the socket closed without one
         }
-        let t0 = std::time::Instant::now();
-        while !dialled.is_stale() {
-            assert!(t0.elapsed() < T, "closed WebSocket peer never detected");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        conn_common::becomes_stale(&mut dialled, T).await;
     }
 }
 
