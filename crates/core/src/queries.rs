@@ -153,6 +153,12 @@ impl State {
         )
     }
 
+    /// The `identity` entry of worker `id`, if known (what a cluster
+    /// manager's `subscribe_worker_status` stream hears when it joins).
+    pub fn worker_identity_of(&self, id: WorkerId) -> Option<Value> {
+        self.workers.get(&id).map(|w| self.worker_identity(w))
+    }
+
     /// The `identity` entry of one worker.
     pub fn worker_identity(&self, w: &Worker) -> Value {
         let mut entries = vec![

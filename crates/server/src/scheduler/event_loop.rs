@@ -85,6 +85,14 @@ pub enum Command {
     },
     /// Run a closure on the state.
     Call(StateCall),
+    /// A cluster manager's `subscribe_worker_status` stream: write it the
+    /// identity now and every worker added or removed from then on.
+    SubscribeWorkerStatus {
+        /// Writer of the subscriber's connection.
+        sender: BatchedSender,
+        /// This scheduler's facts, for the identity.
+        info: super::SchedulerInfo,
+    },
     /// The scheduler is closing: tell every worker to close (like Python's
     /// `Scheduler.close`) and hand back their streams so they can be flushed.
     Shutdown {
@@ -113,6 +121,8 @@ struct Loop {
     /// Worker names, for Dask's "Remove worker addr: ... name: ..." line.
     worker_names: HashMap<WorkerId, String>,
     rpc: RpcPool,
+    /// `subscribe_worker_status` streams (closed ones are dropped lazily).
+    worker_status: Vec<BatchedSender>,
 }
 
 impl Loop {
@@ -182,6 +192,9 @@ impl Loop {
                             ("error", Value::str("")),
                         ]));
                         self.workers.insert(id, sender);
+                        if let Some(ident) = self.state.worker_identity_of(id) {
+                            self.tell_worker_status(super::worker_status::added(&address, ident));
+                        }
                         self.worker_addrs.insert(id, address);
                         let _ = reply.send(Ok((id, hb)));
                     }
@@ -216,6 +229,11 @@ impl Loop {
                 self.state.remove_worker(worker, now);
             }
             Command::Call(f) => f(&mut self.state, now),
+            Command::SubscribeWorkerStatus { sender, info } => {
+                let identity = super::identity_of(&info, &self.state, -1);
+                sender.send_raw(super::worker_status::initial_identity(identity));
+                self.worker_status.push(sender);
+            }
             Command::Shutdown { reply } => {
                 let streams: Vec<BatchedSender> = self.workers.values().cloned().collect();
                 for s in &streams {
@@ -228,6 +246,9 @@ impl Loop {
                 }
                 for s in self.clients.values() {
                     s.send(Value::map([("op", Value::str("stream-closed"))]));
+                    s.close();
+                }
+                for s in self.worker_status.drain(..) {
                     s.close();
                 }
                 let _ = reply.send(streams);
@@ -261,10 +282,19 @@ impl Loop {
                     now()
                 );
                 self.rpc.remove(&addr);
+                self.tell_worker_status(super::worker_status::removed(&addr));
             }
         }
         if self.state.worker_count() == 0 {
             tracing::info!("Lost all workers");
+        }
+    }
+
+    /// Send `msg` to every `subscribe_worker_status` stream still open.
+    fn tell_worker_status(&mut self, msg: Value) {
+        self.worker_status.retain(|s| !s.is_closed());
+        for s in &self.worker_status {
+            s.send(msg.clone());
         }
     }
 
@@ -333,6 +363,7 @@ pub async fn run(
         worker_addrs: HashMap::new(),
         worker_names: HashMap::new(),
         rpc,
+        worker_status: Vec::new(),
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     // Dask's `work-stealing-interval` default.

@@ -25,6 +25,7 @@ pub mod replicas;
 pub mod restart;
 pub mod retire;
 pub mod rpc;
+pub mod worker_status;
 
 use crate::materializer::MaterializerPool;
 use crate::net::rpc::RpcPool;
@@ -165,25 +166,29 @@ impl Scheduler {
     /// `identity` reply.
     pub async fn identity(&self, n_workers: i64) -> Value {
         let info = self.info.clone();
-        self.with_state(move |s, _| {
-            let (n, threads, memory) = s.cluster_totals();
-            let services = match info.dashboard_port {
-                Some(p) => Value::map([("dashboard", Value::Int(p as i64))]),
-                None => Value::Map(Vec::new()),
-            };
-            Value::map([
-                ("type", Value::str("Scheduler")),
-                ("id", Value::str(info.id.clone())),
-                ("address", Value::str(info.address.clone())),
-                ("services", services),
-                ("started", Value::Float(info.started)),
-                ("n_workers", Value::from(n)),
-                ("total_threads", Value::Int(threads)),
-                ("total_memory", Value::Int(memory)),
-                ("workers", s.workers_identity(n_workers)),
-            ])
-        })
-        .await
-        .unwrap_or(Value::Nil)
+        self.with_state(move |s, _| identity_of(&info, s, n_workers))
+            .await
+            .unwrap_or(Value::Nil)
     }
+}
+
+/// `Scheduler.identity()`: this scheduler's facts and up to `n_workers`
+/// workers' identities (all when negative), read from `s`.
+pub fn identity_of(info: &SchedulerInfo, s: &State, n_workers: i64) -> Value {
+    let (n, threads, memory) = s.cluster_totals();
+    let services = match info.dashboard_port {
+        Some(p) => Value::map([("dashboard", Value::Int(p as i64))]),
+        None => Value::Map(Vec::new()),
+    };
+    Value::map([
+        ("type", Value::str("Scheduler")),
+        ("id", Value::str(info.id.clone())),
+        ("address", Value::str(info.address.clone())),
+        ("services", services),
+        ("started", Value::Float(info.started)),
+        ("n_workers", Value::from(n)),
+        ("total_threads", Value::Int(threads)),
+        ("total_memory", Value::Int(memory)),
+        ("workers", s.workers_identity(n_workers)),
+    ])
 }

@@ -40,6 +40,9 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
                 }
                 return;
             }
+            "subscribe_worker_status" => {
+                return super::worker_status::serve(sched, conn).await;
+            }
             "register_nanny" => {
                 // Reply, then wait for the nanny's "worker started" message.
                 let ok = Value::map([
