@@ -504,6 +504,9 @@ impl State {
         if self.task_metadata.is_active() {
             self.collect_task_metadata(id, TaskState::Memory, fields.metadata());
         }
+        if self.progress.is_active() {
+            self.progress_computed(id);
+        }
 
         let mut recs = self.dependents_ready(id);
         for dep in self.task(id).dependencies.clone() {

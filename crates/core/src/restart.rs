@@ -31,6 +31,8 @@ impl State {
     pub fn restart_forget_all(&mut self, now: f64) {
         self.now = now;
         self.p2p_clear();
+        // Python's `Progress.restart`: a bar open across a restart finishes
+        self.progress_restart();
         self.metadata = Value::Map(Vec::new());
         let clients: Vec<_> = self.clients.keys().copied().collect();
         for c in &clients {

@@ -126,6 +126,8 @@ pub struct State {
     pub(crate) p2p: crate::p2p::P2p,
     /// Open `get_task_metadata` blocks.
     pub(crate) task_metadata: crate::taskmetadata::TaskMetadataCollectors,
+    /// Open progress bars (`distributed.progress`).
+    pub(crate) progress: crate::progress::ProgressWatches,
     /// `set_metadata` values (a nested map).
     pub(crate) metadata: Value,
     /// The live tasks marked as actors (few): where each runs or is held
@@ -242,6 +244,7 @@ impl State {
             semaphores: Default::default(),
             p2p: Default::default(),
             task_metadata: Default::default(),
+            progress: Default::default(),
             metadata: Value::Map(Vec::new()),
             actor_tasks: Default::default(),
             queues: Default::default(),

@@ -503,6 +503,9 @@ impl State {
         if self.task_metadata.is_active() {
             self.collect_task_metadata(id, TaskState::Erred, Value::Nil);
         }
+        if self.progress.is_active() {
+            self.progress_erred(id);
+        }
         recs.extend(self.release_fire_and_forget(id));
         recs
     }
@@ -621,6 +624,9 @@ impl State {
         }
         if self.task(id).is_actor() {
             self.actor_tasks.remove(&id);
+        }
+        if self.progress.is_active() {
+            self.progress_forgotten(id);
         }
         self.task_mut(id).state = TaskState::Forgotten;
         self.count_state_as(id, TaskState::Forgotten);

@@ -990,6 +990,73 @@ def op_scheduler_plugin(req):
     return {"status": "ok", "nbytes": len(data)}
 
 
+_FEED_ERROR = (
+    "The Rust dask-scheduler runs no Python on the scheduler, so 'feed' serves only "
+    "distributed's progress bars (ProgressBar / MultiProgressBar grouped by prefix); "
+    "it cannot run {what}"
+)
+
+
+def _closure(fn):
+    """A function's closure as ``{name: value}``."""
+    cells = fn.__closure__ or ()
+    return {name: cell.cell_contents for name, cell in zip(fn.__code__.co_freevars, cells)}
+
+
+def op_describe_feed(req):
+    """``feed(setup=..., function=...)``: Python's scheduler runs the two
+    pickled functions. This scheduler recognises the two that
+    ``distributed.diagnostics.progressbar`` sends (the progress bars of
+    ``distributed.progress``) and answers what they watch, so that it can
+    serve them itself; anything else is refused, naming it."""
+    import pickle
+
+    def load(name):
+        data = req.get(name)
+        if data is None:
+            return None
+        try:
+            return pickle.loads(data)
+        except Exception as e:  # noqa: BLE001 - a function only the client can import
+            raise NotImplementedError(
+                _FEED_ERROR.format(what=f"a {name} function it cannot load ({e})")
+            ) from None
+
+    setup, function = load("setup"), load("function")
+    if req.get("teardown") is not None:
+        raise NotImplementedError(_FEED_ERROR.format(what="a teardown function"))
+    module = getattr(setup, "__module__", None)
+    qualname = getattr(setup, "__qualname__", repr(setup))
+    kinds = {
+        "ProgressBar.listen.<locals>.setup": "progress",
+        "MultiProgressBar.listen.<locals>.setup": "multi",
+    }
+    kind = kinds.get(qualname) if module == "distributed.diagnostics.progressbar" else None
+    fqual = getattr(function, "__qualname__", None)
+    if kind is None or fqual != qualname.replace(".setup", ".function"):
+        raise NotImplementedError(_FEED_ERROR.format(what=f"{module}.{qualname}"))
+    cells = _closure(setup)
+    out = {
+        "status": "ok",
+        "kind": kind,
+        "keys": list(cells["keys"]),
+        "complete": bool(cells["complete"]),
+    }
+    if kind == "multi":
+        from dask.utils import key_split
+
+        group_by = cells.get("group_by")
+        if group_by is not key_split:
+            # a bar all the same: it is told so in the shape it reads
+            what = "spans" if group_by == "spans" else getattr(group_by, "__qualname__", repr(group_by))
+            return {
+                "status": "ok",
+                "kind": "unsupported",
+                "text": _FEED_ERROR.format(what=f"a progress bar grouped by {what}"),
+            }
+    return out
+
+
 # --------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------
@@ -1277,11 +1344,13 @@ def main():
                 reply = op_p2p_worker_plugin(req)
             elif op == "write_cluster_dump":
                 reply = op_write_cluster_dump(req)
+            elif op == "describe_feed":
+                reply = op_describe_feed(req)
             else:
                 raise ValueError(
                     f"unknown op {op!r} (expected 'materialize', 'versions', 'config', "
                     "'scheduler_plugin', 'p2p_create', 'p2p_worker_plugin', "
-                    "'write_cluster_dump' or 'ping')"
+                    "'write_cluster_dump', 'describe_feed' or 'ping')"
                 )
         except BaseException as e:  # noqa: BLE001 - SystemExit from user code too
             log.info("request %r failed: %s: %s", rid, type(e).__name__, e)

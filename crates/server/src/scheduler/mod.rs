@@ -16,6 +16,7 @@ pub mod coordination;
 pub mod dump;
 pub mod errors;
 pub mod event_loop;
+pub mod feed;
 pub mod graph;
 pub mod hardware;
 pub mod p2p;

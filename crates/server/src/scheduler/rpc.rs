@@ -40,6 +40,7 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
                 }
                 return;
             }
+            "feed" => return super::feed::serve(sched, conn, msg).await,
             "subscribe_worker_status" => {
                 return super::worker_status::serve(sched, conn).await;
             }

@@ -115,7 +115,10 @@ mod tests {
         );
         let identity = Value::map([
             ("type", Value::str("Scheduler")),
-            ("workers", Value::Map(vec![(Value::str("tcp://a:1"), ident())])),
+            (
+                "workers",
+                Value::Map(vec![(Value::str("tcp://a:1"), ident())]),
+            ),
         ]);
         let got = initial_identity(identity);
         let w = got.get("workers").and_then(|w| w.get("tcp://a:1")).unwrap();
@@ -130,7 +133,10 @@ mod tests {
         let add = added("tcp://a:1", ident());
         let items = add.as_seq().unwrap();
         assert_eq!(items[0].as_str(), Some("add"));
-        let w = items[1].get("workers").and_then(|w| w.get("tcp://a:1")).unwrap();
+        let w = items[1]
+            .get("workers")
+            .and_then(|w| w.get("tcp://a:1"))
+            .unwrap();
         assert!(w.get("metrics").is_none());
         assert_eq!(
             removed("tcp://a:1"),
