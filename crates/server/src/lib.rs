@@ -8,6 +8,7 @@ pub mod logging;
 pub mod logring;
 pub mod materializer;
 pub mod metrics;
+pub mod monitor;
 pub mod net;
 pub mod scheduler;
 pub mod security;

@@ -13,7 +13,7 @@ use crate::scheduler::Scheduler;
 
 mod api_v1;
 pub mod https;
-mod json;
+pub(crate) mod json;
 mod prometheus;
 mod status;
 

@@ -20,6 +20,7 @@ pub mod feed;
 pub mod graph;
 pub mod hardware;
 pub mod p2p;
+pub mod perfreport;
 pub mod plugins;
 pub mod profile;
 pub mod replicas;

@@ -167,6 +167,8 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             .with_state(|s, _| Value::from(s.task_stream_index()))
             .await
             .ok_or_else(lost)?,
+        "run_function" => return super::perfreport::rpc_run_function(sched, msg).await,
+        "performance_report" => return super::perfreport::rpc_performance_report(sched, msg).await,
         "get_task_stream" => {
             let (start, stop) = (field("start"), field("stop"));
             let int = |k: &str| msg.get(k).and_then(Value::as_i64);
