@@ -153,6 +153,60 @@ impl State {
         )
     }
 
+    /// `get_task_prefix_states`: `{prefix: {memory, erred, released,
+    /// processing, waiting}}` task counts, for the prefixes with any task in
+    /// one of those states (what Python's dashboard polls).
+    pub fn task_prefix_states(&self) -> Value {
+        const SHOWN: [TaskState; 5] = [
+            TaskState::Memory,
+            TaskState::Erred,
+            TaskState::Released,
+            TaskState::Processing,
+            TaskState::Waiting,
+        ];
+        let mut counts: BTreeMap<u32, [i64; 5]> = BTreeMap::new();
+        for t in self.tasks.iter().flatten() {
+            if let Some(i) = SHOWN.iter().position(|s| *s == t.state) {
+                counts.entry(t.prefix).or_default()[i] += 1;
+            }
+        }
+        Value::Map(
+            counts
+                .into_iter()
+                .map(|(p, c)| {
+                    let name = Value::str(self.prefix_name(p).unwrap_or(""));
+                    let states = SHOWN
+                        .iter()
+                        .zip(c)
+                        .map(|(s, n)| (Value::str(s.as_str()), Value::Int(n)))
+                        .collect();
+                    (name, Value::Map(states))
+                })
+                .collect(),
+        )
+    }
+
+    /// `set_restrictions(worker={key: workers})`: replace the workers a
+    /// task may run on (`None` or empty: any), keeping its resource
+    /// restrictions, as Python's sets `worker_restrictions`. An error naming
+    /// the key if the scheduler does not know it (Python's `KeyError`).
+    pub fn set_worker_restrictions(
+        &mut self,
+        key: &Key,
+        workers: Option<Vec<String>>,
+    ) -> Result<(), String> {
+        let id = self
+            .task_id(key)
+            .ok_or_else(|| crate::coordination::key_label(key))?;
+        let mut r = self.task(id).restrictions().cloned().unwrap_or_default();
+        r.workers = workers.unwrap_or_default();
+        let r = (!r.is_empty()).then_some(r);
+        if r.is_some() || self.task(id).extra.is_some() {
+            self.task_mut(id).extra_mut().restrictions = r;
+        }
+        Ok(())
+    }
+
     /// The `identity` entry of worker `id`, if known (what a cluster
     /// manager's `subscribe_worker_status` stream hears when it joins).
     pub fn worker_identity_of(&self, id: WorkerId) -> Option<Value> {

@@ -168,6 +168,31 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             .await
             .ok_or_else(lost)?,
         "run_function" => return super::perfreport::rpc_run_function(sched, msg).await,
+        "get_task_prefix_states" => sched
+            .with_state(|s, _| s.task_prefix_states())
+            .await
+            .ok_or_else(lost)?,
+        "set_restrictions" => return set_restrictions(sched, msg).await,
+        "add_keys" => {
+            let worker = msg
+                .get("worker")
+                .and_then(Value::as_str)
+                .ok_or_else(|| error_reply("TypeError", "add_keys needs a 'worker' address"))?
+                .to_string();
+            keys_req(op, msg, "keys")?;
+            let mut stream_op = msg.clone();
+            stream_op.set("op", Value::str("add-keys"));
+            sched
+                .with_state(move |s, now| match s.worker_id(&worker) {
+                    None => Ok(Value::str("not found")),
+                    Some(w) => s
+                        .handle_worker_op(w, &stream_op, now)
+                        .map(|_| Value::str("OK"))
+                        .map_err(|e| error_reply("ValueError", &e.to_string())),
+                })
+                .await
+                .ok_or_else(lost)??
+        }
         "performance_report" => return super::perfreport::rpc_performance_report(sched, msg).await,
         "get_task_stream" => {
             let (start, stop) = (field("start"), field("stop"));
@@ -779,6 +804,43 @@ async fn register_scheduler_plugin(sched: &Arc<Scheduler>, msg: &Value) -> Resul
         return Ok(Value::Nil);
     }
     Err(helper_error(&reply))
+}
+
+/// `set_restrictions(worker={key: address | [addresses] | None})`.
+async fn set_restrictions(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let bad = || {
+        error_reply(
+            "TypeError",
+            "set_restrictions needs 'worker': {key: address, [addresses] or None}",
+        )
+    };
+    let mut changes = Vec::new();
+    for (k, v) in msg.get("worker").and_then(Value::as_map).ok_or_else(bad)? {
+        let key = Key::from_value(k).map_err(|e| error_reply("TypeError", &e.to_string()))?;
+        let workers = match v {
+            Value::Nil => None,
+            Value::Str(s) => Some(vec![s.to_string()]),
+            other => Some(
+                other
+                    .as_seq()
+                    .ok_or_else(bad)?
+                    .iter()
+                    .map(|w| w.as_str().map(str::to_string).ok_or_else(bad))
+                    .collect::<Result<Vec<String>, Value>>()?,
+            ),
+        };
+        changes.push((key, workers));
+    }
+    sched
+        .with_state(move |s, _| {
+            for (key, workers) in changes {
+                s.set_worker_restrictions(&key, workers)
+                    .map_err(|k| error_reply("KeyError", &k))?;
+            }
+            Ok(Value::Nil)
+        })
+        .await
+        .ok_or_else(super::errors::shutting_down)?
 }
 
 /// A materializer helper's error reply as the error reply of an RPC: the
