@@ -21,6 +21,7 @@ pub mod finished;
 pub mod graph;
 pub mod ids;
 pub mod idset;
+pub mod info;
 pub mod keyindex;
 pub mod memory;
 pub mod messages;

@@ -22,6 +22,8 @@ pub const SITEMAP: &[&str] = &[
     "/api/v1/get_workers",
     "/api/v1/retire_workers",
     "/health",
+    "/info/main/exceptions.html",
+    "/info/main/logs.html",
     "/info/main/workers.html",
     "/json/counts.json",
     "/json/identity.json",
@@ -196,7 +198,8 @@ async fn workers_html(State(app): State<Arc<AppState>>) -> Response {
         };
         rows.push_str(&format!(
             "<tr class=\"worker\" data-address=\"{addr}\">\
-             <td class=\"address\">{addr}</td><td class=\"name\">{name}</td>\
+             <td class=\"address\"><a href=\"../worker/{link}.html\">{addr}</a></td>\
+             <td class=\"name\">{name}</td>\
              <td class=\"nthreads\">{threads}</td>\
              <td class=\"memory-limit\" data-sort=\"{limit}\">{limit_h}</td>\
              <td class=\"memory\"><progress value=\"{mem}\" max=\"{limit}\"></progress> {mem_h}</td>\
@@ -205,6 +208,7 @@ async fn workers_html(State(app): State<Arc<AppState>>) -> Response {
              <td class=\"services\">{services}</td>\
              <td class=\"last-seen\">{seen:.2} s ago</td></tr>\n",
             addr = escape(&w.address),
+            link = super::info::url_escape(&w.address),
             name = escape(&w.name),
             threads = w.nthreads,
             limit = w.memory_limit,
@@ -221,7 +225,8 @@ async fn workers_html(State(app): State<Arc<AppState>>) -> Response {
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Workers</title>\
          <link rel=\"stylesheet\" href=\"../../status/status.css\"></head><body class=\"info\">\
          <h1 class=\"title\">Scheduler {addr}</h1>\
-         <p><a href=\"../../status\">Status</a></p>\
+         <p><a href=\"../../status\">Status</a> · <a href=\"exceptions.html\">Exceptions</a> · \
+         <a href=\"logs.html\">Logs</a></p>\
          <h2>Workers</h2><table class=\"workers\"><thead><tr>\
          <th>Worker</th><th>Name</th><th>Cores</th><th>Memory</th><th>Memory use</th>\
          <th>Occupancy</th><th>Processing</th><th>In-memory</th><th>Services</th><th>Last seen</th>\

@@ -13,6 +13,7 @@ use crate::scheduler::Scheduler;
 
 mod api_v1;
 pub mod https;
+pub(crate) mod info;
 pub(crate) mod json;
 mod prometheus;
 mod status;
@@ -30,6 +31,7 @@ pub struct AppState {
 /// * `GET /health` → `200 text/plain "ok"` (the Dask operator's probes).
 /// * `GET /metrics` → Prometheus text ([`prometheus`]).
 /// * `/json/*`, `/info/main/workers.html`, `/sitemap.json` ([`json`]).
+/// * `/info/worker|task|call-stack(s)|logs/*.html`, `/info/main/{logs,exceptions}.html` ([`info`]).
 /// * `/`, `/status`, `/status/*` → the live status page ([`status`]).
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -38,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Route groups are merged here, one line each:
         .merge(prometheus::routes())
         .merge(json::routes())
+        .merge(info::routes())
         .merge(status::routes())
         .with_state(state)
 }

@@ -953,7 +953,7 @@ pub(super) async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Val
 }
 
 /// `call_stack`: ask the workers processing `keys` (all if nil) for their stacks.
-async fn call_stack(sched: &Arc<Scheduler>, keys: Option<Vec<Key>>) -> Value {
+pub(crate) async fn call_stack(sched: &Arc<Scheduler>, keys: Option<Vec<Key>>) -> Value {
     let targets: Vec<String> = sched
         .with_state(move |s, _| s.call_stack_targets(keys.as_deref()))
         .await
