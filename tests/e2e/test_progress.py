@@ -25,8 +25,8 @@ from .helpers import div, inc, slow_inc, unique
 TIMEOUT = 60
 
 
-class Recorded(ProgressBar):
-    """distributed's single bar, recording what it would draw."""
+class Recording:
+    """Mixed into distributed's bars: records what they would draw."""
 
     def __init__(self, keys, **kwargs):
         super().__init__(keys, interval="20ms", **kwargs)
@@ -36,15 +36,12 @@ class Recorded(ProgressBar):
         self.drawn.append(response)
 
 
-class RecordedMulti(MultiProgressBar):
-    """distributed's bar per prefix, recording what it would draw."""
+class Recorded(Recording, ProgressBar):
+    """distributed's single bar."""
 
-    def __init__(self, keys, **kwargs):
-        super().__init__(keys, interval="20ms", **kwargs)
-        self.drawn = []
 
-    def _draw_bar(self, **response):
-        self.drawn.append(response)
+class RecordedMulti(Recording, MultiProgressBar):
+    """distributed's bar per prefix."""
 
 
 def listen(client, bar):

@@ -218,16 +218,11 @@ impl State {
     /// The error a bar ends with when tracked task `t` erred: its exception
     /// (that of the task it inherits the failure from).
     fn progress_error(&self, t: TaskId) -> Outcome {
-        let task = self.task(t);
-        let blame = task.exception_blame().unwrap_or(t);
         let exception = self
-            .tasks
-            .get(blame as usize)
-            .and_then(Option::as_ref)
-            .and_then(|b| b.error())
+            .blamed_error(t)
             .map_or(Value::Nil, |e| e.exception.clone());
         Outcome::Error {
-            key: task.key.to_value(),
+            key: self.task(t).key.to_value(),
             exception,
         }
     }

@@ -544,16 +544,20 @@ impl State {
         self.enter_erred(id, id)
     }
 
+    /// The failure an erred task inherits: that of the task it blames
+    /// (itself if it raised), if that task is still known.
+    pub(crate) fn blamed_error(&self, id: TaskId) -> Option<&crate::task::ErrorInfo> {
+        let blame = self.task(id).exception_blame().unwrap_or(id);
+        self.tasks
+            .get(blame as usize)
+            .and_then(Option::as_ref)
+            .and_then(|b| b.error())
+    }
+
     /// The `task-erred` report for a task, carrying its blamed task's exception.
     pub(crate) fn task_erred_msg(&self, id: TaskId) -> Value {
         let t = self.task(id);
-        let blame = t.exception_blame().unwrap_or(id);
-        let error = self
-            .tasks
-            .get(blame as usize)
-            .and_then(Option::as_ref)
-            .and_then(|b| b.error());
-        match error {
+        match self.blamed_error(id) {
             Some(e) => {
                 messages::task_erred(t.key.to_value(), e.exception.clone(), e.traceback.clone())
             }

@@ -81,6 +81,9 @@ const KNOWN_OPS: &[&str] = &[
     "events",
     "get_task_status",
     "proxy",
+    "feed",
+    "subscribe_worker_status",
+    "performance_report",
 ];
 
 /// Sources of `dask_scheduler_messages_total`.

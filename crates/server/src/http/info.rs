@@ -124,11 +124,28 @@ fn worker_link(address: &str) -> String {
     )
 }
 
-fn more_rows(shown: usize, total: usize) -> String {
+/// A table of tasks (linked) with one more column (HTML already), and how
+/// many of `total` it shows.
+fn key_table<'a>(
+    body: &mut String,
+    title: &str,
+    class: &str,
+    column: &str,
+    rows: impl Iterator<Item = (&'a String, String)>,
+    total: usize,
+) {
+    let _ = write!(
+        body,
+        "<h2>{title}</h2><table class=\"{class}\"><tr><th>Task</th><th>{column}</th></tr>"
+    );
+    let mut shown = 0;
+    for (key, cell) in rows {
+        let _ = write!(body, "<tr><td>{}</td><td>{cell}</td></tr>", task_link(key));
+        shown += 1;
+    }
+    body.push_str("</table>");
     if total > shown {
-        format!("<p>{shown} of {total} shown.</p>")
-    } else {
-        String::new()
+        let _ = write!(body, "<p>{shown} of {total} shown.</p>");
     }
 }
 
@@ -159,32 +176,24 @@ async fn worker_page(State(app): State<Arc<AppState>>, Path(page): Path<String>)
         format_bytes(w.memory_limit),
         format_bytes(w.nbytes),
     );
-    body.push_str(
-        "<h2>In Memory</h2><table class=\"has-what\"><tr><th>Task</th><th>Bytes</th></tr>",
+    let memory = w.has_what.1.iter().map(|(k, n)| (k, format_bytes(*n)));
+    key_table(
+        &mut body,
+        "In Memory",
+        "has-what",
+        "Bytes",
+        memory,
+        w.has_what.0,
     );
-    for (key, nbytes) in &w.has_what.1 {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td></tr>",
-            task_link(key),
-            format_bytes(*nbytes)
-        );
-    }
-    body.push_str("</table>");
-    body.push_str(&more_rows(w.has_what.1.len(), w.has_what.0));
-    body.push_str(
-        "<h2>Processing</h2><table class=\"processing\"><tr><th>Task</th><th>Priority</th></tr>",
+    let processing = w.processing.1.iter().map(|(k, p)| (k, escape(p)));
+    key_table(
+        &mut body,
+        "Processing",
+        "processing",
+        "Priority",
+        processing,
+        w.processing.0,
     );
-    for (key, priority) in &w.processing.1 {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td></tr>",
-            task_link(key),
-            escape(priority)
-        );
-    }
-    body.push_str("</table>");
-    body.push_str(&more_rows(w.processing.1.len(), w.processing.0));
     if !w.resources.is_empty() {
         body.push_str(
             "<h2>Resources</h2><table><tr><th>Resource</th><th>Consumed</th><th>Total</th></tr>",
