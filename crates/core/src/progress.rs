@@ -124,8 +124,9 @@ impl State {
             all_counts[*g as usize] += 1;
         }
         let mut remaining_counts = vec![0; groups.len()];
-        for t in &remaining {
-            remaining_counts[all_groups[t] as usize] += 1;
+        // remaining ⊆ all, but a miss must not take the event loop down
+        for g in remaining.iter().filter_map(|t| all_groups.get(t)) {
+            remaining_counts[*g as usize] += 1;
         }
         let mut outcome = remaining.is_empty().then_some(Outcome::Finished);
         // Python replays an `erred` transition for each erred task found
@@ -239,7 +240,9 @@ impl State {
     pub(crate) fn progress_computed(&mut self, t: TaskId) {
         for w in &mut self.progress.open {
             if w.outcome.is_none() && w.remaining.remove(&t) {
-                w.remaining_counts[w.all[&t] as usize] -= 1;
+                if let Some(g) = w.all.get(&t) {
+                    w.remaining_counts[*g as usize] -= 1;
+                }
                 if w.remaining.is_empty() {
                     w.outcome = Some(Outcome::Finished);
                 }
