@@ -75,10 +75,12 @@ pub fn since(count: u64) -> Vec<Sample> {
 #[cfg(target_os = "linux")]
 fn read_process() -> Option<(f64, f64)> {
     use prometheus::core::Collector;
-    let pc = prometheus::process_collector::ProcessCollector::for_self();
+    use prometheus::process_collector::ProcessCollector;
+    static COLLECTOR: std::sync::LazyLock<ProcessCollector> =
+        std::sync::LazyLock::new(ProcessCollector::for_self);
     let mut cpu = None;
     let mut rss = None;
-    for family in pc.collect() {
+    for family in COLLECTOR.collect() {
         let metric = family.get_metric().first()?;
         match family.name() {
             "process_cpu_seconds_total" => cpu = Some(metric.get_counter().get_value()),

@@ -164,6 +164,13 @@ impl Value {
         }
     }
 
+    /// Text for people: a string (`Str`, or a `Raw` str) as it is, anything
+    /// else in its `Display` form (tuples as Python prints them).
+    pub fn to_text(&self) -> String {
+        self.as_str_key()
+            .map_or_else(|| self.to_string(), str::to_string)
+    }
+
     /// Insert or replace a string-keyed entry (no-op on non-maps).
     pub fn set(&mut self, key: &str, value: Value) {
         if let Value::Map(entries) = self {
@@ -376,6 +383,15 @@ mod tests {
 
     fn raw(s: &str) -> Value {
         Value::Raw(Bytes::from(crate::msgpack::encode(&Value::str(s))))
+    }
+
+    #[test]
+    fn text_is_a_string_as_it_is_and_anything_else_as_displayed() {
+        assert_eq!(Value::str("a b").to_text(), "a b");
+        assert_eq!(raw("tcp://a:1").to_text(), "tcp://a:1");
+        assert_eq!(Value::Int(7).to_text(), "7");
+        let tuple = Value::Array(vec![Value::str("x"), Value::Int(0)]);
+        assert_eq!(tuple.to_text(), tuple.to_string());
     }
 
     #[test]

@@ -323,10 +323,7 @@ fn call_stack_body(stacks: &Value) -> String {
             };
             let _ = write!(body, "<h3>Key: {}</h3><pre>", escape(&label));
             for line in lines.as_seq().unwrap_or(&[]) {
-                let text = line
-                    .as_str_key()
-                    .map_or_else(|| line.to_string(), str::to_string);
-                body.push_str(&escape(&text));
+                body.push_str(&escape(&line.to_text()));
                 body.push('\n');
             }
             body.push_str("</pre>");
@@ -387,9 +384,8 @@ fn logs_body(records: &Value) -> String {
     let mut body = String::from("<table class=\"logs\"><tr><th>Level</th><th>Message</th></tr>");
     for rec in records.as_seq().unwrap_or(&[]) {
         let f = rec.as_seq().unwrap_or(&[]);
-        let text = |v: &Value| v.as_str_key().map_or_else(|| v.to_string(), str::to_string);
         let (level, line) = match f {
-            [l, m] | [_, l, m] => (text(l), text(m)),
+            [l, m] | [_, l, m] => (l.to_text(), m.to_text()),
             _ => continue,
         };
         let _ = write!(

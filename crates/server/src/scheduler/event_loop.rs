@@ -192,9 +192,10 @@ impl Loop {
                             ("error", Value::str("")),
                         ]));
                         self.workers.insert(id, sender);
-                        if let Some(ident) = self.state.worker_identity_of(id) {
-                            self.tell_worker_status(super::worker_status::added(&address, ident));
-                        }
+                        self.tell_worker_status(|s| {
+                            let ident = s.worker_identity_of(id)?;
+                            Some(super::worker_status::added(&address, ident))
+                        });
                         self.worker_addrs.insert(id, address);
                         let _ = reply.send(Ok((id, hb)));
                     }
@@ -282,7 +283,7 @@ impl Loop {
                     now()
                 );
                 self.rpc.remove(&addr);
-                self.tell_worker_status(super::worker_status::removed(&addr));
+                self.tell_worker_status(|_| Some(super::worker_status::removed(&addr)));
             }
         }
         if self.state.worker_count() == 0 {
@@ -290,9 +291,14 @@ impl Loop {
         }
     }
 
-    /// Send `msg` to every `subscribe_worker_status` stream still open.
-    fn tell_worker_status(&mut self, msg: Value) {
+    /// Send the message `msg` builds to every `subscribe_worker_status`
+    /// stream still open (built only if there is one).
+    fn tell_worker_status(&mut self, msg: impl FnOnce(&State) -> Option<Value>) {
         self.worker_status.retain(|s| !s.is_closed());
+        if self.worker_status.is_empty() {
+            return;
+        }
+        let Some(msg) = msg(&self.state) else { return };
         for s in &self.worker_status {
             s.send(msg.clone());
         }

@@ -185,16 +185,6 @@ struct Rect {
     stop: f64,
 }
 
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::Raw(b) => {
-            dask_wire::msgpack::decode(b).map_or_else(|_| v.to_string(), |d| text_of(&d))
-        }
-        Value::Str(s) => s.to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// The bars of the task stream: one per `startstops` entry, a row per
 /// worker thread, named by the task's prefix (transfers by their action,
 /// as Python's `rectangles` names them).
@@ -202,11 +192,11 @@ fn rectangles(records: &[Value]) -> Vec<Rect> {
     let mut out = Vec::new();
     for r in records {
         let key = r.get("key").cloned().unwrap_or(Value::Nil);
-        let prefix = Key::from_value(&key).map_or_else(|_| text_of(&key), |k| k.prefix());
-        let worker = r.get("worker").map(text_of).unwrap_or_default();
-        let thread = r.get("thread").map(text_of).unwrap_or_default();
+        let prefix = Key::from_value(&key).map_or_else(|_| key.to_text(), |k| k.prefix());
+        let worker = r.get("worker").map(Value::to_text).unwrap_or_default();
+        let thread = r.get("thread").map(Value::to_text).unwrap_or_default();
         for ss in r.get("startstops").and_then(Value::as_seq).unwrap_or(&[]) {
-            let action = ss.get("action").map(text_of).unwrap_or_default();
+            let action = ss.get("action").map(Value::to_text).unwrap_or_default();
             let (Some(start), Some(stop)) = (
                 ss.get("start").and_then(Value::as_f64),
                 ss.get("stop").and_then(Value::as_f64),
@@ -222,7 +212,7 @@ fn rectangles(records: &[Value]) -> Vec<Rect> {
                 row: format!("{worker} {thread}"),
                 name,
                 action,
-                key: text_of(&key),
+                key: key.to_text(),
                 start,
                 stop,
             });
@@ -356,7 +346,7 @@ fn profile_rows(tree: &Value) -> (i64, Vec<(String, i64)>) {
         let own = count - inner;
         if own > 0 {
             if let Some(d) = node.get("description") {
-                let field = |k: &str| d.get(k).map(text_of).unwrap_or_default();
+                let field = |k: &str| d.get(k).map(Value::to_text).unwrap_or_default();
                 let frame = format!(
                     "{} ({}:{})",
                     field("name"),
@@ -394,10 +384,6 @@ fn profile_table(tree: &Value, out: &mut String) {
         );
     }
     out.push_str("</table>");
-}
-
-fn seconds(v: f64) -> String {
-    format_time(v)
 }
 
 fn percent(v: f64) -> String {
@@ -479,7 +465,7 @@ pub fn render(r: &ReportInput) -> String {
         out,
         "<p>{} samples over {}.</p></section>",
         r.samples.len(),
-        escape(&seconds(match (r.samples.first(), r.samples.last()) {
+        escape(&format_time(match (r.samples.first(), r.samples.last()) {
             (Some(a), Some(b)) => b.time - a.time,
             _ => 0.0,
         }))
@@ -488,7 +474,7 @@ pub fn render(r: &ReportInput) -> String {
     for rec in &r.logs {
         let f = rec.as_seq().unwrap_or(&[]);
         let (time, level, line) = match f {
-            [t, l, m] => (t.as_f64().unwrap_or(0.0), text_of(l), text_of(m)),
+            [t, l, m] => (t.as_f64().unwrap_or(0.0), l.to_text(), m.to_text()),
             _ => continue,
         };
         let when = chrono::DateTime::from_timestamp_millis((time * 1e3) as i64)
