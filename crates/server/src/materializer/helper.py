@@ -1057,39 +1057,60 @@ def op_describe_feed(req):
     return out
 
 
+_RUN_ON_SCHEDULER_ERROR = (
+    "Client.run_on_scheduler with a function that takes '{arg}' needs the Python "
+    "scheduler object, which the Rust dask-scheduler does not have ({name}); functions "
+    "without it run in a Python process on the scheduler's host, and Client.run runs "
+    "functions on the workers"
+)
+
+
+def _function_name(function):
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", None) or repr(function)
+    return f"{module}.{qualname}" if module else qualname
+
+
 def op_describe_scheduler_function(req):
     """``run_function`` (``Client.run_on_scheduler``): Python's scheduler
-    calls the pickled function with itself as ``dask_scheduler``. This
-    scheduler recognises the one call distributed makes itself, the system
-    monitor's sample count that ``performance_report`` reads on entering,
-    and refuses any other function, naming it."""
+    calls the pickled function in its own process, with itself as
+    ``dask_scheduler`` when the function takes that argument. This scheduler
+    recognises the one such call distributed makes itself, the system
+    monitor's sample count that ``performance_report`` reads on entering
+    (``monitor_count``); any other function that takes ``dask_scheduler``
+    (or ``dask_worker``, which Python fills with the scheduler too) is
+    refused, naming it; every other function is one for the function runner
+    (``run``)."""
     import pickle
+
+    from distributed.utils import has_arg
 
     try:
         function = pickle.loads(req["function"])
     except Exception as e:  # noqa: BLE001 - a function only the client can import
         raise NotImplementedError(
-            "Client.run_on_scheduler runs Python inside the scheduler process, which the "
-            f"Rust dask-scheduler does not do (and it cannot load this function: {e})"
+            "Client.run_on_scheduler: the Rust dask-scheduler's Python cannot load this "
+            f"function: {type(e).__name__}: {e}"
         ) from None
     module = getattr(function, "__module__", None)
     qualname = getattr(function, "__qualname__", repr(function))
     if module == "distributed.client" and qualname == "performance_report.__aenter__.<locals>.<lambda>":
         return {"status": "ok", "kind": "monitor_count"}
-    raise NotImplementedError(
-        "Client.run_on_scheduler runs Python inside the scheduler process, which the Rust "
-        f"dask-scheduler does not do ({module}.{qualname}); use Client.run for the workers"
-    )
+    name = _function_name(function)
+    for arg in ("dask_scheduler", "dask_worker"):
+        if has_arg(function, arg):
+            raise NotImplementedError(_RUN_ON_SCHEDULER_ERROR.format(arg=arg, name=name))
+    return {"status": "ok", "kind": "run", "name": name}
 
 
 # --------------------------------------------------------------------------
-# errors
+# the function runner (run_on_scheduler)
 # --------------------------------------------------------------------------
 
 
-def _serialized_bytes(b):
-    """``Serialize(b)`` as the scheduler would put it on the wire:
-    {"header": sub-header bytes, "frames": [payload]}."""
+def _serialized(obj):
+    """``Serialize(obj)`` as the scheduler puts it on the wire:
+    {"header": sub-header bytes, "frames": [payload, ...]}."""
     from distributed.protocol.serialize import (
         Serialize,
         msgpack_encode_default,
@@ -1097,12 +1118,167 @@ def _serialized_bytes(b):
     )
     from distributed.utils import ensure_memoryview
 
-    header, frames = serialize_and_split(Serialize(b), on_error="raise")
+    header, frames = serialize_and_split(Serialize(obj), on_error="raise")
     header["compression"] = tuple(None for _ in frames)
     header["num-sub-frames"] = len(frames)
     frames = [bytes(ensure_memoryview(f)) for f in frames]
     raw = msgpack.dumps(header, default=msgpack_encode_default, use_bin_type=True)
     return {"header": raw, "frames": frames}
+
+
+def _run_reply(req, loop, send):
+    """One ``run`` request, as ``distributed.worker.run`` handles it in the
+    Python scheduler: unpickle, call (a coroutine function is awaited, or
+    started in the background with ``wait=False``), and answer
+    ``{"status": "OK", "result_ser"}``; an ``Exception`` from the function is
+    ``{"status": "error", ...}`` (the client raises it); a failure before
+    the call (unpickling, ``wait=False`` with a plain function) is
+    ``{"status": "uncaught", ...}``, as it escapes Python's handler."""
+    import inspect
+    import pickle
+
+    from dask.utils import funcname
+
+    rid = req.get("id")
+
+    def answer(reply):
+        reply["id"] = rid
+        send(reply)
+
+    def ok(result):
+        try:
+            answer({"status": "OK", "result_ser": _serialized(result)})
+        except Exception as e:  # noqa: BLE001 - a result that cannot travel
+            log.warning("run_on_scheduler: cannot serialize the result: %s", e)
+            answer(error_reply(e))
+
+    try:
+        _refresh_uploads()
+        function = pickle.loads(req["function"])
+        is_coro = inspect.iscoroutinefunction(function)
+        wait = req.get("wait", True)
+        assert wait or is_coro, "Combination not supported"
+        args = pickle.loads(req["args"]) if req.get("args") else ()
+        kwargs = pickle.loads(req["kwargs"]) if req.get("kwargs") else {}
+    except BaseException as e:  # noqa: BLE001
+        reply = error_reply(e)
+        reply["status"] = "uncaught"
+        answer(reply)
+        return
+    log.info("Run out-of-band function %r", funcname(function))
+
+    def failed(e):
+        log.warning("Run Failed\nFunction: %s", str(funcname(function))[:1000], exc_info=e)
+        answer(error_reply(e))
+
+    if not is_coro:
+        try:
+            result = function(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the function's own
+            failed(e)
+        except BaseException as e:  # noqa: BLE001 - SystemExit and such: not the runner's end
+            reply = error_reply(e)
+            reply["status"] = "uncaught"
+            answer(reply)
+        else:
+            ok(result)
+        return
+
+    async def call():
+        try:
+            result = await function(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            if wait:
+                failed(e)
+            else:
+                log.warning("background run_on_scheduler function failed", exc_info=e)
+            return
+        if wait:
+            ok(result)
+
+    task = loop.create_task(call())
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    if not wait:
+        ok(None)
+
+
+# tasks of coroutine functions still running (kept referenced until done)
+_BACKGROUND = set()
+
+
+def runner_main(proto_in, proto_out):
+    """The function runner: one long-lived process per scheduler that runs
+    ``run_on_scheduler`` functions, so that what one call starts (a thread,
+    a listening socket, module state) lives on for the next call and for the
+    workers, as it does in the Python scheduler's process. Requests carry an
+    ``"id"`` that the reply echoes; plain functions run one at a time on the
+    event loop's thread, as they do on the Python scheduler's event loop, and
+    coroutine functions run concurrently. EOF on stdin ends the process,
+    whatever threads the functions started."""
+    import asyncio
+    import logging
+    import threading
+
+    global log
+    log = logging.getLogger("dask_scheduler.function_runner")
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    lock = threading.Lock()
+
+    def send(reply):
+        try:
+            body = msgpack.packb(reply, use_bin_type=True)
+        except Exception as e:  # noqa: BLE001
+            try:
+                raise RuntimeError(f"reply is not msgpack-encodable: {e}") from e
+            except RuntimeError as e2:
+                fallback = error_reply(e2)
+            fallback["id"] = reply.get("id")
+            body = msgpack.packb(fallback, use_bin_type=True)
+        with lock:
+            try:
+                _write(proto_out, body)
+            except (BrokenPipeError, OSError):
+                os._exit(0)
+
+    def handle(body):
+        req = None
+        try:
+            req = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False)
+            if not isinstance(req, dict):
+                raise TypeError(f"request must be a msgpack map, not {type(req).__name__}")
+            if req.get("op") == "ping":
+                send({"id": req.get("id"), "status": "ok"})
+                return
+            if req.get("op") != "run":
+                raise ValueError(f"unknown op {req.get('op')!r} (expected 'run' or 'ping')")
+            _run_reply(req, loop, send)
+        except BaseException as e:  # noqa: BLE001 - every request gets a reply
+            reply = error_reply(e)
+            reply["status"] = "uncaught"
+            reply["id"] = req.get("id") if isinstance(req, dict) else None
+            send(reply)
+
+    def read_requests():
+        while True:
+            body = _read(proto_in)
+            if body is None:
+                loop.call_soon_threadsafe(loop.stop)
+                return
+            loop.call_soon_threadsafe(handle, body)
+
+    threading.Thread(target=read_requests, name="requests", daemon=True).start()
+    log.info("function runner ready (pid %d)", os.getpid())
+    loop.run_forever()
+    # The scheduler is gone: end here, whatever threads user code started.
+    sys.stderr.flush()
+    os._exit(0)
+
+
+# --------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------
 
 
 def _scheduler_log_level(logging_config):
@@ -1252,8 +1428,8 @@ def error_reply(e):
         "traceback_text": tb_text,
     }
     try:
-        reply["exception_ser"] = _serialized_bytes(exc)
-        reply["traceback_ser"] = _serialized_bytes(tb) if tb is not None else None
+        reply["exception_ser"] = _serialized(exc)
+        reply["traceback_ser"] = _serialized(tb) if tb is not None else None
     except BaseException:  # noqa: BLE001
         log.warning("could not serialize exception for the wire", exc_info=True)
     return reply
@@ -1328,6 +1504,8 @@ def main():
         "pid": os.getpid(),
     }
     _write(proto_out, msgpack.packb(hello, use_bin_type=True))
+    if os.environ.get("DASK_SCHEDULER_HELPER_ROLE") == "function-runner":
+        return runner_main(proto_in, proto_out)
     log.info(
         "materializer helper ready (pid %d, dask %s, distributed %s)",
         os.getpid(),

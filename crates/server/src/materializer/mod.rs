@@ -44,6 +44,16 @@
 //! missing, dask/distributed not importable), the pool is Unavailable from
 //! the start and every request fails immediately.
 //!
+//! # The function runner
+//!
+//! [`MaterializerPool::run_function`] runs `Client.run_on_scheduler`
+//! functions in one more process of the same script, started with
+//! `DASK_SCHEDULER_HELPER_ROLE=function-runner` on the first call and kept
+//! (restarted on the next call if it dies): what a function starts must
+//! outlive the call, which a recycled pool helper cannot promise. Its
+//! requests `{"op": "run", "id", "function", "args", "kwargs", "wait"}`
+//! may overlap; each reply echoes the id (`runner.rs`).
+//!
 //! # Wire protocol (pool <-> helper)
 //!
 //! Each message is an 8-byte little-endian length followed by that many bytes
@@ -119,6 +129,7 @@
 mod msgpack;
 mod pool;
 mod process;
+mod runner;
 
 use std::path::PathBuf;
 use std::time::Duration;

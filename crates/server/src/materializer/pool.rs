@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::process::Helper;
+use super::runner::FunctionRunner;
 use super::{msgpack, Availability, MaterializeError, MaterializerConfig};
 
 /// Consecutive failed (re)starts after which a slot gives up.
@@ -100,6 +101,8 @@ enum Slot {
 /// State shared by the pool handle and the slot supervisors.
 struct Shared {
     python: PathBuf,
+    /// Runs `run_on_scheduler` functions, in a process of its own.
+    runner: FunctionRunner,
     request_timeout: Duration,
     /// Replace a helper whose RSS exceeds this after a request.
     max_helper_rss: Option<u64>,
@@ -220,6 +223,7 @@ impl MaterializerPool {
         slots[..permanent].fill(Slot::Starting);
         let shared = Arc::new(Shared {
             python: resolved.clone().unwrap_or_default(),
+            runner: FunctionRunner::new(resolved.clone().unwrap_or_default()),
             request_timeout: config.request_timeout,
             max_helper_rss: max_helper_rss(),
             availability: Mutex::new(Availability::Unavailable {
@@ -365,6 +369,24 @@ impl MaterializerPool {
     /// Whether graphs can be materialized, and with which Python.
     pub fn availability(&self) -> Availability {
         self.handle.shared.availability()
+    }
+
+    /// Run a `run_on_scheduler` request (`{"op": "run", "function",
+    /// "args", "kwargs", "wait"}`, the client's pickles as they came) in the
+    /// function runner, a long-lived process of its own (`runner.rs`), and
+    /// return its reply frame: `{"status": "OK", "result_ser"}`, or an
+    /// error reply whose `status` is `"error"` (the function raised) or
+    /// `"uncaught"` (it could not be called).
+    pub async fn run_function(&self, request: dask_wire::Value) -> Result<Bytes, MaterializeError> {
+        if let Availability::Unavailable { reason } = self.availability() {
+            return Err(MaterializeError::Unavailable(reason));
+        }
+        self.handle
+            .shared
+            .runner
+            .call(request)
+            .await
+            .map_err(MaterializeError::HelperDied)
     }
 
     /// Process ids of the running helpers (for diagnostics and tests).

@@ -35,6 +35,33 @@ const STDERR_TAIL: usize = 20;
 /// Longest stderr line forwarded to the log; the rest is cut.
 const MAX_LINE: usize = 16 * 1024;
 
+/// What a helper process is started as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The pool helper in this slot: one request at a time (graphs and
+    /// other one-off work).
+    Materializer(usize),
+    /// The long-lived process that runs `run_on_scheduler` functions.
+    FunctionRunner,
+}
+
+impl Role {
+    /// The `slot` its log lines carry: the pool slot, or `runner`.
+    fn label(self) -> String {
+        match self {
+            Role::Materializer(slot) => slot.to_string(),
+            Role::FunctionRunner => "runner".to_string(),
+        }
+    }
+}
+
+/// Write one length-prefixed frame and flush it.
+pub(crate) async fn write_frame(stdin: &mut ChildStdin, body: &[u8]) -> io::Result<()> {
+    stdin.write_all(&(body.len() as u64).to_le_bytes()).await?;
+    stdin.write_all(body).await?;
+    stdin.flush().await
+}
+
 /// What a helper reports when it starts successfully.
 #[derive(Debug, Clone)]
 pub(crate) struct Hello {
@@ -52,7 +79,8 @@ type Tail = Arc<Mutex<VecDeque<String>>>;
 /// A running helper that has said hello.
 pub(crate) struct Helper {
     child: Child,
-    stdin: ChildStdin,
+    /// `None` once taken by [`Helper::take_stdin`].
+    stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     pid: u32,
     python: PathBuf,
@@ -62,10 +90,19 @@ pub(crate) struct Helper {
 }
 
 impl Helper {
-    /// Start `python -u -c <helper>` and wait for its hello.
-    /// The error is a human-readable reason naming what is wrong.
+    /// Start `python -u -c <helper>` as a graph materializer and wait for
+    /// its hello. The error is a human-readable reason naming what is wrong.
     pub(crate) async fn spawn(python: &Path, slot: usize) -> Result<Helper, String> {
-        let mut child = Command::new(python)
+        Self::spawn_as(python, Role::Materializer(slot)).await
+    }
+
+    /// Start the helper script in `role` and wait for its hello.
+    pub(crate) async fn spawn_as(python: &Path, role: Role) -> Result<Helper, String> {
+        let mut command = Command::new(python);
+        if role == Role::FunctionRunner {
+            command.env("DASK_SCHEDULER_HELPER_ROLE", "function-runner");
+        }
+        let mut child = command
             .arg("-u")
             .arg("-c")
             .arg(HELPER_SOURCE)
@@ -93,10 +130,10 @@ impl Helper {
             return Err(format!("helper {python:?} started without stdio pipes"));
         };
         let tail: Tail = Arc::default();
-        let stderr_task = tokio::spawn(forward_stderr(stderr, pid, slot, tail.clone()));
+        let stderr_task = tokio::spawn(forward_stderr(stderr, pid, role.label(), tail.clone()));
         let mut helper = Helper {
             child,
-            stdin,
+            stdin: Some(stdin),
             stdout: BufReader::with_capacity(1 << 16, stdout),
             pid,
             python: python.to_path_buf(),
@@ -147,11 +184,10 @@ impl Helper {
         body: &[u8],
         chunks: Option<&mpsc::UnboundedSender<Bytes>>,
     ) -> io::Result<Bytes> {
-        self.stdin
-            .write_all(&(body.len() as u64).to_le_bytes())
-            .await?;
-        self.stdin.write_all(body).await?;
-        self.stdin.flush().await?;
+        let stdin = self.stdin.as_mut().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the helper's input was taken")
+        })?;
+        write_frame(stdin, body).await?;
         loop {
             let frame = Bytes::from(read_frame(&mut self.stdout).await?);
             if !msgpack::is_partial(&frame) {
@@ -171,6 +207,18 @@ impl Helper {
                 }
             }
         }
+    }
+
+    /// Hand the request side to a writer of its own, for a helper that
+    /// answers requests out of order (the function runner); the replies are
+    /// then read with [`Helper::read_reply`].
+    pub(crate) fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    /// The next frame the helper writes (cancel-safe only between frames).
+    pub(crate) async fn read_reply(&mut self) -> io::Result<Bytes> {
+        read_frame(&mut self.stdout).await.map(Bytes::from)
     }
 
     /// Resident memory of the helper process in bytes (Linux; `None` elsewhere
@@ -225,13 +273,24 @@ impl Helper {
     }
 
     /// Report for a helper that failed while working on a request.
-    pub(crate) async fn death_report(mut self, cause: &io::Error) -> String {
-        let what = self.stop_and_describe().await;
+    pub(crate) async fn death_report(self, cause: &io::Error) -> String {
+        self.failure_report("graph materializer", "materializing this graph", cause)
+            .await
+    }
+
+    /// "the Python `<what>` process (python) failed while `<doing>`
+    /// (cause); the process (pid) exited with ..., last stderr lines".
+    pub(crate) async fn failure_report(
+        mut self,
+        what: &str,
+        doing: &str,
+        cause: &io::Error,
+    ) -> String {
+        let how = self.stop_and_describe().await;
         let python = std::mem::take(&mut self.python);
         self.stop().await;
         format!(
-            "the Python graph materializer process ({python:?}) failed while materializing \
-             this graph ({}){what}",
+            "the Python {what} process ({python:?}) failed while {doing} ({}){how}",
             describe_io(cause)
         )
     }
@@ -352,7 +411,7 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
 
 /// Forward helper stderr to `tracing` (target "materializer"), keeping the
 /// last lines for error reports.
-async fn forward_stderr(stderr: ChildStderr, pid: u32, slot: usize, tail: Tail) {
+async fn forward_stderr(stderr: ChildStderr, pid: u32, slot: String, tail: Tail) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
@@ -366,7 +425,7 @@ async fn forward_stderr(stderr: ChildStderr, pid: u32, slot: usize, tail: Tail) 
         if text.is_empty() {
             continue;
         }
-        log_line(text, pid, slot);
+        log_line(text, pid, &slot);
         if text.starts_with("INFO dask_scheduler.materializer:")
             || text.starts_with("DEBUG dask_scheduler.materializer:")
         {
@@ -407,7 +466,7 @@ async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-fn log_line(text: &str, pid: u32, slot: usize) {
+fn log_line(text: &str, pid: u32, slot: &str) {
     let level = line_level(text);
     // Our own format is "LEVEL name: message": the level is in the event.
     let text = match text.split_once(' ') {

@@ -99,9 +99,10 @@ fn bins(v: Option<&Value>) -> Vec<Bytes> {
         .unwrap_or_default()
 }
 
-/// An error reply's exception as the client should receive it: the
-/// `Serialize(bytes)` form the Python scheduler sends when available.
-fn serialized_or_bin(reply: &Value, ser: &str, raw: &str) -> Value {
+/// A helper reply's object as the client should receive it: the
+/// `Serialize(...)` form (`ser`: `{"header", "frames"}`) the Python
+/// scheduler sends when available, else the plain field `raw`.
+pub(super) fn serialized_or_bin(reply: &Value, ser: &str, raw: &str) -> Value {
     if let Some(parts) = reply.get(ser).filter(|v| !v.is_nil()) {
         if let Some(Value::Bin(header)) = parts.get("header") {
             return Value::Opaque(Box::new(Opaque {

@@ -27,6 +27,7 @@ pub mod replicas;
 pub mod restart;
 pub mod retire;
 pub mod rpc;
+pub mod run_function;
 pub mod worker_status;
 
 use crate::materializer::MaterializerPool;

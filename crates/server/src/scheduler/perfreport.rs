@@ -12,10 +12,10 @@
 //!
 //! The block's entry reads the system monitor's sample count through
 //! `run_on_scheduler(lambda dask_scheduler: dask_scheduler.monitor.count)`;
-//! [`rpc_run_function`] answers that call, and refuses any other function.
+//! `run_function.rs` answers that call.
 
 use super::errors::error_reply;
-use super::rpc::{helper_error, versions};
+use super::rpc::versions;
 use super::Scheduler;
 use crate::http::json::{escape, format_bytes};
 use crate::logging::format_time;
@@ -31,44 +31,6 @@ const MAX_RECTS: usize = 20_000;
 const PROFILE_ROWS: usize = 40;
 /// Width of the SVG plots, pixels.
 const WIDTH: f64 = 1000.0;
-
-/// `run_function` (`Client.run_on_scheduler`): only the system monitor's
-/// sample count that `performance_report` asks for on entering.
-pub async fn rpc_run_function(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
-    use crate::materializer::Availability;
-    if let Availability::Unavailable { reason } = sched.materializer.availability() {
-        return Err(error_reply(
-            "NotImplementedError",
-            &format!(
-                "Client.run_on_scheduler runs Python inside the scheduler process, which the \
-                 Rust dask-scheduler does not do (and its graph materializer's Python, which \
-                 would recognise performance_report's call, is unavailable: {reason})"
-            ),
-        ));
-    }
-    let request = Value::map([
-        ("op", Value::str("describe_scheduler_function")),
-        (
-            "function",
-            msg.get("function").cloned().unwrap_or(Value::Nil),
-        ),
-    ]);
-    let reply = sched.helper_request(&request).await?;
-    match (
-        reply.get("status").and_then(Value::as_str),
-        reply.get("kind").and_then(Value::as_str),
-    ) {
-        (Some("ok"), Some("monitor_count")) => Ok(Value::map([
-            ("status", Value::str("OK")),
-            ("result", Value::from(monitor::count() as usize)),
-        ])),
-        (Some("ok"), other) => Err(error_reply(
-            "RuntimeError",
-            &format!("graph materializer: unexpected function kind {other:?}"),
-        )),
-        _ => Err(helper_error(&reply)),
-    }
-}
 
 /// What the report is made of.
 #[derive(Debug)]

@@ -167,7 +167,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             .with_state(|s, _| Value::from(s.task_stream_index()))
             .await
             .ok_or_else(lost)?,
-        "run_function" => return super::perfreport::rpc_run_function(sched, msg).await,
+        "run_function" => return super::run_function::rpc_run_function(sched, msg).await,
         "get_task_prefix_states" => sched
             .with_state(|s, _| s.task_prefix_states())
             .await

@@ -1,0 +1,181 @@
+//! The function runner: one long-lived Python process that runs the
+//! functions of `Client.run_on_scheduler`.
+//!
+//! Why: libraries start things on the scheduler that must outlive the call.
+//! `xgboost.dask.train` starts its collective tracker there, a thread that
+//! listens until every worker has connected. The Python scheduler runs these
+//! functions in its own process; this scheduler runs them in this one, on
+//! the same host, started on the first call and kept for the scheduler's
+//! lifetime. Pool helpers cannot serve: they are recycled, and a request's
+//! state must not outlive it there.
+//!
+//! Requests carry an id that the reply echoes, so calls can overlap: the
+//! runner runs plain functions one at a time on its event loop's thread (as
+//! the Python scheduler's event loop does) and coroutine functions
+//! concurrently. If the process dies (say `os._exit` in a function), the
+//! calls in flight fail with its exit status and last stderr lines, and the
+//! next call starts a fresh one. The process ends with the scheduler (EOF on
+//! its input), whatever threads the functions started.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use dask_wire::Value;
+use tokio::process::ChildStdin;
+use tokio::sync::oneshot;
+
+use super::msgpack;
+use super::process::{write_frame, Helper, Role};
+
+/// Starts the runner process on demand and routes replies to their calls.
+#[derive(Debug)]
+pub(crate) struct FunctionRunner {
+    python: PathBuf,
+    live: tokio::sync::Mutex<Option<Arc<Live>>>,
+}
+
+/// A running runner process.
+struct Live {
+    stdin: tokio::sync::Mutex<ChildStdin>,
+    calls: Mutex<Calls>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").finish_non_exhaustive()
+    }
+}
+
+/// The calls waiting for a reply, or why none will come.
+#[derive(Default)]
+struct Calls {
+    waiting: HashMap<u64, oneshot::Sender<Result<Bytes, String>>>,
+    /// Set when the process has ended: the report every later call gets.
+    ended: Option<String>,
+}
+
+impl FunctionRunner {
+    /// A runner that will start `python` (the materializer's interpreter)
+    /// on its first call.
+    pub(crate) fn new(python: PathBuf) -> FunctionRunner {
+        FunctionRunner {
+            python,
+            live: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Send `request` (a msgpack map; an `"id"` is added) and wait for the
+    /// reply frame. The error says why no reply can come: the process could
+    /// not start, or it ended.
+    pub(crate) async fn call(&self, request: Value) -> Result<Bytes, String> {
+        let live = self.running().await?;
+        let id = live.next_id.fetch_add(1, Ordering::Relaxed);
+        let Value::Map(mut fields) = request else {
+            return Err("function runner request must be a map".into());
+        };
+        fields.push((Value::str("id"), Value::from(id as usize)));
+        let body = dask_wire::msgpack::encode(&Value::Map(fields));
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut calls = live.calls.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(report) = &calls.ended {
+                return Err(report.clone());
+            }
+            calls.waiting.insert(id, tx);
+        }
+        // A write that fails means the process is going: its reader reports
+        // why to every waiting call, this one included.
+        let _ = write_frame(&mut *live.stdin.lock().await, &body).await;
+        rx.await
+            .unwrap_or_else(|_| Err("the function runner stopped".into()))
+    }
+
+    /// The live process, started (or restarted after its end) if need be.
+    async fn running(&self) -> Result<Arc<Live>, String> {
+        let mut slot = self.live.lock().await;
+        if let Some(live) = slot.as_ref() {
+            let ended = live
+                .calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ended
+                .is_some();
+            if !ended {
+                return Ok(live.clone());
+            }
+        }
+        let mut helper = Helper::spawn_as(&self.python, Role::FunctionRunner)
+            .await
+            .map_err(|e| {
+                format!("cannot start the process that runs run_on_scheduler functions: {e}")
+            })?;
+        let stdin = helper
+            .take_stdin()
+            .ok_or("the function runner started without an input pipe")?;
+        tracing::info!(
+            target: "materializer",
+            pid = helper.pid(),
+            "started the Python process that runs run_on_scheduler functions"
+        );
+        let live = Arc::new(Live {
+            stdin: tokio::sync::Mutex::new(stdin),
+            calls: Mutex::new(Calls::default()),
+            next_id: AtomicU64::new(1),
+        });
+        tokio::spawn(route_replies(helper, live.clone()));
+        *slot = Some(live.clone());
+        Ok(live)
+    }
+}
+
+/// Hand each reply to its call until the process ends; then fail every
+/// waiting call with the process's end.
+async fn route_replies(mut helper: Helper, live: Arc<Live>) {
+    let cause = loop {
+        match helper.read_reply().await {
+            Ok(frame) => {
+                let id = msgpack::map_get(&frame, "id")
+                    .ok()
+                    .flatten()
+                    .and_then(msgpack::as_int);
+                let waiter = id.and_then(|id| {
+                    live.calls
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .waiting
+                        .remove(&(id as u64))
+                });
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(Ok(frame));
+                    }
+                    None => tracing::warn!(
+                        target: "materializer",
+                        "function runner replied to no waiting call (id {id:?})"
+                    ),
+                }
+            }
+            Err(e) => break e,
+        }
+    };
+    let report = helper
+        .failure_report(
+            "run_on_scheduler function runner",
+            "running functions",
+            &cause,
+        )
+        .await;
+    tracing::warn!(target: "materializer", "{report}");
+    let waiting = {
+        let mut calls = live.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.ended = Some(report.clone());
+        std::mem::take(&mut calls.waiting)
+    };
+    for (_, tx) in waiting {
+        let _ = tx.send(Err(report.clone()));
+    }
+}

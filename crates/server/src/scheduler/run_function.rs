@@ -1,0 +1,119 @@
+//! `run_function` (`Client.run_on_scheduler`).
+//!
+//! Why: libraries and users run Python on the scheduler's host through it.
+//! `xgboost.dask.train` starts its tracker there; `performance_report` reads
+//! the system monitor's sample count. The Python scheduler calls the
+//! function in its own process. This one asks a materializer helper what the
+//! function is (`describe_scheduler_function`):
+//! * `performance_report`'s lambda is answered here, from this process's
+//!   own monitor;
+//! * a function that takes `dask_scheduler` (or `dask_worker`) needs the
+//!   Python scheduler object and is refused, naming it;
+//! * any other function runs in the function runner, a long-lived Python
+//!   process on this host (`materializer/runner.rs`), and its result or
+//!   exception goes back as Python's `distributed.worker.run` sends it.
+//!
+//! Each call is logged as the event `{"action": "run-function", "function"}`
+//! on topic `all`, as Python logs it.
+
+use super::errors::error_reply;
+use super::graph::serialized_or_bin;
+use super::rpc::helper_error;
+use super::Scheduler;
+use crate::materializer::Availability;
+use crate::monitor;
+use dask_wire::Value;
+use std::sync::Arc;
+
+/// `run_function(function, args, kwargs, wait)`.
+pub async fn rpc_run_function(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let field = |k: &str| msg.get(k).cloned().unwrap_or(Value::Nil);
+    let event = Value::map([
+        ("action", Value::str("run-function")),
+        ("function", field("function")),
+    ]);
+    let _ = sched
+        .with_state(move |s, now| s.log_event("all", event, now))
+        .await;
+    if let Availability::Unavailable { reason } = sched.materializer.availability() {
+        return Err(error_reply(
+            "NotImplementedError",
+            &format!(
+                "Client.run_on_scheduler runs Python functions, and the Rust dask-scheduler's \
+                 Python (its graph materializer's) is unavailable: {reason}"
+            ),
+        ));
+    }
+    let describe = Value::map([
+        ("op", Value::str("describe_scheduler_function")),
+        ("function", field("function")),
+    ]);
+    let reply = sched.helper_request(&describe).await?;
+    match (
+        reply.get("status").and_then(Value::as_str),
+        reply.get("kind").and_then(Value::as_str),
+    ) {
+        (Some("ok"), Some("monitor_count")) => Ok(Value::map([
+            ("status", Value::str("OK")),
+            ("result", Value::from(monitor::count() as usize)),
+        ])),
+        (Some("ok"), Some("run")) => {
+            let request = Value::map([
+                ("op", Value::str("run")),
+                ("function", field("function")),
+                ("args", field("args")),
+                ("kwargs", field("kwargs")),
+                (
+                    "wait",
+                    msg.get("wait").cloned().unwrap_or(Value::Bool(true)),
+                ),
+            ]);
+            run(sched, request).await
+        }
+        (Some("ok"), other) => Err(error_reply(
+            "RuntimeError",
+            &format!("graph materializer: unexpected function kind {other:?}"),
+        )),
+        _ => Err(helper_error(&reply)),
+    }
+}
+
+/// Run the call in the function runner and shape its reply as Python's.
+async fn run(sched: &Arc<Scheduler>, request: Value) -> Result<Value, Value> {
+    let frame = sched
+        .materializer
+        .run_function(request)
+        .await
+        .map_err(|e| error_reply("RuntimeError", &format!("run_on_scheduler: {e}")))?;
+    let reply = dask_wire::msgpack::decode(&frame).map_err(|e| {
+        error_reply(
+            "RuntimeError",
+            &format!("run_on_scheduler: malformed reply from the function runner: {e}"),
+        )
+    })?;
+    match reply.get("status").and_then(Value::as_str) {
+        Some("OK") => Ok(Value::map([
+            ("status", Value::str("OK")),
+            ("result", serialized_or_bin(&reply, "result_ser", "result")),
+        ])),
+        // The function raised: a reply the client raises from, as Python's
+        // `error_message`.
+        Some("error") => {
+            let text = |k: &str| reply.get(k).cloned().unwrap_or_else(|| Value::str(""));
+            Ok(Value::map([
+                ("status", Value::str("error")),
+                (
+                    "exception",
+                    serialized_or_bin(&reply, "exception_ser", "exception"),
+                ),
+                (
+                    "traceback",
+                    serialized_or_bin(&reply, "traceback_ser", "traceback"),
+                ),
+                ("exception_text", text("exception_text")),
+                ("traceback_text", text("traceback_text")),
+            ]))
+        }
+        _ => Err(helper_error(&reply)),
+    }
+}

@@ -1,0 +1,199 @@
+"""``Client.run_on_scheduler`` with functions that do not take the scheduler
+object, such as XGBoost's: ``xgboost.dask.train`` starts its collective
+tracker with ``client.run_on_scheduler(_start_tracker, ...)``, a thread that
+listens on the scheduler's host until every worker has connected. The Rust
+scheduler runs these functions in one long-lived Python process on its host,
+so what one call starts (a thread, a listening socket) is still there for the
+next call and for the workers.
+
+Functions that take ``dask_scheduler`` need the Python scheduler object
+itself and are refused, naming the function (``test_performance_report.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from .helpers import inc
+
+TIMEOUT = 120
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------
+# functions run on the scheduler's host (module level: pickled by reference,
+# as a user's module or a library's functions are)
+
+_STATE: dict = {}
+
+
+def add(a, b=0):
+    return {"sum": a + b, "pid": os.getpid()}
+
+
+def remember(name, value):
+    _STATE[name] = value
+    return sorted(_STATE)
+
+
+def recall(name):
+    return _STATE.get(name)
+
+
+def fail(x):
+    return 1 / x
+
+
+def start_echo_server():
+    """Like XGBoost's tracker: listen on the host, serve from a daemon thread,
+    return where to connect."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+
+    def serve():
+        while True:
+            conn, _ = srv.accept()
+            with conn:
+                conn.sendall(b"tracker:" + conn.recv(64))
+
+    threading.Thread(target=serve, daemon=True).start()
+    _STATE["server"] = srv
+    return srv.getsockname()[1]
+
+
+def talk_to(port, text):
+    """Runs on a worker: connect to what the scheduler-side call started."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(text.encode())
+        return s.recv(128).decode()
+
+
+async def async_add(a, b):
+    await asyncio.sleep(0.01)
+    return a + b
+
+
+async def set_later(name, value, delay):
+    await asyncio.sleep(delay)
+    _STATE[name] = value
+
+
+async def wait_for_file(path):
+    while not os.path.exists(path):
+        await asyncio.sleep(0.02)
+    return "waited"
+
+
+def exit_process():
+    os._exit(3)
+
+
+# --------------------------------------------------------------------------
+
+
+def test_a_function_runs_with_its_arguments_and_returns_its_result(client):
+    got = client.run_on_scheduler(add, 2, b=40)
+    assert got["sum"] == 42
+    # it ran in another process on this host, not in the client
+    assert got["pid"] != os.getpid()
+    # numpy arrays come back through distributed's serialization
+    arr = client.run_on_scheduler(np.arange, 5)
+    assert isinstance(arr, np.ndarray) and arr.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_what_one_call_keeps_is_there_for_the_next(client):
+    name = unique("kept")
+    assert name in client.run_on_scheduler(remember, name, [1, 2])
+    assert client.run_on_scheduler(recall, name) == [1, 2]
+
+
+def test_a_server_started_on_the_scheduler_serves_the_workers(client):
+    port = client.run_on_scheduler(start_echo_server)
+    got = client.submit(talk_to, port, "hello", key=unique("talk")).result(timeout=TIMEOUT)
+    assert got == "tracker:hello"
+
+
+def test_the_function_s_exception_reaches_the_client(client):
+    with pytest.raises(ZeroDivisionError) as info:
+        client.run_on_scheduler(fail, 0)
+    # with the traceback of where it was raised
+    assert any(frame.name == "fail" for frame in __import__("traceback").extract_tb(info.tb))
+    assert client.run_on_scheduler(fail, 4) == 0.25
+
+
+def test_coroutine_functions_are_awaited_or_started(client):
+    assert client.run_on_scheduler(async_add, 1, 2) == 3
+    name = unique("later")
+    assert client.run_on_scheduler(set_later, name, "done", 0.2, wait=False) is None
+    deadline = time.monotonic() + TIMEOUT
+    while client.run_on_scheduler(recall, name) != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_waiting_coroutine_does_not_hold_up_other_calls(client, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = tmp_path / "stop"
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(client.run_on_scheduler, wait_for_file, str(stop))
+        try:
+            assert client.run_on_scheduler(add, 7)["sum"] == 7
+            assert not slow.done()
+        finally:
+            stop.touch()
+        assert slow.result(timeout=TIMEOUT) == "waited"
+
+
+def test_not_waiting_for_a_plain_function_is_refused_as_python_does(client):
+    with pytest.raises(AssertionError, match="Combination not supported"):
+        client.run_on_scheduler(add, 1, wait=False)
+    assert client.run_on_scheduler(add, 1)["sum"] == 1
+
+
+@pytest.mark.rust_only
+def test_a_function_that_ends_the_process_fails_only_its_call(client):
+    # The Python scheduler would exit with it; here the process that runs
+    # these functions is restarted, and the scheduler and its state stay.
+    kept = client.submit(inc, 1, key=unique("kept"))
+    assert kept.result(timeout=TIMEOUT) == 2
+    with pytest.raises(RuntimeError, match="run_on_scheduler.*exited with status 3"):
+        client.run_on_scheduler(exit_process)
+    assert client.run_on_scheduler(add, 5)["sum"] == 5
+    assert kept.result(timeout=TIMEOUT) == 2
+    assert client.submit(inc, kept, key=unique("next")).result(timeout=TIMEOUT) == 3
+
+
+def test_xgboost_trains_on_the_cluster(client):
+    import dask.array as da
+    import xgboost as xgb
+    import xgboost.dask  # noqa: F401 - a submodule, imported on its own
+
+    rng = da.random.default_rng(0)
+    X = rng.random((2000, 5), chunks=(250, 5))
+    y = (X[:, 0] * 3 + X[:, 1]).astype("float64")
+    dtrain = xgb.dask.DaskDMatrix(client, X, y)
+    out = xgb.dask.train(
+        client,
+        {"tree_method": "hist", "nthread": 1, "max_depth": 3},
+        dtrain,
+        num_boost_round=8,
+        evals=[(dtrain, "train")],
+    )
+    rmse = out["history"]["train"]["rmse"]
+    assert len(rmse) == 8
+    assert rmse[-1] < rmse[0] / 2
+    pred = xgb.dask.predict(client, out["booster"], X).compute()
+    assert pred.shape == (2000,)
