@@ -763,3 +763,46 @@ fn killed_worker_blames_dependents() {
     assert_eq!(sim.run_all(), vec![k("a"), k("b")]);
     assert_eq!(sim.state("b"), Some(TaskState::Memory));
 }
+
+/// `MemorySampler`'s readings: the workers' memory summed as Python's
+/// `MemoryState.sum`, then each measure derived from the sum.
+#[test]
+fn cluster_memory_sums_the_workers_readings() {
+    let mut sim = Sim::new();
+    let a = sim.worker("tcp://127.0.0.1:1", 1);
+    let b = sim.worker("tcp://127.0.0.1:2", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    let c = sim.one_compute();
+    sim.finish_with(c.worker, &c.key, c.run_id, 300);
+    let metrics = |memory: i64, disk: i64| {
+        Value::map([
+            ("memory", Value::Int(memory)),
+            (
+                "spilled_bytes",
+                Value::map([("memory", Value::Int(0)), ("disk", Value::Int(disk))]),
+            ),
+        ])
+    };
+    for (w, memory, disk) in [(a, 1_000, 50), (b, 2_000, 0)] {
+        let addr = sim.addr(w);
+        sim.s
+            .heartbeat_worker(&addr, Some(metrics(memory, disk)), sim.now);
+    }
+    // process 3000, managed 300 (x's nbytes), spilled 50; unmanaged_old is
+    // the minimum unmanaged over the window: one reading each, so all of it
+    let table = [
+        ("process", 3_000),
+        ("managed", 300),
+        ("spilled", 50),
+        ("managed_total", 350),
+        ("unmanaged", 2_700),
+        ("unmanaged_old", 2_700),
+        ("unmanaged_recent", 0),
+        ("optimistic", 3_000),
+    ];
+    for (measure, want) in table {
+        assert_eq!(sim.s.cluster_memory(measure), Some(want), "{measure}");
+    }
+    assert_eq!(sim.s.cluster_memory("_private"), None);
+    assert_eq!(sim.s.cluster_memory("nbytes"), None);
+}

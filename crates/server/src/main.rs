@@ -50,20 +50,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn scheduler_id() -> String {
-    let mut bytes = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut bytes);
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "Scheduler-{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("Scheduler-{}", dask_scheduler::scheduler::uuid4())
 }
 
 /// Pending connections the kernel queues per listener (capped by

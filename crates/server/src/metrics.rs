@@ -68,6 +68,8 @@ const KNOWN_OPS: &[&str] = &[
     "terminate",
     "retire_workers",
     "adaptive_target",
+    "memory_sampler_start",
+    "memory_sampler_stop",
     "check_idle",
     "get_metadata",
     "set_metadata",

@@ -19,6 +19,7 @@ pub mod event_loop;
 pub mod feed;
 pub mod graph;
 pub mod hardware;
+pub mod memory_sampler;
 pub mod p2p;
 pub mod perfreport;
 pub mod plugins;
@@ -45,6 +46,27 @@ pub fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A random UUID in Python's `str(uuid.uuid4())` form (scheduler ids,
+/// sampler keys).
+pub fn uuid4() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 async fn futures_wait_all(streams: Vec<crate::net::batched::BatchedSender>) {
@@ -86,6 +108,8 @@ pub struct Scheduler {
     /// Held by a running `replicate` or `rebalance`: one at a time, as
     /// Python's `_replica_lock`.
     pub replica_lock: tokio::sync::Mutex<()>,
+    /// `MemorySampler`s running.
+    pub memory_samplers: memory_sampler::MemorySamplers,
 }
 
 impl Scheduler {
@@ -109,6 +133,7 @@ impl Scheduler {
             shutdown: shutdown.clone(),
             coordination_changed: tokio::sync::Notify::new(),
             replica_lock: tokio::sync::Mutex::new(()),
+            memory_samplers: memory_sampler::MemorySamplers::default(),
         });
         let handle = tokio::spawn(event_loop::run(
             state,

@@ -361,6 +361,8 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "restart_workers" => super::restart::rpc_restart_workers(sched, msg).await?,
         "workers_to_close" => super::retire::rpc_workers_to_close(sched, msg).await?,
         "adaptive_target" => super::retire::rpc_adaptive_target(sched, msg).await?,
+        "memory_sampler_start" => super::memory_sampler::rpc_start(sched, msg).await?,
+        "memory_sampler_stop" => super::memory_sampler::rpc_stop(sched, msg).await?,
         "check_idle" => super::retire::check_idle(sched).await.ok_or_else(lost)?,
         "register_worker_plugin" | "register_nanny_plugin" => {
             register_plugin(sched, op == "register_nanny_plugin", msg).await?
