@@ -46,13 +46,3 @@ def test_a_block_writes_a_report_of_what_ran_in_it(client, tmp_path):
     assert "slow_inc" in html.split("<h2>Calling Code</h2>")[1].split("</pre>")[0]
     for section in ("task-stream", "system", "logs", "compute", "workers"):
         assert f'<section id="{section}">' in html
-
-
-def test_run_on_scheduler_is_refused_naming_the_function(client):
-    def count_tasks(dask_scheduler):
-        return len(dask_scheduler.tasks)
-
-    with pytest.raises(NotImplementedError, match="count_tasks") as info:
-        client.run_on_scheduler(count_tasks)
-    assert "run_on_scheduler" in str(info.value)
-    assert client.submit(inc, 1, key=unique("after")).result(timeout=TIMEOUT) == 2

@@ -6,8 +6,10 @@ scheduler runs these functions in one long-lived Python process on its host,
 so what one call starts (a thread, a listening socket) is still there for the
 next call and for the workers.
 
-Functions that take ``dask_scheduler`` need the Python scheduler object
-itself and are refused, naming the function (``test_performance_report.py``).
+A function that takes ``dask_scheduler`` gets a stand-in for the scheduler
+object: it has ``address`` and ``id`` and keeps what functions set on it,
+which is all raft-dask (cuML, cuGraph) uses it for, and it names any other
+scheduler attribute it lacks.
 """
 
 from __future__ import annotations
@@ -96,6 +98,37 @@ async def wait_for_file(path):
     return "waited"
 
 
+def nccl_root(session, dask_scheduler):
+    """raft-dask's ``_func_set_scheduler_as_nccl_root``: the scheduler object
+    as the place to keep a session's NCCL unique id."""
+    if not hasattr(dask_scheduler, "_raft_comm_state"):
+        dask_scheduler._raft_comm_state = {}
+    state = dask_scheduler._raft_comm_state.setdefault(session, {})
+    if "nccl_uid" not in state:
+        state["nccl_uid"] = os.urandom(16)
+    return state["nccl_uid"]
+
+
+def destroy_session(session, dask_scheduler):
+    """raft-dask's ``_func_destroy_scheduler_session``."""
+    if session in dask_scheduler._raft_comm_state:
+        del dask_scheduler._raft_comm_state[session]
+        return 0
+    return 1
+
+
+def identity_of(dask_scheduler):
+    return dask_scheduler.address, dask_scheduler.id
+
+
+def count_tasks(dask_scheduler):
+    return len(dask_scheduler.tasks)
+
+
+def allow_more_failures(dask_scheduler):
+    dask_scheduler.allowed_failures = 10
+
+
 def exit_process():
     os._exit(3)
 
@@ -108,6 +141,8 @@ def test_a_function_runs_with_its_arguments_and_returns_its_result(client):
     assert got["sum"] == 42
     # it ran in another process on this host, not in the client
     assert got["pid"] != os.getpid()
+    # the common idiom for where the dashboard is
+    assert client.run_on_scheduler(socket.gethostname) == socket.gethostname()
     # numpy arrays come back through distributed's serialization
     arr = client.run_on_scheduler(np.arange, 5)
     assert isinstance(arr, np.ndarray) and arr.tolist() == [0, 1, 2, 3, 4]
@@ -174,6 +209,39 @@ def test_a_function_that_ends_the_process_fails_only_its_call(client):
     assert client.run_on_scheduler(add, 5)["sum"] == 5
     assert kept.result(timeout=TIMEOUT) == 2
     assert client.submit(inc, kept, key=unique("next")).result(timeout=TIMEOUT) == 3
+
+
+def test_state_kept_on_the_scheduler_object_as_raft_dask_keeps_it(client):
+    session = unique("session")
+    uid = client.run_on_scheduler(nccl_root, session)
+    assert isinstance(uid, bytes) and len(uid) == 16
+    assert client.run_on_scheduler(nccl_root, session) == uid
+    assert client.run_on_scheduler(nccl_root, unique("other")) != uid
+    assert client.run_on_scheduler(destroy_session, session) == 0
+    assert client.run_on_scheduler(destroy_session, session) == 1
+    assert client.run_on_scheduler(nccl_root, session) != uid
+
+
+def test_the_scheduler_object_has_the_scheduler_s_address_and_id(client):
+    address, sid = client.run_on_scheduler(identity_of)
+    assert address == client.scheduler.address
+    assert sid == client.scheduler_info()["id"]
+    # dask_worker gets the scheduler too, as in Python
+    assert client.run_on_scheduler(lambda dask_worker: dask_worker.address) == address
+
+
+@pytest.mark.rust_only
+def test_other_scheduler_attributes_are_refused_naming_them(client):
+    # The Python scheduler answers these from its own state; here there is
+    # no such object, and a value read or set would be wrong or have no effect.
+    with pytest.raises(NotImplementedError, match=r"dask_scheduler\.tasks is not available"):
+        client.run_on_scheduler(count_tasks)
+    with pytest.raises(NotImplementedError, match=r"dask_scheduler\.allowed_failures"):
+        client.run_on_scheduler(allow_more_failures)
+    # a name no scheduler has is missing, as on the real object
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.no_such_thing)
+    assert client.submit(inc, 1, key=unique("after")).result(timeout=TIMEOUT) == 2
 
 
 def test_xgboost_trains_on_the_cluster(client):

@@ -1057,14 +1057,6 @@ def op_describe_feed(req):
     return out
 
 
-_RUN_ON_SCHEDULER_ERROR = (
-    "Client.run_on_scheduler with a function that takes '{arg}' needs the Python "
-    "scheduler object, which the Rust dask-scheduler does not have ({name}); functions "
-    "without it run in a Python process on the scheduler's host, and Client.run runs "
-    "functions on the workers"
-)
-
-
 def _function_name(function):
     module = getattr(function, "__module__", None)
     qualname = getattr(function, "__qualname__", None) or repr(function)
@@ -1073,17 +1065,12 @@ def _function_name(function):
 
 def op_describe_scheduler_function(req):
     """``run_function`` (``Client.run_on_scheduler``): Python's scheduler
-    calls the pickled function in its own process, with itself as
-    ``dask_scheduler`` when the function takes that argument. This scheduler
-    recognises the one such call distributed makes itself, the system
-    monitor's sample count that ``performance_report`` reads on entering
-    (``monitor_count``); any other function that takes ``dask_scheduler``
-    (or ``dask_worker``, which Python fills with the scheduler too) is
-    refused, naming it; every other function is one for the function runner
+    calls the pickled function in its own process. This scheduler
+    recognises the one call distributed makes itself, the system monitor's
+    sample count that ``performance_report`` reads on entering
+    (``monitor_count``); every other function is one for the function runner
     (``run``)."""
     import pickle
-
-    from distributed.utils import has_arg
 
     try:
         function = pickle.loads(req["function"])
@@ -1096,11 +1083,7 @@ def op_describe_scheduler_function(req):
     qualname = getattr(function, "__qualname__", repr(function))
     if module == "distributed.client" and qualname == "performance_report.__aenter__.<locals>.<lambda>":
         return {"status": "ok", "kind": "monitor_count"}
-    name = _function_name(function)
-    for arg in ("dask_scheduler", "dask_worker"):
-        if has_arg(function, arg):
-            raise NotImplementedError(_RUN_ON_SCHEDULER_ERROR.format(arg=arg, name=name))
-    return {"status": "ok", "kind": "run", "name": name}
+    return {"status": "ok", "kind": "run", "name": _function_name(function)}
 
 
 # --------------------------------------------------------------------------
@@ -1126,6 +1109,83 @@ def _serialized(obj):
     return {"header": raw, "frames": frames}
 
 
+_STAND_IN_ERROR = (
+    "run_on_scheduler: dask_scheduler.{name} is not available. The Rust dask-scheduler "
+    "has no Python scheduler object: it runs this function in a Python process beside "
+    "it, and passes as dask_scheduler a stand-in that has only 'address', 'id' and the "
+    "attributes that functions set on it themselves (state such as raft-dask's)"
+)
+
+
+def _scheduler_attribute_names():
+    """Names a ``distributed.Scheduler`` has: its class's attributes and
+    those its ``__init__``s (and its bases') assign."""
+    import inspect
+    import re
+
+    from distributed import Scheduler
+
+    names = set(dir(Scheduler))
+    for cls in Scheduler.__mro__:
+        init = cls.__dict__.get("__init__")
+        try:
+            src = inspect.getsource(init) if init is not None else ""
+        except (OSError, TypeError):
+            continue
+        names.update(re.findall(r"self\.(\w+)\s*(?::[^=\n]*)?=(?!=)", src))
+    return frozenset(n for n in names if not (n.startswith("__") and n.endswith("__")))
+
+
+class _SchedulerStandIn:
+    """What a ``run_on_scheduler`` function that takes ``dask_scheduler``
+    (or ``dask_worker``, which Python fills with the scheduler too) gets
+    here: one object for the runner's lifetime, like the scheduler. It keeps
+    the attributes functions set on it, which is all some libraries use the
+    scheduler for (raft-dask keeps its NCCL root id in
+    ``dask_scheduler._raft_comm_state``), and has ``address`` and ``id``.
+    Reading or setting any other attribute of a real ``Scheduler`` raises
+    ``NotImplementedError`` naming it: it would be wrong or without effect
+    here. Any other name behaves as on the real object: missing until set."""
+
+    def __init__(self):
+        object.__setattr__(self, "_stand_in_reserved", None)
+
+    def _reserved(self):
+        names = object.__getattribute__(self, "_stand_in_reserved")
+        if names is None:
+            names = _scheduler_attribute_names() - {"address", "id"}
+            object.__setattr__(self, "_stand_in_reserved", names)
+        return names
+
+    def __getattr__(self, name):
+        # only called for names not set on the object
+        if name in self._reserved():
+            raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
+        raise AttributeError(f"'Scheduler' object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        if name in self._reserved():
+            raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
+        object.__setattr__(self, name, value)
+
+    def __repr__(self):
+        return f"<Scheduler stand-in for run_on_scheduler: {self.__dict__.get('address')!r}>"
+
+
+_STAND_IN = None
+
+
+def _stand_in(req):
+    """The one stand-in of this runner, with the scheduler's address and id."""
+    global _STAND_IN
+    if _STAND_IN is None:
+        _STAND_IN = _SchedulerStandIn()
+    for name, field in (("address", "address"), ("id", "scheduler_id")):
+        if req.get(field) is not None:
+            object.__setattr__(_STAND_IN, name, req[field])
+    return _STAND_IN
+
+
 def _run_reply(req, loop, send):
     """One ``run`` request, as ``distributed.worker.run`` handles it in the
     Python scheduler: unpickle, call (a coroutine function is awaited, or
@@ -1138,6 +1198,7 @@ def _run_reply(req, loop, send):
     import pickle
 
     from dask.utils import funcname
+    from distributed.utils import has_arg
 
     rid = req.get("id")
 
@@ -1160,6 +1221,9 @@ def _run_reply(req, loop, send):
         assert wait or is_coro, "Combination not supported"
         args = pickle.loads(req["args"]) if req.get("args") else ()
         kwargs = pickle.loads(req["kwargs"]) if req.get("kwargs") else {}
+        for name in ("dask_worker", "dask_scheduler"):
+            if has_arg(function, name):
+                kwargs[name] = _stand_in(req)
     except BaseException as e:  # noqa: BLE001
         reply = error_reply(e)
         reply["status"] = "uncaught"

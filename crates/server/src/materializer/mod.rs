@@ -51,7 +51,8 @@
 //! `DASK_SCHEDULER_HELPER_ROLE=function-runner` on the first call and kept
 //! (restarted on the next call if it dies): what a function starts must
 //! outlive the call, which a recycled pool helper cannot promise. Its
-//! requests `{"op": "run", "id", "function", "args", "kwargs", "wait"}`
+//! requests `{"op": "run", "id", "function", "args", "kwargs", "wait",
+//! "address", "scheduler_id"}`
 //! may overlap; each reply echoes the id (`runner.rs`).
 //!
 //! # Wire protocol (pool <-> helper)

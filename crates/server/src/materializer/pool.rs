@@ -372,7 +372,8 @@ impl MaterializerPool {
     }
 
     /// Run a `run_on_scheduler` request (`{"op": "run", "function",
-    /// "args", "kwargs", "wait"}`, the client's pickles as they came) in the
+    /// "args", "kwargs", "wait", "address", "scheduler_id"}`, the client's
+    /// pickles as they came, the scheduler's address and id) in the
     /// function runner, a long-lived process of its own (`runner.rs`), and
     /// return its reply frame: `{"status": "OK", "result_ser"}`, or an
     /// error reply whose `status` is `"error"` (the function raised) or

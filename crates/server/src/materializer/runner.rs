@@ -68,7 +68,7 @@ impl FunctionRunner {
         }
     }
 
-    /// Send `request` (a msgpack map; an `"id"` is added) and wait for the
+    /// Send `request` (a msgpack map; its `"id"` is set) and wait for the
     /// reply frame. The error says why no reply can come: the process could
     /// not start, or it ended.
     pub(crate) async fn call(&self, request: Value) -> Result<Bytes, String> {
@@ -77,6 +77,8 @@ impl FunctionRunner {
         let Value::Map(mut fields) = request else {
             return Err("function runner request must be a map".into());
         };
+        // the runner's reply routing owns "id"
+        fields.retain(|(k, _)| k.as_str() != Some("id"));
         fields.push((Value::str("id"), Value::from(id as usize)));
         let body = dask_wire::msgpack::encode(&Value::Map(fields));
         let (tx, rx) = oneshot::channel();

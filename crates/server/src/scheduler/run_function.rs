@@ -7,11 +7,15 @@
 //! function is (`describe_scheduler_function`):
 //! * `performance_report`'s lambda is answered here, from this process's
 //!   own monitor;
-//! * a function that takes `dask_scheduler` (or `dask_worker`) needs the
-//!   Python scheduler object and is refused, naming it;
 //! * any other function runs in the function runner, a long-lived Python
 //!   process on this host (`materializer/runner.rs`), and its result or
 //!   exception goes back as Python's `distributed.worker.run` sends it.
+//!
+//! A function that takes `dask_scheduler` (or `dask_worker`) gets a stand-in
+//! for the scheduler object there: one for the runner's lifetime, with
+//! `address` and `id`, keeping the attributes functions set on it (raft-dask
+//! keeps its NCCL root id so), and raising `NotImplementedError`, naming the
+//! attribute, for anything else a real `Scheduler` has.
 //!
 //! Each call is logged as the event `{"action": "run-function", "function"}`
 //! on topic `all`, as Python logs it.
@@ -67,6 +71,9 @@ pub async fn rpc_run_function(sched: &Arc<Scheduler>, msg: &Value) -> Result<Val
                     "wait",
                     msg.get("wait").cloned().unwrap_or(Value::Bool(true)),
                 ),
+                // for the stand-in a `dask_scheduler` argument gets
+                ("address", Value::str(sched.info.address.as_str())),
+                ("scheduler_id", Value::str(sched.info.id.as_str())),
             ]);
             run(sched, request).await
         }
