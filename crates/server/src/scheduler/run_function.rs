@@ -3,8 +3,9 @@
 //! Why: libraries and users run Python on the scheduler's host through it.
 //! `xgboost.dask.train` starts its tracker there; `performance_report` reads
 //! the system monitor's sample count. The Python scheduler calls the
-//! function in its own process. This one asks a materializer helper what the
-//! function is (`describe_scheduler_function`):
+//! function in its own process. Here, when its pickle may be
+//! `performance_report`'s lambda, a materializer helper says what it is
+//! (`describe_scheduler_function`):
 //! * `performance_report`'s lambda is answered here, from this process's
 //!   own monitor;
 //! * any other function runs in the function runner, a long-lived Python
@@ -48,6 +49,22 @@ pub async fn rpc_run_function(sched: &Arc<Scheduler>, msg: &Value) -> Result<Val
             ),
         ));
     }
+    let request = Value::map([
+        ("op", Value::str("run")),
+        ("function", field("function")),
+        ("args", field("args")),
+        ("kwargs", field("kwargs")),
+        (
+            "wait",
+            msg.get("wait").cloned().unwrap_or(Value::Bool(true)),
+        ),
+        // for the stand-in a `dask_scheduler` argument gets
+        ("address", Value::str(sched.info.address.as_str())),
+        ("scheduler_id", Value::str(sched.info.id.as_str())),
+    ]);
+    if !may_be_performance_reports(msg) {
+        return run(sched, request).await;
+    }
     let describe = Value::map([
         ("op", Value::str("describe_scheduler_function")),
         ("function", field("function")),
@@ -61,27 +78,24 @@ pub async fn rpc_run_function(sched: &Arc<Scheduler>, msg: &Value) -> Result<Val
             ("status", Value::str("OK")),
             ("result", Value::from(monitor::count() as usize)),
         ])),
-        (Some("ok"), Some("run")) => {
-            let request = Value::map([
-                ("op", Value::str("run")),
-                ("function", field("function")),
-                ("args", field("args")),
-                ("kwargs", field("kwargs")),
-                (
-                    "wait",
-                    msg.get("wait").cloned().unwrap_or(Value::Bool(true)),
-                ),
-                // for the stand-in a `dask_scheduler` argument gets
-                ("address", Value::str(sched.info.address.as_str())),
-                ("scheduler_id", Value::str(sched.info.id.as_str())),
-            ]);
-            run(sched, request).await
-        }
+        (Some("ok"), Some("run")) => run(sched, request).await,
         (Some("ok"), other) => Err(error_reply(
             "RuntimeError",
             &format!("graph materializer: unexpected function kind {other:?}"),
         )),
         _ => Err(helper_error(&reply)),
+    }
+}
+
+/// Whether the pickled function may be `performance_report`'s lambda, which
+/// a helper then recognises. That lambda travels by value, its qualified
+/// name in the pickle; any function whose pickle lacks the name goes
+/// straight to the runner, a round trip to a helper fewer.
+fn may_be_performance_reports(msg: &Value) -> bool {
+    const NAME: &[u8] = b"performance_report";
+    match msg.get("function") {
+        Some(Value::Bin(b)) => b.windows(NAME.len()).any(|w| w == NAME),
+        _ => true,
     }
 }
 

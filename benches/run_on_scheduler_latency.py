@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Latency of ``Client.run_on_scheduler`` against each scheduler: the first
+call (here it starts the function runner, a Python process) and then
+``--calls`` calls of ``len("abc")`` one after another, medians and the 10th
+and 90th percentiles. The schedulers alternate, ``--rounds`` times each,
+each round on a fresh scheduler with no workers.
+
+    .venv/bin/python benches/run_on_scheduler_latency.py [--calls 200] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = REPO / ".venv" / "bin" / "python"
+RUST_BIN = REPO / "target" / "release" / "dask-scheduler"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(impl: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    common = ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    if impl == "rust":
+        argv = [str(RUST_BIN), *common]
+    else:
+        argv = [str(PYTHON), "-m", "distributed.cli.dask_scheduler", *common]
+    env = dict(os.environ, DASK_SCHEDULER_PYTHON=str(PYTHON))
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return proc, f"tcp://127.0.0.1:{port}"
+
+
+def one_round(impl: str, calls: int) -> dict:
+    from distributed import Client
+
+    proc, address = start(impl)
+    try:
+        with Client(address, timeout=60) as client:
+            t0 = time.perf_counter()
+            assert client.run_on_scheduler(len, "abc") == 3
+            first = time.perf_counter() - t0
+            lat = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                client.run_on_scheduler(len, "abc")
+                lat.append(time.perf_counter() - t0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    lat.sort()
+    return {
+        "scheduler": impl,
+        "first_ms": first * 1e3,
+        "median_ms": statistics.median(lat) * 1e3,
+        "p10_ms": lat[len(lat) // 10] * 1e3,
+        "p90_ms": lat[len(lat) * 9 // 10] * 1e3,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = ap.parse_args()
+    rows = []
+    for _ in range(args.rounds):
+        for impl in ("rust", "python"):
+            row = one_round(impl, args.calls)
+            rows.append(row)
+            print(
+                f"{impl:6s} first call {row['first_ms']:7.1f} ms, then median "
+                f"{row['median_ms']:.2f} ms (p10 {row['p10_ms']:.2f}, p90 {row['p90_ms']:.2f})",
+                flush=True,
+            )
+    med = {
+        impl: statistics.median(r["median_ms"] for r in rows if r["scheduler"] == impl)
+        for impl in ("rust", "python")
+    }
+    print(f"median latency ratio rust/python: {med['rust'] / med['python']:.2f}")
+    if args.out:
+        args.out.write_text(json.dumps({"calls": args.calls, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
