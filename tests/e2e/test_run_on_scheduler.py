@@ -234,9 +234,9 @@ def test_the_scheduler_object_has_the_scheduler_s_address_and_id(client):
 def test_other_scheduler_attributes_are_refused_naming_them(client):
     # The Python scheduler answers these from its own state; here there is
     # no such object, and a value read or set would be wrong or have no effect.
-    with pytest.raises(NotImplementedError, match=r"dask_scheduler\.tasks is not available"):
+    with pytest.raises(NotImplementedError, match=r"Scheduler\.tasks is not available"):
         client.run_on_scheduler(count_tasks)
-    with pytest.raises(NotImplementedError, match=r"dask_scheduler\.allowed_failures"):
+    with pytest.raises(NotImplementedError, match=r"Scheduler\.allowed_failures is not available"):
         client.run_on_scheduler(allow_more_failures)
     # a name no scheduler has is missing, as on the real object
     with pytest.raises(AttributeError, match="no_such_thing"):

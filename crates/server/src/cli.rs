@@ -1,13 +1,15 @@
 //! Command line, compatible with `dask scheduler` (`distributed/cli/dask_scheduler.py`).
 //!
-//! Options of the Python CLI that this scheduler cannot honour (protocols
-//! other than tcp and tls, preloads, Jupyter) are still accepted so that existing
-//! deployments start; [`Cli::validate`] turns the unsupported ones into a
-//! clear startup error or a warning.
+//! Options of the Python CLI that this scheduler cannot honour (UCX,
+//! Jupyter) are still accepted so that existing deployments start;
+//! [`Cli::validate`] turns the unsupported ones into a clear startup error or
+//! a warning. [`args_for_clap`] reads the arguments for `--preload` modules
+//! as click does.
 
 use crate::net::Scheme;
 use anyhow::{anyhow, bail, Context};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -110,7 +112,8 @@ pub struct Cli {
     pub scheduler_file: String,
 
     /// Module that should be loaded by the scheduler process like "foo.bar" or
-    /// "/path/to/foo.py" [not supported, ignored with a warning]
+    /// "/path/to/foo.py" (run in the scheduler's Python process for
+    /// run_on_scheduler functions, with a stand-in for the scheduler object)
     #[arg(long)]
     pub preload: Vec<String>,
 
@@ -155,6 +158,55 @@ pub struct Cli {
     pub max_message_size: u64,
 }
 
+/// `args` (the program name first) reordered for clap as click reads them
+/// for `dask scheduler`: its options are recognised wherever they stand,
+/// and every other token (an unknown option, its value, a positional) is an
+/// argument for the `--preload` modules, kept in order after a `--`. So
+/// `--preload m.py --greeting hi --port 8786` listens on 8786 and passes
+/// `--greeting hi` to `m.py`, as Python's `ignore_unknown_options` does.
+pub fn args_for_clap(args: Vec<OsString>) -> Vec<OsString> {
+    let mut command = Cli::command();
+    command.build(); // adds --help and --version
+    let takes_value = |long: &str| {
+        command
+            .get_arguments()
+            .find(|a| {
+                a.get_long() == Some(long) || a.get_short().is_some_and(|c| long == c.to_string())
+            })
+            .map(|a| a.get_action().takes_values())
+    };
+    let mut iter = args.into_iter();
+    let mut known: Vec<OsString> = iter.next().into_iter().collect();
+    let mut rest = Vec::new();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy().into_owned();
+        if text == "--" {
+            rest.extend(iter.by_ref());
+            break;
+        }
+        let name = text
+            .strip_prefix("--")
+            .or_else(|| text.strip_prefix('-').filter(|n| n.len() == 1))
+            .map(|n| n.split_once('=').map_or(n, |(n, _)| n));
+        match name.and_then(takes_value) {
+            Some(true) => {
+                let inline = text.contains('=');
+                known.push(arg);
+                if !inline {
+                    known.extend(iter.next());
+                }
+            }
+            Some(false) => known.push(arg),
+            None => rest.push(arg),
+        }
+    }
+    if !rest.is_empty() {
+        known.push("--".into());
+        known.extend(rest);
+    }
+    known
+}
+
 impl Cli {
     /// Check option combinations; returns warnings to log for options that are
     /// accepted but ignored, and an error for the ones that cannot work.
@@ -169,12 +221,6 @@ impl Cli {
                 if self.preload_argv.len() > 1 { "s" } else { "" },
                 self.preload_argv.join(" ")
             );
-        }
-        if !self.preload.is_empty() {
-            warnings.push(format!(
-                "--preload is not supported by this scheduler (it runs no Python scheduler code); ignoring {}",
-                self.preload.join(", ")
-            ));
         }
         if self.jupyter {
             warnings.push("--jupyter is not supported by this scheduler; ignoring it".into());
@@ -543,9 +589,9 @@ mod tests {
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
-        let mut argv = vec!["dask-scheduler"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        let mut argv = vec![OsString::from("dask-scheduler")];
+        argv.extend(args.iter().map(OsString::from));
+        Cli::try_parse_from(args_for_clap(argv)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
     fn sa(s: &str) -> SocketAddr {
@@ -791,11 +837,43 @@ mod tests {
         assert_eq!(c.pid_file(), Some(PathBuf::from("/tmp/p")));
         assert_eq!(c.scheduler_file(), Some(PathBuf::from("/tmp/s.json")));
         let warnings = c.validate().unwrap();
-        assert_eq!(warnings.len(), 4, "{warnings:?}");
-        assert!(warnings[0].contains("--preload"));
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("--jupyter"));
         assert_eq!(cli(&[]).pid_file(), None);
         assert!(cli(&["extra"]).validate().is_err());
         assert!(cli(&["--preload", "m", "--m-arg", "1"]).validate().is_ok());
+        // the scheduler's own options count wherever they stand, as in click
+        let c = cli(&[
+            "--preload",
+            "m.py",
+            "--greeting",
+            "hi",
+            "--port",
+            "9000",
+            "x",
+            "--no-dashboard",
+            "--label=1",
+            "-h2",
+        ]);
+        assert_eq!(c.port.as_deref(), Some("9000"));
+        assert!(!c.dashboard_enabled());
+        assert_eq!(
+            c.preload_argv,
+            ["--greeting", "hi", "x", "--label=1", "-h2"]
+        );
+        let c = cli(&["--preload=m.py", "--port=9001", "--", "--port", "7"]);
+        assert_eq!(
+            (c.preload.as_slice(), c.port.as_deref()),
+            (&["m.py".to_string()][..], Some("9001"))
+        );
+        assert_eq!(c.preload_argv, ["--port", "7"]);
+        let argv = |a: &[&str]| args_for_clap(a.iter().map(OsString::from).collect());
+        assert_eq!(argv(&["s", "--x", "--help"]), ["s", "--help", "--", "--x"]);
+        assert_eq!(
+            argv(&["s", "--version", "--x"]),
+            ["s", "--version", "--", "--x"]
+        );
+        assert_eq!(argv(&["s", "-h"]), ["s", "-h"]);
         let e = cli(&["--bogus"]).validate().unwrap_err().to_string();
         assert!(e.contains("No such option: --bogus"), "{e}");
         assert!(Cli::try_parse_from(["dask-scheduler", "--tls-cert", "c.pem"]).is_ok());

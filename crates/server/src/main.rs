@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn main() -> anyhow::Result<()> {
-    let matches = Cli::command().get_matches();
+    let args = dask_scheduler::cli::args_for_clap(std::env::args_os().collect());
+    let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // An explicit --log-level (or DASK_SCHEDULER_LOG_LEVEL) wins over Dask's
     // logging config (DASK_LOGGING__DISTRIBUTED...).
@@ -236,6 +237,8 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         tokio::spawn(listener::serve(l, scheme, limits, tls, handler.clone()));
     }
 
+    start_preloads(&cli, &extras, &sched).await?;
+
     tokio::select! {
         _ = event_loop => tracing::info!("Scheduler closing"),
         _ = sched.shutdown.notified() => {}
@@ -243,6 +246,48 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         _ = sigterm.recv() => tracing::info!("Received signal SIGTERM (15); closing"),
     }
     sched.close_workers().await;
+    sched
+        .materializer
+        .close_function_runner(Duration::from_secs(10))
+        .await;
     tracing::info!("End scheduler");
+    Ok(())
+}
+
+/// `--preload` (or `distributed.scheduler.preload`): run the modules'
+/// `dask_setup` in the function runner, once the scheduler listens, as
+/// Python does. A module that cannot be loaded stops the scheduler, as it
+/// stops Python's; a `dask_setup` that fails is logged.
+async fn start_preloads(
+    cli: &Cli,
+    extras: &dask_scheduler::scheduler::config::Extras,
+    sched: &Scheduler,
+) -> anyhow::Result<()> {
+    let (names, argv) = if cli.preload.is_empty() {
+        let argv = extras.preload_argv.clone();
+        (
+            extras.preload.clone(),
+            argv.unwrap_or(dask_wire::Value::Nil),
+        )
+    } else {
+        let argv = dask_wire::Value::Array(
+            cli.preload_argv
+                .iter()
+                .map(|a| dask_wire::Value::str(a.as_str()))
+                .collect(),
+        );
+        (cli.preload.clone(), argv)
+    };
+    if names.is_empty() {
+        return Ok(());
+    }
+    let failed = sched
+        .materializer
+        .start_preloads(&names, argv, &sched.info.address, &sched.info.id)
+        .await
+        .map_err(|why| anyhow::anyhow!("--preload {}: {why}", names.join(", ")))?;
+    for f in failed {
+        tracing::error!("Failed to start preload: {f}");
+    }
     Ok(())
 }

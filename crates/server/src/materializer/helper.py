@@ -1110,10 +1110,10 @@ def _serialized(obj):
 
 
 _STAND_IN_ERROR = (
-    "run_on_scheduler: dask_scheduler.{name} is not available. The Rust dask-scheduler "
-    "has no Python scheduler object: it runs this function in a Python process beside "
-    "it, and passes as dask_scheduler a stand-in that has only 'address', 'id' and the "
-    "attributes that functions set on it themselves (state such as raft-dask's)"
+    "Scheduler.{name} is not available: the Rust dask-scheduler has no Python scheduler "
+    "object. run_on_scheduler functions and --preload modules run in a Python process "
+    "beside it and get, as the scheduler, a stand-in with only 'address', 'id' and the "
+    "attributes set on it (state such as raft-dask's)"
 )
 
 
@@ -1260,15 +1260,60 @@ def _run_reply(req, loop, send):
         if wait:
             ok(result)
 
-    task = loop.create_task(call())
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
+    _keep(loop.create_task(call()))
     if not wait:
         ok(None)
 
 
 # tasks of coroutine functions still running (kept referenced until done)
 _BACKGROUND = set()
+
+def _keep(task):
+    """Hold a reference to ``task`` until it is done."""
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+# the PreloadManagers started, for their teardown
+_PRELOADS = []
+
+
+async def _start_preloads(req, send):
+    """``--preload``: import the modules (a failure is the scheduler's: it
+    does not start, as Python's does not) and run each ``dask_setup`` with
+    the stand-in as the scheduler; a ``dask_setup`` that fails is logged and
+    reported, and the others go on, as in Python's ``PreloadManager``."""
+    from distributed.preloading import process_preloads
+
+    rid = req.get("id")
+    try:
+        manager = process_preloads(
+            _stand_in(req), list(req.get("names") or ()), list(req.get("argv") or ())
+        )
+    except BaseException as e:  # noqa: BLE001
+        reply = error_reply(e)
+        reply["status"] = "uncaught"
+        reply["id"] = rid
+        send(reply)
+        return
+    _PRELOADS.append(manager)
+    failed = []
+    for preload in manager:
+        try:
+            await preload.start()
+        except Exception as e:  # noqa: BLE001 - as Python: logged, not fatal
+            log.exception("Failed to start preload: %s", preload.name)
+            failed.append(f"{preload.name}: {type(e).__name__}: {e}")
+    send({"id": rid, "status": "ok", "failed": failed})
+
+
+async def _close(req, send, loop):
+    """The scheduler closes: tear the preloads down (newest first), answer,
+    and end the process."""
+    for manager in reversed(_PRELOADS):
+        await manager.teardown()
+    send({"id": req.get("id"), "status": "ok"})
+    loop.stop()
 
 
 def runner_main(proto_in, proto_out):
@@ -1278,8 +1323,10 @@ def runner_main(proto_in, proto_out):
     workers, as it does in the Python scheduler's process. Requests carry an
     ``"id"`` that the reply echoes; plain functions run one at a time on the
     event loop's thread, as they do on the Python scheduler's event loop, and
-    coroutine functions run concurrently. EOF on stdin ends the process,
-    whatever threads the functions started."""
+    coroutine functions run concurrently. It also runs ``--preload`` modules
+    (``preload``) and tears them down when the scheduler closes (``close``,
+    which ends the process). EOF on stdin ends the process, whatever threads
+    the functions started."""
     import asyncio
     import logging
     import threading
@@ -1312,12 +1359,19 @@ def runner_main(proto_in, proto_out):
             req = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False)
             if not isinstance(req, dict):
                 raise TypeError(f"request must be a msgpack map, not {type(req).__name__}")
-            if req.get("op") == "ping":
+            op = req.get("op")
+            if op == "ping":
                 send({"id": req.get("id"), "status": "ok"})
-                return
-            if req.get("op") != "run":
-                raise ValueError(f"unknown op {req.get('op')!r} (expected 'run' or 'ping')")
-            _run_reply(req, loop, send)
+            elif op == "run":
+                _run_reply(req, loop, send)
+            elif op == "preload":
+                _keep(loop.create_task(_start_preloads(req, send)))
+            elif op == "close":
+                _keep(loop.create_task(_close(req, send, loop)))
+            else:
+                raise ValueError(
+                    f"unknown op {op!r} (expected 'run', 'preload', 'close' or 'ping')"
+                )
         except BaseException as e:  # noqa: BLE001 - every request gets a reply
             reply = error_reply(e)
             reply["status"] = "uncaught"
@@ -1432,8 +1486,22 @@ def op_config(req):
             # HTTPS on the dashboard port (Python's Server.start_http_server)
             "dashboard-tls-cert": get("distributed.scheduler.dashboard.tls.cert", None),
             "dashboard-tls-key": get("distributed.scheduler.dashboard.tls.key", None),
+            # started in the function runner when --preload names none
+            "preload": [str(p) for p in _as_list(get("distributed.scheduler.preload", None))],
+            "preload-argv": _plain_argv(get("distributed.scheduler.preload-argv", None)),
         },
     }
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _plain_argv(value):
+    """``preload-argv``: one list of strings, or one per preload."""
+    return [v if isinstance(v, str) else [str(a) for a in v] for v in _as_list(value)]
 
 
 def _comm_security_config(get):

@@ -390,6 +390,59 @@ impl MaterializerPool {
             .map_err(MaterializeError::HelperDied)
     }
 
+    /// Start the `--preload` modules in the function runner (with the
+    /// scheduler's `address` and `scheduler_id` for its stand-in scheduler):
+    /// `argv` is one list of arguments for all, or one per module. `Ok` holds
+    /// the `dask_setup`s that failed (logged, not fatal, as in Python);
+    /// `Err` says why the modules could not even be loaded, which stops the
+    /// scheduler as it stops Python's.
+    pub async fn start_preloads(
+        &self,
+        names: &[String],
+        argv: dask_wire::Value,
+        address: &str,
+        scheduler_id: &str,
+    ) -> Result<Vec<String>, String> {
+        use dask_wire::Value;
+        let request = Value::map([
+            ("op", Value::str("preload")),
+            (
+                "names",
+                Value::Array(names.iter().map(|n| Value::str(n.as_str())).collect()),
+            ),
+            ("argv", argv),
+            ("address", Value::str(address)),
+            ("scheduler_id", Value::str(scheduler_id)),
+        ]);
+        let frame = self
+            .run_function(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = dask_wire::msgpack::decode(&frame)
+            .map_err(|e| format!("malformed reply from the function runner: {e}"))?;
+        let text = |k: &str| reply.get(k).and_then(Value::as_str).unwrap_or("");
+        if text("status") != "ok" {
+            return Err(format!(
+                "{}\n{}",
+                text("exception_text"),
+                text("traceback_text")
+            ));
+        }
+        Ok(reply
+            .get("failed")
+            .and_then(Value::as_seq)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// When the scheduler closes: tear the preloads down and end the
+    /// function runner, if it was started, waiting at most `within`.
+    pub async fn close_function_runner(&self, within: Duration) {
+        self.handle.shared.runner.close(within).await;
+    }
+
     /// Process ids of the running helpers (for diagnostics and tests).
     pub fn helper_pids(&self) -> Vec<u32> {
         self.handle

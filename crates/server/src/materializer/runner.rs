@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -42,6 +42,8 @@ struct Live {
     stdin: tokio::sync::Mutex<ChildStdin>,
     calls: Mutex<Calls>,
     next_id: AtomicU64,
+    /// Set when the scheduler asked it to close: its end is no failure.
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for Live {
@@ -96,6 +98,32 @@ impl FunctionRunner {
             .unwrap_or_else(|_| Err("the function runner stopped".into()))
     }
 
+    /// Tear the preloads down and end the process, if one is running;
+    /// bounded by `within` (the process is killed with the scheduler anyway).
+    pub(crate) async fn close(&self, within: std::time::Duration) {
+        let live = self.live.lock().await.clone();
+        let Some(live) = live else { return };
+        let running = live
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ended
+            .is_none();
+        if running {
+            live.closing.store(true, Ordering::Relaxed);
+            let close = Value::map([("op", Value::str("close"))]);
+            if tokio::time::timeout(within, self.call(close))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    target: "materializer",
+                    "the run_on_scheduler function runner did not close within {within:?}"
+                );
+            }
+        }
+    }
+
     /// The live process, started (or restarted after its end) if need be.
     async fn running(&self) -> Result<Arc<Live>, String> {
         let mut slot = self.live.lock().await;
@@ -127,6 +155,7 @@ impl FunctionRunner {
             stdin: tokio::sync::Mutex::new(stdin),
             calls: Mutex::new(Calls::default()),
             next_id: AtomicU64::new(1),
+            closing: AtomicBool::new(false),
         });
         tokio::spawn(route_replies(helper, live.clone()));
         *slot = Some(live.clone());
@@ -171,7 +200,11 @@ async fn route_replies(mut helper: Helper, live: Arc<Live>) {
             &cause,
         )
         .await;
-    tracing::warn!(target: "materializer", "{report}");
+    if live.closing.load(Ordering::Relaxed) {
+        tracing::debug!(target: "materializer", "function runner closed: {report}");
+    } else {
+        tracing::warn!(target: "materializer", "{report}");
+    }
     let waiting = {
         let mut calls = live.calls.lock().unwrap_or_else(PoisonError::into_inner);
         calls.ended = Some(report.clone());

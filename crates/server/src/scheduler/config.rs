@@ -177,6 +177,12 @@ pub struct Extras {
     pub comm: CommConfig,
     /// `distributed.scheduler.dashboard.tls.*`: HTTPS on the dashboard port.
     pub dashboard_tls: DashboardTlsConfig,
+    /// `distributed.scheduler.preload`: modules run at start-up when
+    /// `--preload` names none.
+    pub preload: Vec<String>,
+    /// `distributed.scheduler.preload-argv`: their arguments, one list for
+    /// all or one list per module, as the config holds it (`None` when unset).
+    pub preload_argv: Option<Value>,
 }
 
 /// A non-empty string setting of a helper map.
@@ -230,6 +236,14 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             cert: config_text(values, "dashboard-tls-cert"),
                             key: config_text(values, "dashboard-tls-key"),
                         },
+                        preload: values
+                            .get("preload")
+                            .and_then(Value::as_seq)
+                            .unwrap_or(&[])
+                            .iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect(),
+                        preload_argv: values.get("preload-argv").cloned(),
                     };
                     return (config, extras);
                 }

@@ -1,0 +1,111 @@
+"""``dask scheduler --preload``: each module's ``dask_setup(scheduler)`` runs
+once the scheduler listens, and ``dask_teardown(scheduler)`` when it closes.
+The Rust scheduler runs them in the process that runs ``run_on_scheduler``
+functions, with the same stand-in for the scheduler object, so what a
+preload keeps there those functions see. As in Python, a module that cannot
+be loaded stops the scheduler, and a ``dask_setup`` that fails is logged.
+All but the last test pass against the Python scheduler too.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+import pytest
+
+from .cluster import wait_until
+
+TIMEOUT = 60
+
+SETUP = '''
+import json, os
+import click
+
+@click.command()
+@click.option("--greeting", default="none")
+def dask_setup(scheduler, greeting):
+    with open(os.environ["PRELOAD_MARK"], "w") as f:
+        json.dump({"address": scheduler.address, "greeting": greeting}, f)
+    scheduler.kept_by_preload = greeting
+
+def dask_teardown(scheduler):
+    with open(os.environ["PRELOAD_MARK"] + ".teardown", "w") as f:
+        f.write(scheduler.kept_by_preload)
+'''
+
+
+def read_kept(dask_scheduler):
+    return dask_scheduler.kept_by_preload
+
+
+def write_module(tmp_path, name: str, source: str):
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def test_setup_runs_with_its_arguments_and_teardown_on_close(make_scheduler, tmp_path):
+    from distributed import Client
+
+    module = write_module(tmp_path, "my_preload", SETUP)
+    mark = tmp_path / "mark.json"
+    sched = make_scheduler(
+        extra=["--preload", str(module), "--greeting", "hello"],
+        env={"PRELOAD_MARK": str(mark)},
+    )
+    wait_until(lambda: mark.exists() and mark.stat().st_size > 0, TIMEOUT, "the preload's mark",
+               context=sched.describe)
+    got = json.loads(mark.read_text())
+    assert got == {"address": sched.address, "greeting": "hello"}
+    # what the preload kept on the scheduler, run_on_scheduler functions see
+    with Client(sched.address, timeout=TIMEOUT) as client:
+        assert client.run_on_scheduler(read_kept) == "hello"
+    sched.stop(grace=20)
+    teardown = tmp_path / "mark.json.teardown"
+    assert teardown.exists(), sched.describe()
+    assert teardown.read_text() == "hello"
+
+
+def test_a_failing_setup_is_logged_and_the_scheduler_serves(make_scheduler, tmp_path):
+    from distributed import Client
+
+    module = write_module(
+        tmp_path,
+        "failing_preload",
+        """
+        def dask_setup(scheduler):
+            raise ValueError("preload says no")
+        """,
+    )
+    sched = make_scheduler(extra=["--preload", str(module)])
+    wait_until(lambda: "preload says no" in sched.log_text(), TIMEOUT, "the failure logged",
+               context=sched.describe)
+    assert "Failed to start preload" in sched.log_text()
+    with Client(sched.address, timeout=TIMEOUT) as client:
+        assert client.scheduler_info()["address"] == sched.address
+        assert client.run_on_scheduler(len, "abc") == 3
+
+
+def test_a_module_that_cannot_be_loaded_stops_the_scheduler(make_scheduler, tmp_path):
+    sched = make_scheduler(extra=["--preload", "no_such_preload_module_xyz"], wait=False)
+    assert sched.wait(TIMEOUT) not in (None, 0), sched.describe()
+    assert "no_such_preload_module_xyz" in sched.log_text()
+
+
+@pytest.mark.rust_only
+def test_scheduler_attributes_a_preload_needs_are_named(make_scheduler, tmp_path):
+    module = write_module(
+        tmp_path,
+        "plugin_preload",
+        """
+        def dask_setup(scheduler):
+            scheduler.add_plugin(object())
+        """,
+    )
+    sched = make_scheduler(extra=["--preload", str(module)])
+    wait_until(lambda: "Failed to start preload" in sched.log_text(), TIMEOUT,
+               "the failure logged", context=sched.describe)
+    time.sleep(0.2)  # the rest of the record
+    assert "Scheduler.add_plugin is not available" in sched.log_text()
