@@ -109,3 +109,28 @@ def test_scheduler_attributes_a_preload_needs_are_named(make_scheduler, tmp_path
                "the failure logged", context=sched.describe)
     time.sleep(0.2)  # the rest of the record
     assert "Scheduler.add_plugin is not available" in sched.log_text()
+
+
+@pytest.mark.rust_only
+def test_a_hanging_setup_neither_blocks_serving_nor_stopping(make_scheduler, tmp_path):
+    # Python's scheduler would wait for the preload before it serves; here
+    # it serves meanwhile, and a SIGTERM still ends it.
+    from distributed import Client
+
+    module = write_module(
+        tmp_path,
+        "hanging_preload",
+        """
+        import time
+
+        def dask_setup(scheduler):
+            time.sleep(3600)
+        """,
+    )
+    sched = make_scheduler(extra=["--preload", str(module)])
+    with Client(sched.address, timeout=TIMEOUT) as client:
+        assert client.scheduler_info()["address"] == sched.address
+    t0 = time.monotonic()
+    sched.send_signal(15)
+    assert sched.wait(30) is not None, sched.describe()
+    assert time.monotonic() - t0 < 20

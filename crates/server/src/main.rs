@@ -237,18 +237,41 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         tokio::spawn(listener::serve(l, scheme, limits, tls, handler.clone()));
     }
 
-    start_preloads(&cli, &extras, &sched).await?;
-
-    tokio::select! {
-        _ = event_loop => tracing::info!("Scheduler closing"),
-        _ = sched.shutdown.notified() => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("Received signal SIGINT (2); closing"),
-        _ = sigterm.recv() => tracing::info!("Received signal SIGTERM (15); closing"),
+    // The preloads start while the scheduler serves; a signal still stops
+    // it while one is running (in a block: a preload still starting is
+    // dropped before the close).
+    {
+        let preloads = start_preloads(&cli, &extras, &sched);
+        let shutdown = sched.shutdown.notified();
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(preloads, shutdown, ctrl_c, event_loop);
+        let mut preloading = true;
+        loop {
+            tokio::select! {
+                started = &mut preloads, if preloading => {
+                    started?;
+                    preloading = false;
+                }
+                _ = &mut event_loop => {
+                    tracing::info!("Scheduler closing");
+                    break;
+                }
+                _ = &mut shutdown => break,
+                _ = &mut ctrl_c => {
+                    tracing::info!("Received signal SIGINT (2); closing");
+                    break;
+                }
+                _ = sigterm.recv() => {
+                    tracing::info!("Received signal SIGTERM (15); closing");
+                    break;
+                }
+            }
+        }
     }
     sched.close_workers().await;
     sched
         .materializer
-        .close_function_runner(Duration::from_secs(10))
+        .close_function_runner(Duration::from_secs(5))
         .await;
     tracing::info!("End scheduler");
     Ok(())

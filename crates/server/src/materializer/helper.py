@@ -1057,12 +1057,6 @@ def op_describe_feed(req):
     return out
 
 
-def _function_name(function):
-    module = getattr(function, "__module__", None)
-    qualname = getattr(function, "__qualname__", None) or repr(function)
-    return f"{module}.{qualname}" if module else qualname
-
-
 def op_describe_scheduler_function(req):
     """``run_function`` (``Client.run_on_scheduler``): Python's scheduler
     calls the pickled function in its own process. This scheduler
@@ -1083,7 +1077,7 @@ def op_describe_scheduler_function(req):
     qualname = getattr(function, "__qualname__", repr(function))
     if module == "distributed.client" and qualname == "performance_report.__aenter__.<locals>.<lambda>":
         return {"status": "ok", "kind": "monitor_count"}
-    return {"status": "ok", "kind": "run", "name": _function_name(function)}
+    return {"status": "ok", "kind": "run"}
 
 
 # --------------------------------------------------------------------------
@@ -1267,6 +1261,7 @@ def _run_reply(req, loop, send):
 
 # tasks of coroutine functions still running (kept referenced until done)
 _BACKGROUND = set()
+
 
 def _keep(task):
     """Hold a reference to ``task`` until it is done."""

@@ -101,26 +101,25 @@ impl FunctionRunner {
     /// Tear the preloads down and end the process, if one is running;
     /// bounded by `within` (the process is killed with the scheduler anyway).
     pub(crate) async fn close(&self, within: std::time::Duration) {
-        let live = self.live.lock().await.clone();
-        let Some(live) = live else { return };
-        let running = live
-            .calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ended
-            .is_none();
-        if running {
-            live.closing.store(true, Ordering::Relaxed);
-            let close = Value::map([("op", Value::str("close"))]);
-            if tokio::time::timeout(within, self.call(close))
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    target: "materializer",
-                    "the run_on_scheduler function runner did not close within {within:?}"
-                );
+        let close = async {
+            let live = self.live.lock().await.clone();
+            let Some(live) = live else { return };
+            let running = live
+                .calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ended
+                .is_none();
+            if running {
+                live.closing.store(true, Ordering::Relaxed);
+                let _ = self.call(Value::map([("op", Value::str("close"))])).await;
             }
+        };
+        if tokio::time::timeout(within, close).await.is_err() {
+            tracing::warn!(
+                target: "materializer",
+                "the run_on_scheduler function runner did not close within {within:?}"
+            );
         }
     }
 
