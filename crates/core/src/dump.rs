@@ -13,6 +13,7 @@
 
 use crate::coordination::python_repr;
 use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::memory::WorkerMemory;
 use crate::state::State;
 use crate::stats::{state_index, ALL_TASK_STATES as STATES};
 use crate::task::{Task, TaskState};
@@ -63,18 +64,13 @@ fn states_map(counts: &StateCounts) -> Value {
 }
 
 /// Python's `MemoryState._to_dict` of summed readings.
-fn memory_dict(process: i64, managed: i64, spilled: i64, unmanaged_old: i64) -> Value {
-    let unmanaged = process - managed;
-    Value::map([
-        ("managed", Value::Int(managed)),
-        ("managed_total", Value::Int(managed + spilled)),
-        ("optimistic", Value::Int(managed + unmanaged_old)),
-        ("process", Value::Int(process)),
-        ("spilled", Value::Int(spilled)),
-        ("unmanaged", Value::Int(unmanaged)),
-        ("unmanaged_old", Value::Int(unmanaged_old)),
-        ("unmanaged_recent", Value::Int(unmanaged - unmanaged_old)),
-    ])
+fn memory_dict(m: WorkerMemory) -> Value {
+    Value::Map(
+        WorkerMemory::NAMES
+            .iter()
+            .map(|n| (Value::str(*n), Value::Int(m.named(n).unwrap_or(0))))
+            .collect(),
+    )
 }
 
 /// Python's `repr(bytes)`, as `recursive_to_dict` writes bytes.
@@ -253,14 +249,7 @@ impl State {
                 )
             })
             .collect();
-        let (mut process, mut managed, mut spilled, mut old) = (0, 0, 0, 0);
-        for w in self.workers.values() {
-            let m = w.memory();
-            process += m.process;
-            managed += m.managed;
-            spilled += m.spilled;
-            old += m.unmanaged_old;
-        }
+        let memory = WorkerMemory::sum(self.workers.values().map(|w| w.memory()));
         let mut topics: Vec<&String> = self.events.keys().collect();
         topics.sort();
         let events = Value::Map(
@@ -285,7 +274,7 @@ impl State {
             ("task_groups", Value::Map(task_groups)),
             ("workers", Value::Map(workers)),
             ("clients", Value::Map(clients)),
-            ("memory", memory_dict(process, managed, spilled, old)),
+            ("memory", memory_dict(memory)),
             ("events", events),
         ]
         .into_iter()
@@ -416,10 +405,7 @@ impl State {
                 ("used_resources", resources(&w.used_resources)),
                 ("nbytes", Value::Int(w.nbytes)),
                 ("occupancy", Value::Float(self.occupancy(w))),
-                (
-                    "memory",
-                    memory_dict(m.process, m.managed, m.spilled, m.unmanaged_old),
-                ),
+                ("memory", memory_dict(m)),
                 ("has_what", self.task_reprs(w.has_what.iter())),
                 ("processing", self.task_reprs(processing.into_iter())),
                 ("long_running", self.task_reprs(long_running.into_iter())),

@@ -72,6 +72,48 @@ impl WorkerMemory {
         }
     }
 
+    /// Python's `MemoryState.sum`: the readings of several added up (the
+    /// cluster's memory is the sum of its workers').
+    pub fn sum(all: impl IntoIterator<Item = WorkerMemory>) -> WorkerMemory {
+        let (mut process, mut managed, mut spilled, mut old) = (0, 0, 0, 0);
+        for m in all {
+            process += m.process;
+            managed += m.managed;
+            spilled += m.spilled;
+            old += m.unmanaged_old;
+        }
+        WorkerMemory::new(process, managed, spilled, old)
+    }
+
+    /// The attribute of Python's `MemoryState` called `name` (any of
+    /// [`WorkerMemory::NAMES`]); `None` for any other name.
+    pub fn named(&self, name: &str) -> Option<i64> {
+        let unmanaged = self.process - self.managed;
+        Some(match name {
+            "managed" => self.managed,
+            "managed_total" => self.managed + self.spilled,
+            "optimistic" => self.managed + self.unmanaged_old,
+            "process" => self.process,
+            "spilled" => self.spilled,
+            "unmanaged" => unmanaged,
+            "unmanaged_old" => self.unmanaged_old,
+            "unmanaged_recent" => unmanaged - self.unmanaged_old,
+            _ => return None,
+        })
+    }
+
+    /// The readings of Python's `MemoryState`, in alphabetical order.
+    pub const NAMES: [&'static str; 8] = [
+        "managed",
+        "managed_total",
+        "optimistic",
+        "process",
+        "spilled",
+        "unmanaged",
+        "unmanaged_old",
+        "unmanaged_recent",
+    ];
+
     /// The reading `measure` names.
     pub fn measure(&self, measure: MemoryMeasure) -> i64 {
         match measure {

@@ -268,26 +268,7 @@ impl State {
     /// `unmanaged`, `unmanaged_recent` or `optimistic`. `None` for any other
     /// name. For `MemorySampler`.
     pub fn cluster_memory(&self, measure: &str) -> Option<i64> {
-        let (mut process, mut managed, mut spilled, mut old) = (0, 0, 0, 0);
-        for w in self.workers.values() {
-            let m = w.memory();
-            process += m.process;
-            managed += m.managed;
-            spilled += m.spilled;
-            old += m.unmanaged_old;
-        }
-        let m = crate::memory::WorkerMemory::new(process, managed, spilled, old);
-        Some(match measure {
-            "process" => m.process,
-            "managed" => m.managed,
-            "spilled" => m.spilled,
-            "unmanaged_old" => m.unmanaged_old,
-            "managed_total" => m.managed + m.spilled,
-            "unmanaged" => m.process - m.managed,
-            "unmanaged_recent" => m.process - m.managed - m.unmanaged_old,
-            "optimistic" => m.managed + m.unmanaged_old,
-            _ => return None,
-        })
+        crate::memory::WorkerMemory::sum(self.workers.values().map(|w| w.memory())).named(measure)
     }
 
     /// `(n_workers, total_threads, total_memory)` for `identity`.

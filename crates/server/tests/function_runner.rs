@@ -12,18 +12,8 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-use dask_scheduler::materializer::{MaterializeError, MaterializerConfig, MaterializerPool};
+use dask_scheduler::materializer::{MaterializeError, MaterializerPool};
 use dask_wire::Value;
-
-async fn pool() -> MaterializerPool {
-    MaterializerPool::start(MaterializerConfig {
-        python: Some(python()),
-        pool_size: 1,
-        request_timeout: Duration::from_secs(120),
-        ..MaterializerConfig::default()
-    })
-    .await
-}
 
 /// A `run` request for `module.name(*args)`.
 fn run(module: &str, name: &str, args: &str) -> Value {
@@ -65,7 +55,7 @@ fn result_pickle(reply: &Value) -> Vec<u8> {
 
 #[tokio::test]
 async fn overlapping_calls_get_their_own_replies() {
-    let pool = pool().await;
+    let pool = one_helper_pool().await;
     // a coroutine function: awaited on the runner's loop, so the next call
     // is answered while it sleeps
     let slow = {
@@ -96,7 +86,7 @@ async fn overlapping_calls_get_their_own_replies() {
 
 #[tokio::test]
 async fn failures_are_told_apart_and_a_dead_runner_comes_back() {
-    let pool = pool().await;
+    let pool = one_helper_pool().await;
     // the function raises: "error", which the client raises from
     assert_eq!(
         status(&pool, run("operator", "truediv", "I1\nI0\n"))

@@ -5,22 +5,11 @@
 mod common;
 use common::*;
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use bytes::Bytes;
-use dask_scheduler::materializer::{MaterializerConfig, MaterializerPool};
+use dask_scheduler::materializer::MaterializerPool;
 use rmpv::Value;
 use tokio::sync::mpsc;
-
-async fn pool() -> MaterializerPool {
-    MaterializerPool::start(MaterializerConfig {
-        python: Some(python()),
-        pool_size: 1,
-        request_timeout: Duration::from_secs(120),
-        ..MaterializerConfig::default()
-    })
-    .await
-}
 
 /// Builds `materialize` requests the way the scheduler does (see
 /// materializer_pool.rs): `array` is a ~130-task array reduction; `late-bad`
@@ -97,7 +86,7 @@ async fn streamed(pool: &MaterializerPool, body: Bytes) -> (Vec<Value>, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_graph_streams_in_chunks() {
-    let pool = pool().await;
+    let pool = one_helper_pool().await;
     let body = build(BUILDER, &["array", "16"]);
     let (chunks, reply) = streamed(&pool, body.clone()).await;
     assert_eq!(get(&reply, "status").as_str(), Some("ok"), "{reply}");
@@ -140,7 +129,7 @@ async fn big_graph_streams_in_chunks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_after_some_chunks_is_an_error_reply() {
-    let pool = pool().await;
+    let pool = one_helper_pool().await;
     let (chunks, reply) = streamed(&pool, build(BUILDER, &["late-bad", "16"])).await;
     assert_eq!(chunks.len(), 2, "40 good tasks: two full chunks went out");
     assert!(chunks.iter().all(|c| tasks(c).len() == 16));
@@ -156,7 +145,7 @@ async fn failure_after_some_chunks_is_an_error_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_frames_without_a_sink_are_a_protocol_error() {
-    let pool = pool().await;
+    let pool = one_helper_pool().await;
     // A request asking for a stream, sent through the plain `request`.
     let err = pool
         .request(build(BUILDER, &["array", "16"]))
@@ -174,7 +163,7 @@ async fn partial_frames_without_a_sink_are_a_protocol_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_computed_alongside_pickling_come_with_the_reply() {
-    let pool = pool().await;
+    let pool = one_helper_pool().await;
     let (chunks, reply) = streamed(&pool, build(BUILDER, &["array", "16", "1"])).await;
     assert_eq!(get(&reply, "status").as_str(), Some("ok"), "{reply}");
     let mut all: Vec<Value> = chunks.iter().flat_map(|c| tasks(c).to_vec()).collect();

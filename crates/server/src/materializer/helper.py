@@ -1333,15 +1333,7 @@ def runner_main(proto_in, proto_out):
     lock = threading.Lock()
 
     def send(reply):
-        try:
-            body = msgpack.packb(reply, use_bin_type=True)
-        except Exception as e:  # noqa: BLE001
-            try:
-                raise RuntimeError(f"reply is not msgpack-encodable: {e}") from e
-            except RuntimeError as e2:
-                fallback = error_reply(e2)
-            fallback["id"] = reply.get("id")
-            body = msgpack.packb(fallback, use_bin_type=True)
+        body = _packed_reply(reply, reply.get("id"))
         with lock:
             try:
                 _write(proto_out, body)
@@ -1562,6 +1554,21 @@ def error_reply(e):
     return reply
 
 
+def _packed_reply(reply, rid):
+    """``reply`` with its ``"id"``, as msgpack; a reply msgpack cannot encode
+    becomes the error that says so."""
+    reply["id"] = rid
+    try:
+        return msgpack.packb(reply, use_bin_type=True)
+    except BaseException as e:  # noqa: BLE001
+        try:
+            raise RuntimeError(f"reply is not msgpack-encodable: {e}") from e
+        except RuntimeError as e2:
+            fallback = error_reply(e2)
+        fallback["id"] = rid
+        return msgpack.packb(fallback, use_bin_type=True)
+
+
 # --------------------------------------------------------------------------
 # main loop
 # --------------------------------------------------------------------------
@@ -1687,16 +1694,7 @@ def main():
         except BaseException as e:  # noqa: BLE001 - SystemExit from user code too
             log.info("request %r failed: %s: %s", rid, type(e).__name__, e)
             reply = error_reply(e)
-        reply["id"] = rid
-        try:
-            out = msgpack.packb(reply, use_bin_type=True)
-        except BaseException as e:  # noqa: BLE001
-            try:
-                raise RuntimeError(f"reply is not msgpack-encodable: {e}") from e
-            except RuntimeError as e2:
-                reply = error_reply(e2)
-            reply["id"] = rid
-            out = msgpack.packb(reply, use_bin_type=True)
+        out = _packed_reply(reply, rid)
         try:
             _write(proto_out, out)
         except (BrokenPipeError, OSError):

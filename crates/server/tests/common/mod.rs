@@ -6,6 +6,18 @@ use bytes::Bytes;
 use rmpv::Value;
 use std::path::PathBuf;
 
+/// A pool of one helper on [`python()`], requests bounded at two minutes.
+pub async fn one_helper_pool() -> dask_scheduler::materializer::MaterializerPool {
+    use dask_scheduler::materializer::{MaterializerConfig, MaterializerPool};
+    MaterializerPool::start(MaterializerConfig {
+        python: Some(python()),
+        pool_size: 1,
+        request_timeout: std::time::Duration::from_secs(120),
+        ..MaterializerConfig::default()
+    })
+    .await
+}
+
 /// The Python with the pinned dask: `DASK_SCHEDULER_PYTHON`, else the
 /// default venv, else `python3` from `PATH`.
 pub fn python() -> PathBuf {
