@@ -57,3 +57,21 @@ def test_an_unknown_measure_is_refused(client):
 def test_stopping_an_unknown_sampler_is_a_key_error(client):
     with pytest.raises(KeyError):
         client.sync(client.scheduler.memory_sampler_stop, key="no-such-sampler")
+
+
+def test_extreme_intervals_are_served(client):
+    for interval in (1e-12, 1e30):
+        key = client.sync(
+            client.scheduler.memory_sampler_start,
+            client=client.id,
+            measure="process",
+            interval=interval,
+        )
+        time.sleep(0.05)
+        samples = client.sync(client.scheduler.memory_sampler_stop, key=key)
+        assert len(samples) >= 1, interval
+    with pytest.raises(ValueError):
+        client.sync(
+            client.scheduler.memory_sampler_start, client=client.id, measure="process", interval=0
+        )
+    assert client.scheduler_info()["workers"]

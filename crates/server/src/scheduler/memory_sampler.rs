@@ -96,7 +96,8 @@ pub async fn rpc_start(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Val
             key.clone(),
             client.to_string(),
             measure.to_string(),
-            Duration::from_secs_f64(interval),
+            // (a timer needs a period, and one it can add to the clock)
+            Duration::from_secs_f64(interval.clamp(0.001, 1e6)),
         ));
         let sampler = Sampler {
             samples: vec![first],
