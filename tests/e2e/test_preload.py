@@ -105,10 +105,9 @@ def test_scheduler_attributes_a_preload_needs_are_named(make_scheduler, tmp_path
         """,
     )
     sched = make_scheduler(extra=["--preload", str(module)])
-    wait_until(lambda: "Failed to start preload" in sched.log_text(), TIMEOUT,
-               "the failure logged", context=sched.describe)
-    time.sleep(0.2)  # the rest of the record
-    assert "Scheduler.add_plugin is not available" in sched.log_text()
+    wait_until(lambda: "Scheduler.add_plugin is not available" in sched.log_text(), TIMEOUT,
+               "the failure naming the attribute", context=sched.describe)
+    assert "Failed to start preload" in sched.log_text()
 
 
 @pytest.mark.rust_only

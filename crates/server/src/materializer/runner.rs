@@ -46,6 +46,17 @@ struct Live {
     closing: AtomicBool,
 }
 
+impl Live {
+    /// Whether the process has ended (its reader has failed every call).
+    fn has_ended(&self) -> bool {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ended
+            .is_some()
+    }
+}
+
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Live").finish_non_exhaustive()
@@ -104,13 +115,7 @@ impl FunctionRunner {
         let close = async {
             let live = self.live.lock().await.clone();
             let Some(live) = live else { return };
-            let running = live
-                .calls
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .ended
-                .is_none();
-            if running {
+            if !live.has_ended() {
                 live.closing.store(true, Ordering::Relaxed);
                 let _ = self.call(Value::map([("op", Value::str("close"))])).await;
             }
@@ -126,16 +131,8 @@ impl FunctionRunner {
     /// The live process, started (or restarted after its end) if need be.
     async fn running(&self) -> Result<Arc<Live>, String> {
         let mut slot = self.live.lock().await;
-        if let Some(live) = slot.as_ref() {
-            let ended = live
-                .calls
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .ended
-                .is_some();
-            if !ended {
-                return Ok(live.clone());
-            }
+        if let Some(live) = slot.as_ref().filter(|l| !l.has_ended()) {
+            return Ok(live.clone());
         }
         let mut helper = Helper::spawn_as(&self.python, Role::FunctionRunner)
             .await
