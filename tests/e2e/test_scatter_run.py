@@ -101,3 +101,20 @@ def test_run_raising_function(client):
     assert client.run(boom, on_error="ignore") == {}
     # the workers are fine afterwards
     assert set(client.run(os.getpid)) == worker_addresses(client)
+
+
+def test_nbytes_summary_by_prefix_and_per_key(client):
+    """``client.nbytes``: summed by ``key_split`` prefix by default, per key with
+    ``summary=False``; an unknown key is the scheduler's ``KeyError``."""
+    from dask.sizeof import sizeof
+
+    tag = unique("nbsum").replace("-", "")  # one word: its own prefix
+    names = {f"{tag}-{i}": np.zeros(1000 * (i + 1)) for i in range(3)}
+    futures = client.scatter(names)
+    sizes = client.nbytes(keys=list(futures), summary=False)
+    assert sizes == {k: sizeof(v) for k, v in names.items()}
+    assert client.nbytes(keys=list(futures)) == {tag: sum(sizes.values())}
+    assert client.nbytes()[tag] == sum(sizes.values())
+    assert client.nbytes(summary=False)[f"{tag}-2"] == sizes[f"{tag}-2"]
+    with pytest.raises(KeyError):
+        client.nbytes(keys=[unique("never-submitted")])

@@ -120,23 +120,58 @@ impl State {
         )
     }
 
-    /// `nbytes`: `{key: nbytes}` for keys in memory.
-    pub fn nbytes(&self, keys: Option<&[Key]>) -> Value {
-        let mut out = Vec::new();
-        let mut push = |id: TaskId| {
-            let t = self.task(id);
-            if t.state == TaskState::Memory {
-                out.push((t.key.to_value(), Value::Int(t.nbytes)));
-            }
-        };
+    /// `nbytes` (Python's `get_nbytes`): `{key: nbytes}` for the tasks in
+    /// memory, or for each of `keys` (-1 for one without a size yet, as
+    /// Python's); with `summary` (the client's default) the sizes summed by
+    /// `key_split` prefix. `Err` names a key this scheduler does not know
+    /// (Python's `KeyError`).
+    pub fn nbytes(&self, keys: Option<&[Key]>, summary: bool) -> Result<Value, String> {
+        let mut sizes: Vec<(TaskId, i64)> = Vec::new();
         match keys {
-            Some(keys) => keys
-                .iter()
-                .filter_map(|k| self.task_id(k))
-                .for_each(&mut push),
-            None => self.task_ids.ids().for_each(&mut push),
+            Some(keys) => {
+                for k in keys {
+                    let id = self.task_id(k).ok_or_else(|| k.name())?;
+                    let t = self.task(id);
+                    let size = if t.state == TaskState::Memory || t.nbytes > 0 {
+                        t.nbytes
+                    } else {
+                        -1
+                    };
+                    sizes.push((id, size));
+                }
+            }
+            None => sizes.extend(
+                self.task_ids
+                    .ids()
+                    .filter(|&id| self.task(id).state == TaskState::Memory)
+                    .map(|id| (id, self.task(id).nbytes)),
+            ),
         }
-        Value::Map(out)
+        if !summary {
+            return Ok(Value::Map(
+                sizes
+                    .into_iter()
+                    .map(|(id, n)| (self.task(id).key.to_value(), Value::Int(n)))
+                    .collect(),
+            ));
+        }
+        let mut by_prefix: Vec<(u32, i64)> = Vec::new();
+        for (id, n) in sizes {
+            let p = self.task(id).prefix;
+            match by_prefix.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, sum)) => *sum += n,
+                None => by_prefix.push((p, n)),
+            }
+        }
+        Ok(Value::Map(
+            by_prefix
+                .into_iter()
+                .map(|(p, n)| {
+                    let name = self.prefix_name(p).unwrap_or("");
+                    (Value::str(name), Value::Int(n))
+                })
+                .collect(),
+        ))
     }
 
     /// `get_task_status`: `{key: state | nil}`.

@@ -384,12 +384,23 @@ fn scattered_data_is_in_memory_and_usable() {
         vec![("key-in-memory".into(), vec![k("data")])]
     );
     assert_eq!(
-        key_map(&sim.s.nbytes(None)),
+        key_map(&sim.s.nbytes(None, false).unwrap()),
         [(k("data"), Value::Int(80))].into()
     );
+    // Python's `get_nbytes`: summed by prefix by default, -1 for a key
+    // without a size yet, an unknown key named
+    assert_eq!(
+        sim.s.nbytes(None, true).unwrap(),
+        Value::map([("data", Value::Int(80))])
+    );
+    assert_eq!(sim.s.nbytes(Some(&[k("nope")]), true), Err("nope".into()));
     sim.submit(&["s"], vec![t("s", &["data"])]);
     let s = sim.one_compute();
     assert_eq!(s.who_has(), [(k("data"), vec![addr.clone()])].into());
+    assert_eq!(
+        key_map(&sim.s.nbytes(Some(&[k("s")]), false).unwrap()),
+        [(k("s"), Value::Int(-1))].into()
+    );
     sim.finish(&s);
     // data is still wanted by the client: not freed.
     assert!(sim.free_keys().is_empty());

@@ -151,10 +151,13 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         }
         "nbytes" => {
             let keys = keys_opt(op, msg, "keys")?;
+            // the client's default, as Python's `get_nbytes`
+            let summary = msg.get("summary").is_none_or(Value::truthy);
             sched
-                .with_state(move |s, _| s.nbytes(keys.as_deref()))
+                .with_state(move |s, _| s.nbytes(keys.as_deref(), summary))
                 .await
                 .ok_or_else(lost)?
+                .map_err(|k| error_reply("KeyError", &k))?
         }
         "get_task_status" => {
             let keys = keys_req(op, msg, "keys")?;
