@@ -184,7 +184,21 @@ impl State {
         let shift = self.p2p.shift % workers.len();
         self.p2p.shift += 1;
         workers.rotate_left(shift);
-        // shuffles sharing output tasks with this one (a hash join)
+        let existing = self.p2p_shared_output_mappings(barrier);
+        self.p2p.last_run_id += 1;
+        Ok(GetOrCreate::Create(CreateRun {
+            id: id.to_string(),
+            spec,
+            workers,
+            existing,
+            run_id: self.p2p.last_run_id,
+        }))
+    }
+
+    /// The `worker_for` mappings of the running shuffles that share output
+    /// tasks with the one of `barrier` (the two sides of a hash join), which
+    /// its own mapping must agree with (Python's `_calculate_worker_for`).
+    fn p2p_shared_output_mappings(&self, barrier: TaskId) -> Vec<Bytes> {
         let mut existing = Vec::new();
         for &out in self.task(barrier).dependents.iter() {
             for &other in self.task(out).dependencies.iter() {
@@ -203,19 +217,17 @@ impl State {
                 }
             }
         }
-        self.p2p.last_run_id += 1;
-        Ok(GetOrCreate::Create(CreateRun {
-            id: id.to_string(),
-            spec,
-            workers,
-            existing,
-            run_id: self.p2p.last_run_id,
-        }))
+        existing
     }
 
     /// Install the run a helper built for [`CreateRun`] (unless another
     /// worker's request installed one meanwhile, which then wins); `worker`
-    /// takes part. Returns the run spec to answer with.
+    /// takes part. Returns the run spec to answer with, or `None` when a
+    /// shuffle sharing its output tasks was installed while the helper
+    /// worked: the mapping did not take that one's into account and could
+    /// send a hash join's two sides to different workers, a deadlock; the
+    /// caller builds the run again (Python creates a run in one step, so it
+    /// never meets this).
     pub fn p2p_install(
         &mut self,
         create: &CreateRun,
@@ -223,13 +235,16 @@ impl State {
         run_spec: Bytes,
         worker_for: Bytes,
         participating: Vec<String>,
-    ) -> Result<Opaque, P2pError> {
+    ) -> Result<Option<Opaque>, P2pError> {
         if self.p2p.active.contains_key(&create.id) {
-            return self.p2p_get(&create.id, worker);
+            return self.p2p_get(&create.id, worker).map(Some);
         }
         let Some(barrier) = self.task_id(&barrier_key(&create.id)) else {
             return Err(format!("Shuffle {:?} was forgotten meanwhile", create.id));
         };
+        if self.p2p_shared_output_mappings(barrier) != create.existing {
+            return Ok(None);
+        }
         let mut participating: BTreeSet<String> = participating.into_iter().collect();
         participating.insert(worker.to_string());
         self.p2p.by_barrier.insert(barrier, create.id.clone());
@@ -247,7 +262,7 @@ impl State {
             "Shuffle {} initialized by task on worker {worker}",
             create.id
         );
-        Ok(run_opaque(&run_spec))
+        Ok(Some(run_opaque(&run_spec)))
     }
 
     /// `shuffle_restrict_task`: output task `key` must run on `worker`.

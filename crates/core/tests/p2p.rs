@@ -51,7 +51,8 @@ fn install(sim: &mut Sim, create: &CreateRun, worker: &str) {
             Bytes::from_static(b"map"),
             vec![A.to_string(), B.to_string()],
         )
-        .unwrap();
+        .unwrap()
+        .expect("not stale");
     assert_eq!(&run.header[..], b"run");
 }
 
@@ -83,7 +84,8 @@ fn one_run_is_created_and_shared() {
     let run = sim
         .s
         .p2p_install(&other, B, Bytes::from_static(b"late"), Bytes::new(), vec![])
-        .unwrap();
+        .unwrap()
+        .expect("the installed run");
     assert_eq!(&run.header[..], b"run");
     match sim.s.p2p_get_or_create("s1", &k("t1"), B).unwrap() {
         GetOrCreate::Run(r) => assert_eq!(&r.header[..], b"run"),
@@ -100,6 +102,65 @@ fn one_run_is_created_and_shared() {
         ..Default::default()
     };
     assert!(sim.s.workers_to_close(&idle).is_empty());
+}
+
+/// A hash join: shuffles s1 and s2 share output tasks j0 and j1.
+fn hash_join_graph() -> Sim {
+    let mut sim = Sim::new();
+    sim.worker(A, 1);
+    sim.worker(B, 1);
+    sim.submit(
+        &["j0", "j1"],
+        vec![
+            t("t0", &[]),
+            t("u0", &[]),
+            t(BARRIER, &["t0"]),
+            t("shuffle-barrier-s2", &["u0"]),
+            t("j0", &[BARRIER, "shuffle-barrier-s2"]),
+            t("j1", &[BARRIER, "shuffle-barrier-s2"]),
+        ],
+    );
+    sim.s.p2p_add_specs(vec![
+        ("s1".to_string(), Bytes::from_static(b"spec1")),
+        ("s2".to_string(), Bytes::from_static(b"spec2")),
+    ]);
+    sim
+}
+
+#[test]
+fn a_hash_join_side_built_before_the_other_side_was_installed_is_built_again() {
+    let mut sim = hash_join_graph();
+    assert_eq!(sim.computes().len(), 2);
+    let create =
+        |sim: &mut Sim, id: &str, key: &str| match sim.s.p2p_get_or_create(id, &k(key), A).unwrap()
+        {
+            GetOrCreate::Create(c) => c,
+            other => panic!("{other:?}"),
+        };
+    // both sides asked for at once: neither sees the other's mapping
+    let first = create(&mut sim, "s1", "t0");
+    let second = create(&mut sim, "s2", "u0");
+    assert!(first.existing.is_empty() && second.existing.is_empty());
+    let install = |sim: &mut Sim, c: &CreateRun, map: &'static [u8]| {
+        sim.s
+            .p2p_install(
+                c,
+                A,
+                Bytes::from_static(b"run"),
+                Bytes::from_static(map),
+                vec![],
+            )
+            .unwrap()
+    };
+    assert!(install(&mut sim, &first, b"map1").is_some());
+    // the second was built without the first's mapping: stale, not installed
+    assert!(install(&mut sim, &second, b"map2").is_none());
+    assert_eq!(sim.s.p2p_active().len(), 1);
+    // built again, it carries the first side's mapping and is installed
+    let again = create(&mut sim, "s2", "u0");
+    assert_eq!(again.existing, vec![Bytes::from_static(b"map1")]);
+    assert!(install(&mut sim, &again, b"map1").is_some());
+    assert_eq!(sim.s.p2p_active().len(), 2);
 }
 
 #[test]

@@ -80,16 +80,28 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
             let id = str_arg(op, msg, "shuffle_id")?;
             let key = key_arg(op, msg)?;
             let worker = str_arg(op, msg, "worker")?;
-            let (i, w) = (id.clone(), worker.clone());
-            let step = sched
-                .with_state(move |s, _| s.p2p_get_or_create(&i, &key, &w))
-                .await
-                .ok_or_else(shutting_down)?;
-            match step {
-                Err(message) => Ok(consistency_error(&message)),
-                Ok(GetOrCreate::Run(run)) => Ok(ok_run(run)),
-                Ok(GetOrCreate::Create(create)) => create_run(sched, create, worker).await,
+            // a run built while the other side of its hash join was
+            // installed is built again, with that side's mapping
+            for _ in 0..CREATE_ATTEMPTS {
+                let (i, w, k) = (id.clone(), worker.clone(), key.clone());
+                let step = sched
+                    .with_state(move |s, _| s.p2p_get_or_create(&i, &k, &w))
+                    .await
+                    .ok_or_else(shutting_down)?;
+                match step {
+                    Err(message) => return Ok(consistency_error(&message)),
+                    Ok(GetOrCreate::Run(run)) => return Ok(ok_run(run)),
+                    Ok(GetOrCreate::Create(create)) => {
+                        if let Some(reply) = create_run(sched, create, worker.clone()).await? {
+                            return Ok(reply);
+                        }
+                    }
+                }
             }
+            Ok(consistency_error(&format!(
+                "Shuffle {id:?}: a shuffle sharing its output tasks was installed during each \
+                 of {CREATE_ATTEMPTS} attempts to create it"
+            )))
         }
         "shuffle_get" => {
             let id = str_arg(op, msg, "id")?;
@@ -131,13 +143,19 @@ pub async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Val
     }
 }
 
+/// How often `shuffle_get_or_create` builds a run that another shuffle's
+/// installation made stale before it gives up (each retry follows a new
+/// installation, so two suffice for a hash join).
+const CREATE_ATTEMPTS: usize = 4;
+
 /// Have a helper build the run (`pick_worker` for every partition), then
-/// install it.
+/// install it; `None` when the run is stale
+/// ([`dask_core::State::p2p_install`]).
 async fn create_run(
     sched: &Arc<Scheduler>,
     create: CreateRun,
     worker: String,
-) -> Result<Value, Value> {
+) -> Result<Option<Value>, Value> {
     let request = Value::map([
         ("op", Value::str("p2p_create")),
         ("spec", Value::Bin(create.spec.clone())),
@@ -177,7 +195,10 @@ async fn create_run(
         })
         .await
         .ok_or_else(shutting_down)?;
-    Ok(installed.map_or_else(|m| consistency_error(&m), ok_run))
+    Ok(match installed {
+        Ok(run) => run.map(ok_run),
+        Err(m) => Some(consistency_error(&m)),
+    })
 }
 
 /// One request to a materializer helper; its error replies become errors.
