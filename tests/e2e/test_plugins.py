@@ -1,6 +1,6 @@
 """Worker plugins (``client.register_plugin``) are relayed to current and future
-workers; scheduler plugins, which would run Python inside the scheduler, answer
-a clear error on the Rust scheduler."""
+workers; ``upload_file``'s scheduler plugin makes a module usable in graphs.
+(Other scheduler plugins: ``test_scheduler_plugins.py``.)"""
 
 import pytest
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
@@ -50,10 +50,15 @@ class Noop(SchedulerPlugin):
     name = "noop"
 
 
-@pytest.mark.rust_only
-def test_scheduler_plugin_is_a_clear_error(client):
-    with pytest.raises(NotImplementedError, match="Scheduler plugins"):
-        client.register_plugin(Noop())
+def test_a_scheduler_plugin_is_registered_under_its_name_attribute(client):
+    client.register_plugin(Noop())
+    assert "noop" in client.run_on_scheduler(plugin_names)
+    client.unregister_scheduler_plugin("noop")
+    assert "noop" not in client.run_on_scheduler(plugin_names)
+
+
+def plugin_names(dask_scheduler=None):
+    return sorted(dask_scheduler.plugins)
 
 
 def test_upload_file_makes_a_module_usable_in_graphs(client, tmp_path, monkeypatch):

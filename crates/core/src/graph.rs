@@ -115,6 +115,9 @@ impl State {
     /// Add a materialized graph for `client` and start computing its requested keys.
     pub fn update_graph(&mut self, client: ClientId, mut graph: GraphSubmission, now: f64) {
         self.now = now;
+        if self.plugin_wants(crate::pluginfeed::hooks::UPDATE_GRAPH) {
+            self.plugin_update_graph(client, &graph);
+        }
         // Each submitted key is hashed once: the same hash finds it among
         // the submission's positions and in the scheduler's key index.
         let hashes: Vec<KeyHash> = graph

@@ -31,6 +31,7 @@ pub mod ops_client;
 pub mod ops_worker;
 pub mod p2p;
 pub mod placement;
+pub mod pluginfeed;
 pub mod progress;
 pub mod queries;
 pub mod queuedset;

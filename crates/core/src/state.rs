@@ -86,6 +86,8 @@ pub struct State {
     pub(crate) amm_running: bool,
     /// The last transitions, for `story` and the cluster dump.
     pub(crate) transition_log: crate::story::TransitionLog,
+    /// Events for the scheduler plugins' hooks (none without plugins).
+    pub(crate) plugin_feed: crate::pluginfeed::PluginFeed,
     pub(crate) run_counter: i64,
     /// The task of each run still under way, by run id: finds the task of
     /// a `task-finished` without hashing its key.
@@ -224,6 +226,7 @@ impl State {
             amm_replicated: Default::default(),
             amm_running,
             transition_log,
+            plugin_feed: Default::default(),
             compute_stimulus: None,
             run_counter: 0,
             run_index: Default::default(),
@@ -664,6 +667,9 @@ impl State {
             },
         );
         self.client_by_name.insert(name.to_string(), id);
+        if name != FIRE_AND_FORGET && self.plugin_wants(crate::pluginfeed::hooks::ADD_CLIENT) {
+            self.plugin_event("add_client", vec![Value::str(name)]);
+        }
         id
     }
 
@@ -699,6 +705,9 @@ impl State {
         if let Some(c) = self.clients.remove(&client) {
             self.client_by_name.remove(&c.name);
             self.stats.clients_removed += 1;
+            if self.plugin_wants(crate::pluginfeed::hooks::REMOVE_CLIENT) {
+                self.plugin_event("remove_client", vec![Value::str(c.name)]);
+            }
         }
     }
 
@@ -826,6 +835,9 @@ impl State {
             },
         );
         self.refresh_slot_index(id);
+        if self.plugin_wants(crate::pluginfeed::hooks::ADD_WORKER) {
+            self.plugin_event("add_worker", vec![Value::str(address.as_str())]);
+        }
         if status == WorkerStatus::Running {
             self.on_worker_running(id);
         }
@@ -921,6 +933,10 @@ impl State {
         }
         self.transitions(recs);
         self.p2p_worker_removed(&worker.info.address);
+        if self.plugin_wants(crate::pluginfeed::hooks::REMOVE_WORKER) {
+            let args = vec![Value::str(worker.info.address.as_str()), Value::str(stim)];
+            self.plugin_event("remove_worker", args);
+        }
         true
     }
 

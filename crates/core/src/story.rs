@@ -159,10 +159,33 @@ impl State {
     }
 
     /// Record a transition made outside the engine (a finished task going
-    /// to memory, data arriving by `update_data`), when the log is on.
+    /// to memory, data arriving by `update_data`), when the log is on or a
+    /// plugin watches transitions.
     pub(crate) fn log_direct_transition(&mut self, id: TaskId, start: TaskState, recs: &Recs) {
-        if self.transition_log.enabled() {
+        if self.transition_log.enabled() || self.plugin_wants(crate::pluginfeed::hooks::TRANSITION)
+        {
             let key = self.task(id).key.clone();
+            self.record_transition(key, id, start, recs);
+        }
+    }
+
+    /// A transition of `id` (key `key`) from `start`, to the log if it is
+    /// on and to the plugins if they watch transitions.
+    pub(crate) fn record_transition(
+        &mut self,
+        key: Key,
+        id: TaskId,
+        start: TaskState,
+        recs: &Recs,
+    ) {
+        if self.plugin_wants(crate::pluginfeed::hooks::TRANSITION) {
+            let finish = match self.tasks.get(id as usize) {
+                Some(Some(t)) => t.state,
+                _ => TaskState::Forgotten,
+            };
+            self.plugin_transition(key.clone(), start, finish);
+        }
+        if self.transition_log.enabled() {
             self.log_transition(key, id, start, recs);
         }
     }

@@ -62,13 +62,12 @@ impl State {
                 continue;
             }
             self.transition_counter += 1;
-            let logged = self
-                .transition_log
-                .enabled()
-                .then(|| (self.task(id).key.clone(), self.task(id).state));
+            let logged = (self.transition_log.enabled()
+                || self.plugin_wants(crate::pluginfeed::hooks::TRANSITION))
+            .then(|| (self.task(id).key.clone(), self.task(id).state));
             let more = self.transition(id, target);
             if let Some((key, start)) = logged {
-                self.log_transition(key, id, start, &more);
+                self.record_transition(key, id, start, &more);
             }
             if self.p2p_watching() {
                 self.p2p_after_transition(id);

@@ -836,13 +836,12 @@ class _ForkedOrder:
 
 # --------------------------------------------------------------------------
 # files uploaded with Client.upload_file (the scheduler plugin
-# SchedulerUploadFile); other scheduler plugins are refused
+# SchedulerUploadFile); other scheduler plugins run in the function runner
 # --------------------------------------------------------------------------
 
 _SCHEDULER_PLUGIN_ERROR = (
-    "Scheduler plugins run Python code inside the scheduler process, which the Rust "
-    "dask-scheduler does not do ({plugin}); worker and nanny plugins are supported, "
-    "and so is Client.upload_file"
+    "the scheduler routed {plugin} here as Client.upload_file's SchedulerUploadFile, "
+    "which it is not"
 )
 
 
@@ -956,20 +955,21 @@ def op_write_cluster_dump(req):
 
 
 def op_scheduler_plugin(req):
-    """``register_scheduler_plugin``: ``SchedulerUploadFile`` (what
-    ``Client.upload_file`` registers) writes its file where every helper
-    imports from, and imports it if asked; any other plugin is refused."""
+    """``register_scheduler_plugin`` of ``SchedulerUploadFile`` (what
+    ``Client.upload_file`` registers): write its file where every helper
+    imports from, and import it if asked. (Other plugins go to the function
+    runner, ``_plugin_add``.)"""
     import pickle
 
     try:
         plugin = pickle.loads(req["plugin"])
     except Exception as e:  # noqa: BLE001 - a class only the client can import
-        raise NotImplementedError(
-            _SCHEDULER_PLUGIN_ERROR.format(plugin=f"one this scheduler cannot load: {e}")
+        raise RuntimeError(
+            _SCHEDULER_PLUGIN_ERROR.format(plugin=f"a plugin it cannot load ({e})")
         ) from None
     cls = type(plugin)
     if cls.__module__ != "distributed.diagnostics.plugin" or cls.__name__ != "SchedulerUploadFile":
-        raise NotImplementedError(
+        raise TypeError(
             _SCHEDULER_PLUGIN_ERROR.format(plugin=f"{cls.__module__}.{cls.__qualname__}")
         )
     d = _upload_dir()
@@ -1105,9 +1105,10 @@ def _serialized(obj):
 
 _STAND_IN_ERROR = (
     "Scheduler.{name} is not available: the Rust dask-scheduler has no Python scheduler "
-    "object. run_on_scheduler functions and --preload modules run in a Python process "
-    "beside it and get, as the scheduler, a stand-in with only 'address', 'id' and the "
-    "attributes set on it (state such as raft-dask's)"
+    "object. run_on_scheduler functions, --preload modules and scheduler plugins run in "
+    "a Python process beside it and get, as the scheduler, a stand-in with only "
+    "'address', 'id', 'plugins' and the attributes set on it (state such as "
+    "raft-dask's)"
 )
 
 
@@ -1136,7 +1137,8 @@ class _SchedulerStandIn:
     here: one object for the runner's lifetime, like the scheduler. It keeps
     the attributes functions set on it, which is all some libraries use the
     scheduler for (raft-dask keeps its NCCL root id in
-    ``dask_scheduler._raft_comm_state``), and has ``address`` and ``id``.
+    ``dask_scheduler._raft_comm_state``), and has ``address``, ``id`` and
+    ``plugins`` (the scheduler plugins registered, by name).
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect
     here. Any other name behaves as on the real object: missing until set."""
@@ -1147,12 +1149,14 @@ class _SchedulerStandIn:
     def _reserved(self):
         names = object.__getattribute__(self, "_stand_in_reserved")
         if names is None:
-            names = _scheduler_attribute_names() - {"address", "id"}
+            names = _scheduler_attribute_names() - {"address", "id", "plugins"}
             object.__setattr__(self, "_stand_in_reserved", names)
         return names
 
     def __getattr__(self, name):
         # only called for names not set on the object
+        if name == "plugins":
+            return _PLUGINS
         if name in self._reserved():
             raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
         raise AttributeError(f"'Scheduler' object has no attribute {name!r}")
@@ -1303,12 +1307,165 @@ async def _start_preloads(req, send):
 
 
 async def _close(req, send, loop):
-    """The scheduler closes: tear the preloads down (newest first), answer,
-    and end the process."""
+    """The scheduler closes: close the plugins, tear the preloads down
+    (newest first), answer, and end the process."""
+    await _close_plugins()
     for manager in reversed(_PRELOADS):
         await manager.teardown()
     send({"id": req.get("id"), "status": "ok"})
     loop.stop()
+
+
+# scheduler plugins registered in this runner, by name (Python's
+# ``Scheduler.plugins``)
+_PLUGINS = {}
+
+# the hooks whose calls the scheduler ships as events (``plugin_events``)
+_EVENT_HOOKS = (
+    "transition", "update_graph", "add_worker", "remove_worker",
+    "add_client", "remove_client", "log_event", "restart",
+)
+
+
+def _overrides(plugin, hook):
+    """Whether ``plugin`` has its own ``hook`` (not ``SchedulerPlugin``'s no-op)."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    own = getattr(type(plugin), hook, None)
+    return own is not None and own is not getattr(SchedulerPlugin, hook, None)
+
+
+async def _plugin_add(req, send):
+    """``register_scheduler_plugin``, as Python's: unpickle, keep the one of
+    that name if ``idempotent``, else ``start`` it with the stand-in and keep
+    it (a plugin of the same name is replaced, with Python's warning). The
+    reply names the event hooks it overrides. ``valid_workers_downscaling``
+    would have to answer inside the scheduler's decision, so a plugin that
+    overrides it is refused, naming it."""
+    import inspect
+    import pickle
+    import warnings
+
+    from distributed.diagnostics.plugin import SchedulerPlugin, _get_plugin_name
+
+    rid = req.get("id")
+    try:
+        _refresh_uploads()
+        plugin = pickle.loads(req["plugin"])
+        if not isinstance(plugin, SchedulerPlugin):
+            raise TypeError(f"not a SchedulerPlugin: {type(plugin).__name__}")
+        name = req.get("name") or _get_plugin_name(plugin)
+        if name in _PLUGINS and req.get("idempotent"):
+            send({"id": rid, "status": "ok", "name": name, "added": False})
+            return
+        if _overrides(plugin, "valid_workers_downscaling"):
+            raise NotImplementedError(
+                f"{type(plugin).__qualname__}.valid_workers_downscaling: the Rust "
+                "dask-scheduler runs scheduler plugins beside the scheduler and tells them "
+                "what happened a moment later, so a plugin cannot take part in choosing "
+                "the workers to retire"
+            )
+        if hasattr(plugin, "start"):
+            result = plugin.start(_stand_in(req))
+            if inspect.isawaitable(result):
+                await result
+        if name in _PLUGINS:
+            warnings.warn(
+                f"Scheduler already contains a plugin with name {name}; overwriting.",
+                category=UserWarning,
+            )
+        _PLUGINS[name] = plugin
+    except BaseException as e:  # noqa: BLE001 - the client raises it
+        reply = error_reply(e)
+        reply["status"] = "uncaught"
+        reply["id"] = rid
+        send(reply)
+        return
+    hooks = [h for h in _EVENT_HOOKS if _overrides(plugin, h)]
+    send({"id": rid, "status": "ok", "name": name, "added": True, "hooks": hooks})
+
+
+def _plugin_remove(req, send):
+    """``unregister_scheduler_plugin``: as Python's ``remove_plugin``, the
+    plugin is dropped (not closed); an unknown name is a ``ValueError``."""
+    name = req.get("name")
+    if name not in _PLUGINS:
+        reply = error_reply(
+            ValueError(f"Could not find plugin {name!r} among the current scheduler plugins")
+        )
+        reply["status"] = "uncaught"
+        reply["id"] = req.get("id")
+        send(reply)
+        return
+    del _PLUGINS[name]
+    send({"id": req.get("id"), "status": "ok"})
+
+
+def _plugin_events(req, loop):
+    """Call the plugins' hooks for the events the scheduler recorded, in
+    order, with the arguments Python's scheduler passes; a hook that raises
+    is logged, as Python logs it, and the others go on. ``add_worker`` and
+    ``remove_worker`` may return awaitables, which run in the background."""
+    import inspect
+
+    scheduler = _stand_in({})
+    for event in req.get("events") or ():
+        hook, args = event[0], event[1:]
+        for plugin in list(_PLUGINS.values()):
+            if not _overrides(plugin, hook):
+                continue
+            try:
+                if hook == "transition":
+                    key, start, finish, stimulus_id = args
+                    result = plugin.transition(key, start, finish, stimulus_id=stimulus_id)
+                elif hook == "update_graph":
+                    client, keys, tasks, stimulus_id = args
+                    result = plugin.update_graph(
+                        scheduler, client=client, keys=set(keys), tasks=list(tasks),
+                        annotations={}, priority={}, stimulus_id=stimulus_id,
+                    )
+                elif hook == "add_worker":
+                    result = plugin.add_worker(scheduler=scheduler, worker=args[0])
+                elif hook == "remove_worker":
+                    result = plugin.remove_worker(
+                        scheduler=scheduler, worker=args[0], stimulus_id=args[1]
+                    )
+                elif hook == "add_client":
+                    result = plugin.add_client(scheduler=scheduler, client=args[0])
+                elif hook == "remove_client":
+                    result = plugin.remove_client(scheduler=scheduler, client=args[0])
+                elif hook == "log_event":
+                    result = plugin.log_event(args[0], args[1])
+                elif hook == "restart":
+                    result = plugin.restart(scheduler)
+                else:
+                    continue
+                if inspect.isawaitable(result):
+                    _keep(loop.create_task(_logged(result, hook)))
+            except Exception:  # noqa: BLE001 - as Python: logged, the others go on
+                log.info("Plugin failed with exception", exc_info=True)
+
+
+async def _logged(awaitable, hook):
+    try:
+        await awaitable
+    except Exception:  # noqa: BLE001
+        log.exception("Plugin %s hook failed", hook)
+
+
+async def _close_plugins():
+    """The scheduler closes: every plugin's ``before_close``, then its
+    ``close`` (errors logged), as ``Scheduler.close`` does."""
+    import inspect
+
+    for method in ("before_close", "close"):
+        for plugin in list(_PLUGINS.values()):
+            try:
+                result = getattr(plugin, method)()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # noqa: BLE001
+                log.exception("Plugin %s failed", method)
 
 
 def runner_main(proto_in, proto_out):
@@ -1355,9 +1512,16 @@ def runner_main(proto_in, proto_out):
                 _keep(loop.create_task(_start_preloads(req, send)))
             elif op == "close":
                 _keep(loop.create_task(_close(req, send, loop)))
+            elif op == "plugin_events":
+                _plugin_events(req, loop)
+            elif op == "plugin_add":
+                _keep(loop.create_task(_plugin_add(req, send)))
+            elif op == "plugin_remove":
+                _plugin_remove(req, send)
             else:
                 raise ValueError(
-                    f"unknown op {op!r} (expected 'run', 'preload', 'close' or 'ping')"
+                    f"unknown op {op!r} (expected 'run', 'preload', 'close', 'plugin_add', "
+                    "'plugin_remove', 'plugin_events' or 'ping')"
                 )
         except BaseException as e:  # noqa: BLE001 - every request gets a reply
             reply = error_reply(e)

@@ -437,6 +437,13 @@ impl MaterializerPool {
             .collect())
     }
 
+    /// Queue a request that gets no reply (`{"op": "plugin_events"}`) for
+    /// the function runner, if it runs; written before any later
+    /// `run_function` request ([`FunctionRunner::notify`]).
+    pub fn notify_function_runner(&self, frame: Bytes) {
+        self.handle.shared.runner.notify(frame);
+    }
+
     /// When the scheduler closes: tear the preloads down and end the
     /// function runner, if it was started, waiting at most `within`.
     pub async fn close_function_runner(&self, within: Duration) {

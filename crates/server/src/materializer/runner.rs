@@ -35,6 +35,9 @@ use super::process::{write_frame, Helper, Role};
 pub(crate) struct FunctionRunner {
     python: PathBuf,
     live: tokio::sync::Mutex<Option<Arc<Live>>>,
+    /// The live process as well, for [`FunctionRunner::notify`], which
+    /// cannot wait for `live`'s lock.
+    current: Mutex<Option<Arc<Live>>>,
 }
 
 /// A running runner process.
@@ -44,9 +47,29 @@ struct Live {
     next_id: AtomicU64,
     /// Set when the scheduler asked it to close: its end is no failure.
     closing: AtomicBool,
+    /// Frames that need no reply (the scheduler plugins' events), in order.
+    /// Whoever holds `stdin` writes them before its own frame, so a call
+    /// made after an event was queued reaches the runner after it.
+    queued: Mutex<Vec<Bytes>>,
+    /// A task to write `queued` has been spawned and has not yet started.
+    flush_pending: AtomicBool,
 }
 
 impl Live {
+    /// Lock the input pipe and write the queued frames first.
+    async fn input(&self) -> tokio::sync::MutexGuard<'_, ChildStdin> {
+        let mut stdin = self.stdin.lock().await;
+        let queued =
+            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        for frame in queued {
+            // a failed write means the process is going (its reader reports it)
+            if write_frame(&mut stdin, &frame).await.is_err() {
+                break;
+            }
+        }
+        stdin
+    }
+
     /// Whether the process has ended (its reader has failed every call).
     fn has_ended(&self) -> bool {
         self.calls
@@ -78,6 +101,32 @@ impl FunctionRunner {
         FunctionRunner {
             python,
             live: tokio::sync::Mutex::new(None),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Queue `frame`, a request that gets no reply, for the running
+    /// process, without waiting: it is written before any later call's
+    /// request. Dropped when no process runs (nothing there to see it:
+    /// a process started later has none of the state it was meant for).
+    pub(crate) fn notify(&self, frame: Bytes) {
+        let live = self
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(live) = live.filter(|l| !l.has_ended()) else {
+            return;
+        };
+        live.queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(frame);
+        if !live.flush_pending.swap(true, Ordering::AcqRel) {
+            tokio::spawn(async move {
+                live.flush_pending.store(false, Ordering::Release);
+                drop(live.input().await);
+            });
         }
     }
 
@@ -104,7 +153,7 @@ impl FunctionRunner {
         }
         // A write that fails means the process is going: its reader reports
         // why to every waiting call, this one included.
-        let _ = write_frame(&mut *live.stdin.lock().await, &body).await;
+        let _ = write_frame(&mut *live.input().await, &body).await;
         rx.await
             .unwrap_or_else(|_| Err("the function runner stopped".into()))
     }
@@ -152,9 +201,12 @@ impl FunctionRunner {
             calls: Mutex::new(Calls::default()),
             next_id: AtomicU64::new(1),
             closing: AtomicBool::new(false),
+            queued: Mutex::new(Vec::new()),
+            flush_pending: AtomicBool::new(false),
         });
         tokio::spawn(route_replies(helper, live.clone()));
         *slot = Some(live.clone());
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(live.clone());
         Ok(live)
     }
 }

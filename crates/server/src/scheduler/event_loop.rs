@@ -123,6 +123,8 @@ struct Loop {
     rpc: RpcPool,
     /// `subscribe_worker_status` streams (closed ones are dropped lazily).
     worker_status: Vec<BatchedSender>,
+    /// Where the scheduler plugins run (the function runner).
+    materializer: crate::materializer::MaterializerPool,
 }
 
 impl Loop {
@@ -305,6 +307,16 @@ impl Loop {
     }
 
     fn deliver(&mut self) {
+        // before the messages: a client that sees a result and then asks
+        // the plugins about it finds them told
+        let events = self.state.drain_plugin_events();
+        if !events.is_empty() {
+            let frame = dask_wire::msgpack::encode(&Value::map([
+                ("op", Value::str("plugin_events")),
+                ("events", Value::Array(events)),
+            ]));
+            self.materializer.notify_function_runner(frame.into());
+        }
         for out in self.state.drain_outbox() {
             match out {
                 Outgoing::Worker(w, msg) => {
@@ -361,6 +373,7 @@ pub async fn run(
     rpc: RpcPool,
     idle_timeout: Option<Duration>,
     shutdown: std::sync::Arc<tokio::sync::Notify>,
+    materializer: crate::materializer::MaterializerPool,
 ) {
     let mut lp = Loop {
         state,
@@ -370,6 +383,7 @@ pub async fn run(
         worker_names: HashMap::new(),
         rpc,
         worker_status: Vec::new(),
+        materializer,
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     // Dask's `work-stealing-interval` default.

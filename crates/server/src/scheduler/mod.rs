@@ -29,6 +29,7 @@ pub mod restart;
 pub mod retire;
 pub mod rpc;
 pub mod run_function;
+pub mod scheduler_plugins;
 pub mod worker_status;
 
 use crate::materializer::MaterializerPool;
@@ -110,6 +111,8 @@ pub struct Scheduler {
     pub replica_lock: tokio::sync::Mutex<()>,
     /// `MemorySampler`s running.
     pub memory_samplers: memory_sampler::MemorySamplers,
+    /// Scheduler plugins registered, by name.
+    pub scheduler_plugins: scheduler_plugins::SchedulerPlugins,
 }
 
 impl Scheduler {
@@ -134,6 +137,7 @@ impl Scheduler {
             coordination_changed: tokio::sync::Notify::new(),
             replica_lock: tokio::sync::Mutex::new(()),
             memory_samplers: memory_sampler::MemorySamplers::default(),
+            scheduler_plugins: scheduler_plugins::SchedulerPlugins::default(),
         });
         let handle = tokio::spawn(event_loop::run(
             state,
@@ -141,6 +145,7 @@ impl Scheduler {
             sched.rpc.clone(),
             idle_timeout,
             shutdown,
+            sched.materializer.clone(),
         ));
         (sched, handle)
     }

@@ -373,7 +373,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "unregister_worker_plugin" | "unregister_nanny_plugin" => {
             unregister_plugin(sched, op == "unregister_nanny_plugin", msg).await?
         }
-        "register_scheduler_plugin" => register_scheduler_plugin(sched, msg).await?,
+        "register_scheduler_plugin" => super::scheduler_plugins::rpc_register(sched, msg).await?,
         "set_metadata" | "get_metadata" => metadata(sched, op, msg).await?,
         "replicate" => super::replicas::rpc_replicate(sched, msg).await?,
         "start_task_metadata" | "stop_task_metadata" => task_metadata(sched, op, msg).await?,
@@ -382,8 +382,9 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
         "amm_handler" => amm_handler(sched, msg).await?,
         "get_story" => get_story(sched, msg).await?,
-        // nothing is kept here to remove (an uploaded file stays, as in Python)
-        "unregister_scheduler_plugin" => Value::Nil,
+        "unregister_scheduler_plugin" => {
+            super::scheduler_plugins::rpc_unregister(sched, msg).await?
+        }
         op if super::p2p::OPS.contains(&op) => return super::p2p::handle(sched, op, msg).await,
         op if super::coordination::OPS.contains(&op) => {
             return super::coordination::handle(sched, op, msg).await
@@ -774,41 +775,6 @@ async fn register_plugin(sched: &Arc<Scheduler>, nanny: bool, msg: &Value) -> Re
         ("on_error", Value::str("return")),
     ]);
     broadcast(sched, &request).await
-}
-
-/// `register_scheduler_plugin`: only `SchedulerUploadFile`, the half of
-/// `Client.upload_file` that makes the file importable where the graphs are
-/// unpickled (the materializer helpers, which do this); any other scheduler
-/// plugin would run Python inside the scheduler and is refused.
-async fn register_scheduler_plugin(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
-    use crate::materializer::Availability;
-    let plugin = match msg.get("plugin") {
-        Some(Value::Bin(b)) => Value::Bin(b.clone()),
-        _ => {
-            return Err(error_reply(
-                "TypeError",
-                "register_scheduler_plugin: 'plugin' must be the pickled plugin",
-            ))
-        }
-    };
-    if let Availability::Unavailable { reason } = sched.materializer.availability() {
-        return Err(error_reply(
-            "NotImplementedError",
-            &format!(
-                "Scheduler plugins (Client.upload_file included) need the graph \
-                 materializer's Python, which is unavailable: {reason}"
-            ),
-        ));
-    }
-    let request = Value::map([("op", Value::str("scheduler_plugin")), ("plugin", plugin)]);
-    let reply = sched.helper_request(&request).await?;
-    if reply.get("status").and_then(Value::as_str) == Some("ok") {
-        if let Some(name) = msg.get("name").and_then(Value::as_str) {
-            tracing::info!("Registered scheduler plugin {name} (an uploaded file)");
-        }
-        return Ok(Value::Nil);
-    }
-    Err(helper_error(&reply))
 }
 
 /// `set_restrictions(worker={key: address | [addresses] | None})`.

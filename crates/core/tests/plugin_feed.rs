@@ -1,0 +1,162 @@
+//! Events for scheduler plugins: recorded only for the hooks asked for, in
+//! the order Python's scheduler calls them, with the arguments its hooks
+//! get.
+
+mod common;
+
+use common::*;
+use dask_core::pluginfeed::hooks;
+use dask_wire::Value;
+
+/// `[hook, args...]` of each event, stimulus ids (the last argument of
+/// `transition`, `update_graph` and `remove_worker`) dropped.
+fn events(sim: &mut Sim) -> Vec<Vec<Value>> {
+    sim.s
+        .drain_plugin_events()
+        .into_iter()
+        .map(|e| {
+            let Value::Array(mut items) = e else {
+                panic!("not an array: {e}")
+            };
+            let hook = items[0].as_str().unwrap().to_string();
+            if matches!(
+                hook.as_str(),
+                "transition" | "update_graph" | "remove_worker"
+            ) {
+                let stimulus = decoded(items.pop().unwrap());
+                assert!(
+                    stimulus.as_str().is_some_and(|s| !s.is_empty()),
+                    "{hook} without a stimulus id"
+                );
+            }
+            items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Raw(_) | Value::Array(_) => decoded(v),
+                    other => other,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Raw (pre-encoded) values decoded, inside arrays too.
+fn decoded(v: Value) -> Value {
+    match v {
+        Value::Raw(b) => dask_wire::msgpack::decode(&b).unwrap(),
+        Value::Array(items) => Value::Array(items.into_iter().map(decoded).collect()),
+        other => other,
+    }
+}
+
+fn s(x: &str) -> Value {
+    Value::str(x)
+}
+
+fn transition(key: &str, start: &str, finish: &str) -> Vec<Value> {
+    vec![s("transition"), s(key), s(start), s(finish)]
+}
+
+#[test]
+fn nothing_is_recorded_without_plugins() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    let x = sim.one_compute();
+    sim.finish(&x);
+    sim.s.log_event("all", s("hello"), 2.0);
+    assert!(sim.s.drain_plugin_events().is_empty());
+}
+
+#[test]
+fn each_hook_records_what_python_passes_it() {
+    let mut sim = Sim::new();
+    sim.s.set_plugin_hooks(u16::MAX);
+    let a = sim.worker("tcp://a:1", 1);
+    assert_eq!(
+        events(&mut sim),
+        vec![vec![s("add_worker"), s("tcp://a:1")]]
+    );
+    sim.submit(&["y"], vec![t("x", &[]), t("y", &["x"])]);
+    let got = events(&mut sim);
+    // the graph first, then its transitions
+    assert_eq!(
+        got[0],
+        vec![
+            s("update_graph"),
+            s("Client-1"),
+            Value::Array(vec![s("y")]),
+            Value::Array(vec![s("x"), s("y")]),
+        ]
+    );
+    let mut rest = got[1..].to_vec();
+    rest.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(
+        rest,
+        vec![
+            transition("x", "released", "waiting"),
+            transition("x", "waiting", "processing"),
+            transition("y", "released", "waiting"),
+        ]
+    );
+    let x = sim.one_compute();
+    sim.finish(&x);
+    let y = sim.one_compute();
+    sim.finish(&y);
+    let got = events(&mut sim);
+    for step in [
+        transition("x", "processing", "memory"),
+        transition("y", "waiting", "processing"),
+        transition("y", "processing", "memory"),
+        transition("x", "memory", "released"),
+    ] {
+        assert!(got.contains(&step), "{step:?} missing from {got:?}");
+    }
+    sim.s.log_event("my-topic", s("hello"), 3.0);
+    assert_eq!(
+        events(&mut sim),
+        vec![vec![s("log_event"), s("my-topic"), s("hello")]]
+    );
+    let c = sim.add_client("Client-2");
+    sim.s.remove_client(c, 4.0);
+    assert_eq!(
+        events(&mut sim),
+        vec![
+            vec![s("add_client"), s("Client-2")],
+            vec![s("remove_client"), s("Client-2")],
+        ]
+    );
+    sim.s.remove_worker(a, 5.0);
+    let got = events(&mut sim);
+    assert_eq!(got.last(), Some(&vec![s("remove_worker"), s("tcp://a:1")]));
+    assert!(
+        got.contains(&transition("y", "memory", "released")),
+        "{got:?}"
+    );
+    sim.s.restart_forget_all(6.0);
+    assert_eq!(events(&mut sim)[0], vec![s("restart")]);
+}
+
+#[test]
+fn only_the_hooks_asked_for_are_recorded_and_zero_stops_recording() {
+    let mut sim = Sim::new();
+    sim.s.set_plugin_hooks(hooks::ADD_WORKER | hooks::LOG_EVENT);
+    sim.worker("tcp://a:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.s.log_event("t", s("m"), 2.0);
+    assert_eq!(
+        events(&mut sim),
+        vec![
+            vec![s("add_worker"), s("tcp://a:1")],
+            vec![s("log_event"), s("t"), s("m")]
+        ]
+    );
+    sim.s.log_event("t", s("undrained"), 2.5);
+    sim.s.set_plugin_hooks(0);
+    sim.s.log_event("t", s("m2"), 3.0);
+    assert!(sim.s.drain_plugin_events().is_empty());
+    assert_eq!(
+        hooks::from_names(["transition", "restart", "not-a-hook"]),
+        hooks::TRANSITION | hooks::RESTART
+    );
+}

@@ -1,0 +1,73 @@
+"""Scheduler plugins for ``test_scheduler_plugins.py``, importable by the
+scheduler's Python (module level: pickled by reference, as a library's
+plugins are)."""
+
+from __future__ import annotations
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+
+class Recorder(SchedulerPlugin):
+    """Records every hook call it gets, in order."""
+
+    def __init__(self, tag="first"):
+        self.tag = tag
+        self.calls = []
+
+    async def start(self, scheduler):
+        self.calls.append(("start", scheduler.address))
+
+    def update_graph(self, scheduler, *, client, keys, tasks, stimulus_id=None, **kwargs):
+        self.calls.append(("update_graph", client, sorted(map(str, keys)), sorted(map(str, tasks))))
+
+    def transition(self, key, start, finish, *args, stimulus_id=None, **kwargs):
+        assert stimulus_id, "transition without a stimulus id"
+        self.calls.append(("transition", key, start, finish))
+
+    def add_worker(self, scheduler, worker):
+        self.calls.append(("add_worker", worker))
+
+    def remove_worker(self, scheduler, worker, *, stimulus_id=None, **kwargs):
+        self.calls.append(("remove_worker", worker))
+
+    def add_client(self, scheduler, client):
+        self.calls.append(("add_client", client))
+
+    def remove_client(self, scheduler, client):
+        self.calls.append(("remove_client", client))
+
+    def log_event(self, topic, msg):
+        self.calls.append(("log_event", topic, msg))
+
+
+class Failing(SchedulerPlugin):
+    """Every hook raises: the scheduler logs it and goes on."""
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        raise RuntimeError("transition hook failed on purpose")
+
+    def add_client(self, scheduler, client):
+        raise RuntimeError("add_client hook failed on purpose")
+
+
+class FailingStart(SchedulerPlugin):
+    def start(self, scheduler):
+        raise ValueError("start failed on purpose")
+
+
+class Downscaling(SchedulerPlugin):
+    def valid_workers_downscaling(self, scheduler, workers):
+        return []
+
+
+def calls(name, dask_scheduler=None):
+    """The calls plugin ``name`` recorded (run on the scheduler)."""
+    return list(dask_scheduler.plugins[name].calls)
+
+
+def tag(name, dask_scheduler=None):
+    return dask_scheduler.plugins[name].tag
+
+
+def names(dask_scheduler=None):
+    return sorted(dask_scheduler.plugins)

@@ -1,0 +1,134 @@
+"""Scheduler plugins (``Client.register_plugin(SchedulerPlugin)``): started
+with the scheduler object, told of transitions, graphs, workers, clients and
+events, reachable as ``dask_scheduler.plugins[name]`` from
+``run_on_scheduler``, removed by name. The Rust scheduler runs them in the
+Python process beside it that runs ``run_on_scheduler`` functions."""
+
+from __future__ import annotations
+
+
+import pytest
+
+from .cluster import wait_until
+from .helpers import inc, unique
+from .scheduler_plugin_helpers import (
+    Downscaling,
+    Failing,
+    FailingStart,
+    Recorder,
+    calls,
+    names,
+    tag,
+)
+
+TIMEOUT = 60
+
+
+def recorded(client, name):
+    return client.run_on_scheduler(calls, name)
+
+
+def test_hooks_see_graphs_transitions_workers_clients_and_events(cluster, client):
+    name = unique("recorder")
+    client.register_plugin(Recorder(), name=name)
+    assert name in client.run_on_scheduler(names)
+    assert recorded(client, name)[0] == ("start", client.scheduler.address)
+
+    key = unique("inc")
+    assert client.submit(inc, 1, key=key).result(timeout=TIMEOUT) == 2
+    got = recorded(client, name)
+    assert ("update_graph", client.id, [key], [key]) in got
+    assert ("transition", key, "processing", "memory") in got
+    assert got.index(("transition", key, "released", "waiting")) < got.index(
+        ("transition", key, "processing", "memory")
+    )
+
+    client.log_event(unique("topic"), {"x": 1})
+    wait_until(
+        lambda: any(c[0] == "log_event" and c[2] == {"x": 1} for c in recorded(client, name)),
+        TIMEOUT,
+        "the log_event hook",
+    )
+
+    other = cluster.client()
+    other_id = other.id
+    other.close()
+    wait_until(
+        lambda: ("remove_client", other_id) in recorded(client, name),
+        TIMEOUT,
+        "the remove_client hook",
+    )
+    assert ("add_client", other_id) in recorded(client, name)
+
+    worker = cluster.add_worker()
+    address = wait_until(
+        lambda: next(
+            (c[1] for c in recorded(client, name) if c[0] == "add_worker"), None
+        ),
+        TIMEOUT,
+        "the add_worker hook",
+    )
+    worker.stop()
+    wait_until(
+        lambda: ("remove_worker", address) in recorded(client, name),
+        TIMEOUT,
+        "the remove_worker hook",
+    )
+
+    client.unregister_scheduler_plugin(name)
+    assert name not in client.run_on_scheduler(names)
+    with pytest.raises(ValueError, match="Could not find plugin"):
+        client.unregister_scheduler_plugin(name)
+
+
+def test_idempotent_registration_keeps_the_first_and_a_plain_one_replaces_it(client):
+    name = unique("recorder")
+    client.register_plugin(Recorder("first"), name=name)
+    second = Recorder("second")
+    second.idempotent = True  # read by register_plugin
+    client.register_plugin(second, name=name)
+    assert client.run_on_scheduler(tag, name) == "first"
+    client.register_plugin(Recorder("third"), name=name)
+    assert client.run_on_scheduler(tag, name) == "third"
+    client.unregister_scheduler_plugin(name)
+
+
+def test_failing_hooks_are_logged_and_the_scheduler_goes_on(cluster, client):
+    name = unique("failing")
+    client.register_plugin(Failing(), name=name)
+    futures = client.map(inc, range(20), key=[unique("f") for _ in range(20)])
+    assert client.gather(futures) == list(range(1, 21))
+    extra = cluster.client()
+    assert extra.submit(inc, 5).result(timeout=TIMEOUT) == 6
+    extra.close()
+    client.unregister_scheduler_plugin(name)
+    wait_until(
+        lambda: "transition hook failed on purpose" in cluster.scheduler.log_text(),
+        TIMEOUT,
+        "the failing hook logged",
+    )
+
+
+def test_a_failing_start_is_raised_to_the_client_and_nothing_is_kept(client):
+    name = unique("failing-start")
+    with pytest.raises(ValueError, match="start failed on purpose"):
+        client.register_plugin(FailingStart(), name=name)
+    assert name not in client.run_on_scheduler(names)
+
+
+@pytest.mark.rust_only
+def test_a_plugin_that_would_choose_workers_to_retire_is_refused_naming_the_hook(client):
+    with pytest.raises(NotImplementedError, match="valid_workers_downscaling"):
+        client.register_plugin(Downscaling(), name=unique("downscaling"))
+
+
+def test_events_reach_the_plugin_before_a_later_run_on_scheduler(client):
+    """What a client saw finish, a plugin has seen too by the time the
+    client asks it (each of 20 rounds)."""
+    name = unique("recorder")
+    client.register_plugin(Recorder(), name=name)
+    for _ in range(20):
+        key = unique("r")
+        client.submit(inc, 0, key=key).result(timeout=TIMEOUT)
+        assert ("transition", key, "processing", "memory") in recorded(client, name)
+    client.unregister_scheduler_plugin(name)
