@@ -445,14 +445,19 @@ def test_upload_file_plugin_makes_a_module_importable(tmp_path):
         h.close()
 
 
-def test_other_scheduler_plugins_are_refused(helper):
+def test_only_upload_file_plugins_are_taken_by_a_helper(helper):
+    """Other scheduler plugins go to the function runner; one routed to a
+    pool helper by mistake is an error naming what it is."""
     from distributed.diagnostics.plugin import SchedulerPlugin
 
-    for plugin in (pickle.dumps(SchedulerPlugin()), b"\x80\x04cno_such_module\nThing\n."):
+    for plugin, error in (
+        (pickle.dumps(SchedulerPlugin()), TypeError),
+        (b"\x80\x04cno_such_module\nThing\n.", RuntimeError),
+    ):
         reply = helper.call({"op": "scheduler_plugin", "plugin": plugin})
         assert reply["status"] == "error"
-        assert isinstance(pickle.loads(reply["exception"]), NotImplementedError)
-        assert "Scheduler plugins run Python code" in reply["exception_text"]
+        assert isinstance(pickle.loads(reply["exception"]), error)
+        assert "as Client.upload_file's SchedulerUploadFile" in reply["exception_text"]
     assert helper.call({"op": "ping"})["status"] == "ok"
 
 

@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""What a scheduler plugin with a ``transition`` hook costs each scheduler:
+``client.map`` of ``--n`` tiny tasks (then their sum) on 2 local workers, once
+without a plugin and once with one that counts transitions. Reports the wall
+time and the scheduler's CPU (its process and its children, read with psutil
+before and after each run; a child that ended meanwhile is not counted) per
+task. The schedulers alternate, ``--rounds`` times each, each round on a
+fresh cluster.
+
+    .venv/bin/python benches/scheduler_plugin_overhead.py [--n 5000] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = REPO / ".venv" / "bin" / "python"
+RUST_BIN = REPO / "target" / "release" / "dask-scheduler"
+
+
+class CountTransitions(SchedulerPlugin):
+    """Counts the transitions it is told of (pickled by value: this module
+    is the client's ``__main__``)."""
+
+    name = "count-transitions"
+
+    def __init__(self):
+        self.n = 0
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        self.n += 1
+
+
+def counted(dask_scheduler=None):
+    return dask_scheduler.plugins["count-transitions"].n
+
+
+def inc(x):
+    return x + 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def one_round(impl: str, n: int) -> dict:
+    from distributed import Client
+
+    port = free_port()
+    common = ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    if impl == "rust":
+        argv = [str(RUST_BIN), *common]
+    else:
+        argv = [str(PYTHON), "-m", "distributed.cli.dask_scheduler", *common]
+    env = dict(os.environ, DASK_SCHEDULER_PYTHON=str(PYTHON))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    sched = subprocess.Popen(argv, **quiet)
+    address = f"tcp://127.0.0.1:{port}"
+    workers = [
+        subprocess.Popen(
+            [str(PYTHON), "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
+             "--no-nanny", "--no-dashboard", "--memory-limit", "0"],
+            **quiet,
+        )
+        for _ in range(2)
+    ]
+    row = {"scheduler": impl}
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            client.submit(inc, 0).result()  # warm up (starts the materializer)
+            proc = psutil.Process(sched.pid)
+            for label in ("without", "with"):
+                if label == "with":
+                    client.register_plugin(CountTransitions())
+                    client.run_on_scheduler(counted)
+                c0, t0 = cpu(proc), time.perf_counter()
+                futures = client.map(inc, range(n), key=[f"inc-{label}-{i}" for i in range(n)])
+                assert client.submit(sum, futures).result() == n * (n + 1) // 2
+                wall = time.perf_counter() - t0
+                row[f"{label}_wall_s"] = wall
+                row[f"{label}_cpu_us_per_task"] = (cpu(proc) - c0) / (n + 1) * 1e6
+                del futures
+            row["transitions_seen"] = client.run_on_scheduler(counted)
+    finally:
+        for p in [*workers, sched]:
+            p.terminate()
+        for p in [*workers, sched]:
+            p.wait(timeout=30)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = ap.parse_args()
+    rows = []
+    for _ in range(args.rounds):
+        for impl in ("rust", "python"):
+            row = one_round(impl, args.n)
+            rows.append(row)
+            print(
+                f"{impl:6s} without: {row['without_wall_s']:.2f} s, "
+                f"{row['without_cpu_us_per_task']:.0f} us/task; with the plugin: "
+                f"{row['with_wall_s']:.2f} s, {row['with_cpu_us_per_task']:.0f} us/task "
+                f"({row['transitions_seen']} transitions seen)",
+                flush=True,
+            )
+
+    def med(impl, field):
+        return statistics.median(r[field] for r in rows if r["scheduler"] == impl)
+
+    for field in ("with_wall_s", "with_cpu_us_per_task"):
+        print(f"{field}: rust/python {med('rust', field) / med('python', field):.2f}")
+    for impl in ("rust", "python"):
+        print(
+            f"{impl}: CPU per task with the plugin / without "
+            f"{med(impl, 'with_cpu_us_per_task') / med(impl, 'without_cpu_us_per_task'):.2f}"
+        )
+    if args.out:
+        args.out.write_text(json.dumps({"n": args.n, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
