@@ -106,12 +106,24 @@ def one_round(impl: str, n: int) -> dict:
                 row[f"{label}_wall_s"] = wall
                 row[f"{label}_cpu_us_per_task"] = (cpu(proc) - c0) / (n + 1) * 1e6
                 del futures
-            row["transitions_seen"] = client.run_on_scheduler(counted)
+            # the releases of the last run's keys arrive after its result:
+            # count once the number stops changing
+            seen, last = client.run_on_scheduler(counted), -1
+            while seen != last:
+                time.sleep(0.3)
+                seen, last = client.run_on_scheduler(counted), seen
+            row["transitions_seen"] = seen
     finally:
-        for p in [*workers, sched]:
-            p.terminate()
-        for p in [*workers, sched]:
-            p.wait(timeout=30)
+        # the workers first, while the scheduler can still see them leave
+        for group in (workers, [sched]):
+            for p in group:
+                p.terminate()
+            for p in group:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
     return row
 
 

@@ -220,6 +220,8 @@ impl State {
             if self.task(id).state == TaskState::Queued {
                 self.transition_counter += 1;
                 self.assign(id, w);
+                // queued -> processing, for the log and the plugins
+                self.log_direct_transition(id, TaskState::Queued, &Default::default());
                 // a reserved task's family was reserved with it
                 if !reserved {
                     self.reserve_family(id, w);

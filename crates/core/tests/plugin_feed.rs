@@ -160,3 +160,28 @@ fn only_the_hooks_asked_for_are_recorded_and_zero_stops_recording() {
         hooks::TRANSITION | hooks::RESTART
     );
 }
+
+#[test]
+fn a_queued_task_sent_to_a_freed_thread_is_a_queued_to_processing_transition() {
+    let mut sim = Sim::new();
+    sim.s.set_plugin_hooks(hooks::TRANSITION);
+    sim.worker("tcp://a:1", 1);
+    let keys: Vec<String> = (0..10).map(|i| format!("x-{i}")).collect();
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    sim.submit(&names, names.iter().map(|k| t(k, &[])).collect());
+    let got = events(&mut sim);
+    assert!(
+        got.iter()
+            .any(|e| e[2] == s("waiting") && e[3] == s("queued")),
+        "root tasks beyond the thread are queued: {got:?}"
+    );
+    let first = sim.computes();
+    assert!(!first.is_empty());
+    sim.finish(&first[0]);
+    let got = events(&mut sim);
+    assert!(
+        got.iter()
+            .any(|e| e[2] == s("queued") && e[3] == s("processing")),
+        "{got:?}"
+    );
+}
