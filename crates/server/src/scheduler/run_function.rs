@@ -99,19 +99,29 @@ fn may_be_performance_reports(msg: &Value) -> bool {
     }
 }
 
-/// Run the call in the function runner and shape its reply as Python's.
-async fn run(sched: &Arc<Scheduler>, request: Value) -> Result<Value, Value> {
+/// Send `request` to the function runner and decode its reply; failures
+/// to get one are `RuntimeError` replies starting with `what`.
+pub(super) async fn runner_reply(
+    sched: &Arc<Scheduler>,
+    request: Value,
+    what: &str,
+) -> Result<Value, Value> {
     let frame = sched
         .materializer
         .run_function(request)
         .await
-        .map_err(|e| error_reply("RuntimeError", &format!("run_on_scheduler: {e}")))?;
-    let reply = dask_wire::msgpack::decode(&frame).map_err(|e| {
+        .map_err(|e| error_reply("RuntimeError", &format!("{what}: {e}")))?;
+    dask_wire::msgpack::decode(&frame).map_err(|e| {
         error_reply(
             "RuntimeError",
-            &format!("run_on_scheduler: malformed reply from the function runner: {e}"),
+            &format!("{what}: malformed reply from the function runner: {e}"),
         )
-    })?;
+    })
+}
+
+/// Run the call in the function runner and shape its reply as Python's.
+async fn run(sched: &Arc<Scheduler>, request: Value) -> Result<Value, Value> {
+    let reply = runner_reply(sched, request, "run_on_scheduler").await?;
     match reply.get("status").and_then(Value::as_str) {
         Some("OK") => Ok(Value::map([
             ("status", Value::str("OK")),

@@ -186,17 +186,7 @@ async fn set_hooks(sched: &Arc<Scheduler>, mask: u16) {
 /// One request to the function runner; its error replies become errors
 /// the client raises.
 async fn runner_call(sched: &Arc<Scheduler>, request: Value) -> Result<Value, Value> {
-    let frame = sched
-        .materializer
-        .run_function(request)
-        .await
-        .map_err(|e| error_reply("RuntimeError", &format!("scheduler plugin: {e}")))?;
-    let reply = dask_wire::msgpack::decode(&frame).map_err(|e| {
-        error_reply(
-            "RuntimeError",
-            &format!("scheduler plugin: malformed reply from the function runner: {e}"),
-        )
-    })?;
+    let reply = super::run_function::runner_reply(sched, request, "scheduler plugin").await?;
     if reply.get("status").and_then(Value::as_str) == Some("ok") {
         Ok(reply)
     } else {
