@@ -71,3 +71,13 @@ def tag(name, dask_scheduler=None):
 
 def names(dask_scheduler=None):
     return sorted(dask_scheduler.plugins)
+
+
+def add_recorder(name, dask_scheduler=None):
+    """``Scheduler.add_plugin`` from a ``run_on_scheduler`` function (no
+    ``start``, as in Python)."""
+    dask_scheduler.add_plugin(Recorder("added"), name=name)
+
+
+def remove(name, dask_scheduler=None):
+    dask_scheduler.remove_plugin(name)

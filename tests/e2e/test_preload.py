@@ -4,7 +4,7 @@ The Rust scheduler runs them in the process that runs ``run_on_scheduler``
 functions, with the same stand-in for the scheduler object, so what a
 preload keeps there those functions see. As in Python, a module that cannot
 be loaded stops the scheduler, and a ``dask_setup`` that fails is logged.
-All but the last test pass against the Python scheduler too.
+All but the last two tests pass against the Python scheduler too.
 """
 
 from __future__ import annotations
@@ -88,6 +88,41 @@ def test_a_failing_setup_is_logged_and_the_scheduler_serves(make_scheduler, tmp_
         assert client.run_on_scheduler(len, "abc") == 3
 
 
+def test_a_plugin_a_preload_adds_is_started_and_told_of_transitions(make_scheduler, tmp_path):
+    from distributed import Client
+
+    from .helpers import inc, unique
+    from .scheduler_plugin_helpers import calls
+
+    module = write_module(
+        tmp_path,
+        "plugin_preload",
+        """
+        from e2e.scheduler_plugin_helpers import Recorder
+
+        def dask_setup(scheduler):
+            scheduler.add_plugin(Recorder("preloaded"), name="from-preload")
+        """,
+    )
+    sched = make_scheduler(extra=["--preload", str(module)])
+    key = unique("inc")
+    with Client(sched.address, timeout=TIMEOUT) as client:
+        wait_until(lambda: client.run_on_scheduler(calls, "from-preload"), TIMEOUT,
+                   "the preload's plugin", context=sched.describe)
+        # no workers: the task waits, and the plugin hears of it
+        future = client.submit(inc, 1, key=key)
+        wait_until(
+            lambda: ("transition", key, "released", "waiting")
+            in client.run_on_scheduler(calls, "from-preload"),
+            TIMEOUT,
+            "the transition",
+            context=sched.describe,
+        )
+        # as Scheduler.start does, the plugin was started after the preloads
+        assert client.run_on_scheduler(calls, "from-preload")[0] == ("start", sched.address)
+        del future
+
+
 def test_a_module_that_cannot_be_loaded_stops_the_scheduler(make_scheduler, tmp_path):
     sched = make_scheduler(extra=["--preload", "no_such_preload_module_xyz"], wait=False)
     assert sched.wait(TIMEOUT) not in (None, 0), sched.describe()
@@ -101,11 +136,11 @@ def test_scheduler_attributes_a_preload_needs_are_named(make_scheduler, tmp_path
         "plugin_preload",
         """
         def dask_setup(scheduler):
-            scheduler.add_plugin(object())
+            scheduler.tasks
         """,
     )
     sched = make_scheduler(extra=["--preload", str(module)])
-    wait_until(lambda: "Scheduler.add_plugin is not available" in sched.log_text(), TIMEOUT,
+    wait_until(lambda: "Scheduler.tasks is not available" in sched.log_text(), TIMEOUT,
                "the failure naming the attribute", context=sched.describe)
     assert "Failed to start preload" in sched.log_text()
 

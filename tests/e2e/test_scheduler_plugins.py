@@ -16,8 +16,10 @@ from .scheduler_plugin_helpers import (
     Failing,
     FailingStart,
     Recorder,
+    add_recorder,
     calls,
     names,
+    remove,
     tag,
 )
 
@@ -132,3 +134,18 @@ def test_events_reach_the_plugin_before_a_later_run_on_scheduler(client):
         client.submit(inc, 0, key=key).result(timeout=TIMEOUT)
         assert ("transition", key, "processing", "memory") in recorded(client, name)
     client.unregister_scheduler_plugin(name)
+
+
+def test_add_plugin_from_a_run_on_scheduler_function_turns_its_hooks_on(client):
+    name = unique("added")
+    client.run_on_scheduler(add_recorder, name)
+    assert client.run_on_scheduler(tag, name) == "added"
+    key = unique("inc")
+    assert client.submit(inc, 2, key=key).result(timeout=TIMEOUT) == 3
+    got = recorded(client, name)
+    assert ("transition", key, "processing", "memory") in got
+    assert not any(c[0] == "start" for c in got)  # add_plugin does not start it
+    client.run_on_scheduler(remove, name)
+    assert name not in client.run_on_scheduler(names)
+    with pytest.raises(ValueError, match="Could not find plugin"):
+        client.run_on_scheduler(remove, name)

@@ -304,11 +304,13 @@ async fn start_preloads(
     if names.is_empty() {
         return Ok(());
     }
-    let failed = sched
+    let (failed, reply) = sched
         .materializer
         .start_preloads(&names, argv, &sched.info.address, &sched.info.id)
         .await
         .map_err(|why| anyhow::anyhow!("--preload {}: {why}", names.join(", ")))?;
+    // the plugins the preloads added (`scheduler.add_plugin`)
+    dask_scheduler::scheduler::scheduler_plugins::adopt_runner_table(sched, &reply).await;
     for f in failed {
         tracing::error!("Failed to start preload: {f}");
     }

@@ -1149,7 +1149,9 @@ class _SchedulerStandIn:
     def _reserved(self):
         names = object.__getattribute__(self, "_stand_in_reserved")
         if names is None:
-            names = _scheduler_attribute_names() - {"address", "id", "plugins"}
+            names = _scheduler_attribute_names() - {
+                "address", "id", "plugins", "add_plugin", "remove_plugin"
+            }
             object.__setattr__(self, "_stand_in_reserved", names)
         return names
 
@@ -1165,6 +1167,18 @@ class _SchedulerStandIn:
         if name in self._reserved():
             raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
         object.__setattr__(self, name, value)
+
+    def add_plugin(self, plugin, *, idempotent=False, name=None, **kwargs):
+        """``Scheduler.add_plugin``: keeps the plugin (its ``start`` is not
+        called, as in Python, except for plugins added while the preloads
+        start)."""
+        name, fresh = _add_plugin(plugin, name, idempotent)
+        if fresh:
+            _keep_plugin(name, plugin)
+
+    def remove_plugin(self, name=None):
+        """``Scheduler.remove_plugin``."""
+        _remove_plugin(name)
 
     def __repr__(self):
         return f"<Scheduler stand-in for run_on_scheduler: {self.__dict__.get('address')!r}>"
@@ -1282,6 +1296,8 @@ async def _start_preloads(req, send):
     does not start, as Python's does not) and run each ``dask_setup`` with
     the stand-in as the scheduler; a ``dask_setup`` that fails is logged and
     reported, and the others go on, as in Python's ``PreloadManager``."""
+    import inspect
+
     from distributed.preloading import process_preloads
 
     rid = req.get("id")
@@ -1297,12 +1313,24 @@ async def _start_preloads(req, send):
         return
     _PRELOADS.append(manager)
     failed = []
+    before = dict(_PLUGINS)
     for preload in manager:
         try:
             await preload.start()
         except Exception as e:  # noqa: BLE001 - as Python: logged, not fatal
             log.exception("Failed to start preload: %s", preload.name)
             failed.append(f"{preload.name}: {type(e).__name__}: {e}")
+    # as Scheduler.start: the plugins the preloads added start now
+    for name, plugin in list(_PLUGINS.items()):
+        if before.get(name) is plugin:
+            continue
+        try:
+            result = plugin.start(_stand_in(req))
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:  # noqa: BLE001 - the scheduler already serves
+            log.exception("Failed to start scheduler plugin %s", name)
+            failed.append(f"scheduler plugin {name}: {type(e).__name__}: {e}")
     send({"id": rid, "status": "ok", "failed": failed})
 
 
@@ -1335,54 +1363,86 @@ def _overrides(plugin, hook):
     return own is not None and own is not getattr(SchedulerPlugin, hook, None)
 
 
+# set when ``_PLUGINS`` changed since the last reply: the next reply
+# carries the whole table (``plugin_hooks``), from which the scheduler
+# learns which hooks to record, whoever added the plugin (a client, or
+# ``scheduler.add_plugin`` in a preload or a ``run_on_scheduler`` function)
+_PLUGINS_CHANGED = False
+
+
+def _plugin_table():
+    """``{name: [hooks it overrides]}`` for every plugin."""
+    return {
+        name: [h for h in _EVENT_HOOKS if _overrides(plugin, h)]
+        for name, plugin in _PLUGINS.items()
+    }
+
+
+def _add_plugin(plugin, name=None, idempotent=False):
+    """The checks of Python's ``Scheduler.add_plugin``, plus the refusal of
+    ``valid_workers_downscaling`` (its answer would have to take part in the
+    scheduler's decision, which runs elsewhere): ``(name, False)`` when
+    ``idempotent`` keeps the plugin of that name, else ``(name, True)``, and
+    the caller keeps it (``_keep_plugin``)."""
+    from distributed.diagnostics.plugin import SchedulerPlugin, _get_plugin_name
+
+    if not isinstance(plugin, SchedulerPlugin):
+        raise TypeError(f"not a SchedulerPlugin: {type(plugin).__name__}")
+    if name is None:
+        name = _get_plugin_name(plugin)
+    if name in _PLUGINS and idempotent:
+        return name, False
+    if _overrides(plugin, "valid_workers_downscaling"):
+        raise NotImplementedError(
+            f"{type(plugin).__qualname__}.valid_workers_downscaling: the Rust "
+            "dask-scheduler runs scheduler plugins beside the scheduler and tells them "
+            "what happened a moment later, so a plugin cannot take part in choosing "
+            "the workers to retire"
+        )
+    return name, True
+
+
+def _keep_plugin(name, plugin):
+    global _PLUGINS_CHANGED
+    import warnings
+
+    if name in _PLUGINS:
+        warnings.warn(
+            f"Scheduler already contains a plugin with name {name}; overwriting.",
+            category=UserWarning,
+        )
+    _PLUGINS[name] = plugin
+    _PLUGINS_CHANGED = True
+
+
 async def _plugin_add(req, send):
     """``register_scheduler_plugin``, as Python's: unpickle, keep the one of
     that name if ``idempotent``, else ``start`` it with the stand-in and keep
-    it (a plugin of the same name is replaced, with Python's warning). The
-    reply names the event hooks it overrides. ``valid_workers_downscaling``
-    would have to answer inside the scheduler's decision, so a plugin that
-    overrides it is refused, naming it."""
+    it (a plugin of the same name is replaced, with Python's warning)."""
     import inspect
     import pickle
-    import warnings
-
-    from distributed.diagnostics.plugin import SchedulerPlugin, _get_plugin_name
 
     rid = req.get("id")
     try:
         _refresh_uploads()
         plugin = pickle.loads(req["plugin"])
-        if not isinstance(plugin, SchedulerPlugin):
-            raise TypeError(f"not a SchedulerPlugin: {type(plugin).__name__}")
-        name = req.get("name") or _get_plugin_name(plugin)
-        if name in _PLUGINS and req.get("idempotent"):
+        name, fresh = _add_plugin(plugin, req.get("name"), req.get("idempotent"))
+        if fresh is False:
             send({"id": rid, "status": "ok", "name": name, "added": False})
             return
-        if _overrides(plugin, "valid_workers_downscaling"):
-            raise NotImplementedError(
-                f"{type(plugin).__qualname__}.valid_workers_downscaling: the Rust "
-                "dask-scheduler runs scheduler plugins beside the scheduler and tells them "
-                "what happened a moment later, so a plugin cannot take part in choosing "
-                "the workers to retire"
-            )
         if hasattr(plugin, "start"):
             result = plugin.start(_stand_in(req))
             if inspect.isawaitable(result):
                 await result
-        if name in _PLUGINS:
-            warnings.warn(
-                f"Scheduler already contains a plugin with name {name}; overwriting.",
-                category=UserWarning,
-            )
-        _PLUGINS[name] = plugin
+        _keep_plugin(name, plugin)
     except BaseException as e:  # noqa: BLE001 - the client raises it
         reply = error_reply(e)
         reply["status"] = "uncaught"
         reply["id"] = rid
         send(reply)
         return
-    hooks = [h for h in _EVENT_HOOKS if _overrides(plugin, h)]
-    send({"id": rid, "status": "ok", "name": name, "added": True, "hooks": hooks})
+    # (the reply carries the plugin table: ``send`` adds it)
+    send({"id": rid, "status": "ok", "name": name, "added": True})
 
 
 def _plugin_remove(req, send):
@@ -1397,8 +1457,17 @@ def _plugin_remove(req, send):
         reply["id"] = req.get("id")
         send(reply)
         return
-    del _PLUGINS[name]
+    _remove_plugin(name)
     send({"id": req.get("id"), "status": "ok"})
+
+
+def _remove_plugin(name):
+    """Python's ``Scheduler.remove_plugin``."""
+    global _PLUGINS_CHANGED
+    if name not in _PLUGINS:
+        raise ValueError(f"Could not find plugin {name!r} among the current scheduler plugins")
+    del _PLUGINS[name]
+    _PLUGINS_CHANGED = True
 
 
 def _plugin_events(req, loop):
@@ -1490,6 +1559,10 @@ def runner_main(proto_in, proto_out):
     lock = threading.Lock()
 
     def send(reply):
+        global _PLUGINS_CHANGED
+        if _PLUGINS_CHANGED:
+            reply["plugin_hooks"] = _plugin_table()
+            _PLUGINS_CHANGED = False
         body = _packed_reply(reply, reply.get("id"))
         with lock:
             try:

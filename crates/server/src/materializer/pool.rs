@@ -393,7 +393,9 @@ impl MaterializerPool {
     /// Start the `--preload` modules in the function runner (with the
     /// scheduler's `address` and `scheduler_id` for its stand-in scheduler):
     /// `argv` is one list of arguments for all, or one per module. `Ok` holds
-    /// the `dask_setup`s that failed (logged, not fatal, as in Python);
+    /// the `dask_setup`s (and the plugins they added) that failed to start
+    /// (logged, not fatal, as in Python) and the whole reply (it may carry
+    /// the runner's plugin table);
     /// `Err` says why the modules could not even be loaded, which stops the
     /// scheduler as it stops Python's.
     pub async fn start_preloads(
@@ -402,7 +404,7 @@ impl MaterializerPool {
         argv: dask_wire::Value,
         address: &str,
         scheduler_id: &str,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<(Vec<String>, dask_wire::Value), String> {
         use dask_wire::Value;
         let request = Value::map([
             ("op", Value::str("preload")),
@@ -428,13 +430,14 @@ impl MaterializerPool {
                 text("traceback_text")
             ));
         }
-        Ok(reply
+        let failed = reply
             .get("failed")
             .and_then(Value::as_seq)
             .unwrap_or(&[])
             .iter()
             .filter_map(|f| f.as_str().map(str::to_string))
-            .collect())
+            .collect();
+        Ok((failed, reply))
     }
 
     /// Queue a request that gets no reply (`{"op": "plugin_events"}`) for

@@ -99,8 +99,9 @@ fn may_be_performance_reports(msg: &Value) -> bool {
     }
 }
 
-/// Send `request` to the function runner and decode its reply; failures
-/// to get one are `RuntimeError` replies starting with `what`.
+/// Send `request` to the function runner and decode its reply (adopting
+/// the plugin table it may carry); failures to get one are `RuntimeError`
+/// replies starting with `what`.
 pub(super) async fn runner_reply(
     sched: &Arc<Scheduler>,
     request: Value,
@@ -111,12 +112,15 @@ pub(super) async fn runner_reply(
         .run_function(request)
         .await
         .map_err(|e| error_reply("RuntimeError", &format!("{what}: {e}")))?;
-    dask_wire::msgpack::decode(&frame).map_err(|e| {
+    let reply = dask_wire::msgpack::decode(&frame).map_err(|e| {
         error_reply(
             "RuntimeError",
             &format!("{what}: malformed reply from the function runner: {e}"),
         )
-    })
+    })?;
+    // a function may have added or removed scheduler plugins
+    super::scheduler_plugins::adopt_runner_table(sched, &reply).await;
+    Ok(reply)
 }
 
 /// Run the call in the function runner and shape its reply as Python's.

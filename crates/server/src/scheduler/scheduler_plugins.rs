@@ -64,6 +64,45 @@ impl SchedulerPlugins {
     fn get(&self, name: &str) -> Option<Registered> {
         self.table().get(name).copied()
     }
+
+    /// The runner's plugins are now `table` (name, hooks); returns the
+    /// union of every plugin's hooks.
+    fn replace_runner_plugins(&self, table: Vec<(String, u16)>) -> u16 {
+        let mut t = self.table();
+        t.retain(|_, p| !p.in_runner);
+        for (name, hooks) in table {
+            let plugin = Registered {
+                hooks,
+                in_runner: true,
+            };
+            t.insert(name, plugin);
+        }
+        t.values().fold(0, |m, p| m | p.hooks)
+    }
+}
+
+/// A function runner reply that carries its plugin table (`plugin_hooks`:
+/// `{name: [hook, ...]}`, sent whenever its plugins changed, whoever
+/// changed them: a registration, or `scheduler.add_plugin` in a preload or a
+/// `run_on_scheduler` function) makes it the registry's, and the state
+/// records events for those hooks from now on.
+pub async fn adopt_runner_table(sched: &Scheduler, reply: &Value) {
+    let Some(table) = reply.get("plugin_hooks").and_then(Value::as_map) else {
+        return;
+    };
+    let table = table
+        .iter()
+        .filter_map(|(name, hooks)| {
+            let names = hooks
+                .as_seq()
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(Value::as_str);
+            Some((name.as_str()?.to_string(), hooks::from_names(names)))
+        })
+        .collect();
+    let all = sched.scheduler_plugins.replace_runner_plugins(table);
+    set_hooks(sched, all).await;
 }
 
 /// Whether the pickle is `SchedulerUploadFile`'s (its class is named in
@@ -110,7 +149,8 @@ pub async fn rpc_register(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, 
             hooks: 0,
             in_runner: false,
         };
-        sched.scheduler_plugins.insert(&name, uploaded);
+        let all = sched.scheduler_plugins.insert(&name, uploaded);
+        set_hooks(sched, all).await;
         return Ok(Value::Nil);
     }
     let request = Value::map([
@@ -121,29 +161,13 @@ pub async fn rpc_register(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, 
         ("address", Value::str(sched.info.address.as_str())),
         ("scheduler_id", Value::str(sched.info.id.as_str())),
     ]);
+    // the reply's plugin table is adopted on the way (`runner_reply`)
     let reply = runner_call(sched, request).await?;
-    let name = reply
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
     if reply.get("added").is_some_and(Value::truthy) {
-        let hooks = hooks::from_names(
-            reply
-                .get("hooks")
-                .and_then(Value::as_seq)
-                .unwrap_or(&[])
-                .iter()
-                .filter_map(Value::as_str),
-        );
-        let all = sched.scheduler_plugins.insert(
-            &name,
-            Registered {
-                hooks,
-                in_runner: true,
-            },
-        );
-        set_hooks(sched, all).await;
+        let name = reply
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         tracing::info!("Registered scheduler plugin {name}");
     }
     Ok(Value::Nil)
@@ -164,6 +188,7 @@ pub async fn rpc_unregister(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value
         ));
     };
     if plugin.in_runner {
+        // its reply's plugin table no longer has it
         runner_call(
             sched,
             Value::map([
@@ -172,14 +197,15 @@ pub async fn rpc_unregister(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value
             ]),
         )
         .await?;
+    } else {
+        let all = sched.scheduler_plugins.remove(&name);
+        set_hooks(sched, all).await;
     }
-    let all = sched.scheduler_plugins.remove(&name);
-    set_hooks(sched, all).await;
     Ok(Value::Nil)
 }
 
 /// Record events for these hooks from now on.
-async fn set_hooks(sched: &Arc<Scheduler>, mask: u16) {
+async fn set_hooks(sched: &Scheduler, mask: u16) {
     let _ = sched.with_state(move |s, _| s.set_plugin_hooks(mask)).await;
 }
 
