@@ -24,6 +24,37 @@ def test_events_are_kept_per_topic(client):
     assert list(client.get_events(unique("never"))) == []
 
 
+def test_the_scheduler_logs_workers_clients_and_graphs(cluster, client):
+    """The scheduler's own events, as Python's: ``add-worker`` on ``all``
+    and the worker's topic, ``add-client`` / ``remove-client`` on ``all``
+    and the client's, ``update-graph`` on ``scheduler`` and the client's."""
+    from .cluster import wait_until
+    from .helpers import inc
+
+    def actions(topic):
+        return [m.get("action") for _, m in client.get_events(topic) if isinstance(m, dict)]
+
+    workers = sorted(client.scheduler_info()["workers"])
+    added = [m["worker"] for _, m in client.get_events("all") if m.get("action") == "add-worker"]
+    assert set(workers) <= set(added)
+    assert "add-worker" in actions(workers[0])
+    assert "add-client" in actions(client.id)
+
+    client.submit(inc, 1, key=unique("inc")).result(timeout=30)
+    graph = [m for _, m in client.get_events(client.id) if m.get("action") == "update-graph"]
+    assert graph and graph[-1]["status"] == "OK" and graph[-1]["stimulus_id"]
+    assert "update-graph" in actions("scheduler")
+
+    other = cluster.client()
+    other_id = other.id
+    other.close()
+    # (Python's logs its remove-client twice)
+    wait_until(lambda: "remove-client" in actions(other_id), 30, "the other client's events")
+    assert actions(other_id)[0] == "add-client"
+    gone = [m for _, m in client.get_events("all") if m.get("action") == "remove-client"]
+    assert {"action": "remove-client", "client": other_id} in gone
+
+
 def test_events_reach_subscribers_and_are_kept(client):
     topic = unique("topic")
     got = []

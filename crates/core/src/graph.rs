@@ -303,10 +303,12 @@ impl State {
                 None => self.place_task(key),
             });
         }
+        let mut new_tasks = 0;
         for gi in 0..graph.tasks.len() {
             if walk[gi] == Walked::New {
                 let id = ids[gi].expect("a new task has its id");
                 self.task_ids.insert_hashed(hashes[gi], id);
+                new_tasks += 1;
             }
         }
         if let Some(base) = fresh_base {
@@ -405,6 +407,7 @@ impl State {
             .map(|id| (id, Target::Waiting))
             .collect();
         self.transitions(recs);
+        self.event_update_graph(client, graph.tasks.len(), new_tasks);
     }
 
     /// True if at most one in ten of up to [`NEW_KEY_SAMPLE`] evenly spaced

@@ -42,6 +42,7 @@ pub mod resulttypes;
 pub mod retire;
 pub mod runindex;
 pub mod runspec;
+pub mod schedevents;
 pub mod semaphores;
 pub mod state;
 pub mod stats;

@@ -262,6 +262,10 @@ impl State {
         };
         let was = worker.status;
         worker.status = status;
+        if was != status {
+            let address = worker.info.address.clone();
+            self.event_worker_status(&address, was, status);
+        }
         self.refresh_slot_index(w);
         if status != WorkerStatus::Running {
             self.release_reservations(w);

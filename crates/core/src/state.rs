@@ -667,8 +667,11 @@ impl State {
             },
         );
         self.client_by_name.insert(name.to_string(), id);
-        if name != FIRE_AND_FORGET && self.plugin_wants(crate::pluginfeed::hooks::ADD_CLIENT) {
-            self.plugin_event("add_client", vec![Value::str(name)]);
+        if name != FIRE_AND_FORGET {
+            self.event_client(name, true);
+            if self.plugin_wants(crate::pluginfeed::hooks::ADD_CLIENT) {
+                self.plugin_event("add_client", vec![Value::str(name)]);
+            }
         }
         id
     }
@@ -705,6 +708,7 @@ impl State {
         if let Some(c) = self.clients.remove(&client) {
             self.client_by_name.remove(&c.name);
             self.stats.clients_removed += 1;
+            self.event_client(&c.name, false);
             if self.plugin_wants(crate::pluginfeed::hooks::REMOVE_CLIENT) {
                 self.plugin_event("remove_client", vec![Value::str(c.name)]);
             }
@@ -835,6 +839,7 @@ impl State {
             },
         );
         self.refresh_slot_index(id);
+        self.event_add_worker(&address);
         if self.plugin_wants(crate::pluginfeed::hooks::ADD_WORKER) {
             self.plugin_event("add_worker", vec![Value::str(address.as_str())]);
         }
@@ -892,6 +897,10 @@ impl State {
         let mut recs = Vec::new();
         let mut processing: Vec<TaskId> = worker.processing.iter().copied().collect();
         processing.sort_unstable();
+        let mut lost = crate::schedevents::RemovedWorkerLoss {
+            processing: processing.clone(),
+            ..Default::default()
+        };
         for tid in processing {
             let allowed = self.config.allowed_failures;
             self.steal_refused.remove(&tid);
@@ -919,8 +928,10 @@ impl State {
             } else if t.who_has.is_empty() && t.state == TaskState::Memory {
                 if t.run_spec.is_some() {
                     recs.push((tid, Target::Released));
+                    lost.recomputed.push(tid);
                 } else {
                     recs.push((tid, Target::Forgotten));
+                    lost.scattered.push(tid);
                 }
             }
         }
@@ -931,6 +942,11 @@ impl State {
                 crate::messages::remove_worker(&worker.info.address, &stim),
             );
         }
+        let expected = matches!(
+            worker.status,
+            WorkerStatus::ClosingGracefully | WorkerStatus::Closing
+        );
+        self.event_remove_worker(&worker.info.address, lost, &stim, expected);
         self.transitions(recs);
         self.p2p_worker_removed(&worker.info.address);
         if self.plugin_wants(crate::pluginfeed::hooks::REMOVE_WORKER) {

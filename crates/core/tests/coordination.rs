@@ -368,7 +368,66 @@ fn events_are_kept_per_topic_up_to_the_limit() {
         .iter()
         .map(|(k, _)| k.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(topics, ["busy", "quiet"]);
+    // the scheduler's own events (the default client's `add-client`) too
+    assert_eq!(topics, ["Client-1", "all", "busy", "quiet"]);
+}
+
+/// `action` of each event of `topic`.
+fn actions(sim: &Sim, topic: &str) -> Vec<String> {
+    sim.s
+        .get_events(Some(topic))
+        .as_seq()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let msg = &e.as_seq().unwrap()[1];
+            msg.get("action")
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_scheduler_logs_its_own_events_as_python_does() {
+    let mut sim = Sim::new();
+    let a = sim.worker("tcp://a:1", 1);
+    assert_eq!(
+        actions(&sim, "tcp://a:1"),
+        ["add-worker", "worker-status-change"]
+    );
+    sim.submit(&["x"], vec![t("x", &[])]);
+    assert_eq!(actions(&sim, "scheduler"), ["update-graph"]);
+    assert_eq!(actions(&sim, "Client-1"), ["add-client", "update-graph"]);
+    let x = sim.one_compute();
+    sim.finish(&x);
+    sim.s.update_data(
+        Some(sim.client),
+        &[(k("scattered"), vec!["tcp://a:1".to_string()])],
+        &[(k("scattered"), 8)],
+    );
+    sim.submit(&["y"], vec![t("y", &["x"])]);
+    sim.drain();
+    sim.s.remove_worker(a, 5.0);
+    let all = sim.s.get_events(Some("all"));
+    let last = &all.as_seq().unwrap().last().unwrap().as_seq().unwrap()[1];
+    assert_eq!(
+        last.get("action").and_then(Value::as_str),
+        Some("remove-worker")
+    );
+    assert_eq!(
+        last.get("worker").and_then(Value::as_str),
+        Some("tcp://a:1")
+    );
+    let keys = |field: &str| keys_of(last.get(field).unwrap());
+    assert_eq!(keys("processing-tasks"), vec![k("y")]);
+    assert_eq!(keys("lost-computed-tasks"), vec![k("x")]);
+    assert_eq!(keys("lost-scattered-tasks"), vec![k("scattered")]);
+    assert_eq!(last.get("expected"), Some(&Value::Bool(false)));
+    let c = sim.add_client("Client-2");
+    sim.s.remove_client(c, 6.0);
+    assert_eq!(actions(&sim, "Client-2"), ["add-client", "remove-client"]);
 }
 
 #[test]

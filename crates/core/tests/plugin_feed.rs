@@ -9,11 +9,17 @@ use dask_core::pluginfeed::hooks;
 use dask_wire::Value;
 
 /// `[hook, args...]` of each event, stimulus ids (the last argument of
-/// `transition`, `update_graph` and `remove_worker`) dropped.
+/// `transition`, `update_graph` and `remove_worker`) dropped, and without
+/// the `log_event`s of the scheduler's own events (`{"action": ...}`, which
+/// plugins see too, as in Python).
 fn events(sim: &mut Sim) -> Vec<Vec<Value>> {
     sim.s
         .drain_plugin_events()
         .into_iter()
+        .filter(|e| {
+            let items = e.as_seq().unwrap();
+            !(items[0].as_str() == Some("log_event") && items[2].get("action").is_some())
+        })
         .map(|e| {
             let Value::Array(mut items) = e else {
                 panic!("not an array: {e}")

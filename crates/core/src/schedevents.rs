@@ -1,0 +1,113 @@
+//! The events Python's scheduler logs about its own doings (topics `all`,
+//! `scheduler`, a worker's address, a client's id), which
+//! `client.get_events`, `subscribe_topic` and the plugins' `log_event`
+//! hook see: workers and clients coming and going, a worker's status, a
+//! submitted graph.
+
+use crate::ids::{ClientId, TaskId};
+use crate::state::State;
+use crate::worker::WorkerStatus;
+use dask_wire::Value;
+
+fn action(name: &str, fields: Vec<(&str, Value)>) -> Value {
+    let mut map = vec![(Value::str("action"), Value::str(name))];
+    map.extend(fields.into_iter().map(|(k, v)| (Value::str(k), v)));
+    Value::Map(map)
+}
+
+impl State {
+    fn keys_value(&self, ids: &[TaskId]) -> Value {
+        Value::Array(ids.iter().map(|&id| self.task(id).key.to_value()).collect())
+    }
+
+    /// `add-worker`, to the worker's topic and (with its address) `all`.
+    pub(crate) fn event_add_worker(&mut self, address: &str) {
+        self.publish_event(address, action("add-worker", vec![]));
+        let all = action("add-worker", vec![("worker", Value::str(address))]);
+        self.publish_event("all", all);
+    }
+
+    /// `remove-worker`, with the tasks it was processing, the computed
+    /// results lost with it (to be recomputed) and the scattered data lost
+    /// for good; `expected` when it was retiring or closing.
+    pub(crate) fn event_remove_worker(
+        &mut self,
+        address: &str,
+        lost: RemovedWorkerLoss,
+        stimulus_id: &str,
+        expected: bool,
+    ) {
+        let fields = vec![
+            ("processing-tasks", self.keys_value(&lost.processing)),
+            ("lost-computed-tasks", self.keys_value(&lost.recomputed)),
+            ("lost-scattered-tasks", self.keys_value(&lost.scattered)),
+            ("stimulus_id", Value::str(stimulus_id)),
+            ("expected", Value::Bool(expected)),
+        ];
+        let event = action("remove-worker", fields);
+        let Value::Map(mut all) = event.clone() else {
+            unreachable!("action builds a map")
+        };
+        self.publish_event(address, event);
+        all.push((Value::str("worker"), Value::str(address)));
+        self.publish_event("all", Value::Map(all));
+    }
+
+    /// `add-client` / `remove-client`, to `all` and the client's topic.
+    pub(crate) fn event_client(&mut self, name: &str, added: bool) {
+        let what = if added { "add-client" } else { "remove-client" };
+        let event = action(what, vec![("client", Value::str(name))]);
+        self.publish_event("all", event.clone());
+        self.publish_event(name, event);
+    }
+
+    /// `worker-status-change`, to the worker's topic.
+    pub(crate) fn event_worker_status(
+        &mut self,
+        address: &str,
+        was: WorkerStatus,
+        now: WorkerStatus,
+    ) {
+        let stimulus_id = self.stimulus("worker-status-change");
+        let event = action(
+            "worker-status-change",
+            vec![
+                ("prev-status", Value::str(was.as_str())),
+                ("status", Value::str(now.as_str())),
+                ("stimulus_id", Value::str(stimulus_id)),
+            ],
+        );
+        self.publish_event(address, event);
+    }
+
+    /// `update-graph` (status `OK`), to `scheduler` and the client's topic,
+    /// with the number of tasks submitted and of those new here.
+    pub(crate) fn event_update_graph(&mut self, client: ClientId, tasks: usize, new_tasks: usize) {
+        let Some(name) = self.client_name(client).map(str::to_string) else {
+            return;
+        };
+        let stimulus_id = self.stimulus("update-graph");
+        let metrics = Value::map([
+            ("tasks", Value::from(tasks)),
+            ("new_tasks", Value::from(new_tasks)),
+        ]);
+        let event = action(
+            "update-graph",
+            vec![
+                ("stimulus_id", Value::str(stimulus_id)),
+                ("metrics", metrics),
+                ("status", Value::str("OK")),
+            ],
+        );
+        self.publish_event("scheduler", event.clone());
+        self.publish_event(&name, event);
+    }
+}
+
+/// What a removed worker took with it, for its `remove-worker` event.
+#[derive(Debug, Default)]
+pub(crate) struct RemovedWorkerLoss {
+    pub(crate) processing: Vec<TaskId>,
+    pub(crate) recomputed: Vec<TaskId>,
+    pub(crate) scattered: Vec<TaskId>,
+}
