@@ -114,6 +114,23 @@ def test_every_sitemap_route_answers(cluster):
         assert code in (200, 405), f"{p}: {code}"
 
 
+def test_individual_plots_lists_pages_that_are_served(cluster):
+    """What JupyterLab's Dask extension fetches to tell a dashboard (and
+    list its panels): a JSON map of titles to pages, each served. Python's
+    lists nothing without Bokeh; this scheduler's has its status page."""
+    plots = get_json(cluster.scheduler.dashboard_url("/individual-plots.json"))
+    assert isinstance(plots, dict)
+    for title, path in plots.items():
+        status, ctype, body = get(cluster.scheduler.dashboard_url(path))
+        assert status == 200 and ctype.startswith("text/html") and body, title
+
+
+@pytest.mark.rust_only
+def test_the_status_page_is_an_individual_plot(cluster):
+    plots = get_json(cluster.scheduler.dashboard_url("/individual-plots.json"))
+    assert "/status" in plots.values()
+
+
 def test_json_index(cluster):
     _, _, body = get(cluster.scheduler.dashboard_url("/json/index.html"))
     assert "counts.json" in body and "identity.json" in body

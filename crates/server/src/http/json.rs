@@ -25,6 +25,7 @@ pub const SITEMAP: &[&str] = &[
     "/info/main/exceptions.html",
     "/info/main/logs.html",
     "/info/main/workers.html",
+    "/individual-plots.json",
     "/json/counts.json",
     "/json/identity.json",
     "/json/index.html",
@@ -46,6 +47,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/info/main/workers.html", get(workers_html))
         .route("/info", get(info_redirect))
         .route("/sitemap.json", get(sitemap))
+        .route("/individual-plots.json", get(individual_plots))
+}
+
+/// `{title: path}` of the pages a dashboard client may show one by one
+/// (JupyterLab's Dask extension lists them, and takes a dashboard whose
+/// list cannot be fetched for no dashboard). Python's lists its Bokeh
+/// plots, or nothing without Bokeh; this one has its status page.
+async fn individual_plots() -> Response {
+    json_response(json!({ "Status": "/status" }))
 }
 
 /// A msgpack value as JSON (binary and opaque values become `null`; map keys
