@@ -1368,6 +1368,14 @@ def _overrides(plugin, hook):
 # learns which hooks to record, whoever added the plugin (a client, or
 # ``scheduler.add_plugin`` in a preload or a ``run_on_scheduler`` function)
 _PLUGINS_CHANGED = False
+# counts the changes, for ``_handlers``
+_PLUGINS_VERSION = 0
+
+
+def _plugins_changed():
+    global _PLUGINS_CHANGED, _PLUGINS_VERSION
+    _PLUGINS_CHANGED = True
+    _PLUGINS_VERSION += 1
 
 
 def _plugin_table():
@@ -1403,7 +1411,7 @@ def _add_plugin(plugin, name=None, idempotent=False):
 
 
 def _keep_plugin(name, plugin):
-    global _PLUGINS_CHANGED
+    """Keep ``plugin`` as ``name`` (replacing one, with Python's warning)."""
     import warnings
 
     if name in _PLUGINS:
@@ -1412,7 +1420,7 @@ def _keep_plugin(name, plugin):
             category=UserWarning,
         )
     _PLUGINS[name] = plugin
-    _PLUGINS_CHANGED = True
+    _plugins_changed()
 
 
 async def _plugin_add(req, send):
@@ -1463,11 +1471,26 @@ def _plugin_remove(req, send):
 
 def _remove_plugin(name):
     """Python's ``Scheduler.remove_plugin``."""
-    global _PLUGINS_CHANGED
     if name not in _PLUGINS:
         raise ValueError(f"Could not find plugin {name!r} among the current scheduler plugins")
     del _PLUGINS[name]
-    _PLUGINS_CHANGED = True
+    _plugins_changed()
+
+
+def _handlers():
+    """``{hook: [bound method of each plugin that overrides it]}``, worked
+    out again only after the plugins changed."""
+    global _HANDLERS
+    if _HANDLERS[0] != _PLUGINS_VERSION:
+        table = {
+            hook: [getattr(p, hook) for p in _PLUGINS.values() if _overrides(p, hook)]
+            for hook in _EVENT_HOOKS
+        }
+        _HANDLERS = (_PLUGINS_VERSION, table)
+    return _HANDLERS[1]
+
+
+_HANDLERS = (None, {})
 
 
 def _plugin_events(req, loop):
@@ -1480,36 +1503,27 @@ def _plugin_events(req, loop):
     scheduler = _stand_in({})
     for event in req.get("events") or ():
         hook, args = event[0], event[1:]
-        for plugin in list(_PLUGINS.values()):
-            if not _overrides(plugin, hook):
-                continue
+        for method in _handlers().get(hook, ()):
             try:
                 if hook == "transition":
                     key, start, finish, stimulus_id = args
-                    result = plugin.transition(key, start, finish, stimulus_id=stimulus_id)
+                    result = method(key, start, finish, stimulus_id=stimulus_id)
                 elif hook == "update_graph":
                     client, keys, tasks, stimulus_id = args
-                    result = plugin.update_graph(
+                    result = method(
                         scheduler, client=client, keys=set(keys), tasks=list(tasks),
                         annotations={}, priority={}, stimulus_id=stimulus_id,
                     )
-                elif hook == "add_worker":
-                    result = plugin.add_worker(scheduler=scheduler, worker=args[0])
-                elif hook == "remove_worker":
-                    result = plugin.remove_worker(
-                        scheduler=scheduler, worker=args[0], stimulus_id=args[1]
-                    )
-                elif hook == "add_client":
-                    result = plugin.add_client(scheduler=scheduler, client=args[0])
-                elif hook == "remove_client":
-                    result = plugin.remove_client(scheduler=scheduler, client=args[0])
+                elif hook in ("add_worker", "remove_worker"):
+                    extra = {"stimulus_id": args[1]} if hook == "remove_worker" else {}
+                    result = method(scheduler=scheduler, worker=args[0], **extra)
+                elif hook in ("add_client", "remove_client"):
+                    result = method(scheduler=scheduler, client=args[0])
                 elif hook == "log_event":
-                    result = plugin.log_event(args[0], args[1])
-                elif hook == "restart":
-                    result = plugin.restart(scheduler)
-                else:
-                    continue
-                if inspect.isawaitable(result):
+                    result = method(args[0], args[1])
+                else:  # restart
+                    result = method(scheduler)
+                if result is not None and inspect.isawaitable(result):
                     _keep(loop.create_task(_logged(result, hook)))
             except Exception:  # noqa: BLE001 - as Python: logged, the others go on
                 log.info("Plugin failed with exception", exc_info=True)

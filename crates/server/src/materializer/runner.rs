@@ -30,6 +30,10 @@ use tokio::sync::oneshot;
 use super::msgpack;
 use super::process::{write_frame, Helper, Role};
 
+/// How long frames queued by [`FunctionRunner::notify`] wait for more
+/// before they are written (a later call writes them at once).
+const NOTIFY_BATCHING: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Starts the runner process on demand and routes replies to their calls.
 #[derive(Debug)]
 pub(crate) struct FunctionRunner {
@@ -124,6 +128,9 @@ impl FunctionRunner {
             .push(frame);
         if !live.flush_pending.swap(true, Ordering::AcqRel) {
             tokio::spawn(async move {
+                // what else comes meanwhile goes in the same write: one
+                // wake-up of the runner per batch, not per command
+                tokio::time::sleep(NOTIFY_BATCHING).await;
                 live.flush_pending.store(false, Ordering::Release);
                 drop(live.input().await);
             });
