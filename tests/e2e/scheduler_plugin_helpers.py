@@ -13,12 +13,19 @@ class Recorder(SchedulerPlugin):
     def __init__(self, tag="first"):
         self.tag = tag
         self.calls = []
+        self.graphs = []
 
     async def start(self, scheduler):
         self.calls.append(("start", scheduler.address))
 
-    def update_graph(self, scheduler, *, client, keys, tasks, stimulus_id=None, **kwargs):
+    def update_graph(self, scheduler, *, client, keys, tasks, annotations=None, priority=None,
+                     stimulus_id=None, **kwargs):
         self.calls.append(("update_graph", client, sorted(map(str, keys)), sorted(map(str, tasks))))
+        self.graphs.append({
+            "annotations": {k: dict(v) for k, v in (annotations or {}).items()},
+            "priority_keys": sorted(map(str, priority or {})),
+            "priority_types": sorted({type(p).__name__ for p in (priority or {}).values()}),
+        })
 
     def transition(self, key, start, finish, *args, stimulus_id=None, **kwargs):
         assert stimulus_id, "transition without a stimulus id"
@@ -81,3 +88,7 @@ def add_recorder(name, dask_scheduler=None):
 
 def remove(name, dask_scheduler=None):
     dask_scheduler.remove_plugin(name)
+
+
+def graphs(name, dask_scheduler=None):
+    return list(dask_scheduler.plugins[name].graphs)

@@ -18,6 +18,7 @@ from .scheduler_plugin_helpers import (
     Recorder,
     add_recorder,
     calls,
+    graphs,
     names,
     remove,
     tag,
@@ -149,3 +150,15 @@ def test_add_plugin_from_a_run_on_scheduler_function_turns_its_hooks_on(client):
     assert name not in client.run_on_scheduler(names)
     with pytest.raises(ValueError, match="Could not find plugin"):
         client.run_on_scheduler(remove, name)
+
+
+def test_update_graph_gets_the_annotations_and_priorities(client):
+    name = unique("recorder")
+    client.register_plugin(Recorder(), name=name)
+    key = unique("inc")
+    assert client.submit(inc, 1, key=key, retries=2).result(timeout=TIMEOUT) == 2
+    graph = client.run_on_scheduler(graphs, name)[-1]
+    assert graph["annotations"].get("retries") == {key: 2}
+    assert graph["priority_keys"] == [key]
+    assert graph["priority_types"] == ["tuple"]
+    client.unregister_scheduler_plugin(name)

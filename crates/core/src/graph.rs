@@ -115,9 +115,9 @@ impl State {
     /// Add a materialized graph for `client` and start computing its requested keys.
     pub fn update_graph(&mut self, client: ClientId, mut graph: GraphSubmission, now: f64) {
         self.now = now;
-        if self.plugin_wants(crate::pluginfeed::hooks::UPDATE_GRAPH) {
-            self.plugin_update_graph(client, &graph);
-        }
+        let plugin_event = self
+            .plugin_wants(crate::pluginfeed::hooks::UPDATE_GRAPH)
+            .then(|| self.plugin_update_graph(client, &graph));
         // Each submitted key is hashed once: the same hash finds it among
         // the submission's positions and in the scheduler's key index.
         let hashes: Vec<KeyHash> = graph
@@ -391,6 +391,10 @@ impl State {
         self.mark_actors(&graph.actors);
         if self.task_metadata.is_active() {
             self.watch_task_metadata(&graph.requested);
+        }
+        if let Some(index) = plugin_event {
+            let placed: Vec<TaskId> = ids.iter().filter_map(|id| *id).collect();
+            self.plugin_update_graph_priorities(index, &placed);
         }
         // every requested position was walked, so it has an id
         let mut requested: Vec<TaskId> = requested_known;

@@ -11,13 +11,14 @@
 //!
 //! Each event is an array whose first element names the hook:
 //! `["transition", key, start, finish, stimulus_id]`,
-//! `["update_graph", client, keys, tasks, stimulus_id]`,
+//! `["update_graph", client, keys, tasks, annotations, priority, stimulus_id]`
+//! (`annotations` by name then key, `priority` by key, as Python's),
 //! `["add_worker", address]`, `["remove_worker", address, stimulus_id]`,
 //! `["add_client", client]`, `["remove_client", client]`,
 //! `["log_event", topic, msg]`, `["restart"]`.
 
 use crate::graph::GraphSubmission;
-use crate::ids::ClientId;
+use crate::ids::{ClientId, TaskId};
 use crate::state::State;
 use crate::task::TaskState;
 use dask_wire::{Key, Value};
@@ -114,17 +115,62 @@ impl State {
         );
     }
 
-    /// Record a submitted graph: its client, the keys it wants and the
-    /// keys of its tasks (Python's `keys` and `tasks`).
-    pub(crate) fn plugin_update_graph(&mut self, client: ClientId, graph: &GraphSubmission) {
+    /// Record a submitted graph: its client, the keys it wants, the keys
+    /// of its tasks and their annotations (`{name: {key: value}}`), as
+    /// Python's `keys`, `tasks` and `annotations`. Returns the event's
+    /// index, for [`State::plugin_update_graph_priorities`] to fill in the
+    /// priorities once the tasks have them.
+    pub(crate) fn plugin_update_graph(
+        &mut self,
+        client: ClientId,
+        graph: &GraphSubmission,
+    ) -> usize {
         let keys =
             |ks: &mut dyn Iterator<Item = &Key>| Value::Array(ks.map(Key::to_value).collect());
+        let mut by_name: Vec<(Value, Vec<(Value, Value)>)> = Vec::new();
+        for t in &graph.tasks {
+            for (name, value) in t.annotations.as_map().unwrap_or(&[]) {
+                let i = match by_name.iter().position(|(n, _)| n == name) {
+                    Some(i) => i,
+                    None => {
+                        by_name.push((name.clone(), Vec::new()));
+                        by_name.len() - 1
+                    }
+                };
+                by_name[i].1.push((t.key.to_value(), value.clone()));
+            }
+        }
+        let annotations = Value::Map(
+            by_name
+                .into_iter()
+                .map(|(name, per_key)| (name, Value::Map(per_key)))
+                .collect(),
+        );
         let args = vec![
             Value::str(self.client_name(client).unwrap_or_default()),
             keys(&mut graph.requested.iter()),
             keys(&mut graph.tasks.iter().map(|t| &t.key)),
+            annotations,
+            Value::Map(Vec::new()),
             Value::str(self.stimulus("update-graph")),
         ];
         self.plugin_event("update_graph", args);
+        self.plugin_feed.events.len() - 1
+    }
+
+    /// Fill in the `priority` (`{key: priority}`) of the `update_graph`
+    /// event at `index` from the graph's tasks, now placed.
+    pub(crate) fn plugin_update_graph_priorities(&mut self, index: usize, ids: &[TaskId]) {
+        let priority = Value::Map(
+            ids.iter()
+                .map(|&id| {
+                    let t = self.task(id);
+                    (t.key.to_value(), t.priority.to_value())
+                })
+                .collect(),
+        );
+        if let Some(Value::Array(items)) = self.plugin_feed.events.get_mut(index) {
+            items[5] = priority;
+        }
     }
 }

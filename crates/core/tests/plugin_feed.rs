@@ -35,13 +35,7 @@ fn events(sim: &mut Sim) -> Vec<Vec<Value>> {
                     "{hook} without a stimulus id"
                 );
             }
-            items
-                .into_iter()
-                .map(|v| match v {
-                    Value::Raw(_) | Value::Array(_) => decoded(v),
-                    other => other,
-                })
-                .collect()
+            items.into_iter().map(decoded).collect()
         })
         .collect()
 }
@@ -51,6 +45,12 @@ fn decoded(v: Value) -> Value {
     match v {
         Value::Raw(b) => dask_wire::msgpack::decode(&b).unwrap(),
         Value::Array(items) => Value::Array(items.into_iter().map(decoded).collect()),
+        Value::Map(items) => Value::Map(
+            items
+                .into_iter()
+                .map(|(k, v)| (decoded(k), decoded(v)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -83,18 +83,28 @@ fn each_hook_records_what_python_passes_it() {
         events(&mut sim),
         vec![vec![s("add_worker"), s("tcp://a:1")]]
     );
-    sim.submit(&["y"], vec![t("x", &[]), t("y", &["x"])]);
+    sim.submit(
+        &["y"],
+        vec![t("x", &[]).ann("retries", Value::Int(2)), t("y", &["x"])],
+    );
     let got = events(&mut sim);
     // the graph first, then its transitions
     assert_eq!(
-        got[0],
-        vec![
+        got[0][..5],
+        [
             s("update_graph"),
             s("Client-1"),
             Value::Array(vec![s("y")]),
             Value::Array(vec![s("x"), s("y")]),
+            Value::map([("retries", Value::map([("x", Value::Int(2))]))]),
         ]
     );
+    // each task's priority, as the wire carries it
+    let priority = key_map(&got[0][5]);
+    assert_eq!(priority.len(), 2);
+    assert!(priority
+        .values()
+        .all(|p| p.as_seq().is_some_and(|p| p.len() == 3)));
     let mut rest = got[1..].to_vec();
     rest.sort_by_key(|e| format!("{e:?}"));
     assert_eq!(

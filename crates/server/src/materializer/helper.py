@@ -1509,10 +1509,10 @@ def _plugin_events(req, loop):
                     key, start, finish, stimulus_id = args
                     result = method(key, start, finish, stimulus_id=stimulus_id)
                 elif hook == "update_graph":
-                    client, keys, tasks, stimulus_id = args
+                    client, keys, tasks, annotations, priority, stimulus_id = args
                     result = method(
                         scheduler, client=client, keys=set(keys), tasks=list(tasks),
-                        annotations={}, priority={}, stimulus_id=stimulus_id,
+                        annotations=annotations, priority=priority, stimulus_id=stimulus_id,
                     )
                 elif hook in ("add_worker", "remove_worker"):
                     extra = {"stimulus_id": args[1]} if hook == "remove_worker" else {}
