@@ -12,35 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON = REPO / ".venv" / "bin" / "python"
-RUST_BIN = REPO / "target" / "release" / "dask-scheduler"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(impl: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    common = ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
-    if impl == "rust":
-        argv = [str(RUST_BIN), *common]
-    else:
-        argv = [str(PYTHON), "-m", "distributed.cli.dask_scheduler", *common]
-    env = dict(os.environ, DASK_SCHEDULER_PYTHON=str(PYTHON))
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return proc, f"tcp://127.0.0.1:{port}"
+from local_scheduler import IMPLS, start
 
 
 def one_round(impl: str, calls: int) -> dict:
@@ -78,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for _ in range(args.rounds):
-        for impl in ("rust", "python"):
+        for impl in IMPLS:
             row = one_round(impl, args.calls)
             rows.append(row)
             print(

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,9 +23,7 @@ from pathlib import Path
 import psutil
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON = REPO / ".venv" / "bin" / "python"
-RUST_BIN = REPO / "target" / "release" / "dask-scheduler"
+from local_scheduler import IMPLS, PYTHON, quiet, start
 
 
 class CountTransitions(SchedulerPlugin):
@@ -51,12 +47,6 @@ def inc(x):
     return x + 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu(proc: psutil.Process) -> float:
     total = 0.0
     for p in [proc, *proc.children(recursive=True)]:
@@ -71,21 +61,12 @@ def cpu(proc: psutil.Process) -> float:
 def one_round(impl: str, n: int) -> dict:
     from distributed import Client
 
-    port = free_port()
-    common = ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
-    if impl == "rust":
-        argv = [str(RUST_BIN), *common]
-    else:
-        argv = [str(PYTHON), "-m", "distributed.cli.dask_scheduler", *common]
-    env = dict(os.environ, DASK_SCHEDULER_PYTHON=str(PYTHON))
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    sched = subprocess.Popen(argv, **quiet)
-    address = f"tcp://127.0.0.1:{port}"
+    sched, address = start(impl)
     workers = [
         subprocess.Popen(
             [str(PYTHON), "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
              "--no-nanny", "--no-dashboard", "--memory-limit", "0"],
-            **quiet,
+            **quiet(),
         )
         for _ in range(2)
     ]
@@ -135,7 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for _ in range(args.rounds):
-        for impl in ("rust", "python"):
+        for impl in IMPLS:
             row = one_round(impl, args.n)
             rows.append(row)
             print(
@@ -151,7 +132,7 @@ def main() -> None:
 
     for field in ("with_wall_s", "with_cpu_us_per_task"):
         print(f"{field}: rust/python {med('rust', field) / med('python', field):.2f}")
-    for impl in ("rust", "python"):
+    for impl in IMPLS:
         print(
             f"{impl}: CPU per task with the plugin / without "
             f"{med(impl, 'with_cpu_us_per_task') / med(impl, 'without_cpu_us_per_task'):.2f}"

@@ -1,0 +1,39 @@
+"""Start either scheduler on a free local port, for the small side-by-side
+benchmarks (``run_on_scheduler_latency.py``, ``scheduler_plugin_overhead.py``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = REPO / ".venv" / "bin" / "python"
+RUST_BIN = REPO / "target" / "release" / "dask-scheduler"
+IMPLS = ("rust", "python")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(impl: str) -> tuple[subprocess.Popen, str]:
+    """``impl`` ("rust" or "python") listening on 127.0.0.1 without a
+    dashboard, its output discarded; returns the process and its address."""
+    port = free_port()
+    common = ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    if impl == "rust":
+        argv = [str(RUST_BIN), *common]
+    else:
+        argv = [str(PYTHON), "-m", "distributed.cli.dask_scheduler", *common]
+    proc = subprocess.Popen(argv, **quiet())
+    return proc, f"tcp://127.0.0.1:{port}"
+
+
+def quiet() -> dict:
+    """``Popen`` arguments: output discarded, the materializer's Python set."""
+    env = dict(os.environ, DASK_SCHEDULER_PYTHON=str(PYTHON))
+    return {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
