@@ -310,7 +310,7 @@ async fn start_preloads(
         .await
         .map_err(|why| anyhow::anyhow!("--preload {}: {why}", names.join(", ")))?;
     // the plugins the preloads added (`scheduler.add_plugin`)
-    dask_scheduler::scheduler::scheduler_plugins::adopt_runner_table(sched, &reply).await;
+    dask_scheduler::scheduler::scheduler_plugins::adopt_runner_table(sched, &reply);
     for f in failed {
         tracing::error!("Failed to start preload: {f}");
     }

@@ -1576,6 +1576,9 @@ def runner_main(proto_in, proto_out):
         global _PLUGINS_CHANGED
         if _PLUGINS_CHANGED:
             reply["plugin_hooks"] = _plugin_table()
+            # replies may be handled out of order: the scheduler keeps the
+            # newest table of this process
+            reply["plugin_version"] = [os.getpid(), _PLUGINS_VERSION]
             _PLUGINS_CHANGED = False
         body = _packed_reply(reply, reply.get("id"))
         with lock:

@@ -119,7 +119,7 @@ pub(super) async fn runner_reply(
         )
     })?;
     // a function may have added or removed scheduler plugins
-    super::scheduler_plugins::adopt_runner_table(sched, &reply).await;
+    super::scheduler_plugins::adopt_runner_table(sched, &reply);
     Ok(reply)
 }
 

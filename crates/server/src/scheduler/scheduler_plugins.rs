@@ -3,9 +3,10 @@
 //! `run_on_scheduler` functions, with the same stand-in for the scheduler
 //! object.
 //!
-//! Registering one starts it there (`plugin.start(scheduler)`); the runner
-//! answers with the hooks the plugin overrides, and the state records an
-//! event for each call of those hooks Python's scheduler would make
+//! Registering one starts it there (`plugin.start(scheduler)`). Whenever
+//! the runner's plugins change, its next reply carries its plugin table
+//! (the hooks each overrides), and the state records an event for each
+//! call of those hooks Python's scheduler would make
 //! (`dask_core::pluginfeed`), which the event loop ships to the runner
 //! after each command, in order. The hooks see the events a moment after
 //! they happen, not inside the transition, so they cannot change the
@@ -19,6 +20,7 @@
 //! imports from, and no process keeps it.
 
 use super::errors::error_reply;
+use super::event_loop::Command;
 use super::rpc::helper_error;
 use super::Scheduler;
 use crate::materializer::Availability;
@@ -39,45 +41,34 @@ struct Registered {
 /// The registered scheduler plugins, by name.
 #[derive(Default)]
 pub struct SchedulerPlugins {
-    by_name: Mutex<BTreeMap<String, Registered>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_name: BTreeMap<String, Registered>,
+    /// The runner's process id and plugin version of the table adopted
+    /// last: an older one (a reply handled late) is not adopted.
+    runner_version: Option<(i64, i64)>,
 }
 
 impl SchedulerPlugins {
-    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Registered>> {
-        self.by_name.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Record `name`; returns the union of every plugin's hooks.
-    fn insert(&self, name: &str, plugin: Registered) -> u16 {
-        let mut t = self.table();
-        t.insert(name.to_string(), plugin);
-        t.values().fold(0, |m, p| m | p.hooks)
-    }
-
-    /// Forget `name`; returns the union of the remaining plugins' hooks.
-    fn remove(&self, name: &str) -> u16 {
-        let mut t = self.table();
-        t.remove(name);
-        t.values().fold(0, |m, p| m | p.hooks)
+    /// Change the table, then tell the state the hooks to record, while
+    /// the table is still locked: concurrent changes reach the state in
+    /// the order they were made.
+    fn change<T>(&self, sched: &Scheduler, f: impl FnOnce(&mut Table) -> T) -> T {
+        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = f(&mut t);
+        let mask = t.by_name.values().fold(0, |m, p| m | p.hooks);
+        sched.send(Command::Call(Box::new(move |s, _| {
+            s.set_plugin_hooks(mask)
+        })));
+        out
     }
 
     fn get(&self, name: &str) -> Option<Registered> {
-        self.table().get(name).copied()
-    }
-
-    /// The runner's plugins are now `table` (name, hooks); returns the
-    /// union of every plugin's hooks.
-    fn replace_runner_plugins(&self, table: Vec<(String, u16)>) -> u16 {
-        let mut t = self.table();
-        t.retain(|_, p| !p.in_runner);
-        for (name, hooks) in table {
-            let plugin = Registered {
-                hooks,
-                in_runner: true,
-            };
-            t.insert(name, plugin);
-        }
-        t.values().fold(0, |m, p| m | p.hooks)
+        let t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        t.by_name.get(name).copied()
     }
 }
 
@@ -86,11 +77,15 @@ impl SchedulerPlugins {
 /// changed them: a registration, or `scheduler.add_plugin` in a preload or a
 /// `run_on_scheduler` function) makes it the registry's, and the state
 /// records events for those hooks from now on.
-pub async fn adopt_runner_table(sched: &Scheduler, reply: &Value) {
+pub fn adopt_runner_table(sched: &Scheduler, reply: &Value) {
     let Some(table) = reply.get("plugin_hooks").and_then(Value::as_map) else {
         return;
     };
-    let table = table
+    let version = reply
+        .get("plugin_version")
+        .and_then(Value::as_seq)
+        .and_then(|v| Some((v.first()?.as_i64()?, v.get(1)?.as_i64()?)));
+    let table: Vec<(String, u16)> = table
         .iter()
         .filter_map(|(name, hooks)| {
             let names = hooks
@@ -101,8 +96,22 @@ pub async fn adopt_runner_table(sched: &Scheduler, reply: &Value) {
             Some((name.as_str()?.to_string(), hooks::from_names(names)))
         })
         .collect();
-    let all = sched.scheduler_plugins.replace_runner_plugins(table);
-    set_hooks(sched, all).await;
+    sched.scheduler_plugins.change(sched, |t| {
+        if let (Some((pid, v)), Some((last_pid, last_v))) = (version, t.runner_version) {
+            if pid == last_pid && v < last_v {
+                return;
+            }
+        }
+        t.runner_version = version;
+        t.by_name.retain(|_, p| !p.in_runner);
+        for (name, hooks) in table {
+            let plugin = Registered {
+                hooks,
+                in_runner: true,
+            };
+            t.by_name.insert(name, plugin);
+        }
+    });
 }
 
 /// Whether the pickle is `SchedulerUploadFile`'s (its class is named in
@@ -149,8 +158,9 @@ pub async fn rpc_register(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, 
             hooks: 0,
             in_runner: false,
         };
-        let all = sched.scheduler_plugins.insert(&name, uploaded);
-        set_hooks(sched, all).await;
+        sched.scheduler_plugins.change(sched, |t| {
+            t.by_name.insert(name, uploaded);
+        });
         return Ok(Value::Nil);
     }
     let request = Value::map([
@@ -184,7 +194,7 @@ pub async fn rpc_unregister(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value
     let Some(plugin) = sched.scheduler_plugins.get(&name) else {
         return Err(error_reply(
             "ValueError",
-            &format!("Could not find plugin {name:?} among the current scheduler plugins"),
+            &format!("Could not find plugin '{name}' among the current scheduler plugins"),
         ));
     };
     if plugin.in_runner {
@@ -198,15 +208,11 @@ pub async fn rpc_unregister(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value
         )
         .await?;
     } else {
-        let all = sched.scheduler_plugins.remove(&name);
-        set_hooks(sched, all).await;
+        sched.scheduler_plugins.change(sched, |t| {
+            t.by_name.remove(&name);
+        });
     }
     Ok(Value::Nil)
-}
-
-/// Record events for these hooks from now on.
-async fn set_hooks(sched: &Scheduler, mask: u16) {
-    let _ = sched.with_state(move |s, _| s.set_plugin_hooks(mask)).await;
 }
 
 /// One request to the function runner; its error replies become errors
