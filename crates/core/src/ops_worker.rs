@@ -6,6 +6,7 @@ use crate::finished::TaskFinished;
 use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::messages;
 use crate::ops_client::keys_field;
+use crate::pluginfeed::hooks;
 use crate::resulttypes::ResultTypeId;
 use crate::state::{Outgoing, State};
 use crate::task::{remove_item, ErrorInfo, TaskState};
@@ -239,9 +240,9 @@ impl State {
     /// The event is also kept (the last [`EVENTS_PER_TOPIC`] of each topic)
     /// for `get_events`.
     pub fn publish_event(&mut self, topic: &str, msg: Value) {
-        if self.plugin_wants(crate::pluginfeed::hooks::LOG_EVENT) {
-            self.plugin_event("log_event", vec![Value::str(topic), msg.clone()]);
-        }
+        self.plugin_hook(hooks::LOG_EVENT, "log_event", || {
+            vec![Value::str(topic), msg.clone()]
+        });
         let kept = self.events.entry(topic.to_string()).or_default();
         if kept.len() >= EVENTS_PER_TOPIC {
             kept.pop_front();

@@ -91,6 +91,19 @@ impl State {
         self.plugin_feed.hooks & hook != 0
     }
 
+    /// Record a call of `hook` (its bit `bit`) if a plugin overrides it;
+    /// `args` builds its arguments only then.
+    pub(crate) fn plugin_hook(
+        &mut self,
+        bit: u16,
+        hook: &'static str,
+        args: impl FnOnce() -> Vec<Value>,
+    ) {
+        if self.plugin_wants(bit) {
+            self.plugin_event(hook, args());
+        }
+    }
+
     /// Record one event (callers check [`State::plugin_wants`] first, so
     /// that building it costs nothing without plugins).
     pub(crate) fn plugin_event(&mut self, hook: &'static str, args: Vec<Value>) {

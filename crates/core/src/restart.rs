@@ -30,9 +30,7 @@ impl State {
     /// and counters are reset, and every client is told.
     pub fn restart_forget_all(&mut self, now: f64) {
         self.now = now;
-        if self.plugin_wants(crate::pluginfeed::hooks::RESTART) {
-            self.plugin_event("restart", Vec::new());
-        }
+        self.plugin_hook(crate::pluginfeed::hooks::RESTART, "restart", Vec::new);
         self.p2p_clear();
         // Python's `Progress.restart`: a bar open across a restart finishes
         self.progress_restart();

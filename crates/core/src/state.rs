@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::error::CoreError;
 use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::keyindex::KeyHash;
+use crate::pluginfeed::hooks;
 use crate::task::{insert_item, remove_item, Task, TaskState};
 use crate::transitions::Target;
 use crate::worker::{host_of, Worker, WorkerRegistration, WorkerStatus};
@@ -669,9 +670,7 @@ impl State {
         self.client_by_name.insert(name.to_string(), id);
         if name != FIRE_AND_FORGET {
             self.event_client(name, true);
-            if self.plugin_wants(crate::pluginfeed::hooks::ADD_CLIENT) {
-                self.plugin_event("add_client", vec![Value::str(name)]);
-            }
+            self.plugin_hook(hooks::ADD_CLIENT, "add_client", || vec![Value::str(name)]);
         }
         id
     }
@@ -709,9 +708,9 @@ impl State {
             self.client_by_name.remove(&c.name);
             self.stats.clients_removed += 1;
             self.event_client(&c.name, false);
-            if self.plugin_wants(crate::pluginfeed::hooks::REMOVE_CLIENT) {
-                self.plugin_event("remove_client", vec![Value::str(c.name)]);
-            }
+            self.plugin_hook(hooks::REMOVE_CLIENT, "remove_client", || {
+                vec![Value::str(c.name)]
+            });
         }
     }
 
@@ -840,9 +839,9 @@ impl State {
         );
         self.refresh_slot_index(id);
         self.event_add_worker(&address);
-        if self.plugin_wants(crate::pluginfeed::hooks::ADD_WORKER) {
-            self.plugin_event("add_worker", vec![Value::str(address.as_str())]);
-        }
+        self.plugin_hook(hooks::ADD_WORKER, "add_worker", || {
+            vec![Value::str(address.as_str())]
+        });
         if status == WorkerStatus::Running {
             self.on_worker_running(id);
         }
@@ -949,10 +948,9 @@ impl State {
         self.event_remove_worker(&worker.info.address, lost, &stim, expected);
         self.transitions(recs);
         self.p2p_worker_removed(&worker.info.address);
-        if self.plugin_wants(crate::pluginfeed::hooks::REMOVE_WORKER) {
-            let args = vec![Value::str(worker.info.address.as_str()), Value::str(stim)];
-            self.plugin_event("remove_worker", args);
-        }
+        self.plugin_hook(hooks::REMOVE_WORKER, "remove_worker", || {
+            vec![Value::str(worker.info.address.as_str()), Value::str(stim)]
+        });
         true
     }
 
