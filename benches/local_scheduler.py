@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -37,3 +38,21 @@ def quiet() -> dict:
     """``Popen`` arguments: output discarded, the materializer's Python set."""
     env = dict(os.environ, DASK_SCHEDULER_PYTHON=str(PYTHON))
     return {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+
+
+def alternate(rounds: int, run, describe) -> list[dict]:
+    """``run(impl)`` for each scheduler in turn, ``rounds`` times; each row
+    (a dict with ``"scheduler"``) is printed with ``describe(row)`` as it
+    comes. Returns the rows."""
+    rows = []
+    for _ in range(rounds):
+        for impl in IMPLS:
+            row = run(impl)
+            rows.append(row)
+            print(f"{impl:6s} {describe(row)}", flush=True)
+    return rows
+
+
+def median_of(rows: list[dict], impl: str, field: str) -> float:
+    """The median of ``field`` over the rows of scheduler ``impl``."""
+    return statistics.median(r[field] for r in rows if r["scheduler"] == impl)

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from local_scheduler import IMPLS, start
+from local_scheduler import alternate, median_of, start
 
 
 def one_round(impl: str, calls: int) -> dict:
@@ -53,21 +53,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args()
-    rows = []
-    for _ in range(args.rounds):
-        for impl in IMPLS:
-            row = one_round(impl, args.calls)
-            rows.append(row)
-            print(
-                f"{impl:6s} first call {row['first_ms']:7.1f} ms, then median "
-                f"{row['median_ms']:.2f} ms (p10 {row['p10_ms']:.2f}, p90 {row['p90_ms']:.2f})",
-                flush=True,
-            )
-    med = {
-        impl: statistics.median(r["median_ms"] for r in rows if r["scheduler"] == impl)
-        for impl in ("rust", "python")
-    }
-    print(f"median latency ratio rust/python: {med['rust'] / med['python']:.2f}")
+    rows = alternate(
+        args.rounds,
+        lambda impl: one_round(impl, args.calls),
+        lambda row: (
+            f"first call {row['first_ms']:7.1f} ms, then median {row['median_ms']:.2f} ms "
+            f"(p10 {row['p10_ms']:.2f}, p90 {row['p90_ms']:.2f})"
+        ),
+    )
+    ratio = median_of(rows, "rust", "median_ms") / median_of(rows, "python", "median_ms")
+    print(f"median latency ratio rust/python: {ratio:.2f}")
     if args.out:
         args.out.write_text(json.dumps({"calls": args.calls, "rows": rows}, indent=1) + "\n")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import psutil
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from local_scheduler import IMPLS, PYTHON, quiet, start
+from local_scheduler import IMPLS, PYTHON, alternate, median_of, quiet, start
 
 
 class CountTransitions(SchedulerPlugin):
@@ -114,21 +113,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args()
-    rows = []
-    for _ in range(args.rounds):
-        for impl in IMPLS:
-            row = one_round(impl, args.n)
-            rows.append(row)
-            print(
-                f"{impl:6s} without: {row['without_wall_s']:.2f} s, "
-                f"{row['without_cpu_us_per_task']:.0f} us/task; with the plugin: "
-                f"{row['with_wall_s']:.2f} s, {row['with_cpu_us_per_task']:.0f} us/task "
-                f"({row['transitions_seen']} transitions seen)",
-                flush=True,
-            )
+    rows = alternate(
+        args.rounds,
+        lambda impl: one_round(impl, args.n),
+        lambda row: (
+            f"without: {row['without_wall_s']:.2f} s, {row['without_cpu_us_per_task']:.0f} us/task; "
+            f"with the plugin: {row['with_wall_s']:.2f} s, {row['with_cpu_us_per_task']:.0f} "
+            f"us/task ({row['transitions_seen']} transitions seen)"
+        ),
+    )
 
     def med(impl, field):
-        return statistics.median(r[field] for r in rows if r["scheduler"] == impl)
+        return median_of(rows, impl, field)
 
     for field in ("with_wall_s", "with_cpu_us_per_task"):
         print(f"{field}: rust/python {med('rust', field) / med('python', field):.2f}")
