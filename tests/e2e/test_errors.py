@@ -6,7 +6,7 @@ import traceback
 import dask
 import pytest
 
-from .helpers import div, inc, unique
+from .helpers import add, div, inc, unique
 
 
 class CustomError(Exception):
@@ -105,3 +105,39 @@ def test_client_retry_of_dependent_reruns_erred_dependency(client, tmp_path):
     client.retry([g])  # only the dependent: the scheduler retries the erred root too
     assert g.result(timeout=30) == "FIXED"
     assert f.result(timeout=30) == "fixed"
+
+
+def test_recreate_error_locally_runs_the_blamed_task_here(client):
+    """`client.recreate_error_locally` asks the scheduler which task is to blame
+    (`get_error_cause`) and for its run_spec (`get_runspec`), then runs it in
+    this process with its inputs gathered."""
+    x = client.submit(inc, 1, key=unique("x"))
+    zero = client.submit(lambda v: v - v, x, key=unique("zero"))
+    bad = client.submit(div, x, zero, key=unique("bad"))
+    child = client.submit(inc, bad, key=unique("child"))
+    with pytest.raises(ZeroDivisionError):
+        child.result(timeout=30)
+    # blamed: `bad`, not the child that erred through it
+    assert client.sync(client._get_errored_future, child) == bad.key
+    with pytest.raises(ZeroDivisionError, match="division by zero") as info:
+        client.recreate_error_locally(child)
+    # it ran here: the innermost frame is the helper's own line
+    assert traceback.extract_tb(info.value.__traceback__)[-1].line == "return x / y"
+
+
+def test_recreate_task_locally_returns_the_result(client):
+    a = client.submit(inc, 10, key=unique("a"))
+    b = client.submit(add, a, 5, key=unique("b"))
+    assert b.result(timeout=30) == 16
+    assert client.recreate_task_locally(b) == 16
+    assert client.recreate_task_locally(a) == 11
+
+
+def test_recreate_error_locally_without_errors_and_unknown_keys(client):
+    ok = client.submit(inc, 1, key=unique("ok"))
+    ok.result(timeout=30)
+    with pytest.raises(ValueError, match="No errored futures passed"):
+        client.recreate_error_locally(ok)
+    # a key the scheduler never heard of: Python's KeyError
+    with pytest.raises(KeyError):
+        client.recreate_task_locally(unique("never-submitted"))

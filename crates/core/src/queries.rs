@@ -174,6 +174,31 @@ impl State {
         ))
     }
 
+    /// `get_runspec` (Python's `ReplayTaskScheduler`, behind
+    /// `client.recreate_task_locally`): the key's run_spec as the client
+    /// submitted it (a pickled `Task`), `Nil` for a key without one (scattered
+    /// data). `Err` names a key this scheduler does not know (Python's
+    /// `KeyError`).
+    pub fn runspec_of(&self, key: &Key) -> Result<Value, String> {
+        let id = self.task_id(key).ok_or_else(|| key.name())?;
+        Ok(self
+            .task(id)
+            .run_spec
+            .as_ref()
+            .map_or(Value::Nil, |r| Value::Opaque(Box::new(r.to_opaque()))))
+    }
+
+    /// `get_error_cause` (behind `client.recreate_error_locally`): the key
+    /// blamed for the failure of the first of `keys` that failed, itself or
+    /// through a dependency; `Nil` if none did.
+    pub fn error_cause(&self, keys: &[Key]) -> Value {
+        keys.iter()
+            .filter_map(|k| self.task_id(k))
+            .find_map(|id| self.task(id).exception_blame())
+            .and_then(|blame| self.tasks.get(blame as usize)?.as_ref())
+            .map_or(Value::Nil, |t| t.key.to_value())
+    }
+
     /// `get_task_status`: `{key: state | nil}`.
     pub fn task_status(&self, keys: &[Key]) -> Value {
         Value::Map(

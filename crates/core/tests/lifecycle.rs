@@ -880,3 +880,35 @@ fn free_keys_stimuli(sim: &Sim) -> Vec<String> {
         })
         .collect()
 }
+
+#[test]
+fn replay_queries_name_the_blamed_task_and_return_run_specs() {
+    // `get_error_cause` / `get_runspec`, behind `client.recreate_error_locally`
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    let addr = sim.addr(w);
+    sim.submit(&["c"], vec![t("a", &[]), t("b", &["a"]), t("c", &["b"])]);
+    let cause = |sim: &Sim, keys: &[dask_wire::Key]| match sim.s.error_cause(keys) {
+        Value::Nil => None,
+        v => Some(key_of(&v)),
+    };
+    let a = sim.one_compute();
+    sim.finish(&a);
+    assert_eq!(cause(&sim, &[k("c"), k("a")]), None);
+    let b = sim.one_compute();
+    sim.fail(&b, exception("boom"));
+    assert_eq!(sim.state("c"), Some(TaskState::Erred));
+    // c erred through b: b is to blame, for either key, and unknown keys are skipped
+    assert_eq!(cause(&sim, &[k("nope"), k("c")]), Some(k("b")));
+    assert_eq!(cause(&sim, &[k("b")]), Some(k("b")));
+    assert_eq!(cause(&sim, &[k("a")]), None);
+    // the run_spec exactly as submitted, for a task done or failed
+    let submitted = Value::Opaque(Box::new(run_spec()));
+    assert_eq!(sim.s.runspec_of(&k("a")), Ok(submitted.clone()));
+    assert_eq!(sim.s.runspec_of(&k("c")), Ok(submitted));
+    assert_eq!(sim.s.runspec_of(&k("nope")), Err("nope".into()));
+    // scattered data has none
+    sim.s
+        .update_data(Some(sim.client), &[(k("d"), vec![addr])], &[(k("d"), 8)]);
+    assert_eq!(sim.s.runspec_of(&k("d")), Ok(Value::Nil));
+}

@@ -166,6 +166,22 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .await
                 .ok_or_else(lost)?
         }
+        "get_runspec" => {
+            let key = dask_core::ops_client::key_of(op, msg, "key")
+                .map_err(|e| error_reply("TypeError", &e.to_string()))?;
+            sched
+                .with_state(move |s, _| s.runspec_of(&key))
+                .await
+                .ok_or_else(lost)?
+                .map_err(|k| error_reply("KeyError", &k))?
+        }
+        "get_error_cause" => {
+            let keys = keys_opt(op, msg, "keys")?.unwrap_or_default();
+            sched
+                .with_state(move |s, _| s.error_cause(&keys))
+                .await
+                .ok_or_else(lost)?
+        }
         "get_task_stream_index" => sched
             .with_state(|s, _| Value::from(s.task_stream_index()))
             .await
