@@ -9,6 +9,10 @@ pub struct Config {
     pub allowed_failures: u32,
     /// `distributed.scheduler.worker-ttl`: a worker silent for longer is removed (s).
     pub worker_ttl: Option<f64>,
+    /// `distributed.scheduler.no-workers-timeout` (s): a task that has had
+    /// no worker to run on for longer fails (`NoWorkerError`,
+    /// `NoValidWorkerError`); `None`, the default, waits forever.
+    pub no_workers_timeout: Option<f64>,
     /// Assumed network bandwidth for transfer-cost estimates (bytes/s).
     pub bandwidth: f64,
     /// `distributed.scheduler.worker-saturation`: root tasks per thread handed out
@@ -119,6 +123,7 @@ impl Default for Config {
             unknown_task_duration: 0.5,
             allowed_failures: 3,
             worker_ttl: Some(300.0),
+            no_workers_timeout: None,
             bandwidth: 100e6,
             worker_saturation: 1.1,
             work_stealing: true,

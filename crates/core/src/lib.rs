@@ -27,6 +27,7 @@ pub mod memory;
 pub mod messages;
 pub mod metadata;
 pub mod multilock;
+pub mod noworkers;
 pub mod ops_client;
 pub mod ops_worker;
 pub mod p2p;

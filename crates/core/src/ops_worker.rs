@@ -274,6 +274,7 @@ impl State {
         if status == WorkerStatus::Running && was != WorkerStatus::Running {
             self.on_worker_running(w);
         }
+        self.refresh_no_workers_since(self.now);
     }
 
     pub(crate) fn replica_addresses(&self, id: TaskId) -> Vec<Value> {

@@ -115,17 +115,20 @@ impl State {
                 return Decision::NoWorker;
             }
         }
-        if self.running_workers().next().is_none() {
-            return Decision::NoWorker;
-        }
-        if self.task(id).is_actor() {
-            return self.decide_actor_worker(id, valid.as_deref());
-        }
+        // Root-ish tasks wait in the queue also while no worker runs, as in
+        // Python (`decide_worker_rootish_queuing_enabled` returns None): the
+        // rest wait in `no-worker`.
         if valid.is_none() && self.config.worker_saturation.is_finite() && self.is_rootish(id) {
             return match self.least_busy_with_slot() {
                 Some(w) => Decision::Root(w),
                 None => Decision::Queue,
             };
+        }
+        if self.running_workers().next().is_none() {
+            return Decision::NoWorker;
+        }
+        if self.task(id).is_actor() {
+            return self.decide_actor_worker(id, valid.as_deref());
         }
         let deps = &self.task(id).dependencies;
         if deps.is_empty() && valid.is_none() {

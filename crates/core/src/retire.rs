@@ -213,7 +213,7 @@ impl State {
             .iter()
             .map(|(_, t)| t)
             .chain(self.reserved_on.keys().copied())
-            .chain(self.unrunnable.iter().copied())
+            .chain(self.unrunnable.keys().copied())
             .take(100)
             .map(|t| self.estimated_duration(t))
             .sum();

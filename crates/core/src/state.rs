@@ -100,7 +100,12 @@ pub struct State {
     /// Task groups: sizes, live tasks, names and dependency groups (what
     /// `is_rootish` reads).
     pub(crate) groups: crate::taskgroups::TaskGroups,
-    pub(crate) unrunnable: BTreeSet<TaskId>,
+    /// Tasks in `no-worker`, with the time each entered it (Python's
+    /// `unrunnable`, read by the no-workers timeout).
+    pub(crate) unrunnable: BTreeMap<TaskId, f64>,
+    /// Since when no worker has been running while tasks wait for one
+    /// (Python's `_no_workers_since`; see `noworkers.rs`).
+    pub(crate) no_workers_since: Option<f64>,
     /// Queued root tasks that no worker has reserved, best priority first.
     pub(crate) queued: crate::queuedset::QueuedSet,
     /// Queued root tasks reserved for a worker (in that worker's
@@ -236,7 +241,8 @@ impl State {
             prefixes: Vec::new(),
             prefix_ids: Default::default(),
             groups,
-            unrunnable: BTreeSet::new(),
+            unrunnable: BTreeMap::new(),
+            no_workers_since: None,
             queued: crate::queuedset::QueuedSet::new(),
             reserved_on: FxHashMap::default(),
             slot_index: BTreeSet::new(),
@@ -844,6 +850,7 @@ impl State {
         });
         if status == WorkerStatus::Running {
             self.on_worker_running(id);
+            self.refresh_no_workers_since(now);
         }
         Ok(id)
     }
@@ -947,6 +954,7 @@ impl State {
         );
         self.event_remove_worker(&worker.info.address, lost, &stim, expected);
         self.transitions(recs);
+        self.refresh_no_workers_since(now);
         self.p2p_worker_removed(&worker.info.address);
         self.plugin_hook(hooks::REMOVE_WORKER, "remove_worker", || {
             vec![Value::str(worker.info.address.as_str()), Value::str(stim)]
@@ -963,7 +971,7 @@ impl State {
 
     /// A worker became `running`: try everything that had nowhere to go.
     pub(crate) fn on_worker_running(&mut self, _id: WorkerId) {
-        let mut waiting: Vec<TaskId> = self.unrunnable.iter().copied().collect();
+        let mut waiting: Vec<TaskId> = self.unrunnable.keys().copied().collect();
         // Best priority first (Python's `bulk_schedule_unrunnable_after_adding_worker`
         // returns priority-ordered recommendations); task ids are arbitrary.
         waiting.sort_by_key(|t| self.task(*t).priority);

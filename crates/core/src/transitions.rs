@@ -303,7 +303,7 @@ impl State {
             crate::placement::Decision::NoWorker => {
                 self.task_mut(id).state = TaskState::NoWorker;
                 self.count_state_as(id, TaskState::NoWorker);
-                self.unrunnable.insert(id);
+                self.unrunnable.insert(id, self.now);
             }
         }
         Recs::new()
@@ -524,7 +524,7 @@ impl State {
             &[
                 PickleArg::Str(key.clone()),
                 PickleArg::Namespace(vec![("address".into(), address.clone())]),
-                PickleArg::Int(allowed as i32),
+                PickleArg::Int(i64::from(allowed)),
             ],
         );
         let text = format!(

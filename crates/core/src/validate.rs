@@ -151,7 +151,7 @@ impl State {
                 return Err(format!("task {} is both queued and reserved", t.key));
             }
             let in_queued = in_shared || in_reserved;
-            let in_unrunnable = self.unrunnable.contains(&id);
+            let in_unrunnable = self.unrunnable.contains_key(&id);
             queued += usize::from(in_queued);
             unrunnable += usize::from(in_unrunnable);
             if in_queued != (t.state == crate::task::TaskState::Queued)

@@ -1667,6 +1667,7 @@ def op_config(req):
     get = dask.config.get
     ttl = get("distributed.scheduler.worker-ttl", None)
     idle = get("distributed.scheduler.idle-timeout", None)
+    no_workers = get("distributed.scheduler.no-workers-timeout", None)
     return {
         "status": "ok",
         "config": {
@@ -1677,6 +1678,9 @@ def op_config(req):
             ),
             "worker-ttl": float(parse_timedelta(ttl)) if ttl else None,
             "idle-timeout": float(parse_timedelta(idle)) if idle else None,
+            "no-workers-timeout": (
+                float(parse_timedelta(no_workers)) if no_workers else None
+            ),
             "bandwidth": float(parse_bytes(get("distributed.scheduler.bandwidth"))),
             "work-stealing": bool(get("distributed.scheduler.work-stealing")),
             "rootish-taskgroup": int(get("distributed.scheduler.rootish-taskgroup")),

@@ -25,6 +25,10 @@ fn apply(config: &mut Config, values: &Value) {
     if let Some(v) = values.get("worker-ttl") {
         config.worker_ttl = v.as_f64();
     }
+    if let Some(v) = values.get("no-workers-timeout") {
+        // Python's periodic check asserts a non-zero timeout; 0 disables it here
+        config.no_workers_timeout = v.as_f64().filter(|s| s.is_finite() && *s > 0.0);
+    }
     if let Some(v) = values.get("bandwidth").and_then(Value::as_f64) {
         config.bandwidth = v.max(1.0);
     }
@@ -146,6 +150,9 @@ pub fn from_env() -> Config {
     }
     if let Some(v) = num("unknown-task-duration") {
         config.unknown_task_duration = v;
+    }
+    if let Some(v) = num("no-workers-timeout") {
+        config.no_workers_timeout = Some(v).filter(|s| s.is_finite() && *s > 0.0);
     }
     if let Some(v) = num("rootish-taskgroup") {
         config.rootish_taskgroup = v.clamp(0.0, f64::from(u32::MAX)) as usize;

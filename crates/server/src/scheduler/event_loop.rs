@@ -395,6 +395,11 @@ pub async fn run(
     let mut amm_ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + amm_every, amm_every);
     amm_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Python's periodic `_check_no_workers` (every 250 ms), when
+    // `no-workers-timeout` is set.
+    let no_workers_timeout = lp.state.config().no_workers_timeout.is_some();
+    let mut no_workers_ticker = tokio::time::interval(Duration::from_millis(250));
+    no_workers_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut idle_notified = false;
     // Dask's `distributed.admin.tick` (interval 20ms, limit 3s): measures how
     // late the loop gets to its timers, for the tick metrics and the
@@ -422,6 +427,12 @@ pub async fn run(
                 busy_from = Some(std::time::Instant::now());
                 run_amm(&mut lp.state, now());
                 lp.deliver();
+            }
+            _ = no_workers_ticker.tick(), if no_workers_timeout => {
+                busy_from = Some(std::time::Instant::now());
+                if !lp.state.check_no_workers(now()).is_empty() {
+                    lp.deliver();
+                }
             }
             _ = admin_ticker.tick() => {
                 let gap = last_admin_tick.elapsed().as_secs_f64();
