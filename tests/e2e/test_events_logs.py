@@ -55,6 +55,31 @@ def test_the_scheduler_logs_workers_clients_and_graphs(cluster, client):
     assert {"action": "remove-client", "client": other_id} in gone
 
 
+def test_departed_workers_and_clients_events_are_dropped_after_the_delay(make_cluster):
+    """``events-cleanup-delay``: a departed worker's or client's topic loses
+    its events after the delay (an autoscaled cluster's churn would keep
+    them all otherwise); ``all`` keeps its record."""
+    from .cluster import wait_until
+
+    c = make_cluster(
+        [WorkerSpec(name="stays"), WorkerSpec(name="goes")],
+        env={"DASK_DISTRIBUTED__SCHEDULER__EVENTS_CLEANUP_DELAY": "1s"},
+    )
+    client = c.client()
+    goes = c.address_of(c.workers[1])
+    stays = c.address_of(c.workers[0])
+    other = c.client()
+    other_id = other.id
+    assert client.get_events(goes) and client.get_events(other_id)
+    other.close()
+    c.kill_worker(c.workers[1])
+    wait_until(lambda: not client.get_events(goes), 30, "the worker's events dropped")
+    wait_until(lambda: not client.get_events(other_id), 30, "the client's events dropped")
+    assert client.get_events(stays), "a worker still there keeps its events"
+    actions = [m.get("action") for _, m in client.get_events("all")]
+    assert "remove-worker" in actions and "remove-client" in actions
+
+
 def test_events_reach_subscribers_and_are_kept(client):
     topic = unique("topic")
     got = []

@@ -13,6 +13,10 @@ pub struct Config {
     /// no worker to run on for longer fails (`NoWorkerError`,
     /// `NoValidWorkerError`); `None`, the default, waits forever.
     pub no_workers_timeout: Option<f64>,
+    /// `distributed.scheduler.events-cleanup-delay` (s): the events of a
+    /// worker's or client's topic are dropped this long after it left,
+    /// unless it came back.
+    pub events_cleanup_delay: f64,
     /// Assumed network bandwidth for transfer-cost estimates (bytes/s).
     pub bandwidth: f64,
     /// `distributed.scheduler.worker-saturation`: root tasks per thread handed out
@@ -124,6 +128,7 @@ impl Default for Config {
             allowed_failures: 3,
             worker_ttl: Some(300.0),
             no_workers_timeout: None,
+            events_cleanup_delay: 3600.0,
             bandwidth: 100e6,
             worker_saturation: 1.1,
             work_stealing: true,

@@ -53,6 +53,37 @@ impl State {
         self.publish_event("all", Value::Map(all));
     }
 
+    /// Drop the events of a departed worker's or client's topic once
+    /// `events-cleanup-delay` has passed (see [`State::cleanup_event_topics`]).
+    pub(crate) fn schedule_topic_cleanup(&mut self, topic: &str) {
+        let at = self.now + self.config.events_cleanup_delay;
+        self.topic_cleanups.push_back((at, topic.to_string()));
+    }
+
+    /// Python's delayed `_broker.truncate(topic)` after a worker or client
+    /// left: drops the events of each topic whose delay has passed, unless a
+    /// worker or client of that name is registered again. Without it every
+    /// worker that ever joined a long-lived, autoscaled cluster would keep
+    /// its topic. Returns how many topics were dropped.
+    pub fn cleanup_event_topics(&mut self, now: f64) -> usize {
+        let mut dropped = 0;
+        while self
+            .topic_cleanups
+            .front()
+            .is_some_and(|(at, _)| *at <= now)
+        {
+            let Some((_, topic)) = self.topic_cleanups.pop_front() else {
+                break;
+            };
+            let back = self.worker_by_addr.contains_key(&topic)
+                || self.client_by_name.contains_key(&topic);
+            if !back && self.events.remove(&topic).is_some() {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// `add-client` / `remove-client`, to `all` and the client's topic.
     pub(crate) fn event_client(&mut self, name: &str, added: bool) {
         let what = if added { "add-client" } else { "remove-client" };

@@ -126,6 +126,9 @@ pub struct State {
     pub(crate) subscriptions: HashMap<String, BTreeSet<ClientId>>,
     /// The last events of each topic (`log_event`, the scheduler's own).
     pub(crate) events: HashMap<String, std::collections::VecDeque<(f64, Value)>>,
+    /// Topics of departed workers and clients, with the time their events
+    /// are dropped (`events-cleanup-delay`), in that order.
+    pub(crate) topic_cleanups: std::collections::VecDeque<(f64, String)>,
     /// Published datasets, variables and events.
     pub(crate) coordination: crate::coordination::Coordination,
     /// Semaphores and locks.
@@ -250,6 +253,7 @@ impl State {
             fire_and_forget: ClientId(0),
             subscriptions: HashMap::new(),
             events: HashMap::new(),
+            topic_cleanups: Default::default(),
             coordination: Default::default(),
             semaphores: Default::default(),
             p2p: Default::default(),
@@ -714,6 +718,7 @@ impl State {
             self.client_by_name.remove(&c.name);
             self.stats.clients_removed += 1;
             self.event_client(&c.name, false);
+            self.schedule_topic_cleanup(&c.name);
             self.plugin_hook(hooks::REMOVE_CLIENT, "remove_client", || {
                 vec![Value::str(c.name)]
             });
@@ -953,6 +958,7 @@ impl State {
             WorkerStatus::ClosingGracefully | WorkerStatus::Closing
         );
         self.event_remove_worker(&worker.info.address, lost, &stim, expected);
+        self.schedule_topic_cleanup(&worker.info.address);
         self.transitions(recs);
         self.refresh_no_workers_since(now);
         self.p2p_worker_removed(&worker.info.address);

@@ -431,6 +431,39 @@ fn the_scheduler_logs_its_own_events_as_python_does() {
 }
 
 #[test]
+fn departed_workers_and_clients_topics_are_dropped_after_the_cleanup_delay() {
+    let mut sim = Sim::with_config(dask_core::Config {
+        events_cleanup_delay: 10.0,
+        ..dask_core::Config::default()
+    });
+    let a = sim.worker("tcp://a:1", 1);
+    let b = sim.worker("tcp://b:1", 1);
+    let c = sim.add_client("Client-2");
+    sim.s.remove_worker(a, 100.0);
+    sim.s.remove_worker(b, 101.0);
+    sim.s.remove_client(c, 102.0);
+    // b comes back under the same address before its delay ends
+    sim.now = 105.0;
+    sim.worker("tcp://b:1", 1);
+    assert_eq!(sim.s.cleanup_event_topics(109.9), 0, "not yet");
+    assert_eq!(sim.s.cleanup_event_topics(111.0), 1, "a's topic, not b's");
+    assert_eq!(sim.s.get_events(Some("tcp://a:1")), Value::Array(vec![]));
+    assert!(!actions(&sim, "tcp://b:1").is_empty());
+    assert_eq!(actions(&sim, "Client-2"), ["add-client", "remove-client"]);
+    assert_eq!(sim.s.cleanup_event_topics(112.0), 1, "the client's");
+    assert_eq!(sim.s.get_events(Some("Client-2")), Value::Array(vec![]));
+    // `all` keeps the record of both
+    assert!(
+        actions(&sim, "all")
+            .iter()
+            .filter(|a| *a == "remove-worker")
+            .count()
+            == 2
+    );
+    assert_eq!(sim.s.cleanup_event_topics(1e9), 0, "nothing left to drop");
+}
+
+#[test]
 fn multi_locks_are_taken_together_and_handed_on_in_order() {
     let mut sim = Sim::new();
     let names = |ls: &[&str]| ls.iter().map(|s| s.to_string()).collect::<Vec<_>>();

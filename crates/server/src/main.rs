@@ -182,6 +182,7 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let rpc = RpcPool::with_security(limits, Duration::from_secs(10), security.clone());
     let (sched, event_loop) =
         Scheduler::start(info.clone(), state, rpc, materializer, idle_timeout);
+    sched.block_handlers(extras.blocked_handlers.clone());
     dask_scheduler::monitor::spawn();
     // before any worker can register: every worker gets it
     dask_scheduler::scheduler::p2p::install_worker_plugin(&sched).await;

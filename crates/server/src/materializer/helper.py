@@ -1678,6 +1678,12 @@ def op_config(req):
             ),
             "worker-ttl": float(parse_timedelta(ttl)) if ttl else None,
             "idle-timeout": float(parse_timedelta(idle)) if idle else None,
+            "events-cleanup-delay": float(
+                parse_timedelta(get("distributed.scheduler.events-cleanup-delay", "1h"))
+            ),
+            "blocked-handlers": [
+                str(op) for op in get("distributed.scheduler.blocked-handlers", None) or []
+            ],
             "no-workers-timeout": (
                 float(parse_timedelta(no_workers)) if no_workers else None
             ),

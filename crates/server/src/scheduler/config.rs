@@ -25,6 +25,9 @@ fn apply(config: &mut Config, values: &Value) {
     if let Some(v) = values.get("worker-ttl") {
         config.worker_ttl = v.as_f64();
     }
+    if let Some(v) = values.get("events-cleanup-delay").and_then(Value::as_f64) {
+        config.events_cleanup_delay = v.max(0.0);
+    }
     if let Some(v) = values.get("no-workers-timeout") {
         // Python's periodic check asserts a non-zero timeout; 0 disables it here
         config.no_workers_timeout = v.as_f64().filter(|s| s.is_finite() && *s > 0.0);
@@ -184,6 +187,8 @@ pub struct Extras {
     pub comm: CommConfig,
     /// `distributed.scheduler.dashboard.tls.*`: HTTPS on the dashboard port.
     pub dashboard_tls: DashboardTlsConfig,
+    /// `distributed.scheduler.blocked-handlers`: RPCs switched off.
+    pub blocked_handlers: Vec<String>,
     /// `distributed.scheduler.preload`: modules run at start-up when
     /// `--preload` names none.
     pub preload: Vec<String>,
@@ -251,6 +256,13 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .filter_map(|v| v.as_str().map(str::to_string))
                             .collect(),
                         preload_argv: values.get("preload-argv").cloned(),
+                        blocked_handlers: values
+                            .get("blocked-handlers")
+                            .and_then(Value::as_seq)
+                            .unwrap_or(&[])
+                            .iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect(),
                     };
                     return (config, extras);
                 }

@@ -57,6 +57,8 @@ async fn serve(sched: Arc<Scheduler>, mut conn: Conn) {
     };
     crate::metrics::global().count_op("connection", first.get("op").and_then(Value::as_str));
     match first.get("op").and_then(Value::as_str) {
+        // a blocked registration is answered with its error like any RPC
+        Some(op) if sched.blocked_reply(op).is_some() => rpc::serve_rpcs(sched, conn, first).await,
         Some("register-client") => client_stream(sched, conn, first).await,
         Some("register-worker") => worker_stream(sched, conn, first).await,
         _ => rpc::serve_rpcs(sched, conn, first).await,

@@ -343,6 +343,7 @@ impl Loop {
         }
         // Python checks every `locks.lease-validation-interval` (10 s); a
         // waiting acquire looks again within a second.
+        self.state.cleanup_event_topics(now);
         let expired = self.state.semaphore_expire_leases(now);
         if expired > 0 {
             tracing::debug!("{expired} semaphore lease(s) timed out");

@@ -113,6 +113,9 @@ pub struct Scheduler {
     pub memory_samplers: memory_sampler::MemorySamplers,
     /// Scheduler plugins registered, by name.
     pub scheduler_plugins: scheduler_plugins::SchedulerPlugins,
+    /// `distributed.scheduler.blocked-handlers`: RPCs an operator switched
+    /// off (set once at start-up, before the listeners open).
+    blocked_handlers: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Scheduler {
@@ -138,6 +141,7 @@ impl Scheduler {
             replica_lock: tokio::sync::Mutex::new(()),
             memory_samplers: memory_sampler::MemorySamplers::default(),
             scheduler_plugins: scheduler_plugins::SchedulerPlugins::default(),
+            blocked_handlers: std::sync::OnceLock::new(),
         });
         let handle = tokio::spawn(event_loop::run(
             state,
@@ -148,6 +152,30 @@ impl Scheduler {
             sched.materializer.clone(),
         ));
         (sched, handle)
+    }
+
+    /// Switch the RPCs named in `distributed.scheduler.blocked-handlers` off;
+    /// a second call changes nothing.
+    pub fn block_handlers(&self, ops: Vec<String>) {
+        if !ops.is_empty() {
+            tracing::info!("Blocked handlers (distributed.scheduler.blocked-handlers): {ops:?}");
+        }
+        let _ = self.blocked_handlers.set(ops);
+    }
+
+    /// The error reply for `op` when an operator blocked it (Python's
+    /// `Server.handle_comm` raises this `ValueError`), else `None`.
+    pub fn blocked_reply(&self, op: &str) -> Option<Value> {
+        let blocked = self.blocked_handlers.get()?;
+        blocked.iter().any(|b| b == op).then(|| {
+            errors::error_reply(
+                "ValueError",
+                &format!(
+                    "The '{op}' handler has been explicitly disallowed in Scheduler, possibly \
+                     due to security concerns."
+                ),
+            )
+        })
     }
 
     /// Queue a command for the event loop (dropped if the loop has ended).

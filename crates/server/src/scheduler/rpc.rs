@@ -33,7 +33,10 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
         crate::metrics::global().count_op("rpc", Some(&op));
         let wants_reply = msg.get("reply").is_none_or(Value::truthy);
         let close_after = msg.get("close").is_some_and(Value::truthy);
+        // as Python's `handle_comm`: `close` first, then the blocked ones
+        let mut blocked = (op != "close").then(|| sched.blocked_reply(&op)).flatten();
         let reply = match op.as_str() {
+            _ if blocked.is_some() => blocked.take().unwrap_or(Value::Nil),
             "close" => {
                 if wants_reply {
                     let _ = conn.write(&Value::str("OK")).await;
