@@ -82,3 +82,29 @@ def test_upload_file_makes_a_module_usable_in_graphs(client, tmp_path, monkeypat
     client.upload_file(str(path))
     assert client.submit(module.f, 2, pure=False).result(timeout=30) == 8
     sys.modules.pop(name, None)
+
+
+def test_upload_directory_reaches_the_nannies(make_cluster, tmp_path):
+    """``UploadDirectory`` is a scheduler plugin whose ``start`` registers a
+    nanny plugin through the scheduler object (``register_nanny_plugin``):
+    the directory arrives in every nanny's local directory."""
+    import os
+
+    from distributed.diagnostics.plugin import UploadDirectory
+
+    src = tmp_path / "shipped_dir"
+    src.mkdir()
+    (src / "shipped_mod.py").write_text("VALUE = 42\n")
+    c = make_cluster([WorkerSpec(nanny=True), WorkerSpec(nanny=True)])
+    client = c.client()
+    client.register_plugin(UploadDirectory(str(src)))
+
+    def has_it(dask_worker):
+        return os.path.exists(
+            os.path.join(dask_worker.local_directory, "shipped_dir", "shipped_mod.py")
+        )
+
+    assert list(client.run(has_it, nanny=True).values()) == [True, True]
+    # a nanny joining later gets it too
+    c.add_worker(WorkerSpec(nanny=True))
+    assert list(client.run(has_it, nanny=True).values()) == [True, True, True]

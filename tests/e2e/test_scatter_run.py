@@ -118,3 +118,13 @@ def test_nbytes_summary_by_prefix_and_per_key(client):
     assert client.nbytes(summary=False)[f"{tag}-2"] == sizes[f"{tag}-2"]
     with pytest.raises(KeyError):
         client.nbytes(keys=[unique("never-submitted")])
+
+
+def test_run_handler_failures_on_workers_arrive_as_python_s(client):
+    """A worker's ``run`` handler itself failing (``wait=False`` needs a
+    coroutine function) reaches the client as the Python scheduler passes it
+    on: ``Exception(<the worker's exception text>)``."""
+    with pytest.raises(Exception, match="Combination not supported") as info:
+        client.run(os.getpid, wait=False)
+    assert type(info.value) is Exception
+    assert "AssertionError" in str(info.value)

@@ -1107,7 +1107,8 @@ _STAND_IN_ERROR = (
     "Scheduler.{name} is not available: the Rust dask-scheduler has no Python scheduler "
     "object. run_on_scheduler functions, --preload modules and scheduler plugins run in "
     "a Python process beside it and get, as the scheduler, a stand-in with only "
-    "'address', 'id', 'plugins' and the attributes set on it (state such as "
+    "'address', 'id', 'plugins', 'add_plugin', 'remove_plugin', the worker and nanny "
+    "plugin (un)registrations and the attributes set on it (state such as "
     "raft-dask's)"
 )
 
@@ -1131,14 +1132,28 @@ def _scheduler_attribute_names():
     return frozenset(n for n in names if not (n.startswith("__") and n.endswith("__")))
 
 
+# Scheduler methods the stand-in asks of the scheduler over its RPC
+_RELAYED = frozenset(
+    {
+        "register_worker_plugin",
+        "register_nanny_plugin",
+        "unregister_worker_plugin",
+        "unregister_nanny_plugin",
+    }
+)
+
+
 class _SchedulerStandIn:
     """What a ``run_on_scheduler`` function that takes ``dask_scheduler``
     (or ``dask_worker``, which Python fills with the scheduler too) gets
     here: one object for the runner's lifetime, like the scheduler. It keeps
     the attributes functions set on it, which is all some libraries use the
     scheduler for (raft-dask keeps its NCCL root id in
-    ``dask_scheduler._raft_comm_state``), and has ``address``, ``id`` and
-    ``plugins`` (the scheduler plugins registered, by name).
+    ``dask_scheduler._raft_comm_state``), and has ``address``, ``id``,
+    ``plugins`` (the scheduler plugins registered, by name), ``add_plugin``,
+    ``remove_plugin``, and the worker and nanny plugin (un)registrations
+    (asked of the scheduler over its RPC: ``UploadDirectory.start`` uses
+    them).
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect
     here. Any other name behaves as on the real object: missing until set."""
@@ -1150,7 +1165,7 @@ class _SchedulerStandIn:
         names = object.__getattribute__(self, "_stand_in_reserved")
         if names is None:
             names = _scheduler_attribute_names() - {
-                "address", "id", "plugins", "add_plugin", "remove_plugin"
+                "address", "id", "plugins", "add_plugin", "remove_plugin", *_RELAYED
             }
             object.__setattr__(self, "_stand_in_reserved", names)
         return names
@@ -1179,6 +1194,39 @@ class _SchedulerStandIn:
     def remove_plugin(self, name=None):
         """``Scheduler.remove_plugin``."""
         _remove_plugin(name)
+
+    async def register_worker_plugin(self, comm=None, plugin=None, name=None, idempotent=None):
+        """``Scheduler.register_worker_plugin``, asked of the scheduler."""
+        return await self._relay("register_worker_plugin", plugin=plugin, name=name,
+                                 idempotent=idempotent)
+
+    async def register_nanny_plugin(self, comm=None, plugin=None, name=None, idempotent=None):
+        """``Scheduler.register_nanny_plugin`` (what ``UploadDirectory.start``
+        calls), asked of the scheduler."""
+        return await self._relay("register_nanny_plugin", plugin=plugin, name=name,
+                                 idempotent=idempotent)
+
+    async def unregister_worker_plugin(self, comm=None, name=None):
+        """``Scheduler.unregister_worker_plugin``, asked of the scheduler."""
+        return await self._relay("unregister_worker_plugin", name=name)
+
+    async def unregister_nanny_plugin(self, comm=None, name=None):
+        """``Scheduler.unregister_nanny_plugin``, asked of the scheduler."""
+        return await self._relay("unregister_nanny_plugin", name=name)
+
+    async def _relay(self, op, **kwargs):
+        """Call the scheduler's RPC ``op`` over a connection of its own, as a
+        client would. The replies stay serialized, as the Python scheduler's
+        own ``broadcast`` leaves the workers' replies."""
+        from distributed.core import rpc
+        from distributed.security import Security
+
+        address = self.__dict__.get("address")
+        if address is None:
+            raise NotImplementedError(_STAND_IN_ERROR.format(name=op))
+        args = Security().get_connection_args("client")
+        async with rpc(address, connection_args=args, deserialize=False) as r:
+            return await getattr(r, op)(**kwargs)
 
     def __repr__(self):
         return f"<Scheduler stand-in for run_on_scheduler: {self.__dict__.get('address')!r}>"

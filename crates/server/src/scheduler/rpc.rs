@@ -917,8 +917,12 @@ pub(super) async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Val
         m.set("close", Value::Bool(false));
         calls.spawn(async move {
             let result = match dial {
-                Some(d) => rpc.call(&d, m).await.map_err(|e| e.to_string()),
-                None => Err(format!("worker {addr} has no nanny")),
+                Some(d) => match rpc.call(&d, m).await {
+                    Ok(reply) => uncaught_error_text(&reply)
+                        .map_or(Ok(reply), |text| Err(("Exception", text))),
+                    Err(e) => Err(("OSError", e.to_string())),
+                },
+                None => Err(("OSError", format!("worker {addr} has no nanny"))),
             };
             (addr, result)
         });
@@ -928,18 +932,36 @@ pub(super) async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Val
         let Ok((addr, result)) = joined else { continue };
         match result {
             Ok(reply) => out.push((Value::str(addr), reply)),
-            Err(e) => match on_error.as_str() {
-                "ignore" => {}
-                "return" | "return_pickle" => {
-                    let exc = pickle::exception("builtins", "OSError", &e);
-                    out.push((Value::str(addr), Value::Bin(exc)));
+            Err((exc_type, e)) => {
+                // as Python's `broadcast` logs every failed call
+                tracing::error!("broadcast to {addr} failed: {exc_type}: {e}");
+                match on_error.as_str() {
+                    "ignore" => {}
+                    "return" | "return_pickle" => {
+                        let exc = pickle::exception("builtins", exc_type, &e);
+                        out.push((Value::str(addr), Value::Bin(exc)));
+                    }
+                    _ => return Err(error_reply(exc_type, &e)),
                 }
-                _ => return Err(error_reply("OSError", &e)),
-            },
+            }
         }
     }
     out.sort_by_key(|a| a.0.to_string());
     Ok(Value::Map(out))
+}
+
+/// The `exception_text` of a reply whose handler raised (`uncaught-error`).
+/// Python's scheduler calls workers without deserializing, so its
+/// `send_recv` raises `Exception(exception_text)` for such a reply, and
+/// that `Exception` is what `broadcast` raises or returns.
+fn uncaught_error_text(reply: &Value) -> Option<String> {
+    (reply.get("status").and_then(Value::as_str) == Some("uncaught-error")).then(|| {
+        reply
+            .get("exception_text")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    })
 }
 
 /// `call_stack`: ask the workers processing `keys` (all if nil) for their stacks.
