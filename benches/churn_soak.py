@@ -23,13 +23,14 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_scheduler import PYTHON, alternate, free_port, quiet  # noqa: E402
+from local_scheduler import PYTHON, alternate, quiet  # noqa: E402
 from local_scheduler import start as start_scheduler  # noqa: E402
 
 WARMUP = 5
@@ -50,13 +51,17 @@ def rss_of(proc: subprocess.Popen) -> tuple[int, int]:
         return 0, 0
 
 
-def start_worker(address: str) -> subprocess.Popen:
+LOGS = Path(tempfile.mkdtemp(prefix="churn-soak-"))
+
+
+def start_worker(address: str, name: str) -> subprocess.Popen:
     argv = [
         str(PYTHON), "-m", "distributed.cli.dask_worker", address,
         "--nthreads", "1", "--no-nanny", "--no-dashboard", "--memory-limit", "0",
-        "--host", "127.0.0.1", "--worker-port", str(free_port()),
+        "--host", "127.0.0.1", "--name", name,
     ]
-    return subprocess.Popen(argv, **quiet())
+    log = open(LOGS / f"{name}.log", "w")  # noqa: SIM115 - the process keeps it
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=quiet()["env"])
 
 
 def slope(ys: list[float]) -> float:
@@ -74,12 +79,13 @@ def run(impl: str, rounds: int, tasks: int) -> dict:
 
     sched, address = start_scheduler(impl)
     workers: list[subprocess.Popen] = []
+    leaving: list[subprocess.Popen] = []
     rss: list[int] = []
     tree: list[int] = []
     t0 = time.perf_counter()
     try:
         for r in range(rounds):
-            workers.append(start_worker(address))
+            workers.append(start_worker(address, f"{impl}-{r}"))
             with Client(address, timeout=30) as client:
                 client.wait_for_workers(min(len(workers), 2), timeout=60)
                 futures = client.map(inc, range(tasks), key=[f"soak-{r}-{i}" for i in range(tasks)])
@@ -92,14 +98,17 @@ def run(impl: str, rounds: int, tasks: int) -> dict:
                     gone.kill()
                 else:
                     gone.terminate()
-                gone.wait(30)
+                # not waited for: a worker closing after SIGTERM can take
+                # its 30 s close timeout (with either scheduler)
+                leaving.append(gone)
             time.sleep(0.2)
             own, whole = rss_of(sched)
             rss.append(own)
             tree.append(whole)
     finally:
-        for w in workers:
+        for w in workers + leaving:
             w.kill()
+            w.wait()
         sched.terminate()
         try:
             sched.wait(15)
@@ -128,6 +137,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=1, help="rounds of both schedulers")
     ap.add_argument("--json", type=Path, help="write the rows here")
+    ap.add_argument("--only", choices=("rust", "python"), help="run one scheduler alone")
     args = ap.parse_args()
     rows = alternate(
         args.repeat,
@@ -139,6 +149,7 @@ def main() -> None:
             f"{r['tree_rss_after_warmup_mib']:.1f} -> {r['tree_rss_end_mib']:.1f} MiB, "
             f"{r['tree_growth_kib_per_round']:.0f} KiB/round ({r['seconds']:.0f} s)"
         ),
+        impls=(args.only,) if args.only else ("rust", "python"),
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

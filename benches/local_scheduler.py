@@ -40,13 +40,13 @@ def quiet() -> dict:
     return {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
 
 
-def alternate(rounds: int, run, describe) -> list[dict]:
-    """``run(impl)`` for each scheduler in turn, ``rounds`` times; each row
-    (a dict with ``"scheduler"``) is printed with ``describe(row)`` as it
-    comes. Returns the rows."""
+def alternate(rounds: int, run, describe, impls=IMPLS) -> list[dict]:
+    """``run(impl)`` for each scheduler of ``impls`` in turn, ``rounds``
+    times; each row (a dict with ``"scheduler"``) is printed with
+    ``describe(row)`` as it comes. Returns the rows."""
     rows = []
     for _ in range(rounds):
-        for impl in IMPLS:
+        for impl in impls:
             row = run(impl)
             rows.append(row)
             print(f"{impl:6s} {describe(row)}", flush=True)
