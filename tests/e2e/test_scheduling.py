@@ -565,10 +565,12 @@ def _killed_worker(make_cluster, tmp_path, env, n_workers, expected_deaths):
     client = c.client()
     markers = tmp_path / "deaths"
     markers.mkdir()
-    fut = client.submit(die_after_marker, str(markers), key=unique("suicidal"))
+    # a tuple key: the exception holds the key as Python does, a tuple
+    fut = client.submit(die_after_marker, str(markers), key=(unique("suicidal"), 0))
     with pytest.raises(KilledWorker) as info:
         fut.result(timeout=90)
-    assert fut.key in str(info.value), str(info.value)
+    assert info.value.task == fut.key
+    assert f"task {fut.key!r} on" in str(info.value), str(info.value)
     assert fut.status == "error"
     assert len(list(markers.iterdir())) == expected_deaths
     # the nannies bring the workers back and they work

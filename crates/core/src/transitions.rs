@@ -522,7 +522,8 @@ impl State {
             "distributed.scheduler",
             "KilledWorker",
             &[
-                PickleArg::Str(key.clone()),
+                // the key as Python holds it (a tuple key is a tuple)
+                PickleArg::key(&self.task(id).key.decoded()),
                 PickleArg::Namespace(vec![("address".into(), address.clone())]),
                 PickleArg::Int(i64::from(allowed)),
             ],
