@@ -108,3 +108,29 @@ def test_upload_directory_reaches_the_nannies(make_cluster, tmp_path):
     # a nanny joining later gets it too
     c.add_worker(WorkerSpec(nanny=True))
     assert list(client.run(has_it, nanny=True).values()) == [True, True, True]
+
+
+def test_upload_directory_to_the_scheduler_too(make_cluster, tmp_path):
+    """``mode="all"`` also unpacks into the scheduler's local directory,
+    which is on the scheduler's ``sys.path``: ``run_on_scheduler``
+    functions can import what was shipped."""
+    from distributed.diagnostics.plugin import UploadDirectory
+
+    src = tmp_path / "shipped_all"
+    src.mkdir()
+    (src / "shipped_all_mod.py").write_text("VALUE = 7\n")
+    c = make_cluster([WorkerSpec(nanny=True)])
+    client = c.client()
+    client.register_plugin(UploadDirectory(str(src), mode="all"))
+
+    def import_it(dask_scheduler):
+        import importlib
+        import os
+
+        path = os.path.join(dask_scheduler.local_directory, "shipped_all", "shipped_all_mod.py")
+        import sys
+
+        sys.path.insert(0, os.path.dirname(path))
+        return os.path.exists(path), importlib.import_module("shipped_all_mod").VALUE
+
+    assert client.run_on_scheduler(import_it) == (True, 7)

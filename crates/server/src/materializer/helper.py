@@ -1107,7 +1107,7 @@ _STAND_IN_ERROR = (
     "Scheduler.{name} is not available: the Rust dask-scheduler has no Python scheduler "
     "object. run_on_scheduler functions, --preload modules and scheduler plugins run in "
     "a Python process beside it and get, as the scheduler, a stand-in with only "
-    "'address', 'id', 'plugins', 'add_plugin', 'remove_plugin', the worker and nanny "
+    "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', the worker and nanny "
     "plugin (un)registrations and the attributes set on it (state such as "
     "raft-dask's)"
 )
@@ -1132,6 +1132,32 @@ def _scheduler_attribute_names():
     return frozenset(n for n in names if not (n.startswith("__") and n.endswith("__")))
 
 
+_WORKDIR = None
+
+
+def _scheduler_local_directory():
+    """The scheduler's scratch directory, made on first use as
+    ``distributed.core.Server`` makes it (``<temporary-directory>/
+    dask-scratch-space/scheduler-*``, removed when the runner exits) and put
+    first on ``sys.path``, as there: a module a plugin unpacks into it
+    (``UploadDirectory(..., mode="all")``) is importable by the functions
+    run here."""
+    global _WORKDIR
+    if _WORKDIR is None:
+        import tempfile
+
+        import dask.config
+        from distributed.diskutils import WorkSpace
+
+        base = dask.config.get("temporary-directory") or tempfile.gettempdir()
+        if "dask-scratch-space" not in str(base):
+            base = os.path.join(base, "dask-scratch-space")
+        _WORKDIR = WorkSpace(base).new_work_dir(prefix="scheduler-")
+        if _WORKDIR.dir_path not in sys.path:
+            sys.path.insert(0, _WORKDIR.dir_path)
+    return _WORKDIR.dir_path
+
+
 # Scheduler methods the stand-in asks of the scheduler over its RPC
 _RELAYED = frozenset(
     {
@@ -1150,6 +1176,7 @@ class _SchedulerStandIn:
     the attributes functions set on it, which is all some libraries use the
     scheduler for (raft-dask keeps its NCCL root id in
     ``dask_scheduler._raft_comm_state``), and has ``address``, ``id``,
+    ``local_directory``,
     ``plugins`` (the scheduler plugins registered, by name), ``add_plugin``,
     ``remove_plugin``, and the worker and nanny plugin (un)registrations
     (asked of the scheduler over its RPC: ``UploadDirectory.start`` uses
@@ -1165,7 +1192,8 @@ class _SchedulerStandIn:
         names = object.__getattribute__(self, "_stand_in_reserved")
         if names is None:
             names = _scheduler_attribute_names() - {
-                "address", "id", "plugins", "add_plugin", "remove_plugin", *_RELAYED
+                "address", "id", "plugins", "add_plugin", "remove_plugin",
+                "local_directory", *_RELAYED
             }
             object.__setattr__(self, "_stand_in_reserved", names)
         return names
@@ -1174,6 +1202,8 @@ class _SchedulerStandIn:
         # only called for names not set on the object
         if name == "plugins":
             return _PLUGINS
+        if name == "local_directory":
+            return _scheduler_local_directory()
         if name in self._reserved():
             raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
         raise AttributeError(f"'Scheduler' object has no attribute {name!r}")
