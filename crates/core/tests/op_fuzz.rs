@@ -18,23 +18,6 @@ use dask_core::TaskState;
 use dask_wire::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
 const WORKER_OPS: [&str; 12] = [
     "task-finished",
     "task-erred",
@@ -87,7 +70,7 @@ const FIELDS: [&str; 18] = [
 /// A key the graph holds, a tuple key, an unknown one, or no key at all.
 fn a_key(rng: &mut Rng, known: &[String]) -> Value {
     match rng.below(5) {
-        0 | 1 => Value::str(rng.pick(known).as_str()),
+        0 | 1 => Value::str(rng.choose(known).as_str()),
         2 => Value::Array(vec![Value::str("tup"), Value::Int(rng.below(3) as i64)]),
         3 => Value::str("never-heard-of"),
         _ => any_value(rng, known, 1),
@@ -100,12 +83,12 @@ fn any_value(rng: &mut Rng, known: &[String], depth: usize) -> Value {
     match rng.below(n) {
         0 => Value::Nil,
         1 => Value::Bool(rng.below(2) == 0),
-        2 => Value::Int(*rng.pick(&[0, -1, 1, i64::MIN, i64::MAX, 1 << 40])),
-        3 => Value::Float(*rng.pick(&[0.0, -1.0, f64::NAN, f64::INFINITY, 1e300])),
+        2 => Value::Int(*rng.choose(&[0, -1, 1, i64::MIN, i64::MAX, 1 << 40])),
+        3 => Value::Float(*rng.choose(&[0.0, -1.0, f64::NAN, f64::INFINITY, 1e300])),
         4 => Value::str(""),
-        5 => Value::str(*rng.pick(&["running", "paused", "memory", "bogus", "tcp://w:1"])),
+        5 => Value::str(*rng.choose(&["running", "paused", "memory", "bogus", "tcp://w:1"])),
         6 => Value::Bin(bytes::Bytes::from_static(b"\x80\x02N.")),
-        7 => Value::str(rng.pick(known).as_str()),
+        7 => Value::str(rng.choose(known).as_str()),
         8 => Value::Raw(bytes::Bytes::from_static(b"\xc1")),
         9 => {
             let len = rng.below(4);
@@ -127,13 +110,13 @@ fn any_value(rng: &mut Rng, known: &[String], depth: usize) -> Value {
 fn bad_op(rng: &mut Rng, name: &str, known: &[String], addrs: &[String]) -> Value {
     let mut fields = vec![(Value::str("op"), Value::str(name))];
     for _ in 0..rng.below(7) {
-        let field = *rng.pick(&FIELDS);
+        let field = *rng.choose(&FIELDS);
         let value = match (field, rng.below(3)) {
             ("key", 0) | ("key", 1) => a_key(rng, known),
             ("keys", 0) => Value::Array((0..1 + rng.below(3)).map(|_| a_key(rng, known)).collect()),
-            ("worker", 0) => Value::str(rng.pick(addrs).as_str()),
+            ("worker", 0) => Value::str(rng.choose(addrs).as_str()),
             ("run_id", 0) => Value::Int(rng.below(40) as i64),
-            ("status", 0) => Value::str(*rng.pick(&["OK", "error", "running", "paused"])),
+            ("status", 0) => Value::str(*rng.choose(&["OK", "error", "running", "paused"])),
             _ => any_value(rng, known, 2),
         };
         fields.push((Value::str(field), value));
@@ -185,13 +168,13 @@ fn malformed_ops_never_panic_and_keep_the_state_consistent() {
         let now = sim.now;
         let to_worker = rng.below(3) != 0;
         let msg = if to_worker {
-            let name = *rng.pick(&WORKER_OPS);
+            let name = *rng.choose(&WORKER_OPS);
             bad_op(&mut rng, name, &known, &addrs)
         } else {
-            let name = *rng.pick(&CLIENT_OPS);
+            let name = *rng.choose(&CLIENT_OPS);
             bad_op(&mut rng, name, &known, &addrs)
         };
-        let w = *rng.pick(&workers);
+        let w = *rng.choose(&workers);
         let client = sim.client;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if to_worker {

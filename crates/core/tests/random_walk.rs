@@ -17,27 +17,6 @@ use dask_core::{ClientId, Outgoing, TaskState, WorkerId};
 use dask_wire::{Key, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Tiny deterministic PRNG (xorshift64*), so failures are reproducible by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
-        (!items.is_empty()).then(|| items[self.below(items.len())].clone())
-    }
-}
-
 /// A fake worker's view: the assignments it is working on.
 #[derive(Default)]
 struct FakeWorker {
