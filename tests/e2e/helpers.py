@@ -146,3 +146,16 @@ def run_some_work(client, names: dict[str, str], timeout: float = 30) -> None:
     # broadcast: the scheduler opens its own connections to the workers
     assert client.run(lambda: 7) == {a: 7, b: 7}
     assert list(client.who_has(y)[y.key]) == [b]
+
+
+def refuse_unpickling():
+    """Raises wherever it is called: a graph holding an ``Unloadable`` cannot
+    be deserialized by the scheduler."""
+    raise RuntimeError("this object refuses to be unpickled")
+
+
+class Unloadable:
+    """Pickles fine; unpickling it raises (see ``refuse_unpickling``)."""
+
+    def __reduce__(self):
+        return (refuse_unpickling, ())

@@ -39,3 +39,15 @@ def test_nothing_is_blocked_by_default(make_cluster):
     client.set_metadata("x", 1)
     assert client.get_metadata("x") == 1
     assert isinstance(client.run_on_scheduler(scheduler_pid), int)
+
+
+def test_a_plain_string_names_one_handler(make_cluster):
+    # an unquoted environment variable is a string, not a list
+    c = make_cluster([WorkerSpec()], env={
+        "DASK_DISTRIBUTED__SCHEDULER__BLOCKED_HANDLERS": "run_function"
+    })
+    client = c.client()
+    with pytest.raises(ValueError, match="'run_function' handler has been explicitly"):
+        client.run_on_scheduler(scheduler_pid)
+    client.set_metadata("y", 2)
+    assert client.get_metadata("y") == 2

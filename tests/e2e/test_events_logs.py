@@ -55,6 +55,27 @@ def test_the_scheduler_logs_workers_clients_and_graphs(cluster, client):
     assert {"action": "remove-client", "client": other_id} in gone
 
 
+def test_a_graph_that_cannot_be_deserialized_logs_an_update_graph_error(client):
+    """As Python's: ``{"action": "update-graph", "status": "error"}`` on
+    ``scheduler`` and the client's topic, and the future errs."""
+    from .cluster import wait_until
+    from .helpers import Unloadable, inc
+
+    bad = client.submit(inc, Unloadable(), key=unique("unloadable"))
+    with pytest.raises(Exception, match="Error during deserialization of the task graph"):
+        bad.result(timeout=30)
+
+    def errors(topic):
+        return [
+            m for _, m in client.get_events(topic)
+            if isinstance(m, dict) and m.get("action") == "update-graph"
+            and m.get("status") == "error"
+        ]
+
+    wait_until(lambda: errors("scheduler"), 10, "the error event")
+    assert errors(client.id) and errors("scheduler")[-1]["stimulus_id"]
+
+
 def test_departed_workers_and_clients_events_are_dropped_after_the_delay(make_cluster):
     """``events-cleanup-delay``: a departed worker's or client's topic loses
     its events after the delay (an autoscaled cluster's churn would keep

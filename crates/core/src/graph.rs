@@ -411,7 +411,7 @@ impl State {
             .map(|id| (id, Target::Waiting))
             .collect();
         self.transitions(recs);
-        self.event_update_graph(client, graph.tasks.len(), new_tasks);
+        self.event_update_graph(client, Some((graph.tasks.len(), new_tasks)));
     }
 
     /// True if at most one in ten of up to [`NEW_KEY_SAMPLE`] evenly spaced
@@ -426,14 +426,18 @@ impl State {
         known * 10 <= sampled
     }
 
-    /// Materialization failed: the client's requested keys err with this exception.
+    /// Materialization failed: the client's requested keys err with this
+    /// exception, and an `update-graph` event says `error`, as Python's.
     pub fn graph_failed(
         &mut self,
         client: ClientId,
         keys: &[Key],
         exception: Value,
         traceback: Value,
+        now: f64,
     ) {
+        self.now = now;
+        self.event_update_graph(client, None);
         for key in keys {
             self.outbox.push(Outgoing::Client(
                 client,

@@ -111,25 +111,27 @@ impl State {
         self.publish_event(address, event);
     }
 
-    /// `update-graph` (status `OK`), to `scheduler` and the client's topic,
-    /// with the number of tasks submitted and of those new here.
-    pub(crate) fn event_update_graph(&mut self, client: ClientId, tasks: usize, new_tasks: usize) {
+    /// `update-graph`, to `scheduler` and the client's topic: status `OK`
+    /// with the number of tasks submitted and of those new here, or (for
+    /// `None`) status `error`, a graph that could not be materialized.
+    pub(crate) fn event_update_graph(&mut self, client: ClientId, counts: Option<(usize, usize)>) {
         let Some(name) = self.client_name(client).map(str::to_string) else {
             return;
         };
         let stimulus_id = self.stimulus("update-graph");
-        let metrics = Value::map([
-            ("tasks", Value::from(tasks)),
-            ("new_tasks", Value::from(new_tasks)),
-        ]);
-        let event = action(
-            "update-graph",
-            vec![
-                ("stimulus_id", Value::str(stimulus_id)),
-                ("metrics", metrics),
-                ("status", Value::str("OK")),
-            ],
-        );
+        let mut fields = vec![("stimulus_id", Value::str(stimulus_id))];
+        match counts {
+            Some((tasks, new_tasks)) => {
+                let metrics = Value::map([
+                    ("tasks", Value::from(tasks)),
+                    ("new_tasks", Value::from(new_tasks)),
+                ]);
+                fields.push(("metrics", metrics));
+                fields.push(("status", Value::str("OK")));
+            }
+            None => fields.push(("status", Value::str("error"))),
+        }
+        let event = action("update-graph", fields);
         self.publish_event("scheduler", event.clone());
         self.publish_event(&name, event);
     }

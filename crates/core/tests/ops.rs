@@ -723,9 +723,20 @@ fn missing_data_drops_the_replica_and_recomputes() {
 fn graph_failed_reports_task_erred_for_each_key() {
     let mut sim = Sim::new();
     let c = sim.client;
-    sim.s
-        .graph_failed(c, &[k("a"), k("b")], exception("RuntimeError"), Value::Nil);
+    let now = sim.now;
+    sim.s.graph_failed(
+        c,
+        &[k("a"), k("b")],
+        exception("RuntimeError"),
+        Value::Nil,
+        now,
+    );
     sim.drain();
+    // an `update-graph` event with status `error`, as Python's
+    let events = sim.s.get_events(Some("scheduler"));
+    let last = &events.as_seq().unwrap().last().unwrap().as_seq().unwrap()[1];
+    assert_eq!(last.get("action"), Some(&Value::str("update-graph")));
+    assert_eq!(last.get("status"), Some(&Value::str("error")));
     let msgs = sim.client_msgs();
     assert_eq!(msgs.len(), 2);
     for (m, key) in msgs.iter().zip(["a", "b"]) {

@@ -1759,8 +1759,9 @@ def op_config(req):
             "events-cleanup-delay": float(
                 parse_timedelta(get("distributed.scheduler.events-cleanup-delay", "1h"))
             ),
+            # a plain string (an unquoted environment variable) names one
             "blocked-handlers": [
-                str(op) for op in get("distributed.scheduler.blocked-handlers", None) or []
+                str(op) for op in _as_list(get("distributed.scheduler.blocked-handlers", None))
             ],
             "no-workers-timeout": (
                 float(parse_timedelta(no_workers)) if no_workers else None

@@ -155,7 +155,9 @@ impl Loop {
                 keys,
                 exception,
                 traceback,
-            } => self.state.graph_failed(client, &keys, exception, traceback),
+            } => self
+                .state
+                .graph_failed(client, &keys, exception, traceback, now),
             Command::ClientGone { client } => {
                 if let Some(name) = self.state.client_name(client) {
                     tracing::info!("Remove client {name}");

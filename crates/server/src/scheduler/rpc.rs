@@ -981,7 +981,9 @@ pub(crate) async fn call_stack(sched: &Arc<Scheduler>, keys: Option<Vec<Key>>) -
     let mut out = Vec::new();
     while let Some(joined) = calls.join_next().await {
         if let Ok((addr, Ok(reply))) = joined {
-            if reply.truthy() {
+            // a worker whose handler failed is left out, as one that could
+            // not be reached (Python's `call_stack` raises for either)
+            if reply.truthy() && uncaught_error_text(&reply).is_none() {
                 out.push((Value::str(addr), reply));
             }
         }
