@@ -206,6 +206,17 @@ fn config_text(values: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The strings of a list setting of a helper map (none when absent).
+fn config_strings(values: &Value, key: &str) -> Vec<String> {
+    values
+        .get(key)
+        .and_then(Value::as_seq)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
 /// The comm settings of the helper's `comm` map.
 fn comm_config(values: &Value) -> CommConfig {
     let text = |k: &str| config_text(values, k);
@@ -248,21 +259,9 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             cert: config_text(values, "dashboard-tls-cert"),
                             key: config_text(values, "dashboard-tls-key"),
                         },
-                        preload: values
-                            .get("preload")
-                            .and_then(Value::as_seq)
-                            .unwrap_or(&[])
-                            .iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect(),
+                        preload: config_strings(values, "preload"),
                         preload_argv: values.get("preload-argv").cloned(),
-                        blocked_handlers: values
-                            .get("blocked-handlers")
-                            .and_then(Value::as_seq)
-                            .unwrap_or(&[])
-                            .iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect(),
+                        blocked_handlers: config_strings(values, "blocked-handlers"),
                     };
                     return (config, extras);
                 }
