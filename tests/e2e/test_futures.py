@@ -170,3 +170,45 @@ def test_cancel_running_and_waiting_tasks(client, tmp_path):
         assert client.submit(inc, root).result(timeout=30) == 6
     finally:
         open(stop, "w").close()
+
+
+def write_file_after(path, delay):
+    time.sleep(delay)
+    with open(path, "w") as f:
+        f.write("done")
+    return path
+
+
+def test_fire_and_forget_runs_after_the_client_is_gone(cluster, client, tmp_path):
+    """``fire_and_forget``: the task runs although its only client closes at
+    once, and the scheduler forgets it when it is done."""
+    from distributed import fire_and_forget
+
+    target = tmp_path / "fired"
+    other = cluster.client(set_as_default=False)
+    key = unique("fired")
+    fire_and_forget(other.submit(write_file_after, str(target), 0.5, key=key))
+    other.close()
+    wait_until(target.exists, 30, "the forgotten task to run")
+    assert target.read_text() == "done"
+    wait_released(client, [key])
+
+
+def reschedule_once(marker):
+    """Raise ``Reschedule`` the first time (the scheduler places the task
+    again), return the number of attempts the second time."""
+    from distributed import Reschedule
+
+    attempts = int(open(marker).read()) + 1 if os.path.exists(marker) else 1
+    with open(marker, "w") as f:
+        f.write(str(attempts))
+    if attempts == 1:
+        raise Reschedule()
+    return attempts
+
+
+def test_a_task_raising_reschedule_runs_again(client, tmp_path):
+    marker = str(tmp_path / "attempts")
+    f = client.submit(reschedule_once, marker, key=unique("resched"), pure=False)
+    assert f.result(timeout=30) == 2
+    assert client.submit(inc, f).result(timeout=30) == 3
