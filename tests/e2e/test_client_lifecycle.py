@@ -118,3 +118,15 @@ def test_memory_back_near_baseline(make_cluster):
     assert after < baseline + 50 * 2**20, (
         f"scheduler RSS grew from {baseline / 2**20:.1f} MiB to {after / 2**20:.1f} MiB"
     )
+
+
+def test_shutdown_closes_the_scheduler_and_its_workers(make_cluster):
+    """``client.shutdown()``: the scheduler closes and tells every worker
+    (and nanny) to close too, as Python's ``Scheduler.close`` does; the
+    workers do not wait out their death timeout."""
+    c = make_cluster([WorkerSpec(), WorkerSpec(nanny=True)])
+    client = c.client()
+    assert client.submit(inc, 1, key=unique("before")).result(timeout=30) == 2
+    client.shutdown()
+    wait_until(lambda: not c.scheduler.alive(), 30, "the scheduler to exit")
+    wait_until(lambda: not any(w.alive() for w in c.workers), 30, "the workers to exit")

@@ -193,3 +193,26 @@ def test_benchmark_hardware(client):
         assert all(v > 0 for v in out[kind].values()), out[kind]
     # two workers make one pair for the network benchmark
     assert out["network"] and all(v > 0 for v in out["network"].values())
+
+
+def test_call_stack_shows_the_running_task(client, tmp_path):
+    from .cluster import wait_until
+    from .helpers import sleep_until_file
+
+    stop = tmp_path / "stop"
+    f = client.submit(sleep_until_file, str(stop), 60, key=unique("stacked"))
+    try:
+        def stacks():
+            return client.call_stack(keys=[f.key])
+
+        found = wait_until(lambda: stacks(), 30, "the task's stack")
+        [(worker, by_key)] = found.items()
+        assert worker in client.scheduler_info()["workers"]
+        frames = "".join(by_key[f.key])
+        assert "sleep_until_file" in frames
+        assert f.key in client.call_stack()[worker]
+    finally:
+        stop.touch()
+    f.result(timeout=30)
+    # nothing running: no stacks
+    wait_until(lambda: client.call_stack(keys=[f.key]) == {}, 30, "no stack once done")
