@@ -130,3 +130,16 @@ def test_shutdown_closes_the_scheduler_and_its_workers(make_cluster):
     client.shutdown()
     wait_until(lambda: not c.scheduler.alive(), 30, "the scheduler to exit")
     wait_until(lambda: not any(w.alive() for w in c.workers), 30, "the workers to exit")
+
+
+def test_sigterm_to_the_scheduler_closes_its_workers(make_cluster):
+    """A Kubernetes pod deletion: SIGTERM to the scheduler closes it the way
+    ``client.shutdown()`` does, workers and nannies included."""
+    import signal
+
+    c = make_cluster([WorkerSpec(), WorkerSpec(nanny=True)])
+    client = c.client()
+    assert client.submit(inc, 1, key=unique("before-term")).result(timeout=30) == 2
+    c.scheduler.send_signal(signal.SIGTERM)
+    assert c.scheduler.wait(30) == 0, c.scheduler.describe()
+    wait_until(lambda: not any(w.alive() for w in c.workers), 30, "the workers to exit")
