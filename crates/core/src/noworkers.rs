@@ -10,7 +10,7 @@
 //!   wait, every queued task fails with `NoWorkerError`.
 //!
 //! The failed tasks' dependents fail with them, and the scheduler logs a
-//! `no-workers-timeout-exceeded` event naming the keys.
+//! `no-workers-timeout-exceeded` event naming the keys (`schedevents.rs`).
 
 use crate::ids::TaskId;
 use crate::state::State;
@@ -97,15 +97,9 @@ impl State {
             keys.push(key);
             recs.push((id, Target::Erred(id)));
         }
+        let ids: Vec<TaskId> = recs.iter().map(|&(id, _)| id).collect();
+        self.event_no_workers_timeout(&ids);
         self.transitions(recs);
-        let event = Value::map([
-            ("action", Value::str("no-workers-timeout-exceeded")),
-            (
-                "keys",
-                Value::Array(keys.iter().map(Key::to_value).collect()),
-            ),
-        ]);
-        self.publish_event("scheduler", event);
         keys
     }
 

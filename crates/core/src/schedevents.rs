@@ -84,6 +84,16 @@ impl State {
         dropped
     }
 
+    /// `no-workers-timeout-exceeded`, to `scheduler`, naming the tasks the
+    /// no-workers timeout fails (see `noworkers.rs`).
+    pub(crate) fn event_no_workers_timeout(&mut self, ids: &[TaskId]) {
+        let event = action(
+            "no-workers-timeout-exceeded",
+            vec![("keys", self.keys_value(ids))],
+        );
+        self.publish_event("scheduler", event);
+    }
+
     /// `add-client` / `remove-client`, to `all` and the client's topic.
     pub(crate) fn event_client(&mut self, name: &str, added: bool) {
         let what = if added { "add-client" } else { "remove-client" };
