@@ -6,6 +6,7 @@ Workers and the scheduler's materializer import this module by name
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 
@@ -118,12 +119,29 @@ def wait_released(client, keys, timeout: float = 30.0) -> None:
     keys = set(keys)
 
     def gone():
+        gc.collect()  # see wait_cluster_empty
         left = keys & scheduler_task_keys(client)
         left |= {k for ks in client.has_what().values() for k in ks} & keys
         left |= {k for ks in worker_data_keys(client).values() for k in ks} & keys
         return not left
 
     wait_until(gone, timeout, f"keys {sorted(map(str, keys))[:5]}... to be released", interval=0.2)
+
+
+def wait_cluster_empty(client, timeout: float = 30.0) -> None:
+    """Wait until no worker holds any key.
+
+    Futures from earlier tests can stay alive in reference cycles: an
+    exception caught by ``pytest.raises`` keeps, through its traceback, the
+    frames of the client call that raised, and with them the futures passed
+    in. Only the garbage collector releases those, and its oldest generation
+    may not run for minutes, so collect before each look.
+    """
+    def empty():
+        gc.collect()
+        return not any(client.has_what().values())
+
+    wait_until(empty, timeout, "an empty cluster", interval=0.2)
 
 
 def worker_info(client) -> dict:

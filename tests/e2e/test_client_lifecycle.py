@@ -1,6 +1,7 @@
 """Issue 2, point 7: a client that disconnects without closing releases its
 keys; released graphs leave nothing behind in the scheduler."""
 
+import gc
 import json
 import select
 import subprocess
@@ -91,10 +92,13 @@ def run_and_release_graphs(client, n: int, width: int = 10) -> None:
 
 def wait_scheduler_empty(client, timeout=30):
     """No tasks in the scheduler, nothing in any worker's memory."""
-    wait_until(lambda: not scheduler_task_keys(client)
-               and not any(client.has_what().values())
-               and not any(worker_data_keys(client).values()),
-               timeout, "the scheduler and workers to hold no tasks")
+    def empty():
+        gc.collect()  # futures in reference cycles, see helpers.wait_cluster_empty
+        return (not scheduler_task_keys(client)
+                and not any(client.has_what().values())
+                and not any(worker_data_keys(client).values()))
+
+    wait_until(empty, timeout, "the scheduler and workers to hold no tasks")
 
 
 def test_100_released_graphs_leave_no_tasks(make_cluster):

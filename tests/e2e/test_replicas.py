@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from .cluster import WorkerSpec, wait_until
-from .helpers import unique, worker_data_keys, worker_info
+from .helpers import unique, wait_cluster_empty, worker_data_keys, worker_info
 
 SCHEDULER_ENV = {
     "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START": "False",
@@ -106,7 +106,7 @@ def test_replicate_refuses_unknown_workers_and_n_zero(trio):
 def test_rebalance_spreads_keys_from_one_worker(trio):
     cluster, c = trio
     addrs = sorted(c.run(lambda: 0))
-    wait_until(lambda: not any(c.has_what().values()), 30, "an empty cluster")
+    wait_cluster_empty(c)
     data = c.scatter([np.full(125_000, i, dtype="int64") for i in range(12)], workers=[addrs[0]])
     assert all(holders(c, f) == {addrs[0]} for f in data)
 
@@ -124,7 +124,7 @@ def test_rebalance_spreads_keys_from_one_worker(trio):
 def test_rebalance_only_the_given_futures(trio):
     cluster, c = trio
     addrs = sorted(c.run(lambda: 0))
-    wait_until(lambda: not any(c.has_what().values()), 30, "an empty cluster")
+    wait_cluster_empty(c)
     data = c.scatter([np.full(125_000, i, dtype="int64") for i in range(6)], workers=[addrs[0]])
     allowed = data[:2]
     c.rebalance(allowed)
