@@ -464,6 +464,9 @@ def test_metadata_is_shared_between_clients(client, other):
     # a non-dict on the path is replaced by a dict
     other.set_metadata([name, "y", "deeper"], [1, 2])
     assert client.get_metadata([name, "y"]) == {"deeper": (1, 2)}  # msgpack gives tuples
+    # an empty path names nothing to set: Python indexes keys[-1]
+    with pytest.raises(IndexError):
+        client.set_metadata([], 1)
 
 
 def test_metadata_named_like_a_task_goes_with_it(client):

@@ -54,6 +54,15 @@ def test_an_unknown_measure_is_refused(client):
     assert ms.samples == {}
 
 
+def test_an_interval_that_is_not_a_number_is_refused(client):
+    """Not silently sampled at the default interval: Python fails on it too."""
+    ms = MemorySampler()
+    with pytest.raises(TypeError):
+        with ms.sample(interval="often"):
+            pass
+    assert ms.samples == {}
+
+
 def test_stopping_an_unknown_sampler_is_a_key_error(client):
     with pytest.raises(KeyError):
         client.sync(client.scheduler.memory_sampler_stop, key="no-such-sampler")

@@ -2,6 +2,10 @@
 workers; ``upload_file``'s scheduler plugin makes a module usable in graphs.
 (Other scheduler plugins: ``test_scheduler_plugins.py``.)"""
 
+import importlib
+import textwrap
+import uuid
+
 import pytest
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
@@ -44,6 +48,39 @@ def test_worker_plugin_reaches_current_and_new_workers(cluster, client):
 def test_unknown_worker_plugin_cannot_be_unregistered(client):
     with pytest.raises(ValueError, match="does not exist"):
         client.unregister_worker_plugin("no-such-plugin")
+
+
+class FailingSetup(WorkerPlugin):
+    name = "failing-setup"
+
+    def setup(self, worker):
+        raise RuntimeError("no licence on this worker")
+
+
+def test_a_failing_worker_plugin_raises_its_error(client):
+    """The worker answers with an error message; the client re-raises it."""
+    with pytest.raises(RuntimeError, match="no licence"):
+        client.register_plugin(FailingSetup())
+    client.unregister_worker_plugin("failing-setup")
+
+
+def test_a_plugin_the_workers_cannot_import_fails_the_call(client, tmp_path, monkeypatch):
+    """The plugin's module exists only on the client, so each worker's
+    ``plugin-add`` handler fails while unpickling it. As with Python's
+    scheduler (``broadcast`` with ``on_error="raise"``), the call raises the
+    worker's error instead of returning it as a result."""
+    module = f"client_only_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+        from distributed.diagnostics.plugin import WorkerPlugin
+
+        class ClientOnly(WorkerPlugin):
+            name = "client-only"
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = importlib.import_module(module).ClientOnly()
+    with pytest.raises(Exception, match=f"No module named '{module}'"):
+        client.register_plugin(plugin)
+    assert client.submit(lambda: 1, pure=False).result(timeout=30) == 1
 
 
 class Noop(SchedulerPlugin):

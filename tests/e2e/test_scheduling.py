@@ -174,6 +174,15 @@ def test_set_resources_from_worker(make_cluster):
     futs = client.map(where_am_i, range(8), delay=0.02, resources={"GPU": 1}, pure=False)
     assert set(client.gather(futs)) == {a}
 
+    # the scheduler's set_resources (Python's add_resources) updates: the
+    # quantities it is given replace or join the worker's, the others stay
+    client.sync(client.scheduler.set_resources, worker=a, resources={"FPGA": 2})
+    wait_until(lambda: worker_entries(client)[a]["resources"] == {"GPU": 1, "FPGA": 2}, 10,
+               "the scheduler to add FPGA to GPU")
+    # a worker the scheduler does not know is a KeyError, not a silent "OK"
+    with pytest.raises(KeyError):
+        client.sync(client.scheduler.set_resources, worker="tcp://127.0.0.1:1", resources={"GPU": 1})
+
 
 @pytest.mark.rust_only
 def test_set_resources_wakes_waiting_task(make_cluster):

@@ -547,13 +547,20 @@ impl State {
         visited
     }
 
-    /// Replace a worker's resources (`set_resources`) and retry parked tasks.
+    /// Update a worker's resources (`set_resources`, Python's
+    /// `add_resources`: the given quantities replace or join the worker's,
+    /// the others stay) and retry parked tasks. `false` for an unknown worker.
     pub fn set_resources(&mut self, address: &str, resources: Vec<(String, f64)>) -> bool {
         let Some(id) = self.worker_id(address) else {
             return false;
         };
         if let Some(w) = self.workers.get_mut(&id) {
-            w.info.resources = resources;
+            for (name, quantity) in resources {
+                match w.info.resources.iter_mut().find(|(n, _)| *n == name) {
+                    Some(entry) => entry.1 = quantity,
+                    None => w.info.resources.push((name, quantity)),
+                }
+            }
         }
         self.on_worker_running(id);
         true

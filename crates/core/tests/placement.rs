@@ -68,6 +68,31 @@ fn set_resources_wakes_no_worker_tasks() {
 }
 
 #[test]
+fn set_resources_updates_like_add_resources() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://127.0.0.1:1", 1);
+    let addr = sim.addr(w);
+    assert!(sim.s.set_resources(&addr, vec![("GPU".into(), 1.0)]));
+    assert!(sim
+        .s
+        .set_resources(&addr, vec![("FPGA".into(), 2.0), ("GPU".into(), 3.0)]));
+    let identity = sim.s.workers_identity(-1);
+    let resources = identity
+        .get(addr.as_str())
+        .and_then(|w| w.get("resources"))
+        .expect("the worker's resources");
+    let mut got: Vec<(String, f64)> = resources
+        .as_map()
+        .expect("a map")
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_f64().unwrap()))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, vec![("FPGA".into(), 2.0), ("GPU".into(), 3.0)]);
+    assert!(!sim.s.set_resources("tcp://127.0.0.1:9", vec![]));
+}
+
+#[test]
 fn worker_restrictions_by_address_name_and_host() {
     struct Case {
         what: &'static str,

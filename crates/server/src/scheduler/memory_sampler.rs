@@ -51,11 +51,23 @@ async fn read(sched: &Scheduler, client: &str, measure: &str) -> Option<(f64, i6
 /// `memory_sampler_start(client, measure, interval)` → the sampler's key.
 pub async fn rpc_start(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
     let client = msg.get("client").and_then(Value::as_str).unwrap_or("");
-    let measure = msg
-        .get("measure")
-        .and_then(Value::as_str)
-        .unwrap_or("process");
-    let interval = msg.get("interval").and_then(Value::as_f64).unwrap_or(0.5);
+    // absent means the default; present but of the wrong type is an error
+    // (Python fails on it too), never a silent fall-back to the default
+    let measure = match msg.get("measure") {
+        None => "process",
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| error_reply("TypeError", "MemorySampler: 'measure' must be a string"))?,
+    };
+    let interval = match msg.get("interval") {
+        None => 0.5,
+        Some(v) => v.as_f64().ok_or_else(|| {
+            error_reply(
+                "TypeError",
+                "MemorySampler: 'interval' must be a number of seconds",
+            )
+        })?,
+    };
     if measure.starts_with('_') {
         return Err(error_reply(
             "AssertionError",

@@ -272,13 +272,26 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
             let worker = msg
                 .get("worker")
                 .and_then(Value::as_str)
-                .unwrap_or("")
+                .ok_or_else(|| error_reply("TypeError", "set_resources needs a 'worker' address"))?
                 .to_string();
-            let resources = super::connection::resources_of(msg.get("resources"));
-            sched
+            let resources = match msg.get("resources") {
+                None | Some(Value::Nil) => Vec::new(),
+                Some(v) if v.as_map().is_some() => super::connection::resources_of(Some(v)),
+                Some(_) => {
+                    return Err(error_reply(
+                        "TypeError",
+                        "set_resources needs 'resources': {name: quantity}",
+                    ))
+                }
+            };
+            let missing = worker.clone();
+            let known = sched
                 .with_state(move |s, _| s.set_resources(&worker, resources))
                 .await
                 .ok_or_else(lost)?;
+            if !known {
+                return Err(error_reply("KeyError", &missing));
+            }
             Value::str("OK")
         }
         "retry" => {
@@ -515,6 +528,13 @@ async fn metadata(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value
         Some(single) => vec![single.clone()],
     };
     if op == "set_metadata" {
+        // Python indexes keys[-1]: no path is an error there, not a no-op
+        if keys.is_empty() {
+            return Err(error_reply(
+                "IndexError",
+                "set_metadata needs a non-empty list of 'keys'",
+            ));
+        }
         let value = msg.get("value").cloned().unwrap_or(Value::Nil);
         sched
             .with_state(move |s, _| s.set_metadata(&keys, value))
@@ -791,8 +811,10 @@ async fn register_plugin(sched: &Arc<Scheduler>, nanny: bool, msg: &Value) -> Re
             ]),
         ),
         ("nanny", Value::Bool(nanny)),
-        ("on_error", Value::str("return")),
     ]);
+    // as Python's, a worker whose handler fails (e.g. cannot unpickle the
+    // plugin) fails the whole call; a plugin whose setup raises is an error
+    // *reply* of the worker, returned to the client as such
     broadcast(sched, &request).await
 }
 
@@ -873,8 +895,10 @@ async fn unregister_plugin(
             Value::map([("op", Value::str(op)), ("name", Value::str(name))]),
         ),
         ("nanny", Value::Bool(nanny)),
-        ("on_error", Value::str("return")),
     ]);
+    // as Python's, a worker whose handler fails (e.g. cannot unpickle the
+    // plugin) fails the whole call; a plugin whose setup raises is an error
+    // *reply* of the worker, returned to the client as such
     broadcast(sched, &request).await
 }
 
