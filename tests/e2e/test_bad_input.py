@@ -14,7 +14,7 @@ import time
 import pytest
 from distributed import Client
 
-from .cluster import wait_until
+from .cluster import IMPL, wait_until
 from .helpers import inc, slow_inc
 from .rawwire import HANDSHAKE, Closed, RawConn, dumps, pack_frames
 
@@ -188,3 +188,150 @@ def test_handshake_is_sent_on_accept(cluster):
         assert theirs["pickle-protocol"] in (4, 5)
         assert conn.rpc({"op": "identity", "reply": True})["address"] == cluster.address
     assert HANDSHAKE["pickle-protocol"] == 5
+
+
+# ---- every RPC with arguments of the wrong types
+
+# the handlers' parameter names, read from Python's own Scheduler (with its
+# extensions) in a child process, so that handlers added upstream are fuzzed too
+SIGNATURES = r"""
+import asyncio, inspect, json, sys
+from distributed import Scheduler
+
+async def main():
+    s = Scheduler(dashboard=False)
+    out = {}
+    for op, handler in s.handlers.items():
+        try:
+            params = inspect.signature(handler).parameters
+        except (TypeError, ValueError):
+            params = {}
+        out[op] = [p for p in params if p not in ("self", "comm", "stream")]
+    json.dump(out, sys.stdout)
+
+asyncio.run(main())
+"""
+# ops that end the scheduler or its workers, or turn the connection into a stream
+NOT_FUZZED = {"terminate", "close", "restart", "restart_workers", "retire_workers",
+              "register-client", "register-worker", "connection_stream", "feed",
+              "subscribe_worker_status", "benchmark_hardware"}
+# ops that wait, by design, for something that may never happen (a task or a variable
+# to be set, a queue item, a lease, a client's flush): silence is no hang there
+MAY_WAIT = {"event_wait", "queue_get", "queue_put", "variable_get", "variable_set",
+            "semaphore_acquire", "multi_lock_acquire", "publish_delete", "publish_put",
+            "shuffle_barrier"}
+JUNK = [None, 0, -1, 2**63 - 1, -2**63, 1.5, float("nan"), True, "", "x", b"\x00\xff", [],
+        [1, "a", None], {}, {"a": 1}, {1: [2]}, [[["deep"]]], {"k": {"k": {"k": []}}},
+        "tcp://127.0.0.1:1", ["tcp://127.0.0.1:1"], {"tcp://127.0.0.1:1": 1}, "x" * 10000]
+
+
+def test_every_rpc_survives_wrong_typed_arguments(cluster, client):
+    """Each of Python's scheduler RPCs, without arguments and six times with
+    random arguments of the wrong types, while a computation runs: each call
+    is answered (a value or an error) or costs its connection, never hangs;
+    afterwards the computation's result is right and the scheduler healthy."""
+    import json
+    import subprocess
+
+    from .cluster import PYTHON, child_env
+
+    signatures = json.loads(subprocess.run([PYTHON, "-c", SIGNATURES], capture_output=True,
+                                           text=True, timeout=120, env=child_env(),
+                                           check=True).stdout)
+    assert {"gather", "scatter", "variable_set", "semaphore_acquire"} <= set(signatures)
+    rng = random.Random(20261206)
+    hangs = []
+    with busy(client):
+        for op, params in sorted(signatures.items()):
+            if op in NOT_FUZZED:
+                continue
+            trials = [{}] + [{p: rng.choice(JUNK) for p in params if rng.random() < 0.8}
+                             for _ in range(6)]
+            for args in trials:
+                with RawConn(cluster.address) as conn:
+                    conn.handshake()
+                    conn.send({"op": op, "reply": True, **args})
+                    try:
+                        conn.recv(2.0 if op in MAY_WAIT else 15.0)
+                    except Closed:
+                        pass
+                    except TimeoutError:
+                        if op not in MAY_WAIT:
+                            hangs.append((op, repr(args)[:200]))
+    assert not hangs, hangs
+    assert_scheduler_healthy(cluster)
+
+
+# the ops of the client and worker streams (Python's stream handlers, shared
+# by both kinds of stream) and the fields they read
+STREAM_OPS = {
+    "add-keys": ["worker", "keys"], "cancel-keys": ["keys", "client", "force"],
+    "client-desires-keys": ["keys", "client"], "client-releases-keys": ["keys", "client"],
+    "heartbeat-client": ["client"], "keep-alive": [], "log-event": ["topic", "msg"],
+    "long-running": ["key", "worker", "compute_duration"],
+    "release-worker-data": ["key", "worker"], "reschedule": ["key", "worker"],
+    "request-refresh-who-has": ["keys"], "steal-response": ["key", "state", "worker"],
+    "subscribe-topic": ["topic", "client"], "unsubscribe-topic": ["topic", "client"],
+    "task-erred": ["key", "worker", "exception", "traceback"],
+    "task-finished": ["key", "worker", "nbytes", "type", "typename", "metadata"],
+    "update-data": ["who_has", "nbytes", "client"], "update-graph": ["graph_header", "keys"],
+    "variable_delete": ["name", "client"], "worker-status-change": ["status", "worker"],
+    "queue-future-release": ["key", "name"], "no-such-op": ["x"],
+}
+
+
+def fuzz_stream(address, first, rng, batches=150):
+    """Open a stream with ``first``, send ``batches`` batches of stream ops
+    with wrong-typed fields. This scheduler logs and skips each bad op;
+    Python's closes the stream at the first, which ends the sending here."""
+    with RawConn(address) as conn:
+        conn.handshake()
+        conn.send(first)
+        conn.recv(10.0)  # stream-start or the registration reply
+        ops = sorted(STREAM_OPS)
+        for _ in range(batches):
+            batch = []
+            for _ in range(rng.randint(1, 4)):
+                op = rng.choice(ops)
+                batch.append({"op": op, **{f: rng.choice(JUNK) for f in STREAM_OPS[op]
+                                           if rng.random() < 0.8}})
+            try:
+                conn.send(batch)
+            except OSError:
+                return
+        conn.closed_by_peer(timeout=1.0)  # let the scheduler read it all
+
+
+def test_streams_survive_wrong_typed_ops(cluster, client):
+    """A client stream and a worker stream fed ops with fields of the wrong
+    types, while a computation runs: the scheduler logs and ignores them
+    (closing at most that stream), and the computation's result is right."""
+    rng = random.Random(7)
+    log_before = len(cluster.scheduler.log_text())
+    with busy(client):
+        fuzz_stream(cluster.address, {"op": "register-client", "client": "Client-fuzz",
+                                      "versions": {}, "reply": False}, rng)
+        # a registration as a real worker sends it (shared/protocol traces)
+        metrics = {"task_counts": {}, "bandwidth": {"total": 100000000, "workers": {}, "types": {}},
+                   "digests_total_since_heartbeat": {}, "managed_bytes": 0,
+                   "spilled_bytes": {"memory": 0, "disk": 0},
+                   "transfer": {"incoming_bytes": 0, "incoming_count": 0,
+                                "incoming_count_total": 0, "outgoing_bytes": 0,
+                                "outgoing_count": 0, "outgoing_count_total": 0},
+                   "event_loop_interval": 0.02, "cpu": 0.0, "memory": 62234624,
+                   "time": time.time(), "host_net_io": {"read_bps": 0.0, "write_bps": 0.0},
+                   "host_disk_io": {"read_bps": 0.0, "write_bps": 0.0}, "num_fds": 8}
+        fuzz_stream(cluster.address, {
+            "op": "register-worker", "address": "tcp://127.0.0.1:9", "nthreads": 1,
+            "name": "fuzz-worker", "memory_limit": 0, "resources": {}, "status": "running",
+            "server_id": "fuzz", "now": time.time(), "metrics": metrics, "pid": 1, "services": {},
+            "local_directory": "/tmp", "versions": {}, "nanny": None, "extra": {},
+            "stimulus_id": "fuzz", "host_info": {}, "resolve_address": False,
+            "reply": False}, rng)
+    wait_until(lambda: "tcp://127.0.0.1:9" not in client.scheduler_info()["workers"], 15,
+               "the fuzzing worker to be removed")
+    if IMPL == "rust":  # this one skips bad ops one by one, and says so
+        log = cluster.scheduler.log_text()[log_before:]
+        assert log.count("Ignoring message from worker") > 50, log[-3000:]
+        assert log.count("Ignoring message from client") > 50, log[-3000:]
+    assert_scheduler_healthy(cluster)
