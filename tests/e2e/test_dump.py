@@ -134,3 +134,31 @@ def test_get_task_metadata_reports_final_states_and_worker_metadata(client):
     with pytest.raises(ValueError, match="exactly one"):
         client.sync(client.scheduler.stop_task_metadata, name="never-opened")
     client.cancel([ok, bad])
+
+
+def test_dump_state_rpc_is_the_scheduler_part_of_a_dump(client):
+    """``dump_state``, the RPC every Python server answers with its own state
+    (``Server._to_dict``): here the scheduler's tasks, workers and clients;
+    ``exclude`` leaves fields out at every level."""
+    f = client.submit(inc, 1, key=unique("dumpstate"))
+    assert f.result(timeout=30) == 2
+    state = client.sync(client.scheduler.dump_state)
+    assert state["type"] == "Scheduler"
+    assert state["address"] == client.scheduler.address
+    assert state["tasks"][f.key]["state"] == "memory"
+    assert set(state["workers"]) == set(client.scheduler_info()["workers"])
+    assert client.id in state["clients"]
+    lean = client.sync(client.scheduler.dump_state, exclude=["tasks", "state"])
+    assert "tasks" not in lean and "workers" in lean
+    assert all("state" not in w for w in lean["workers"].values() if isinstance(w, dict))
+
+
+def test_get_logs_rpc_is_logs(client):
+    """Python's scheduler answers ``get_logs`` (every server's name for it)
+    and ``logs`` (``Client.get_scheduler_logs``) with one handler."""
+    logs = client.sync(client.scheduler.get_logs, n=5)
+    assert 0 < len(logs) <= 5
+    assert all(level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") for level, _ in logs)
+    # the same ring, newest first (lines logged in between may come first)
+    later = [text for _, text in client.get_scheduler_logs(n=50)]
+    assert [text for _, text in logs] == later[later.index(logs[0][1]):][:len(logs)]

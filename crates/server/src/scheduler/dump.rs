@@ -29,8 +29,12 @@ fn exclude_of(msg: &Value) -> Vec<String> {
     }
 }
 
-/// The whole dump: `{"scheduler": ..., "workers": ..., "versions": ...}`.
-async fn cluster_state(sched: &Arc<Scheduler>, exclude: Vec<String>) -> Result<Value, Value> {
+/// The scheduler's own part of a dump (Python's `Scheduler._to_dict`),
+/// with the addresses of the workers to ask for theirs.
+async fn scheduler_state(
+    sched: &Arc<Scheduler>,
+    exclude: &[String],
+) -> Result<(Value, Vec<String>), Value> {
     // the server's identity (type, id, address, services, started, totals);
     // its `workers` entry is replaced by the dump's below
     let mut scheduler = sched.identity(0).await;
@@ -38,7 +42,7 @@ async fn cluster_state(sched: &Arc<Scheduler>, exclude: Vec<String>) -> Result<V
         return Err(shutting_down());
     }
     scheduler.set("status", Value::str("running"));
-    let ex = exclude.clone();
+    let ex = exclude.to_vec();
     let (state, addresses) = sched
         .with_state(move |s, _| (s.dump_state(&ex), s.broadcast_targets(None, None)))
         .await
@@ -49,6 +53,23 @@ async fn cluster_state(sched: &Arc<Scheduler>, exclude: Vec<String>) -> Result<V
     if let Value::Map(entries) = &mut scheduler {
         entries.retain(|(k, _)| !k.as_str().is_some_and(|k| exclude.iter().any(|e| e == k)));
     }
+    Ok((scheduler, addresses))
+}
+
+/// RPC `dump_state(exclude=())`: the scheduler's own state, as every
+/// Python server answers it (`Server._to_dict`; nothing left out unless
+/// asked).
+pub async fn rpc_dump_state(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let exclude = match msg.get("exclude") {
+        None | Some(Value::Nil) => Vec::new(),
+        Some(_) => exclude_of(msg),
+    };
+    Ok(scheduler_state(sched, &exclude).await?.0)
+}
+
+/// The whole dump: `{"scheduler": ..., "workers": ..., "versions": ...}`.
+async fn cluster_state(sched: &Arc<Scheduler>, exclude: Vec<String>) -> Result<Value, Value> {
+    let (scheduler, addresses) = scheduler_state(sched, &exclude).await?;
 
     // each worker's own state and versions, asked at once
     let exclude_value = Value::Array(exclude.iter().map(|e| Value::str(e.as_str())).collect());

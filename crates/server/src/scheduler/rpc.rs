@@ -347,7 +347,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .await
                 .ok_or_else(lost)?
         }
-        "logs" => {
+        "logs" | "get_logs" => {
             let start = msg.get("start").and_then(Value::as_f64).unwrap_or(0.0);
             let n = msg
                 .get("n")
@@ -410,6 +410,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "replicate" => super::replicas::rpc_replicate(sched, msg).await?,
         "start_task_metadata" | "stop_task_metadata" => task_metadata(sched, op, msg).await?,
         "get_cluster_state" => super::dump::rpc_get_cluster_state(sched, msg).await?,
+        "dump_state" => super::dump::rpc_dump_state(sched, msg).await?,
         "dump_cluster_state_to_url" => super::dump::rpc_dump_to_url(sched, msg).await?,
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
         "amm_handler" => amm_handler(sched, msg).await?,
