@@ -230,6 +230,28 @@ def test_the_scheduler_object_has_the_scheduler_s_address_and_id(client):
     assert client.run_on_scheduler(lambda dask_worker: dask_worker.address) == address
 
 
+def identity_and_event(topic, dask_scheduler):
+    dask_scheduler.log_event(topic, {"from": "run_on_scheduler"})
+    return dask_scheduler.identity()
+
+
+async def identity_from_a_coroutine(dask_scheduler):
+    return dask_scheduler.identity(n_workers=0)
+
+
+def test_the_scheduler_object_s_identity_and_log_event(client):
+    """``identity()`` and ``log_event()``, which scheduler plugins and
+    debugging functions call, from plain and coroutine functions."""
+    topic = unique("topic")
+    info = client.run_on_scheduler(identity_and_event, topic)
+    assert info["type"] == "Scheduler"
+    assert info["address"] == client.scheduler.address
+    assert set(info["workers"]) == set(client.scheduler_info()["workers"])
+    assert [msg for _, msg in client.get_events(topic)] == [{"from": "run_on_scheduler"}]
+    lean = client.run_on_scheduler(identity_from_a_coroutine)
+    assert lean["id"] == info["id"]
+
+
 @pytest.mark.rust_only
 def test_other_scheduler_attributes_are_refused_naming_them(client):
     # The Python scheduler answers these from its own state; here there is

@@ -1107,9 +1107,9 @@ _STAND_IN_ERROR = (
     "Scheduler.{name} is not available: the Rust dask-scheduler has no Python scheduler "
     "object. run_on_scheduler functions, --preload modules and scheduler plugins run in "
     "a Python process beside it and get, as the scheduler, a stand-in with only "
-    "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', the worker and nanny "
-    "plugin (un)registrations and the attributes set on it (state such as "
-    "raft-dask's)"
+    "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', "
+    "'identity', 'log_event', the worker and nanny plugin (un)registrations and the "
+    "attributes set on it (state such as raft-dask's)"
 )
 
 
@@ -1165,6 +1165,8 @@ _RELAYED = frozenset(
         "register_nanny_plugin",
         "unregister_worker_plugin",
         "unregister_nanny_plugin",
+        "identity",
+        "log_event",
     }
 )
 
@@ -1178,9 +1180,9 @@ class _SchedulerStandIn:
     ``dask_scheduler._raft_comm_state``), and has ``address``, ``id``,
     ``local_directory``,
     ``plugins`` (the scheduler plugins registered, by name), ``add_plugin``,
-    ``remove_plugin``, and the worker and nanny plugin (un)registrations
-    (asked of the scheduler over its RPC: ``UploadDirectory.start`` uses
-    them).
+    ``remove_plugin``, and, asked of the scheduler over its RPC, the worker
+    and nanny plugin (un)registrations (``UploadDirectory.start`` uses them),
+    ``identity`` and ``log_event``.
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect
     here. Any other name behaves as on the real object: missing until set."""
@@ -1243,6 +1245,38 @@ class _SchedulerStandIn:
     async def unregister_nanny_plugin(self, comm=None, name=None):
         """``Scheduler.unregister_nanny_plugin``, asked of the scheduler."""
         return await self._relay("unregister_nanny_plugin", name=name)
+
+    def identity(self, n_workers=-1):
+        """``Scheduler.identity``: the scheduler's answer to its ``identity``
+        RPC, asked now (a round trip, where Python's reads its own state)."""
+        return self._relay_now("identity", n_workers=n_workers)
+
+    def log_event(self, topic, msg):
+        """``Scheduler.log_event``: the event is logged by the scheduler
+        (its ``log_event`` RPC), where clients and plugins see it."""
+        self._relay_now("log_event", topic=topic, msg=msg)
+
+    def _relay_now(self, op, **kwargs):
+        """``_relay`` for the scheduler's synchronous methods: the call may
+        come from a coroutine on this runner's event loop, so it runs on a
+        loop of its own, in a thread, and the caller waits for it."""
+        import asyncio
+        import threading
+
+        outcome = {}
+
+        def call():
+            try:
+                outcome["value"] = asyncio.run(self._relay(op, **kwargs))
+            except BaseException as e:  # re-raised in the caller
+                outcome["error"] = e
+
+        thread = threading.Thread(target=call, name=f"scheduler-{op}", daemon=True)
+        thread.start()
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     async def _relay(self, op, **kwargs):
         """Call the scheduler's RPC ``op`` over a connection of its own, as a
