@@ -499,13 +499,17 @@ def test_worker_saturation_inf_sends_everything(make_cluster, tmp_path, how):
 # 6. work stealing
 
 
-@pytest.mark.parametrize("stealing", [True, False], ids=["stealing", "no-stealing"])
-def test_late_worker_steals_share_exactly_once(make_cluster, tmp_path, stealing):
+@pytest.mark.parametrize("env, stealing", [
+    (None, True),
+    ({"DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING": "False"}, False),
+    ({"DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING_INTERVAL": "1h"}, False),
+], ids=["stealing", "no-stealing", "stealing-every-hour"])
+def test_late_worker_steals_share_exactly_once(make_cluster, tmp_path, env, stealing):
     """24 x 0.4 s non-root tasks all processing on a 1-thread worker; a second
     worker joins: with work stealing (default) it runs a share, every task runs
     exactly once; with ``DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING=False`` it
-    gets none (the setting is honoured)."""
-    env = None if stealing else {"DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING": "False"}
+    gets none (the setting is honoured), nor when the balancing rounds are an
+    hour apart (``work-stealing-interval``; the first is at start-up)."""
     c = make_cluster([WorkerSpec(name="a", nthreads=1)], env=env)
     client = c.client()
     n = 24
@@ -529,7 +533,7 @@ def test_late_worker_steals_share_exactly_once(make_cluster, tmp_path, stealing)
     if stealing:
         assert len(on_b) >= 3, f"the late worker ran only {len(on_b)} of {n} tasks"
     else:
-        assert not on_b, f"work-stealing is off but {len(on_b)} tasks moved to the late worker"
+        assert not on_b, f"no balancing round was due, but {len(on_b)} tasks moved to b"
 
 
 # --------------------------------------------------------------------------

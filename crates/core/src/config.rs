@@ -19,6 +19,9 @@ pub struct Config {
     pub events_cleanup_delay: f64,
     /// Assumed network bandwidth for transfer-cost estimates (bytes/s).
     pub bandwidth: f64,
+    /// `distributed.scheduler.work-stealing-interval` (s): how often the
+    /// server runs a balancing round.
+    pub work_stealing_interval: f64,
     /// `distributed.scheduler.worker-saturation`: root tasks per thread handed out
     /// before the rest wait in the scheduler's queue (`inf` disables queuing).
     pub worker_saturation: f64,
@@ -130,6 +133,7 @@ impl Default for Config {
             no_workers_timeout: None,
             events_cleanup_delay: 3600.0,
             bandwidth: 100e6,
+            work_stealing_interval: 0.1,
             worker_saturation: 1.1,
             work_stealing: true,
             sibling_affinity: true,

@@ -1802,6 +1802,9 @@ def op_config(req):
             ),
             "bandwidth": float(parse_bytes(get("distributed.scheduler.bandwidth"))),
             "work-stealing": bool(get("distributed.scheduler.work-stealing")),
+            "work-stealing-interval": float(
+                parse_timedelta(get("distributed.scheduler.work-stealing-interval"))
+            ),
             "rootish-taskgroup": int(get("distributed.scheduler.rootish-taskgroup")),
             "rootish-taskgroup-dependencies": int(
                 get("distributed.scheduler.rootish-taskgroup-dependencies")

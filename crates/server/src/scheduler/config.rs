@@ -38,6 +38,12 @@ fn apply(config: &mut Config, values: &Value) {
     if let Some(v) = values.get("work-stealing") {
         config.work_stealing = v.truthy();
     }
+    if let Some(v) = values.get("work-stealing-interval").and_then(Value::as_f64) {
+        if v.is_finite() && v > 0.0 {
+            config.work_stealing_interval = v;
+        }
+    }
+
     if let Some(v) = values.get("sibling-affinity") {
         config.sibling_affinity = v.truthy();
     }
@@ -156,6 +162,9 @@ pub fn from_env() -> Config {
     }
     if let Some(v) = num("no-workers-timeout") {
         config.no_workers_timeout = Some(v).filter(|s| s.is_finite() && *s > 0.0);
+    }
+    if let Some(v) = num("work-stealing-interval").filter(|v| v.is_finite() && *v > 0.0) {
+        config.work_stealing_interval = v;
     }
     if let Some(v) = num("rootish-taskgroup") {
         config.rootish_taskgroup = v.clamp(0.0, f64::from(u32::MAX)) as usize;

@@ -389,8 +389,13 @@ pub async fn run(
         materializer,
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    // Dask's `work-stealing-interval` default.
-    let mut steal_ticker = tokio::time::interval(Duration::from_millis(100));
+    // Dask's `work-stealing-interval` (100 ms by default)
+    let steal_every = lp
+        .state
+        .config()
+        .work_stealing_interval
+        .clamp(0.001, 3600.0);
+    let mut steal_ticker = tokio::time::interval(Duration::from_secs_f64(steal_every));
     steal_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let stealing = lp.state.config().work_stealing;
     // Python's `ActiveMemoryManagerExtension` callback (`interval`, 2 s).
