@@ -106,3 +106,55 @@ def test_level_from_dask_yaml_logging_config(tmp_path):
         assert scheduler_messages(text, "INFO") == [], text
     finally:
         s.stop()
+
+
+LOGFMT = "level=%(levelname)s logger=%(name)s msg=%(message)s"
+JSON_FORMAT = '{"level": "%(levelname)s", "logger": "%(name)s", "message": "%(message)s"}'
+
+
+@pytest.mark.parametrize("how", ["env", "yaml"])
+def test_log_format_from_dask_config(tmp_path, how):
+    """``distributed.admin.log-format``, the Python logging format operators
+    set for their log collectors, from the environment variable (here
+    logfmt: Dask parses a value that looks like a Python literal, such as a
+    JSON object, as that literal) or a YAML config file (here JSON lines):
+    the scheduler's lines and ``get_scheduler_logs`` follow it."""
+    if how == "env":
+        env = {"DASK_DISTRIBUTED__ADMIN__LOG_FORMAT": LOGFMT}
+        line = "level=INFO logger=distributed.scheduler msg=Receive client connection: {}"
+    else:
+        conf = tmp_path / "dask-config"
+        conf.mkdir()
+        (conf / "admin.yaml").write_text(
+            f"distributed:\n  admin:\n    log-format: '{JSON_FORMAT}'\n")
+        env = {"DASK_CONFIG": str(conf)}
+        line = ('{{"level": "INFO", "logger": "distributed.scheduler", '
+                '"message": "Receive client connection: {}"}}')
+    s = Scheduler(tmp_path, env=env)
+    try:
+        from distributed import Client
+
+        with Client(s.address, timeout=30, set_as_default=False) as client:
+            want = line.format(client.id)
+            wait_until(lambda: want in s.log_text().splitlines(), 30,
+                       f"the line {want!r}", context=s.log_text)
+            logs = client.get_scheduler_logs(n=20)
+            assert any(text == want for _, text in logs), logs
+        assert not scheduler_messages(s.log_text()), "a line in the default format"
+    finally:
+        s.stop()
+
+
+@pytest.mark.rust_only  # Python's logging prints a "Logging error" for every line
+def test_a_log_format_naming_an_unknown_field_is_refused(tmp_path):
+    s = Scheduler(tmp_path, env={"DASK_DISTRIBUTED__ADMIN__LOG_FORMAT": "%(asctime)s %(nope)s"})
+    try:
+        from distributed import Client
+
+        with Client(s.address, timeout=30, set_as_default=False) as client:
+            client_id = client.id
+        wait_until(lambda: f"Receive client connection: {client_id}"
+                   in scheduler_messages(s.log_text()), 30, "a line in the default format")
+        assert "log-format field %(nope) is not supported" in s.log_text()
+    finally:
+        s.stop()

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod files;
 pub mod http;
+pub mod logformat;
 pub mod logging;
 pub mod logring;
 pub mod materializer;

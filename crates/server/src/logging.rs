@@ -58,6 +58,31 @@ pub fn init(level: &str) {
     if installed && bad_level {
         tracing::warn!("Unknown log level {level:?}; using info");
     }
+    let _ = START.set(std::time::Instant::now());
+    // Dask's environment variable for `distributed.admin.log-format`, applied
+    // before the materializer's Python resolves the YAML config as well
+    if let Ok(format) = std::env::var("DASK_DISTRIBUTED__ADMIN__LOG_FORMAT") {
+        set_format(format.trim().trim_matches(|c| c == '"' || c == '\''));
+    }
+}
+
+/// When logging started (Python's `relativeCreated` counts from it).
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Format the lines with a Python logging format string
+/// (`distributed.admin.log-format`); one that cannot be rendered is refused
+/// with a warning and the format stays as it was. Returns whether it applied.
+pub fn set_format(format: &str) -> bool {
+    match crate::logformat::LogFormat::parse(format) {
+        Ok(f) => {
+            crate::logformat::set(Some(f));
+            true
+        }
+        Err(e) => {
+            tracing::warn!("Ignoring distributed.admin.log-format {format:?}: {e}");
+            false
+        }
+    }
 }
 
 fn filter_for(directive: &str) -> EnvFilter {
@@ -153,7 +178,19 @@ pub(crate) fn level_name(level: &Level) -> &'static str {
     }
 }
 
-/// `FormatEvent` producing Dask's `asctime - name - levelname - message` lines.
+/// Python's level number of a tracing level.
+fn level_number(level: &Level) -> i64 {
+    match *level {
+        Level::TRACE => 5,
+        Level::DEBUG => 10,
+        Level::INFO => 20,
+        Level::WARN => 30,
+        Level::ERROR => 40,
+    }
+}
+
+/// `FormatEvent` producing Dask's `asctime - name - levelname - message`
+/// lines, or those of `distributed.admin.log-format` when it is set.
 pub struct DaskFormat;
 
 impl<S, N> FormatEvent<S, N> for DaskFormat
@@ -168,15 +205,36 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        write!(
-            writer,
-            "{} - {} - {} - ",
-            chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f"),
-            dask_logger_name(meta.target()),
-            level_name(meta.level()),
-        )?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        let now = chrono::Local::now();
+        let Some(custom) = crate::logformat::current() else {
+            write!(
+                writer,
+                "{} - {} - {} - ",
+                now.format("%Y-%m-%d %H:%M:%S,%3f"),
+                dask_logger_name(meta.target()),
+                level_name(meta.level()),
+            )?;
+            ctx.field_format().format_fields(writer.by_ref(), event)?;
+            return writeln!(writer);
+        };
+        let mut message = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut message), event)?;
+        let asctime = now.format("%Y-%m-%d %H:%M:%S,%3f").to_string();
+        let name = dask_logger_name(meta.target());
+        let line = custom.render(&crate::logformat::Record {
+            asctime: &asctime,
+            name: &name,
+            levelname: level_name(meta.level()),
+            levelno: level_number(meta.level()),
+            message: &message,
+            created: now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6,
+            relative: START.get().map_or(0.0, |s| s.elapsed().as_secs_f64()),
+            module_path: meta.module_path().unwrap_or(meta.target()),
+            file: meta.file().unwrap_or(""),
+            line: meta.line().unwrap_or(0),
+        });
+        writeln!(writer, "{line}")
     }
 }
 

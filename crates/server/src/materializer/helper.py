@@ -1818,6 +1818,7 @@ def op_config(req):
                 int(get("distributed.scheduler.dashboard.tasks.task-stream-length", 100000)),
             ),
             "log-level": _scheduler_log_level(get("logging", None)),
+            "log-format": str(get("distributed.admin.log-format")),
             "recent-to-old-time": float(
                 parse_timedelta(get("distributed.worker.memory.recent-to-old-time"))
             ),

@@ -188,6 +188,8 @@ pub struct Extras {
     /// The scheduler's log level from Dask's `logging:` config (YAML files
     /// and `DASK_LOGGING__*`): `distributed.scheduler`, else `distributed`.
     pub log_level: Option<String>,
+    /// `distributed.admin.log-format` (Python's logging format string).
+    pub log_format: Option<String>,
     /// `distributed.scheduler.idle-timeout` (s), used when `--idle-timeout`
     /// is not given (Python: `idle_timeout or dask.config.get(...)`).
     pub idle_timeout: Option<f64>,
@@ -259,6 +261,7 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .get("log-level")
                             .and_then(Value::as_str)
                             .map(str::to_string),
+                        log_format: config_text(values, "log-format"),
                         idle_timeout: values
                             .get("idle-timeout")
                             .and_then(Value::as_f64)
