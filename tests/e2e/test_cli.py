@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -11,7 +12,8 @@ import pytest
 from distributed import Client
 
 from .cluster import (
-    HOST, ManagedProcess, Worker, WorkerSpec, port_open, scheduler_command, wait_until,
+    HOST, ManagedProcess, Scheduler, Worker, WorkerSpec, port_open, scheduler_command,
+    wait_until,
 )
 from .helpers import inc
 
@@ -167,3 +169,17 @@ def test_logs_are_readable_like_dask(make_cluster):
     assert lines, "no log line in Dask's format (time - logger - LEVEL - message)"
     assert any(c.address in ln for ln in lines), "the listening address is not logged"
     assert any(worker_addr in ln for ln in lines), "the worker's registration is not logged"
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs iproute2's ss to read a backlog")
+def test_socket_backlog_from_dask_config(tmp_path):
+    """``distributed.comm.socket-backlog``: the listening socket's queue of
+    pending connections (``ss`` shows it as the listener's Send-Q)."""
+    s = Scheduler(tmp_path, env={"DASK_DISTRIBUTED__COMM__SOCKET_BACKLOG": "77"})
+    try:
+        port = s.address.rsplit(":", 1)[1]
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout.split()
+        assert out[0] == "LISTEN" and out[2] == "77", out
+    finally:
+        s.stop()

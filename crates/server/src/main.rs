@@ -55,8 +55,9 @@ fn scheduler_id() -> String {
 }
 
 /// Pending connections the kernel queues per listener (capped by
-/// `net.core.somaxconn`): 2,000 workers connecting at once fit, where
-/// tokio's default of 1,024 would drop some until their SYN is retried.
+/// `net.core.somaxconn`) when Dask's `distributed.comm.socket-backlog` is
+/// unknown (no materializer Python): 2,000 workers connecting at once fit,
+/// where tokio's default of 1,024 would drop some until their SYN is retried.
 const LISTEN_BACKLOG: u32 = 4096;
 
 /// A TCP socket bound to `addr` (`SO_REUSEADDR`, as tokio's and Python's
@@ -193,7 +194,7 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for (socket, scheme, at, contact) in bound_sockets {
         let l = socket
-            .listen(LISTEN_BACKLOG)
+            .listen(extras.socket_backlog.unwrap_or(LISTEN_BACKLOG))
             .with_context(|| format!("listening on {at}"))?;
         listeners.push((l, scheme, contact));
     }

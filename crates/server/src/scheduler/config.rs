@@ -190,6 +190,8 @@ pub struct Extras {
     pub log_level: Option<String>,
     /// `distributed.admin.log-format` (Python's logging format string).
     pub log_format: Option<String>,
+    /// `distributed.comm.socket-backlog`: pending connections per listener.
+    pub socket_backlog: Option<u32>,
     /// `distributed.scheduler.idle-timeout` (s), used when `--idle-timeout`
     /// is not given (Python: `idle_timeout or dask.config.get(...)`).
     pub idle_timeout: Option<f64>,
@@ -262,6 +264,10 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         log_format: config_text(values, "log-format"),
+                        socket_backlog: values
+                            .get("socket-backlog")
+                            .and_then(Value::as_i64)
+                            .map(|n| n.clamp(1, i64::from(u32::MAX)) as u32),
                         idle_timeout: values
                             .get("idle-timeout")
                             .and_then(Value::as_f64)
