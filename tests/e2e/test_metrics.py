@@ -287,3 +287,20 @@ def test_semaphore_metrics(cluster):
     sem.close()
     assert name not in {dict(k).get("name") for k in
                         samples(scrape(url), "dask_semaphore_max_leases")}
+
+
+@pytest.mark.parametrize("namespace", ["myco", ""])
+def test_prometheus_namespace_from_dask_config(tmp_path, namespace):
+    """``distributed.dashboard.prometheus.namespace`` replaces ``dask`` in the
+    exporter's family names (``myco_scheduler_workers``); an empty one drops
+    it (``scheduler_workers``), as Python's ``namespace_subsystem_name``."""
+    s = cl.Scheduler(tmp_path, env={"DASK_DISTRIBUTED__DASHBOARD__PROMETHEUS__NAMESPACE":
+                                     namespace or "''"})
+    try:
+        fams = scrape(s.dashboard_url("/metrics"))
+        prefix = f"{namespace}_" if namespace else ""
+        assert f"{prefix}scheduler_workers" in fams, sorted(fams)
+        assert f"{prefix}scheduler_tasks" in fams, sorted(fams)
+        assert not [n for n in fams if n.startswith("dask_")], sorted(fams)
+    finally:
+        s.stop()

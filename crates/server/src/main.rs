@@ -158,6 +158,9 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         // Dask's `logging:` config (YAML or DASK_LOGGING__*), as Python resolved it.
         logging::set_level(level);
     }
+    if let Some(namespace) = extras.prometheus_namespace.as_deref() {
+        dask_scheduler::metrics::set_namespace(namespace);
+    }
     if let Some(format) = extras.log_format.as_deref() {
         // `distributed.admin.log-format` from Dask's YAML config too
         logging::set_format(format);

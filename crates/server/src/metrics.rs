@@ -531,6 +531,27 @@ fn semaphore_families(r: &Registry, snap: &MetricsSnapshot) {
     }
 }
 
+/// `distributed.dashboard.prometheus.namespace`: the first part of every
+/// `dask_*` family's name (`dask` by default; empty drops it), as Python's
+/// exporter builds `namespace_subsystem_name`.
+static NAMESPACE: OnceLock<String> = OnceLock::new();
+
+/// Set the namespace of the `dask_*` families (once, at start-up).
+pub fn set_namespace(namespace: &str) {
+    let _ = NAMESPACE.set(namespace.to_string());
+}
+
+/// A family name with the configured namespace in place of `dask`.
+fn namespaced(name: &str) -> Option<String> {
+    let ns = NAMESPACE.get().filter(|ns| ns.as_str() != "dask")?;
+    let rest = name.strip_prefix("dask_")?;
+    Some(if ns.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{ns}_{rest}")
+    })
+}
+
 /// Render the whole `/metrics` page (Prometheus text format 0.0.4).
 /// Resets the "maximum tick duration since the last scrape", like Python.
 pub fn render(snap: &MetricsSnapshot, stealing: bool) -> String {
@@ -547,6 +568,11 @@ pub fn render(snap: &MetricsSnapshot, stealing: bool) -> String {
     dask_families(&per_scrape, snap, stealing, tick_max, m.ticks.get());
     let mut families = m.registry.gather();
     families.extend(per_scrape.gather());
+    for family in &mut families {
+        if let Some(name) = namespaced(family.name()) {
+            family.set_name(name);
+        }
+    }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
         tracing::warn!("encoding /metrics failed: {e}");

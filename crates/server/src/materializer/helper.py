@@ -1820,6 +1820,9 @@ def op_config(req):
             "log-level": _scheduler_log_level(get("logging", None)),
             "log-format": str(get("distributed.admin.log-format")),
             "socket-backlog": int(get("distributed.comm.socket-backlog")),
+            "prometheus-namespace": str(
+                get("distributed.dashboard.prometheus.namespace", "dask") or ""
+            ),
             "recent-to-old-time": float(
                 parse_timedelta(get("distributed.worker.memory.recent-to-old-time"))
             ),

@@ -192,6 +192,8 @@ pub struct Extras {
     pub log_format: Option<String>,
     /// `distributed.comm.socket-backlog`: pending connections per listener.
     pub socket_backlog: Option<u32>,
+    /// `distributed.dashboard.prometheus.namespace` (`dask` by default).
+    pub prometheus_namespace: Option<String>,
     /// `distributed.scheduler.idle-timeout` (s), used when `--idle-timeout`
     /// is not given (Python: `idle_timeout or dask.config.get(...)`).
     pub idle_timeout: Option<f64>,
@@ -264,6 +266,10 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         log_format: config_text(values, "log-format"),
+                        prometheus_namespace: values
+                            .get("prometheus-namespace")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                         socket_backlog: values
                             .get("socket-backlog")
                             .and_then(Value::as_i64)
