@@ -1818,7 +1818,9 @@ def op_config(req):
                 int(get("distributed.scheduler.dashboard.tasks.task-stream-length", 100000)),
             ),
             "log-level": _scheduler_log_level(get("logging", None)),
-            "log-format": str(get("distributed.admin.log-format")),
+            # a string, or nothing: Dask parses an environment value that
+            # looks like a Python literal (a JSON object) as that literal
+            "log-format": _string_or_none(get("distributed.admin.log-format")),
             "socket-backlog": int(get("distributed.comm.socket-backlog")),
             "prometheus-namespace": str(
                 get("distributed.dashboard.prometheus.namespace", "dask") or ""
@@ -1863,6 +1865,10 @@ def op_config(req):
             "preload-argv": _plain_argv(get("distributed.scheduler.preload-argv", None)),
         },
     }
+
+
+def _string_or_none(value):
+    return value if isinstance(value, str) else None
 
 
 def _as_list(value):

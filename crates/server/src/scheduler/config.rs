@@ -43,7 +43,6 @@ fn apply(config: &mut Config, values: &Value) {
             config.work_stealing_interval = v;
         }
     }
-
     if let Some(v) = values.get("sibling-affinity") {
         config.sibling_affinity = v.truthy();
     }
