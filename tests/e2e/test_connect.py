@@ -126,3 +126,24 @@ def test_wait_for_workers(make_cluster):
     assert time.monotonic() - t0 < 60
     assert len(client.scheduler_info()["workers"]) == 2
     assert client.submit(inc, 1).result(timeout=30) == 2
+
+
+def test_peers_configured_for_compression(make_cluster, monkeypatch):
+    """A client and workers with ``distributed.comm.compression: zlib``
+    (the scheduler too, for Python's): Dask compresses a connection only
+    where both ends offer the same codec, so with this scheduler, which
+    offers none, the frames it exchanges stay uncompressed, and computing,
+    scattering and gathering work."""
+    import dask
+    import numpy as np
+
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__COMPRESSION", "zlib")
+    c = make_cluster([WorkerSpec(nthreads=1), WorkerSpec(nthreads=1)])
+    with dask.config.set({"distributed.comm.compression": "zlib"}):
+        client = c.client()
+        x = np.arange(1_000_000)
+        [f] = client.scatter([x])
+        assert client.submit(np.sum, f).result(timeout=60) == x.sum()
+        assert (client.gather(f) == x).all()
+        futs = client.map(inc, range(50))
+        assert client.submit(sum, futs).result(timeout=60) == sum(range(1, 51))
