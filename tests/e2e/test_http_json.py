@@ -134,3 +134,45 @@ def test_the_status_page_is_an_individual_plot(cluster):
 def test_json_index(cluster):
     _, _, body = get(cluster.scheduler.dashboard_url("/json/index.html"))
     assert "counts.json" in body and "identity.json" in body
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_http_routes_from_dask_config(tmp_path):
+    """``distributed.scheduler.http.routes`` changed by an operator (here to
+    the health probe and the JSON routes only): the other route modules'
+    pages are not served, and the sitemap lists none of them."""
+    from .cluster import Scheduler
+
+    routes = '["distributed.http.health", "distributed.http.scheduler.json"]'
+    s = Scheduler(tmp_path, env={"DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": routes})
+    try:
+        assert status_of(s.dashboard_url("/health")) == 200
+        assert status_of(s.dashboard_url("/json/identity.json")) == 200
+        for gone in ("/metrics", "/info/main/workers.html", "/api/v1/adaptive_target"):
+            assert status_of(s.dashboard_url(gone)) == 404, gone
+        paths = get_json(s.dashboard_url("/sitemap.json"))["paths"]
+        assert "/json/identity.json" in paths and "/health" in paths
+        assert not {"/metrics", "/info/main/workers.html"} & set(paths), paths
+    finally:
+        s.stop()
+
+
+@pytest.mark.rust_only  # Python's scheduler imports the module and fails without it
+def test_http_routes_naming_a_module_it_cannot_serve(tmp_path):
+    from .cluster import Scheduler
+
+    routes = '["distributed.http.health", "mycompany.http.routes"]'
+    s = Scheduler(tmp_path, env={"DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": routes})
+    try:
+        assert status_of(s.dashboard_url("/health")) == 200
+        assert status_of(s.dashboard_url("/metrics")) == 404
+        assert "Not serving the HTTP routes of \"mycompany.http.routes\"" in s.log_text()
+    finally:
+        s.stop()

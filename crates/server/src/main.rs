@@ -202,6 +202,14 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         listeners.push((l, scheme, contact));
     }
 
+    let (http_routes, unservable) =
+        http::routes_config::RouteGroups::from_config(extras.http_routes.as_deref());
+    for module in unservable {
+        tracing::warn!(
+            "Not serving the HTTP routes of {module:?} (distributed.scheduler.http.routes): \
+             this scheduler cannot import Python route modules"
+        );
+    }
     tracing::info!("-----------------------------------------------");
     for (_, _, contact) in &listeners {
         tracing::info!("  Scheduler at:   {contact}");
@@ -213,6 +221,7 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         let router = http::with_prefix(
             http::router(Arc::new(http::AppState {
                 scheduler: sched.clone(),
+                routes: http_routes,
             })),
             &cli.dashboard_prefix,
         );

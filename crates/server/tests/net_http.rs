@@ -27,7 +27,10 @@ async fn app_state() -> Arc<AppState> {
     let rpc = RpcPool::new(Default::default(), Duration::from_secs(1));
     let state = dask_core::State::new(Default::default());
     let (scheduler, _loop) = Scheduler::start(info, state, rpc, materializer, None);
-    Arc::new(AppState { scheduler })
+    Arc::new(AppState {
+        scheduler,
+        routes: Default::default(),
+    })
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> String {

@@ -38,16 +38,26 @@ pub const SITEMAP: &[&str] = &[
     "/status/status.js",
 ];
 
-/// The JSON/info routes.
+/// The JSON routes (Python's `distributed.http.scheduler.json`).
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/json/identity.json", get(identity))
         .route("/json/counts.json", get(counts))
         .route("/json/index.html", get(index))
+}
+
+/// The routes of Python's `distributed.http.scheduler.info` defined here
+/// (the others are in [`super::info`]).
+pub fn info_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/info/main/workers.html", get(workers_html))
         .route("/info", get(info_redirect))
-        .route("/sitemap.json", get(sitemap))
         .route("/individual-plots.json", get(individual_plots))
+}
+
+/// `/sitemap.json`, always served.
+pub fn sitemap_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/sitemap.json", get(sitemap))
 }
 
 /// `{title: path}` of the pages a dashboard client may show one by one
@@ -150,8 +160,13 @@ async fn info_redirect() -> axum::response::Redirect {
     axum::response::Redirect::to("info/main/workers.html")
 }
 
-async fn sitemap() -> Response {
-    json_response(json!({ "paths": SITEMAP }))
+async fn sitemap(State(app): State<Arc<AppState>>) -> Response {
+    let paths: Vec<&str> = SITEMAP
+        .iter()
+        .copied()
+        .filter(|p| app.routes.serves(p))
+        .collect();
+    json_response(json!({ "paths": paths }))
 }
 
 /// Escape text for HTML.

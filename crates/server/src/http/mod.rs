@@ -16,6 +16,7 @@ pub mod https;
 pub(crate) mod info;
 pub(crate) mod json;
 mod prometheus;
+pub mod routes_config;
 mod status;
 
 /// What every HTTP handler can reach: the running scheduler (its event loop
@@ -23,6 +24,8 @@ mod status;
 pub struct AppState {
     /// The scheduler handle shared with the connection tasks.
     pub scheduler: Arc<Scheduler>,
+    /// The route groups served (`distributed.scheduler.http.routes`).
+    pub routes: routes_config::RouteGroups,
 }
 
 /// The dashboard-port router.
@@ -33,16 +36,31 @@ pub struct AppState {
 /// * `/json/*`, `/info/main/workers.html`, `/sitemap.json` ([`json`]).
 /// * `/info/worker|task|call-stack(s)|logs/*.html`, `/info/main/{logs,exceptions}.html` ([`info`]).
 /// * `/`, `/status`, `/status/*` → the live status page ([`status`]).
+///
+/// All but the status page and the sitemap are served only if their group is
+/// in `state.routes` ([`routes_config`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .merge(api_v1::routes())
-        // Route groups are merged here, one line each:
-        .merge(prometheus::routes())
-        .merge(json::routes())
-        .merge(info::routes())
-        .merge(status::routes())
-        .with_state(state)
+    let groups = state.routes;
+    let mut router = Router::new()
+        .merge(json::sitemap_routes())
+        .merge(status::routes());
+    // Route groups are merged here, one line each:
+    if groups.health {
+        router = router.route("/health", get(health));
+    }
+    if groups.api {
+        router = router.merge(api_v1::routes());
+    }
+    if groups.prometheus {
+        router = router.merge(prometheus::routes());
+    }
+    if groups.json {
+        router = router.merge(json::routes());
+    }
+    if groups.info {
+        router = router.merge(json::info_routes()).merge(info::routes());
+    }
+    router.with_state(state)
 }
 
 async fn health() -> impl IntoResponse {

@@ -1822,6 +1822,7 @@ def op_config(req):
             # looks like a Python literal (a JSON object) as that literal
             "log-format": _string_or_none(get("distributed.admin.log-format")),
             "socket-backlog": int(get("distributed.comm.socket-backlog")),
+            "http-routes": [str(r) for r in _as_list(get("distributed.scheduler.http.routes"))],
             "prometheus-namespace": str(
                 get("distributed.dashboard.prometheus.namespace", "dask") or ""
             ),

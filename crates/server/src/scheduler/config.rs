@@ -193,6 +193,8 @@ pub struct Extras {
     pub socket_backlog: Option<u32>,
     /// `distributed.dashboard.prometheus.namespace` (`dask` by default).
     pub prometheus_namespace: Option<String>,
+    /// `distributed.scheduler.http.routes`: Python's route modules to serve.
+    pub http_routes: Option<Vec<String>>,
     /// `distributed.scheduler.idle-timeout` (s), used when `--idle-timeout`
     /// is not given (Python: `idle_timeout or dask.config.get(...)`).
     pub idle_timeout: Option<f64>,
@@ -269,6 +271,10 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .get("prometheus-namespace")
                             .and_then(Value::as_str)
                             .map(str::to_string),
+                        http_routes: values
+                            .get("http-routes")
+                            .is_some()
+                            .then(|| config_strings(values, "http-routes")),
                         socket_backlog: values
                             .get("socket-backlog")
                             .and_then(Value::as_i64)
