@@ -76,6 +76,36 @@ def test_a_graph_that_cannot_be_deserialized_logs_an_update_graph_error(client):
     assert errors(client.id) and errors("scheduler")[-1]["stimulus_id"]
 
 
+def test_a_key_submitted_again_with_other_dependencies_is_a_collision(client):
+    """Python's "Detected different `run_spec` for key" warning (dask issue
+    9888) and ``key_collisions`` in the ``update-graph`` event's metrics:
+    a key still held is submitted again with another dependency. The
+    scheduler keeps its own task, so the second future gets the first result."""
+    import dask
+
+    from .cluster import wait_until
+    from .helpers import add, inc
+
+    a, b, x = unique("a"), unique("b"), unique("x")
+    first = client.compute(dask.delayed(add)(dask.delayed(inc)(1, dask_key_name=a), 10,
+                                              dask_key_name=x))
+    assert first.result(timeout=30) == 12
+    second = client.compute(dask.delayed(add)(dask.delayed(inc)(2, dask_key_name=b), 20,
+                                               dask_key_name=x))
+    assert second.result(timeout=30) == 12
+
+    def metrics():
+        return [m["metrics"] for _, m in client.get_events(client.id)
+                if isinstance(m, dict) and m.get("action") == "update-graph"
+                and m.get("status") == "OK"]
+
+    wait_until(lambda: len(metrics()) >= 2, 10, "both update-graph events")
+    assert [m["key_collisions"] for m in metrics()[-2:]] == [0, 1]
+    warned = [text for _, text in client.get_scheduler_logs(n=200)
+              if f"Detected different `run_spec` for key '{x}'" in text]
+    assert warned and "old dependencies: {" + repr(a) + "}" in warned[0], warned
+
+
 def test_departed_workers_and_clients_events_are_dropped_after_the_delay(make_cluster):
     """``events-cleanup-delay``: a departed worker's or client's topic loses
     its events after the delay (an autoscaled cluster's churn would keep

@@ -10,6 +10,7 @@ use crate::task::{Priority, Restrictions, TaskState};
 use crate::transitions::Target;
 use dask_wire::{Key, Value};
 use hashbrown::hash_table::{Entry, HashTable};
+use smallvec::SmallVec;
 
 /// One materialized task, as produced by the graph materializer.
 #[derive(Debug, Clone)]
@@ -261,6 +262,9 @@ impl State {
                 .map(|(t, &h)| self.task_id_hashed(&t.key, h))
                 .collect()
         };
+        // known tasks submitted again with other dependencies (Python's
+        // "key collisions"): the scheduler keeps its own task, as Python's does
+        let mut collisions: Vec<(TaskId, usize)> = Vec::new();
         while let Some(gi) = stack.pop() {
             if walk[gi] != Walked::Not {
                 continue;
@@ -270,6 +274,11 @@ impl State {
                     ids[gi] = Some(id);
                     let t = self.task(id);
                     if t.run_spec.is_some() || t.state == TaskState::Memory {
+                        if t.run_spec.is_some()
+                            && self.dependencies_differ(id, deps_of(gi), &graph.tasks)
+                        {
+                            collisions.push((id, gi));
+                        }
                         walk[gi] = Walked::Done;
                         continue;
                     }
@@ -283,6 +292,8 @@ impl State {
             }));
         }
         drop(known);
+        self.warn_key_collisions(&collisions, &graph.tasks, &dep_refs, &dep_start);
+        let key_collisions = collisions.len();
         // The new tasks are created after the walk, in the submission's
         // order: the walk's order jumps between the graph's layers, and
         // the arena's pages would be written all over.
@@ -411,7 +422,82 @@ impl State {
             .map(|id| (id, Target::Waiting))
             .collect();
         self.transitions(recs);
-        self.event_update_graph(client, Some((graph.tasks.len(), new_tasks)));
+        self.event_update_graph(client, Some((graph.tasks.len(), new_tasks, key_collisions)));
+    }
+
+    /// Whether known task `id` has other dependencies than a submission
+    /// gives it (`submitted`, resolved as in [`State::update_graph`]).
+    fn dependencies_differ(&self, id: TaskId, submitted: &[Dep], tasks: &[GraphTask]) -> bool {
+        let t = self.task(id);
+        // (a resubmitted graph pays this per known task: no heap for the
+        // few dependencies most tasks have)
+        let mut old: SmallVec<[&[u8]; 8]> = t
+            .dependencies
+            .iter()
+            .map(|d| self.task(*d).key.as_bytes().as_ref())
+            .collect();
+        let mut new: SmallVec<[&[u8]; 8]> = submitted
+            .iter()
+            .map(|d| match d {
+                Dep::Graph(g) => tasks[*g].key.as_bytes().as_ref(),
+                Dep::Known(k) => self.task(*k).key.as_bytes().as_ref(),
+            })
+            .collect();
+        old.sort_unstable();
+        old.dedup();
+        new.sort_unstable();
+        new.dedup();
+        old != new
+    }
+
+    /// Python's warning for keys submitted again with other dependencies
+    /// ("Detected different `run_spec` for key ..."): once per task group
+    /// and submission at WARNING, the rest at DEBUG.
+    fn warn_key_collisions(
+        &self,
+        collisions: &[(TaskId, usize)],
+        tasks: &[GraphTask],
+        dep_refs: &[Dep],
+        dep_start: &[usize],
+    ) {
+        let mut warned_groups: Vec<u32> = Vec::new();
+        for &(id, gi) in collisions {
+            let t = self.task(id);
+            let key = &t.key;
+            if warned_groups.contains(&t.group) {
+                tracing::debug!(
+                    "Detected different `run_spec` for key {key} between two consecutive calls \
+                     to `update_graph`."
+                );
+                continue;
+            }
+            warned_groups.push(t.group);
+            let names = |keys: Vec<&Key>| {
+                let mut names: Vec<String> = keys.into_iter().map(Key::to_string).collect();
+                names.sort();
+                format!("{{{}}}", names.join(", "))
+            };
+            let old = names(t.dependencies.iter().map(|d| &self.task(*d).key).collect());
+            let new = names(
+                dep_refs[dep_start[gi]..dep_start[gi + 1]]
+                    .iter()
+                    .map(|d| match d {
+                        Dep::Graph(g) => &tasks[*g].key,
+                        Dep::Known(k) => &self.task(*k).key,
+                    })
+                    .collect(),
+            );
+            tracing::warn!(
+                "Detected different `run_spec` for key {key} between two consecutive calls to \
+                 `update_graph`. This can cause failures and deadlocks down the line. Please \
+                 ensure unique key names. If you are using a standard dask collections, \
+                 consider releasing all the data before resubmitting another computation. More \
+                 details and help can be found at https://github.com/dask/dask/issues/9888. \
+                 \nDebugging information\n---------------------\nold task state: {}\n\
+                 old dependencies: {old}\nnew dependencies: {new}",
+                t.state.as_str()
+            );
+        }
     }
 
     /// True if at most one in ten of up to [`NEW_KEY_SAMPLE`] evenly spaced

@@ -122,19 +122,25 @@ impl State {
     }
 
     /// `update-graph`, to `scheduler` and the client's topic: status `OK`
-    /// with the number of tasks submitted and of those new here, or (for
-    /// `None`) status `error`, a graph that could not be materialized.
-    pub(crate) fn event_update_graph(&mut self, client: ClientId, counts: Option<(usize, usize)>) {
+    /// with the number of tasks submitted, of those new here and of the
+    /// known keys submitted with other dependencies, or (for `None`) status
+    /// `error`, a graph that could not be materialized.
+    pub(crate) fn event_update_graph(
+        &mut self,
+        client: ClientId,
+        counts: Option<(usize, usize, usize)>,
+    ) {
         let Some(name) = self.client_name(client).map(str::to_string) else {
             return;
         };
         let stimulus_id = self.stimulus("update-graph");
         let mut fields = vec![("stimulus_id", Value::str(stimulus_id))];
         match counts {
-            Some((tasks, new_tasks)) => {
+            Some((tasks, new_tasks, key_collisions)) => {
                 let metrics = Value::map([
                     ("tasks", Value::from(tasks)),
                     ("new_tasks", Value::from(new_tasks)),
+                    ("key_collisions", Value::from(key_collisions)),
                 ]);
                 fields.push(("metrics", metrics));
                 fields.push(("status", Value::str("OK")));

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use dask_core::coordination::python_str;
+use dask_core::TaskState;
 use dask_wire::Value;
 
 fn release_c(sim: &mut Sim) {
@@ -535,4 +536,92 @@ fn a_variable_deleted_while_a_getter_confirms_goes_once_it_has() {
     assert_eq!(sim.s.task_count(), 3, "the getter (Client-1) holds c now");
     release_c(&mut sim);
     assert_eq!(sim.s.task_count(), 0);
+}
+
+/// The `metrics` of the last `update-graph` event on `scheduler`.
+fn last_update_graph_metrics(sim: &Sim) -> Value {
+    let events = sim.s.get_events(Some("scheduler"));
+    events
+        .as_seq()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| &e.as_seq().unwrap()[1])
+        .find(|m| m.get("action").and_then(Value::as_str) == Some("update-graph"))
+        .and_then(|m| m.get("metrics").cloned())
+        .expect("an update-graph event")
+}
+
+#[test]
+fn key_collisions_are_counted_as_python_counts_them() {
+    // Python's `_generate_taskstates`: a known task (with its run_spec)
+    // submitted again with other dependencies is a collision; the scheduler
+    // keeps its own task. Same dependencies, or a task known only as data,
+    // are not.
+    struct Case {
+        what: &'static str,
+        second: Vec<T>,
+        requested: &'static str,
+        collisions: i64,
+    }
+    let cases = [
+        Case {
+            what: "same dependencies",
+            second: vec![t("a", &[]), t("x", &["a"])],
+            requested: "x",
+            collisions: 0,
+        },
+        Case {
+            what: "another dependency",
+            second: vec![t("b", &[]), t("x", &["b"])],
+            requested: "x",
+            collisions: 1,
+        },
+        Case {
+            what: "one more dependency",
+            second: vec![t("a", &[]), t("b", &[]), t("x", &["a", "b"])],
+            requested: "x",
+            collisions: 1,
+        },
+        Case {
+            what: "none where it had one",
+            second: vec![t("x", &[])],
+            requested: "x",
+            collisions: 1,
+        },
+        Case {
+            what: "a new key depending on the known one",
+            second: vec![t("y", &["x"])],
+            requested: "y",
+            collisions: 0,
+        },
+    ];
+    for case in cases {
+        let mut sim = Sim::new();
+        sim.worker("tcp://a:1", 1);
+        sim.submit(&["x"], vec![t("a", &[]), t("x", &["a"])]);
+        assert_eq!(
+            last_update_graph_metrics(&sim).get("key_collisions"),
+            Some(&Value::Int(0)),
+            "{}",
+            case.what
+        );
+        sim.submit(&[case.requested], case.second);
+        assert_eq!(
+            last_update_graph_metrics(&sim).get("key_collisions"),
+            Some(&Value::Int(case.collisions)),
+            "{}",
+            case.what
+        );
+        // the state stays consistent, and the computation finishes
+        sim.check();
+        sim.run_all();
+        assert_eq!(sim.state("x"), Some(TaskState::Memory), "{}", case.what);
+        assert_eq!(
+            sim.state(case.requested),
+            Some(TaskState::Memory),
+            "{}",
+            case.what
+        );
+    }
 }
