@@ -475,6 +475,7 @@ impl State {
             let names = |keys: Vec<&Key>| {
                 let mut names: Vec<String> = keys.into_iter().map(Key::to_string).collect();
                 names.sort();
+                names.dedup();
                 format!("{{{}}}", names.join(", "))
             };
             let old = names(t.dependencies.iter().map(|d| &self.task(*d).key).collect());
