@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from local_scheduler import IMPLS, PYTHON, quiet, start  # noqa: E402
+from local_scheduler import IMPLS, PYTHON, quiet, start, stop  # noqa: E402
 
 
 def inc(x):
@@ -60,13 +60,13 @@ def random_graph(r: random.Random, tag: str):
     return [tasks[o] for o in outs], [values[o] for o in outs]
 
 
-def user(address: str, uid: int, stop: float, seed: int, stats: dict, lock: threading.Lock):
+def user(address: str, uid: int, deadline: float, seed: int, stats: dict, lock: threading.Lock):
     from distributed import Client
 
     r = random.Random(seed * 1000 + uid)
     with Client(address, timeout=60, set_as_default=False) as c:
         g = 0
-        while time.time() < stop:
+        while time.time() < deadline:
             g += 1
             collections, want = random_graph(r, f"u{uid}-g{g}-{r.random()}")
             futures = c.compute(collections)
@@ -95,12 +95,12 @@ def user(address: str, uid: int, stop: float, seed: int, stats: dict, lock: thre
                     stats["error_samples"].append(f"wrong: {got} != {want}"[:300])
 
 
-def killer(address: str, stop: float, seed: int, stats: dict, lock: threading.Lock):
+def killer(address: str, deadline: float, seed: int, stats: dict, lock: threading.Lock):
     from distributed import Client
 
     r = random.Random(seed)
     with Client(address, timeout=60, set_as_default=False) as c:
-        while time.time() < stop:
+        while time.time() < deadline:
             time.sleep(r.uniform(2, 6))
             try:
                 pids = c.run(os.getpid)
@@ -130,10 +130,10 @@ def run(impl: str, seconds: float, seed: int) -> dict:
     try:
         with Client(address, timeout=60, set_as_default=False) as c:
             c.wait_for_workers(3, timeout=120)
-        stop = time.time() + seconds
-        threads = [threading.Thread(target=user, args=(address, u, stop, seed, stats, lock))
+        deadline = time.time() + seconds
+        threads = [threading.Thread(target=user, args=(address, u, deadline, seed, stats, lock))
                    for u in range(3)]
-        threads.append(threading.Thread(target=killer, args=(address, stop, seed, stats, lock)))
+        threads.append(threading.Thread(target=killer, args=(address, deadline, seed, stats, lock)))
         for t in threads:
             t.start()
         for t in threads:
@@ -141,16 +141,9 @@ def run(impl: str, seconds: float, seed: int) -> dict:
         with Client(address, timeout=60, set_as_default=False) as c:
             stats["alive_after"] = c.submit(inc, 1, pure=False).result(timeout=60) == 2
     finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop(workers)
         stats["scheduler_exit"] = sched.poll()
-        sched.terminate()
-        sched.wait(timeout=30)
+        stop([sched])
     return stats
 
 

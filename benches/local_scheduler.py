@@ -34,6 +34,19 @@ def start(impl: str) -> tuple[subprocess.Popen, str]:
     return proc, f"tcp://127.0.0.1:{port}"
 
 
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Terminate ``procs`` together, then wait up to 30 s for each; one that
+    does not exit by then is killed."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def quiet() -> dict:
     """``Popen`` arguments: output discarded, the materializer's Python set."""
     env = dict(os.environ, DASK_SCHEDULER_PYTHON=str(PYTHON))

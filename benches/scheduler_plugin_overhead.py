@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from local_scheduler import IMPLS, PYTHON, alternate, median_of, quiet, start
+from local_scheduler import IMPLS, PYTHON, alternate, median_of, quiet, start, stop
 
 
 class CountTransitions(SchedulerPlugin):
@@ -96,14 +96,7 @@ def one_round(impl: str, n: int) -> dict:
     finally:
         # the workers first, while the scheduler can still see them leave
         for group in (workers, [sched]):
-            for p in group:
-                p.terminate()
-            for p in group:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop(group)
     return row
 
 
