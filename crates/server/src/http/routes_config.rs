@@ -10,12 +10,21 @@
 //! listed. The live status page and `/sitemap.json` are always served (in
 //! Python they come with the dashboard and the router themselves).
 
+const PROMETHEUS: &str = "distributed.http.scheduler.prometheus";
+const INFO: &str = "distributed.http.scheduler.info";
+const JSON: &str = "distributed.http.scheduler.json";
+const HEALTH: &str = "distributed.http.health";
+const API: &str = "distributed.http.scheduler.api";
+
+/// The route modules this scheduler serves, as [`RouteGroups`] has them.
+const SERVED: [&str; 5] = [PROMETHEUS, INFO, JSON, HEALTH, API];
+
 /// Python's default `distributed.scheduler.http.routes`.
 pub const PYTHON_DEFAULT: [&str; 6] = [
-    "distributed.http.scheduler.prometheus",
-    "distributed.http.scheduler.info",
-    "distributed.http.scheduler.json",
-    "distributed.http.health",
+    PROMETHEUS,
+    INFO,
+    JSON,
+    HEALTH,
     "distributed.http.proxy",
     "distributed.http.statics",
 ];
@@ -68,22 +77,15 @@ impl RouteGroups {
         }
         let has = |m: &str| routes.iter().any(|r| r == m);
         let groups = RouteGroups {
-            prometheus: has("distributed.http.scheduler.prometheus"),
-            info: has("distributed.http.scheduler.info"),
-            json: has("distributed.http.scheduler.json"),
-            health: has("distributed.http.health"),
-            api: has("distributed.http.scheduler.api"),
+            prometheus: has(PROMETHEUS),
+            info: has(INFO),
+            json: has(JSON),
+            health: has(HEALTH),
+            api: has(API),
         };
-        let known = [
-            "distributed.http.scheduler.prometheus",
-            "distributed.http.scheduler.info",
-            "distributed.http.scheduler.json",
-            "distributed.http.health",
-            "distributed.http.scheduler.api",
-        ];
         let unknown = routes
             .iter()
-            .filter(|r| !known.contains(&r.as_str()) && !NOTHING_HERE.contains(&r.as_str()))
+            .filter(|r| !SERVED.contains(&r.as_str()) && !NOTHING_HERE.contains(&r.as_str()))
             .cloned()
             .collect();
         (groups, unknown)
