@@ -231,13 +231,14 @@ impl LogFormat {
 /// A field's value before conversion.
 enum Raw<'a> {
     Text(&'a str),
-    Owned(String),
     Int(i64),
     Float(f64),
 }
 
 impl Directive {
-    fn value<'a>(&self, r: &Record<'a>) -> Raw<'a> {
+    /// The field's value; `scratch` holds one made for this line (the
+    /// thread's name).
+    fn value<'a>(&self, r: &Record<'a>, scratch: &'a mut String) -> Raw<'a> {
         let module = r.module_path.rsplit("::").next().unwrap_or(r.module_path);
         let filename = r.file.rsplit('/').next().unwrap_or(r.file);
         match self.field {
@@ -253,11 +254,14 @@ impl Directive {
             Field::Process => Raw::Int(i64::from(std::process::id())),
             Field::ProcessName => Raw::Text("MainProcess"),
             Field::Thread => Raw::Int(thread_number()),
-            Field::ThreadName => Raw::Owned(match std::thread::current().name() {
-                Some("main") => "MainThread".to_string(),
-                Some(name) => name.to_string(),
-                None => format!("Thread-{}", thread_number()),
-            }),
+            Field::ThreadName => {
+                *scratch = match std::thread::current().name() {
+                    Some("main") => "MainThread".to_string(),
+                    Some(name) => name.to_string(),
+                    None => format!("Thread-{}", thread_number()),
+                };
+                Raw::Text(scratch)
+            }
             Field::Module => Raw::Text(module),
             Field::Filename => Raw::Text(filename),
             Field::Pathname => Raw::Text(r.file),
@@ -267,10 +271,8 @@ impl Directive {
     }
 
     fn render(&self, r: &Record<'_>, out: &mut String) {
-        let raw = match self.value(r) {
-            Raw::Owned(s) => return self.render_text(&s, out),
-            raw => raw,
-        };
+        let mut scratch = String::new();
+        let raw = self.value(r, &mut scratch);
         let mut body = match (self.conversion, raw) {
             ('s', Raw::Text(t)) => match self.precision {
                 Some(p) => t.chars().take(p).collect(),
@@ -301,19 +303,10 @@ impl Directive {
             (_, Raw::Text(t)) => t.to_string(),
             (_, Raw::Int(n)) => n.to_string(),
             (_, Raw::Float(f)) => python_float_str(f),
-            (_, Raw::Owned(t)) => t,
         };
         if self.plus && !body.starts_with('-') && self.conversion != 's' {
             body.insert(0, '+');
         }
-        self.pad(body, out);
-    }
-
-    fn render_text(&self, text: &str, out: &mut String) {
-        let body = match self.precision {
-            Some(p) => text.chars().take(p).collect(),
-            None => text.to_string(),
-        };
         self.pad(body, out);
     }
 
