@@ -30,6 +30,14 @@ def get(url: str):
         return r.status, r.headers.get("Content-Type", ""), r.read().decode()
 
 
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def get_json(url: str):
     status, ctype, body = get(url)
     assert status == 200
@@ -105,11 +113,7 @@ def test_every_sitemap_route_answers(cluster):
     for p in paths:
         if p == "/status/events":
             continue  # a never-ending event stream (tested in test_status_page)
-        try:
-            with urllib.request.urlopen(cluster.scheduler.dashboard_url(p), timeout=10) as r:
-                code = r.status
-        except urllib.error.HTTPError as e:
-            code = e.code
+        code = status_of(cluster.scheduler.dashboard_url(p))
         # POST-only routes answer 405 to a GET; nothing listed may be missing
         assert code in (200, 405), f"{p}: {code}"
 
@@ -134,14 +138,6 @@ def test_the_status_page_is_an_individual_plot(cluster):
 def test_json_index(cluster):
     _, _, body = get(cluster.scheduler.dashboard_url("/json/index.html"))
     assert "counts.json" in body and "identity.json" in body
-
-
-def status_of(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 def test_http_routes_from_dask_config(tmp_path):
