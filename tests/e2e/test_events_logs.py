@@ -86,21 +86,23 @@ def test_a_key_submitted_again_with_other_dependencies_is_a_collision(client):
     from .cluster import wait_until
     from .helpers import add, inc
 
-    a, b, x = unique("a"), unique("b"), unique("x")
-    first = client.compute(dask.delayed(add)(dask.delayed(inc)(1, dask_key_name=a), 10,
-                                              dask_key_name=x))
-    assert first.result(timeout=30) == 12
-    second = client.compute(dask.delayed(add)(dask.delayed(inc)(2, dask_key_name=b), 20,
-                                               dask_key_name=x))
-    assert second.result(timeout=30) == 12
-
     def metrics():
         return [m["metrics"] for _, m in client.get_events(client.id)
                 if isinstance(m, dict) and m.get("action") == "update-graph"
                 and m.get("status") == "OK"]
 
-    wait_until(lambda: len(metrics()) >= 2, 10, "both update-graph events")
-    assert [m["key_collisions"] for m in metrics()[-2:]] == [0, 1]
+    a, b, x = unique("a"), unique("b"), unique("x")
+    before = len(metrics())
+    first = client.compute(dask.delayed(add)(dask.delayed(inc)(1, dask_key_name=a), 10,
+                                              dask_key_name=x))
+    assert first.result(timeout=30) == 12
+    second = client.compute(dask.delayed(add)(dask.delayed(inc)(2, dask_key_name=b), 20,
+                                               dask_key_name=x))
+    # the client already holds x's result, so this returns before the
+    # scheduler has even seen the second graph: its event comes later
+    assert second.result(timeout=30) == 12
+    wait_until(lambda: len(metrics()) >= before + 2, 10, "both update-graph events")
+    assert [m["key_collisions"] for m in metrics()[before:before + 2]] == [0, 1]
     warned = [text for _, text in client.get_scheduler_logs(n=200)
               if f"Detected different `run_spec` for key '{x}'" in text]
     assert warned and "old dependencies: {" + repr(a) + "}" in warned[0], warned
