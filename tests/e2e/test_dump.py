@@ -11,7 +11,14 @@ from distributed import get_task_metadata, wait
 from distributed.cluster_dump import DumpArtefact
 
 from .cluster import wait_until
-from .helpers import StampMetadata, div, inc, touch_then_sleep_until_file, unique
+from .helpers import (
+    StampMetadata,
+    div,
+    inc,
+    touch_then_sleep_until_file,
+    unique,
+    wait_released,
+)
 
 
 def test_a_local_dump_has_scheduler_tasks_workers_and_versions(client, tmp_path):
@@ -81,15 +88,10 @@ def test_a_dump_to_a_url_is_written_by_the_scheduler(client, tmp_path):
     client.cancel(fut)
 
 
-def test_story_with_the_transition_log_on(make_cluster, tmp_path):
-    """``distributed.scheduler.transition-log: true`` (this scheduler's
-    switch; Python keeps its log anyway): ``client.story`` gets the
-    scheduler's ``Transition`` tuples, and the dump its ``transition_log``."""
-    from .cluster import WorkerSpec
-
-    c = make_cluster([WorkerSpec(nthreads=1)],
-                     env={"DASK_DISTRIBUTED__SCHEDULER__TRANSITION_LOG": "True"})
-    client = c.client()
+def test_story_by_default(client, tmp_path):
+    """As in Python, the transition log is kept by default: ``client.story``
+    gets the scheduler's ``Transition`` tuples, and the dump its
+    ``transition_log``."""
     fut = client.submit(inc, 1, key=unique("told"))
     assert fut.result(timeout=30) == 2
     story = client.story(fut.key)
@@ -105,10 +107,61 @@ def test_story_with_the_transition_log_on(make_cluster, tmp_path):
     assert any(t[0] == fut.key and t[2] == "memory" for t in log), log
 
 
+def test_story_keeps_naming_keys_through_many_graphs(make_cluster, tmp_path):
+    """A released key's story still names it, from submission to forgotten,
+    after thousands of tasks came and went; in the cluster dump's log every
+    key's records follow on from each other. (This scheduler's records name
+    tasks by ids, which new tasks reuse once the old ones are forgotten: the
+    graphs below, 1,100 tasks released and then ones that fit the freed
+    ids, make it reuse the first key's id.)"""
+    from .cluster import WorkerSpec
+
+    c = make_cluster([WorkerSpec(nthreads=2)],
+                     env={"DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH": "100000"})
+    client = c.client()
+    first = client.submit(inc, 1, key=unique("first"))
+    assert first.result(timeout=30) == 2
+    key = first.key
+    del first
+    wait_released(client, [key])
+    futs = client.map(inc, range(1100), key=[unique("many") for _ in range(1100)])
+    assert sum(client.gather(futs)) == sum(range(1, 1101))
+    keys = [f.key for f in futs]
+    del futs
+    wait_released(client, keys)
+    held = []
+    for n in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1, 1):
+        futs = client.map(inc, range(n), key=[unique("fit") for _ in range(n)])
+        assert sum(client.gather(futs)) == sum(range(1, n + 1))
+        held += futs
+
+    story = [s for s in client.story(key) if s[0] == "scheduler"]
+    assert {s[1] for s in story} == {key}, story
+    moves = [(s[2], s[3]) for s in story]
+    assert moves[0] == ("released", "waiting") and moves[-1][1] == "forgotten", moves
+
+    client.dump_cluster_state(str(tmp_path / "dump"), format="msgpack")
+    log = DumpArtefact.from_url(str(tmp_path / "dump.msgpack.gz"))["scheduler"]["transition_log"]
+    steps = {}
+    for k, start, finish, *_ in log:
+        steps.setdefault(k, []).append((start, finish))
+    assert len(steps) == 1 + 1100 + 1024, len(steps)
+    for k, moves in steps.items():
+        assert moves[0][0] == "released", (k, moves)
+        assert all(a[1] == b[0] for a, b in zip(moves, moves[1:])), (k, moves)
+    for f in held:
+        assert steps[f.key][-1][1] == "memory", (f.key, steps[f.key])
+
+
 @pytest.mark.rust_only
-def test_story_says_no_transition_log_is_kept_and_ignore_gives_the_workers_stories(client):
-    """By default (unlike Python) no transition log is kept: the error names
-    get_story and the setting that turns the log on."""
+def test_story_with_the_log_off_says_so_and_ignore_gives_the_workers_stories(make_cluster):
+    """``distributed.scheduler.transition-log: false`` (this scheduler's own
+    switch) keeps no log: the error names get_story and the setting."""
+    from .cluster import WorkerSpec
+
+    c = make_cluster([WorkerSpec(nthreads=1)],
+                     env={"DASK_DISTRIBUTED__SCHEDULER__TRANSITION_LOG": "False"})
+    client = c.client()
     fut = client.submit(inc, 30, key=unique("storied"))
     fut.result(timeout=30)
     with pytest.raises(NotImplementedError, match="get_story") as err:

@@ -53,9 +53,10 @@ pub struct Config {
     pub rebalance: RebalanceConfig,
     /// `distributed.scheduler.active-memory-manager.*`.
     pub amm: crate::amm::AmmConfig,
-    /// Transitions kept for `story` and the cluster dump (0 keeps none,
-    /// the default): `distributed.admin.low-level-log-length` when this
-    /// scheduler's own `distributed.scheduler.transition-log` is on.
+    /// Transitions kept for `story` and the cluster dump (0 keeps none):
+    /// `distributed.admin.low-level-log-length`, 1000 by default as in
+    /// Python, unless this scheduler's own
+    /// `distributed.scheduler.transition-log` is false.
     pub transition_log_length: usize,
 }
 
@@ -152,7 +153,7 @@ impl Default for Config {
             recent_to_old_time: 30.0,
             rebalance: RebalanceConfig::default(),
             amm: crate::amm::AmmConfig::default(),
-            transition_log_length: 0,
+            transition_log_length: 1000,
         }
     }
 }

@@ -7,8 +7,8 @@
 //! the same field names, and other tasks, workers and clients named by
 //! their `repr` as `recursive_to_dict` writes them, so that
 //! `distributed.cluster_dump.DumpArtefact` reads it. Differences: the
-//! `transition_log` is empty unless the log is on ([`crate::story`]), events are the
-//! events themselves rather than `Topic` reprs, and a field this scheduler
+//! `transition_log` is empty where the log was turned off ([`crate::story`]),
+//! events are the events themselves rather than `Topic` reprs, and a field this scheduler
 //! does not track is left out rather than invented.
 
 use crate::coordination::python_repr;

@@ -2,18 +2,24 @@
 //! a deque of `distributed.admin.low-level-log-length` records, and
 //! `Scheduler.story` / the `get_story` RPC behind `client.story`).
 //!
-//! Unlike Python's, the log is off unless asked for
-//! (`distributed.scheduler.transition-log`): recording costs every
-//! transition about 10 % more instructions (cachegrind, the chains shape of
-//! the core scale bench), and the log only serves debugging.
+//! Kept by default, as Python keeps it (`distributed.scheduler.transition-log:
+//! false` turns it off). Recording must stay cheap: every transition writes a
+//! record. So a record holds the task's id, not its key, and touches no
+//! reference count; ids become keys only when a story or a dump is asked
+//! for. An id names another task once its task is forgotten and its slot
+//! reused, so the record of a forgetting transition keeps the key itself,
+//! and a story walks the log newest first: an id means the task that holds
+//! it now until the walk passes the record that forgot that id's earlier
+//! task. Every removal from the arena is such a transition, and a record
+//! cannot outlive the records after it, so the walk always knows each id's
+//! key at each record's time.
 //!
-//! Each record is Python's `Transition`: `(key, start, finish,
-//! recommendations, stimulus_id, timestamp)`. Keys are kept as their bytes
-//! (a reference-count bump), so a story still names tasks forgotten since.
-//! A story holds the records of the asked keys and those that recommended
-//! something for them, as `distributed._stories.scheduler_story` selects.
-//! The stimulus id is the batch's: the worker's or client's own where the
-//! message carried one, otherwise one made for the batch.
+//! Each record reads as Python's `Transition`: `(key, start, finish,
+//! recommendations, stimulus_id, timestamp)`. A story holds the records of
+//! the asked keys and those that recommended something for them, as
+//! `distributed._stories.scheduler_story` selects. The stimulus id is the
+//! batch's: the worker's or client's own where the message carried one,
+//! otherwise one made for the batch.
 
 use crate::ids::TaskId;
 use crate::state::State;
@@ -21,52 +27,59 @@ use crate::task::TaskState;
 use crate::transitions::{Recs, Target};
 use bytes::Bytes;
 use dask_wire::{Key, Value};
-use smallvec::SmallVec;
+use std::collections::{HashMap, VecDeque};
 
-/// One transition, as Python's `Transition` namedtuple holds it.
-#[derive(Debug, Clone)]
-pub struct TransitionRecord {
-    key: Key,
+/// One transition as the log stores it: 24 bytes, no reference counted
+/// handle (the ring is written on every transition).
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    id: TaskId,
     start: TaskState,
     finish: TaskState,
-    recommendations: SmallVec<[(Key, &'static str); 2]>,
-    /// msgpack str
-    stimulus: Bytes,
+    /// how many entries of [`TransitionLog::recs`] are this record's
+    n_recs: u32,
+    /// the sequence number of its batch's stimulus id (wrapping)
+    stimulus: u32,
     time: f64,
 }
 
-impl TransitionRecord {
-    /// The record as the wire carries Python's tuple.
-    pub fn to_value(&self) -> Value {
-        Value::Array(vec![
-            self.key.to_value(),
-            Value::str(self.start.as_str()),
-            Value::str(self.finish.as_str()),
-            Value::Map(
-                self.recommendations
-                    .iter()
-                    .map(|(k, s)| (k.to_value(), Value::str(*s)))
-                    .collect(),
-            ),
-            Value::Raw(self.stimulus.clone()),
-            Value::Float(self.time),
-        ])
-    }
+/// A record as a story reads it: with its recommendations and, where it
+/// forgot its task, the task's key.
+type ReadRecord<'a> = (&'a Record, Vec<(TaskId, u8)>, Option<Key>);
 
-    fn touches(&self, keys: &[Key]) -> bool {
-        keys.contains(&self.key) || self.recommendations.iter().any(|(k, _)| keys.contains(k))
+/// The state names a recommendation can ask for, as Python's dict holds
+/// them; a recommendation stores its index.
+const TARGET_NAMES: [&str; 5] = ["released", "waiting", "processing", "erred", "forgotten"];
+
+/// The index in [`TARGET_NAMES`] of the state a recommendation asks for.
+fn target_code(target: &Target) -> u8 {
+    match target {
+        Target::Released => 0,
+        Target::Waiting => 1,
+        Target::Processing => 2,
+        Target::Erred(_) | Target::KilledWorker => 3,
+        Target::Forgotten => 4,
     }
 }
 
 /// The bounded log; length 0 keeps nothing (and costs nothing). A ring
-/// whose records are overwritten in place: recording moves no record and,
-/// once the ring is full, allocates nothing.
+/// whose records are overwritten in place: once it is full, recording
+/// allocates nothing.
 #[derive(Debug, Clone)]
 pub struct TransitionLog {
-    records: Vec<TransitionRecord>,
+    records: Vec<Record>,
     /// where the next record goes once the ring is full (the oldest)
     next: usize,
     capacity: usize,
+    /// the recommendations of every record, in the records' order
+    recs: VecDeque<(TaskId, u8)>,
+    /// the keys of the records whose transition forgot the task, in the
+    /// records' order (the task's id may name another task later)
+    forgotten: VecDeque<Key>,
+    /// the stimulus ids the records name, oldest first (one per batch)
+    stimuli: VecDeque<Bytes>,
+    /// the sequence number of `stimuli[0]`
+    first_stimulus: u32,
 }
 
 impl TransitionLog {
@@ -76,6 +89,10 @@ impl TransitionLog {
             records: Vec::with_capacity(capacity.min(1 << 16)),
             next: 0,
             capacity,
+            recs: VecDeque::new(),
+            forgotten: VecDeque::new(),
+            stimuli: VecDeque::new(),
+            first_stimulus: 0,
         }
     }
 
@@ -84,127 +101,210 @@ impl TransitionLog {
         self.capacity > 0
     }
 
-    /// The slot the next record is written into (the oldest one once the
-    /// ring is full), or `None` while the ring is still growing.
-    fn slot(&mut self) -> Option<&mut TransitionRecord> {
+    /// The sequence number of `stimulus`, added unless it is the last one
+    /// added (a batch's records share it).
+    fn stimulus_seq(&mut self, stimulus: &Bytes) -> u32 {
+        let same = self
+            .stimuli
+            .back()
+            .is_some_and(|b| b.as_ptr() == stimulus.as_ptr() && b.len() == stimulus.len());
+        if !same {
+            self.stimuli.push_back(stimulus.clone());
+        }
+        self.first_stimulus
+            .wrapping_add(self.stimuli.len() as u32 - 1)
+    }
+
+    /// Add a record (its recommendations and forgotten key already added),
+    /// overwriting the oldest once the ring is full, and drop what only the
+    /// overwritten record named.
+    fn push(&mut self, record: Record) {
         if self.records.len() < self.capacity {
-            return None;
+            self.records.push(record);
+            return;
         }
         let i = self.next;
-        self.next = (i + 1) % self.capacity;
-        Some(&mut self.records[i])
+        self.next = if i + 1 == self.capacity { 0 } else { i + 1 };
+        let old = std::mem::replace(&mut self.records[i], record);
+        self.recs.drain(..old.n_recs as usize);
+        if old.finish == TaskState::Forgotten {
+            self.forgotten.pop_front();
+        }
+        let oldest = self.records[self.next].stimulus;
+        while oldest.wrapping_sub(self.first_stimulus) as i32 > 0 && !self.stimuli.is_empty() {
+            self.stimuli.pop_front();
+            self.first_stimulus = self.first_stimulus.wrapping_add(1);
+        }
     }
 
-    /// Every record, oldest first.
-    pub fn records(&self) -> impl Iterator<Item = &TransitionRecord> {
+    /// Every record with its recommendations and, for a record that forgot
+    /// its task, the task's key; newest first.
+    fn newest_first(&self) -> Vec<ReadRecord<'_>> {
         let (newer, older) = self.records.split_at(self.next);
-        older.iter().chain(newer)
+        let recs: Vec<(TaskId, u8)> = self.recs.iter().copied().collect();
+        let mut end = recs.len();
+        let mut forgotten = self.forgotten.iter().rev();
+        newer
+            .iter()
+            .rev()
+            .chain(older.iter().rev())
+            .map(|r| {
+                let start = end - r.n_recs as usize;
+                let mine = recs[start..end].to_vec();
+                end = start;
+                let key = if r.finish == TaskState::Forgotten {
+                    forgotten.next().cloned()
+                } else {
+                    None
+                };
+                (r, mine, key)
+            })
+            .collect()
     }
-}
 
-/// The state name a recommendation asks for, as Python's dict holds it.
-fn target_name(target: &Target) -> &'static str {
-    match target {
-        Target::Released => "released",
-        Target::Waiting => "waiting",
-        Target::Processing => "processing",
-        Target::Erred(_) | Target::KilledWorker => "erred",
-        Target::Forgotten => "forgotten",
+    /// The stimulus id of sequence number `seq`.
+    fn stimulus(&self, seq: u32) -> Bytes {
+        self.stimuli
+            .get(seq.wrapping_sub(self.first_stimulus) as usize)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
 impl State {
-    /// Record the transition of `id` (key `key`) from `start`; `recs` are
-    /// what it recommended. Called only while the log is enabled.
-    pub(crate) fn log_transition(&mut self, key: Key, id: TaskId, start: TaskState, recs: &Recs) {
-        let finish = match self.tasks.get(id as usize) {
-            Some(Some(t)) => t.state,
-            _ => TaskState::Forgotten,
-        };
+    /// Record the transition of `id` from `start` to `finish`; `recs` are
+    /// what it recommended, and `key` the task's key where the transition
+    /// may have forgotten it. Called only while the log is enabled.
+    fn log_transition(
+        &mut self,
+        id: TaskId,
+        start: TaskState,
+        finish: TaskState,
+        key: Option<Key>,
+        recs: &Recs,
+    ) {
         self.make_compute_stimulus();
-        let time = self.now;
-        let (tasks, stimulus) = (&self.tasks, &self.compute_stimulus);
-        let stimulus = stimulus.as_ref().expect("made by make_compute_stimulus");
-        let fill = |r: &mut TransitionRecord| {
-            r.key = key;
-            r.start = start;
-            r.finish = finish;
-            r.recommendations.clear();
-            for (rec, target) in recs {
-                if let Some(Some(t)) = tasks.get(*rec as usize) {
-                    r.recommendations.push((t.key.clone(), target_name(target)));
-                }
-            }
-            // one stimulus per batch: most records keep the previous one's
-            if r.stimulus.as_ptr() != stimulus.as_ptr() || r.stimulus.len() != stimulus.len() {
-                r.stimulus = stimulus.clone();
-            }
-            r.time = time;
-        };
-        match self.transition_log.slot() {
-            Some(slot) => fill(slot),
-            None => {
-                let mut r = TransitionRecord {
-                    key: Key::from_str_key(""),
-                    start,
-                    finish,
-                    recommendations: SmallVec::new(),
-                    stimulus: Bytes::new(),
-                    time,
-                };
-                fill(&mut r);
-                self.transition_log.records.push(r);
-            }
+        let stimulus = self
+            .compute_stimulus
+            .as_ref()
+            .expect("made by make_compute_stimulus");
+        let log = &mut self.transition_log;
+        let stimulus = log.stimulus_seq(stimulus);
+        // (transitions recommend only tasks that exist)
+        debug_assert!(recs
+            .iter()
+            .all(|(rec, _)| matches!(self.tasks.get(*rec as usize), Some(Some(_)))));
+        for (rec, target) in recs {
+            log.recs.push_back((*rec, target_code(target)));
         }
+        if finish == TaskState::Forgotten {
+            // only a transition asked to forget can, and the engine keeps
+            // the key for those
+            debug_assert!(key.is_some(), "a forgetting transition's key is kept");
+            log.forgotten
+                .push_back(key.unwrap_or_else(|| Key::from_str_key("<unknown>")));
+        }
+        log.push(Record {
+            id,
+            start,
+            finish,
+            n_recs: recs.len() as u32,
+            stimulus,
+            time: self.now,
+        });
     }
 
     /// Record a transition made outside the engine (a finished task going
     /// to memory, data arriving by `update_data`), when the log is on or a
     /// plugin watches transitions.
     pub(crate) fn log_direct_transition(&mut self, id: TaskId, start: TaskState, recs: &Recs) {
-        if self.transition_log.enabled() || self.plugin_wants(crate::pluginfeed::hooks::TRANSITION)
-        {
-            let key = self.task(id).key.clone();
-            self.record_transition(key, id, start, recs);
+        let watched = self.plugin_wants(crate::pluginfeed::hooks::TRANSITION);
+        if self.transition_log.enabled() || watched {
+            let key = watched.then(|| self.task(id).key.clone());
+            self.record_transition(id, start, key, recs);
         }
     }
 
-    /// A transition of `id` (key `key`) from `start`, to the log if it is
-    /// on and to the plugins if they watch transitions.
+    /// A transition of `id` from `start`, to the log if it is on and to the
+    /// plugins if they watch transitions. `key` is the task's key, needed
+    /// when plugins watch or the transition may have forgotten the task.
     pub(crate) fn record_transition(
         &mut self,
-        key: Key,
         id: TaskId,
         start: TaskState,
+        key: Option<Key>,
         recs: &Recs,
     ) {
+        let finish = match self.tasks.get(id as usize) {
+            Some(Some(t)) => t.state,
+            _ => TaskState::Forgotten,
+        };
         if self.plugin_wants(crate::pluginfeed::hooks::TRANSITION) {
-            let finish = match self.tasks.get(id as usize) {
-                Some(Some(t)) => t.state,
-                _ => TaskState::Forgotten,
-            };
-            self.plugin_transition(key.clone(), start, finish);
+            if let Some(key) = &key {
+                self.plugin_transition(key.clone(), start, finish);
+            }
         }
         if self.transition_log.enabled() {
-            self.log_transition(key, id, start, recs);
+            self.log_transition(id, start, finish, key, recs);
         }
     }
 
     /// `Scheduler.story(*keys)`: the logged transitions of `keys` or that
     /// recommended something for them, oldest first, as wire tuples.
     pub fn story(&self, keys: &[Key]) -> Vec<Value> {
-        self.transition_log
-            .records()
-            .filter(|r| r.touches(keys))
-            .map(TransitionRecord::to_value)
-            .collect()
+        self.logged_transitions(|key, recs| {
+            keys.contains(key) || recs.iter().any(|(k, _)| keys.contains(k))
+        })
     }
 
     /// Every logged transition, oldest first (the dump's `transition_log`).
     pub fn transition_log_values(&self) -> Vec<Value> {
-        self.transition_log
-            .records()
-            .map(TransitionRecord::to_value)
-            .collect()
+        self.logged_transitions(|_, _| true)
+    }
+
+    /// The logged transitions that `keep` accepts, given the key and the
+    /// recommendations, oldest first, as Python's `Transition` tuples.
+    fn logged_transitions(&self, keep: impl Fn(&Key, &[(Key, &str)]) -> bool) -> Vec<Value> {
+        let log = &self.transition_log;
+        // the key each id named at the record being read, where the walk
+        // has passed the record that forgot it
+        let mut earlier: HashMap<TaskId, Key> = HashMap::new();
+        let mut out = Vec::new();
+        for (record, recs, forgotten) in log.newest_first() {
+            if let Some(key) = forgotten {
+                earlier.insert(record.id, key);
+            }
+            let key_of = |id: TaskId| match earlier.get(&id) {
+                Some(key) => Some(key.clone()),
+                None => match self.tasks.get(id as usize) {
+                    Some(Some(t)) => Some(t.key.clone()),
+                    _ => None,
+                },
+            };
+            let Some(key) = key_of(record.id) else {
+                continue;
+            };
+            let recs: Vec<(Key, &str)> = recs
+                .iter()
+                .filter_map(|(id, code)| Some((key_of(*id)?, TARGET_NAMES[*code as usize])))
+                .collect();
+            if !keep(&key, &recs) {
+                continue;
+            }
+            out.push(Value::Array(vec![
+                key.to_value(),
+                Value::str(record.start.as_str()),
+                Value::str(record.finish.as_str()),
+                Value::Map(
+                    recs.iter()
+                        .map(|(k, s)| (k.to_value(), Value::str(*s)))
+                        .collect(),
+                ),
+                Value::Raw(log.stimulus(record.stimulus)),
+                Value::Float(record.time),
+            ]));
+        }
+        out.reverse();
+        out
     }
 }

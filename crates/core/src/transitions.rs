@@ -62,12 +62,17 @@ impl State {
                 continue;
             }
             self.transition_counter += 1;
-            let logged = (self.transition_log.enabled()
-                || self.plugin_wants(crate::pluginfeed::hooks::TRANSITION))
-            .then(|| (self.task(id).key.clone(), self.task(id).state));
+            // the log needs the key only where the task may be forgotten
+            // (its id can then name another task); plugins always do
+            let watched = self.plugin_wants(crate::pluginfeed::hooks::TRANSITION);
+            let logged = (self.transition_log.enabled() || watched).then(|| {
+                let t = self.task(id);
+                let key = (watched || target == Target::Forgotten).then(|| t.key.clone());
+                (t.state, key)
+            });
             let more = self.transition(id, target);
-            if let Some((key, start)) = logged {
-                self.record_transition(key, id, start, &more);
+            if let Some((start, key)) = logged {
+                self.record_transition(id, start, key, &more);
             }
             if self.p2p_watching() {
                 self.p2p_after_transition(id);

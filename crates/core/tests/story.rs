@@ -1,5 +1,6 @@
-//! The transition log behind `client.story`: off by default, Python's
-//! `Transition` tuples when on, bounded, and still naming forgotten tasks.
+//! The transition log behind `client.story`: on by default as in Python,
+//! Python's `Transition` tuples, bounded, and still naming forgotten tasks
+//! after their ids name other tasks.
 
 mod common;
 
@@ -85,7 +86,7 @@ fn a_task_s_story_from_submission_to_forgotten() {
 }
 
 #[test]
-fn the_log_keeps_only_the_last_transitions_and_is_off_by_default() {
+fn the_log_keeps_only_the_last_transitions_and_can_be_turned_off() {
     let mut sim = logging(3);
     sim.submit(&["x"], vec![t("x", &[])]);
     sim.run_all();
@@ -96,10 +97,102 @@ fn the_log_keeps_only_the_last_transitions_and_is_off_by_default() {
     assert_eq!(sim.s.story(&[k("z")]).len(), 3);
     assert_eq!(sim.s.transition_log_values().len(), 3);
 
-    let mut off = Sim::new();
-    off.worker("tcp://a:1", 1);
+    let mut off = logging(0);
     off.submit(&["x"], vec![t("x", &[])]);
     off.run_all();
     assert!(off.s.story(&[k("x")]).is_empty());
     assert!(off.s.transition_log_values().is_empty());
+}
+
+#[test]
+fn the_log_is_on_by_default_with_python_s_length() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    assert_eq!(
+        moves(&sim.s.story(&[k("x")])),
+        vec![
+            pair("released", "waiting"),
+            pair("waiting", "processing"),
+            pair("processing", "memory"),
+        ]
+    );
+    assert_eq!(Config::default().transition_log_length, 1000);
+}
+
+/// Records by key, each key's `(start, finish)` in the log's order.
+fn chains(log: &[Value]) -> std::collections::HashMap<Key, Vec<(String, String)>> {
+    let mut by_key: std::collections::HashMap<Key, Vec<(String, String)>> = Default::default();
+    for (record, step) in log.iter().zip(moves(log)) {
+        let Value::Array(f) = record else {
+            unreachable!()
+        };
+        by_key.entry(key_of(&f[0])).or_default().push(step);
+    }
+    by_key
+}
+
+#[test]
+fn records_of_a_forgotten_task_keep_its_key_after_its_id_names_another() {
+    // 1,100 keys forgotten is enough for the key index to sweep (from
+    // 1,024 dead entries) and hand their ids to a smaller graph's keys
+    let mut sim = logging(100_000);
+    sim.worker("tcp://b:1", 1000);
+    let names = |p: &str, n: usize| (0..n).map(|i| format!("{p}-{i}")).collect::<Vec<_>>();
+    let (olds, news) = (names("old", 1100), names("new", 100));
+    let graph = |v: &[String]| v.iter().map(|n| t(n, &[])).collect::<Vec<_>>();
+
+    sim.submit(&refs(&olds), graph(&olds));
+    sim.run_all();
+    let old_ids: Vec<_> = olds.iter().map(|n| sim.s.task_id(&k(n)).unwrap()).collect();
+    sim.release(&refs(&olds));
+    sim.submit(&refs(&news), graph(&news));
+    sim.run_all();
+    let (old, new) = olds
+        .iter()
+        .zip(&old_ids)
+        .find_map(|(old, id)| {
+            let new = news.iter().find(|n| sim.s.task_id(&k(n)) == Some(*id))?;
+            Some((old.as_str(), new.as_str()))
+        })
+        .expect("a new key reuses a forgotten key's id");
+
+    let one_key = |story: &[Value]| {
+        story
+            .iter()
+            .map(|r| {
+                let Value::Array(f) = r else { unreachable!() };
+                key_of(&f[0])
+            })
+            .collect::<std::collections::HashSet<_>>()
+    };
+    let old_story = sim.s.story(&[k(old)]);
+    assert_eq!(one_key(&old_story), [k(old)].into(), "{old_story:?}");
+    // released by its client, it went from memory to forgotten at once
+    assert_eq!(moves(&old_story).last(), Some(&pair("memory", "forgotten")));
+    let new_story = sim.s.story(&[k(new)]);
+    assert_eq!(one_key(&new_story), [k(new)].into(), "{new_story:?}");
+    assert_eq!(moves(&new_story).len(), 3, "{new_story:?}");
+
+    // every key's records chain, from released to where it is now
+    let all = chains(&sim.s.transition_log_values());
+    assert_eq!(all.len(), 1200);
+    for (key, steps) in &all {
+        assert_eq!(steps[0].0, "released", "{key:?}: {steps:?}");
+        for w in steps.windows(2) {
+            assert_eq!(w[0].1, w[1].0, "{key:?}: {steps:?}");
+        }
+        let last = &steps.last().unwrap().1;
+        let now = if key.as_bytes().windows(3).any(|w| w == b"old") {
+            "forgotten"
+        } else {
+            "memory"
+        };
+        assert_eq!(last, now, "{key:?}: {steps:?}");
+    }
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

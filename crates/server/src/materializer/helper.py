@@ -1842,11 +1842,11 @@ def op_config(req):
                 for k, v in (get("distributed.scheduler.default-task-durations") or {}).items()
             },
             "comm": _comm_security_config(get),
-            # this scheduler's own switch (off by default: it costs every
-            # transition); the length is Dask's
+            # the length is Dask's; this scheduler's own switch turns the
+            # log off (on by default, as Python always keeps it)
             "transition-log-length": (
                 int(get("distributed.admin.low-level-log-length"))
-                if get("distributed.scheduler.transition-log", False)
+                if get("distributed.scheduler.transition-log", True)
                 else 0
             ),
             "amm-start": bool(get("distributed.scheduler.active-memory-manager.start")),

@@ -438,8 +438,6 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
     })
 }
 
-/// `start_task_metadata(name)` / `stop_task_metadata(name)`: the two ends
-/// of a client's `with get_task_metadata():` block.
 /// `get_story(keys_or_stimuli)` (`client.story`): the logged transitions
 /// of those keys, as Python's `Transition` tuples; a clear error naming the
 /// setting while the log is off.
@@ -457,9 +455,10 @@ async fn get_story(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> 
             if s.config().transition_log_length == 0 {
                 return Err(error_reply(
                     "NotImplementedError",
-                    "get_story: this scheduler keeps no transition log unless asked to (it \
-                     costs every transition); start it with distributed.scheduler.transition-log: \
-                     true (DASK_DISTRIBUTED__SCHEDULER__TRANSITION_LOG=True) to keep the last \
+                    "get_story: this scheduler was started with its transition log off \
+                     (distributed.scheduler.transition-log: false, or \
+                     distributed.admin.low-level-log-length: 0); leave \
+                     distributed.scheduler.transition-log at its default (true) to keep the last \
                      distributed.admin.low-level-log-length transitions for client.story",
                 ));
             }
@@ -499,6 +498,8 @@ async fn amm_handler(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value
         .ok_or_else(super::errors::shutting_down)?
 }
 
+/// `start_task_metadata(name)` / `stop_task_metadata(name)`: the two ends
+/// of a client's `with get_task_metadata():` block.
 async fn task_metadata(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, Value> {
     let name = msg
         .get("name")
