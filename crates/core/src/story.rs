@@ -71,15 +71,22 @@ pub struct TransitionLog {
     /// where the next record goes once the ring is full (the oldest)
     next: usize,
     capacity: usize,
-    /// the recommendations of every record, in the records' order
-    recs: VecDeque<(TaskId, u8)>,
+    /// the recommendations of the records, in their order: a ring whose
+    /// length is a power of two, written at `recs_head` (a running count)
+    recs: Vec<(TaskId, u8)>,
+    recs_head: usize,
+    /// how many of `recs` the records in the ring still name
+    recs_live: usize,
     /// the keys of the records whose transition forgot the task, in the
     /// records' order (the task's id may name another task later)
     forgotten: VecDeque<Key>,
-    /// the stimulus ids the records name, oldest first (one per batch)
+    /// the stimulus ids the records name, oldest first (one per batch);
+    /// older ones than the oldest record's are dropped now and then
     stimuli: VecDeque<Bytes>,
     /// the sequence number of `stimuli[0]`
     first_stimulus: u32,
+    /// the address and length of the last stimulus id added
+    last_stimulus: (usize, usize),
 }
 
 impl TransitionLog {
@@ -89,10 +96,13 @@ impl TransitionLog {
             records: Vec::with_capacity(capacity.min(1 << 16)),
             next: 0,
             capacity,
-            recs: VecDeque::new(),
+            recs: Vec::new(),
+            recs_head: 0,
+            recs_live: 0,
             forgotten: VecDeque::new(),
             stimuli: VecDeque::new(),
             first_stimulus: 0,
+            last_stimulus: (0, 0),
         }
     }
 
@@ -103,21 +113,49 @@ impl TransitionLog {
 
     /// The sequence number of `stimulus`, added unless it is the last one
     /// added (a batch's records share it).
+    #[inline]
     fn stimulus_seq(&mut self, stimulus: &Bytes) -> u32 {
-        let same = self
-            .stimuli
-            .back()
-            .is_some_and(|b| b.as_ptr() == stimulus.as_ptr() && b.len() == stimulus.len());
-        if !same {
+        let this = (stimulus.as_ptr() as usize, stimulus.len());
+        if this != self.last_stimulus || self.stimuli.is_empty() {
+            self.last_stimulus = this;
             self.stimuli.push_back(stimulus.clone());
         }
         self.first_stimulus
             .wrapping_add(self.stimuli.len() as u32 - 1)
     }
 
+    /// Add the recommendations of the record about to be pushed.
+    #[inline]
+    fn push_recs(&mut self, recs: &Recs) {
+        if self.recs_live + recs.len() > self.recs.len() {
+            self.grow_recs(self.recs_live + recs.len());
+        }
+        let mask = self.recs.len().wrapping_sub(1);
+        for (rec, target) in recs {
+            self.recs[self.recs_head & mask] = (*rec, target_code(target));
+            self.recs_head = self.recs_head.wrapping_add(1);
+        }
+        self.recs_live += recs.len();
+    }
+
+    /// Make room for `need` live recommendations: a ring twice as long or
+    /// more, the live ones copied to its start in their order.
+    #[cold]
+    fn grow_recs(&mut self, need: usize) {
+        let len = need.next_power_of_two().max(2 * self.recs.len()).max(256);
+        let mask = self.recs.len().wrapping_sub(1);
+        let first = self.recs_head.wrapping_sub(self.recs_live);
+        let mut grown = Vec::with_capacity(len);
+        grown.extend((0..self.recs_live).map(|i| self.recs[first.wrapping_add(i) & mask]));
+        grown.resize(len, (0, 0));
+        self.recs = grown;
+        self.recs_head = self.recs_live;
+    }
+
     /// Add a record (its recommendations and forgotten key already added),
     /// overwriting the oldest once the ring is full, and drop what only the
     /// overwritten record named.
+    #[inline]
     fn push(&mut self, record: Record) {
         if self.records.len() < self.capacity {
             self.records.push(record);
@@ -126,10 +164,18 @@ impl TransitionLog {
         let i = self.next;
         self.next = if i + 1 == self.capacity { 0 } else { i + 1 };
         let old = std::mem::replace(&mut self.records[i], record);
-        self.recs.drain(..old.n_recs as usize);
+        self.recs_live -= old.n_recs as usize;
         if old.finish == TaskState::Forgotten {
             self.forgotten.pop_front();
         }
+        if self.stimuli.len() > 2 * self.capacity {
+            self.drop_old_stimuli();
+        }
+    }
+
+    /// Drop the stimulus ids older than the oldest record's.
+    #[cold]
+    fn drop_old_stimuli(&mut self) {
         let oldest = self.records[self.next].stimulus;
         while oldest.wrapping_sub(self.first_stimulus) as i32 > 0 && !self.stimuli.is_empty() {
             self.stimuli.pop_front();
@@ -141,16 +187,18 @@ impl TransitionLog {
     /// its task, the task's key; newest first.
     fn newest_first(&self) -> Vec<ReadRecord<'_>> {
         let (newer, older) = self.records.split_at(self.next);
-        let recs: Vec<(TaskId, u8)> = self.recs.iter().copied().collect();
-        let mut end = recs.len();
+        let mask = self.recs.len().wrapping_sub(1);
+        let mut end = self.recs_head;
         let mut forgotten = self.forgotten.iter().rev();
         newer
             .iter()
             .rev()
             .chain(older.iter().rev())
             .map(|r| {
-                let start = end - r.n_recs as usize;
-                let mine = recs[start..end].to_vec();
+                let start = end.wrapping_sub(r.n_recs as usize);
+                let mine = (0..r.n_recs as usize)
+                    .map(|i| self.recs[start.wrapping_add(i) & mask])
+                    .collect();
                 end = start;
                 let key = if r.finish == TaskState::Forgotten {
                     forgotten.next().cloned()
@@ -175,6 +223,7 @@ impl State {
     /// Record the transition of `id` from `start` to `finish`; `recs` are
     /// what it recommended, and `key` the task's key where the transition
     /// may have forgotten it. Called only while the log is enabled.
+    #[inline]
     fn log_transition(
         &mut self,
         id: TaskId,
@@ -194,9 +243,7 @@ impl State {
         debug_assert!(recs
             .iter()
             .all(|(rec, _)| matches!(self.tasks.get(*rec as usize), Some(Some(_)))));
-        for (rec, target) in recs {
-            log.recs.push_back((*rec, target_code(target)));
-        }
+        log.push_recs(recs);
         if finish == TaskState::Forgotten {
             // only a transition asked to forget can, and the engine keeps
             // the key for those
@@ -228,6 +275,7 @@ impl State {
     /// A transition of `id` from `start`, to the log if it is on and to the
     /// plugins if they watch transitions. `key` is the task's key, needed
     /// when plugins watch or the transition may have forgotten the task.
+    #[inline]
     pub(crate) fn record_transition(
         &mut self,
         id: TaskId,

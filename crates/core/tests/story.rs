@@ -196,3 +196,38 @@ fn records_of_a_forgotten_task_keep_its_key_after_its_id_names_another() {
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+#[test]
+fn a_short_ring_holds_the_last_records_of_a_long_one() {
+    // the same work logged in a ring of 10,000 and in rings too short for
+    // it: each short ring holds exactly the long one's last records, with
+    // the same recommendations, stimulus ids and times (records are
+    // overwritten as their recommendations, forgotten keys and stimulus
+    // ids are dropped and the recommendation ring grows)
+    let run = |length: usize| {
+        let mut sim = logging(length);
+        sim.worker("tcp://b:1", 4);
+        for round in 0..4 {
+            // one release recommends 40 to 320 tasks (more than the first
+            // recommendation ring holds)
+            let name = |i: usize| format!("r{round}-{i}");
+            let roots: Vec<String> = (0..40 << round).map(name).collect();
+            let mut tasks: Vec<T> = roots.iter().map(|r| t(r, &[])).collect();
+            let all: Vec<&str> = roots.iter().map(String::as_str).collect();
+            let sum = format!("r{round}-sum");
+            tasks.push(t(&sum, &all));
+            sim.submit(&[sum.as_str()], tasks);
+            sim.tick(0.5);
+            sim.run_all();
+            sim.release(&[sum.as_str()]);
+        }
+        sim.s.transition_log_values()
+    };
+    let long = run(10_000);
+    assert!(long.len() > 2000 && long.len() < 10_000, "{}", long.len());
+    for short in [1, 37, 100, 333, 1500] {
+        let got = run(short);
+        assert_eq!(got.len(), short);
+        assert_eq!(got[..], long[long.len() - short..], "ring of {short}");
+    }
+}
