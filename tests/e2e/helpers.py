@@ -10,7 +10,7 @@ import gc
 import time
 import uuid
 
-from distributed.diagnostics.plugin import WorkerPlugin
+from distributed.diagnostics.plugin import NannyPlugin, WorkerPlugin
 
 from .cluster import wait_until
 
@@ -78,6 +78,16 @@ class Counter:
 def call_increment(counter):
     """A task that calls an actor's method from its worker."""
     return counter.increment().result()
+
+
+class MarkNanny(NannyPlugin):
+    """A nanny plugin that leaves ``marked = True`` on each nanny it is set
+    up on (read back with ``client.run(..., nanny=True)``)."""
+
+    name = "mark-nanny"
+
+    def setup(self, nanny):
+        nanny.marked = True
 
 
 class StampMetadata(WorkerPlugin):

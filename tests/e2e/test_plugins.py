@@ -171,3 +171,24 @@ def test_upload_directory_to_the_scheduler_too(make_cluster, tmp_path):
         return os.path.exists(path), importlib.import_module("shipped_all_mod").VALUE
 
     assert client.run_on_scheduler(import_it) == (True, 7)
+
+
+def test_nanny_calls_skip_workers_without_a_nanny(make_cluster):
+    """As Python's ``broadcast``: ``client.run(..., nanny=True)`` and a nanny
+    plugin's registration go to the nannies there are and skip the workers
+    that run without one, instead of failing."""
+    import os
+
+    from .helpers import MarkNanny
+
+    c = make_cluster([WorkerSpec(), WorkerSpec(nanny=True)])
+    client = c.client()
+    client.wait_for_workers(2, timeout=30)
+    worker_pids = set(client.run(os.getpid).values())
+    nanny_pids = client.run(os.getpid, nanny=True)
+    assert len(nanny_pids) == 1, nanny_pids
+    assert not set(nanny_pids.values()) & worker_pids
+
+    client.register_plugin(MarkNanny())
+    marked = client.run(lambda dask_worker: getattr(dask_worker, "marked", False), nanny=True)
+    assert list(marked.values()) == [True], marked

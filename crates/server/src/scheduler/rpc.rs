@@ -920,17 +920,15 @@ pub(super) async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Val
         .and_then(Value::as_str)
         .unwrap_or("raise")
         .to_string();
-    let targets: Vec<(String, Option<String>)> = sched
+    // (worker, address to call): with `nanny`, the workers that have one,
+    // as Python's skips the others
+    let targets: Vec<(String, String)> = sched
         .with_state(move |s, _| {
             s.broadcast_targets(workers.as_ref(), hosts.as_ref())
                 .into_iter()
-                .map(|a| {
-                    let dial = if nanny {
-                        s.nanny_of(&a)
-                    } else {
-                        Some(a.clone())
-                    };
-                    (a, dial)
+                .filter_map(|a| {
+                    let dial = if nanny { s.nanny_of(&a)? } else { a.clone() };
+                    Some((a, dial))
                 })
                 .collect()
         })
@@ -942,13 +940,11 @@ pub(super) async fn broadcast(sched: &Arc<Scheduler>, msg: &Value) -> Result<Val
         let mut m = inner.clone();
         m.set("close", Value::Bool(false));
         calls.spawn(async move {
-            let result = match dial {
-                Some(d) => match rpc.call(&d, m).await {
-                    Ok(reply) => uncaught_error_text(&reply)
-                        .map_or(Ok(reply), |text| Err(("Exception", text))),
-                    Err(e) => Err(("OSError", e.to_string())),
-                },
-                None => Err(("OSError", format!("worker {addr} has no nanny"))),
+            let result = match rpc.call(&dial, m).await {
+                Ok(reply) => {
+                    uncaught_error_text(&reply).map_or(Ok(reply), |text| Err(("Exception", text)))
+                }
+                Err(e) => Err(("OSError", e.to_string())),
             };
             (addr, result)
         });
