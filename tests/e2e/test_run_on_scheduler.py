@@ -252,6 +252,22 @@ def test_the_scheduler_object_s_identity_and_log_event(client):
     assert lean["id"] == info["id"]
 
 
+def story_of(key, dask_scheduler):
+    return [(t.key, t.start, t.finish, type(t).__name__) for t in dask_scheduler.story(key)]
+
+
+def test_the_scheduler_object_s_story(client):
+    """``dask_scheduler.story(key)``: the scheduler's transition log records
+    of a key, as ``Transition`` tuples, tuple keys included."""
+    key = (unique("storied"), 0)
+    fut = client.submit(inc, 1, key=key)
+    assert fut.result(timeout=30) == 2
+    moves = client.run_on_scheduler(story_of, key)
+    assert all(k == key and name == "Transition" for k, _, _, name in moves), moves
+    steps = [(a, b) for _, a, b, _ in moves]
+    assert steps[0] == ("released", "waiting") and steps[-1] == ("processing", "memory"), steps
+
+
 @pytest.mark.rust_only
 def test_other_scheduler_attributes_are_refused_naming_them(client):
     # The Python scheduler answers these from its own state; here there is

@@ -1200,9 +1200,10 @@ def test_config_reports_comm_security(tmp_path):
 @pytest.mark.parametrize(
     "extra_env, log_length, amm_start",
     [
-        ({}, 0, True),
-        ({"DASK_DISTRIBUTED__SCHEDULER__TRANSITION_LOG": "True",
-          "DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH": "50",
+        # the log is on by default, with Python's length
+        ({}, 1000, True),
+        ({"DASK_DISTRIBUTED__SCHEDULER__TRANSITION_LOG": "False"}, 0, True),
+        ({"DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH": "50",
           "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START": "False"}, 50, False),
     ],
 )

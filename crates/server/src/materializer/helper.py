@@ -1167,6 +1167,7 @@ _RELAYED = frozenset(
         "unregister_nanny_plugin",
         "identity",
         "log_event",
+        "story",
     }
 )
 
@@ -1182,7 +1183,7 @@ class _SchedulerStandIn:
     ``plugins`` (the scheduler plugins registered, by name), ``add_plugin``,
     ``remove_plugin``, and, asked of the scheduler over its RPC, the worker
     and nanny plugin (un)registrations (``UploadDirectory.start`` uses them),
-    ``identity`` and ``log_event``.
+    ``identity``, ``log_event`` and ``story``.
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect
     here. Any other name behaves as on the real object: missing until set."""
@@ -1256,6 +1257,20 @@ class _SchedulerStandIn:
         (its ``log_event`` RPC), where clients and plugins see it."""
         self._relay_now("log_event", topic=topic, msg=msg)
 
+    def story(self, *keys_or_tasks_or_stimuli):
+        """``Scheduler.story``: the records of the scheduler's transition log
+        that touch these keys (its ``get_story`` RPC, asked now), as Python's
+        ``Transition`` tuples."""
+        from distributed.scheduler import Transition
+
+        keys = [getattr(k, "key", k) for k in keys_or_tasks_or_stimuli]
+        records = self._relay_now("get_story", keys_or_stimuli=keys)
+        return [
+            Transition(_as_key(key), start, finish,
+                       {_as_key(k): v for k, v in recs.items()}, stimulus, when)
+            for key, start, finish, recs, stimulus, when in records
+        ]
+
     def _relay_now(self, op, **kwargs):
         """``_relay`` for the scheduler's synchronous methods: the call may
         come from a coroutine on this runner's event loop, so it runs on a
@@ -1294,6 +1309,13 @@ class _SchedulerStandIn:
 
     def __repr__(self):
         return f"<Scheduler stand-in for run_on_scheduler: {self.__dict__.get('address')!r}>"
+
+
+def _as_key(key):
+    """A key as it came over msgpack, with lists (tuple keys) made tuples."""
+    if isinstance(key, (list, tuple)):
+        return tuple(_as_key(k) for k in key)
+    return key
 
 
 _STAND_IN = None
