@@ -589,6 +589,7 @@ impl State {
     pub(crate) fn end_batch(&mut self) {
         self.open_free_keys.clear();
         self.compute_stimulus = None;
+        self.transition_log.end_batch();
     }
 
     /// Make the stimulus id of this batch's `compute-task`s (a msgpack str

@@ -82,12 +82,18 @@ pub struct TransitionLog {
     forgotten: VecDeque<Key>,
     /// the stimulus ids the records name, oldest first (one per batch);
     /// older ones than the oldest record's are dropped now and then
-    stimuli: VecDeque<Bytes>,
+    stimuli: VecDeque<StimulusId>,
     /// the sequence number of `stimuli[0]`
     first_stimulus: u32,
-    /// the address and length of the last stimulus id added
-    last_stimulus: (usize, usize),
+    /// whether the engine batch running now has its stimulus id in
+    /// `stimuli` (the last one)
+    batch_stimulus_kept: bool,
 }
+
+/// A stimulus id's msgpack bytes, copied: the id is often a slice of an
+/// incoming frame, and holding the slice would keep the frame's whole
+/// buffer alive for as long as the log names the id.
+type StimulusId = smallvec::SmallVec<[u8; 64]>;
 
 impl TransitionLog {
     /// A log keeping the last `capacity` transitions.
@@ -102,7 +108,7 @@ impl TransitionLog {
             forgotten: VecDeque::new(),
             stimuli: VecDeque::new(),
             first_stimulus: 0,
-            last_stimulus: (0, 0),
+            batch_stimulus_kept: false,
         }
     }
 
@@ -111,17 +117,21 @@ impl TransitionLog {
         self.capacity > 0
     }
 
-    /// The sequence number of `stimulus`, added unless it is the last one
-    /// added (a batch's records share it).
+    /// The sequence number of the running batch's stimulus id, `stimulus`,
+    /// which is copied in at the batch's first record.
     #[inline]
     fn stimulus_seq(&mut self, stimulus: &Bytes) -> u32 {
-        let this = (stimulus.as_ptr() as usize, stimulus.len());
-        if this != self.last_stimulus || self.stimuli.is_empty() {
-            self.last_stimulus = this;
-            self.stimuli.push_back(stimulus.clone());
+        if !self.batch_stimulus_kept {
+            self.batch_stimulus_kept = true;
+            self.stimuli.push_back(StimulusId::from_slice(stimulus));
         }
         self.first_stimulus
             .wrapping_add(self.stimuli.len() as u32 - 1)
+    }
+
+    /// An engine batch is over: the next record's stimulus id is another.
+    pub(crate) fn end_batch(&mut self) {
+        self.batch_stimulus_kept = false;
     }
 
     /// Add the recommendations of the record about to be pushed.
@@ -214,7 +224,7 @@ impl TransitionLog {
     fn stimulus(&self, seq: u32) -> Bytes {
         self.stimuli
             .get(seq.wrapping_sub(self.first_stimulus) as usize)
-            .cloned()
+            .map(|id| Bytes::copy_from_slice(id.as_slice()))
             .unwrap_or_default()
     }
 }

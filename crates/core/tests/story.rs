@@ -76,6 +76,12 @@ fn a_task_s_story_from_submission_to_forgotten() {
         "stimulus id: {:?}",
         fields[4]
     );
+    // the submission's records and a completion's come from different
+    // messages, so they name different stimulus ids
+    let Value::Array(submitted) = &story[0] else {
+        unreachable!()
+    };
+    assert_ne!(submitted[4], fields[4]);
     assert!(matches!(fields[5], Value::Float(t) if t > 0.0));
 
     // released by the client: forgotten, and the story still names it
