@@ -7,6 +7,7 @@ them. These tests pass against the Python scheduler too.
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -62,6 +63,30 @@ def test_a_task_page_shows_its_state_and_relatives(cluster, client):
     status, body = get(cluster, f"/info/task/{esc(x.key)}.html")
     assert status == 200 and y.key in body  # a dependent
     assert get(cluster, f"/info/task/{esc(unique('nothing'))}.html")[0] == 404
+
+
+def test_a_task_page_shows_its_transition_log(cluster, client):
+    """Python's task page ends with the task's story: a row per transition
+    (time, key, start, finish, stimulus id) and one per recommendation."""
+    x = client.submit(inc, 1, key=unique("logged"))
+    y = client.submit(inc, x, key=unique("logged-after"))
+    wait(y, timeout=TIMEOUT)
+    status, body = get(cluster, f"/info/task/{esc(x.key)}.html")
+    assert status == 200
+    log = body[body.index("Transition Log"):]
+    cells = [c.strip() for c in re.findall(r"<td>(.*?)</td>", log, re.S)]
+    rows = [cells[i:i + 7] for i in range(0, len(cells), 7)]
+    moves = [(r[2], r[3]) for r in rows if x.key in r[1]]
+    for move in [("released", "waiting"), ("waiting", "processing"), ("processing", "memory")]:
+        assert move in moves, (move, rows)
+    # x's completion recommended that y be computed: a recommendation row
+    assert any(y.key in r[5] and r[6] == "processing" for r in rows), rows
+    # the submission's stimulus id, as Python's update_graph names it, then
+    # the worker's for the completion
+    stimuli = {(r[2], r[3]): r[4] for r in rows if x.key in r[1]}
+    assert stimuli[("released", "waiting")].startswith("update-graph-"), stimuli
+    assert stimuli[("processing", "memory")].startswith("task-finished-"), stimuli
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows[0][0]), rows[0]
 
 
 def test_a_tuple_key_s_page_is_found_by_its_str(cluster, client):

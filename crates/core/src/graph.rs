@@ -421,7 +421,7 @@ impl State {
             .filter(|id| self.task(*id).state == TaskState::Released)
             .map(|id| (id, Target::Waiting))
             .collect();
-        self.transitions(recs);
+        self.transitions_named("update-graph", recs);
         self.event_update_graph(client, Some((graph.tasks.len(), new_tasks, key_collisions)));
     }
 

@@ -109,7 +109,8 @@ impl State {
             "client-releases-keys" => {
                 let ids = self.known_ids_field(op, msg, "keys")?;
                 let who = self.acting_client(client, msg);
-                self.client_releases(who, &ids);
+                let recs = self.client_releases_recs(who, &ids);
+                self.transitions_named("client-releases-keys", recs);
             }
             "cancel-keys" => {
                 let keys = keys_field(op, msg, "keys")?;

@@ -753,6 +753,23 @@ impl State {
         self.transitions(recs);
     }
 
+    /// Run `recs` as one batch whose stimulus id is a fresh `<what>-<now>`,
+    /// as Python names the batches of some client messages
+    /// (`update-graph-...`, `client-releases-keys-...`): the transition log,
+    /// the plugins and the `compute-task`s of the batch carry it.
+    pub(crate) fn transitions_named<I>(&mut self, what: &str, recs: I)
+    where
+        I: IntoIterator<Item = (TaskId, Target)>,
+    {
+        let outer = self.incoming_stimulus.take();
+        self.incoming_stimulus = Some(match &outer {
+            Some(own) => own.clone(),
+            None => self.stimulus_msgpack(what),
+        });
+        self.transitions(recs);
+        self.incoming_stimulus = outer;
+    }
+
     /// `_client_releases_keys`: drop `client`'s interest and return the
     /// recommendations (forget or release) for tasks nobody wants any more.
     pub(crate) fn client_releases_recs(

@@ -812,7 +812,7 @@ fn a_task_finished_is_found_by_its_key_whatever_run_id_it_names() {
 fn messages_sent_in_answer_to_a_task_finished_take_its_stimulus_id() {
     // Python's `_transitions(..., stimulus_id)` gives every message sent
     // while handling a stimulus that stimulus's id; a message without one
-    // gets a fresh id. a -> b -> c on one worker.
+    // gets a fresh id named after it. a -> b -> c on one worker.
     let stim_of = |v: &Value| {
         v.get("stimulus_id")
             .unwrap()
@@ -824,9 +824,10 @@ fn messages_sent_in_answer_to_a_task_finished_take_its_stimulus_id() {
     let w = sim.worker("tcp://127.0.0.1:1", 1);
     sim.submit(&["c"], vec![t("a", &[]), t("b", &["a"]), t("c", &["b"])]);
     let a = sim.one_compute();
-    // the graph's first task: no worker message to take an id from
+    // the graph's first task: the submission's id, `update-graph-<time>`
+    // as Python's `update_graph` makes it
     assert!(
-        stim_of(&a.msg).starts_with("compute-task-"),
+        stim_of(&a.msg).starts_with("update-graph-"),
         "{}",
         stim_of(&a.msg)
     );

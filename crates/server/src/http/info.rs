@@ -16,7 +16,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use dask_core::info::MAX_ROWS;
+use dask_core::coordination::python_str;
+use dask_core::info::{TaskInfo, MAX_ROWS};
 use dask_wire::{Key, Value};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -211,11 +212,70 @@ async fn worker_page(State(app): State<Arc<AppState>>, Path(page): Path<String>)
 }
 
 /// The task `str(key)` names, with its page's data.
-async fn find_task(sched: &Scheduler, text: &str) -> Option<Option<dask_core::info::TaskInfo>> {
+async fn find_task(sched: &Scheduler, text: &str) -> Option<Option<(TaskInfo, Vec<Value>)>> {
     let candidates = key_candidates(text);
     sched
-        .with_state(move |s, _| candidates.iter().find_map(|k| s.task_info(k)))
+        .with_state(move |s, _| {
+            candidates.iter().find_map(|k| {
+                let info = s.task_info(k)?;
+                Some((info, s.story(std::slice::from_ref(k))))
+            })
+        })
         .await
+}
+
+/// Python's task page's "Transition Log": the task's story, one row per
+/// transition and one more per recommendation it made.
+fn transition_log_box(story: &[Value]) -> String {
+    let mut body = String::from(
+        "<div id=\"transition-log\" class=\"box\"><h3>Transition Log</h3><table \
+         class=\"transition-log\"><tr><th>Time</th><th>Key</th><th>Start</th><th>Finish</th>\
+         <th>Stimulus ID</th><th>Recommended Key</th><th>Recommended Action</th></tr>",
+    );
+    // the keys come as the wire carries them (msgpack); a link names
+    // Python's str() of the key
+    let label = |v: &Value| match v {
+        Value::Raw(b) => python_str(&dask_wire::msgpack::decode(b).unwrap_or(Value::Nil)),
+        other => python_str(other),
+    };
+    for record in story {
+        let Some([key, start, finish, recs, stimulus, time]) = record.as_seq() else {
+            continue;
+        };
+        let text = |v: &Value| escape(v.as_str().unwrap_or_default());
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td></td></tr>",
+            local_time(time.as_f64().unwrap_or_default()),
+            task_link(&label(key)),
+            text(start),
+            text(finish),
+            escape(&stimulus.to_text()),
+        );
+        for (rec, action) in recs.as_map().unwrap_or(&[]) {
+            let _ = write!(
+                body,
+                "<tr><td></td><td></td><td></td><td></td><td></td><td>{}</td><td>{}</td></tr>",
+                task_link(&label(rec)),
+                text(action)
+            );
+        }
+    }
+    body.push_str("</table></div>");
+    body
+}
+
+/// A Unix time as Python's `datetime.fromtimestamp` prints it, in local time.
+fn local_time(t: f64) -> String {
+    let secs = t.floor();
+    let nanos = ((t - secs) * 1e9) as u32;
+    match chrono::DateTime::from_timestamp(secs as i64, nanos.min(999_999_999)) {
+        Some(utc) => utc
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string(),
+        None => t.to_string(),
+    }
 }
 
 async fn task_page(State(app): State<Arc<AppState>>, Path(page): Path<String>) -> Response {
@@ -225,7 +285,7 @@ async fn task_page(State(app): State<Arc<AppState>>, Path(page): Path<String>) -
     let Some(found) = find_task(&app.scheduler, text).await else {
         return closing();
     };
-    let Some(t) = found else {
+    let Some((t, story)) = found else {
         return not_found("no such task");
     };
     let mut body = format!(
@@ -300,6 +360,7 @@ async fn task_page(State(app): State<Arc<AppState>>, Path(page): Path<String>) -
         let _ = write!(body, "<li>{}</li>", escape(c));
     }
     body.push_str("</ul>");
+    body.push_str(&transition_log_box(&story));
     html_page(&format!("Task: {}", t.key), &body)
 }
 
