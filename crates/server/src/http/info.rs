@@ -238,10 +238,20 @@ fn transition_log_box(story: &[Value]) -> String {
         Value::Raw(b) => python_str(&dask_wire::msgpack::decode(b).unwrap_or(Value::Nil)),
         other => python_str(other),
     };
+    let mut rows = 0;
     for record in story {
         let Some([key, start, finish, recs, stimulus, time]) = record.as_seq() else {
             continue;
         };
+        let recs = recs.as_map().unwrap_or(&[]);
+        rows += 1 + recs.len();
+        if rows > MAX_ROWS {
+            let _ = write!(
+                body,
+                "</table><p>The first {MAX_ROWS} rows shown.</p></div>"
+            );
+            return body;
+        }
         let text = |v: &Value| escape(v.as_str().unwrap_or_default());
         let _ = write!(
             body,
@@ -252,7 +262,7 @@ fn transition_log_box(story: &[Value]) -> String {
             text(finish),
             escape(&stimulus.to_text()),
         );
-        for (rec, action) in recs.as_map().unwrap_or(&[]) {
+        for (rec, action) in recs {
             let _ = write!(
                 body,
                 "<tr><td></td><td></td><td></td><td></td><td></td><td>{}</td><td>{}</td></tr>",
@@ -520,6 +530,47 @@ async fn exceptions(State(app): State<Arc<AppState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A story record as `State::story` gives it.
+    fn record(key: &str, start: &str, finish: &str, recs: usize) -> Value {
+        Value::Array(vec![
+            Value::str(key),
+            Value::str(start),
+            Value::str(finish),
+            Value::Map(
+                (0..recs)
+                    .map(|i| (Value::str(format!("dep-{i}")), Value::str("waiting")))
+                    .collect(),
+            ),
+            Value::str("update-graph-1.5"),
+            Value::Float(1.5),
+        ])
+    }
+
+    #[test]
+    fn the_transition_log_box_has_a_row_per_transition_and_recommendation() {
+        let small = transition_log_box(&[
+            record("x", "released", "waiting", 2),
+            record("x", "waiting", "processing", 0),
+        ]);
+        // a header row, two transitions, two recommendations
+        assert_eq!(small.matches("<tr>").count(), 5, "{small}");
+        assert!(small.contains("<td>released</td><td>waiting</td><td>update-graph-1.5</td>"));
+        assert!(small.contains("dep-1.html") && !small.contains("rows shown"));
+
+        // a transition recommending more than a table holds: cut, said so
+        let big = transition_log_box(&[
+            record("x", "released", "waiting", 10),
+            record("x", "memory", "forgotten", 2 * MAX_ROWS),
+            record("x", "released", "forgotten", 0),
+        ]);
+        assert!(big.matches("<tr>").count() <= MAX_ROWS + 1);
+        assert!(
+            big.contains(&format!("The first {MAX_ROWS} rows shown")),
+            "{big}"
+        );
+        assert!(big.ends_with("</div>"));
+    }
 
     #[test]
     fn keys_are_found_by_their_python_str() {
