@@ -68,22 +68,27 @@ def test_a_task_page_shows_its_state_and_relatives(cluster, client):
 def test_a_task_page_shows_its_transition_log(cluster, client):
     """Python's task page ends with the task's story: a row per transition
     (time, key, start, finish, stimulus id) and one per recommendation."""
-    x = client.submit(inc, 1, key=unique("logged"))
-    y = client.submit(inc, x, key=unique("logged-after"))
-    wait(y, timeout=TIMEOUT)
-    status, body = get(cluster, f"/info/task/{esc(x.key)}.html")
+    import dask
+
+    # one graph, so that x's completion is what makes y runnable (two
+    # submissions would race: x could finish before y is known)
+    x, y = unique("logged"), unique("logged-after")
+    fut = client.compute(dask.delayed(inc)(dask.delayed(inc)(1, dask_key_name=x),
+                                           dask_key_name=y))
+    assert fut.result(timeout=TIMEOUT) == 3
+    status, body = get(cluster, f"/info/task/{esc(x)}.html")
     assert status == 200
     log = body[body.index("Transition Log"):]
     cells = [c.strip() for c in re.findall(r"<td>(.*?)</td>", log, re.S)]
     rows = [cells[i:i + 7] for i in range(0, len(cells), 7)]
-    moves = [(r[2], r[3]) for r in rows if x.key in r[1]]
+    moves = [(r[2], r[3]) for r in rows if f">{x}<" in r[1]]
     for move in [("released", "waiting"), ("waiting", "processing"), ("processing", "memory")]:
         assert move in moves, (move, rows)
     # x's completion recommended that y be computed: a recommendation row
-    assert any(y.key in r[5] and r[6] == "processing" for r in rows), rows
+    assert any(f">{y}<" in r[5] and r[6] == "processing" for r in rows), rows
     # the submission's stimulus id, as Python's update_graph names it, then
     # the worker's for the completion
-    stimuli = {(r[2], r[3]): r[4] for r in rows if x.key in r[1]}
+    stimuli = {(r[2], r[3]): r[4] for r in rows if f">{x}<" in r[1]}
     assert stimuli[("released", "waiting")].startswith("update-graph-"), stimuli
     assert stimuli[("processing", "memory")].startswith("task-finished-"), stimuli
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows[0][0]), rows[0]
