@@ -136,11 +136,11 @@ def test_scheduler_attributes_a_preload_needs_are_named(make_scheduler, tmp_path
         "plugin_preload",
         """
         def dask_setup(scheduler):
-            scheduler.tasks
+            scheduler.extensions
         """,
     )
     sched = make_scheduler(extra=["--preload", str(module)])
-    wait_until(lambda: "Scheduler.tasks is not available" in sched.log_text(), TIMEOUT,
+    wait_until(lambda: "Scheduler.extensions is not available" in sched.log_text(), TIMEOUT,
                "the failure naming the attribute", context=sched.describe)
     assert "Failed to start preload" in sched.log_text()
 

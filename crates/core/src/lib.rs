@@ -45,6 +45,7 @@ pub mod runindex;
 pub mod runspec;
 pub mod schedevents;
 pub mod semaphores;
+pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod stealing;

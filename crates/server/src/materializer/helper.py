@@ -22,6 +22,7 @@ exits 1).  EOF on stdin exits 0.  See ``mod.rs`` for the request schema.
 import os
 import struct
 import sys
+from collections.abc import Mapping
 
 _LEN = struct.Struct("<Q")
 
@@ -1108,8 +1109,9 @@ _STAND_IN_ERROR = (
     "object. run_on_scheduler functions, --preload modules and scheduler plugins run in "
     "a Python process beside it and get, as the scheduler, a stand-in with only "
     "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', "
-    "'identity', 'log_event', the worker and nanny plugin (un)registrations and the "
-    "attributes set on it (state such as raft-dask's)"
+    "'identity', 'log_event', 'story', the worker and nanny plugin (un)registrations, "
+    "read-only copies of 'tasks', 'workers', 'clients', 'task_groups', 'running' and "
+    "'total_nthreads', and the attributes set on it (state such as raft-dask's)"
 )
 
 
@@ -1158,6 +1160,11 @@ def _scheduler_local_directory():
     return _WORKDIR.dir_path
 
 
+# Scheduler attributes the stand-in reads from a copy of the scheduler's state
+_COPIED = frozenset(
+    {"tasks", "workers", "clients", "task_groups", "running", "total_nthreads"}
+)
+
 # Scheduler methods the stand-in asks of the scheduler over its RPC
 _RELAYED = frozenset(
     {
@@ -1172,6 +1179,433 @@ _RELAYED = frozenset(
 )
 
 
+class _StateCopy:
+    """One task, worker, client or task group of a copy of the scheduler's
+    state (``_SchedulerSnapshot``), standing for Python's ``TaskState``,
+    ``WorkerState``, ``ClientState`` or ``TaskGroup``. A field is read from
+    the copy's raw data on first use (``_fields``: name -> how to read it),
+    so a large graph's copy costs little until its tasks are looked at.
+    Read-only: setting an attribute raises, as it would not change the
+    scheduler. An attribute the Python class has and the copy lacks raises
+    ``NotImplementedError`` naming it."""
+
+    _python_class = ""
+    _fields = {}
+
+    def __init__(self, snapshot, data, **fields):
+        d = self.__dict__
+        d["_snapshot"] = snapshot
+        d["_data"] = data
+        d.update(fields)
+
+    def _raw(self, name):
+        """The raw value of field ``name`` (``None`` where at its default)."""
+        return self.__dict__["_data"].get(name)
+
+    def __getattr__(self, name):
+        # only called for names not read yet
+        read = type(self)._fields.get(name)
+        if read is not None:
+            d = self.__dict__
+            value = d[name] = read(d["_snapshot"], self._raw(name), self)
+            return value
+        from distributed import scheduler
+
+        cls = getattr(scheduler, self._python_class)
+        if name in _python_attribute_names(cls):
+            raise NotImplementedError(
+                f"{self._python_class}.{name} is not available: run_on_scheduler "
+                "functions, --preload modules and scheduler plugins get a copy of the Rust "
+                "dask-scheduler's tasks, workers and clients without it"
+            )
+        raise AttributeError(f"{self._python_class!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        raise NotImplementedError(
+            f"cannot set {self._python_class}.{name}: run_on_scheduler functions, --preload "
+            "modules and scheduler plugins get a read-only copy of the Rust dask-scheduler's "
+            "state (changing it would not change the scheduler)"
+        )
+
+
+def _python_attribute_names(cls):
+    """The attributes a ``distributed.scheduler`` state class has: its slots
+    (and its bases'), public or behind a property, and its properties."""
+    names = set(dir(cls))
+    for c in cls.__mro__:
+        names.update(s.lstrip("_") for s in c.__dict__.get("__slots__", ()))
+    return names
+
+
+def _plain(s, raw, copy):
+    return raw
+
+
+def _or(default):
+    return lambda s, raw, copy: default if raw is None else raw
+
+
+def _tasks(s, raw, copy):
+    return {s._task(i) for i in raw or ()}
+
+
+def _tasks_or_none(s, raw, copy):
+    return _tasks(s, raw, copy) or None
+
+
+def _strings_or_none(s, raw, copy):
+    return set(raw) if raw else None
+
+
+class _TaskCopy(_StateCopy):
+    """``TaskState``, as ``_StateCopy`` describes."""
+
+    _python_class = "TaskState"
+    _fields = {
+        "state": _plain,
+        "priority": lambda s, raw, copy: tuple(raw) if raw is not None else None,
+        "run_id": _plain,
+        "dependencies": _tasks,
+        "dependents": _tasks,
+        "waiting_on": _tasks_or_none,
+        "waiters": _tasks_or_none,
+        "who_has": lambda s, raw, copy: {s._worker_by_id[i] for i in raw or ()} or None,
+        "who_wants": lambda s, raw, copy: {s._client_by_id[i] for i in raw or ()} or None,
+        "processing_on": lambda s, raw, copy: s._worker_by_id.get(raw),
+        "nbytes": _or(-1),
+        "group": lambda s, raw, copy: s._groups()[raw],
+        "group_key": lambda s, raw, copy: copy.group.name,
+        "prefix": lambda s, raw, copy: copy.group.prefix,
+        "has_lost_dependencies": lambda s, raw, copy: bool(raw),
+        "retries": _or(0),
+        "suspicious": _or(0),
+        "actor": lambda s, raw, copy: bool(raw),
+        "annotations": _or({}),
+        "exception_blame": lambda s, raw, copy: None if raw is None else s._task(raw),
+        "exception_text": _plain,
+        "traceback_text": _plain,
+        "host_restrictions": _strings_or_none,
+        "worker_restrictions": _strings_or_none,
+        "resource_restrictions": _plain,
+        "loose_restrictions": lambda s, raw, copy: bool(raw),
+    }
+
+    def _raw(self, name):
+        d = self.__dict__
+        return d["_snapshot"]._task_value(d["_data"], name)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _TaskCopy) and self.key == other.key
+
+    def __repr__(self):
+        return f"<TaskState {self.key!r} {self.state}>"
+
+    def get_nbytes(self):
+        """``TaskState.get_nbytes``: the result's size, or the default
+        guess (``distributed.scheduler.default-data-size``) until known."""
+        if self.nbytes >= 0:
+            return self.nbytes
+        import dask.config
+        from dask.utils import parse_bytes
+
+        return parse_bytes(dask.config.get("distributed.scheduler.default-data-size"))
+
+
+def _of_complete(name, read):
+    """``read`` for a worker's or client's field that names tasks: a copy
+    taken without tasks (``_SchedulerSnapshot.complete`` false) asks for the
+    complete copy and reads the field from the same worker or client
+    there."""
+
+    def field(s, raw, copy):
+        if s.complete:
+            return read(s, raw, copy)
+        full = s._completed()
+        if isinstance(copy, _WorkerCopy):
+            same = full.workers.get(copy.address)
+        else:
+            same = full.clients.get(copy.client_key)
+        return getattr(same, name) if same is not None else read(s, None, copy)
+
+    return field
+
+
+def _status(s, raw, copy):
+    """A worker's ``Status``, as Python's ``WorkerState.status`` is."""
+    from distributed.core import Status
+
+    name = raw or "running"
+    return Status[name] if name in Status.__members__ else name
+
+
+def _memory(s, raw, copy):
+    from distributed.scheduler import MemoryState
+
+    raw = raw or {}
+    return MemoryState(
+        process=raw.get("process", 0),
+        unmanaged_old=raw.get("unmanaged_old", 0),
+        managed=raw.get("managed", 0),
+        spilled=raw.get("spilled", 0),
+    )
+
+
+class _WorkerCopy(_StateCopy):
+    """``WorkerState``, as ``_StateCopy`` describes."""
+
+    _python_class = "WorkerState"
+    _fields = {
+        "name": lambda s, raw, copy: copy.address if raw is None else raw,
+        "host": _or(""),
+        "status": _status,
+        "nthreads": _or(0),
+        "memory_limit": _or(0),
+        "local_directory": _plain,
+        "pid": _or(0),
+        "nanny": _plain,
+        "services": _or({}),
+        "extra": _or({}),
+        "metrics": _or({}),
+        "last_seen": _or(0.0),
+        "resources": _or({}),
+        "used_resources": _or({}),
+        "nbytes": _or(0),
+        "occupancy": _or(0.0),
+        "memory": _memory,
+        "has_what": _of_complete("has_what", _tasks),
+        "processing": _of_complete("processing", _tasks),
+        "long_running": _of_complete("long_running", _tasks),
+        "actors": _of_complete("actors", _tasks),
+        "needs_what": _of_complete(
+            "needs_what", lambda s, raw, copy: {s._task(t): n for t, n in raw or ()}
+        ),
+    }
+
+    def __hash__(self):
+        return hash(self.server_id)
+
+    def __eq__(self, other):
+        return isinstance(other, _WorkerCopy) and self.server_id == other.server_id
+
+    def __repr__(self):
+        name = f", name: {self.name}" if self.name != self.address else ""
+        return (
+            f"<WorkerState {self.address!r}{name}, status: {self.status.name}, "
+            f"memory: {len(self.has_what)}, processing: {len(self.processing)}>"
+        )
+
+
+class _ClientCopy(_StateCopy):
+    """``ClientState``, as ``_StateCopy`` describes."""
+
+    _python_class = "ClientState"
+    _fields = {"last_seen": _or(0.0), "wants_what": _of_complete("wants_what", _tasks)}
+
+    def __hash__(self):
+        return hash(self.client_key)
+
+    def __eq__(self, other):
+        return isinstance(other, _ClientCopy) and self.client_key == other.client_key
+
+    def __repr__(self):
+        return f"<Client {self.client_key!r}>"
+
+    def __str__(self):
+        return self.client_key
+
+
+class _GroupCopy(_StateCopy):
+    """``TaskGroup`` (and, for a task's ``prefix``, ``TaskPrefix``), as
+    ``_StateCopy`` describes: its name, its tasks' counts by state, and a
+    group's prefix and dependencies (the other groups its tasks depend on).
+    Python's counts of tasks ever added (``len``), durations and byte totals
+    are not in the copy."""
+
+    _python_class = "TaskGroup"
+
+    @property
+    def done(self):
+        """``TaskGroup.done``: no task of the group is still to run."""
+        return all(
+            count == 0 or state in ("memory", "erred", "released", "forgotten")
+            for state, count in self.states.items()
+        )
+
+    def __len__(self):
+        raise NotImplementedError(
+            f"len({self._python_class}) is not available: it counts every task ever added, "
+            "which the Rust dask-scheduler's copy of its state does not hold"
+        )
+
+    def __repr__(self):
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.states.items()) if v)
+        return f"<{self.name}: {counts}>"
+
+
+class _PrefixCopy(_GroupCopy):
+    _python_class = "TaskPrefix"
+
+
+class _TaskMap(Mapping):
+    """``Scheduler.tasks`` in a copy of the state: key -> ``_TaskCopy``, a
+    read-only mapping whose entries are made on first use, so that
+    ``len(tasks)`` or one lookup costs little with a large graph."""
+
+    def __init__(self, snapshot):
+        self._snapshot = snapshot
+        self._index = None
+
+    def _keys(self):
+        """Key -> position of its row (made on first use)."""
+        if self._index is None:
+            self._index = {
+                (k if type(k) is str else _as_key(k)): n
+                for n, k in enumerate(self._snapshot._dense["key"])
+            }
+        return self._index
+
+    def __len__(self):
+        return self._snapshot._count
+
+    def __getitem__(self, key):
+        return self._snapshot._task_at(self._keys()[key])
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __contains__(self, key):
+        return key in self._keys()
+
+    def __repr__(self):
+        return f"<copy of Scheduler.tasks: {len(self)} tasks>"
+
+
+class _SchedulerSnapshot:
+    """The scheduler's tasks, workers, clients and task groups at one
+    moment, as Python objects that point at each other as Python's do
+    (``tasks[k].who_has`` holds entries of ``workers``), from the
+    scheduler's ``stand_in_snapshot`` RPC: tasks by field (a column per
+    field every task has, a map of position to value for the others), the
+    workers and clients as maps, all naming each other by id.
+    ``complete`` is false for a copy taken without tasks (all that reading
+    ``workers`` or ``clients`` needs); ``completed`` then gives the
+    complete copy that replaces it, for the tasks a worker or client
+    names."""
+
+    def __init__(self, raw, complete, completed=None):
+        from sortedcontainers import SortedDict
+
+        self.complete = complete
+        self._completed = completed
+        self._count = raw.get("task_count") or 0
+        self._dense = raw.get("task_columns") or {}
+        self._sparse = raw.get("task_sparse") or {}
+        self._raw_groups = raw.get("groups") or []
+        self._group_copies = None
+        self._copies = [None] * self._count
+        self._position_of_id = None
+        self.tasks = _TaskMap(self)
+        self._worker_by_id = {
+            w["i"]: _WorkerCopy(
+                self, w, address=w.get("address", ""),
+                server_id=w.get("server_id", w.get("address", "")),
+            )
+            for w in raw.get("workers") or ()
+        }
+        self._client_by_id = {
+            c["i"]: _ClientCopy(self, c, client_key=c.get("client_key", ""))
+            for c in raw.get("clients") or ()
+        }
+        self.workers = SortedDict((ws.address, ws) for ws in self._worker_by_id.values())
+        self.clients = {cs.client_key: cs for cs in self._client_by_id.values()}
+
+    @property
+    def running(self):
+        from distributed.core import Status
+
+        return {ws for ws in self.workers.values() if ws.status == Status.running}
+
+    @property
+    def total_nthreads(self):
+        return sum(ws.nthreads for ws in self.workers.values())
+
+    @property
+    def task_groups(self):
+        return {g.name: g for g in self._groups()}
+
+    def _positions(self):
+        """Task id -> the position of its row (made on first use)."""
+        if self._position_of_id is None:
+            self._position_of_id = {i: n for n, i in enumerate(self._dense["i"])}
+        return self._position_of_id
+
+    def _task_value(self, n, name):
+        """The raw value of field ``name`` of the task at position ``n``."""
+        column = self._dense.get(name)
+        if column is not None:
+            return column[n]
+        values = self._sparse.get(name)
+        return None if values is None else values.get(n)
+
+    def _task_at(self, n):
+        """The copy of the task at position ``n`` (made on first use)."""
+        ts = self._copies[n]
+        if ts is None:
+            ts = self._copies[n] = _TaskCopy(self, n, key=_as_key(self._dense["key"][n]))
+        return ts
+
+    def _task(self, i):
+        """The copy of the task with id ``i``."""
+        return self._task_at(self._positions()[i])
+
+    def _groups(self):
+        """The groups, by their index in the raw data, with their counts
+        and dependencies (made on first use: it reads every task)."""
+        if self._group_copies is not None:
+            return self._group_copies
+        from distributed.scheduler import ALL_TASK_STATES
+
+        prefixes = {}
+        groups = []
+        for name, prefix_name in self._raw_groups:
+            prefix = prefixes.get(prefix_name)
+            if prefix is None:
+                prefix = prefixes[prefix_name] = _PrefixCopy(
+                    self, {}, name=prefix_name, states=dict.fromkeys(ALL_TASK_STATES, 0),
+                    groups=[],
+                )
+            group = _GroupCopy(self, {}, name=name, prefix=prefix,
+                               states=dict.fromkeys(ALL_TASK_STATES, 0), dependencies=set())
+            prefix.groups.append(group)
+            groups.append(group)
+        group_of = [groups[g] for g in self._dense["group"]]
+        for group, state in zip(group_of, self._dense["state"]):
+            group.states[state] = group.states.get(state, 0) + 1
+            group.prefix.states[state] = group.prefix.states.get(state, 0) + 1
+        position = self._positions()
+        for n, deps in self._sparse.get("dependencies", {}).items():
+            group = group_of[n]
+            for dep in deps:
+                other = group_of[position[dep]]
+                if other is not group:
+                    group.dependencies.add(other)
+        self._group_copies = groups
+        return groups
+
+
+# the copy of the scheduler's state taken in this turn of the runner's
+# event loop, if any
+_SNAPSHOT = None
+
+
+def _forget_snapshot():
+    global _SNAPSHOT
+    _SNAPSHOT = None
+
+
 class _SchedulerStandIn:
     """What a ``run_on_scheduler`` function that takes ``dask_scheduler``
     (or ``dask_worker``, which Python fills with the scheduler too) gets
@@ -1183,7 +1617,9 @@ class _SchedulerStandIn:
     ``plugins`` (the scheduler plugins registered, by name), ``add_plugin``,
     ``remove_plugin``, and, asked of the scheduler over its RPC, the worker
     and nanny plugin (un)registrations (``UploadDirectory.start`` uses them),
-    ``identity``, ``log_event`` and ``story``.
+    ``identity``, ``log_event`` and ``story``, and read-only copies of
+    ``tasks``, ``workers``, ``clients``, ``task_groups``, ``running`` and
+    ``total_nthreads`` (``_snapshot``).
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect
     here. Any other name behaves as on the real object: missing until set."""
@@ -1196,7 +1632,7 @@ class _SchedulerStandIn:
         if names is None:
             names = _scheduler_attribute_names() - {
                 "address", "id", "plugins", "add_plugin", "remove_plugin",
-                "local_directory", *_RELAYED
+                "local_directory", *_RELAYED, *_COPIED
             }
             object.__setattr__(self, "_stand_in_reserved", names)
         return names
@@ -1207,14 +1643,50 @@ class _SchedulerStandIn:
             return _PLUGINS
         if name == "local_directory":
             return _scheduler_local_directory()
+        if name in _COPIED:
+            snapshot = self._snapshot(tasks=name in ("tasks", "task_groups"))
+            return getattr(snapshot, name)
         if name in self._reserved():
             raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
         raise AttributeError(f"'Scheduler' object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
+        if name in _COPIED:
+            raise NotImplementedError(
+                f"cannot set Scheduler.{name}: run_on_scheduler functions, --preload modules "
+                "and scheduler plugins get a read-only copy of the Rust dask-scheduler's "
+                "state (changing it would not change the scheduler)"
+            )
         if name in self._reserved():
             raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
         object.__setattr__(self, name, value)
+
+    def _snapshot(self, tasks=True):
+        """The scheduler's state as Python objects (``_SchedulerSnapshot``),
+        asked of the scheduler (its ``stand_in_snapshot`` RPC), with its
+        tasks or (``tasks=False``, enough for ``workers``) without. One
+        copy serves until the runner's event loop next runs, so a plain
+        function sees one unchanging state, as it would in Python's
+        scheduler, whose state only changes between turns of its event
+        loop; a coroutine function sees a fresh copy after each ``await``.
+        A copy without tasks is replaced by a complete one when tasks are
+        asked for: what was read from the first copy stays as it was."""
+        import asyncio
+
+        global _SNAPSHOT
+        if _SNAPSHOT is not None and (_SNAPSHOT.complete or not tasks):
+            return _SNAPSHOT
+        snapshot = _SchedulerSnapshot(
+            self._relay_now("stand_in_snapshot", tasks=tasks), tasks,
+            lambda: self._snapshot(tasks=True),
+        )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the runner's loop: a copy per access
+            return snapshot
+        _SNAPSHOT = snapshot
+        loop.call_soon(_forget_snapshot)
+        return snapshot
 
     def add_plugin(self, plugin, *, idempotent=False, name=None, **kwargs):
         """``Scheduler.add_plugin``: keeps the plugin (its ``start`` is not

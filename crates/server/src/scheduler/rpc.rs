@@ -415,6 +415,15 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         "rebalance" => super::replicas::rpc_rebalance(sched, msg).await?,
         "amm_handler" => amm_handler(sched, msg).await?,
         "get_story" => get_story(sched, msg).await?,
+        // this scheduler's own: what the run_on_scheduler stand-in's
+        // `tasks`, `workers` and `clients` are rebuilt from
+        "stand_in_snapshot" => {
+            let with_tasks = !matches!(msg.get("tasks"), Some(Value::Bool(false)));
+            sched
+                .with_state(move |s, _| s.snapshot(with_tasks))
+                .await
+                .ok_or_else(super::errors::shutting_down)?
+        }
         "unregister_scheduler_plugin" => {
             super::scheduler_plugins::rpc_unregister(sched, msg).await?
         }

@@ -1,0 +1,278 @@
+//! A read-only snapshot of the scheduler's tasks, workers and clients, for
+//! the `run_on_scheduler` stand-in.
+//!
+//! Why: user code reads `dask_scheduler.tasks`, `.workers` and `.clients`
+//! inside `run_on_scheduler` functions, preloads and scheduler plugins (to
+//! count workers, list task states, find where a key lives). Those run in a
+//! Python process beside this scheduler, which rebuilds Python-like
+//! `TaskState`/`WorkerState` objects from this snapshot. Unlike the
+//! cluster dump, whose cross references are `repr` strings, every task,
+//! worker and client here carries its integer id (`i`) and refers to the
+//! others by id, so the objects can point at each other as Python's do.
+//! Tasks travel by field ([`TASK_FIELDS`]): a column for the fields every
+//! task has, and only the values not at their default (empty, zero, false)
+//! for the others, to keep a large graph's snapshot small and quick to
+//! decode; the reader fills the defaults in.
+
+use crate::ids::TaskId;
+use crate::state::State;
+use crate::task::Task;
+use crate::worker::Worker;
+use dask_wire::Value;
+
+/// Builds one object of the snapshot, leaving out default fields.
+struct Fields(Vec<(Value, Value)>);
+
+impl Fields {
+    fn new(id: u32) -> Fields {
+        Fields(vec![(Value::str("i"), Value::Int(i64::from(id)))])
+    }
+
+    /// Adds `name: value` unless the value is a default ([`or_nil`]).
+    fn put(&mut self, name: &str, value: Value) {
+        let value = or_nil(value);
+        if !value.is_nil() {
+            self.0.push((Value::str(name), value));
+        }
+    }
+
+    fn done(self) -> Value {
+        Value::Map(self.0)
+    }
+}
+
+/// Ids as a msgpack array.
+fn ids(ids: impl Iterator<Item = u32>) -> Value {
+    Value::Array(ids.map(|i| Value::Int(i64::from(i))).collect())
+}
+
+fn text_list(items: Vec<String>) -> Value {
+    Value::Array(items.into_iter().map(Value::str).collect())
+}
+
+fn resources(r: &[(String, f64)]) -> Value {
+    Value::Map(
+        r.iter()
+            .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
+            .collect(),
+    )
+}
+
+/// The fields of a task. [`DENSE_TASK_FIELDS`] travel as columns, one
+/// value per task in the order of the tasks; the others, mostly at their
+/// default, as maps of a task's position to its value where that is not
+/// the default. `group` is an index into the snapshot's `groups`
+/// (`[name, prefix name]` pairs).
+pub const TASK_FIELDS: [&str; 26] = [
+    "i",
+    "key",
+    "state",
+    "priority",
+    "run_id",
+    "dependencies",
+    "dependents",
+    "waiting_on",
+    "waiters",
+    "who_has",
+    "who_wants",
+    "processing_on",
+    "nbytes",
+    "group",
+    "has_lost_dependencies",
+    "retries",
+    "suspicious",
+    "actor",
+    "annotations",
+    "exception_blame",
+    "exception_text",
+    "traceback_text",
+    "host_restrictions",
+    "worker_restrictions",
+    "resource_restrictions",
+    "loose_restrictions",
+];
+
+/// The fields every task has a value of.
+pub const DENSE_TASK_FIELDS: [&str; 6] = ["i", "key", "state", "priority", "nbytes", "group"];
+
+/// A value, or nil where it is a default (nil, false, 0, empty).
+fn or_nil(value: Value) -> Value {
+    let default = match &value {
+        Value::Bool(false) | Value::Int(0) => true,
+        Value::Array(items) => items.is_empty(),
+        Value::Map(entries) => entries.is_empty(),
+        Value::Str(s) => s.is_empty(),
+        _ => false,
+    };
+    if default {
+        Value::Nil
+    } else {
+        value
+    }
+}
+
+impl State {
+    /// `{"task_count", "task_columns", "task_sparse", "groups", "workers",
+    /// "clients"}`: every task's fields by [`TASK_FIELDS`] (columns and
+    /// sparse maps, as that describes), every worker and client as a map
+    /// with its id `i`, fields named as Python's `TaskState`, `WorkerState`
+    /// and `ClientState` name them, other objects by id. Without
+    /// `with_tasks`, no tasks, and no task ids in the workers and clients:
+    /// what reading `workers` costs stays small with a large graph.
+    pub fn snapshot(&self, with_tasks: bool) -> Value {
+        let dense = TASK_FIELDS.map(|f| DENSE_TASK_FIELDS.contains(&f));
+        let mut columns: Vec<Vec<Value>> = vec![Vec::new(); TASK_FIELDS.len()];
+        let mut sparse: Vec<Vec<(Value, Value)>> = vec![Vec::new(); TASK_FIELDS.len()];
+        let mut group_index: rustc_hash::FxHashMap<u32, i64> = Default::default();
+        let mut groups = Vec::new();
+        let mut count = 0i64;
+        let all = if with_tasks { &self.tasks[..] } else { &[] };
+        for (i, t) in all.iter().enumerate() {
+            let Some(t) = t else { continue };
+            let next = groups.len() as i64;
+            let group = *group_index.entry(t.group).or_insert_with(|| {
+                groups.push(Value::Array(vec![
+                    Value::str(self.groups.name(t.group)),
+                    Value::str(self.prefix_name(t.prefix).unwrap_or("")),
+                ]));
+                next
+            });
+            for (f, value) in self.task_row(i as TaskId, t, group).into_iter().enumerate() {
+                if dense[f] {
+                    columns[f].push(value);
+                } else if !value.is_nil() {
+                    sparse[f].push((Value::Int(count), value));
+                }
+            }
+            count += 1;
+        }
+        let mut task_columns = Vec::new();
+        let mut task_sparse = Vec::new();
+        for (f, (column, entries)) in columns.into_iter().zip(sparse).enumerate() {
+            if dense[f] {
+                task_columns.push((Value::str(TASK_FIELDS[f]), Value::Array(column)));
+            } else {
+                task_sparse.push((Value::str(TASK_FIELDS[f]), Value::Map(entries)));
+            }
+        }
+        let workers = self
+            .workers
+            .values()
+            .map(|w| self.worker_snapshot(w, with_tasks))
+            .collect();
+        let clients = self
+            .clients
+            .iter()
+            .map(|(id, cl)| {
+                let mut f = Fields::new(id.0);
+                f.put("client_key", Value::str(cl.name.as_str()));
+                f.put("last_seen", Value::Float(cl.last_seen));
+                if with_tasks {
+                    f.put("wants_what", ids(cl.wants_what.iter()));
+                }
+                f.done()
+            })
+            .collect();
+        Value::map([
+            ("task_count", Value::Int(count)),
+            ("task_columns", Value::Map(task_columns)),
+            ("task_sparse", Value::Map(task_sparse)),
+            ("groups", Value::Array(groups)),
+            ("workers", Value::Array(workers)),
+            ("clients", Value::Array(clients)),
+        ])
+    }
+
+    /// One task's values of [`TASK_FIELDS`], nil where at the default.
+    fn task_row(&self, id: TaskId, t: &Task, group: i64) -> [Value; 26] {
+        let error = t.error();
+        let text = |s: Option<&str>| s.map_or(Value::Nil, |s| or_nil(Value::str(s)));
+        let r = t.restrictions();
+        let (hosts, workers): (Vec<String>, Vec<String>) = r
+            .map(|r| r.workers.iter().cloned().partition(|w| !w.contains("://")))
+            .unwrap_or_default();
+        let blame = t
+            .exception_blame()
+            .filter(|b| self.tasks.get(*b as usize).is_some_and(Option::is_some));
+        [
+            Value::Int(i64::from(id)),
+            t.key.to_value(),
+            Value::str(t.state.as_str()),
+            t.priority.to_value(),
+            or_nil(Value::Int(t.run_id)),
+            or_nil(ids(t.dependencies.iter().copied())),
+            or_nil(ids(t.dependents.iter().copied())),
+            or_nil(ids(t.waiting_on.iter().copied())),
+            or_nil(ids(t.waiters.iter().copied())),
+            or_nil(ids(t.who_has.iter().map(|w| w.0))),
+            or_nil(ids(t.who_wants.iter().map(|c| c.0))),
+            t.processing_on
+                .map_or(Value::Nil, |w| Value::Int(i64::from(w.0))),
+            // -1 until the task has a result, and 0 is a size: always sent
+            Value::Int(t.nbytes),
+            Value::Int(group),
+            or_nil(Value::Bool(t.has_lost_dependencies)),
+            or_nil(Value::Int(i64::from(t.retries()))),
+            or_nil(Value::Int(i64::from(t.suspicious()))),
+            or_nil(Value::Bool(t.is_actor())),
+            or_nil(t.annotations().clone()),
+            blame.map_or(Value::Nil, |b| Value::Int(i64::from(b))),
+            text(error.map(|e| e.exception_text.as_str())),
+            text(error.map(|e| e.traceback_text.as_str())),
+            or_nil(text_list(hosts)),
+            or_nil(text_list(workers)),
+            r.map_or(Value::Nil, |r| or_nil(resources(&r.resources))),
+            or_nil(Value::Bool(r.is_some_and(|r| r.loose))),
+        ]
+    }
+
+    fn worker_snapshot(&self, w: &Worker, with_tasks: bool) -> Value {
+        let m = w.memory();
+        let mut f = Fields::new(w.id.0);
+        f.put("address", Value::str(w.info.address.as_str()));
+        f.put("name", w.info.name.clone());
+        f.put("host", Value::str(w.host.as_str()));
+        f.put("status", Value::str(w.status.as_str()));
+        f.put("nthreads", Value::Int(i64::from(w.info.nthreads)));
+        f.put("memory_limit", Value::Int(w.info.memory_limit));
+        f.put("local_directory", w.info.local_directory.clone());
+        f.put("pid", Value::Int(w.info.pid));
+        f.put("nanny", w.info.nanny.clone());
+        f.put("services", w.info.services.clone());
+        f.put("server_id", Value::str(w.info.server_id.as_str()));
+        f.put("extra", w.info.extra.clone());
+        f.put("metrics", w.info.metrics.clone());
+        f.put("last_seen", Value::Float(w.last_seen));
+        f.put("resources", resources(&w.info.resources));
+        f.put("used_resources", resources(&w.used_resources));
+        f.put("nbytes", Value::Int(w.nbytes));
+        f.put("occupancy", Value::Float(self.occupancy(w)));
+        f.put(
+            "memory",
+            Value::map([
+                ("process", Value::Int(m.process)),
+                ("managed", Value::Int(m.managed)),
+                ("spilled", Value::Int(m.spilled)),
+                ("unmanaged_old", Value::Int(m.unmanaged_old)),
+            ]),
+        );
+        if with_tasks {
+            f.put("has_what", ids(w.has_what.iter()));
+            f.put("processing", ids(w.processing.iter().copied()));
+            f.put("long_running", ids(w.long_running.iter().copied()));
+            f.put("actors", ids(self.actors_on(w.id).into_iter()));
+            f.put(
+                "needs_what",
+                Value::Array(
+                    w.needs_what
+                        .iter()
+                        .map(|(&t, &(n, _))| {
+                            Value::Array(vec![Value::Int(i64::from(t)), Value::Int(i64::from(n))])
+                        })
+                        .collect(),
+                ),
+            );
+        }
+        f.done()
+    }
+}

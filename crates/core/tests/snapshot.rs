@@ -1,0 +1,162 @@
+//! The snapshot the `run_on_scheduler` stand-in rebuilds `tasks`,
+//! `workers` and `clients` from: every object with its id, and references
+//! by id that resolve to the right objects.
+
+mod common;
+
+use common::*;
+use dask_core::snapshot::{DENSE_TASK_FIELDS, TASK_FIELDS};
+use dask_wire::{Key, Value};
+use std::collections::BTreeMap;
+
+fn array(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(items) => items,
+        other => panic!("not an array: {other:?}"),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not an int: {v:?}"))
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    if v.is_nil() {
+        return Vec::new();
+    }
+    array(v).iter().map(int).collect()
+}
+
+/// Each task's fields by key, as maps of field name to value (nil where
+/// the sparse maps have no value).
+fn task_rows(snapshot: &Value) -> BTreeMap<Key, BTreeMap<&'static str, Value>> {
+    let count = int(snapshot.get("task_count").unwrap()) as usize;
+    let columns = snapshot.get("task_columns").unwrap();
+    let sparse = snapshot.get("task_sparse").unwrap();
+    let column_names: Vec<&str> = columns
+        .as_map()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.as_str().unwrap())
+        .collect();
+    assert_eq!(column_names, DENSE_TASK_FIELDS);
+    (0..count)
+        .map(|n| {
+            let fields: BTreeMap<&'static str, Value> = TASK_FIELDS
+                .iter()
+                .map(|name| {
+                    let value = match columns.get(name) {
+                        Some(column) => {
+                            assert_eq!(array(column).len(), count, "{name}");
+                            array(column)[n].clone()
+                        }
+                        None => sparse
+                            .get(name)
+                            .and_then(Value::as_map)
+                            .and_then(|m| m.iter().find(|(k, _)| int(k) == n as i64))
+                            .map_or(Value::Nil, |(_, v)| v.clone()),
+                    };
+                    (*name, value)
+                })
+                .collect();
+            (key_of(&fields["key"]), fields)
+        })
+        .collect()
+}
+
+#[test]
+fn references_by_id_resolve_to_the_right_tasks_workers_and_clients() {
+    let mut sim = Sim::new();
+    let a = sim.worker("tcp://a:1", 1);
+    sim.worker("tcp://b:1", 1);
+    let c = sim.add_client("alice");
+    sim.submit_as(
+        c,
+        &["y", "z"],
+        vec![t("x", &[]), t("y", &["x"]), t("z", &["x"])],
+    );
+    sim.run_all();
+    let snap = sim.s.snapshot(true);
+    let tasks = task_rows(&snap);
+    assert_eq!(tasks.len(), 3);
+    let id = |key: &str| int(&tasks[&k(key)]["i"]);
+    assert_eq!(ids(&tasks[&k("y")]["dependencies"]), vec![id("x")]);
+    let mut dependents = ids(&tasks[&k("x")]["dependents"]);
+    dependents.sort_unstable();
+    let mut expected = vec![id("y"), id("z")];
+    expected.sort_unstable();
+    assert_eq!(dependents, expected);
+    assert_eq!(tasks[&k("y")]["state"].as_str(), Some("memory"));
+
+    // the worker that holds y lists it, by the same ids
+    let workers = array(snap.get("workers").unwrap());
+    assert_eq!(workers.len(), 2);
+    let holder = ids(&tasks[&k("y")]["who_has"]);
+    assert_eq!(holder.len(), 1);
+    let w = workers
+        .iter()
+        .find(|w| int(w.get("i").unwrap()) == holder[0])
+        .expect("y's holder is a worker of the snapshot");
+    assert!(ids(w.get("has_what").unwrap()).contains(&id("y")));
+    assert!(["tcp://a:1", "tcp://b:1"].contains(&w.get("address").unwrap().as_str().unwrap()));
+    assert_eq!(int(workers[0].get("i").unwrap()), i64::from(a.0));
+
+    // y is wanted by alice, by her id
+    let clients = array(snap.get("clients").unwrap());
+    let alice = clients
+        .iter()
+        .find(|cl| cl.get("client_key").and_then(Value::as_str) == Some("alice"))
+        .expect("alice");
+    assert_eq!(int(alice.get("i").unwrap()), i64::from(c.0));
+    assert_eq!(ids(&tasks[&k("y")]["who_wants"]), vec![i64::from(c.0)]);
+    assert!(ids(alice.get("wants_what").unwrap()).contains(&id("y")));
+
+    // each task's group is an index into `groups`, named by the group
+    let groups = array(snap.get("groups").unwrap());
+    for key in ["x", "y", "z"] {
+        let g = &groups[int(&tasks[&k(key)]["group"]) as usize];
+        assert_eq!(array(g)[0].as_str(), Some(key));
+        assert_eq!(array(g)[1].as_str(), Some(key));
+    }
+}
+
+#[test]
+fn defaults_travel_as_nil_but_a_size_of_zero_does_not() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://a:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    let x = sim.one_compute();
+    sim.wop(w, task_finished_msg(&x.key, x.run_id, 0, 1.0))
+        .unwrap();
+    let tasks = task_rows(&sim.s.snapshot(true));
+    let row = &tasks[&k("x")];
+    assert_eq!(row["nbytes"], Value::Int(0));
+    for field in [
+        "dependencies",
+        "waiting_on",
+        "retries",
+        "actor",
+        "exception_text",
+    ] {
+        assert!(row[field].is_nil(), "{field}: {:?}", row[field]);
+    }
+}
+
+#[test]
+fn without_tasks_the_snapshot_has_workers_and_clients_only() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 2);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    sim.run_all();
+    let snap = sim.s.snapshot(false);
+    assert_eq!(snap.get("task_count"), Some(&Value::Int(0)));
+    assert!(task_rows(&snap).is_empty());
+    let workers = array(snap.get("workers").unwrap());
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].get("nthreads"), Some(&Value::Int(2)));
+    // the worker holds x, but the snapshot without tasks names no task
+    assert!(workers[0].get("has_what").is_none());
+    assert!(array(sim.s.snapshot(true).get("workers").unwrap())[0]
+        .get("has_what")
+        .is_some());
+}

@@ -1,0 +1,256 @@
+"""The scheduler's state as ``run_on_scheduler`` functions see it:
+``dask_scheduler.tasks``, ``.workers``, ``.clients``, ``.task_groups``,
+``.running`` and ``.total_nthreads``, as users read them to
+count workers, list task states or find where a key lives.
+
+The Python scheduler hands these functions its live objects. The Rust
+scheduler's functions run in a Python process beside it and read a copy of
+the state: one copy per turn of that process's event loop, so a plain
+function sees one unchanging state, as on Python's event loop, and a
+coroutine sees a fresh copy after each ``await``. All but the read-only
+refusals pass against both schedulers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .cluster import WorkerSpec
+from .helpers import inc
+
+TIMEOUT = 120
+
+CLUSTER_WORKERS = [
+    WorkerSpec(nthreads=2, name="alpha", resources="FOO=1"),
+    WorkerSpec(nthreads=1, name="beta"),
+]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def boom(x):
+    raise ValueError(f"boom {x}")
+
+
+def describe(keys, dask_scheduler):
+    """What a user's debugging function reads, in plain Python values."""
+    from distributed.core import Status
+    from distributed.scheduler import MemoryState
+
+    s = dask_scheduler
+    out = {"len_tasks": len(s.tasks),
+           "total_nthreads": s.total_nthreads,
+           "running": sorted(ws.address for ws in s.running),
+           "clients": sorted(s.clients),
+           "same_copy": s.tasks is s.tasks and s.workers is s.workers}
+    out["workers"] = {
+        addr: {
+            "name": ws.name, "nthreads": ws.nthreads, "address": ws.address,
+            "running": ws.status == Status.running,
+            "memory": isinstance(ws.memory, MemoryState), "resources": ws.resources,
+            "has_what": sorted(str(ts.key) for ts in ws.has_what if ts.key in keys_of(keys)),
+        }
+        for addr, ws in s.workers.items()
+    }
+    out["tasks"] = {}
+    for key in keys:
+        ts = s.tasks[key]
+        out["tasks"][str(key)] = {
+            "key": ts.key, "state": ts.state, "repr": repr(ts),
+            "dependencies": sorted(str(d.key) for d in ts.dependencies),
+            "dependents": sorted(str(d.key) for d in ts.dependents),
+            "who_has": sorted(ws.address for ws in ts.who_has or ()),
+            "holders_know_it": all(ts in ws.has_what for ws in ts.who_has or ()),
+            "who_wants": sorted(cs.client_key for cs in ts.who_wants or ()),
+            "nbytes_known": ts.nbytes > 0, "priority_is_tuple": isinstance(ts.priority, tuple),
+            "group": ts.group.name, "group_key": ts.group_key, "prefix": ts.prefix.name,
+            "group_memory": ts.group.states["memory"],
+            "group_dependencies": sorted(g.name for g in ts.group.dependencies),
+            "group_listed": s.task_groups[ts.group.name] is ts.group,
+            "exception_text": ts.exception_text,
+            "blame": ts.exception_blame.key if ts.exception_blame is not None else None,
+            "resource_restrictions": ts.resource_restrictions,
+            "worker_restrictions": sorted(ts.worker_restrictions or ()),
+        }
+    return out
+
+
+def keys_of(keys):
+    return set(keys)
+
+
+def test_a_function_reads_tasks_workers_and_clients(client, cluster):
+    a, b, bad, after = unique("a"), (unique("b"), 0), unique("bad"), unique("after")
+    x = client.submit(inc, 1, key=a, resources={"FOO": 1})
+    y = client.submit(inc, x, key=b)
+    e = client.submit(boom, 1, key=bad)
+    f = client.submit(inc, e, key=after)
+    assert y.result(timeout=TIMEOUT) == 3
+    for fut in (e, f):
+        with pytest.raises(ValueError):
+            fut.result(timeout=TIMEOUT)
+    got = client.run_on_scheduler(describe, [a, b, bad, after])
+
+    info = client.scheduler_info()["workers"]
+    assert got["total_nthreads"] == 3
+    assert got["running"] == sorted(info)
+    assert client.id in got["clients"]
+    assert got["len_tasks"] >= 4
+    assert got["same_copy"]
+    by_name = {w["name"]: w for w in got["workers"].values()}
+    assert set(by_name) == {"alpha", "beta"}
+    assert by_name["alpha"]["nthreads"] == 2 and by_name["alpha"]["resources"] == {"FOO": 1}
+    assert all(w["running"] and w["memory"] for w in got["workers"].values())
+    assert all(addr == w["address"] for addr, w in got["workers"].items())
+
+    ta, tb = got["tasks"][a], got["tasks"][str(b)]
+    assert ta["state"] == tb["state"] == "memory"
+    assert tb["key"] == b  # a tuple key stays a tuple
+    assert tb["repr"] == f"<TaskState {b!r} memory>"
+    assert tb["dependencies"] == [a] and ta["dependents"] == [str(b)]
+    assert ta["resource_restrictions"] == {"FOO": 1}
+    # the task ran where its resource is, and each holder lists it
+    alpha = next(addr for addr, w in got["workers"].items() if w["name"] == "alpha")
+    assert ta["who_has"] == [alpha] and ta["holders_know_it"]
+    assert a in got["workers"][alpha]["has_what"]
+    assert tb["holders_know_it"] and tb["who_has"]
+    assert ta["who_wants"] == tb["who_wants"] == [client.id]
+    assert ta["nbytes_known"] and ta["priority_is_tuple"]
+    assert (tb["group"], tb["group_key"], tb["prefix"]) == (b[0], b[0], b[0].rsplit("-", 1)[0])
+    assert ta["group_memory"] == 1
+    assert tb["group_dependencies"] == [ta["group"]] and ta["group_dependencies"] == []
+    assert ta["group_listed"] and tb["group_listed"]
+
+    failed, blamed = got["tasks"][bad], got["tasks"][after]
+    assert failed["state"] == blamed["state"] == "erred"
+    assert "boom 1" in failed["exception_text"]
+    assert failed["blame"] == bad and blamed["blame"] == bad
+
+
+def workers_then_their_tasks(key, dask_scheduler):
+    # reading workers first, then a worker's tasks, then the tasks: one
+    # consistent picture, as in Python
+    holders = [ws for ws in dask_scheduler.workers.values() if ws.has_what]
+    ts = dask_scheduler.tasks[key]
+    return (
+        [ws.address for ws in ts.who_has],
+        [ws.address for ws in holders],
+        all(any(t is ts for t in ws.has_what) for ws in ts.who_has),
+        all(t is dask_scheduler.tasks[t.key] for ws in holders for t in ws.has_what),
+    )
+
+
+def test_workers_tasks_and_the_tasks_they_hold_are_the_same_objects(client):
+    key = unique("held")
+    fut = client.submit(inc, 41, key=key)
+    assert fut.result(timeout=TIMEOUT) == 42
+    who_has, holders, listed, same = client.run_on_scheduler(workers_then_their_tasks, key)
+    assert who_has == list(client.who_has([fut])[key])
+    assert set(who_has) <= set(holders)
+    assert listed and same
+
+
+# the keys a ``watch_until_done`` is watching, in the runner's process
+watching: set = set()
+
+
+async def watch_until_done(key, dask_scheduler):
+    """A coroutine sees the state move on between ``await``s."""
+    seen = [dask_scheduler.tasks[key].state]
+    watching.add(key)
+    for _ in range(int(TIMEOUT / 0.02)):
+        if dask_scheduler.tasks[key].state == "memory":
+            break
+        await asyncio.sleep(0.02)
+    seen.append(dask_scheduler.tasks[key].state)
+    return seen
+
+
+def is_watched(key):
+    return key in watching
+
+
+def test_a_coroutine_sees_the_state_change_between_awaits(client):
+    from distributed import Event
+
+    gate = Event(unique("gate"))
+
+    def wait_for(name):
+        Event(name).wait(timeout=TIMEOUT)
+        return 1
+
+    key = unique("gated")
+    fut = client.submit(wait_for, gate.name, key=key)
+    def state_of(k, dask_scheduler):
+        ts = dask_scheduler.tasks.get(k)
+        return ts.state if ts is not None else None
+
+    deadline = time.monotonic() + TIMEOUT
+    while client.run_on_scheduler(state_of, key) != "processing":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    with ThreadPoolExecutor(1) as pool:
+        # the task runs until the gate opens, after the watch has begun
+        watched = pool.submit(client.run_on_scheduler, watch_until_done, key)
+        while not client.run_on_scheduler(is_watched, key):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        gate.set()
+        seen = watched.result(timeout=TIMEOUT)
+    assert seen == ["processing", "memory"], seen
+    assert fut.result(timeout=TIMEOUT) == 1
+
+
+def count_running_workers(dask_scheduler):
+    return len(dask_scheduler.workers), len(dask_scheduler.running)
+
+
+def test_workers_alone_are_quick_to_read_with_many_tasks(client):
+    # reading the workers does not copy the tasks (what this checks is
+    # that the answer is right with many tasks held; the time is in the
+    # README, not asserted)
+    futs = client.map(inc, range(2000), key=[unique("many") for _ in range(2000)])
+    client.gather(futs)
+    assert client.run_on_scheduler(count_running_workers) == (2, 2)
+    del futs
+
+
+def set_a_task_state(key, dask_scheduler):
+    dask_scheduler.tasks[key].state = "released"
+
+
+def replace_the_tasks(dask_scheduler):
+    dask_scheduler.tasks = {}
+
+
+def read_a_task_type(key, dask_scheduler):
+    return dask_scheduler.tasks[key].type
+
+
+@pytest.mark.rust_only
+def test_the_copies_are_read_only_and_name_what_they_lack(client):
+    # Python's objects are the scheduler's own: setting them changes the
+    # scheduler (and can break it). Here a copy would silently not.
+    key = unique("ro")
+    fut = client.submit(inc, 1, key=key)
+    assert fut.result(timeout=TIMEOUT) == 2
+    with pytest.raises(NotImplementedError, match=r"cannot set TaskState\.state.*read-only"):
+        client.run_on_scheduler(set_a_task_state, key)
+    with pytest.raises(NotImplementedError, match=r"cannot set Scheduler\.tasks"):
+        client.run_on_scheduler(replace_the_tasks)
+    with pytest.raises(NotImplementedError, match=r"TaskState\.type is not available"):
+        client.run_on_scheduler(read_a_task_type, key)
+    with pytest.raises(AttributeError, match="no_such_field"):
+        client.run_on_scheduler(lambda k, dask_scheduler: dask_scheduler.tasks[k].no_such_field,
+                                key)
+    # nothing changed
+    assert client.run_on_scheduler(
+        lambda k, dask_scheduler: dask_scheduler.tasks[k].state, key) == "memory"
+    assert fut.result(timeout=TIMEOUT) == 2
