@@ -47,6 +47,31 @@ class Recorder(SchedulerPlugin):
         self.calls.append(("log_event", topic, msg))
 
 
+class StateReader(SchedulerPlugin):
+    """Reads the scheduler's state in its hooks, as plugins that count
+    workers or look tasks up do."""
+
+    def __init__(self):
+        self.seen = []
+
+    def start(self, scheduler):
+        self.scheduler = scheduler
+
+    def add_worker(self, scheduler, worker):
+        ws = scheduler.workers.get(worker)
+        self.seen.append(("add_worker", worker, None if ws is None else ws.nthreads))
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if finish == "memory":
+            ts = self.scheduler.tasks.get(key)
+            holders = None if ts is None else sorted(ws.address for ws in ts.who_has or ())
+            self.seen.append(("memory", key, holders))
+
+
+def seen(name, dask_scheduler=None):
+    return dask_scheduler.plugins[name].seen
+
+
 class Failing(SchedulerPlugin):
     """Every hook raises: the scheduler logs it and goes on."""
 

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import pytest
 
-from .cluster import wait_until
+from .cluster import WorkerSpec, wait_until
 from .helpers import inc, unique
 from .scheduler_plugin_helpers import (
     Downscaling,
     Failing,
     FailingStart,
     Recorder,
+    StateReader,
     add_recorder,
     calls,
     graphs,
     names,
     remove,
+    seen,
     tag,
 )
 
@@ -82,6 +84,28 @@ def test_hooks_see_graphs_transitions_workers_clients_and_events(cluster, client
     assert name not in client.run_on_scheduler(names)
     with pytest.raises(ValueError, match="Could not find plugin"):
         client.unregister_scheduler_plugin(name)
+
+
+def test_hooks_read_the_scheduler_s_tasks_and_workers(cluster, client):
+    # here the hooks run a moment after the event, so they read the state
+    # of then; the key is still held and the worker still there
+    name = unique("reader")
+    client.register_plugin(StateReader(), name=name)
+    key = unique("read")
+    fut = client.submit(inc, 1, key=key)
+    assert fut.result(timeout=TIMEOUT) == 2
+    holders = sorted(client.who_has([fut])[key])
+    wait_until(lambda: ("memory", key, holders) in client.run_on_scheduler(seen, name),
+               TIMEOUT, "the transition hook's lookup", context=lambda: client.run_on_scheduler(
+                   seen, name))
+    worker = cluster.add_worker(WorkerSpec(nthreads=3))
+    try:
+        wait_until(lambda: any(c[0] == "add_worker" and c[2] == 3
+                               for c in client.run_on_scheduler(seen, name)),
+                   TIMEOUT, "the add_worker hook's lookup")
+    finally:
+        worker.stop()
+    client.unregister_scheduler_plugin(name)
 
 
 def test_idempotent_registration_keeps_the_first_and_a_plain_one_replaces_it(client):
