@@ -254,3 +254,29 @@ def test_the_copies_are_read_only_and_name_what_they_lack(client):
     assert client.run_on_scheduler(
         lambda k, dask_scheduler: dask_scheduler.tasks[k].state, key) == "memory"
     assert fut.result(timeout=TIMEOUT) == 2
+
+
+def group_summary(name, dask_scheduler):
+    group = dask_scheduler.task_groups[name]
+    return (len(group), group.states["memory"], group.states["forgotten"], group.done,
+            group.prefix.duration_average)
+
+
+def test_a_group_counts_its_forgotten_tasks_and_its_prefix_its_duration(client):
+    name = unique("grouped")
+    futures = [client.submit(inc, i, key=(name, i)) for i in range(3)]
+    assert client.gather(futures) == [1, 2, 3]
+    released = futures.pop()
+    key = released.key
+    del released
+
+    def forgotten(k, dask_scheduler):
+        return k not in dask_scheduler.tasks
+
+    deadline = time.monotonic() + TIMEOUT
+    while not client.run_on_scheduler(forgotten, key):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    size, in_memory, gone, done, duration = client.run_on_scheduler(group_summary, name)
+    assert (size, in_memory, gone, done) == (3, 2, 1, True)
+    assert duration > 0

@@ -61,8 +61,9 @@ fn resources(r: &[(String, f64)]) -> Value {
 /// The fields of a task. [`DENSE_TASK_FIELDS`] travel as columns, one
 /// value per task in the order of the tasks; the others, mostly at their
 /// default, as maps of a task's position to its value where that is not
-/// the default. `group` is an index into the snapshot's `groups`
-/// (`[name, prefix name]` pairs).
+/// the default. `group` is an index into the snapshot's `groups`: `[name,
+/// prefix name, tasks ever added to the group (Python's len), the prefix's
+/// average duration or nil]`.
 pub const TASK_FIELDS: [&str; 26] = [
     "i",
     "key",
@@ -131,9 +132,14 @@ impl State {
             let Some(t) = t else { continue };
             let next = groups.len() as i64;
             let group = *group_index.entry(t.group).or_insert_with(|| {
+                let prefix = self.prefixes.get(t.prefix as usize);
                 groups.push(Value::Array(vec![
                     Value::str(self.groups.name(t.group)),
-                    Value::str(self.prefix_name(t.prefix).unwrap_or("")),
+                    Value::str(prefix.map_or("", |p| p.name.as_str())),
+                    Value::Int(self.groups.size(t.group) as i64),
+                    prefix
+                        .and_then(|p| p.duration_average)
+                        .map_or(Value::Nil, Value::Float),
                 ]));
                 next
             });

@@ -117,6 +117,8 @@ fn references_by_id_resolve_to_the_right_tasks_workers_and_clients() {
         let g = &groups[int(&tasks[&k(key)]["group"]) as usize];
         assert_eq!(array(g)[0].as_str(), Some(key));
         assert_eq!(array(g)[1].as_str(), Some(key));
+        // tasks ever added to the group
+        assert_eq!(array(g)[2], Value::Int(1));
     }
 }
 

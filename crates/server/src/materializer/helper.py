@@ -1418,11 +1418,10 @@ class _ClientCopy(_StateCopy):
 
 
 class _GroupCopy(_StateCopy):
-    """``TaskGroup`` (and, for a task's ``prefix``, ``TaskPrefix``), as
-    ``_StateCopy`` describes: its name, its tasks' counts by state, and a
-    group's prefix and dependencies (the other groups its tasks depend on).
-    Python's counts of tasks ever added (``len``), durations and byte totals
-    are not in the copy."""
+    """``TaskGroup``, as ``_StateCopy`` describes: its name, prefix, ``len``
+    (tasks ever added), its tasks' counts by state (the forgotten ones
+    included), ``done`` and the groups its live tasks depend on. Python's
+    durations and byte totals are not in the copy."""
 
     _python_class = "TaskGroup"
 
@@ -1435,18 +1434,21 @@ class _GroupCopy(_StateCopy):
         )
 
     def __len__(self):
-        raise NotImplementedError(
-            f"len({self._python_class}) is not available: it counts every task ever added, "
-            "which the Rust dask-scheduler's copy of its state does not hold"
-        )
+        return self._size
 
     def __repr__(self):
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.states.items()) if v)
         return f"<{self.name}: {counts}>"
 
 
-class _PrefixCopy(_GroupCopy):
+class _PrefixCopy(_StateCopy):
+    """``TaskPrefix``, as ``_StateCopy`` describes: its name, its live
+    groups and ``duration_average`` (-1 until measured, as in Python)."""
+
     _python_class = "TaskPrefix"
+
+    def __repr__(self):
+        return f"<TaskPrefix {self.name}>"
 
 
 class _TaskMap(Mapping):
@@ -1570,21 +1572,22 @@ class _SchedulerSnapshot:
 
         prefixes = {}
         groups = []
-        for name, prefix_name in self._raw_groups:
+        for name, prefix_name, size, duration in self._raw_groups:
             prefix = prefixes.get(prefix_name)
             if prefix is None:
                 prefix = prefixes[prefix_name] = _PrefixCopy(
-                    self, {}, name=prefix_name, states=dict.fromkeys(ALL_TASK_STATES, 0),
-                    groups=[],
+                    self, {}, name=prefix_name, groups=[],
+                    duration_average=-1 if duration is None else duration,
                 )
-            group = _GroupCopy(self, {}, name=name, prefix=prefix,
+            group = _GroupCopy(self, {}, name=name, prefix=prefix, _size=size,
                                states=dict.fromkeys(ALL_TASK_STATES, 0), dependencies=set())
             prefix.groups.append(group)
             groups.append(group)
         group_of = [groups[g] for g in self._dense["group"]]
         for group, state in zip(group_of, self._dense["state"]):
             group.states[state] = group.states.get(state, 0) + 1
-            group.prefix.states[state] = group.prefix.states.get(state, 0) + 1
+        for group in groups:
+            group.states["forgotten"] = len(group) - sum(group.states.values())
         position = self._positions()
         for n, deps in self._sparse.get("dependencies", {}).items():
             group = group_of[n]
