@@ -41,6 +41,52 @@ impl Fields {
     }
 }
 
+/// A column of task values, or a sparse map of position to value, written
+/// as msgpack as it fills: a snapshot of a million tasks never holds a
+/// value per field per task at once.
+struct Column {
+    /// A 5-byte array or map header (its length filled in at the end:
+    /// msgpack allows the long form for any length), then the values.
+    body: Vec<u8>,
+    len: usize,
+}
+
+impl Default for Column {
+    fn default() -> Column {
+        Column {
+            body: vec![0; 5],
+            len: 0,
+        }
+    }
+}
+
+impl Column {
+    /// Appends `value` (after its position, for a sparse map). The values
+    /// written here hold no pickled objects.
+    fn push(&mut self, position: Option<i64>, value: &Value) {
+        if let Some(n) = position {
+            dask_wire::msgpack::write_int(&mut self.body, n);
+        }
+        dask_wire::msgpack::encode_with(value, &mut self.body, &mut |_, out| out.push(0xc0));
+        self.len += 1;
+    }
+
+    /// The column as a msgpack array (`0xdd`) or map (`0xdf`).
+    fn finish(mut self, marker: u8) -> Value {
+        self.body[0] = marker;
+        self.body[1..5].copy_from_slice(&(self.len as u32).to_be_bytes());
+        Value::Raw(self.body.into())
+    }
+
+    fn into_array(self) -> Value {
+        self.finish(0xdd)
+    }
+
+    fn into_map(self) -> Value {
+        self.finish(0xdf)
+    }
+}
+
 /// Ids as a msgpack array.
 fn ids(ids: impl Iterator<Item = u32>) -> Value {
     Value::Array(ids.map(|i| Value::Int(i64::from(i))).collect())
@@ -122,8 +168,10 @@ impl State {
     /// what reading `workers` costs stays small with a large graph.
     pub fn snapshot(&self, with_tasks: bool) -> Value {
         let dense = TASK_FIELDS.map(|f| DENSE_TASK_FIELDS.contains(&f));
-        let mut columns: Vec<Vec<Value>> = vec![Vec::new(); TASK_FIELDS.len()];
-        let mut sparse: Vec<Vec<(Value, Value)>> = vec![Vec::new(); TASK_FIELDS.len()];
+        let mut columns: Vec<Column> = (0..TASK_FIELDS.len()).map(|_| Column::default()).collect();
+        // annotations may hold pickled objects, which only the connection
+        // can write: kept as values
+        let mut annotations: Vec<(Value, Value)> = Vec::new();
         let mut group_index: rustc_hash::FxHashMap<u32, i64> = Default::default();
         let mut groups = Vec::new();
         let mut count = 0i64;
@@ -145,20 +193,27 @@ impl State {
             });
             for (f, value) in self.task_row(i as TaskId, t, group).into_iter().enumerate() {
                 if dense[f] {
-                    columns[f].push(value);
-                } else if !value.is_nil() {
-                    sparse[f].push((Value::Int(count), value));
+                    columns[f].push(None, &value);
+                } else if value.is_nil() {
+                    // at its default: left out
+                } else if TASK_FIELDS[f] == "annotations" {
+                    annotations.push((Value::Int(count), value));
+                } else {
+                    columns[f].push(Some(count), &value);
                 }
             }
             count += 1;
         }
         let mut task_columns = Vec::new();
         let mut task_sparse = Vec::new();
-        for (f, (column, entries)) in columns.into_iter().zip(sparse).enumerate() {
+        for (f, column) in columns.into_iter().enumerate() {
+            let name = Value::str(TASK_FIELDS[f]);
             if dense[f] {
-                task_columns.push((Value::str(TASK_FIELDS[f]), Value::Array(column)));
+                task_columns.push((name, column.into_array()));
+            } else if TASK_FIELDS[f] == "annotations" {
+                task_sparse.push((name, Value::Map(std::mem::take(&mut annotations))));
             } else {
-                task_sparse.push((Value::str(TASK_FIELDS[f]), Value::Map(entries)));
+                task_sparse.push((name, column.into_map()));
             }
         }
         let workers = self

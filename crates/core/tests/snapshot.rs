@@ -9,6 +9,13 @@ use dask_core::snapshot::{DENSE_TASK_FIELDS, TASK_FIELDS};
 use dask_wire::{Key, Value};
 use std::collections::BTreeMap;
 
+/// The snapshot as a client reads it (its columns are written as msgpack
+/// where they are built).
+fn snapshot(sim: &Sim, with_tasks: bool) -> Value {
+    let encoded = dask_wire::msgpack::encode(&sim.s.snapshot(with_tasks));
+    dask_wire::msgpack::decode_slice(&encoded).expect("the snapshot decodes")
+}
+
 fn array(v: &Value) -> &[Value] {
     match v {
         Value::Array(items) => items,
@@ -76,7 +83,7 @@ fn references_by_id_resolve_to_the_right_tasks_workers_and_clients() {
         vec![t("x", &[]), t("y", &["x"]), t("z", &["x"])],
     );
     sim.run_all();
-    let snap = sim.s.snapshot(true);
+    let snap = snapshot(&sim, true);
     let tasks = task_rows(&snap);
     assert_eq!(tasks.len(), 3);
     let id = |key: &str| int(&tasks[&k(key)]["i"]);
@@ -130,7 +137,7 @@ fn defaults_travel_as_nil_but_a_size_of_zero_does_not() {
     let x = sim.one_compute();
     sim.wop(w, task_finished_msg(&x.key, x.run_id, 0, 1.0))
         .unwrap();
-    let tasks = task_rows(&sim.s.snapshot(true));
+    let tasks = task_rows(&snapshot(&sim, true));
     let row = &tasks[&k("x")];
     assert_eq!(row["nbytes"], Value::Int(0));
     for field in [
@@ -145,12 +152,39 @@ fn defaults_travel_as_nil_but_a_size_of_zero_does_not() {
 }
 
 #[test]
+fn annotations_keep_out_of_band_objects_as_values() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    let pickled = Value::Opaque(Box::new(run_spec()));
+    sim.submit(
+        &["x", "y"],
+        vec![
+            t("x", &[]).ann("tag", pickled.clone()),
+            t("y", &[]).ann("tag", Value::str("b")),
+        ],
+    );
+    // the snapshot as built: annotations stay values, so the connection
+    // writes a pickled one out of band as it writes any other
+    let built = sim.s.snapshot(true);
+    let Some(Value::Map(annotations)) = built.get("task_sparse").and_then(|s| s.get("annotations"))
+    else {
+        panic!("annotations are a map of values: {built:?}");
+    };
+    let tags: Vec<&Value> = annotations
+        .iter()
+        .filter_map(|(_, a)| a.get("tag"))
+        .collect();
+    assert_eq!(tags.len(), 2);
+    assert!(tags.contains(&&pickled) && tags.contains(&&Value::str("b")));
+}
+
+#[test]
 fn without_tasks_the_snapshot_has_workers_and_clients_only() {
     let mut sim = Sim::new();
     sim.worker("tcp://a:1", 2);
     sim.submit(&["x"], vec![t("x", &[])]);
     sim.run_all();
-    let snap = sim.s.snapshot(false);
+    let snap = snapshot(&sim, false);
     assert_eq!(snap.get("task_count"), Some(&Value::Int(0)));
     assert!(task_rows(&snap).is_empty());
     let workers = array(snap.get("workers").unwrap());
@@ -158,7 +192,7 @@ fn without_tasks_the_snapshot_has_workers_and_clients_only() {
     assert_eq!(workers[0].get("nthreads"), Some(&Value::Int(2)));
     // the worker holds x, but the snapshot without tasks names no task
     assert!(workers[0].get("has_what").is_none());
-    assert!(array(sim.s.snapshot(true).get("workers").unwrap())[0]
+    assert!(array(snapshot(&sim, true).get("workers").unwrap())[0]
         .get("has_what")
         .is_some());
 }
