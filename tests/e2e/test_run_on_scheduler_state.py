@@ -280,3 +280,22 @@ def test_a_group_counts_its_forgotten_tasks_and_its_prefix_its_duration(client):
     size, in_memory, gone, done, duration = client.run_on_scheduler(group_summary, name)
     assert (size, in_memory, gone, done) == (3, 2, 1, True)
     assert duration > 0
+
+
+async def retire_by_name(name, dask_scheduler):
+    """What an autoscaling plugin does: retire a worker from the scheduler."""
+    retired = await dask_scheduler.retire_workers(names=[name], close_workers=True)
+    return {addr: info["name"] for addr, info in retired.items()}
+
+
+def test_a_coroutine_retires_a_worker_through_the_scheduler_object(make_cluster):
+    c = make_cluster([WorkerSpec(name="stays"), WorkerSpec(name="goes")])
+    client = c.client()
+    addrs = c.workers_by_name()
+    kept = client.submit(inc, 1, key=unique("kept"), workers=[addrs["goes"]])
+    assert kept.result(timeout=TIMEOUT) == 2
+    assert client.run_on_scheduler(retire_by_name, "goes") == {addrs["goes"]: "goes"}
+    assert list(client.scheduler_info()["workers"]) == [addrs["stays"]]
+    # the retired worker's data moved to the one that stays
+    assert client.who_has([kept])[kept.key] == (addrs["stays"],)
+    assert kept.result(timeout=TIMEOUT) == 2

@@ -1109,9 +1109,10 @@ _STAND_IN_ERROR = (
     "object. run_on_scheduler functions, --preload modules and scheduler plugins run in "
     "a Python process beside it and get, as the scheduler, a stand-in with only "
     "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', "
-    "'identity', 'log_event', 'story', the worker and nanny plugin (un)registrations, "
-    "read-only copies of 'tasks', 'workers', 'clients', 'task_groups', 'running' and "
-    "'total_nthreads', and the attributes set on it (state such as raft-dask's)"
+    "'identity', 'log_event', 'story', 'retire_workers', the worker and nanny plugin "
+    "(un)registrations, read-only copies of 'tasks', 'workers', 'clients', 'task_groups', "
+    "'running' and 'total_nthreads', and the attributes set on it (state such as "
+    "raft-dask's)"
 )
 
 
@@ -1175,6 +1176,7 @@ _RELAYED = frozenset(
         "identity",
         "log_event",
         "story",
+        "retire_workers",
     }
 )
 
@@ -1620,9 +1622,9 @@ class _SchedulerStandIn:
     ``plugins`` (the scheduler plugins registered, by name), ``add_plugin``,
     ``remove_plugin``, and, asked of the scheduler over its RPC, the worker
     and nanny plugin (un)registrations (``UploadDirectory.start`` uses them),
-    ``identity``, ``log_event`` and ``story``, and read-only copies of
-    ``tasks``, ``workers``, ``clients``, ``task_groups``, ``running`` and
-    ``total_nthreads`` (``_snapshot``).
+    ``identity``, ``log_event``, ``story`` and ``retire_workers``, and
+    read-only copies of ``tasks``, ``workers``, ``clients``,
+    ``task_groups``, ``running`` and ``total_nthreads`` (``_snapshot``).
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect
     here. Any other name behaves as on the real object: missing until set."""
@@ -1721,6 +1723,15 @@ class _SchedulerStandIn:
     async def unregister_nanny_plugin(self, comm=None, name=None):
         """``Scheduler.unregister_nanny_plugin``, asked of the scheduler."""
         return await self._relay("unregister_nanny_plugin", name=name)
+
+    async def retire_workers(self, workers=None, *, names=None, close_workers=False,
+                             remove=True, stimulus_id=None, **kwargs):
+        """``Scheduler.retire_workers``, asked of the scheduler (its
+        ``retire_workers`` RPC, as ``Client.retire_workers`` asks it): the
+        retired workers' identities by address."""
+        return await self._relay("retire_workers", workers=workers, names=names,
+                                 close_workers=close_workers, remove=remove,
+                                 stimulus_id=stimulus_id, **kwargs)
 
     def identity(self, n_workers=-1):
         """``Scheduler.identity``: the scheduler's answer to its ``identity``
