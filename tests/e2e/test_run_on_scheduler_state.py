@@ -45,7 +45,13 @@ def describe(keys, dask_scheduler):
     from distributed.scheduler import MemoryState
 
     s = dask_scheduler
-    out = {"len_tasks": len(s.tasks),
+    views_agree = (
+        len(s.tasks.items()) == len(s.tasks.values()) == len(s.tasks)
+        and all(s.tasks[k] is ts and ts.key == k for k, ts in s.tasks.items())
+        and [ts.key for ts in s.tasks.values()] == list(s.tasks)
+        and set(s.tasks.keys()) == set(s.tasks) and all(k in s.tasks for k in keys)
+    )
+    out = {"len_tasks": len(s.tasks), "views_agree": views_agree,
            "total_nthreads": s.total_nthreads,
            "running": sorted(ws.address for ws in s.running),
            "clients": sorted(s.clients),
@@ -103,7 +109,7 @@ def test_a_function_reads_tasks_workers_and_clients(client, cluster):
     assert got["running"] == sorted(info)
     assert client.id in got["clients"]
     assert got["len_tasks"] >= 4
-    assert got["same_copy"]
+    assert got["same_copy"] and got["views_agree"]
     by_name = {w["name"]: w for w in got["workers"].values()}
     assert set(by_name) == {"alpha", "beta"}
     assert by_name["alpha"]["nthreads"] == 2 and by_name["alpha"]["resources"] == {"FOO": 1}

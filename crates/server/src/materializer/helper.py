@@ -22,7 +22,7 @@ exits 1).  EOF on stdin exits 0.  See ``mod.rs`` for the request schema.
 import os
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import ItemsView, Mapping, ValuesView
 
 _LEN = struct.Struct("<Q")
 
@@ -1264,7 +1264,6 @@ class _TaskCopy(_StateCopy):
 
     _python_class = "TaskState"
     _fields = {
-        "state": _plain,
         "priority": lambda s, raw, copy: tuple(raw) if raw is not None else None,
         "run_id": _plain,
         "dependencies": _tasks,
@@ -1295,6 +1294,11 @@ class _TaskCopy(_StateCopy):
     def _raw(self, name):
         d = self.__dict__
         return d["_snapshot"]._task_value(d["_data"], name)
+
+    @property
+    def state(self):
+        # the field read most, straight from its column
+        return self._snapshot._dense["state"][self._data]
 
     def __hash__(self):
         return hash(self.key)
@@ -1483,6 +1487,31 @@ class _TaskMap(Mapping):
     def __contains__(self, key):
         return key in self._keys()
 
+    def _in_order(self):
+        """The tasks in the scheduler's order, without looking keys up."""
+        task_at = self._snapshot._task_at
+        return (task_at(n) for n in range(len(self)))
+
+    def values(self):
+        return _TaskValues(self)
+
+    def items(self):
+        return _TaskItems(self)
+
+
+class _TaskValues(ValuesView):
+    """``tasks.values()`` of a ``_TaskMap``."""
+
+    def __iter__(self):
+        return self._mapping._in_order()
+
+
+class _TaskItems(ItemsView):
+    """``tasks.items()`` of a ``_TaskMap``."""
+
+    def __iter__(self):
+        return ((ts.key, ts) for ts in self._mapping._in_order())
+
     def __repr__(self):
         return f"<copy of Scheduler.tasks: {len(self)} tasks>"
 
@@ -1558,7 +1587,8 @@ class _SchedulerSnapshot:
         """The copy of the task at position ``n`` (made on first use)."""
         ts = self._copies[n]
         if ts is None:
-            ts = self._copies[n] = _TaskCopy(self, n, key=_as_key(self._dense["key"][n]))
+            key = self._dense["key"][n]
+            ts = self._copies[n] = _TaskCopy(self, n, key=key if type(key) is str else _as_key(key))
         return ts
 
     def _task(self, i):
