@@ -36,6 +36,12 @@ impl Fields {
         }
     }
 
+    /// Adds `name: value` even where it looks like a default (a worker
+    /// named 0, as `LocalCluster` names its first).
+    fn put_always(&mut self, name: &str, value: Value) {
+        self.0.push((Value::str(name), value));
+    }
+
     fn done(self) -> Value {
         Value::Map(self.0)
     }
@@ -291,7 +297,7 @@ impl State {
         let m = w.memory();
         let mut f = Fields::new(w.id.0);
         f.put("address", Value::str(w.info.address.as_str()));
-        f.put("name", w.info.name.clone());
+        f.put_always("name", w.info.name.clone());
         f.put("host", Value::str(w.host.as_str()));
         f.put("status", Value::str(w.status.as_str()));
         f.put("nthreads", Value::Int(i64::from(w.info.nthreads)));

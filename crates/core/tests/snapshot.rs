@@ -179,6 +179,18 @@ fn annotations_keep_out_of_band_objects_as_values() {
 }
 
 #[test]
+fn a_worker_named_0_keeps_its_name() {
+    // LocalCluster names its workers 0, 1, ...: a name is never a default
+    let mut sim = Sim::new();
+    let mut reg = registration("tcp://a:1", 1);
+    reg.name = Value::Int(0);
+    sim.worker_reg(reg);
+    let snap = snapshot(&sim, false);
+    let workers = array(snap.get("workers").unwrap());
+    assert_eq!(workers[0].get("name"), Some(&Value::Int(0)));
+}
+
+#[test]
 fn without_tasks_the_snapshot_has_workers_and_clients_only() {
     let mut sim = Sim::new();
     sim.worker("tcp://a:1", 2);
