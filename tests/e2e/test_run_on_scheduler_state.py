@@ -1,6 +1,6 @@
 """The scheduler's state as ``run_on_scheduler`` functions see it:
 ``dask_scheduler.tasks``, ``.workers``, ``.clients``, ``.task_groups``,
-``.running`` and ``.total_nthreads``, as users read them to
+``.task_prefixes``, ``.running`` and ``.total_nthreads``, as users read them to
 count workers, list task states or find where a key lives.
 
 The Python scheduler hands these functions its live objects. The Rust
@@ -264,11 +264,13 @@ def test_the_copies_are_read_only_and_name_what_they_lack(client):
 
 def group_summary(name, dask_scheduler):
     group = dask_scheduler.task_groups[name]
+    prefix = dask_scheduler.task_prefixes[group.prefix.name]
     return (len(group), group.states["memory"], group.states["forgotten"], group.done,
-            group.prefix.duration_average)
+            prefix is group.prefix, prefix.states["memory"], prefix.states["forgotten"],
+            prefix.state_counts["memory"], prefix.duration_average)
 
 
-def test_a_group_counts_its_forgotten_tasks_and_its_prefix_its_duration(client):
+def test_a_group_and_its_prefix_count_their_forgotten_tasks(client):
     name = unique("grouped")
     futures = [client.submit(inc, i, key=(name, i)) for i in range(3)]
     assert client.gather(futures) == [1, 2, 3]
@@ -283,8 +285,10 @@ def test_a_group_counts_its_forgotten_tasks_and_its_prefix_its_duration(client):
     while not client.run_on_scheduler(forgotten, key):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    size, in_memory, gone, done, duration = client.run_on_scheduler(group_summary, name)
-    assert (size, in_memory, gone, done) == (3, 2, 1, True)
+    *counts, duration = client.run_on_scheduler(group_summary, name)
+    # the group, then its prefix: in memory, forgotten, and (the prefix)
+    # times its tasks entered memory
+    assert counts == [3, 2, 1, True, True, 2, 1, 3]
     assert duration > 0
 
 

@@ -114,8 +114,8 @@ fn resources(r: &[(String, f64)]) -> Value {
 /// value per task in the order of the tasks; the others, mostly at their
 /// default, as maps of a task's position to its value where that is not
 /// the default. `group` is an index into the snapshot's `groups`: `[name,
-/// prefix name, tasks ever added to the group (Python's len), the prefix's
-/// average duration or nil]`.
+/// prefix id (an index into its `prefixes`), tasks ever added to the group
+/// (Python's len)]`.
 pub const TASK_FIELDS: [&str; 26] = [
     "i",
     "key",
@@ -165,8 +165,8 @@ fn or_nil(value: Value) -> Value {
 }
 
 impl State {
-    /// `{"task_count", "task_columns", "task_sparse", "groups", "workers",
-    /// "clients"}`: every task's fields by [`TASK_FIELDS`] (columns and
+    /// `{"prefixes", "task_count", "task_columns", "task_sparse", "groups",
+    /// "workers", "clients"}`: every task's fields by [`TASK_FIELDS`] (columns and
     /// sparse maps, as that describes), every worker and client as a map
     /// with its id `i`, fields named as Python's `TaskState`, `WorkerState`
     /// and `ClientState` name them, other objects by id. Without
@@ -186,14 +186,10 @@ impl State {
             let Some(t) = t else { continue };
             let next = groups.len() as i64;
             let group = *group_index.entry(t.group).or_insert_with(|| {
-                let prefix = self.prefixes.get(t.prefix as usize);
                 groups.push(Value::Array(vec![
                     Value::str(self.groups.name(t.group)),
-                    Value::str(prefix.map_or("", |p| p.name.as_str())),
+                    Value::Int(i64::from(t.prefix)),
                     Value::Int(self.groups.size(t.group) as i64),
-                    prefix
-                        .and_then(|p| p.duration_average)
-                        .map_or(Value::Nil, Value::Float),
                 ]));
                 next
             });
@@ -241,6 +237,7 @@ impl State {
             })
             .collect();
         Value::map([
+            ("prefixes", self.prefixes_snapshot()),
             ("task_count", Value::Int(count)),
             ("task_columns", Value::Map(task_columns)),
             ("task_sparse", Value::Map(task_sparse)),
@@ -248,6 +245,34 @@ impl State {
             ("workers", Value::Array(workers)),
             ("clients", Value::Array(clients)),
         ])
+    }
+
+    /// Every task prefix ever seen, by id, as Python keeps them: `[name,
+    /// average duration or nil, {state: times a task entered it}
+    /// (Python's `state_counts`), times a task was suspicious]`.
+    fn prefixes_snapshot(&self) -> Value {
+        let none = crate::stats::PrefixCounters::default();
+        Value::Array(
+            self.prefixes
+                .iter()
+                .enumerate()
+                .map(|(p, prefix)| {
+                    let counters = self.stats.prefixes.get(p).unwrap_or(&none);
+                    let entered = crate::stats::ALL_TASK_STATES
+                        .iter()
+                        .map(|&st| (st, counters.state_totals[crate::stats::state_index(st)]))
+                        .filter(|&(_, n)| n > 0)
+                        .map(|(st, n)| (Value::str(st.as_str()), Value::Int(n as i64)))
+                        .collect();
+                    Value::Array(vec![
+                        Value::str(prefix.name.as_str()),
+                        prefix.duration_average.map_or(Value::Nil, Value::Float),
+                        Value::Map(entered),
+                        Value::Int(counters.suspicious as i64),
+                    ])
+                })
+                .collect(),
+        )
     }
 
     /// One task's values of [`TASK_FIELDS`], nil where at the default.

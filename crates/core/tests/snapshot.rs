@@ -118,14 +118,23 @@ fn references_by_id_resolve_to_the_right_tasks_workers_and_clients() {
     assert_eq!(ids(&tasks[&k("y")]["who_wants"]), vec![i64::from(c.0)]);
     assert!(ids(alice.get("wants_what").unwrap()).contains(&id("y")));
 
-    // each task's group is an index into `groups`, named by the group
+    // each task's group is an index into `groups`, named by the group,
+    // whose prefix is an index into `prefixes`
     let groups = array(snap.get("groups").unwrap());
+    let prefixes = array(snap.get("prefixes").unwrap());
     for key in ["x", "y", "z"] {
-        let g = &groups[int(&tasks[&k(key)]["group"]) as usize];
-        assert_eq!(array(g)[0].as_str(), Some(key));
-        assert_eq!(array(g)[1].as_str(), Some(key));
+        let g = array(&groups[int(&tasks[&k(key)]["group"]) as usize]);
+        assert_eq!(g[0].as_str(), Some(key));
+        let prefix = array(&prefixes[int(&g[1]) as usize]);
+        assert_eq!(prefix[0].as_str(), Some(key));
         // tasks ever added to the group
-        assert_eq!(array(g)[2], Value::Int(1));
+        assert_eq!(g[2], Value::Int(1));
+        // the prefix's tasks went through waiting, processing and memory
+        let entered = prefix[2].as_map().unwrap();
+        for state in ["waiting", "processing", "memory"] {
+            let n = entered.iter().find(|(s, _)| s.as_str() == Some(state));
+            assert_eq!(n.map(|(_, n)| int(n)), Some(1), "{key} {state}");
+        }
     }
 }
 

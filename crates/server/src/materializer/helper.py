@@ -1111,8 +1111,8 @@ _STAND_IN_ERROR = (
     "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', "
     "'identity', 'log_event', 'story', 'retire_workers', the worker and nanny plugin "
     "(un)registrations, read-only copies of 'tasks', 'workers', 'clients', 'task_groups', "
-    "'running' and 'total_nthreads', and the attributes set on it (state such as "
-    "raft-dask's)"
+    "'task_prefixes', 'running' and 'total_nthreads', and the attributes set on it (state "
+    "such as raft-dask's)"
 )
 
 
@@ -1163,7 +1163,8 @@ def _scheduler_local_directory():
 
 # Scheduler attributes the stand-in reads from a copy of the scheduler's state
 _COPIED = frozenset(
-    {"tasks", "workers", "clients", "task_groups", "running", "total_nthreads"}
+    {"tasks", "workers", "clients", "task_groups", "task_prefixes", "running",
+     "total_nthreads"}
 )
 
 # Scheduler methods the stand-in asks of the scheduler over its RPC
@@ -1448,13 +1449,25 @@ class _GroupCopy(_StateCopy):
 
 
 class _PrefixCopy(_StateCopy):
-    """``TaskPrefix``, as ``_StateCopy`` describes: its name, its live
-    groups and ``duration_average`` (-1 until measured, as in Python)."""
+    """``TaskPrefix``, as ``_StateCopy`` describes: its name, its tasks'
+    counts by state (the forgotten ones included), ``state_counts`` (how
+    many times its tasks entered each state), ``duration_average`` (-1
+    until measured, as in Python), ``suspicious`` and its live groups.
+    Python's ``len``, ``max_exec_time``, durations and byte totals are not
+    in the copy."""
 
     _python_class = "TaskPrefix"
 
+    def __len__(self):
+        raise NotImplementedError(
+            "len(TaskPrefix) is not available: run_on_scheduler functions, --preload modules "
+            "and scheduler plugins get a copy of the Rust dask-scheduler's task prefixes "
+            "without it"
+        )
+
     def __repr__(self):
-        return f"<TaskPrefix {self.name}>"
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.states.items()) if v)
+        return f"<{self.name}: {counts}>"
 
 
 class _TaskMap(Mapping):
@@ -1537,6 +1550,7 @@ class _SchedulerSnapshot:
         self._dense = raw.get("task_columns") or {}
         self._sparse = raw.get("task_sparse") or {}
         self._raw_groups = raw.get("groups") or []
+        self._raw_prefixes = raw.get("prefixes") or []
         self._group_copies = None
         self._copies = [None] * self._count
         self._position_of_id = None
@@ -1568,6 +1582,11 @@ class _SchedulerSnapshot:
     @property
     def task_groups(self):
         return {g.name: g for g in self._groups()}
+
+    @property
+    def task_prefixes(self):
+        self._groups()
+        return {p.name: p for p in self._prefix_copies}
 
     def _positions(self):
         """Task id -> the position of its row (made on first use)."""
@@ -1602,15 +1621,21 @@ class _SchedulerSnapshot:
             return self._group_copies
         from distributed.scheduler import ALL_TASK_STATES
 
-        prefixes = {}
+        from collections import defaultdict
+
+        prefixes = []
+        for name, duration, entered, suspicious in self._raw_prefixes:
+            states = dict.fromkeys(ALL_TASK_STATES, 0)
+            # a forgotten task stays counted, as in Python
+            states["forgotten"] = entered.get("forgotten", 0)
+            prefixes.append(_PrefixCopy(
+                self, {}, name=name, groups=[], states=states,
+                state_counts=defaultdict(int, entered), suspicious=suspicious,
+                duration_average=-1 if duration is None else duration,
+            ))
         groups = []
-        for name, prefix_name, size, duration in self._raw_groups:
-            prefix = prefixes.get(prefix_name)
-            if prefix is None:
-                prefix = prefixes[prefix_name] = _PrefixCopy(
-                    self, {}, name=prefix_name, groups=[],
-                    duration_average=-1 if duration is None else duration,
-                )
+        for name, prefix_id, size in self._raw_groups:
+            prefix = prefixes[prefix_id]
             group = _GroupCopy(self, {}, name=name, prefix=prefix, _size=size,
                                states=dict.fromkeys(ALL_TASK_STATES, 0), dependencies=set())
             prefix.groups.append(group)
@@ -1618,8 +1643,10 @@ class _SchedulerSnapshot:
         group_of = [groups[g] for g in self._dense["group"]]
         for group, state in zip(group_of, self._dense["state"]):
             group.states[state] = group.states.get(state, 0) + 1
+            group.prefix.states[state] = group.prefix.states.get(state, 0) + 1
         for group in groups:
             group.states["forgotten"] = len(group) - sum(group.states.values())
+        self._prefix_copies = prefixes
         position = self._positions()
         for n, deps in self._sparse.get("dependencies", {}).items():
             group = group_of[n]
@@ -1654,7 +1681,8 @@ class _SchedulerStandIn:
     and nanny plugin (un)registrations (``UploadDirectory.start`` uses them),
     ``identity``, ``log_event``, ``story`` and ``retire_workers``, and
     read-only copies of ``tasks``, ``workers``, ``clients``,
-    ``task_groups``, ``running`` and ``total_nthreads`` (``_snapshot``).
+    ``task_groups``, ``task_prefixes``, ``running`` and ``total_nthreads``
+    (``_snapshot``).
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect
     here. Any other name behaves as on the real object: missing until set."""
@@ -1679,7 +1707,7 @@ class _SchedulerStandIn:
         if name == "local_directory":
             return _scheduler_local_directory()
         if name in _COPIED:
-            snapshot = self._snapshot(tasks=name in ("tasks", "task_groups"))
+            snapshot = self._snapshot(tasks=name in ("tasks", "task_groups", "task_prefixes"))
             return getattr(snapshot, name)
         if name in self._reserved():
             raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
