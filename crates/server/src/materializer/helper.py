@@ -1511,6 +1511,9 @@ class _TaskMap(Mapping):
     def items(self):
         return _TaskItems(self)
 
+    def __repr__(self):
+        return f"<copy of Scheduler.tasks: {len(self)} tasks>"
+
 
 class _TaskValues(ValuesView):
     """``tasks.values()`` of a ``_TaskMap``."""
@@ -1524,9 +1527,6 @@ class _TaskItems(ItemsView):
 
     def __iter__(self):
         return ((ts.key, ts) for ts in self._mapping._in_order())
-
-    def __repr__(self):
-        return f"<copy of Scheduler.tasks: {len(self)} tasks>"
 
 
 class _SchedulerSnapshot:
@@ -1619,9 +1619,9 @@ class _SchedulerSnapshot:
         and dependencies (made on first use: it reads every task)."""
         if self._group_copies is not None:
             return self._group_copies
-        from distributed.scheduler import ALL_TASK_STATES
-
         from collections import defaultdict
+
+        from distributed.scheduler import ALL_TASK_STATES
 
         prefixes = []
         for name, duration, entered, suspicious in self._raw_prefixes:
