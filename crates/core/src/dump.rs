@@ -16,7 +16,7 @@ use crate::ids::{ClientId, TaskId, WorkerId};
 use crate::memory::WorkerMemory;
 use crate::state::State;
 use crate::stats::{state_index, ALL_TASK_STATES as STATES};
-use crate::task::{Task, TaskState};
+use crate::task::{Restrictions, Task, TaskState};
 use crate::worker::Worker;
 use dask_wire::Value;
 use rustc_hash::FxHashMap;
@@ -59,6 +59,15 @@ fn states_map(counts: &StateCounts) -> Value {
                     Value::Int(counts[state_index(*s)] as i64),
                 )
             })
+            .collect(),
+    )
+}
+
+/// Resources (`{name: amount}`) as Python keeps them, a dict of floats.
+pub(crate) fn resources_map(r: &[(String, f64)]) -> Value {
+    Value::Map(
+        r.iter()
+            .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
             .collect(),
     )
 }
@@ -295,19 +304,12 @@ impl State {
                 Value::Array(v.into_iter().map(Value::str).collect())
             }
         };
-        let (hosts, workers): (Vec<String>, Vec<String>) = restrictions
-            .map(|r| r.workers.iter().cloned().partition(|w| !w.contains("://")))
+        let (hosts, workers) = restrictions
+            .map(Restrictions::hosts_and_workers)
             .unwrap_or_default();
         let resources = restrictions
             .filter(|r| !r.resources.is_empty())
-            .map_or(Value::Nil, |r| {
-                Value::Map(
-                    r.resources
-                        .iter()
-                        .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
-                        .collect(),
-                )
-            });
+            .map_or(Value::Nil, |r| resources_map(&r.resources));
         dict(
             vec![
                 ("key", t.key.to_value()),
@@ -348,7 +350,7 @@ impl State {
                 (
                     "exception_blame",
                     t.exception_blame()
-                        .filter(|b| self.tasks.get(*b as usize).is_some_and(Option::is_some))
+                        .filter(|&b| self.exists(b))
                         .map_or(Value::Nil, |b| self.task_repr(b)),
                 ),
                 (
@@ -378,13 +380,6 @@ impl State {
         processing.sort_unstable();
         let mut long_running: Vec<TaskId> = w.long_running.iter().copied().collect();
         long_running.sort_unstable();
-        let resources = |r: &[(String, f64)]| {
-            Value::Map(
-                r.iter()
-                    .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
-                    .collect(),
-            )
-        };
         dict(
             vec![
                 ("address", Value::str(w.info.address.as_str())),
@@ -401,8 +396,8 @@ impl State {
                 ("extra", w.info.extra.clone()),
                 ("metrics", w.info.metrics.clone()),
                 ("last_seen", Value::Float(w.last_seen)),
-                ("resources", resources(&w.info.resources)),
-                ("used_resources", resources(&w.used_resources)),
+                ("resources", resources_map(&w.info.resources)),
+                ("used_resources", resources_map(&w.used_resources)),
                 ("nbytes", Value::Int(w.nbytes)),
                 ("occupancy", Value::Float(self.occupancy(w))),
                 ("memory", memory_dict(m)),

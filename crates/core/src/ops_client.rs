@@ -230,7 +230,7 @@ impl State {
             let live: Vec<TaskId> = cancelled
                 .iter()
                 .copied()
-                .filter(|id| self.tasks.get(*id as usize).is_some_and(Option::is_some))
+                .filter(|&id| self.exists(id))
                 .collect();
             self.client_releases(c, &live);
         }

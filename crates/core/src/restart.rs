@@ -58,8 +58,7 @@ impl State {
             }
             left.sort_unstable_by(|a, b| b.cmp(a));
             for id in left {
-                let live = self.tasks.get(id as usize).is_some_and(Option::is_some);
-                if live && self.task(id).dependents.is_empty() {
+                if self.exists(id) && self.task(id).dependents.is_empty() {
                     self.transitions([(id, Target::Forgotten)]);
                 }
             }

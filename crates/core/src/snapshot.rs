@@ -14,9 +14,10 @@
 //! for the others, to keep a large graph's snapshot small and quick to
 //! decode; the reader fills the defaults in.
 
+use crate::dump::resources_map;
 use crate::ids::TaskId;
 use crate::state::State;
-use crate::task::Task;
+use crate::task::{Restrictions, Task};
 use crate::worker::Worker;
 use dask_wire::Value;
 
@@ -100,14 +101,6 @@ fn ids(ids: impl Iterator<Item = u32>) -> Value {
 
 fn text_list(items: Vec<String>) -> Value {
     Value::Array(items.into_iter().map(Value::str).collect())
-}
-
-fn resources(r: &[(String, f64)]) -> Value {
-    Value::Map(
-        r.iter()
-            .map(|(n, a)| (Value::str(n.as_str()), Value::Float(*a)))
-            .collect(),
-    )
 }
 
 /// The fields of a task. [`DENSE_TASK_FIELDS`] travel as columns, one
@@ -280,12 +273,8 @@ impl State {
         let error = t.error();
         let text = |s: Option<&str>| s.map_or(Value::Nil, |s| or_nil(Value::str(s)));
         let r = t.restrictions();
-        let (hosts, workers): (Vec<String>, Vec<String>) = r
-            .map(|r| r.workers.iter().cloned().partition(|w| !w.contains("://")))
-            .unwrap_or_default();
-        let blame = t
-            .exception_blame()
-            .filter(|b| self.tasks.get(*b as usize).is_some_and(Option::is_some));
+        let (hosts, workers) = r.map(Restrictions::hosts_and_workers).unwrap_or_default();
+        let blame = t.exception_blame().filter(|&b| self.exists(b));
         [
             Value::Int(i64::from(id)),
             t.key.to_value(),
@@ -313,7 +302,7 @@ impl State {
             text(error.map(|e| e.traceback_text.as_str())),
             or_nil(text_list(hosts)),
             or_nil(text_list(workers)),
-            r.map_or(Value::Nil, |r| or_nil(resources(&r.resources))),
+            r.map_or(Value::Nil, |r| or_nil(resources_map(&r.resources))),
             or_nil(Value::Bool(r.is_some_and(|r| r.loose))),
         ]
     }
@@ -335,8 +324,8 @@ impl State {
         f.put("extra", w.info.extra.clone());
         f.put("metrics", w.info.metrics.clone());
         f.put("last_seen", Value::Float(w.last_seen));
-        f.put("resources", resources(&w.info.resources));
-        f.put("used_resources", resources(&w.used_resources));
+        f.put("resources", resources_map(&w.info.resources));
+        f.put("used_resources", resources_map(&w.used_resources));
         f.put("nbytes", Value::Int(w.nbytes));
         f.put("occupancy", Value::Float(self.occupancy(w)));
         f.put(

@@ -122,6 +122,16 @@ impl Restrictions {
     pub fn is_empty(&self) -> bool {
         self.workers.is_empty() && self.resources.is_empty()
     }
+
+    /// `workers` split as Python keeps them: host names
+    /// (`host_restrictions`), then worker addresses, the entries with a
+    /// scheme (`worker_restrictions`).
+    pub fn hosts_and_workers(&self) -> (Vec<String>, Vec<String>) {
+        self.workers
+            .iter()
+            .cloned()
+            .partition(|w| !w.contains("://"))
+    }
 }
 
 /// The exception of an erred task, kept as the opaque objects the worker sent.

@@ -39,7 +39,7 @@ pub enum Target {
 pub type Recs = SmallVec<[(TaskId, Target); 4]>;
 
 impl State {
-    fn exists(&self, id: TaskId) -> bool {
+    pub(crate) fn exists(&self, id: TaskId) -> bool {
         matches!(self.tasks.get(id as usize), Some(Some(_)))
     }
 
