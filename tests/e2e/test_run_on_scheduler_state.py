@@ -1,6 +1,6 @@
 """The scheduler's state as ``run_on_scheduler`` functions see it:
 ``dask_scheduler.tasks``, ``.workers``, ``.clients``, ``.task_groups``,
-``.task_prefixes``, ``.running`` and ``.total_nthreads``, as users read them to
+``.task_prefixes``, ``.running``, ``.total_nthreads`` and ``.n_tasks``, as users read them to
 count workers, list task states or find where a key lives.
 
 The Python scheduler hands these functions its live objects. The Rust
@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from .cluster import WorkerSpec
-from .helpers import inc
+from .helpers import inc, sleep_until_file
 
 TIMEOUT = 120
 
@@ -309,3 +309,82 @@ def test_a_coroutine_retires_a_worker_through_the_scheduler_object(make_cluster)
     # the retired worker's data moved to the one that stays
     assert client.who_has([kept])[kept.key] == (addrs["stays"],)
     assert kept.result(timeout=TIMEOUT) == 2
+
+
+def prefix_summary(name, dask_scheduler):
+    prefix = dask_scheduler.task_prefixes[name]
+    return [len(prefix), prefix.states["memory"], prefix.states["forgotten"],
+            prefix.state_counts["memory"], sorted(g.name for g in prefix.groups)]
+
+
+def test_a_prefix_counts_its_live_groups_only(client):
+    # In Python, a group whose tasks were all forgotten is removed, and its
+    # prefix's len and state counts drop what the group counted; the
+    # prefix's state_counts (times its tasks entered each state) stay.
+    word = "livegroups" + uuid.uuid4().hex[:8]
+    gone, kept = f"{word}-{uuid.uuid4().hex[:8]}", f"{word}-{uuid.uuid4().hex[:8]}"
+    futures = {g: [client.submit(inc, i, key=(g, i)) for i in range(2)] for g in (gone, kept)}
+    assert client.gather(futures[gone] + futures[kept]) == [1, 2, 1, 2]
+    assert client.run_on_scheduler(prefix_summary, word) == [4, 4, 0, 4, sorted([gone, kept])]
+    del futures[gone]
+
+    def group_removed(name, dask_scheduler):
+        return name not in dask_scheduler.task_groups
+
+    deadline = time.monotonic() + TIMEOUT
+    while not client.run_on_scheduler(group_removed, gone):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert client.run_on_scheduler(prefix_summary, word) == [2, 2, 0, 4, [kept]]
+
+
+def long_task_view(key, dask_scheduler):
+    """What a function reads of a task that is still running: how long its
+    worker's last heartbeat said it had run, and what its prefix and
+    worker make of that."""
+    ts = dask_scheduler.tasks.get(key)
+    if ts is None or ts.processing_on is None:
+        return None
+    ws = ts.processing_on
+    prefix = ts.prefix
+    return {"running_for": ws.executing.get(ts), "longest": prefix.max_exec_time,
+            "average": prefix.duration_average, "occupancy": ws.occupancy,
+            "others_on_worker": len(ws.processing) - 1}
+
+
+def n_tasks(dask_scheduler):
+    return dask_scheduler.n_tasks
+
+
+def test_heartbeats_say_how_long_a_running_task_has_run(client, tmp_path):
+    # A worker's heartbeat lists the tasks it is executing and for how long.
+    # The scheduler keeps them (WorkerState.executing) and, while no task of
+    # the prefix has finished, estimates the prefix's tasks at twice the
+    # longest of those times (TaskPrefix.max_exec_time).
+    word = "longrun" + uuid.uuid4().hex[:8]
+    key = f"{word}-{uuid.uuid4().hex[:8]}"
+    stop = tmp_path / "stop"
+    sent_before = client.run_on_scheduler(n_tasks)
+    fut = client.submit(sleep_until_file, str(stop), 60.0, "done", key=key, pure=False)
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        view = client.run_on_scheduler(long_task_view, key)
+        if view and view["running_for"] and view["longest"] > 0.3:
+            break
+        assert not fut.done(), fut
+        assert time.monotonic() < deadline, view
+        time.sleep(0.05)
+    assert view["running_for"] <= view["longest"]
+    assert view["average"] == -1
+    assert view["others_on_worker"] == 0
+    assert view["occupancy"] == pytest.approx(2 * view["longest"])
+    assert client.run_on_scheduler(n_tasks) == sent_before + 1
+    stop.write_text("")
+    assert fut.result(timeout=TIMEOUT) == "done"
+
+    def measured(name, dask_scheduler):
+        prefix = dask_scheduler.task_prefixes[name]
+        return prefix.duration_average, prefix.max_exec_time
+
+    average, longest = list(client.run_on_scheduler(measured, word))
+    assert average >= view["longest"] and longest >= view["longest"]

@@ -362,6 +362,29 @@ impl State {
         Some(heartbeat_interval(n))
     }
 
+    /// Record what a worker's heartbeat says it is executing (`{key:
+    /// seconds running}`), as Python's `heartbeat_worker` does: the
+    /// worker's `executing` is replaced, and each known task's prefix
+    /// learns how long its tasks run ([`State::add_exec_time`]). Keys the
+    /// scheduler no longer knows are left out. Ignored for an unknown
+    /// worker.
+    pub fn record_executing(&mut self, address: &str, executing: Vec<(Key, f64)>) {
+        let Some(w) = self.worker_id(address) else {
+            return;
+        };
+        let mut known = Vec::with_capacity(executing.len());
+        for (key, seconds) in executing {
+            if let Some(id) = self.task_id(&key) {
+                let prefix = self.task(id).prefix;
+                self.add_exec_time(prefix, seconds);
+                known.push((key, seconds));
+            }
+        }
+        if let Some(worker) = self.workers.get_mut(&w) {
+            worker.executing = known;
+        }
+    }
+
     /// Workers silent for longer than `worker-ttl` (to be removed by the caller).
     pub fn expired_workers(&self, now: f64) -> Vec<WorkerId> {
         let Some(ttl) = self.config.worker_ttl else {

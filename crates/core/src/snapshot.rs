@@ -158,8 +158,8 @@ fn or_nil(value: Value) -> Value {
 }
 
 impl State {
-    /// `{"prefixes", "task_count", "task_columns", "task_sparse", "groups",
-    /// "workers", "clients"}`: every task's fields by [`TASK_FIELDS`] (columns and
+    /// `{"prefixes", "n_tasks", "task_count", "task_columns", "task_sparse",
+    /// "groups", "workers", "clients"}`: every task's fields by [`TASK_FIELDS`] (columns and
     /// sparse maps, as that describes), every worker and client as a map
     /// with its id `i`, fields named as Python's `TaskState`, `WorkerState`
     /// and `ClientState` name them, other objects by id. Without
@@ -231,6 +231,7 @@ impl State {
             .collect();
         Value::map([
             ("prefixes", self.prefixes_snapshot()),
+            ("n_tasks", Value::Int(self.n_tasks as i64)),
             ("task_count", Value::Int(count)),
             ("task_columns", Value::Map(task_columns)),
             ("task_sparse", Value::Map(task_sparse)),
@@ -242,7 +243,8 @@ impl State {
 
     /// Every task prefix ever seen, by id, as Python keeps them: `[name,
     /// average duration or nil, {state: times a task entered it}
-    /// (Python's `state_counts`), times a task was suspicious]`.
+    /// (Python's `state_counts`), times a task was suspicious, the longest
+    /// execution a heartbeat reported or nil]`.
     fn prefixes_snapshot(&self) -> Value {
         let none = crate::stats::PrefixCounters::default();
         Value::Array(
@@ -262,6 +264,7 @@ impl State {
                         prefix.duration_average.map_or(Value::Nil, Value::Float),
                         Value::Map(entered),
                         Value::Int(counters.suspicious as i64),
+                        prefix.max_exec_time.map_or(Value::Nil, Value::Float),
                     ])
                 })
                 .collect(),
@@ -341,6 +344,21 @@ impl State {
             f.put("has_what", ids(w.has_what.iter()));
             f.put("processing", ids(w.processing.iter().copied()));
             f.put("long_running", ids(w.long_running.iter().copied()));
+            f.put(
+                "executing",
+                Value::Array(
+                    w.executing
+                        .iter()
+                        .filter_map(|(key, seconds)| {
+                            let id = self.task_id(key)?;
+                            Some(Value::Array(vec![
+                                Value::Int(i64::from(id)),
+                                Value::Float(*seconds),
+                            ]))
+                        })
+                        .collect(),
+                ),
+            );
             f.put("actors", ids(self.actors_on(w.id).into_iter()));
             f.put(
                 "needs_what",

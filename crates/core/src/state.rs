@@ -43,6 +43,11 @@ pub struct PrefixStats {
     pub duration_average: Option<f64>,
     /// Completed tasks.
     pub completed: u64,
+    /// The longest a task of the prefix had been executing when a worker's
+    /// heartbeat reported it (s; Python's `max_exec_time`): while no task
+    /// has finished, twice this is the duration estimate, so a prefix of
+    /// long tasks is not taken for one of `unknown-task-duration`.
+    pub max_exec_time: Option<f64>,
     /// Preset to at most 1 ms by `default-task-durations` (Python's
     /// `stealing.fast_tasks`, e.g. `split-taskshuffle`): never worth stealing.
     pub fast: bool,
@@ -90,6 +95,9 @@ pub struct State {
     /// Events for the scheduler plugins' hooks (none without plugins).
     pub(crate) plugin_feed: crate::pluginfeed::PluginFeed,
     pub(crate) run_counter: i64,
+    /// Times a task was sent to a worker to run, steals left out (Python's
+    /// `Scheduler.n_tasks`, which `run_on_scheduler` functions read).
+    pub(crate) n_tasks: u64,
     /// The task of each run still under way, by run id: finds the task of
     /// a `task-finished` without hashing its key.
     pub(crate) run_index: crate::runindex::RunIndex,
@@ -238,6 +246,7 @@ impl State {
             plugin_feed: Default::default(),
             compute_stimulus: None,
             run_counter: 0,
+            n_tasks: 0,
             run_index: Default::default(),
             generation: 0.0,
             last_graph_time: f64::NEG_INFINITY,
@@ -546,6 +555,7 @@ impl State {
         for p in &mut self.prefixes {
             p.duration_average = self.config.default_task_duration(&p.name);
             p.completed = 0;
+            p.max_exec_time = None;
         }
         self.stats.prefixes.clear();
     }
@@ -555,11 +565,32 @@ impl State {
         self.prefix_duration(self.task(id).prefix)
     }
 
-    /// Estimated run time of a task of prefix `p`.
+    /// Estimated run time of a task of prefix `p`, as Python's
+    /// `_get_prefix_duration`: the measured average (or preset), else twice
+    /// the longest a task of it has been seen executing, else
+    /// `unknown-task-duration`.
     fn prefix_duration(&self, p: u32) -> f64 {
-        self.prefixes[p as usize]
+        let prefix = &self.prefixes[p as usize];
+        match (prefix.duration_average, prefix.max_exec_time) {
+            (Some(average), _) => average,
+            (None, Some(longest)) if longest > 0.0 => 2.0 * longest,
+            _ => self.config.unknown_task_duration,
+        }
+    }
+
+    /// A worker's heartbeat says a task of prefix `p` has been executing
+    /// for `seconds` (Python's `TaskPrefix.add_exec_time`): the prefix's
+    /// longest execution grows, and an average it has outrun by more than
+    /// twice is dropped, so the estimate follows the long task.
+    pub(crate) fn add_exec_time(&mut self, p: u32, seconds: f64) {
+        let prefix = &mut self.prefixes[p as usize];
+        prefix.max_exec_time = Some(prefix.max_exec_time.map_or(seconds, |m| m.max(seconds)));
+        if prefix
             .duration_average
-            .unwrap_or(self.config.unknown_task_duration)
+            .is_some_and(|average| seconds > 2.0 * average)
+        {
+            prefix.duration_average = None;
+        }
     }
 
     /// Estimated seconds of work on `w`, as Python's `WorkerState.occupancy`:
@@ -864,6 +895,7 @@ impl State {
                 used_resources: Vec::new(),
                 last_seen: now,
                 unmanaged: Default::default(),
+                executing: Vec::new(),
             },
         );
         self.refresh_slot_index(id);

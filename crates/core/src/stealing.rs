@@ -233,7 +233,7 @@ impl State {
                     .is_some_and(|t| t.status == WorkerStatus::Running);
                 self.transition_counter += 1;
                 if thief_ok {
-                    self.assign(id, steal.thief);
+                    self.send_to_worker(id, steal.thief);
                 } else {
                     self.task_mut(id).state = TaskState::Waiting;
                     self.count_state_as(id, TaskState::Waiting);

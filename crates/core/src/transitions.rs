@@ -314,11 +314,20 @@ impl State {
         Recs::new()
     }
 
-    /// Send a ready task to a worker.
+    /// Send a ready task to a worker: it enters `processing`.
     pub(crate) fn assign(&mut self, id: TaskId, w: WorkerId) {
+        self.n_tasks += 1;
+        self.count_state_as(id, TaskState::Processing);
+        self.send_to_worker(id, w);
+    }
+
+    /// Make `w` run task `id` and send it there. A confirmed steal moves a
+    /// task this way without counting it again: in Python it stays
+    /// `processing`, so neither `n_tasks` nor its prefix's `state_counts`
+    /// change.
+    pub(crate) fn send_to_worker(&mut self, id: TaskId, w: WorkerId) {
         self.run_counter += 1;
         let run_id = self.run_counter;
-        self.count_state_as(id, TaskState::Processing);
         let t = self.task_mut(id);
         t.state = TaskState::Processing;
         t.processing_on = Some(w);

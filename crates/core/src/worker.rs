@@ -154,6 +154,10 @@ pub struct Worker {
     pub last_seen: f64,
     /// Unmanaged memory over the `recent-to-old-time` window (heartbeats).
     pub unmanaged: crate::memory::UnmanagedHistory,
+    /// The keys its last heartbeat said were executing, with how long
+    /// each had run (s): Python's `WorkerState.executing`, which user code
+    /// reads through the `run_on_scheduler` stand-in.
+    pub executing: Vec<(dask_wire::Key, f64)>,
 }
 
 impl Worker {

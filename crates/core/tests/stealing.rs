@@ -43,6 +43,29 @@ fn respond(sim: &mut Sim, w: WorkerId, req: &Value, state: Value) {
     .unwrap();
 }
 
+/// Times tasks of prefix `name` entered `processing` (Python's
+/// `state_counts`), and the scheduler's `n_tasks`, as the
+/// `run_on_scheduler` copy reports them.
+fn processing_counts(sim: &Sim, name: &str) -> (i64, i64) {
+    let snap = sim.s.snapshot(false);
+    let n_tasks = snap.get("n_tasks").and_then(Value::as_i64).unwrap();
+    let Some(Value::Array(prefixes)) = snap.get("prefixes") else {
+        panic!("no prefixes");
+    };
+    let entered = prefixes
+        .iter()
+        .find_map(|p| match p {
+            Value::Array(row) if row[0].as_str() == Some(name) => Some(row[2].clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no prefix {name}"));
+    let processing = entered
+        .get("processing")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    (processing, n_tasks)
+}
+
 #[test]
 fn confirmed_steal_moves_the_task_with_a_new_run_id() {
     let (mut sim, w0, w1, cs) = imbalanced();
@@ -66,6 +89,9 @@ fn confirmed_steal_moves_the_task_with_a_new_run_id() {
     let old = cs.iter().find(|c| c.key == key).unwrap();
     assert!(moved.run_id > old.run_id);
     assert!(sim.s.steals_in_flight().is_empty());
+    // In Python a stolen task stays `processing`: it is not counted as
+    // entering it again, nor as another task sent (`n_tasks`).
+    assert_eq!(processing_counts(&sim, "c"), (1, 3));
     // The victim's stale answer for the old run is refused; the thief's counts.
     sim.finish(old);
     assert_eq!(sim.freed_on(w0), keyset(&["c"]));

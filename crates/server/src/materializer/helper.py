@@ -1164,7 +1164,7 @@ def _scheduler_local_directory():
 # Scheduler attributes the stand-in reads from a copy of the scheduler's state
 _COPIED = frozenset(
     {"tasks", "workers", "clients", "task_groups", "task_prefixes", "running",
-     "total_nthreads"}
+     "total_nthreads", "n_tasks"}
 )
 
 # Scheduler methods the stand-in asks of the scheduler over its RPC
@@ -1389,6 +1389,11 @@ class _WorkerCopy(_StateCopy):
         "needs_what": _of_complete(
             "needs_what", lambda s, raw, copy: {s._task(t): n for t, n in raw or ()}
         ),
+        # what its last heartbeat said it was executing, with the seconds
+        # each task had run
+        "executing": _of_complete(
+            "executing", lambda s, raw, copy: {s._task(t): d for t, d in raw or ()}
+        ),
     }
 
     def __hash__(self):
@@ -1449,21 +1454,18 @@ class _GroupCopy(_StateCopy):
 
 
 class _PrefixCopy(_StateCopy):
-    """``TaskPrefix``, as ``_StateCopy`` describes: its name, its tasks'
-    counts by state (the forgotten ones included), ``state_counts`` (how
-    many times its tasks entered each state), ``duration_average`` (-1
-    until measured, as in Python), ``suspicious`` and its live groups.
-    Python's ``len``, ``max_exec_time``, durations and byte totals are not
-    in the copy."""
+    """``TaskPrefix``, as ``_StateCopy`` describes: its name, its live
+    groups, ``len`` and its tasks' counts by state (as in Python, the sums
+    of its live groups': a group whose tasks were all forgotten no longer
+    counts), ``state_counts`` (how many times its tasks entered each
+    state), ``duration_average`` and ``max_exec_time`` (-1 until measured,
+    as in Python) and ``suspicious``. Python's durations and byte totals
+    are not in the copy."""
 
     _python_class = "TaskPrefix"
 
     def __len__(self):
-        raise NotImplementedError(
-            "len(TaskPrefix) is not available: run_on_scheduler functions, --preload modules "
-            "and scheduler plugins get a copy of the Rust dask-scheduler's task prefixes "
-            "without it"
-        )
+        return sum(len(group) for group in self.groups)
 
     def __repr__(self):
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.states.items()) if v)
@@ -1546,6 +1548,8 @@ class _SchedulerSnapshot:
 
         self.complete = complete
         self._completed = completed
+        # times a task was sent to a worker to run (steals not counted)
+        self.n_tasks = raw.get("n_tasks") or 0
         self._count = raw.get("task_count") or 0
         self._dense = raw.get("task_columns") or {}
         self._sparse = raw.get("task_sparse") or {}
@@ -1624,14 +1628,12 @@ class _SchedulerSnapshot:
         from distributed.scheduler import ALL_TASK_STATES
 
         prefixes = []
-        for name, duration, entered, suspicious in self._raw_prefixes:
-            states = dict.fromkeys(ALL_TASK_STATES, 0)
-            # a forgotten task stays counted, as in Python
-            states["forgotten"] = entered.get("forgotten", 0)
+        for name, duration, entered, suspicious, longest in self._raw_prefixes:
             prefixes.append(_PrefixCopy(
-                self, {}, name=name, groups=[], states=states,
+                self, {}, name=name, groups=[], states=dict.fromkeys(ALL_TASK_STATES, 0),
                 state_counts=defaultdict(int, entered), suspicious=suspicious,
                 duration_average=-1 if duration is None else duration,
+                max_exec_time=-1 if longest is None else longest,
             ))
         groups = []
         for name, prefix_id, size in self._raw_groups:
@@ -1643,9 +1645,12 @@ class _SchedulerSnapshot:
         group_of = [groups[g] for g in self._dense["group"]]
         for group, state in zip(group_of, self._dense["state"]):
             group.states[state] = group.states.get(state, 0) + 1
-            group.prefix.states[state] = group.prefix.states.get(state, 0) + 1
         for group in groups:
             group.states["forgotten"] = len(group) - sum(group.states.values())
+            # a prefix counts what its live groups count, as in Python,
+            # where a removed group takes its counts with it
+            for state, count in group.states.items():
+                group.prefix.states[state] = group.prefix.states.get(state, 0) + count
         self._prefix_copies = prefixes
         position = self._positions()
         for n, deps in self._sparse.get("dependencies", {}).items():
@@ -1681,7 +1686,7 @@ class _SchedulerStandIn:
     and nanny plugin (un)registrations (``UploadDirectory.start`` uses them),
     ``identity``, ``log_event``, ``story`` and ``retire_workers``, and
     read-only copies of ``tasks``, ``workers``, ``clients``,
-    ``task_groups``, ``task_prefixes``, ``running`` and ``total_nthreads``
+    ``task_groups``, ``task_prefixes``, ``running``, ``total_nthreads`` and ``n_tasks``
     (``_snapshot``).
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect

@@ -101,6 +101,19 @@ fn brief(v: &Value) -> String {
     }
 }
 
+/// A heartbeat's `executing` (`{key: seconds running}`) as pairs; `None`
+/// where it is nil or not a map. Entries whose key or time is not one are
+/// left out rather than failing the heartbeat.
+fn executing_field(v: &Value) -> Option<Vec<(Key, f64)>> {
+    let entries = v.as_map()?;
+    Some(
+        entries
+            .iter()
+            .filter_map(|(k, t)| Some((Key::from_value(k).ok()?, t.as_f64()?)))
+            .collect(),
+    )
+}
+
 pub(super) fn keys_opt(op: &str, msg: &Value, field: &str) -> Result<Option<Vec<Key>>, Value> {
     match msg.get(field) {
         None | Some(Value::Nil) => Ok(None),
@@ -240,8 +253,15 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .ok_or_else(|| error_reply("TypeError", "heartbeat_worker without 'address'"))?
                 .to_string();
             let metrics = field("metrics");
+            let executing = msg.get("executing").and_then(executing_field);
             let hb = sched
-                .with_state(move |s, now| (s.heartbeat_worker(&address, metrics, now), now))
+                .with_state(move |s, now| {
+                    let interval = s.heartbeat_worker(&address, metrics, now);
+                    if let (Some(_), Some(executing)) = (interval, executing) {
+                        s.record_executing(&address, executing);
+                    }
+                    (interval, now)
+                })
                 .await
                 .ok_or_else(lost)?;
             match hb {
