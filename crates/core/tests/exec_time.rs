@@ -217,3 +217,22 @@ fn the_worker_shows_what_its_last_heartbeat_said_was_executing() {
         .record_executing("tcp://127.0.0.1:9", vec![(c.key.clone(), 50.0)]);
     assert_eq!(prefix_row(&sim, "slow")[4].as_f64(), Some(1.5));
 }
+
+/// A restart forgets what the prefixes learned, their longest executions
+/// included (Python drops its `task_prefixes`).
+#[test]
+fn a_restart_forgets_the_longest_executions() {
+    let (mut sim, c) = one_slow_task(Config::default(), false);
+    heartbeat(&mut sim, &[(&c.key, 3.0)]);
+    assert!((occupancy(&sim) - 6.0).abs() < 1e-9);
+    sim.s.restart_forget_all(sim.now);
+    sim.clear();
+    sim.submit(&["slow-2"], vec![t("slow-2", &[])]);
+    sim.one_compute();
+    assert_eq!(prefix_row(&sim, "slow")[4], Value::Nil);
+    assert!(
+        (occupancy(&sim) - 0.5).abs() < 1e-9,
+        "unknown-task-duration again: {}",
+        occupancy(&sim)
+    );
+}
