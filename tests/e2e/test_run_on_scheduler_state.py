@@ -388,3 +388,36 @@ def test_heartbeats_say_how_long_a_running_task_has_run(client, tmp_path):
 
     average, longest = list(client.run_on_scheduler(measured, word))
     assert average >= view["longest"] and longest >= view["longest"]
+
+
+def scheduler_bandwidth(dask_scheduler):
+    return dask_scheduler.bandwidth
+
+
+def worker_bandwidth(dask_worker):
+    return dask_worker.bandwidth
+
+
+def payload(n):
+    return b"x" * n
+
+
+def test_the_bandwidth_follows_what_the_workers_measured(client):
+    # A worker measures its transfers of more than 1 MB and reports the
+    # moving average in each heartbeat; the scheduler's bandwidth, which
+    # divides transfer sizes in placement and stealing, moves a 1/n-th of
+    # the way to each report.
+    before = client.run_on_scheduler(scheduler_bandwidth)
+    reported_before = client.run(worker_bandwidth)
+    x = client.submit(payload, 20_000_000, key=unique("payload"), workers=["alpha"])
+    y = client.submit(len, x, key=unique("size"), workers=["beta"])
+    assert y.result(timeout=TIMEOUT) == 20_000_000
+    reported = client.run(worker_bandwidth)
+    assert reported != reported_before, "the transfer was measured"
+    deadline = time.monotonic() + TIMEOUT
+    while (now := client.run_on_scheduler(scheduler_bandwidth)) == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # a moving average of the scheduler's value and the reports
+    seen = [before, *reported_before.values(), *reported.values()]
+    assert min(seen) - 1 <= now <= max(seen) + 1, (now, seen)

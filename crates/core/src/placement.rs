@@ -103,7 +103,7 @@ impl State {
             .filter(|d| !d.who_has.contains(&w.id))
             .map(|d| d.nbytes.max(0))
             .sum();
-        let start = self.occupancy(w) / w.threads() + comm_bytes as f64 / self.config.bandwidth;
+        let start = self.occupancy(w) / w.threads() + comm_bytes as f64 / self.bandwidth;
         (start, w.nbytes)
     }
 

@@ -350,6 +350,17 @@ impl State {
         let w = self.workers.get_mut(&id)?;
         w.last_seen = now;
         if let Some(m) = metrics {
+            // Python's `Scheduler.bandwidth`: each heartbeat moves it a
+            // 1/n-th of the way to the worker's measured bandwidth
+            let total = m
+                .get("bandwidth")
+                .and_then(|b| b.get("total"))
+                .and_then(Value::as_f64);
+            if let Some(total) = total.filter(|t| t.is_finite() && *t > 0.0) {
+                let frac = 1.0 / n as f64;
+                self.bandwidth = self.bandwidth * (1.0 - frac) + total * frac;
+            }
+            let w = self.workers.get_mut(&id)?;
             // unmanaged = process - managed, where managed excludes what was
             // spilled; floored at zero as nbytes and the heartbeat disagree
             // for a moment (Python's heartbeat_worker)

@@ -158,8 +158,8 @@ fn or_nil(value: Value) -> Value {
 }
 
 impl State {
-    /// `{"prefixes", "n_tasks", "task_count", "task_columns", "task_sparse",
-    /// "groups", "workers", "clients"}`: every task's fields by [`TASK_FIELDS`] (columns and
+    /// `{"prefixes", "n_tasks", "bandwidth", "task_count", "task_columns",
+    /// "task_sparse", "groups", "workers", "clients"}`: every task's fields by [`TASK_FIELDS`] (columns and
     /// sparse maps, as that describes), every worker and client as a map
     /// with its id `i`, fields named as Python's `TaskState`, `WorkerState`
     /// and `ClientState` name them, other objects by id. Without
@@ -232,6 +232,7 @@ impl State {
         Value::map([
             ("prefixes", self.prefixes_snapshot()),
             ("n_tasks", Value::Int(self.n_tasks as i64)),
+            ("bandwidth", Value::Float(self.bandwidth)),
             ("task_count", Value::Int(count)),
             ("task_columns", Value::Map(task_columns)),
             ("task_sparse", Value::Map(task_sparse)),

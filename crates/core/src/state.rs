@@ -98,6 +98,11 @@ pub struct State {
     /// Times a task was sent to a worker to run, steals left out (Python's
     /// `Scheduler.n_tasks`, which `run_on_scheduler` functions read).
     pub(crate) n_tasks: u64,
+    /// Network bandwidth assumed for transfer costs (bytes/s): the
+    /// `bandwidth` setting at first, then, as in Python, a moving average
+    /// of what the workers' heartbeats say their transfers measured
+    /// (`queries.rs`, `heartbeat_worker`).
+    pub(crate) bandwidth: f64,
     /// The task of each run still under way, by run id: finds the task of
     /// a `task-finished` without hashing its key.
     pub(crate) run_index: crate::runindex::RunIndex,
@@ -220,6 +225,7 @@ impl State {
     /// An empty scheduler.
     pub fn new(config: Config) -> State {
         let amm_running = config.amm.start;
+        let bandwidth = config.bandwidth;
         let transition_log = crate::story::TransitionLog::new(config.transition_log_length);
         let groups = crate::taskgroups::TaskGroups::new(
             config.rootish_taskgroup,
@@ -247,6 +253,7 @@ impl State {
             compute_stimulus: None,
             run_counter: 0,
             n_tasks: 0,
+            bandwidth,
             run_index: Default::default(),
             generation: 0.0,
             last_graph_time: f64::NEG_INFINITY,
@@ -602,7 +609,7 @@ impl State {
             .iter()
             .map(|(p, n)| self.prefix_duration(*p) * f64::from(*n))
             .sum();
-        compute + w.network_occ as f64 / self.config.bandwidth
+        compute + w.network_occ as f64 / self.bandwidth
     }
 
     pub(crate) fn record_duration(&mut self, id: TaskId, seconds: f64) {

@@ -367,7 +367,7 @@ impl State {
                 .iter()
                 .map(|d| self.task(*d).nbytes.max(0))
                 .sum();
-            let transfer = nbytes as f64 / self.config.bandwidth + 0.001;
+            let transfer = nbytes as f64 / self.bandwidth + 0.001;
             if compute > 0.0 {
                 ((transfer / compute).log2() + 6.0).round().clamp(1.0, 14.0) as usize
             } else {

@@ -92,7 +92,7 @@ impl State {
             .filter(|d| !d.who_has.contains(&thief))
             .map(|d| d.nbytes.max(0))
             .sum();
-        let transfer = transfer_bytes as f64 / self.config.bandwidth + STEAL_LATENCY;
+        let transfer = transfer_bytes as f64 / self.bandwidth + STEAL_LATENCY;
         let d = self.estimated_duration(id);
         let thief_occ = self.occupancy(w) / w.threads();
         let victim_occ = self.occupancy(victim) / victim.threads();

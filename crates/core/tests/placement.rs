@@ -7,10 +7,6 @@ use common::*;
 use dask_core::{Config, TaskState};
 use dask_wire::{Key, Value};
 
-fn workers_ann(specs: &[&str]) -> Value {
-    Value::Array(specs.iter().map(|s| Value::str(*s)).collect())
-}
-
 #[test]
 fn gpu_task_goes_only_to_gpu_worker() {
     let mut sim = Sim::new();

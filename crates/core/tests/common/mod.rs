@@ -138,6 +138,11 @@ impl T {
 }
 
 /// A worker registration with the usual defaults.
+/// A `workers` annotation (restrictions) naming `specs`.
+pub fn workers_ann(specs: &[&str]) -> Value {
+    Value::Array(specs.iter().map(|s| Value::str(*s)).collect())
+}
+
 pub fn registration(addr: &str, nthreads: u32) -> WorkerRegistration {
     WorkerRegistration::new(addr, nthreads)
 }

@@ -1164,7 +1164,7 @@ def _scheduler_local_directory():
 # Scheduler attributes the stand-in reads from a copy of the scheduler's state
 _COPIED = frozenset(
     {"tasks", "workers", "clients", "task_groups", "task_prefixes", "running",
-     "total_nthreads", "n_tasks"}
+     "total_nthreads", "n_tasks", "bandwidth"}
 )
 
 # Scheduler methods the stand-in asks of the scheduler over its RPC
@@ -1550,6 +1550,8 @@ class _SchedulerSnapshot:
         self._completed = completed
         # times a task was sent to a worker to run (steals not counted)
         self.n_tasks = raw.get("n_tasks") or 0
+        # bytes/s assumed for transfers, following the workers' measurements
+        self.bandwidth = raw.get("bandwidth")
         self._count = raw.get("task_count") or 0
         self._dense = raw.get("task_columns") or {}
         self._sparse = raw.get("task_sparse") or {}
@@ -1686,7 +1688,8 @@ class _SchedulerStandIn:
     and nanny plugin (un)registrations (``UploadDirectory.start`` uses them),
     ``identity``, ``log_event``, ``story`` and ``retire_workers``, and
     read-only copies of ``tasks``, ``workers``, ``clients``,
-    ``task_groups``, ``task_prefixes``, ``running``, ``total_nthreads`` and ``n_tasks``
+    ``task_groups``, ``task_prefixes``, ``running``, ``total_nthreads``,
+    ``n_tasks`` and ``bandwidth``
     (``_snapshot``).
     Reading or setting any other attribute of a real ``Scheduler`` raises
     ``NotImplementedError`` naming it: it would be wrong or without effect

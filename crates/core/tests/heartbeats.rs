@@ -1,29 +1,36 @@
-//! What a worker's heartbeat says it is executing (`executing`, seconds
-//! each task has run): Python's `TaskPrefix.add_exec_time` and
-//! `_get_prefix_duration`, which make a prefix of long tasks count as long
-//! before any of them finished, read here as the worker's occupancy; and
-//! `WorkerState.executing`, as the `run_on_scheduler` copy shows it.
+//! What the scheduler learns from workers' heartbeats, as Python's
+//! `heartbeat_worker` does:
+//! - what a worker is executing (`executing`, seconds each task has run):
+//!   Python's `TaskPrefix.add_exec_time` and `_get_prefix_duration`, which
+//!   make a prefix of long tasks count as long before any of them
+//!   finished, read here as the worker's occupancy; and
+//!   `WorkerState.executing`, as the `run_on_scheduler` copy shows it;
+//! - the bandwidth a worker measured (`metrics.bandwidth.total`), which
+//!   `Scheduler.bandwidth` follows and transfer costs are divided by.
 
 mod common;
 
 use common::*;
-use dask_core::Config;
+use dask_core::{Config, WorkerId};
 use dask_wire::{Key, Value};
 
 const ADDR: &str = "tcp://127.0.0.1:1";
 
-/// The worker's entry of the stand-in snapshot.
-fn worker_entry(sim: &Sim, with_tasks: bool) -> Value {
+/// Worker `w`'s entry of the stand-in snapshot.
+fn worker_entry(sim: &Sim, with_tasks: bool, w: WorkerId) -> Value {
     let snap = sim.s.snapshot(with_tasks);
     let Some(Value::Array(workers)) = snap.get("workers") else {
         panic!("no workers in {snap:?}");
     };
-    assert_eq!(workers.len(), 1);
-    workers[0].clone()
+    workers
+        .iter()
+        .find(|v| v.get("i").and_then(Value::as_i64) == Some(i64::from(w.0)))
+        .unwrap_or_else(|| panic!("no worker {w:?}"))
+        .clone()
 }
 
-fn occupancy(sim: &Sim) -> f64 {
-    worker_entry(sim, false)
+fn occupancy(sim: &Sim, w: WorkerId) -> f64 {
+    worker_entry(sim, false, w)
         .get("occupancy")
         .and_then(Value::as_f64)
         .unwrap_or(0.0)
@@ -151,7 +158,7 @@ fn heartbeats_of_long_tasks_raise_the_duration_estimate() {
             sim.tick(0.5);
             heartbeat(&mut sim, &[(&c.key, seconds)]);
         }
-        let got = occupancy(&sim);
+        let got = occupancy(&sim, c.worker);
         assert!(
             (got - case.estimate).abs() < 1e-9,
             "{}: occupancy {got}, expected {}",
@@ -189,7 +196,7 @@ fn a_finished_task_measures_the_dropped_average_again() {
         .expect("measured again");
     assert!((average - 0.01).abs() < 1e-6, "{average}");
     // only slow-2 is left on the worker, at that estimate
-    assert!((occupancy(&sim) - average).abs() < 1e-9);
+    assert!((occupancy(&sim, c.worker) - average).abs() < 1e-9);
 }
 
 #[test]
@@ -200,7 +207,7 @@ fn the_worker_shows_what_its_last_heartbeat_said_was_executing() {
     let id = sim.s.task_id(&c.key).expect("slow-1 is known");
     // the key the scheduler does not know is left out
     assert_eq!(
-        worker_entry(&sim, true).get("executing"),
+        worker_entry(&sim, true, c.worker).get("executing"),
         Some(&Value::Array(vec![Value::Array(vec![
             Value::Int(i64::from(id)),
             Value::Float(1.5)
@@ -208,10 +215,10 @@ fn the_worker_shows_what_its_last_heartbeat_said_was_executing() {
     );
     assert_eq!(prefix_row(&sim, "slow")[4].as_f64(), Some(1.5));
     // without tasks, the copy names none
-    assert_eq!(worker_entry(&sim, false).get("executing"), None);
+    assert_eq!(worker_entry(&sim, false, c.worker).get("executing"), None);
     // the next heartbeat replaces the list
     heartbeat(&mut sim, &[]);
-    assert_eq!(worker_entry(&sim, true).get("executing"), None);
+    assert_eq!(worker_entry(&sim, true, c.worker).get("executing"), None);
     // a list from a worker the scheduler does not know is ignored
     sim.s
         .record_executing("tcp://127.0.0.1:9", vec![(c.key.clone(), 50.0)]);
@@ -224,15 +231,175 @@ fn the_worker_shows_what_its_last_heartbeat_said_was_executing() {
 fn a_restart_forgets_the_longest_executions() {
     let (mut sim, c) = one_slow_task(Config::default(), false);
     heartbeat(&mut sim, &[(&c.key, 3.0)]);
-    assert!((occupancy(&sim) - 6.0).abs() < 1e-9);
+    assert!((occupancy(&sim, c.worker) - 6.0).abs() < 1e-9);
     sim.s.restart_forget_all(sim.now);
     sim.clear();
     sim.submit(&["slow-2"], vec![t("slow-2", &[])]);
     sim.one_compute();
     assert_eq!(prefix_row(&sim, "slow")[4], Value::Nil);
     assert!(
-        (occupancy(&sim) - 0.5).abs() < 1e-9,
+        (occupancy(&sim, c.worker) - 0.5).abs() < 1e-9,
         "unknown-task-duration again: {}",
-        occupancy(&sim)
+        occupancy(&sim, c.worker)
+    );
+}
+
+/// A heartbeat's `metrics` with `bandwidth.total` = `total` (and the
+/// per-worker and per-type tables a worker sends beside it).
+fn bandwidth_metrics(total: Value) -> Value {
+    Value::map([
+        ("memory", Value::Int(0)),
+        (
+            "bandwidth",
+            Value::map([
+                ("total", total),
+                ("workers", Value::Map(vec![])),
+                ("types", Value::Map(vec![])),
+            ]),
+        ),
+    ])
+}
+
+fn bandwidth(sim: &Sim) -> f64 {
+    sim.s
+        .snapshot(false)
+        .get("bandwidth")
+        .and_then(Value::as_f64)
+        .expect("the copy has the bandwidth")
+}
+
+#[test]
+fn the_bandwidth_follows_the_workers_measurements() {
+    struct Case {
+        what: &'static str,
+        workers: usize,
+        /// (index of the worker sending, its metrics)
+        heartbeats: Vec<(usize, Value)>,
+        expected: f64,
+    }
+    let report = |i: usize, total: f64| (i, bandwidth_metrics(Value::Float(total)));
+    let cases = [
+        Case {
+            what: "no heartbeat: the bandwidth setting",
+            workers: 2,
+            heartbeats: vec![],
+            expected: 100e6,
+        },
+        Case {
+            what: "one worker: all the way to its measurement",
+            workers: 1,
+            heartbeats: vec![report(0, 1e9)],
+            expected: 1e9,
+        },
+        Case {
+            what: "two workers: half the way",
+            workers: 2,
+            heartbeats: vec![report(0, 3e8)],
+            expected: 2e8,
+        },
+        Case {
+            what: "two workers, two heartbeats: half the way each time",
+            workers: 2,
+            heartbeats: vec![report(0, 3e8), report(1, 3e8)],
+            expected: 2.5e8,
+        },
+        Case {
+            what: "four workers: a quarter of the way",
+            workers: 4,
+            heartbeats: vec![report(3, 5e8)],
+            expected: 2e8,
+        },
+        Case {
+            what: "an integer measurement counts as one",
+            workers: 1,
+            heartbeats: vec![(0, bandwidth_metrics(Value::Int(400_000_000)))],
+            expected: 4e8,
+        },
+        Case {
+            what: "no bandwidth in the metrics: unchanged",
+            workers: 1,
+            heartbeats: vec![(0, Value::map([("memory", Value::Int(0))]))],
+            expected: 100e6,
+        },
+        Case {
+            what: "zero, negative, not a number or not finite: ignored",
+            workers: 1,
+            heartbeats: vec![
+                report(0, 0.0),
+                report(0, -5e8),
+                report(0, f64::NAN),
+                report(0, f64::INFINITY),
+                (0, bandwidth_metrics(Value::str("fast"))),
+            ],
+            expected: 100e6,
+        },
+    ];
+    for case in cases {
+        let mut sim = Sim::new();
+        let addrs: Vec<String> = (0..case.workers)
+            .map(|i| format!("tcp://127.0.0.1:{}", i + 1))
+            .collect();
+        for a in &addrs {
+            sim.worker(a, 1);
+        }
+        for (i, metrics) in case.heartbeats {
+            assert!(sim
+                .s
+                .heartbeat_worker(&addrs[i], Some(metrics), sim.now)
+                .is_some());
+        }
+        // a worker the scheduler does not know changes nothing
+        assert!(sim
+            .s
+            .heartbeat_worker(
+                "tcp://10.0.0.1:1",
+                Some(bandwidth_metrics(Value::Float(1.0))),
+                sim.now
+            )
+            .is_none());
+        let got = bandwidth(&sim);
+        assert!(
+            (got - case.expected).abs() < 1e-3,
+            "{}: {got}, expected {}",
+            case.what,
+            case.expected
+        );
+    }
+}
+
+/// Transfer costs use the bandwidth the workers measured: a worker that
+/// must first fetch a 200 MB input counts its transfer time in its
+/// occupancy (Python's `_network_occ / bandwidth`).
+#[test]
+fn transfer_times_use_the_measured_bandwidth() {
+    let mut sim = Sim::new();
+    let a = sim.worker("tcp://127.0.0.1:1", 1);
+    let b = sim.worker("tcp://127.0.0.1:2", 1);
+    let (addr_a, addr_b) = (sim.addr(a), sim.addr(b));
+    sim.submit(
+        &["d"],
+        vec![t("d", &[]).ann("workers", workers_ann(&[&addr_a]))],
+    );
+    let c = sim.one_compute();
+    sim.finish_with(a, &c.key, c.run_id, 200_000_000);
+    sim.submit(
+        &["u"],
+        vec![t("u", &["d"]).ann("workers", workers_ann(&[&addr_b]))],
+    );
+    assert_eq!(sim.one_compute().worker, b);
+    // 0.5 s of unknown duration, and 200 MB at the default 100 MB/s
+    assert!((occupancy(&sim, b) - 2.5).abs() < 1e-9);
+    // A measured 1.9 GB/s; with two workers the bandwidth goes half the
+    // way: 1 GB/s, and the transfer takes 0.2 s.
+    sim.s.heartbeat_worker(
+        &addr_a,
+        Some(bandwidth_metrics(Value::Float(1.9e9))),
+        sim.now,
+    );
+    assert!((bandwidth(&sim) - 1e9).abs() < 1e-3);
+    assert!(
+        (occupancy(&sim, b) - 0.7).abs() < 1e-9,
+        "{}",
+        occupancy(&sim, b)
     );
 }
