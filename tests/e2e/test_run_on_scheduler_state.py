@@ -35,6 +35,14 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def wait_on_scheduler(client, check, *args):
+    """Until ``check(*args, dask_scheduler)``, run on the scheduler, is true."""
+    deadline = time.monotonic() + TIMEOUT
+    while not client.run_on_scheduler(check, *args):
+        assert time.monotonic() < deadline, f"{check.__name__}{args} stayed false"
+        time.sleep(0.02)
+
+
 def boom(x):
     raise ValueError(f"boom {x}")
 
@@ -281,10 +289,7 @@ def test_a_group_and_its_prefix_count_their_forgotten_tasks(client):
     def forgotten(k, dask_scheduler):
         return k not in dask_scheduler.tasks
 
-    deadline = time.monotonic() + TIMEOUT
-    while not client.run_on_scheduler(forgotten, key):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_on_scheduler(client, forgotten, key)
     *counts, duration = client.run_on_scheduler(group_summary, name)
     # the group, then its prefix: in memory, forgotten, and (the prefix)
     # times its tasks entered memory
@@ -331,10 +336,7 @@ def test_a_prefix_counts_its_live_groups_only(client):
     def group_removed(name, dask_scheduler):
         return name not in dask_scheduler.task_groups
 
-    deadline = time.monotonic() + TIMEOUT
-    while not client.run_on_scheduler(group_removed, gone):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_on_scheduler(client, group_removed, gone)
     assert client.run_on_scheduler(prefix_summary, word) == [2, 2, 0, 4, [kept]]
 
 
@@ -414,10 +416,12 @@ def test_the_bandwidth_follows_what_the_workers_measured(client):
     assert y.result(timeout=TIMEOUT) == 20_000_000
     reported = client.run(worker_bandwidth)
     assert reported != reported_before, "the transfer was measured"
-    deadline = time.monotonic() + TIMEOUT
-    while (now := client.run_on_scheduler(scheduler_bandwidth)) == before:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+
+    def bandwidth_moved(old, dask_scheduler):
+        return dask_scheduler.bandwidth != old
+
+    wait_on_scheduler(client, bandwidth_moved, before)
+    now = client.run_on_scheduler(scheduler_bandwidth)
     # a moving average of the scheduler's value and the reports
     seen = [before, *reported_before.values(), *reported.values()]
     assert min(seen) - 1 <= now <= max(seen) + 1, (now, seen)

@@ -373,15 +373,8 @@ fn the_bandwidth_follows_the_workers_measurements() {
 #[test]
 fn transfer_times_use_the_measured_bandwidth() {
     let mut sim = Sim::new();
-    let a = sim.worker("tcp://127.0.0.1:1", 1);
-    let b = sim.worker("tcp://127.0.0.1:2", 1);
+    let (a, b) = two_workers_with_d_on_the_first(&mut sim, 200_000_000);
     let (addr_a, addr_b) = (sim.addr(a), sim.addr(b));
-    sim.submit(
-        &["d"],
-        vec![t("d", &[]).ann("workers", workers_ann(&[&addr_a]))],
-    );
-    let c = sim.one_compute();
-    sim.finish_with(a, &c.key, c.run_id, 200_000_000);
     sim.submit(
         &["u"],
         vec![t("u", &["d"]).ann("workers", workers_ann(&[&addr_b]))],

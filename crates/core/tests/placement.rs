@@ -702,16 +702,9 @@ fn seceded_tasks_do_not_hold_root_task_slots() {
 #[test]
 fn inputs_still_to_fetch_count_as_occupancy() {
     let mut sim = Sim::new();
-    let a = sim.worker("tcp://127.0.0.1:1", 1);
-    let b = sim.worker("tcp://127.0.0.1:2", 1);
-    let (addr_a, addr_b) = (sim.addr(a), sim.addr(b));
     // 200 MB on A: 2 s of transfer at the default 100 MB/s bandwidth.
-    sim.submit(
-        &["d"],
-        vec![t("d", &[]).ann("workers", workers_ann(&[&addr_a]))],
-    );
-    let c = sim.one_compute();
-    sim.finish_with(a, &c.key, c.run_id, 200_000_000);
+    let (a, b) = two_workers_with_d_on_the_first(&mut sim, 200_000_000);
+    let (addr_a, addr_b) = (sim.addr(a), sim.addr(b));
     // A: two tasks of unknown duration (2 x 0.5 s); B: one (0.5 s) that must
     // first fetch `d` (2 s).
     let on_a = |key: &str| t(key, &[]).ann("workers", workers_ann(&[&addr_a]));

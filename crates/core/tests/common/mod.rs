@@ -138,6 +138,22 @@ impl T {
 }
 
 /// A worker registration with the usual defaults.
+/// Two one-thread workers, `tcp://127.0.0.1:1` and `:2`, and task `d`
+/// computed on the first with a result of `nbytes` bytes: the set-up of
+/// the transfer-cost tests.
+pub fn two_workers_with_d_on_the_first(sim: &mut Sim, nbytes: i64) -> (WorkerId, WorkerId) {
+    let a = sim.worker("tcp://127.0.0.1:1", 1);
+    let b = sim.worker("tcp://127.0.0.1:2", 1);
+    let addr_a = sim.addr(a);
+    sim.submit(
+        &["d"],
+        vec![t("d", &[]).ann("workers", workers_ann(&[&addr_a]))],
+    );
+    let c = sim.one_compute();
+    sim.finish_with(a, &c.key, c.run_id, nbytes);
+    (a, b)
+}
+
 /// A `workers` annotation (restrictions) naming `specs`.
 pub fn workers_ann(specs: &[&str]) -> Value {
     Value::Array(specs.iter().map(|s| Value::str(*s)).collect())

@@ -102,14 +102,18 @@ fn brief(v: &Value) -> String {
 }
 
 /// A heartbeat's `executing` (`{key: seconds running}`) as pairs; `None`
-/// where it is nil or not a map. Entries whose key or time is not one are
-/// left out rather than failing the heartbeat.
+/// where it is nil or not a map. Entries whose key is not one, or whose
+/// time is not a finite number, are left out rather than failing the
+/// heartbeat or making a prefix's estimate infinite.
 fn executing_field(v: &Value) -> Option<Vec<(Key, f64)>> {
     let entries = v.as_map()?;
     Some(
         entries
             .iter()
-            .filter_map(|(k, t)| Some((Key::from_value(k).ok()?, t.as_f64()?)))
+            .filter_map(|(k, t)| {
+                let seconds = t.as_f64().filter(|s| s.is_finite())?;
+                Some((Key::from_value(k).ok()?, seconds))
+            })
             .collect(),
     )
 }
@@ -1040,4 +1044,34 @@ pub(crate) async fn call_stack(sched: &Arc<Scheduler>, keys: Option<Vec<Key>>) -
         }
     }
     Value::Map(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heartbeat's `executing` keeps the entries with a key and a finite
+    /// time (a tuple key included), whatever else a worker sends.
+    #[test]
+    fn executing_keeps_keys_with_finite_times() {
+        let tuple = Value::Array(vec![Value::str("x-1"), Value::Int(3)]);
+        let got = executing_field(&Value::Map(vec![
+            (Value::str("a-1"), Value::Float(1.5)),
+            (tuple.clone(), Value::Int(2)),
+            (Value::Nil, Value::Float(1.0)),
+            (Value::str("b-1"), Value::str("long")),
+            (Value::str("c-1"), Value::Float(f64::NAN)),
+            (Value::str("d-1"), Value::Float(f64::INFINITY)),
+        ]))
+        .expect("a map");
+        assert_eq!(
+            got,
+            vec![
+                (Key::from_str_key("a-1"), 1.5),
+                (Key::from_value(&tuple).unwrap(), 2.0)
+            ]
+        );
+        assert_eq!(executing_field(&Value::Nil), None);
+        assert_eq!(executing_field(&Value::str("busy")), None);
+    }
 }
