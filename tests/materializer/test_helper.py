@@ -1219,3 +1219,94 @@ def test_config_reports_transition_log_and_amm(extra_env, log_length, amm_start)
         assert list(config["amm-policies"]) == ["distributed.active_memory_manager.ReduceReplicas"]
     finally:
         h.close()
+
+
+# ---------------------------------------------------------------------------
+# the forked dask.order child only where memory allows
+# ---------------------------------------------------------------------------
+
+MiB = 1 << 20
+
+
+def _fake_tree(tmp_path, cgroup, files, meminfo_kb=None):
+    """A fake ``/proc`` and ``/`` for ``_memory_headroom``: ``cgroup`` is
+    /proc/self/cgroup, ``files`` maps paths under the root to contents."""
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text(cgroup)
+    if meminfo_kb is not None:
+        (proc / "meminfo").write_text(
+            f"MemTotal:       99999999 kB\nMemAvailable:   {meminfo_kb} kB\n"
+        )
+    root = tmp_path / "root"
+    for path, text in files.items():
+        f = root / path
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return str(root), str(proc)
+
+
+def test_memory_headroom_is_the_tightest_cgroup_v2_limit_or_the_host(tmp_path):
+    mod = load_helper_module()
+    ctr = "sys/fs/cgroup/kubepods/pod1/ctr"
+    pod = "sys/fs/cgroup/kubepods/pod1"
+    files = {
+        # the container: 1 GiB, 600 MiB used of which 100 MiB inactive cache
+        f"{ctr}/memory.max": f"{1024 * MiB}\n",
+        f"{ctr}/memory.current": f"{600 * MiB}\n",
+        f"{ctr}/memory.stat": f"anon 1\ninactive_file {100 * MiB}\nactive_file 5\n",
+        # the pod: no limit
+        f"{pod}/memory.max": "max\n",
+        f"{pod}/memory.current": f"{700 * MiB}\n",
+    }
+    root, proc = _fake_tree(tmp_path, "0::/kubepods/pod1/ctr\n", files, meminfo_kb=8 << 20)
+    assert mod._memory_headroom(root, proc) == 524 * MiB
+    # a tighter limit further up counts; so does a host with less available
+    (tmp_path / "root" / pod / "memory.max").write_text(f"{900 * MiB}\n")
+    assert mod._memory_headroom(root, proc) == 200 * MiB
+    (tmp_path / "proc" / "meminfo").write_text(f"MemAvailable: {100 * 1024} kB\n")
+    assert mod._memory_headroom(root, proc) == 100 * MiB
+
+
+def test_memory_headroom_reads_cgroup_v1_and_ignores_no_limit(tmp_path):
+    mod = load_helper_module()
+    d = "sys/fs/cgroup/memory/docker/abc"
+    files = {
+        f"{d}/memory.limit_in_bytes": f"{512 * MiB}\n",
+        f"{d}/memory.usage_in_bytes": f"{300 * MiB}\n",
+        f"{d}/memory.stat": f"cache 9\ntotal_inactive_file {44 * MiB}\n",
+    }
+    cgroup = "5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n"
+    root, proc = _fake_tree(tmp_path, cgroup, files, meminfo_kb=4 << 20)
+    assert mod._memory_headroom(root, proc) == 256 * MiB
+    # v1's "no limit" is a huge number: the host's figure decides
+    (tmp_path / "root" / d / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert mod._memory_headroom(root, proc) == 4 << 30
+    # nothing readable: unknown
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert mod._memory_headroom(str(empty), str(empty)) is None
+
+
+def test_fork_fits_only_with_twice_the_graphs_memory_available():
+    mod = load_helper_module()
+    assert mod._fork_fits(None, 10**12)
+    assert mod._fork_fits(200 * MiB, 100 * MiB)
+    assert not mod._fork_fits(200 * MiB - 1, 100 * MiB)
+    assert mod._fork_fits(0, -5)
+
+
+def test_no_forked_order_when_memory_is_short(monkeypatch, caplog):
+    import logging
+
+    import dask.array as da
+
+    mod = load_helper_module()
+    dsk = dict(da.ones((40, 40), chunks=10).sum().__dask_graph__())
+    monkeypatch.setattr(mod, "_rss_ready", 0)
+    monkeypatch.setattr(mod, "_rss_bytes", lambda proc="/proc": 300 * MiB)
+    monkeypatch.setattr(mod, "_memory_headroom", lambda root="/", proc="/proc": 599 * MiB)
+    with caplog.at_level(logging.INFO, logger="dask_scheduler.materializer"):
+        assert mod._ForkedOrder.start(dsk) is None
+    assert "ordering the graph in the helper itself" in caplog.text
+    assert "599 MiB available, the graph holds 300 MiB" in caplog.text

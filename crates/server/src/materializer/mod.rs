@@ -111,8 +111,10 @@
 //!   forked child while it pickles the tasks itself; the tasks then go out
 //!   with `"order": nil` and the reply carries `"orders": [int | nil]`, one
 //!   per task in the order they were sent. (Any trouble with the child falls
-//!   back to ordering in the helper; `DASK_SCHEDULER_MATERIALIZER_FORK_ORDER=0`
-//!   turns forking off.)
+//!   back to ordering in the helper; so does memory: the child is forked only
+//!   while the memory still available, the host's or the tightest of the
+//!   helper's cgroup limits, is at least twice what the graph added to the
+//!   helper. `DASK_SCHEDULER_MATERIALIZER_FORK_ORDER=0` turns forking off.)
 //! * `{"op": "versions", "id"}` → `{"id", "status": "ok", "versions": {...}}`
 //! * `{"op": "ping", "id"}` → `{"id", "status": "ok"}`
 //!
