@@ -17,8 +17,38 @@ use tokio::task::JoinHandle;
 use super::msgpack;
 
 /// The helper script, shipped inside the binary and run as
-/// `python -u -c <HELPER_SOURCE>`.
+/// `python -u -c <BOOTSTRAP> <pieces of HELPER_SOURCE>...`.
 pub(crate) const HELPER_SOURCE: &str = include_str!("helper.py");
+
+/// Linux caps one argument at 128 KiB (`MAX_ARG_STRLEN`), which the script
+/// outgrew; it travels as arguments of at most this many bytes, which
+/// [`BOOTSTRAP`] joins and runs (no file on disk: a container's root file
+/// system may be read-only).
+const SCRIPT_PIECE: usize = 64 * 1024;
+
+/// Joins the script's pieces from `sys.argv`, leaves `sys.argv` as a plain
+/// `-c` script sees it, and runs the script as `__main__`.
+const BOOTSTRAP: &str = "import sys\n\
+    _helper_source = ''.join(sys.argv[1:])\n\
+    del sys.argv[1:]\n\
+    exec(compile(_helper_source, '<string>', 'exec'))\n";
+
+/// [`HELPER_SOURCE`] in pieces of at most [`SCRIPT_PIECE`] bytes, each
+/// ending at a character boundary.
+fn script_pieces() -> Vec<&'static str> {
+    let mut pieces = Vec::new();
+    let mut rest = HELPER_SOURCE;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(SCRIPT_PIECE);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
+}
 
 /// How long a fresh helper may take to import dask/distributed and say hello.
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -105,7 +135,8 @@ impl Helper {
         let mut child = command
             .arg("-u")
             .arg("-c")
-            .arg(HELPER_SOURCE)
+            .arg(BOOTSTRAP)
+            .args(script_pieces())
             // Lets code tell it is being unpickled in a scheduler-side helper.
             .env("DASK_SCHEDULER_MATERIALIZER", "1")
             // Per-graph phase timings are logged at debug level.
@@ -507,10 +538,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn script_fits_in_one_argument() {
+    fn script_travels_in_arguments_linux_accepts() {
         // Linux limits one argv string to 128 KiB (MAX_ARG_STRLEN).
-        assert!(HELPER_SOURCE.len() < 100 * 1024);
+        let pieces = script_pieces();
+        assert!(pieces.len() >= 2, "the script is past one piece");
+        assert!(pieces
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= SCRIPT_PIECE));
+        assert_eq!(pieces.concat(), HELPER_SOURCE);
+        assert!(BOOTSTRAP.len() < 1024);
         assert!(HELPER_SOURCE.contains("def main():"));
+    }
+
+    /// The bootstrap runs the joined pieces as `__main__`, with `sys.argv`
+    /// as a one-argument `-c` script has it.
+    #[test]
+    fn bootstrap_runs_the_joined_script() {
+        let python = std::env::var("DASK_SCHEDULER_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = "import sys\nprint(__name__, sys.argv, 'x' * 3)\n";
+        let (a, b) = script.split_at(10);
+        let out = std::process::Command::new(&python)
+            .args(["-c", BOOTSTRAP, a, b])
+            .output()
+            .expect("a Python interpreter (DASK_SCHEDULER_PYTHON, else python3)");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "__main__ ['-c'] xxx\n"
+        );
     }
 
     #[test]
