@@ -1,6 +1,7 @@
 """Graph materializer helper for the Rust ``dask-scheduler``.
 
-The scheduler embeds this file and runs it as ``python -u -c <this file>``.
+The scheduler embeds this file and runs it with ``python -u -c``, in pieces
+that a short bootstrap joins (one argument may not exceed 128 KiB).
 It turns the ``expr_ser`` of an ``update-graph`` message into tasks, doing in
 Python exactly what ``distributed.Scheduler.update_graph`` does before it
 touches scheduler state: deserialize the expression, ``_materialize_graph``,

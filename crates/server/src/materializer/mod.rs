@@ -9,7 +9,8 @@
 //! # Processes
 //!
 //! The helper script (`helper.py`, embedded with `include_str!`) is run as
-//! `<python> -u -c <script>`, one process per pool slot. Each helper handles
+//! `<python> -u -c <bootstrap> <pieces of the script>...` (one argument may
+//! not exceed 128 KiB), one process per pool slot. Each helper handles
 //! one request at a time; a request goes to whichever helper is idle
 //! (requests queue while all are busy). [`MaterializerPool::start`] starts
 //! the `min_helpers` permanent ones (one by default); while requests wait

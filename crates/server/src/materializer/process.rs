@@ -120,7 +120,7 @@ pub(crate) struct Helper {
 }
 
 impl Helper {
-    /// Start `python -u -c <helper>` as a graph materializer and wait for
+    /// Start the helper script (see [`BOOTSTRAP`]) as a graph materializer and wait for
     /// its hello. The error is a human-readable reason naming what is wrong.
     pub(crate) async fn spawn(python: &Path, slot: usize) -> Result<Helper, String> {
         Self::spawn_as(python, Role::Materializer(slot)).await
