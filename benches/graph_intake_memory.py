@@ -18,8 +18,10 @@ scheduler:
   reaches the graph's task count (polled every 0.1 s through
   ``run_on_scheduler``, the same way for both schedulers).
 
-Variants: ``python``; ``rust`` (as it ships: the child is forked while memory
-allows, which on a machine with room is always); ``rust-nofork``
+Variants: ``python``; ``rust`` (as it ships: for graphs of 100k tasks or
+more the child is forked while memory allows, which on a machine with room is
+always; the thirty-sixth session's results in ``results/s36/`` were taken
+while that floor was 20k); ``rust-nofork``
 (``DASK_SCHEDULER_MATERIALIZER_FORK_ORDER=0``). They alternate,
 ``--rounds`` times; medians and ranges, and ratios to Python's.
 

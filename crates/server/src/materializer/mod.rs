@@ -108,7 +108,7 @@
 //!   `"stream"` it never sends partial frames.
 //!
 //!   When a streamed graph of at least `fork_order_min_tasks` (default
-//!   20000) tasks needs `dask.order`, the helper computes the order in a
+//!   100000) tasks needs `dask.order`, the helper computes the order in a
 //!   forked child while it pickles the tasks itself; the tasks then go out
 //!   with `"order": nil` and the reply carries `"orders": [int | nil]`, one
 //!   per task in the order they were sent. (Any trouble with the child falls
