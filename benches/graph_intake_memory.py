@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import threading
@@ -40,7 +39,8 @@ import time
 from pathlib import Path
 
 import psutil
-from local_scheduler import PYTHON, RUST_BIN, free_port, quiet
+import local_scheduler
+from local_scheduler import alternate, median_of
 
 VARIANTS = ("python", "rust", "rust-nofork")
 
@@ -50,16 +50,9 @@ def count_tasks(dask_scheduler):
 
 
 def start(variant: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    common = ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
-    kwargs = quiet()
-    if variant == "python":
-        argv = [str(PYTHON), "-m", "distributed.cli.dask_scheduler", *common]
-    else:
-        argv = [str(RUST_BIN), *common]
-        if variant == "rust-nofork":
-            kwargs["env"]["DASK_SCHEDULER_MATERIALIZER_FORK_ORDER"] = "0"
-    return subprocess.Popen(argv, **kwargs), f"tcp://127.0.0.1:{port}"
+    if variant == "rust-nofork":
+        return local_scheduler.start("rust", {"DASK_SCHEDULER_MATERIALIZER_FORK_ORDER": "0"})
+    return local_scheduler.start(variant)
 
 
 class PeakSampler:
@@ -130,8 +123,7 @@ def one_round(variant: str, chunks: int) -> dict:
                 "processes": peak.processes,
             }
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        local_scheduler.stop([proc])
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -141,23 +133,20 @@ def summary(rows: list[dict]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
-    def med(variant, field):
-        return statistics.median(r[field] for r in rows if r["scheduler"] == variant)
-
-    def rng(variant, field):
+    def cell(variant, field, digits):
         vals = [r[field] for r in rows if r["scheduler"] == variant]
-        return f"{min(vals):.{1 if 'mib' in field else 2}f}–{max(vals):.{1 if 'mib' in field else 2}f}"
+        med = median_of(rows, variant, field)
+        return f"{med:.{digits}f} ({min(vals):.{digits}f}–{max(vals):.{digits}f})"
 
     for v in VARIANTS:
         if not any(r["scheduler"] == v for r in rows):
             continue
         tasks = next(r["tasks"] for r in rows if r["scheduler"] == v)
+        intake = median_of(rows, v, "intake_s") / median_of(rows, "python", "intake_s")
+        pss = median_of(rows, v, "peak_pss_mib") / median_of(rows, "python", "peak_pss_mib")
         lines.append(
-            f"| {v} | {tasks:,} | {med(v, 'intake_s'):.2f} ({rng(v, 'intake_s')}) | "
-            f"{med(v, 'peak_rss_mib'):.0f} ({rng(v, 'peak_rss_mib')}) | "
-            f"{med(v, 'peak_pss_mib'):.0f} ({rng(v, 'peak_pss_mib')}) | "
-            f"{med(v, 'intake_s') / med('python', 'intake_s'):.2f} | "
-            f"{med(v, 'peak_pss_mib') / med('python', 'peak_pss_mib'):.2f} |"
+            f"| {v} | {tasks:,} | {cell(v, 'intake_s', 2)} | {cell(v, 'peak_rss_mib', 0)} | "
+            f"{cell(v, 'peak_pss_mib', 0)} | {intake:.2f} | {pss:.2f} |"
         )
     return lines
 
@@ -168,17 +157,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args()
-    rows = []
-    for _ in range(args.rounds):
-        for v in VARIANTS:
-            row = one_round(v, args.chunks)
-            rows.append(row)
-            print(
-                f"{v:12s} {row['tasks']} tasks: intake {row['intake_s']:.2f} s, "
-                f"peak RSS {row['peak_rss_mib']:.0f} MiB, PSS {row['peak_pss_mib']:.0f} MiB "
-                f"({row['processes']} processes)",
-                flush=True,
-            )
+    rows = alternate(
+        args.rounds,
+        lambda variant: one_round(variant, args.chunks),
+        lambda row: (
+            f"{row['tasks']} tasks: intake {row['intake_s']:.2f} s, "
+            f"peak RSS {row['peak_rss_mib']:.0f} MiB, PSS {row['peak_pss_mib']:.0f} MiB "
+            f"({row['processes']} processes)"
+        ),
+        impls=VARIANTS,
+    )
     print("\n".join(summary(rows)))
     if args.out:
         args.out.write_text(json.dumps({"chunks": args.chunks, "rows": rows}, indent=1) + "\n")

@@ -21,16 +21,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(impl: str) -> tuple[subprocess.Popen, str]:
+def start(impl: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """``impl`` ("rust" or "python") listening on 127.0.0.1 without a
-    dashboard, its output discarded; returns the process and its address."""
+    dashboard, its output discarded, with ``env`` added to its environment;
+    returns the process and its address."""
     port = free_port()
     common = ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
     if impl == "rust":
         argv = [str(RUST_BIN), *common]
     else:
         argv = [str(PYTHON), "-m", "distributed.cli.dask_scheduler", *common]
-    proc = subprocess.Popen(argv, **quiet())
+    kwargs = quiet()
+    kwargs["env"].update(env or {})
+    proc = subprocess.Popen(argv, **kwargs)
     return proc, f"tcp://127.0.0.1:{port}"
 
 
