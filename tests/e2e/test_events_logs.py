@@ -76,6 +76,42 @@ def test_a_graph_that_cannot_be_deserialized_logs_an_update_graph_error(client):
     assert errors(client.id) and errors("scheduler")[-1]["stimulus_id"]
 
 
+def test_update_graph_metrics_time_the_graph_as_pythons_do(client):
+    """Python's ``update-graph`` metrics: the graph's counts, when it came
+    and how long materializing, ordering and creating its tasks' state took.
+    Python 2026.8.0 reports the ordering and the state's creation negated (it
+    subtracts the wrong way round); these are the durations."""
+    import dask
+
+    from .cluster import wait_until
+    from .helpers import inc
+
+    def metrics():
+        return [m["metrics"] for _, m in client.get_events(client.id)
+                if isinstance(m, dict) and m.get("action") == "update-graph"
+                and m.get("status") == "OK"]
+
+    seen = len(metrics())
+    before = time.time()
+    parts = [dask.delayed(inc)(i, dask_key_name=unique("inc")) for i in range(50)]
+    total = dask.delayed(sum)(parts, dask_key_name=unique("sum"))
+    assert client.compute(total).result(timeout=30) == sum(range(1, 51))
+    after = time.time()
+    wait_until(lambda: len(metrics()) > seen, 10, "the update-graph event")
+    m = metrics()[-1]
+    assert list(m) == [
+        "tasks", "new_tasks", "key_collisions", "start_timestamp_seconds",
+        "materialization_duration_seconds", "ordering_duration_seconds",
+        "state_initialization_duration_seconds", "duration_seconds",
+    ]
+    assert (m["tasks"], m["new_tasks"], m["key_collisions"]) == (51, 51, 0)
+    assert before <= m["start_timestamp_seconds"] <= after
+    steps = [m["materialization_duration_seconds"], m["ordering_duration_seconds"],
+             m["state_initialization_duration_seconds"]]
+    assert all(s > 0 for s in steps), m
+    assert max(steps) <= m["duration_seconds"] <= after - before, m
+
+
 def test_a_key_submitted_again_with_other_dependencies_is_a_collision(client):
     """Python's "Detected different `run_spec` for key" warning (dask issue
     9888) and ``key_collisions`` in the ``update-graph`` event's metrics:

@@ -1163,6 +1163,20 @@ def test_order_computed_in_a_forked_child_is_dask_order(helper):
         assert children.read_text().strip() == ""
 
 
+def test_reply_carries_the_seconds_spent_materializing_and_ordering(helper):
+    """For the scheduler's ``update-graph`` event (Python's
+    ``materialization_duration_seconds`` and ``ordering_duration_seconds``),
+    with the order computed here and in a forked child."""
+    import dask.array as da
+
+    _, _, req = compute_request(da.ones((100, 100), chunks=10).sum())
+    for extra in ({}, {"stream": True, "chunk_tasks": 16, "fork_order_min_tasks": 1}):
+        _, final = call_streaming(helper, {**req, **extra})
+        timings = ok(final)["timings"]
+        assert sorted(timings) == ["materialization", "ordering"], extra
+        assert all(isinstance(v, float) and 0 < v < 60 for v in timings.values()), (extra, timings)
+
+
 def test_config_reports_comm_security(tmp_path):
     """The ``distributed.comm`` settings the scheduler's TLS set-up reads,
     and the dashboard's HTTPS files."""

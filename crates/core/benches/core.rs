@@ -132,6 +132,7 @@ fn fixture(shape: Shape, n: usize) -> Fixture {
             tasks,
             fifo_timeout: 0.1,
             actors: Vec::new(),
+            timings: None,
         }),
         decoded,
         now: 1.0,

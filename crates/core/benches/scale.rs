@@ -171,6 +171,7 @@ fn run(shape: Shape, n: usize) -> Run {
         tasks,
         fifo_timeout: 0.1,
         actors: Vec::new(),
+        timings: None,
     };
     let t0 = Instant::now();
     let c0 = state.transition_counter();
@@ -260,6 +261,7 @@ fn memory_per_task(n: usize) -> Option<f64> {
         tasks,
         fifo_timeout: 0.1,
         actors: Vec::new(),
+        timings: None,
     };
     state.update_graph(client, sub, 1.0);
     let after = rss_bytes()?;

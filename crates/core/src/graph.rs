@@ -5,6 +5,7 @@ use crate::ids::{ClientId, TaskId};
 use crate::keyindex::KeyHash;
 use crate::messages;
 use crate::runspec::RunSpec;
+use crate::schedevents::GraphOutcome;
 use crate::state::{Outgoing, State};
 use crate::task::{Priority, Restrictions, TaskState};
 use crate::transitions::Target;
@@ -46,6 +47,53 @@ pub struct GraphSubmission {
     pub fifo_timeout: f64,
     /// Keys to run as actors (`actor=True`; see [`crate::actors`]).
     pub actors: Vec<Key>,
+    /// How the graph's way to the core was timed, for the `update-graph`
+    /// event's `*_seconds` metrics; `None` leaves them out.
+    pub timings: Option<GraphTimings>,
+}
+
+/// The timings of a graph's way in, measured by the server, which Python's
+/// scheduler reports in its `update-graph` event (`start_timestamp_seconds`,
+/// `materialization_duration_seconds`, `ordering_duration_seconds`,
+/// `state_initialization_duration_seconds`, `duration_seconds`).
+#[derive(Debug, Clone, Copy)]
+pub struct GraphTimings {
+    /// When the scheduler received the `update-graph` (seconds since the epoch).
+    pub start: f64,
+    /// Seconds spent deserializing and materializing the graph.
+    pub materialization: f64,
+    /// Seconds spent ordering it (`dask.order`).
+    pub ordering: f64,
+    /// The server's clock (seconds since the epoch), read once when the
+    /// tasks' state is created: the core reads no clock of its own, and the
+    /// time from `update_graph`'s `now` to that reading is the state's
+    /// initialization.
+    pub clock: fn() -> f64,
+}
+
+impl GraphTimings {
+    /// The five metrics, named as Python names them, with the state's
+    /// initialization taken as starting at `began` (the core's `now`).
+    ///
+    /// Python 2026.8.0 subtracts the other way round for the ordering and
+    /// the state's initialization and so reports both negated; these are
+    /// the durations themselves, never negative.
+    pub fn metrics(&self, began: f64) -> [(&'static str, f64); 5] {
+        let done = (self.clock)();
+        [
+            ("start_timestamp_seconds", self.start),
+            (
+                "materialization_duration_seconds",
+                self.materialization.max(0.0),
+            ),
+            ("ordering_duration_seconds", self.ordering.max(0.0)),
+            (
+                "state_initialization_duration_seconds",
+                (done - began).max(0.0),
+            ),
+            ("duration_seconds", (done - self.start).max(0.0)),
+        ]
+    }
 }
 
 /// A dependency of a submitted task, resolved once: another task of the
@@ -219,6 +267,7 @@ impl State {
                 client,
                 messages::cancelled_keys(keys, Some("lost dependencies")),
             ));
+            self.event_update_graph(client, GraphOutcome::Cancelled);
             return;
         }
 
@@ -422,7 +471,16 @@ impl State {
             .map(|id| (id, Target::Waiting))
             .collect();
         self.transitions_named("update-graph", recs);
-        self.event_update_graph(client, Some((graph.tasks.len(), new_tasks, key_collisions)));
+        let timings = graph.timings.map(|t| t.metrics(now));
+        self.event_update_graph(
+            client,
+            GraphOutcome::Ok {
+                tasks: graph.tasks.len(),
+                new_tasks,
+                key_collisions,
+                timings,
+            },
+        );
     }
 
     /// Whether known task `id` has other dependencies than a submission
@@ -524,7 +582,7 @@ impl State {
         now: f64,
     ) {
         self.now = now;
-        self.event_update_graph(client, None);
+        self.event_update_graph(client, GraphOutcome::Error);
         for key in keys {
             self.outbox.push(Outgoing::Client(
                 client,
@@ -564,6 +622,7 @@ mod tests {
                 .collect(),
             fifo_timeout: 0.1,
             actors: Vec::new(),
+            timings: None,
         }
     }
 
@@ -646,6 +705,97 @@ mod tests {
         let out = format!("{:?}", s.take_outbox());
         assert!(out.contains("cancelled-keys"), "{out}");
         assert!(out.contains("lost dependencies"), "{out}");
+        // as Python's, the update-graph event says so
+        let event = last_graph_event(&s, "scheduler");
+        assert_eq!(event.get("status"), Some(&Value::str("cancelled")));
+        assert_eq!(event.get("metrics"), None);
+    }
+
+    /// The last `update-graph` event on `topic`.
+    fn last_graph_event(s: &State, topic: &str) -> Value {
+        let events = s.get_events(Some(topic));
+        events
+            .as_seq()
+            .expect("a list of events")
+            .iter()
+            .rev()
+            .map(|e| e.as_seq().expect("(time, msg)")[1].clone())
+            .find(|m| m.get("action").and_then(Value::as_str) == Some("update-graph"))
+            .expect("an update-graph event")
+    }
+
+    #[test]
+    fn the_update_graph_event_has_the_servers_timings_when_given() {
+        fn clock() -> f64 {
+            107.5
+        }
+        let timed = GraphTimings {
+            start: 100.0,
+            materialization: 2.0,
+            ordering: 0.5,
+            clock,
+        };
+        // the counts come first in each case
+        let counts = [("tasks", 2.0), ("new_tasks", 2.0), ("key_collisions", 0.0)];
+        /// (timings, `now`, the metrics expected)
+        type Case = (Option<GraphTimings>, f64, Vec<(&'static str, f64)>);
+        let cases: [Case; 3] = [
+            (None, 106.0, counts.to_vec()),
+            (
+                Some(timed),
+                106.0,
+                [
+                    &counts[..],
+                    &[
+                        ("start_timestamp_seconds", 100.0),
+                        ("materialization_duration_seconds", 2.0),
+                        ("ordering_duration_seconds", 0.5),
+                        ("state_initialization_duration_seconds", 1.5),
+                        ("duration_seconds", 7.5),
+                    ],
+                ]
+                .concat(),
+            ),
+            // a clock behind `now` (a wall clock set back): no negative durations
+            (
+                Some(GraphTimings {
+                    start: 108.0,
+                    materialization: -1.0,
+                    ..timed
+                }),
+                109.0,
+                [
+                    &counts[..],
+                    &[
+                        ("start_timestamp_seconds", 108.0),
+                        ("materialization_duration_seconds", 0.0),
+                        ("ordering_duration_seconds", 0.5),
+                        ("state_initialization_duration_seconds", 0.0),
+                        ("duration_seconds", 0.0),
+                    ],
+                ]
+                .concat(),
+            ),
+        ];
+        for (timings, now, expected) in cases {
+            let (mut s, c) = state_with_client();
+            let mut sub = submission(&[("a", &[]), ("b", &["a"])], &["b"]);
+            sub.timings = timings;
+            s.update_graph(c, sub, now);
+            for topic in ["scheduler", "Client-a"] {
+                let event = last_graph_event(&s, topic);
+                assert_eq!(event.get("status"), Some(&Value::str("OK")));
+                let metrics = event
+                    .get("metrics")
+                    .and_then(Value::as_map)
+                    .expect("metrics");
+                let got: Vec<(&str, f64)> = metrics
+                    .iter()
+                    .map(|(k, v)| (k.as_str().expect("a name"), v.as_f64().expect("a number")))
+                    .collect();
+                assert_eq!(got, expected, "{timings:?} on {topic}");
+            }
+        }
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub mod workermap;
 pub use config::Config;
 pub use error::CoreError;
 pub use finished::TaskFinished;
-pub use graph::{GraphSubmission, GraphTask};
+pub use graph::{GraphSubmission, GraphTask, GraphTimings};
 pub use ids::{ClientId, TaskId, WorkerId};
 pub use runspec::{RunSpec, RunSpecPacker};
 pub use state::{Outgoing, State};

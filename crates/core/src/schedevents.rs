@@ -121,36 +121,61 @@ impl State {
         self.publish_event(address, event);
     }
 
-    /// `update-graph`, to `scheduler` and the client's topic: status `OK`
-    /// with the number of tasks submitted, of those new here and of the
-    /// known keys submitted with other dependencies, or (for `None`) status
-    /// `error`, a graph that could not be materialized.
-    pub(crate) fn event_update_graph(
-        &mut self,
-        client: ClientId,
-        counts: Option<(usize, usize, usize)>,
-    ) {
+    /// `update-graph`, to `scheduler` and the client's topic, as Python's:
+    /// status `OK` with the graph's metrics, `cancelled` (a requested key
+    /// lost) or `error` (a graph that could not be materialized).
+    pub(crate) fn event_update_graph(&mut self, client: ClientId, outcome: GraphOutcome) {
         let Some(name) = self.client_name(client).map(str::to_string) else {
             return;
         };
         let stimulus_id = self.stimulus("update-graph");
         let mut fields = vec![("stimulus_id", Value::str(stimulus_id))];
-        match counts {
-            Some((tasks, new_tasks, key_collisions)) => {
-                let metrics = Value::map([
+        match outcome {
+            GraphOutcome::Ok {
+                tasks,
+                new_tasks,
+                key_collisions,
+                timings,
+            } => {
+                let mut metrics = vec![
                     ("tasks", Value::from(tasks)),
                     ("new_tasks", Value::from(new_tasks)),
                     ("key_collisions", Value::from(key_collisions)),
-                ]);
-                fields.push(("metrics", metrics));
+                ];
+                metrics.extend(
+                    timings
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k, Value::Float(v))),
+                );
+                fields.push(("metrics", Value::map(metrics)));
                 fields.push(("status", Value::str("OK")));
             }
-            None => fields.push(("status", Value::str("error"))),
+            GraphOutcome::Cancelled => fields.push(("status", Value::str("cancelled"))),
+            GraphOutcome::Error => fields.push(("status", Value::str("error"))),
         }
         let event = action("update-graph", fields);
         self.publish_event("scheduler", event.clone());
         self.publish_event(&name, event);
     }
+}
+
+/// How an `update-graph` ended, for its event.
+#[derive(Debug)]
+pub(crate) enum GraphOutcome {
+    /// The graph was taken: the tasks submitted, those new here, the known
+    /// keys submitted with other dependencies, and the timings (named as
+    /// Python names them) when the server measured them.
+    Ok {
+        tasks: usize,
+        new_tasks: usize,
+        key_collisions: usize,
+        timings: Option<[(&'static str, f64); 5]>,
+    },
+    /// A requested key is neither in the graph nor known (lost).
+    Cancelled,
+    /// The graph could not be materialized.
+    Error,
 }
 
 /// What a removed worker took with it, for its `remove-worker` event.

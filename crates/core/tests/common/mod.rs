@@ -386,6 +386,7 @@ impl Sim {
             tasks,
             fifo_timeout: fifo,
             actors: Vec::new(),
+            timings: None,
         };
         self.s.update_graph(c, g, self.now);
         self.drain();
@@ -402,6 +403,7 @@ impl Sim {
             tasks,
             fifo_timeout: 0.1,
             actors: requested,
+            timings: None,
         };
         self.s.update_graph(self.client, g, self.now);
         self.drain();

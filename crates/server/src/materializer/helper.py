@@ -706,13 +706,16 @@ def _materialize(req, emit, clock):
     if orderer is not None:
         reply["orders"] = orderer.result(dsk, patience=max(30.0, 3 * (t4 - t2)))
     t5 = clock()
+    ordering = t3 - t2 if orderer is None else orderer.elapsed
+    # For the scheduler's ``update-graph`` event (Python's metrics).
+    reply["timings"] = {"materialization": t2 - t0, "ordering": ordering}
     log.debug(
         "materialized %d tasks: unpickle %.3fs, materialize %.3fs, order %.3fs%s, "
         "pickle %.3fs, send %.3fs, waiting for the order %.3fs",
         len(dsk),
         t1 - t0,
         t2 - t1,
-        t3 - t2 if orderer is None else orderer.elapsed,
+        ordering,
         "" if orderer is None else f" (forked: {orderer.how})",
         t4 - t3 - t_emit,
         t_emit,

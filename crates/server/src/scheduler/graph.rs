@@ -6,7 +6,7 @@ use super::event_loop::Command;
 use super::Scheduler;
 use crate::materializer::MaterializeError;
 use bytes::Bytes;
-use dask_core::{ClientId, GraphSubmission, GraphTask, RunSpecPacker};
+use dask_core::{ClientId, GraphSubmission, GraphTask, GraphTimings, RunSpecPacker};
 use dask_wire::{msgpack, Key, KeyArena, Opaque, OpaqueKind, Value};
 
 /// Why an update-graph could not become a graph (reported to the client).
@@ -202,10 +202,31 @@ struct FinalReply {
     orders: Option<Vec<i64>>,
     /// The pickled `ShuffleSpec` of each P2P shuffle in the graph, by id.
     p2p_specs: Vec<(String, Bytes)>,
+    /// The helper's seconds spent materializing and ordering the graph.
+    timings: Option<HelperTimings>,
 }
 
-/// Materialized tasks and the graph's P2P shuffle specs.
-type Materialized = (Vec<GraphTask>, Vec<(String, Bytes)>);
+/// How long the helper took over a graph (its reply's `timings`), for the
+/// `update-graph` event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct HelperTimings {
+    /// Deserializing and materializing.
+    materialization: f64,
+    /// `dask.order`.
+    ordering: f64,
+}
+
+/// The reply's `timings`, when it has both, as numbers.
+fn helper_timings(reply: &Value) -> Option<HelperTimings> {
+    let t = reply.get("timings")?;
+    Some(HelperTimings {
+        materialization: t.get("materialization")?.as_f64()?,
+        ordering: t.get("ordering")?.as_f64()?,
+    })
+}
+
+/// Materialized tasks, the graph's P2P shuffle specs and the helper's timings.
+type Materialized = (Vec<GraphTask>, Vec<(String, Bytes)>, Option<HelperTimings>);
 
 /// The final reply: the tasks it carries (the last chunk, or all of them for
 /// a small graph), run_specs packed, and the total
@@ -246,6 +267,7 @@ fn parse_reply(bytes: Bytes) -> Result<FinalReply, Failure> {
                 })
                 .unwrap_or_default();
             Ok(FinalReply {
+                timings: helper_timings(&reply),
                 tasks,
                 ntasks,
                 orders,
@@ -388,7 +410,7 @@ async fn materialize(sched: &Scheduler, body: Bytes) -> Result<Materialized, Fai
          (overlapped), the rest {:.3?} after the reply",
         started.elapsed().saturating_sub(replied)
     );
-    Ok((tasks, last.p2p_specs))
+    Ok((tasks, last.p2p_specs, last.timings))
 }
 
 /// Every dependency given by position names a task of the graph.
@@ -436,6 +458,7 @@ fn release_freed_memory() {}
 /// Awaited by the client's stream reader so that the client's later ops
 /// (e.g. releasing these keys) apply after the graph.
 pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
+    let start = super::now();
     let keys: Vec<Key> = match dask_core::ops_client::keys_field("update-graph", &msg, "keys") {
         Ok(k) => k,
         Err(e) => {
@@ -456,10 +479,10 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
         (Err(f), _) | (_, Err(f)) => Err(f),
         (Ok(body), Ok(actors)) => materialize(sched, body)
             .await
-            .map(|(tasks, specs)| (tasks, specs, actors)),
+            .map(|(tasks, specs, timings)| (tasks, specs, timings, actors)),
     };
     match outcome {
-        Ok((tasks, p2p_specs, actors)) => {
+        Ok((tasks, p2p_specs, timings, actors)) => {
             let big = tasks.len() >= TRIM_AFTER_TASKS;
             sched.send(Command::Graph {
                 client,
@@ -468,6 +491,12 @@ pub async fn update_graph(sched: &Scheduler, client: ClientId, msg: Value) {
                     tasks,
                     fifo_timeout,
                     actors,
+                    timings: timings.map(|t| GraphTimings {
+                        start,
+                        materialization: t.materialization,
+                        ordering: t.ordering,
+                        clock: super::now,
+                    }),
                 },
             });
             if !p2p_specs.is_empty() {
@@ -658,5 +687,37 @@ mod tests {
         let f = parse_reply(Bytes::from(err)).err().unwrap();
         assert_eq!(f.text, "ValueError('boom')");
         assert!(parse_chunk(Bytes::from_static(&[0xc1])).is_err());
+    }
+
+    #[test]
+    fn the_helpers_timings_are_read_when_whole() {
+        let timings = |t: Value| {
+            let reply = msgpack::encode(&Value::map([
+                ("status", Value::str("ok")),
+                ("tasks", Value::Array(vec![task(0, 0)])),
+                ("timings", t),
+            ]));
+            parse_reply(Bytes::from(reply)).ok().unwrap().timings
+        };
+        let whole = Value::map([
+            ("materialization", Value::Float(0.25)),
+            ("ordering", Value::Int(0)),
+        ]);
+        assert_eq!(
+            timings(whole),
+            Some(HelperTimings {
+                materialization: 0.25,
+                ordering: 0.0
+            })
+        );
+        // a part missing, or not a number: left out of the event
+        let half = Value::map([("materialization", Value::Float(0.25))]);
+        assert_eq!(timings(half), None);
+        let text = Value::map([
+            ("materialization", Value::str("0.25")),
+            ("ordering", Value::Float(0.1)),
+        ]);
+        assert_eq!(timings(text), None);
+        assert_eq!(timings(Value::Nil), None);
     }
 }
