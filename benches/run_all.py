@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run every benchmark of issue 4 and rewrite the results table in README.md.
 
-    .venv/bin/python benches/run_all.py            # full (~30-40 min on 2 busy cores)
+    .venv/bin/python benches/run_all.py            # full (~60 min on a fast host, ~2 h on a slow one)
     .venv/bin/python benches/run_all.py --quick    # smaller sizes, 1 repetition (~12 min)
     .venv/bin/python benches/run_all.py --only core,wire,sim,e2e --no-readme
 
@@ -12,7 +12,8 @@ Steps (each bounded; a failing step is reported, the others still run):
 2. ``wire``: ``cargo bench -p dask-wire --bench codec`` (criterion; encode and
    decode rates of compute-task / task-finished, single and batches of 1000).
 3. ``sim``: ``benches/simbench.py`` (simulated workers through
-   ``dask-loaddriver``: throughput at W = 8, 64, 512; 1M-task scale; 2,000
+   ``dask-loaddriver``: throughput at W = 8, 64, 512; 1M-task scale (both
+   schedulers; ``--sim-args "--scale-n N --scale-n-python N"`` for another size); 2,000
    workers), Rust and Python schedulers in the same run.
 4. ``e2e``: ``benches/compare.py --graphs issue4`` (real ``dask worker``
    processes; map 20k, array sum 10k chunks, delayed tree 8k, split_every
@@ -357,6 +358,19 @@ def rewrite_readme(table: str) -> None:
     readme.write_text(text)
 
 
+def sim_options(quick: bool, sim_args: str) -> list[str]:
+    """simbench.py's options: ``--quick``, or in a full run the scale part at
+    1M tasks for both schedulers (the memory target is measured there),
+    unless ``--sim-args`` sets a size itself; then ``--sim-args``."""
+    extra = sim_args.split()
+    opts = ["--quick"] if quick else []
+    if not quick:
+        for flag in ("--scale-n", "--scale-n-python"):
+            if not any(a == flag or a.startswith(flag + "=") for a in extra):
+                opts += [flag, "1000000"]
+    return opts + extra
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -403,8 +417,7 @@ def main() -> int:
             if rc:
                 failures.append(f"wire bench exit {rc}")
         if "sim" in only:
-            cmd = [py, "benches/simbench.py", "--out", str(sim_out)] + (["--quick"] if args.quick else [])
-            cmd += args.sim_args.split()
+            cmd = [py, "benches/simbench.py", "--out", str(sim_out)] + sim_options(args.quick, args.sim_args)
             # ~40 min with 3 repetitions, ~12 more with the 1M-task scale part
             # on a fast host; the throughput part alone took 77 min on the
             # twenty-sixth session's host, so the limit is an option
