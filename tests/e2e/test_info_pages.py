@@ -60,6 +60,8 @@ def test_a_task_page_shows_its_state_and_relatives(cluster, client):
     assert status == 200
     assert y.key in body and "memory" in body
     assert x.key in body  # a dependency
+    # the result's type name
+    assert re.search(r"<th>\s*Type\s*</th>\s*<td>\s*int\s*</td>", body), body
     status, body = get(cluster, f"/info/task/{esc(x.key)}.html")
     assert status == 200 and y.key in body  # a dependent
     assert get(cluster, f"/info/task/{esc(unique('nothing'))}.html")[0] == 404

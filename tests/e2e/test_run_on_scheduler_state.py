@@ -92,6 +92,7 @@ def describe(keys, dask_scheduler):
             "blame": ts.exception_blame.key if ts.exception_blame is not None else None,
             "resource_restrictions": ts.resource_restrictions,
             "worker_restrictions": sorted(ts.worker_restrictions or ()),
+            "type": ts.type, "group_types": sorted(ts.group.types),
         }
     return out
 
@@ -141,11 +142,15 @@ def test_a_function_reads_tasks_workers_and_clients(client, cluster):
     assert ta["group_memory"] == 1
     assert tb["group_dependencies"] == [ta["group"]] and ta["group_dependencies"] == []
     assert ta["group_listed"] and tb["group_listed"]
+    # the result's type name, and its group's
+    assert ta["type"] == tb["type"] == "int"
+    assert ta["group_types"] == tb["group_types"] == ["int"]
 
     failed, blamed = got["tasks"][bad], got["tasks"][after]
     assert failed["state"] == blamed["state"] == "erred"
     assert "boom 1" in failed["exception_text"]
     assert failed["blame"] == bad and blamed["blame"] == bad
+    assert failed["type"] is None and failed["group_types"] == []
 
 
 def workers_then_their_tasks(key, dask_scheduler):
@@ -244,8 +249,8 @@ def replace_the_tasks(dask_scheduler):
     dask_scheduler.tasks = {}
 
 
-def read_a_task_type(key, dask_scheduler):
-    return dask_scheduler.tasks[key].type
+def read_a_task_run_spec(key, dask_scheduler):
+    return dask_scheduler.tasks[key].run_spec
 
 
 @pytest.mark.rust_only
@@ -259,8 +264,8 @@ def test_the_copies_are_read_only_and_name_what_they_lack(client):
         client.run_on_scheduler(set_a_task_state, key)
     with pytest.raises(NotImplementedError, match=r"cannot set Scheduler\.tasks"):
         client.run_on_scheduler(replace_the_tasks)
-    with pytest.raises(NotImplementedError, match=r"TaskState\.type is not available"):
-        client.run_on_scheduler(read_a_task_type, key)
+    with pytest.raises(NotImplementedError, match=r"TaskState\.run_spec is not available"):
+        client.run_on_scheduler(read_a_task_run_spec, key)
     with pytest.raises(AttributeError, match="no_such_field"):
         client.run_on_scheduler(lambda k, dask_scheduler: dask_scheduler.tasks[k].no_such_field,
                                 key)
@@ -295,6 +300,30 @@ def test_a_group_and_its_prefix_count_their_forgotten_tasks(client):
     # times its tasks entered memory
     assert counts == [3, 2, 1, True, True, 2, 1, 3]
     assert duration > 0
+
+
+def types_of(name, keys, dask_scheduler):
+    group = dask_scheduler.task_groups[name]
+    return ([dask_scheduler.tasks[k].type for k in keys], sorted(group.types),
+            sorted(group.prefix.types))
+
+
+def test_tasks_their_group_and_prefix_name_their_results_types(client):
+    # Python's `TaskState.type` is the result's `typename`; a group and its
+    # prefix gather the types of their tasks' results
+    name = unique("typed")
+    futures = [client.submit(inc, 1, key=(name, 0)), client.submit(str, 1, key=(name, 1)),
+               client.submit(dict, a=1, key=(name, 2))]
+    assert client.gather(futures) == [2, "1", {"a": 1}]
+    keys = [f.key for f in futures]
+    assert client.run_on_scheduler(types_of, name, keys) == (
+        ["int", "str", "dict"], ["dict", "int", "str"], ["dict", "int", "str"])
+    # a forgotten task's type stays counted by its live group, as in Python
+    forgotten = futures.pop().key
+    wait_on_scheduler(client, lambda k, dask_scheduler: k not in dask_scheduler.tasks,
+                      forgotten)
+    assert client.run_on_scheduler(types_of, name, keys[:2]) == (
+        ["int", "str"], ["dict", "int", "str"], ["dict", "int", "str"])
 
 
 async def retire_by_name(name, dask_scheduler):

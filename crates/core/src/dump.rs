@@ -225,6 +225,16 @@ impl State {
                                 "nbytes_total",
                                 Value::Int(group_bytes.get(&g).copied().unwrap_or(0)),
                             ),
+                            (
+                                "types",
+                                Value::Array(
+                                    self.groups
+                                        .types(g)
+                                        .iter()
+                                        .map(|&(name, _)| Value::str(self.result_types.name(name)))
+                                        .collect(),
+                                ),
+                            ),
                         ],
                         exclude,
                     ),
@@ -338,6 +348,10 @@ impl State {
                     t.processing_on.map_or(Value::Nil, |w| self.worker_repr(w)),
                 ),
                 ("nbytes", Value::Int(t.nbytes)),
+                (
+                    "type",
+                    self.typename_of_task(t).map_or(Value::Nil, Value::str),
+                ),
                 ("group", Value::str(group)),
                 ("group_key", Value::str(self.groups.name(t.group))),
                 ("prefix", Value::str(prefix)),

@@ -54,6 +54,10 @@ pub struct TaskFinished {
     /// [`TaskFinished::from_value`] and not empty; [`TaskFinished::decode`]
     /// leaves it in `source` (see [`TaskFinished::metadata`]).
     pub metadata_value: Option<Value>,
+    /// The result type's name (`typename`), when read by
+    /// [`TaskFinished::from_value`]; [`TaskFinished::decode`] leaves it in
+    /// `source` (see [`TaskFinished::typename`]).
+    pub typename_value: Option<String>,
 }
 
 /// What each field of a `task-finished` map is to the scheduler.
@@ -65,6 +69,7 @@ enum Field {
     StartStops,
     StimulusId,
     Metadata,
+    TypeName,
     Other,
 }
 
@@ -82,6 +87,7 @@ impl Field {
             Some(b"startstops") => Field::StartStops,
             Some(b"stimulus_id") => Field::StimulusId,
             Some(b"metadata") => Field::Metadata,
+            Some(b"typename") => Field::TypeName,
             _ => Field::Other,
         }
     }
@@ -173,8 +179,20 @@ impl TaskFinished {
                 self.metadata_value =
                     Some(v.clone()).filter(|m| m.as_map().is_some_and(|m| !m.is_empty()))
             }
+            Field::TypeName => self.typename_value = v.as_str().map(str::to_string),
             Field::Other => {}
         }
+    }
+
+    /// The result type's name (`typename`), if the worker sent one as a
+    /// str: read from `source` only when asked (the scheduler asks once per
+    /// distinct result type), so the hot path does not decode it.
+    pub fn typename(&self) -> Option<String> {
+        if self.typename_value.is_some() {
+            return self.typename_value.clone();
+        }
+        let m = dask_wire::msgpack::decode(self.source.as_ref()?).ok()?;
+        m.get("typename")?.as_str().map(str::to_string)
     }
 
     /// The worker's `metadata` (what `get_task_metadata` reports), nil if
@@ -206,7 +224,7 @@ impl TaskFinished {
         let mut t = TaskFinished::default();
         for _ in 0..n {
             match Field::named(field_name(&mut r, MAP + 1)?) {
-                Field::Other | Field::Metadata => r.skip(MAP + 1)?,
+                Field::Other | Field::Metadata | Field::TypeName => r.skip(MAP + 1)?,
                 Field::StartStops => t.startstops = decode_startstops(&mut r, MAP + 1)?,
                 // the bytes, not a value: most keys are found by them
                 Field::Key => {
@@ -312,9 +330,13 @@ mod tests {
     }
 
     fn both_ways(msg: &Value) -> TaskFinished {
-        let from_value = TaskFinished::from_value(msg);
+        let mut from_value = TaskFinished::from_value(msg);
         let bytes = Bytes::from(dask_wire::msgpack::encode(msg));
         let mut decoded = TaskFinished::decode(&bytes).unwrap().unwrap();
+        // the name is read from the message's bytes only when asked
+        assert_eq!(decoded.typename_value, None);
+        assert_eq!(decoded.typename(), from_value.typename(), "{msg:?}");
+        from_value.typename_value = None;
         assert_eq!(decoded.source.take(), Some(bytes), "the op map's bytes");
         // the key comes as its bytes; decoded, it is the same value
         if let Some(key) = &mut decoded.key {
@@ -331,10 +353,14 @@ mod tests {
     fn reads_a_real_message() {
         let key = Value::Array(vec![Value::str("inc-d6e41087"), Value::Int(3)]);
         let t = both_ways(&real_message(key.clone()));
-        assert_eq!(t.key, Some(key));
+        assert_eq!(t.key, Some(key.clone()));
         assert_eq!(t.run_id, Some(1));
         assert_eq!(t.nbytes, Some(28));
         assert!(matches!(t.result_type, Some(Value::Bin(_))));
+        assert_eq!(
+            TaskFinished::from_value(&real_message(key)).typename(),
+            Some("int".to_string())
+        );
         assert_eq!(
             t.startstops.as_slice(),
             [StartStop {
@@ -404,6 +430,8 @@ mod tests {
             entries.retain(|(k, _)| k.as_str() != Some("key"));
         }
         msgs.push(keyless);
+        // a name that is not a str is no name
+        msgs.push(with("typename", Value::Int(3)));
         let read: Vec<TaskFinished> = msgs.iter().map(both_ways).collect();
         assert_eq!(read[0].run_id, None);
         assert_eq!(read[1].nbytes, None);
@@ -415,6 +443,7 @@ mod tests {
         assert_eq!(read[6].startstops[0].stop, 3.0);
         assert_eq!(read[7].nbytes, Some(99));
         assert_eq!(read[8].key, None);
+        assert_eq!(TaskFinished::from_value(&msgs[9]).typename(), None);
     }
 
     #[test]

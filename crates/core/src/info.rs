@@ -24,6 +24,8 @@ pub struct TaskInfo {
     pub state: &'static str,
     /// The worker running it, while processing.
     pub processing_on: Option<String>,
+    /// The result's type name (Python's `TaskState.type`), once computed.
+    pub type_name: Option<String>,
     /// Result size, when in memory.
     pub nbytes: i64,
     /// `(user, generation, order)` as Python prints the tuple.
@@ -123,6 +125,7 @@ impl State {
             key: key_label(&t.key),
             state: t.state.as_str(),
             processing_on: t.processing_on.map(address),
+            type_name: self.typename_of(id).map(str::to_string),
             nbytes: t.nbytes,
             priority: priority_text(&t.priority),
             waiting_on: if t.state == TaskState::Waiting {

@@ -483,12 +483,24 @@ impl State {
         self.detach_from_worker(id);
         let nbytes = fields.nbytes.unwrap_or(0);
         let result_type = fields.result_type.as_ref().map(|v| {
-            let id = self.result_types.intern(v);
+            let id = self.result_types.intern(v, || fields.typename());
             (
                 id.unwrap_or(ResultTypeId::IN_EXTRA),
                 id.is_none().then(|| v.deep_copy()),
             )
         });
+        // the name: the table entry's, else (a type not in the table, which
+        // a worker of `distributed` never sends) read from the message
+        let table_id = result_type.as_ref().map_or(ResultTypeId::NONE, |r| r.0);
+        let mut name = self.result_types.name_of(table_id);
+        let own_name = if table_id.is_entry() {
+            None
+        } else {
+            fields.typename()
+        };
+        if let Some(text) = &own_name {
+            name = self.result_types.intern_name(text);
+        }
         {
             self.count_state_as(id, TaskState::Memory);
             let t = self.task_mut(id);
@@ -497,6 +509,7 @@ impl State {
             t.result_type = ResultTypeId::NONE;
             if let Some(e) = t.extra.as_mut() {
                 e.result_type = None;
+                e.result_typename = None;
             }
             if let Some((id, kept)) = result_type {
                 t.result_type = id;
@@ -504,7 +517,14 @@ impl State {
                     t.extra_mut().result_type = kept;
                 }
             }
+            if let Some(text) = own_name {
+                t.extra_mut().result_typename = Some(text.into());
+            }
             t.who_has.clear();
+        }
+        if let Some(name) = name {
+            let group = self.task(id).group;
+            self.groups.add_type(group, name);
         }
         self.add_replica(id, w);
         if let Some(source) = &fields.source {
@@ -685,5 +705,19 @@ impl State {
             ResultTypeId::IN_EXTRA => t.extra.as_ref()?.result_type.clone(),
             table => self.result_types.get(table),
         }
+    }
+
+    /// The name of the type of `id`'s result (Python's `TaskState.type`,
+    /// e.g. `"int"`), once it has been in memory.
+    pub fn typename_of(&self, id: TaskId) -> Option<&str> {
+        self.typename_of_task(self.task(id))
+    }
+
+    /// [`State::typename_of`] for a task already at hand.
+    pub(crate) fn typename_of_task<'a>(&'a self, t: &'a crate::task::Task) -> Option<&'a str> {
+        if let Some(name) = self.result_types.name_of(t.result_type) {
+            return Some(self.result_types.name(name));
+        }
+        t.extra.as_ref()?.result_typename.as_deref()
     }
 }

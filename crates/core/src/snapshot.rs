@@ -108,8 +108,9 @@ fn text_list(items: Vec<String>) -> Value {
 /// default, as maps of a task's position to its value where that is not
 /// the default. `group` is an index into the snapshot's `groups`: `[name,
 /// prefix id (an index into its `prefixes`), tasks ever added to the group
-/// (Python's len)]`.
-pub const TASK_FIELDS: [&str; 26] = [
+/// (Python's len), {result type name: times a task of the group entered
+/// memory with it} (Python's `_types`)]`.
+pub const TASK_FIELDS: [&str; 27] = [
     "i",
     "key",
     "state",
@@ -136,6 +137,7 @@ pub const TASK_FIELDS: [&str; 26] = [
     "worker_restrictions",
     "resource_restrictions",
     "loose_restrictions",
+    "type",
 ];
 
 /// The fields every task has a value of.
@@ -183,6 +185,18 @@ impl State {
                     Value::str(self.groups.name(t.group)),
                     Value::Int(i64::from(t.prefix)),
                     Value::Int(self.groups.size(t.group) as i64),
+                    Value::Map(
+                        self.groups
+                            .types(t.group)
+                            .iter()
+                            .map(|&(name, n)| {
+                                (
+                                    Value::str(self.result_types.name(name)),
+                                    Value::Int(i64::from(n)),
+                                )
+                            })
+                            .collect(),
+                    ),
                 ]));
                 next
             });
@@ -273,7 +287,7 @@ impl State {
     }
 
     /// One task's values of [`TASK_FIELDS`], nil where at the default.
-    fn task_row(&self, id: TaskId, t: &Task, group: i64) -> [Value; 26] {
+    fn task_row(&self, id: TaskId, t: &Task, group: i64) -> [Value; 27] {
         let error = t.error();
         let text = |s: Option<&str>| s.map_or(Value::Nil, |s| or_nil(Value::str(s)));
         let r = t.restrictions();
@@ -308,6 +322,7 @@ impl State {
             or_nil(text_list(workers)),
             r.map_or(Value::Nil, |r| or_nil(resources_map(&r.resources))),
             or_nil(Value::Bool(r.is_some_and(|r| r.loose))),
+            self.typename_of(id).map_or(Value::Nil, Value::str),
         ]
     }
 

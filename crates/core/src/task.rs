@@ -175,6 +175,9 @@ pub struct TaskExtra {
     /// The result's type when the shared table could not hold it (see
     /// [`crate::resulttypes`]).
     pub result_type: Option<Value>,
+    /// The result type's name when the shared table does not give it
+    /// (the type itself is not in the table, or came without bytes).
+    pub result_typename: Option<Box<str>>,
     /// The task is an actor (`actor=True`): its worker keeps the object.
     pub actor: bool,
 }
@@ -190,6 +193,7 @@ impl Default for TaskExtra {
             error: None,
             exception_blame: None,
             result_type: None,
+            result_typename: None,
             actor: false,
         }
     }

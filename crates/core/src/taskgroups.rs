@@ -16,6 +16,7 @@
 //! still names as a dependency keeps its size until nothing names it; only
 //! then is its slot reused.
 
+use crate::resulttypes::TypeNameId;
 use rustc_hash::FxHashMap;
 
 /// The groups a group's tasks depend on, as far as `is_rootish` needs them.
@@ -42,6 +43,9 @@ struct Group {
     referrers: u32,
     name: String,
     dependencies: Dependencies,
+    /// Python's `TaskGroup._types`: each result type name, with how many
+    /// times a task of the group entered memory with a result of it.
+    types: Vec<(TypeNameId, u32)>,
 }
 
 /// All task groups, by dense id.
@@ -89,6 +93,7 @@ impl TaskGroups {
             referrers: 0,
             name: name.to_string(),
             dependencies: Dependencies::Few(Vec::new()),
+            types: Vec::new(),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -142,6 +147,22 @@ impl TaskGroups {
         if dep != g {
             self.groups[dep as usize].referrers += 1;
         }
+    }
+
+    /// A task of group `g` entered memory with a result of type `name`
+    /// (Python's `TaskGroup.add_type`).
+    pub(crate) fn add_type(&mut self, g: u32, name: TypeNameId) {
+        let types = &mut self.groups[g as usize].types;
+        match types.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => types.push((name, 1)),
+        }
+    }
+
+    /// The result types of group `g`'s tasks with their counts (see
+    /// [`TaskGroups::add_type`]), in the order first met.
+    pub(crate) fn types(&self, g: u32) -> &[(TypeNameId, u32)] {
+        &self.groups[g as usize].types
     }
 
     /// The name of group `g` (its `key_split_group`).
@@ -221,6 +242,26 @@ mod tests {
             assert_eq!(groups.add_task(name), id);
         }
         id
+    }
+
+    #[test]
+    fn a_group_counts_its_result_types_and_a_new_group_of_the_name_starts_without() {
+        let mut names = crate::resulttypes::ResultTypes::default();
+        let int = names.intern_name("int").unwrap();
+        let frame = names.intern_name("pandas.core.frame.DataFrame").unwrap();
+        let mut groups = TaskGroups::new(5, 5);
+        let g = group_of(&mut groups, "inc-1", 3);
+        for name in [int, frame, int] {
+            groups.add_type(g, name);
+        }
+        assert_eq!(groups.types(g), [(int, 2), (frame, 1)]);
+        for _ in 0..3 {
+            groups.forget_task(g);
+        }
+        // the dead group's slot is reused by the next group
+        let again = groups.add_task("inc-1");
+        assert_eq!(again, g);
+        assert!(groups.types(again).is_empty());
     }
 
     #[test]

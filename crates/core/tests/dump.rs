@@ -34,6 +34,8 @@ fn tasks_workers_clients_and_groups_in_pythons_shape() {
     let a = tasks.get("a").unwrap();
     assert_eq!(a.get("state").and_then(Value::as_str), Some("memory"));
     assert_eq!(a.get("nbytes").and_then(Value::as_i64), Some(100));
+    // the result's type name; b has no result yet
+    assert_eq!(a.get("type").and_then(Value::as_str), Some("int"));
     assert_eq!(
         strs(a.get("dependents").unwrap()),
         ["<TaskState 'b' processing>"]
@@ -46,6 +48,7 @@ fn tasks_workers_clients_and_groups_in_pythons_shape() {
         "{who_has:?}"
     );
     let b = tasks.get("b").unwrap();
+    assert_eq!(b.get("type"), Some(&Value::Nil));
     assert_eq!(
         strs(b.get("dependencies").unwrap()),
         ["<TaskState 'a' memory>"]
@@ -82,6 +85,7 @@ fn tasks_workers_clients_and_groups_in_pythons_shape() {
         Some(1)
     );
     assert_eq!(ga.get("done"), Some(&Value::Bool(true)));
+    assert_eq!(strs(ga.get("types").unwrap()), ["int"]);
     assert_eq!(
         groups.get("b").unwrap().get("done"),
         Some(&Value::Bool(false))

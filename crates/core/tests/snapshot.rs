@@ -217,3 +217,127 @@ fn without_tasks_the_snapshot_has_workers_and_clients_only() {
         .get("has_what")
         .is_some());
 }
+
+/// How a case's worker reports a finished task.
+#[derive(Clone, Copy)]
+enum Report {
+    /// The decoded op map (`handle_worker_op`).
+    Op,
+    /// The message's bytes, read as the server reads them
+    /// (`TaskFinished::decode`): the name is in the bytes only.
+    Bytes,
+}
+
+/// A finished task's `type` and `typename` fields.
+type Sent = (Value, Value);
+
+fn pickled(tag: &'static str) -> Value {
+    Value::Bin(bytes::Bytes::from_static(tag.as_bytes()))
+}
+
+#[test]
+fn a_task_s_type_is_its_result_s_typename_and_its_group_counts_them() {
+    // (path, what each of the group's tasks sends, each task's `type`, the
+    // group's {name: count})
+    type Case = (
+        Report,
+        Vec<Sent>,
+        Vec<Option<&'static str>>,
+        Vec<(&'static str, i64)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            Report::Op,
+            vec![(pickled("p-int"), Value::str("int")); 2],
+            vec![Some("int"); 2],
+            vec![("int", 2)],
+        ),
+        (
+            Report::Bytes,
+            vec![
+                (pickled("p-int"), Value::str("int")),
+                (
+                    pickled("p-frame"),
+                    Value::str("pandas.core.frame.DataFrame"),
+                ),
+                (pickled("p-int"), Value::str("int")),
+            ],
+            vec![
+                Some("int"),
+                Some("pandas.core.frame.DataFrame"),
+                Some("int"),
+            ],
+            vec![("int", 2), ("pandas.core.frame.DataFrame", 1)],
+        ),
+        // a type pickled two ways (one that fails pickling is sent as its
+        // pickled name): one name
+        (
+            Report::Bytes,
+            vec![
+                (pickled("p-lock"), Value::str("_thread.lock")),
+                (pickled("p-lock-name"), Value::str("_thread.lock")),
+            ],
+            vec![Some("_thread.lock"); 2],
+            vec![("_thread.lock", 2)],
+        ),
+        // no pickled type, or a type that is not bytes: the name still counts
+        (
+            Report::Bytes,
+            vec![
+                (Value::Nil, Value::str("int")),
+                (Value::str("not bytes"), Value::str("int")),
+            ],
+            vec![Some("int"); 2],
+            vec![("int", 2)],
+        ),
+        // no name, or one that is not a str: no type
+        (
+            Report::Op,
+            vec![(pickled("p-anon"), Value::Nil), (Value::Nil, Value::Int(3))],
+            vec![None, None],
+            vec![],
+        ),
+    ];
+    for (n, (report, sent, types, group_types)) in cases.into_iter().enumerate() {
+        let mut sim = Sim::new();
+        let w = sim.worker("tcp://a:1", 8);
+        let keys: Vec<Key> = (0..sent.len() as i64).map(|i| tk("typed", i)).collect();
+        let tasks = keys
+            .iter()
+            .map(|key| T::keyed(key.clone(), vec![]))
+            .collect();
+        sim.submit_keys(sim.client, keys.clone(), tasks, 0.0);
+        let mut computes = sim.computes();
+        computes.sort_by_key(|c| c.key.clone());
+        assert_eq!(computes.len(), sent.len(), "case {n}");
+        for (c, (ty, name)) in computes.iter().zip(&sent) {
+            let msg = task_finished_msg(&c.key, c.run_id, 8, sim.now);
+            let msg = with_field(
+                with_field(msg, "type", ty.clone()),
+                "typename",
+                name.clone(),
+            );
+            match report {
+                Report::Op => sim.wop(w, msg).unwrap(),
+                Report::Bytes => sim.finish_typed(w, &decode_task_finished(&msg)),
+            }
+        }
+        let snap = snapshot(&sim, true);
+        let rows = task_rows(&snap);
+        let got: Vec<Option<&str>> = keys.iter().map(|key| rows[key]["type"].as_str()).collect();
+        assert_eq!(got, types, "case {n}: each task's type");
+        for (key, want) in keys.iter().zip(&types) {
+            let id = sim.s.task_id(key).unwrap();
+            assert_eq!(sim.s.typename_of(id), *want, "case {n}");
+        }
+        let group = &array(snap.get("groups").unwrap())[int(&rows[&keys[0]]["group"]) as usize];
+        let counts: Vec<(&str, i64)> = array(group)[3]
+            .as_map()
+            .expect("the group's types are a map")
+            .iter()
+            .map(|(name, count)| (name.as_str().unwrap(), int(count)))
+            .collect();
+        assert_eq!(counts, group_types, "case {n}: the group's types");
+        sim.check();
+    }
+}

@@ -311,6 +311,9 @@ async fn task_page(State(app): State<Arc<AppState>>, Path(page): Path<String>) -
             url_escape(&t.key)
         );
     }
+    if let Some(name) = &t.type_name {
+        let _ = write!(body, "<tr><th>Type</th><td>{}</td></tr>", escape(name));
+    }
     if t.nbytes > 0 {
         let _ = write!(
             body,

@@ -1421,6 +1421,8 @@ class _TaskCopy(_StateCopy):
         "worker_restrictions": _strings_or_none,
         "resource_restrictions": _plain,
         "loose_restrictions": lambda s, raw, copy: bool(raw),
+        # the result's type name, once the task has been in memory
+        "type": _plain,
     }
 
     def _raw(self, name):
@@ -1563,10 +1565,16 @@ class _ClientCopy(_StateCopy):
 class _GroupCopy(_StateCopy):
     """``TaskGroup``, as ``_StateCopy`` describes: its name, prefix, ``len``
     (tasks ever added), its tasks' counts by state (the forgotten ones
-    included), ``done`` and the groups its live tasks depend on. Python's
-    durations and byte totals are not in the copy."""
+    included), ``done``, the groups its live tasks depend on and its
+    result ``types``. Python's durations and byte totals are not in the
+    copy."""
 
     _python_class = "TaskGroup"
+
+    @property
+    def types(self):
+        """``TaskGroup.types``: the names of its tasks' result types."""
+        return self._types.keys()
 
     @property
     def done(self):
@@ -1590,10 +1598,15 @@ class _PrefixCopy(_StateCopy):
     of its live groups': a group whose tasks were all forgotten no longer
     counts), ``state_counts`` (how many times its tasks entered each
     state), ``duration_average`` and ``max_exec_time`` (-1 until measured,
-    as in Python) and ``suspicious``. Python's durations and byte totals
-    are not in the copy."""
+    as in Python), ``suspicious`` and its result ``types`` (its live
+    groups'). Python's durations and byte totals are not in the copy."""
 
     _python_class = "TaskPrefix"
+
+    @property
+    def types(self):
+        """``TaskPrefix.types``: the names of its live groups' result types."""
+        return self._types.keys()
 
     def __len__(self):
         return sum(len(group) for group in self.groups)
@@ -1765,15 +1778,19 @@ class _SchedulerSnapshot:
             prefixes.append(_PrefixCopy(
                 self, {}, name=name, groups=[], states=dict.fromkeys(ALL_TASK_STATES, 0),
                 state_counts=defaultdict(int, entered), suspicious=suspicious,
+                _types=defaultdict(int),
                 duration_average=-1 if duration is None else duration,
                 max_exec_time=-1 if longest is None else longest,
             ))
         groups = []
-        for name, prefix_id, size in self._raw_groups:
+        for name, prefix_id, size, types in self._raw_groups:
             prefix = prefixes[prefix_id]
             group = _GroupCopy(self, {}, name=name, prefix=prefix, _size=size,
-                               states=dict.fromkeys(ALL_TASK_STATES, 0), dependencies=set())
+                               states=dict.fromkeys(ALL_TASK_STATES, 0), dependencies=set(),
+                               _types=defaultdict(int, types))
             prefix.groups.append(group)
+            for type_name, count in types.items():
+                prefix._types[type_name] += count
             groups.append(group)
         group_of = [groups[g] for g in self._dense["group"]]
         for group, state in zip(group_of, self._dense["state"]):
