@@ -58,6 +58,7 @@ pub mod taskstream;
 pub mod timedelta;
 pub mod transitions;
 pub mod validate;
+pub mod versions;
 pub mod worker;
 pub mod workermap;
 

@@ -375,12 +375,13 @@ pub fn event(topic: &str, time: f64, msg: Value) -> Value {
     )
 }
 
-/// scheduler→client `stream-start`, the only element of the first batch.
-pub fn stream_start() -> Value {
+/// scheduler→client `stream-start`, the only element of the first batch,
+/// with the version check's `warning` (`""` when nothing differs).
+pub fn stream_start(warning: &str) -> Value {
     op(
         fixstr!("stream-start"),
         [
-            (fixstr!("warning"), Value::str("")),
+            (fixstr!("warning"), Value::str(warning)),
             (fixstr!("error"), Value::str("")),
         ],
     )
@@ -432,7 +433,7 @@ mod tests {
         // anything else is left alone
         let mut other = free_keys(vec![Value::str("x")], "s");
         assert!(!free_keys_push(&mut other, &keys[1]));
-        let mut compute = stream_start();
+        let mut compute = stream_start("");
         assert!(!free_keys_push(&mut compute, &keys[1]));
     }
 

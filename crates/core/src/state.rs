@@ -175,6 +175,9 @@ pub struct State {
     /// Distinct pickled result types seen in `task-finished`, named by the
     /// tasks' [`crate::resulttypes::ResultTypeId`].
     pub(crate) result_types: crate::resulttypes::ResultTypes,
+    /// The workers' distinct package versions, for the version check of a
+    /// registering client or worker ([`State::version_mismatch`]).
+    pub(crate) package_sets: crate::versions::PackageSets,
     /// Scratch buffer for a key's canonical bytes (`task_id_of_value`).
     pub(crate) key_scratch: Vec<u8>,
     /// The task stream's records, once a client asked for them.
@@ -288,6 +291,7 @@ impl State {
             retire: Default::default(),
             stats: crate::stats::Stats::default(),
             result_types: Default::default(),
+            package_sets: Default::default(),
             key_scratch: Vec::new(),
             task_records: None,
         };
@@ -876,6 +880,7 @@ impl State {
         self.total_nthreads += u64::from(reg.nthreads);
         self.worker_by_addr.insert(reg.address.clone(), id);
         let address = reg.address.clone();
+        let package_set = self.package_sets.add(&reg.versions);
         self.workers.insert(
             id,
             Worker {
@@ -903,6 +908,7 @@ impl State {
                 last_seen: now,
                 unmanaged: Default::default(),
                 executing: Vec::new(),
+                package_set,
             },
         );
         self.refresh_slot_index(id);
@@ -915,6 +921,37 @@ impl State {
             self.refresh_no_workers_since(now);
         }
         Ok(id)
+    }
+
+    /// Python's version check for a client or worker registering with
+    /// `versions` (its `get_versions()`), against the scheduler's
+    /// (`scheduler_versions`, nil if not known) and the connected workers'
+    /// (a registering worker counts itself once added): the warning its
+    /// registration reply carries, `""` when nothing differs (see
+    /// [`crate::versions`]). `source_name` heads the newcomer's column:
+    /// `"Client"`, or a worker's `server_id`.
+    pub fn version_mismatch(
+        &self,
+        scheduler_versions: &Value,
+        versions: &Value,
+        source_name: &str,
+    ) -> String {
+        use crate::versions::{mismatch_warning, Packages};
+        mismatch_warning(
+            Packages::of(scheduler_versions).as_ref(),
+            self.package_sets.iter(),
+            Packages::of(versions).as_ref(),
+            source_name,
+        )
+    }
+
+    /// [`State::version_mismatch`] for worker `id`, just registered (its
+    /// column headed by its `server_id`, as Python's is).
+    pub fn worker_version_mismatch(&self, id: WorkerId, scheduler_versions: &Value) -> String {
+        let Some(w) = self.workers.get(&id) else {
+            return String::new();
+        };
+        self.version_mismatch(scheduler_versions, &w.info.versions, &w.info.server_id)
     }
 
     /// Look up a worker by its contact address.
@@ -952,6 +989,9 @@ impl State {
         }
         self.total_nthreads -= u64::from(worker.info.nthreads);
         self.worker_by_addr.remove(&worker.info.address);
+        if let Some(slot) = worker.package_set {
+            self.package_sets.remove(slot);
+        }
         self.stats.workers_removed += 1;
         // Steals *from* this worker are moot (its tasks are rescheduled below).
         // Steals *to* it stay in flight: the victim may already have dropped the

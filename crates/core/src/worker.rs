@@ -158,6 +158,8 @@ pub struct Worker {
     /// each had run (s): Python's `WorkerState.executing`, which user code
     /// reads through the `run_on_scheduler` stand-in.
     pub executing: Vec<(dask_wire::Key, f64)>,
+    /// Its packages' slot in `State::package_sets`, if it sent versions.
+    pub(crate) package_set: Option<u32>,
 }
 
 impl Worker {

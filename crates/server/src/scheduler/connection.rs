@@ -83,9 +83,19 @@ async fn client_stream(sched: Arc<Scheduler>, conn: Conn, first: Value) {
         tracing::warn!("register-client from {peer} without a client id; closing");
         return;
     };
+    // Python's version check: the client warns of what differs
+    let scheduler_versions = rpc::checked_versions(&sched.materializer);
+    let versions = first.get("versions").cloned().unwrap_or(Value::Nil);
+    let warning = sched
+        .with_state(move |s, _| s.version_mismatch(&scheduler_versions, &versions, "Client"))
+        .await
+        .unwrap_or_default();
+    if !warning.is_empty() {
+        tracing::debug!("Client {name}: {warning}");
+    }
     let (reader, mut writer) = conn.into_split();
     // `stream-start` must be alone in the first batch the client reads.
-    let start = Value::Array(vec![dask_core::messages::stream_start()]);
+    let start = Value::Array(vec![dask_core::messages::stream_start(&warning)]);
     if let Err(e) = writer.write(&start).await {
         tracing::info!("Client {name} went away during registration: {e}");
         return;

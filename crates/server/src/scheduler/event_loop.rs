@@ -125,9 +125,23 @@ struct Loop {
     worker_status: Vec<BatchedSender>,
     /// Where the scheduler plugins run (the function runner).
     materializer: crate::materializer::MaterializerPool,
+    /// The scheduler's `get_versions()`, for the version check of a
+    /// registering worker: read once the Python environment is up.
+    scheduler_versions: Option<Value>,
 }
 
 impl Loop {
+    /// Python's version check for worker `id`, just added: the warning of
+    /// its registration reply (`""` when nothing differs).
+    fn version_warning(&mut self, id: WorkerId) -> String {
+        if self.scheduler_versions.is_none() {
+            let versions = super::rpc::checked_versions(&self.materializer);
+            self.scheduler_versions = Some(versions).filter(|v| !v.is_nil());
+        }
+        self.state
+            .worker_version_mismatch(id, self.scheduler_versions.as_ref().unwrap_or(&Value::Nil))
+    }
+
     fn apply(&mut self, cmd: Command) {
         let now = now();
         match cmd {
@@ -183,6 +197,10 @@ impl Loop {
                 match self.state.add_worker(*reg, now) {
                     Ok(id) => {
                         tracing::info!("Register worker addr: {address} name: {name}");
+                        let warning = self.version_warning(id);
+                        if !warning.is_empty() {
+                            tracing::debug!("{warning}");
+                        }
                         tracing::info!("Starting worker compute stream, {address}");
                         self.worker_names.insert(id, name);
                         let hb = dask_core::queries::heartbeat_interval(self.workers.len() + 1);
@@ -192,7 +210,7 @@ impl Loop {
                             ("time", Value::Float(now)),
                             ("heartbeat-interval", Value::Float(hb)),
                             ("worker-plugins", plugins),
-                            ("warning", Value::str("")),
+                            ("warning", Value::str(warning)),
                             ("error", Value::str("")),
                         ]));
                         self.workers.insert(id, sender);
@@ -387,6 +405,7 @@ pub async fn run(
         rpc,
         worker_status: Vec::new(),
         materializer,
+        scheduler_versions: None,
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     // Dask's `work-stealing-interval` (100 ms by default)

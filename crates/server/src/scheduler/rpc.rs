@@ -599,14 +599,26 @@ async fn metadata(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value
     }
 }
 
+/// The scheduler's `get_versions()` for the version check of a client or
+/// worker registering: the materializer's Python environment, nil while
+/// there is none (then the scheduler takes no part in the check, rather
+/// than calling every package missing).
+pub(super) fn checked_versions(pool: &crate::materializer::MaterializerPool) -> Value {
+    use crate::materializer::Availability;
+    match pool.availability() {
+        Availability::Available {
+            versions_msgpack, ..
+        } => dask_wire::msgpack::decode(&versions_msgpack).unwrap_or(Value::Nil),
+        Availability::Unavailable { .. } => Value::Nil,
+    }
+}
+
 /// `versions`: the materializer's Python environment, which is what runs the
 /// graphs' dask code on the scheduler side.
 pub(super) fn versions(sched: &Scheduler) -> Value {
     use crate::materializer::Availability;
     match sched.materializer.availability() {
-        Availability::Available {
-            versions_msgpack, ..
-        } => dask_wire::msgpack::decode(&versions_msgpack).unwrap_or(Value::Nil),
+        Availability::Available { .. } => checked_versions(&sched.materializer),
         Availability::Unavailable { reason } => Value::map([
             (
                 "host",
