@@ -326,6 +326,24 @@ def test_tasks_their_group_and_prefix_name_their_results_types(client):
         ["int", "str"], ["dict", "int", "str"], ["dict", "int", "str"])
 
 
+def run_ids(keys, dask_scheduler):
+    return [dask_scheduler.tasks[k].run_id for k in keys]
+
+
+def test_a_task_has_a_run_id_once_sent_to_a_worker(client):
+    ran = client.submit(inc, 1, key=unique("ran"))
+    assert ran.result(timeout=TIMEOUT) == 2
+    stuck = client.submit(inc, 1, key=unique("stuck"), workers=["tcp://127.0.0.1:9"])
+
+    def no_worker(k, dask_scheduler):
+        ts = dask_scheduler.tasks.get(k)
+        return ts is not None and ts.state == "no-worker"
+
+    wait_on_scheduler(client, no_worker, stuck.key)
+    got = client.run_on_scheduler(run_ids, [ran.key, stuck.key])
+    assert isinstance(got[0], int) and got[1] is None, got
+
+
 async def retire_by_name(name, dask_scheduler):
     """What an autoscaling plugin does: retire a worker from the scheduler."""
     retired = await dask_scheduler.retire_workers(names=[name], close_workers=True)

@@ -78,6 +78,16 @@ impl Column {
         self.len += 1;
     }
 
+    /// Appends a value that `write` writes as msgpack (after its position,
+    /// for a sparse map).
+    fn push_with(&mut self, position: Option<i64>, write: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(n) = position {
+            dask_wire::msgpack::write_int(&mut self.body, n);
+        }
+        write(&mut self.body);
+        self.len += 1;
+    }
+
     /// The column as a msgpack array (`0xdd`) or map (`0xdf`).
     fn finish(mut self, marker: u8) -> Value {
         self.body[0] = marker;
@@ -140,6 +150,43 @@ pub const TASK_FIELDS: [&str; 27] = [
     "type",
 ];
 
+// Positions in [`TASK_FIELDS`] (checked by a test).
+const F_I: usize = 0;
+const F_KEY: usize = 1;
+const F_STATE: usize = 2;
+const F_PRIORITY: usize = 3;
+const F_RUN_ID: usize = 4;
+const F_DEPENDENCIES: usize = 5;
+const F_DEPENDENTS: usize = 6;
+const F_WAITING_ON: usize = 7;
+const F_WAITERS: usize = 8;
+const F_WHO_HAS: usize = 9;
+const F_WHO_WANTS: usize = 10;
+const F_PROCESSING_ON: usize = 11;
+const F_NBYTES: usize = 12;
+const F_GROUP: usize = 13;
+const F_HAS_LOST_DEPENDENCIES: usize = 14;
+const F_RETRIES: usize = 15;
+const F_SUSPICIOUS: usize = 16;
+const F_ACTOR: usize = 17;
+const F_ANNOTATIONS: usize = 18;
+const F_EXCEPTION_BLAME: usize = 19;
+const F_EXCEPTION_TEXT: usize = 20;
+const F_TRACEBACK_TEXT: usize = 21;
+const F_HOST_RESTRICTIONS: usize = 22;
+const F_WORKER_RESTRICTIONS: usize = 23;
+const F_RESOURCE_RESTRICTIONS: usize = 24;
+const F_LOOSE_RESTRICTIONS: usize = 25;
+const F_TYPE: usize = 26;
+
+/// `n` ids written as a msgpack array.
+fn write_ids(out: &mut Vec<u8>, n: usize, ids: impl Iterator<Item = u32>) {
+    dask_wire::msgpack::write_array_len(out, n);
+    for i in ids {
+        dask_wire::msgpack::write_int(out, i64::from(i));
+    }
+}
+
 /// The fields every task has a value of.
 pub const DENSE_TASK_FIELDS: [&str; 6] = ["i", "key", "state", "priority", "nbytes", "group"];
 
@@ -200,15 +247,18 @@ impl State {
                 ]));
                 next
             });
-            for (f, value) in self.task_row(i as TaskId, t, group).into_iter().enumerate() {
-                if dense[f] {
-                    columns[f].push(None, &value);
-                } else if value.is_nil() {
-                    // at its default: left out
-                } else if TASK_FIELDS[f] == "annotations" {
-                    annotations.push((Value::Int(count), value));
-                } else {
-                    columns[f].push(Some(count), &value);
+            self.write_common_fields(i as TaskId, t, group, count, &mut columns);
+            // the rarely set fields live in the task's extra: built as
+            // values only where there is one
+            if t.extra.is_some() {
+                for (f, value) in self.rare_fields(t) {
+                    if value.is_nil() {
+                        // at its default: left out
+                    } else if TASK_FIELDS[f] == "annotations" {
+                        annotations.push((Value::Int(count), value));
+                    } else {
+                        columns[f].push(Some(count), &value);
+                    }
                 }
             }
             count += 1;
@@ -286,43 +336,97 @@ impl State {
         )
     }
 
-    /// One task's values of [`TASK_FIELDS`], nil where at the default.
-    fn task_row(&self, id: TaskId, t: &Task, group: i64) -> [Value; 27] {
+    /// Writes task `t`'s fields that are not in its extra into their
+    /// columns (the dense ones always, the others where not at their
+    /// default), straight as msgpack: a snapshot of many tasks builds no
+    /// value per field per task.
+    fn write_common_fields(
+        &self,
+        id: TaskId,
+        t: &Task,
+        group: i64,
+        position: i64,
+        columns: &mut [Column],
+    ) {
+        use dask_wire::msgpack::{write_int, write_str};
+        let at = Some(position);
+        columns[F_I].push_with(None, |o| write_int(o, i64::from(id)));
+        columns[F_KEY].push_with(None, |o| o.extend_from_slice(t.key.as_bytes()));
+        columns[F_STATE].push_with(None, |o| write_str(o, t.state.as_str()));
+        columns[F_PRIORITY].push_with(None, |o| t.priority.write_msgpack(o));
+        // -1 until first sent to a worker: Python's None
+        if t.run_id >= 0 {
+            columns[F_RUN_ID].push_with(at, |o| write_int(o, t.run_id));
+        }
+        for (f, set) in [
+            (F_DEPENDENCIES, &t.dependencies),
+            (F_DEPENDENTS, &t.dependents),
+            (F_WAITING_ON, &t.waiting_on),
+            (F_WAITERS, &t.waiters),
+        ] {
+            if !set.is_empty() {
+                columns[f].push_with(at, |o| write_ids(o, set.len(), set.iter().copied()));
+            }
+        }
+        if !t.who_has.is_empty() {
+            columns[F_WHO_HAS].push_with(at, |o| {
+                write_ids(o, t.who_has.len(), t.who_has.iter().map(|w| w.0))
+            });
+        }
+        if !t.who_wants.is_empty() {
+            columns[F_WHO_WANTS].push_with(at, |o| {
+                write_ids(o, t.who_wants.len(), t.who_wants.iter().map(|c| c.0))
+            });
+        }
+        if let Some(w) = t.processing_on {
+            columns[F_PROCESSING_ON].push_with(at, |o| write_int(o, i64::from(w.0)));
+        }
+        // -1 until the task has a result, and 0 is a size: always sent
+        columns[F_NBYTES].push_with(None, |o| write_int(o, t.nbytes));
+        columns[F_GROUP].push_with(None, |o| write_int(o, group));
+        if t.has_lost_dependencies {
+            columns[F_HAS_LOST_DEPENDENCIES].push_with(at, |o| o.push(0xc3));
+        }
+        if let Some(name) = self.typename_of_task(t) {
+            columns[F_TYPE].push_with(at, |o| write_str(o, name));
+        }
+    }
+
+    /// Task `t`'s fields that live in its extra, by position in
+    /// [`TASK_FIELDS`], nil where at the default.
+    fn rare_fields(&self, t: &Task) -> [(usize, Value); 11] {
         let error = t.error();
         let text = |s: Option<&str>| s.map_or(Value::Nil, |s| or_nil(Value::str(s)));
         let r = t.restrictions();
         let (hosts, workers) = r.map(Restrictions::hosts_and_workers).unwrap_or_default();
         let blame = t.exception_blame().filter(|&b| self.exists(b));
         [
-            Value::Int(i64::from(id)),
-            t.key.to_value(),
-            Value::str(t.state.as_str()),
-            t.priority.to_value(),
-            or_nil(Value::Int(t.run_id)),
-            or_nil(ids(t.dependencies.iter().copied())),
-            or_nil(ids(t.dependents.iter().copied())),
-            or_nil(ids(t.waiting_on.iter().copied())),
-            or_nil(ids(t.waiters.iter().copied())),
-            or_nil(ids(t.who_has.iter().map(|w| w.0))),
-            or_nil(ids(t.who_wants.iter().map(|c| c.0))),
-            t.processing_on
-                .map_or(Value::Nil, |w| Value::Int(i64::from(w.0))),
-            // -1 until the task has a result, and 0 is a size: always sent
-            Value::Int(t.nbytes),
-            Value::Int(group),
-            or_nil(Value::Bool(t.has_lost_dependencies)),
-            or_nil(Value::Int(i64::from(t.retries()))),
-            or_nil(Value::Int(i64::from(t.suspicious()))),
-            or_nil(Value::Bool(t.is_actor())),
-            or_nil(t.annotations().clone()),
-            blame.map_or(Value::Nil, |b| Value::Int(i64::from(b))),
-            text(error.map(|e| e.exception_text.as_str())),
-            text(error.map(|e| e.traceback_text.as_str())),
-            or_nil(text_list(hosts)),
-            or_nil(text_list(workers)),
-            r.map_or(Value::Nil, |r| or_nil(resources_map(&r.resources))),
-            or_nil(Value::Bool(r.is_some_and(|r| r.loose))),
-            self.typename_of(id).map_or(Value::Nil, Value::str),
+            (F_RETRIES, or_nil(Value::Int(i64::from(t.retries())))),
+            (F_SUSPICIOUS, or_nil(Value::Int(i64::from(t.suspicious())))),
+            (F_ACTOR, or_nil(Value::Bool(t.is_actor()))),
+            (F_ANNOTATIONS, or_nil(t.annotations().clone())),
+            (
+                F_EXCEPTION_BLAME,
+                blame.map_or(Value::Nil, |b| Value::Int(i64::from(b))),
+            ),
+            (
+                F_EXCEPTION_TEXT,
+                text(error.map(|e| e.exception_text.as_str())),
+            ),
+            (
+                F_TRACEBACK_TEXT,
+                text(error.map(|e| e.traceback_text.as_str())),
+            ),
+            (F_HOST_RESTRICTIONS, or_nil(text_list(hosts))),
+            (F_WORKER_RESTRICTIONS, or_nil(text_list(workers))),
+            (
+                F_RESOURCE_RESTRICTIONS,
+                r.map_or(Value::Nil, |r| or_nil(resources_map(&r.resources))),
+            ),
+            (
+                F_LOOSE_RESTRICTIONS,
+                or_nil(Value::Bool(r.is_some_and(|r| r.loose))),
+            ),
         ]
     }
 
@@ -389,5 +493,61 @@ impl State {
             );
         }
         f.done()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_field_positions_name_their_fields() {
+        let positions = [
+            (F_I, "i"),
+            (F_KEY, "key"),
+            (F_STATE, "state"),
+            (F_PRIORITY, "priority"),
+            (F_RUN_ID, "run_id"),
+            (F_DEPENDENCIES, "dependencies"),
+            (F_DEPENDENTS, "dependents"),
+            (F_WAITING_ON, "waiting_on"),
+            (F_WAITERS, "waiters"),
+            (F_WHO_HAS, "who_has"),
+            (F_WHO_WANTS, "who_wants"),
+            (F_PROCESSING_ON, "processing_on"),
+            (F_NBYTES, "nbytes"),
+            (F_GROUP, "group"),
+            (F_HAS_LOST_DEPENDENCIES, "has_lost_dependencies"),
+            (F_RETRIES, "retries"),
+            (F_SUSPICIOUS, "suspicious"),
+            (F_ACTOR, "actor"),
+            (F_ANNOTATIONS, "annotations"),
+            (F_EXCEPTION_BLAME, "exception_blame"),
+            (F_EXCEPTION_TEXT, "exception_text"),
+            (F_TRACEBACK_TEXT, "traceback_text"),
+            (F_HOST_RESTRICTIONS, "host_restrictions"),
+            (F_WORKER_RESTRICTIONS, "worker_restrictions"),
+            (F_RESOURCE_RESTRICTIONS, "resource_restrictions"),
+            (F_LOOSE_RESTRICTIONS, "loose_restrictions"),
+            (F_TYPE, "type"),
+        ];
+        assert_eq!(positions.len(), TASK_FIELDS.len());
+        for (f, name) in positions {
+            assert_eq!(TASK_FIELDS[f], name);
+        }
+    }
+
+    #[test]
+    fn written_ids_are_the_values_encoding() {
+        for ids in [
+            vec![],
+            vec![0u32],
+            vec![1, 127, 128, 255, 256, 65_536, u32::MAX],
+        ] {
+            let mut direct = Vec::new();
+            write_ids(&mut direct, ids.len(), ids.iter().copied());
+            let as_value = Value::Array(ids.iter().map(|&i| Value::Int(i64::from(i))).collect());
+            assert_eq!(direct, dask_wire::msgpack::encode(&as_value), "{ids:?}");
+        }
     }
 }

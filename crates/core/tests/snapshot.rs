@@ -146,9 +146,17 @@ fn defaults_travel_as_nil_but_a_size_of_zero_does_not() {
     let x = sim.one_compute();
     sim.wop(w, task_finished_msg(&x.key, x.run_id, 0, 1.0))
         .unwrap();
+    // a task never sent to a worker has no run id (Python's None)
+    sim.submit(
+        &["never"],
+        vec![t("never", &[]).ann("workers", workers_ann(&["tcp://nowhere:1"]))],
+    );
     let tasks = task_rows(&snapshot(&sim, true));
     let row = &tasks[&k("x")];
     assert_eq!(row["nbytes"], Value::Int(0));
+    assert_eq!(row["run_id"], Value::Int(x.run_id));
+    assert_eq!(tasks[&k("never")]["state"].as_str(), Some("no-worker"));
+    assert!(tasks[&k("never")]["run_id"].is_nil());
     for field in [
         "dependencies",
         "waiting_on",
