@@ -93,6 +93,7 @@ def describe(keys, dask_scheduler):
             "resource_restrictions": ts.resource_restrictions,
             "worker_restrictions": sorted(ts.worker_restrictions or ()),
             "type": ts.type, "group_types": sorted(ts.group.types),
+            "erred_on": None if ts.erred_on is None else sorted(ts.erred_on),
         }
     return out
 
@@ -151,6 +152,10 @@ def test_a_function_reads_tasks_workers_and_clients(client, cluster):
     assert "boom 1" in failed["exception_text"]
     assert failed["blame"] == bad and blamed["blame"] == bad
     assert failed["type"] is None and failed["group_types"] == []
+    # where it raised; nothing holds a result of it. Its dependent inherited
+    # the failure while waiting: no erred_on, as in Python
+    assert len(failed["erred_on"]) == 1 and failed["erred_on"][0] in got["workers"]
+    assert failed["who_has"] == [] and blamed["erred_on"] is None
 
 
 def workers_then_their_tasks(key, dask_scheduler):

@@ -305,6 +305,10 @@ impl State {
     /// One task as Python's `TaskState._to_dict_no_nest` shows it.
     fn task_dict(&self, t: &Task, group: &str, prefix: &str, exclude: &[String]) -> Value {
         let error = t.error();
+        // an erred task's `who_has` holds the workers it erred on (Python's
+        // `erred_on`); nothing holds its result
+        let erred = t.state == TaskState::Erred;
+        let held: &[crate::ids::WorkerId] = if erred { &[] } else { &t.who_has };
         let text = |s: Option<&str>| s.map_or(Value::Nil, Value::str);
         let restrictions = t.restrictions();
         let workers_or_nil = |v: Vec<String>| {
@@ -337,7 +341,21 @@ impl State {
                 ("waiters", self.task_reprs(t.waiters.iter().copied())),
                 (
                     "who_has",
-                    Value::Array(t.who_has.iter().map(|&w| self.worker_repr(w)).collect()),
+                    Value::Array(held.iter().map(|&w| self.worker_repr(w)).collect()),
+                ),
+                (
+                    "erred_on",
+                    if erred && !t.who_has.is_empty() {
+                        Value::Array(
+                            t.who_has
+                                .iter()
+                                .filter_map(|&w| self.worker_address(w))
+                                .map(Value::str)
+                                .collect(),
+                        )
+                    } else {
+                        Value::Nil
+                    },
                 ),
                 (
                     "who_wants",

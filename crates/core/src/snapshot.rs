@@ -17,7 +17,7 @@
 use crate::dump::resources_map;
 use crate::ids::TaskId;
 use crate::state::State;
-use crate::task::{Restrictions, Task};
+use crate::task::{Restrictions, Task, TaskState};
 use crate::worker::Worker;
 use dask_wire::Value;
 
@@ -120,7 +120,7 @@ fn text_list(items: Vec<String>) -> Value {
 /// prefix id (an index into its `prefixes`), tasks ever added to the group
 /// (Python's len), {result type name: times a task of the group entered
 /// memory with it} (Python's `_types`)]`.
-pub const TASK_FIELDS: [&str; 27] = [
+pub const TASK_FIELDS: [&str; 28] = [
     "i",
     "key",
     "state",
@@ -148,6 +148,7 @@ pub const TASK_FIELDS: [&str; 27] = [
     "resource_restrictions",
     "loose_restrictions",
     "type",
+    "erred_on",
 ];
 
 // Positions in [`TASK_FIELDS`] (checked by a test).
@@ -178,6 +179,7 @@ const F_WORKER_RESTRICTIONS: usize = 23;
 const F_RESOURCE_RESTRICTIONS: usize = 24;
 const F_LOOSE_RESTRICTIONS: usize = 25;
 const F_TYPE: usize = 26;
+const F_ERRED_ON: usize = 27;
 
 /// `n` ids written as a msgpack array.
 fn write_ids(out: &mut Vec<u8>, n: usize, ids: impl Iterator<Item = u32>) {
@@ -368,7 +370,25 @@ impl State {
                 columns[f].push_with(at, |o| write_ids(o, set.len(), set.iter().copied()));
             }
         }
-        if !t.who_has.is_empty() {
+        if t.state == TaskState::Erred {
+            // an erred task's `who_has` holds the workers it erred on
+            // (which keep it until told to forget it): Python's `erred_on`
+            // (None for a task that inherited its failure while waiting, as
+            // Python's); nothing holds its result
+            if !t.who_has.is_empty() {
+                columns[F_ERRED_ON].push_with(at, |o| {
+                    let addresses: Vec<&str> = t
+                        .who_has
+                        .iter()
+                        .filter_map(|&w| self.worker_address(w))
+                        .collect();
+                    dask_wire::msgpack::write_array_len(o, addresses.len());
+                    for a in addresses {
+                        write_str(o, a);
+                    }
+                });
+            }
+        } else if !t.who_has.is_empty() {
             columns[F_WHO_HAS].push_with(at, |o| {
                 write_ids(o, t.who_has.len(), t.who_has.iter().map(|w| w.0))
             });
@@ -530,6 +550,7 @@ mod tests {
             (F_RESOURCE_RESTRICTIONS, "resource_restrictions"),
             (F_LOOSE_RESTRICTIONS, "loose_restrictions"),
             (F_TYPE, "type"),
+            (F_ERRED_ON, "erred_on"),
         ];
         assert_eq!(positions.len(), TASK_FIELDS.len());
         for (f, name) in positions {

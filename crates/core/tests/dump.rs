@@ -162,3 +162,17 @@ fn a_task_metadata_block_keeps_its_requested_keys_final_states_and_metadata() {
     // closed: a second stop finds nothing
     assert!(sim.s.stop_task_metadata("block").is_err());
 }
+
+#[test]
+fn an_erred_task_lists_the_workers_it_erred_on_not_as_holders() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    sim.submit(&["x"], vec![t("x", &[])]);
+    let c = sim.one_compute();
+    sim.fail(&c, exception("boom"));
+    let d = dump(&sim, &["run_spec"]);
+    let x = d.get("tasks").unwrap().get("x").unwrap();
+    assert_eq!(x.get("state").and_then(Value::as_str), Some("erred"));
+    assert_eq!(strs(x.get("erred_on").unwrap()), ["tcp://a:1"]);
+    assert!(strs(x.get("who_has").unwrap()).is_empty());
+}

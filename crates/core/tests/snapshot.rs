@@ -349,3 +349,29 @@ fn a_task_s_type_is_its_result_s_typename_and_its_group_counts_them() {
         sim.check();
     }
 }
+
+#[test]
+fn an_erred_task_names_the_workers_it_erred_on_and_holds_nothing() {
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    sim.submit(&["y"], vec![t("x", &[]), t("y", &["x"])]);
+    let x = sim.one_compute();
+    sim.fail(&x, exception("boom"));
+    assert_eq!(sim.state("x"), Some(dask_core::TaskState::Erred));
+    assert_eq!(sim.state("y"), Some(dask_core::TaskState::Erred));
+    let tasks = task_rows(&snapshot(&sim, true));
+    let failed = &tasks[&k("x")];
+    assert_eq!(
+        failed["erred_on"],
+        Value::Array(vec![Value::str("tcp://a:1")])
+    );
+    assert!(failed["who_has"].is_nil(), "{:?}", failed["who_has"]);
+    // y inherited the failure while waiting: Python's erred_on is None
+    assert!(tasks[&k("y")]["erred_on"].is_nil());
+    // released, x no longer names the worker
+    sim.release(&["y"]);
+    let tasks = task_rows(&snapshot(&sim, true));
+    assert!(tasks
+        .get(&k("x"))
+        .is_none_or(|row| row["erred_on"].is_nil()));
+}

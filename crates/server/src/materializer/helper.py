@@ -1423,6 +1423,9 @@ class _TaskCopy(_StateCopy):
         "loose_restrictions": lambda s, raw, copy: bool(raw),
         # the result's type name, once the task has been in memory
         "type": _plain,
+        # the workers it erred on (an empty set when it inherited its
+        # failure), None unless erred
+        "erred_on": lambda s, raw, copy: None if raw is None else set(raw),
     }
 
     def _raw(self, name):
