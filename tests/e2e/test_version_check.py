@@ -143,3 +143,19 @@ def test_a_worker_that_sends_no_versions_takes_no_part(make_cluster):
         return found
 
     assert asyncio.run(check()) == []
+
+
+def test_get_versions_reports_the_extra_packages_asked_for(make_cluster):
+    import pytest as pytest_module
+
+    cluster = make_cluster([WorkerSpec(name="v-pk")])
+    client = cluster.client(set_as_default=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # check=True: nothing differs
+        versions = client.get_versions(check=True, packages=["pytest", "no-such-package-x"])
+    for part in (versions["scheduler"], *versions["workers"].values(), versions["client"]):
+        packages = part["packages"]
+        assert packages["pytest"] == pytest_module.__version__, packages
+        assert packages["no-such-package-x"] is None, packages
+    # without packages, only the standard ones
+    assert "pytest" not in client.get_versions()["scheduler"]["packages"]

@@ -299,6 +299,13 @@ def test_ping_and_versions(helper):
     assert helper.call({"op": "ping", "id": 41}) == {"status": "ok", "id": 41}
     reply = ok(helper.call({"op": "versions"}))
     assert reply["versions"]["packages"]["dask"] == dask.__version__
+    assert "pytest" not in reply["versions"]["packages"]
+    # extra packages, as Client.get_versions(packages=...) asks (a name that
+    # is not a str is left out)
+    reply = ok(helper.call({"op": "versions", "packages": ["pytest", "no-such-package-x", 3]}))
+    packages = reply["versions"]["packages"]
+    assert packages["pytest"] == pytest.__version__ and packages["no-such-package-x"] is None
+    assert packages["dask"] == dask.__version__ and 3 not in packages
 
 
 @pytest.mark.parametrize(

@@ -2803,7 +2803,10 @@ def main():
             if op == "materialize":
                 reply = op_materialize(req, emit)
             elif op == "versions":
-                reply = {"status": "ok", "versions": versions}
+                # extra packages, as `Client.get_versions(packages=...)` asks
+                extra = [p for p in req.get("packages") or () if isinstance(p, str)]
+                reply = {"status": "ok",
+                         "versions": get_versions(packages=extra) if extra else versions}
             elif op == "config":
                 reply = op_config(req)
             elif op == "ping":

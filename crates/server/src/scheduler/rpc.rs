@@ -342,7 +342,7 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .ok_or_else(lost)?;
             Value::Nil
         }
-        "versions" => versions(sched),
+        "versions" => versions_of_packages(sched, msg).await?,
         "log_event" => {
             // a topic, or a list of topics
             let topics: Vec<String> = match msg.get("topic") {
@@ -610,6 +610,33 @@ pub(super) fn checked_versions(pool: &crate::materializer::MaterializerPool) -> 
             versions_msgpack, ..
         } => dask_wire::msgpack::decode(&versions_msgpack).unwrap_or(Value::Nil),
         Availability::Unavailable { .. } => Value::Nil,
+    }
+}
+
+/// The `versions` RPC (`Client.get_versions(packages=...)`): [`versions`],
+/// with the versions of the extra `packages` asked of the materializer's
+/// Python when the request names any (Python's `get_versions(packages)`).
+async fn versions_of_packages(sched: &Arc<Scheduler>, msg: &Value) -> Result<Value, Value> {
+    let packages: Vec<Value> = msg
+        .get("packages")
+        .and_then(Value::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.as_str().is_some())
+        .cloned()
+        .collect();
+    if packages.is_empty() {
+        return Ok(versions(sched));
+    }
+    let reply = sched
+        .helper_request(&Value::map([
+            ("op", Value::str("versions")),
+            ("packages", Value::Array(packages)),
+        ]))
+        .await?;
+    match reply.get("versions") {
+        Some(v) if reply.get("status").and_then(Value::as_str) == Some("ok") => Ok(v.clone()),
+        _ => Err(helper_error(&reply)),
     }
 }
 
