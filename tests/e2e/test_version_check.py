@@ -104,6 +104,17 @@ def test_a_worker_with_a_different_numpy_is_named_until_it_leaves(make_cluster, 
     cells = row(table, "numpy")
     assert cells[1] == FAKE, cells
     assert FAKE in cells[3] and numpy.__version__ in cells[3], cells
+    # functions on the scheduler read each worker's versions, and a client's
+    def numpy_versions(dask_scheduler):
+        return ({ws.name: ws.versions["packages"]["numpy"]
+                 for ws in dask_scheduler.workers.values()},
+                {cs.versions["packages"]["numpy"] for k, cs in dask_scheduler.clients.items()
+                 if k != "fire-and-forget"})
+
+    admin, _ = connect(cluster)  # warned as below
+    workers_numpy, clients_numpy = admin.run_on_scheduler(numpy_versions)
+    assert workers_numpy == {"v-real": numpy.__version__, "v-faked": FAKE}
+    assert clients_numpy == {numpy.__version__}
     # a client with the real numpy is told the workers differ
     _, found = connect(cluster)
     assert len(found) == 1, found

@@ -104,6 +104,32 @@ impl Column {
     }
 }
 
+/// The distinct `get_versions()` maps of the workers and clients, which
+/// mostly share one environment: each is sent once, and a worker or client
+/// names its map by position (nil where it sent none).
+#[derive(Default)]
+struct VersionsTable {
+    values: Vec<Value>,
+    by_bytes: rustc_hash::FxHashMap<Vec<u8>, i64>,
+}
+
+impl VersionsTable {
+    /// The position of `versions` (added if new); `None` for an empty or
+    /// missing map.
+    fn index_of(&mut self, versions: &Value) -> Option<i64> {
+        if versions.as_map().is_none_or(|m| m.is_empty()) {
+            return None;
+        }
+        let bytes = dask_wire::msgpack::encode(versions);
+        let next = self.values.len() as i64;
+        let i = *self.by_bytes.entry(bytes).or_insert_with(|| {
+            self.values.push(versions.clone());
+            next
+        });
+        Some(i)
+    }
+}
+
 /// Ids as a msgpack array.
 fn ids(ids: impl Iterator<Item = u32>) -> Value {
     Value::Array(ids.map(|i| Value::Int(i64::from(i))).collect())
@@ -210,10 +236,13 @@ fn or_nil(value: Value) -> Value {
 
 impl State {
     /// `{"prefixes", "n_tasks", "bandwidth", "task_count", "task_columns",
-    /// "task_sparse", "groups", "workers", "clients"}`: every task's fields by [`TASK_FIELDS`] (columns and
+    /// "task_sparse", "groups", "workers", "clients", "versions"}`: every
+    /// task's fields by [`TASK_FIELDS`] (columns and
     /// sparse maps, as that describes), every worker and client as a map
     /// with its id `i`, fields named as Python's `TaskState`, `WorkerState`
-    /// and `ClientState` name them, other objects by id. Without
+    /// and `ClientState` name them, other objects by id; a worker's or
+    /// client's `versions` is a position in `versions`, the distinct
+    /// `get_versions()` maps. Without
     /// `with_tasks`, no tasks, and no task ids in the workers and clients:
     /// what reading `workers` costs stays small with a large graph.
     pub fn snapshot(&self, with_tasks: bool) -> Value {
@@ -277,10 +306,17 @@ impl State {
                 task_sparse.push((name, column.into_map()));
             }
         }
+        let mut versions = VersionsTable::default();
         let workers = self
             .workers
             .values()
-            .map(|w| self.worker_snapshot(w, with_tasks))
+            .map(|w| {
+                let mut f = self.worker_snapshot(w, with_tasks);
+                if let Some(i) = versions.index_of(&w.info.versions) {
+                    f.put_always("versions", Value::Int(i));
+                }
+                f.done()
+            })
             .collect();
         let clients = self
             .clients
@@ -289,6 +325,9 @@ impl State {
                 let mut f = Fields::new(id.0);
                 f.put("client_key", Value::str(cl.name.as_str()));
                 f.put("last_seen", Value::Float(cl.last_seen));
+                if let Some(i) = versions.index_of(&cl.versions) {
+                    f.put_always("versions", Value::Int(i));
+                }
                 if with_tasks {
                     f.put("wants_what", ids(cl.wants_what.iter()));
                 }
@@ -305,6 +344,7 @@ impl State {
             ("groups", Value::Array(groups)),
             ("workers", Value::Array(workers)),
             ("clients", Value::Array(clients)),
+            ("versions", Value::Array(versions.values)),
         ])
     }
 
@@ -450,7 +490,7 @@ impl State {
         ]
     }
 
-    fn worker_snapshot(&self, w: &Worker, with_tasks: bool) -> Value {
+    fn worker_snapshot(&self, w: &Worker, with_tasks: bool) -> Fields {
         let m = w.memory();
         let mut f = Fields::new(w.id.0);
         f.put("address", Value::str(w.info.address.as_str()));
@@ -512,7 +552,7 @@ impl State {
                 ),
             );
         }
-        f.done()
+        f
     }
 }
 

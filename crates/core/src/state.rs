@@ -31,6 +31,9 @@ pub struct Client {
     pub wants_what: crate::taskidset::TaskIdSet,
     /// Last heartbeat.
     pub last_seen: f64,
+    /// What it sent as its `get_versions()` (Python's
+    /// `ClientState.versions`): an empty map if nothing.
+    pub versions: Value,
 }
 
 /// Running statistics of a task prefix (`inc`, `sum-aggregate`, ...).
@@ -702,6 +705,18 @@ impl State {
 
     // ---------------------------------------------------------------- clients
 
+    /// Keep what client `id` sent as its `get_versions()` (a map; anything
+    /// else is kept as an empty map).
+    pub fn set_client_versions(&mut self, id: ClientId, versions: Value) {
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.versions = if versions.as_map().is_some() {
+                versions
+            } else {
+                Value::Map(Vec::new())
+            };
+        }
+    }
+
     /// Register a client by its id string; idempotent.
     pub fn add_client(&mut self, name: &str, now: f64) -> ClientId {
         if let Some(id) = self.client_by_name.get(name) {
@@ -718,6 +733,7 @@ impl State {
                 name: name.to_string(),
                 wants_what: Default::default(),
                 last_seen: now,
+                versions: Value::Map(Vec::new()),
             },
         );
         self.client_by_name.insert(name.to_string(), id);

@@ -375,3 +375,43 @@ fn an_erred_task_names_the_workers_it_erred_on_and_holds_nothing() {
         .get(&k("x"))
         .is_none_or(|row| row["erred_on"].is_nil()));
 }
+
+#[test]
+fn workers_and_clients_name_their_versions_in_one_table_of_distinct_maps() {
+    let mut sim = Sim::new();
+    let versions =
+        |dask: &str| Value::map([("packages", Value::map([("dask", Value::str(dask))]))]);
+    for (addr, dask) in [("tcp://a:1", "1"), ("tcp://b:1", "1"), ("tcp://c:1", "2")] {
+        let mut reg = registration(addr, 1);
+        reg.versions = versions(dask);
+        sim.worker_reg(reg);
+    }
+    sim.worker("tcp://plain:1", 1); // sent no versions
+    let c = sim.add_client("alice");
+    sim.s.set_client_versions(c, versions("2"));
+    let snap = snapshot(&sim, false);
+    let table = array(snap.get("versions").unwrap());
+    assert_eq!(
+        table,
+        [versions("1"), versions("2")],
+        "each distinct map once"
+    );
+    let of = |entry: &Value| {
+        entry
+            .get("versions")
+            .map(|i| table[int(i) as usize].clone())
+    };
+    let by_address: BTreeMap<&str, Option<Value>> = array(snap.get("workers").unwrap())
+        .iter()
+        .map(|w| (w.get("address").unwrap().as_str().unwrap(), of(w)))
+        .collect();
+    assert_eq!(by_address["tcp://a:1"], Some(versions("1")));
+    assert_eq!(by_address["tcp://b:1"], Some(versions("1")));
+    assert_eq!(by_address["tcp://c:1"], Some(versions("2")));
+    assert_eq!(by_address["tcp://plain:1"], None);
+    let alice = array(snap.get("clients").unwrap())
+        .iter()
+        .find(|cl| cl.get("client_key").and_then(Value::as_str) == Some("alice"))
+        .unwrap();
+    assert_eq!(of(alice), Some(versions("2")));
+}

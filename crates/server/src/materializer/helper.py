@@ -1530,6 +1530,7 @@ class _WorkerCopy(_StateCopy):
         "executing": _of_complete(
             "executing", lambda s, raw, copy: {s._task(t): d for t, d in raw or ()}
         ),
+        "versions": lambda s, raw, copy: s._versions_at(raw),
     }
 
     def __hash__(self):
@@ -1550,7 +1551,8 @@ class _ClientCopy(_StateCopy):
     """``ClientState``, as ``_StateCopy`` describes."""
 
     _python_class = "ClientState"
-    _fields = {"last_seen": _or(0.0), "wants_what": _of_complete("wants_what", _tasks)}
+    _fields = {"last_seen": _or(0.0), "wants_what": _of_complete("wants_what", _tasks),
+               "versions": lambda s, raw, copy: s._versions_at(raw)}
 
     def __hash__(self):
         return hash(self.client_key)
@@ -1703,6 +1705,8 @@ class _SchedulerSnapshot:
         self._dense = raw.get("task_columns") or {}
         self._sparse = raw.get("task_sparse") or {}
         self._raw_groups = raw.get("groups") or []
+        # the distinct get_versions() maps, named by position
+        self._versions = raw.get("versions") or []
         self._raw_prefixes = raw.get("prefixes") or []
         self._group_copies = None
         self._copies = [None] * self._count
@@ -1746,6 +1750,11 @@ class _SchedulerSnapshot:
         if self._position_of_id is None:
             self._position_of_id = {i: n for n, i in enumerate(self._dense["i"])}
         return self._position_of_id
+
+    def _versions_at(self, i):
+        """A worker's or client's ``versions``: the map at position ``i``
+        of the copy's distinct ones (``{}`` where it sent none)."""
+        return {} if i is None else self._versions[i]
 
     def _task_value(self, n, name):
         """The raw value of field ``name`` of the task at position ``n``."""

@@ -86,8 +86,9 @@ async fn client_stream(sched: Arc<Scheduler>, conn: Conn, first: Value) {
     // Python's version check: the client warns of what differs
     let scheduler_versions = rpc::checked_versions(&sched.materializer);
     let versions = first.get("versions").cloned().unwrap_or(Value::Nil);
+    let checked = versions.clone();
     let warning = sched
-        .with_state(move |s, _| s.version_mismatch(&scheduler_versions, &versions, "Client"))
+        .with_state(move |s, _| s.version_mismatch(&scheduler_versions, &checked, "Client"))
         .await
         .unwrap_or_default();
     if !warning.is_empty() {
@@ -105,6 +106,7 @@ async fn client_stream(sched: Arc<Scheduler>, conn: Conn, first: Value) {
     sched.send(Command::ClientConnected {
         name: name.clone(),
         sender,
+        versions,
         reply: tx,
     });
     let Ok(client) = rx.await else { return };

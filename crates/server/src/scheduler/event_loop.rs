@@ -27,6 +27,8 @@ pub enum Command {
         name: String,
         /// Writer of its report stream.
         sender: BatchedSender,
+        /// Its `get_versions()` (Python's `ClientState.versions`).
+        versions: Value,
         /// Gets the client's id.
         reply: oneshot::Sender<ClientId>,
     },
@@ -148,9 +150,11 @@ impl Loop {
             Command::ClientConnected {
                 name,
                 sender,
+                versions,
                 reply,
             } => {
                 let id = self.state.add_client(&name, now);
+                self.state.set_client_versions(id, versions);
                 tracing::info!("Receive client connection: {name}");
                 self.clients.insert(id, sender);
                 let _ = reply.send(id);
