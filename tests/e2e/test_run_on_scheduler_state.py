@@ -349,6 +349,42 @@ def test_a_task_has_a_run_id_once_sent_to_a_worker(client):
     assert isinstance(got[0], int) and got[1] is None, got
 
 
+def group_totals(name, dask_scheduler):
+    group = dask_scheduler.task_groups[name]
+    prefix = group.prefix
+    return {"nbytes_total": group.nbytes_total,
+            "task_nbytes": sum(ts.nbytes for ts in dask_scheduler.tasks.values()
+                               if ts.group is group),
+            "duration": group.duration, "compute": group.all_durations["compute"],
+            "start": group.start, "stop": group.stop,
+            "prefix_nbytes_total": prefix.nbytes_total, "prefix_duration": prefix.duration,
+            "prefix_compute": prefix.all_durations["compute"]}
+
+
+def test_a_group_and_its_prefix_total_their_bytes_and_durations(client):
+    # Python's TaskGroup.nbytes_total (each task's last result size, kept
+    # after the task is forgotten), duration and all_durations (the seconds
+    # its workers reported), start and stop (the span of its computes); a
+    # prefix sums its live groups' bytes and durations
+    word = "totals" + uuid.uuid4().hex[:8]
+    name = f"{word}-{uuid.uuid4().hex[:8]}"
+    t0 = time.time()
+    futures = [client.submit(bytes, 1000 * (i + 1), key=(name, i)) for i in range(3)]
+    assert [len(b) for b in client.gather(futures)] == [1000, 2000, 3000]
+    got = client.run_on_scheduler(group_totals, name)
+    assert got["nbytes_total"] == got["task_nbytes"] >= 6000, got
+    assert 0 < got["compute"] <= got["duration"], got
+    assert t0 - 5 < got["start"] <= got["stop"] < time.time() + 5, got
+    assert got["prefix_nbytes_total"] == got["nbytes_total"], got
+    assert got["prefix_duration"] == got["duration"], got
+    assert got["prefix_compute"] == got["compute"], got
+    forgotten = futures.pop().key
+    wait_on_scheduler(client, lambda k, dask_scheduler: k not in dask_scheduler.tasks,
+                      forgotten)
+    after = client.run_on_scheduler(group_totals, name)
+    assert after["nbytes_total"] == got["nbytes_total"] > after["task_nbytes"], after
+
+
 async def retire_by_name(name, dask_scheduler):
     """What an autoscaling plugin does: retire a worker from the scheduler."""
     retired = await dask_scheduler.retire_workers(names=[name], close_workers=True)

@@ -176,13 +176,9 @@ impl State {
     pub fn dump_state(&self, exclude: &[String]) -> Vec<(&'static str, Value)> {
         let mut groups: FxHashMap<u32, StateCounts> = FxHashMap::default();
         let mut prefixes: FxHashMap<u32, StateCounts> = FxHashMap::default();
-        let mut group_bytes: FxHashMap<u32, i64> = FxHashMap::default();
         for t in self.tasks.iter().flatten() {
             groups.entry(t.group).or_default()[state_index(t.state)] += 1;
             prefixes.entry(t.prefix).or_default()[state_index(t.state)] += 1;
-            if t.state == TaskState::Memory {
-                *group_bytes.entry(t.group).or_default() += t.nbytes.max(0);
-            }
         }
         let group_repr = |g: u32| counts_repr(self.groups.name(g), &groups[&g]);
         let prefix_repr = |p: u32| {
@@ -221,10 +217,19 @@ impl State {
                             ("name", Value::str(self.groups.name(g))),
                             ("states", states_map(counts)),
                             ("done", Value::Bool(done)),
+                            // Python's: each task's last result size
+                            // (forgotten tasks included), every reported
+                            // action's seconds, the span of its computes
                             (
                                 "nbytes_total",
-                                Value::Int(group_bytes.get(&g).copied().unwrap_or(0)),
+                                Value::Int(self.groups.totals(g).nbytes_total),
                             ),
+                            (
+                                "duration",
+                                Value::Float(self.groups.totals(g).duration_us as f64 / 1e6),
+                            ),
+                            ("start", Value::Float(self.groups.totals(g).start)),
+                            ("stop", Value::Float(self.groups.totals(g).stop)),
                             (
                                 "types",
                                 Value::Array(

@@ -505,7 +505,12 @@ impl State {
             self.count_state_as(id, TaskState::Memory);
             let t = self.task_mut(id);
             t.state = TaskState::Memory;
+            // Python's `set_nbytes`: the group sums its tasks' last sizes
+            let diff = nbytes - t.nbytes.max(0);
+            let group = t.group;
             t.nbytes = nbytes;
+            self.groups.update_nbytes(group, diff);
+            let t = self.task_mut(id);
             t.result_type = ResultTypeId::NONE;
             if let Some(e) = t.extra.as_mut() {
                 e.result_type = None;
@@ -638,7 +643,10 @@ impl State {
                 t.state = TaskState::Memory;
                 t.who_has.clear();
             }
-            self.task_mut(id).nbytes = size;
+            let t = self.task_mut(id);
+            let (diff, group) = (size - t.nbytes.max(0), t.group);
+            t.nbytes = size;
+            self.groups.update_nbytes(group, diff);
             for w in workers {
                 self.add_replica(id, w);
             }

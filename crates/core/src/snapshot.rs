@@ -130,6 +130,15 @@ impl VersionsTable {
     }
 }
 
+/// Microseconds by action, as a map.
+fn action_us(list: &[(Box<str>, u64)]) -> Value {
+    Value::Map(
+        list.iter()
+            .map(|(action, us)| (Value::str(&**action), Value::Int(*us as i64)))
+            .collect(),
+    )
+}
+
 /// Ids as a msgpack array.
 fn ids(ids: impl Iterator<Item = u32>) -> Value {
     Value::Array(ids.map(|i| Value::Int(i64::from(i))).collect())
@@ -145,7 +154,8 @@ fn text_list(items: Vec<String>) -> Value {
 /// the default. `group` is an index into the snapshot's `groups`: `[name,
 /// prefix id (an index into its `prefixes`), tasks ever added to the group
 /// (Python's len), {result type name: times a task of the group entered
-/// memory with it} (Python's `_types`)]`.
+/// memory with it} (Python's `_types`), `nbytes_total`, `_duration_us`,
+/// `_all_durations_us` ({action: µs}), `start`, `stop`]`.
 pub const TASK_FIELDS: [&str; 28] = [
     "i",
     "key",
@@ -259,6 +269,7 @@ impl State {
             let Some(t) = t else { continue };
             let next = groups.len() as i64;
             let group = *group_index.entry(t.group).or_insert_with(|| {
+                let totals = self.groups.totals(t.group);
                 groups.push(Value::Array(vec![
                     Value::str(self.groups.name(t.group)),
                     Value::Int(i64::from(t.prefix)),
@@ -275,6 +286,11 @@ impl State {
                             })
                             .collect(),
                     ),
+                    Value::Int(totals.nbytes_total),
+                    Value::Int(totals.duration_us as i64),
+                    action_us(&totals.all_durations_us),
+                    Value::Float(totals.start),
+                    Value::Float(totals.stop),
                 ]));
                 next
             });
@@ -351,7 +367,8 @@ impl State {
     /// Every task prefix ever seen, by id, as Python keeps them: `[name,
     /// average duration or nil, {state: times a task entered it}
     /// (Python's `state_counts`), times a task was suspicious, the longest
-    /// execution a heartbeat reported or nil]`.
+    /// execution a heartbeat reported or nil, {action: µs} (Python's
+    /// `_all_durations_us`)]`.
     fn prefixes_snapshot(&self) -> Value {
         let none = crate::stats::PrefixCounters::default();
         Value::Array(
@@ -372,6 +389,7 @@ impl State {
                         Value::Map(entered),
                         Value::Int(counters.suspicious as i64),
                         prefix.max_exec_time.map_or(Value::Nil, Value::Float),
+                        action_us(&counters.all_durations_us),
                     ])
                 })
                 .collect(),

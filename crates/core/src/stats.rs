@@ -61,6 +61,10 @@ pub struct PrefixCounters {
     pub transfer_seconds: f64,
     /// Times a task of this prefix entered each state (by [`state_index`]).
     pub state_totals: [u64; 8],
+    /// Microseconds of every action reported in `startstops`, by action
+    /// (Python's `TaskPrefix._all_durations_us`, which, unlike its other
+    /// totals, keeps what its removed groups added).
+    pub all_durations_us: Vec<(Box<str>, u64)>,
 }
 
 /// One entry of the task stream: which prefix ran where, when.
@@ -327,7 +331,9 @@ impl State {
     }
 
     /// Record a `task-finished`'s `startstops` (`[{action, start, stop}]`):
-    /// per-prefix compute and transfer seconds and task-stream entries;
+    /// per-prefix compute and transfer seconds, the group's and prefix's
+    /// durations by action (Python's `TaskGroup.add_duration`) and
+    /// task-stream entries;
     /// returns the first `compute` entry's `stop - start` (the task's
     /// measured duration).
     pub(crate) fn record_startstops(
@@ -337,11 +343,18 @@ impl State {
         list: &[crate::finished::StartStop],
     ) -> Option<f64> {
         let prefix = self.task(id).prefix;
+        let group = self.task(id).group;
         let mut compute = None;
         for ss in list {
             let (action, start, stop) = (ss.action.as_str(), ss.start, ss.stop);
             let d = (stop - start).max(0.0);
+            self.groups.add_duration(group, action, start, stop);
             let c = self.stats.prefix_mut(prefix);
+            crate::taskgroups::add_action_us(
+                &mut c.all_durations_us,
+                action,
+                crate::taskgroups::duration_us(start, stop),
+            );
             match action {
                 "compute" => {
                     c.compute_seconds += d;

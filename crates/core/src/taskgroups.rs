@@ -46,6 +46,40 @@ struct Group {
     /// Python's `TaskGroup._types`: each result type name, with how many
     /// times a task of the group entered memory with a result of it.
     types: Vec<(TypeNameId, u32)>,
+    /// Python's `TaskGroup` timing and size totals (see [`GroupTotals`]).
+    totals: GroupTotals,
+}
+
+/// What Python's `TaskGroup` sums over its tasks' results: the bytes of
+/// each task's last result, forgotten tasks included (`nbytes_total`), the
+/// microseconds of every action its workers reported (`_duration_us`, and
+/// by action `_all_durations_us`), and the span of its `compute`s (`start`,
+/// `stop`; 0 until one finished).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupTotals {
+    /// `nbytes_total`.
+    pub nbytes_total: i64,
+    /// `_duration_us`.
+    pub duration_us: u64,
+    /// `_all_durations_us`, in the order the actions were first reported.
+    pub all_durations_us: Vec<(Box<str>, u64)>,
+    /// `start`: the earliest `compute` start, 0 until one finished.
+    pub start: f64,
+    /// `stop`: the latest `compute` stop, 0 until one finished.
+    pub stop: f64,
+}
+
+/// Python's `add_duration`: microseconds, rounded, never negative.
+pub(crate) fn duration_us(start: f64, stop: f64) -> u64 {
+    ((stop - start) * 1e6).round().max(0.0) as u64
+}
+
+/// Add `us` to `action`'s entry of a by-action list of durations.
+pub(crate) fn add_action_us(list: &mut Vec<(Box<str>, u64)>, action: &str, us: u64) {
+    match list.iter_mut().find(|(a, _)| &**a == action) {
+        Some((_, total)) => *total += us,
+        None => list.push((action.into(), us)),
+    }
 }
 
 /// All task groups, by dense id.
@@ -94,6 +128,7 @@ impl TaskGroups {
             name: name.to_string(),
             dependencies: Dependencies::Few(Vec::new()),
             types: Vec::new(),
+            totals: GroupTotals::default(),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -157,6 +192,34 @@ impl TaskGroups {
             Some((_, count)) => *count += 1,
             None => types.push((name, 1)),
         }
+    }
+
+    /// A worker reported that a task of group `g` spent `start`..`stop` on
+    /// `action` (Python's `TaskGroup.add_duration`).
+    pub(crate) fn add_duration(&mut self, g: u32, action: &str, start: f64, stop: f64) {
+        let totals = &mut self.groups[g as usize].totals;
+        let us = duration_us(start, stop);
+        totals.duration_us += us;
+        add_action_us(&mut totals.all_durations_us, action, us);
+        if action == "compute" {
+            if totals.stop < stop {
+                totals.stop = stop;
+            }
+            if totals.start == 0.0 || totals.start > start {
+                totals.start = start;
+            }
+        }
+    }
+
+    /// A task of group `g` has a result `diff` bytes larger than its last
+    /// (Python's `TaskGroup.update_nbytes`).
+    pub(crate) fn update_nbytes(&mut self, g: u32, diff: i64) {
+        self.groups[g as usize].totals.nbytes_total += diff;
+    }
+
+    /// Group `g`'s totals (see [`GroupTotals`]).
+    pub(crate) fn totals(&self, g: u32) -> &GroupTotals {
+        &self.groups[g as usize].totals
     }
 
     /// The result types of group `g`'s tasks with their counts (see
@@ -262,6 +325,41 @@ mod tests {
         let again = groups.add_task("inc-1");
         assert_eq!(again, g);
         assert!(groups.types(again).is_empty());
+    }
+
+    #[test]
+    fn a_group_totals_bytes_and_durations_as_pythons() {
+        let mut groups = TaskGroups::new(5, 5);
+        let g = group_of(&mut groups, "x-1", 2);
+        // (action, start, stop): compute spans set start and stop; other
+        // actions count in the durations only; a negative span counts 0
+        for (action, start, stop) in [
+            ("transfer", 1.0, 1.5),
+            ("compute", 10.0, 10.25),
+            ("compute", 9.0, 9.5),
+            ("disk-write", 11.0, 10.0),
+        ] {
+            groups.add_duration(g, action, start, stop);
+        }
+        groups.update_nbytes(g, 100);
+        groups.update_nbytes(g, -40);
+        let totals = groups.totals(g);
+        assert_eq!(totals.nbytes_total, 60);
+        assert_eq!(totals.duration_us, 1_250_000);
+        assert_eq!(
+            totals.all_durations_us,
+            [
+                ("transfer".into(), 500_000),
+                ("compute".into(), 750_000),
+                ("disk-write".into(), 0)
+            ]
+        );
+        assert_eq!((totals.start, totals.stop), (9.0, 10.25));
+        assert_eq!(
+            duration_us(0.0, 0.000_000_6),
+            1,
+            "rounded, as Python's round()"
+        );
     }
 
     #[test]

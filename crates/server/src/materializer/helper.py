@@ -1567,12 +1567,29 @@ class _ClientCopy(_StateCopy):
         return self.client_key
 
 
-class _GroupCopy(_StateCopy):
+class _Durations:
+    """``TaskCollection.duration`` and ``all_durations``, from the copy's
+    microsecond totals, as Python's."""
+
+    @property
+    def duration(self):
+        """Seconds its tasks' workers reported, every action summed."""
+        return self._duration_us / 1e6
+
+    @property
+    def all_durations(self):
+        """Seconds its tasks' workers reported, by action."""
+        from collections import defaultdict
+
+        return defaultdict(float, {a: us / 1e6 for a, us in self._all_durations_us.items()})
+
+
+class _GroupCopy(_Durations, _StateCopy):
     """``TaskGroup``, as ``_StateCopy`` describes: its name, prefix, ``len``
     (tasks ever added), its tasks' counts by state (the forgotten ones
-    included), ``done``, the groups its live tasks depend on and its
-    result ``types``. Python's durations and byte totals are not in the
-    copy."""
+    included), ``done``, the groups its live tasks depend on, its result
+    ``types``, ``nbytes_total``, ``duration``, ``all_durations``, ``start``
+    and ``stop``."""
 
     _python_class = "TaskGroup"
 
@@ -1597,14 +1614,15 @@ class _GroupCopy(_StateCopy):
         return f"<{self.name}: {counts}>"
 
 
-class _PrefixCopy(_StateCopy):
+class _PrefixCopy(_Durations, _StateCopy):
     """``TaskPrefix``, as ``_StateCopy`` describes: its name, its live
     groups, ``len`` and its tasks' counts by state (as in Python, the sums
     of its live groups': a group whose tasks were all forgotten no longer
     counts), ``state_counts`` (how many times its tasks entered each
     state), ``duration_average`` and ``max_exec_time`` (-1 until measured,
-    as in Python), ``suspicious`` and its result ``types`` (its live
-    groups'). Python's durations and byte totals are not in the copy."""
+    as in Python), ``suspicious``, its result ``types``, ``nbytes_total``
+    and ``duration`` (its live groups'), and ``all_durations`` (every
+    group's ever, as in Python)."""
 
     _python_class = "TaskPrefix"
 
@@ -1786,23 +1804,32 @@ class _SchedulerSnapshot:
         from distributed.scheduler import ALL_TASK_STATES
 
         prefixes = []
-        for name, duration, entered, suspicious, longest in self._raw_prefixes:
+        for name, duration, entered, suspicious, longest, all_us in self._raw_prefixes:
             prefixes.append(_PrefixCopy(
                 self, {}, name=name, groups=[], states=dict.fromkeys(ALL_TASK_STATES, 0),
                 state_counts=defaultdict(int, entered), suspicious=suspicious,
-                _types=defaultdict(int),
+                _types=defaultdict(int), nbytes_total=0, _duration_us=0,
+                _all_durations_us=defaultdict(int, all_us),
                 duration_average=-1 if duration is None else duration,
                 max_exec_time=-1 if longest is None else longest,
             ))
         groups = []
-        for name, prefix_id, size, types in self._raw_groups:
+        for (name, prefix_id, size, types, nbytes_total, duration_us, all_us, start,
+             stop) in self._raw_groups:
             prefix = prefixes[prefix_id]
             group = _GroupCopy(self, {}, name=name, prefix=prefix, _size=size,
                                states=dict.fromkeys(ALL_TASK_STATES, 0), dependencies=set(),
-                               _types=defaultdict(int, types))
+                               _types=defaultdict(int, types), nbytes_total=nbytes_total,
+                               _duration_us=duration_us,
+                               _all_durations_us=defaultdict(int, all_us),
+                               start=start, stop=stop)
             prefix.groups.append(group)
+            # a prefix sums its live groups' types, bytes and durations, as
+            # Python's (whose removed groups take theirs with them)
             for type_name, count in types.items():
                 prefix._types[type_name] += count
+            prefix.__dict__["nbytes_total"] += nbytes_total
+            prefix.__dict__["_duration_us"] += duration_us
             groups.append(group)
         group_of = [groups[g] for g in self._dense["group"]]
         for group, state in zip(group_of, self._dense["state"]):
