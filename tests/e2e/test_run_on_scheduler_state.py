@@ -254,8 +254,8 @@ def replace_the_tasks(dask_scheduler):
     dask_scheduler.tasks = {}
 
 
-def read_a_task_run_spec(key, dask_scheduler):
-    return dask_scheduler.tasks[key].run_spec
+def read_a_task_metadata(key, dask_scheduler):
+    return dask_scheduler.tasks[key].metadata
 
 
 @pytest.mark.rust_only
@@ -269,8 +269,8 @@ def test_the_copies_are_read_only_and_name_what_they_lack(client):
         client.run_on_scheduler(set_a_task_state, key)
     with pytest.raises(NotImplementedError, match=r"cannot set Scheduler\.tasks"):
         client.run_on_scheduler(replace_the_tasks)
-    with pytest.raises(NotImplementedError, match=r"TaskState\.run_spec is not available"):
-        client.run_on_scheduler(read_a_task_run_spec, key)
+    with pytest.raises(NotImplementedError, match=r"TaskState\.metadata is not available"):
+        client.run_on_scheduler(read_a_task_metadata, key)
     with pytest.raises(AttributeError, match="no_such_field"):
         client.run_on_scheduler(lambda k, dask_scheduler: dask_scheduler.tasks[k].no_such_field,
                                 key)
@@ -513,3 +513,25 @@ def test_the_bandwidth_follows_what_the_workers_measured(client):
     # a moving average of the scheduler's value and the reports
     seen = [before, *reported_before.values(), *reported.values()]
     assert min(seen) - 1 <= now <= max(seen) + 1, (now, seen)
+
+
+def run_specs(keys, dask_scheduler):
+    from dask._task_spec import GraphNode
+
+    out = []
+    for k in keys:
+        rs = dask_scheduler.tasks[k].run_spec
+        out.append(None if rs is None else (isinstance(rs, GraphNode), rs.key,
+                                            sorted(map(str, rs.dependencies))))
+    return out
+
+
+def test_a_task_s_run_spec_is_its_graph_node(client):
+    # Python's TaskState.run_spec: the task as submitted (a GraphNode); a
+    # scattered key has none
+    x = client.submit(inc, 1, key=unique("spec"))
+    y = client.submit(inc, x, key=unique("spec-after"))
+    [data] = client.scatter([41])
+    assert y.result(timeout=TIMEOUT) == 3
+    got = client.run_on_scheduler(run_specs, [x.key, y.key, data.key])
+    assert got == [(True, x.key, []), (True, y.key, [x.key]), None], got

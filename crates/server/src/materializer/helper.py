@@ -1426,6 +1426,7 @@ class _TaskCopy(_StateCopy):
         # the workers it erred on (an empty set when it inherited its
         # failure), None unless erred
         "erred_on": lambda s, raw, copy: None if raw is None else set(raw),
+        "run_spec": lambda s, raw, copy: _run_spec_of(copy.key),
     }
 
     def _raw(self, name):
@@ -2048,6 +2049,22 @@ class _SchedulerStandIn:
 
     def __repr__(self):
         return f"<Scheduler stand-in for run_on_scheduler: {self.__dict__.get('address')!r}>"
+
+
+def _run_spec_of(key):
+    """``TaskState.run_spec`` of the task ``key``: the task as submitted
+    (a ``GraphNode``), None for scattered data, asked of the scheduler when
+    first read (its ``get_runspec`` RPC, as ``Client.recreate_task_locally``
+    asks it), not copied with every task."""
+    if _STAND_IN is None:
+        raise NotImplementedError(_STAND_IN_ERROR.format(name="run_spec"))
+    spec = _STAND_IN._relay_now("get_runspec", key=key)
+    from distributed.protocol import deserialize
+    from distributed.protocol.serialize import Serialized
+
+    if isinstance(spec, Serialized):
+        spec = deserialize(spec.header, spec.frames)
+    return spec
 
 
 def _without_gc(call, *args, **kwargs):
