@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from .cluster import WorkerSpec
-from .helpers import inc, sleep_until_file
+from .helpers import StampMetadata, inc, sleep_until_file
 
 TIMEOUT = 120
 
@@ -254,8 +254,8 @@ def replace_the_tasks(dask_scheduler):
     dask_scheduler.tasks = {}
 
 
-def read_a_task_metadata(key, dask_scheduler):
-    return dask_scheduler.tasks[key].metadata
+def read_a_task_traceback(key, dask_scheduler):
+    return dask_scheduler.tasks[key].traceback
 
 
 @pytest.mark.rust_only
@@ -269,8 +269,8 @@ def test_the_copies_are_read_only_and_name_what_they_lack(client):
         client.run_on_scheduler(set_a_task_state, key)
     with pytest.raises(NotImplementedError, match=r"cannot set Scheduler\.tasks"):
         client.run_on_scheduler(replace_the_tasks)
-    with pytest.raises(NotImplementedError, match=r"TaskState\.metadata is not available"):
-        client.run_on_scheduler(read_a_task_metadata, key)
+    with pytest.raises(NotImplementedError, match=r"TaskState\.traceback is not available"):
+        client.run_on_scheduler(read_a_task_traceback, key)
     with pytest.raises(AttributeError, match="no_such_field"):
         client.run_on_scheduler(lambda k, dask_scheduler: dask_scheduler.tasks[k].no_such_field,
                                 key)
@@ -535,3 +535,21 @@ def test_a_task_s_run_spec_is_its_graph_node(client):
     assert y.result(timeout=TIMEOUT) == 3
     got = client.run_on_scheduler(run_specs, [x.key, y.key, data.key])
     assert got == [(True, x.key, []), (True, y.key, [x.key]), None], got
+
+
+def metadata_of(keys, dask_scheduler):
+    return [dask_scheduler.tasks[k].metadata for k in keys]
+
+
+def test_a_task_s_metadata_is_what_its_worker_reported(make_cluster):
+    # Python's TaskState.metadata: None until a worker reports some (here a
+    # worker plugin stamps every task it computes)
+    cluster = make_cluster([WorkerSpec(name="md")])
+    client = cluster.client()
+    plain = client.submit(inc, 1, key=unique("md-plain"))
+    assert plain.result(timeout=TIMEOUT) == 2
+    client.register_plugin(StampMetadata(), name="stamp-metadata")
+    stamped = client.submit(inc, 2, key=unique("md-stamped"))
+    assert stamped.result(timeout=TIMEOUT) == 3
+    got = client.run_on_scheduler(metadata_of, [plain.key, stamped.key])
+    assert got == [None, {"stamped": stamped.key}], got

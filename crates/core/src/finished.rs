@@ -54,6 +54,9 @@ pub struct TaskFinished {
     /// [`TaskFinished::from_value`] and not empty; [`TaskFinished::decode`]
     /// leaves it in `source` (see [`TaskFinished::metadata`]).
     pub metadata_value: Option<Value>,
+    /// The worker sent a `metadata` map with entries (read either way; the
+    /// map itself by [`TaskFinished::metadata`]).
+    pub has_metadata: bool,
     /// The result type's name (`typename`), when read by
     /// [`TaskFinished::from_value`]; [`TaskFinished::decode`] leaves it in
     /// `source` (see [`TaskFinished::typename`]).
@@ -177,7 +180,8 @@ impl TaskFinished {
             }
             Field::Metadata => {
                 self.metadata_value =
-                    Some(v.clone()).filter(|m| m.as_map().is_some_and(|m| !m.is_empty()))
+                    Some(v.clone()).filter(|m| m.as_map().is_some_and(|m| !m.is_empty()));
+                self.has_metadata = self.metadata_value.is_some();
             }
             Field::TypeName => self.typename_value = v.as_str().map(str::to_string),
             Field::Other => {}
@@ -224,7 +228,15 @@ impl TaskFinished {
         let mut t = TaskFinished::default();
         for _ in 0..n {
             match Field::named(field_name(&mut r, MAP + 1)?) {
-                Field::Other | Field::Metadata | Field::TypeName => r.skip(MAP + 1)?,
+                Field::Other | Field::TypeName => r.skip(MAP + 1)?,
+                // only whether it has entries: a map's first byte says
+                // (almost every worker sends an empty one)
+                Field::Metadata => {
+                    let start = r.position();
+                    r.skip(MAP + 1)?;
+                    let first = r.slice(start, r.position()).first().copied();
+                    t.has_metadata = matches!(first, Some(0x81..=0x8f | 0xde | 0xdf));
+                }
                 Field::StartStops => t.startstops = decode_startstops(&mut r, MAP + 1)?,
                 // the bytes, not a value: most keys are found by them
                 Field::Key => {
@@ -337,6 +349,9 @@ mod tests {
         assert_eq!(decoded.typename_value, None);
         assert_eq!(decoded.typename(), from_value.typename(), "{msg:?}");
         from_value.typename_value = None;
+        // and the metadata map, when it has entries
+        assert_eq!(decoded.metadata(), from_value.metadata(), "{msg:?}");
+        from_value.metadata_value = None;
         assert_eq!(decoded.source.take(), Some(bytes), "the op map's bytes");
         // the key comes as its bytes; decoded, it is the same value
         if let Some(key) = &mut decoded.key {
@@ -432,6 +447,9 @@ mod tests {
         msgs.push(keyless);
         // a name that is not a str is no name
         msgs.push(with("typename", Value::Int(3)));
+        // metadata with entries, and metadata that is not a map
+        msgs.push(with("metadata", Value::map([("stamped", Value::str("x"))])));
+        msgs.push(with("metadata", Value::Array(vec![Value::Int(1)])));
         let read: Vec<TaskFinished> = msgs.iter().map(both_ways).collect();
         assert_eq!(read[0].run_id, None);
         assert_eq!(read[1].nbytes, None);
@@ -444,6 +462,8 @@ mod tests {
         assert_eq!(read[7].nbytes, Some(99));
         assert_eq!(read[8].key, None);
         assert_eq!(TaskFinished::from_value(&msgs[9]).typename(), None);
+        assert!(read[10].has_metadata);
+        assert!(!read[11].has_metadata && !read[0].has_metadata);
     }
 
     #[test]

@@ -525,6 +525,9 @@ impl State {
             if let Some(text) = own_name {
                 t.extra_mut().result_typename = Some(text.into());
             }
+            if fields.has_metadata {
+                merge_metadata(t.extra_mut(), fields.metadata());
+            }
             t.who_has.clear();
         }
         if let Some(name) = name {
@@ -699,6 +702,25 @@ impl State {
             crate::transitions::Recs::new()
         } else {
             self.release_unneeded_dependencies(id)
+        }
+    }
+}
+
+/// Python's `ts.metadata.update(metadata)`: the entries of `new` (a map)
+/// replace those of the same name.
+fn merge_metadata(extra: &mut crate::task::TaskExtra, new: Value) {
+    let Value::Map(entries) = new else { return };
+    if entries.is_empty() {
+        return;
+    }
+    let Some(Value::Map(kept)) = &mut extra.metadata else {
+        extra.metadata = Some(Value::Map(entries));
+        return;
+    };
+    for (k, v) in entries {
+        match kept.iter_mut().find(|(name, _)| *name == k) {
+            Some(entry) => entry.1 = v,
+            None => kept.push((k, v)),
         }
     }
 }

@@ -156,7 +156,7 @@ fn text_list(items: Vec<String>) -> Value {
 /// (Python's len), {result type name: times a task of the group entered
 /// memory with it} (Python's `_types`), `nbytes_total`, `_duration_us`,
 /// `_all_durations_us` ({action: µs}), `start`, `stop`]`.
-pub const TASK_FIELDS: [&str; 28] = [
+pub const TASK_FIELDS: [&str; 29] = [
     "i",
     "key",
     "state",
@@ -185,6 +185,7 @@ pub const TASK_FIELDS: [&str; 28] = [
     "loose_restrictions",
     "type",
     "erred_on",
+    "metadata",
 ];
 
 // Positions in [`TASK_FIELDS`] (checked by a test).
@@ -216,6 +217,7 @@ const F_RESOURCE_RESTRICTIONS: usize = 24;
 const F_LOOSE_RESTRICTIONS: usize = 25;
 const F_TYPE: usize = 26;
 const F_ERRED_ON: usize = 27;
+const F_METADATA: usize = 28;
 
 /// `n` ids written as a msgpack array.
 fn write_ids(out: &mut Vec<u8>, n: usize, ids: impl Iterator<Item = u32>) {
@@ -258,9 +260,10 @@ impl State {
     pub fn snapshot(&self, with_tasks: bool) -> Value {
         let dense = TASK_FIELDS.map(|f| DENSE_TASK_FIELDS.contains(&f));
         let mut columns: Vec<Column> = (0..TASK_FIELDS.len()).map(|_| Column::default()).collect();
-        // annotations may hold pickled objects, which only the connection
-        // can write: kept as values
+        // annotations and metadata may hold pickled objects, which only the
+        // connection can write: kept as values
         let mut annotations: Vec<(Value, Value)> = Vec::new();
+        let mut metadata: Vec<(Value, Value)> = Vec::new();
         let mut group_index: rustc_hash::FxHashMap<u32, i64> = Default::default();
         let mut groups = Vec::new();
         let mut count = 0i64;
@@ -301,8 +304,10 @@ impl State {
                 for (f, value) in self.rare_fields(t) {
                     if value.is_nil() {
                         // at its default: left out
-                    } else if TASK_FIELDS[f] == "annotations" {
+                    } else if f == F_ANNOTATIONS {
                         annotations.push((Value::Int(count), value));
+                    } else if f == F_METADATA {
+                        metadata.push((Value::Int(count), value));
                     } else {
                         columns[f].push(Some(count), &value);
                     }
@@ -316,8 +321,10 @@ impl State {
             let name = Value::str(TASK_FIELDS[f]);
             if dense[f] {
                 task_columns.push((name, column.into_array()));
-            } else if TASK_FIELDS[f] == "annotations" {
+            } else if f == F_ANNOTATIONS {
                 task_sparse.push((name, Value::Map(std::mem::take(&mut annotations))));
+            } else if f == F_METADATA {
+                task_sparse.push((name, Value::Map(std::mem::take(&mut metadata))));
             } else {
                 task_sparse.push((name, column.into_map()));
             }
@@ -472,7 +479,7 @@ impl State {
 
     /// Task `t`'s fields that live in its extra, by position in
     /// [`TASK_FIELDS`], nil where at the default.
-    fn rare_fields(&self, t: &Task) -> [(usize, Value); 11] {
+    fn rare_fields(&self, t: &Task) -> [(usize, Value); 12] {
         let error = t.error();
         let text = |s: Option<&str>| s.map_or(Value::Nil, |s| or_nil(Value::str(s)));
         let r = t.restrictions();
@@ -504,6 +511,13 @@ impl State {
             (
                 F_LOOSE_RESTRICTIONS,
                 or_nil(Value::Bool(r.is_some_and(|r| r.loose))),
+            ),
+            (
+                F_METADATA,
+                t.extra
+                    .as_ref()
+                    .and_then(|e| e.metadata.clone())
+                    .unwrap_or(Value::Nil),
             ),
         ]
     }
@@ -609,6 +623,7 @@ mod tests {
             (F_LOOSE_RESTRICTIONS, "loose_restrictions"),
             (F_TYPE, "type"),
             (F_ERRED_ON, "erred_on"),
+            (F_METADATA, "metadata"),
         ];
         assert_eq!(positions.len(), TASK_FIELDS.len());
         for (f, name) in positions {

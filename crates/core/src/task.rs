@@ -178,6 +178,9 @@ pub struct TaskExtra {
     /// The result type's name when the shared table does not give it
     /// (the type itself is not in the table, or came without bytes).
     pub result_typename: Option<Box<str>>,
+    /// What its workers reported as its `metadata`, merged (Python's
+    /// `TaskState.metadata`): a map, `None` until one had entries.
+    pub metadata: Option<Value>,
     /// The task is an actor (`actor=True`): its worker keeps the object.
     pub actor: bool,
 }
@@ -194,6 +197,7 @@ impl Default for TaskExtra {
             exception_blame: None,
             result_type: None,
             result_typename: None,
+            metadata: None,
             actor: false,
         }
     }

@@ -415,3 +415,35 @@ fn workers_and_clients_name_their_versions_in_one_table_of_distinct_maps() {
         .unwrap();
     assert_eq!(of(alice), Some(versions("2")));
 }
+
+#[test]
+fn a_task_keeps_the_metadata_its_worker_reported() {
+    let mut sim = Sim::new();
+    let w = sim.worker("tcp://a:1", 4);
+    sim.submit(
+        &["a", "b", "c"],
+        vec![t("a", &[]), t("b", &[]), t("c", &[])],
+    );
+    let mut computes = sim.computes();
+    computes.sort_by_key(|c| c.key.clone());
+    let stamped = |key: &str| Value::map([("stamped", Value::str(key))]);
+    for c in &computes {
+        let msg = task_finished_msg(&c.key, c.run_id, 8, sim.now);
+        if c.key == k("a") {
+            // the decoded op map
+            sim.wop(w, with_field(msg, "metadata", stamped("a")))
+                .unwrap();
+        } else if c.key == k("b") {
+            // the bytes, as the server reads them
+            let msg = with_field(msg, "metadata", stamped("b"));
+            sim.finish_typed(w, &decode_task_finished(&msg));
+        } else {
+            // an empty map: no metadata (Python's None)
+            sim.wop(w, msg).unwrap();
+        }
+    }
+    let tasks = task_rows(&snapshot(&sim, true));
+    assert_eq!(tasks[&k("a")]["metadata"], stamped("a"));
+    assert_eq!(tasks[&k("b")]["metadata"], stamped("b"));
+    assert!(tasks[&k("c")]["metadata"].is_nil());
+}

@@ -1427,6 +1427,8 @@ class _TaskCopy(_StateCopy):
         # failure), None unless erred
         "erred_on": lambda s, raw, copy: None if raw is None else set(raw),
         "run_spec": lambda s, raw, copy: _run_spec_of(copy.key),
+        # what its workers reported as its metadata, None until any
+        "metadata": _plain,
     }
 
     def _raw(self, name):
