@@ -70,6 +70,7 @@ def describe(keys, dask_scheduler):
             "running": ws.status == Status.running,
             "memory": isinstance(ws.memory, MemoryState), "resources": ws.resources,
             "has_what": sorted(str(ts.key) for ts in ws.has_what if ts.key in keys_of(keys)),
+            "bandwidth": ws.bandwidth,
         }
         for addr, ws in s.workers.items()
     }
@@ -125,6 +126,12 @@ def test_a_function_reads_tasks_workers_and_clients(client, cluster):
     assert by_name["alpha"]["nthreads"] == 2 and by_name["alpha"]["resources"] == {"FOO": 1}
     assert all(w["running"] and w["memory"] for w in got["workers"].values())
     assert all(addr == w["address"] for addr, w in got["workers"].items())
+    # a worker's bandwidth is the configured one (Python never updates it)
+    import dask.config
+    from dask.utils import parse_bytes
+
+    bandwidth = parse_bytes(dask.config.get("distributed.scheduler.bandwidth"))
+    assert all(w["bandwidth"] == bandwidth for w in got["workers"].values()), got["workers"]
 
     ta, tb = got["tasks"][a], got["tasks"][str(b)]
     assert ta["state"] == tb["state"] == "memory"

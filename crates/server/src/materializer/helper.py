@@ -1534,6 +1534,8 @@ class _WorkerCopy(_StateCopy):
             "executing", lambda s, raw, copy: {s._task(t): d for t, d in raw or ()}
         ),
         "versions": lambda s, raw, copy: s._versions_at(raw),
+        # as in Python, the configured bandwidth, never updated
+        "bandwidth": lambda s, raw, copy: _configured_bandwidth(),
     }
 
     def __hash__(self):
@@ -2051,6 +2053,15 @@ class _SchedulerStandIn:
 
     def __repr__(self):
         return f"<Scheduler stand-in for run_on_scheduler: {self.__dict__.get('address')!r}>"
+
+
+def _configured_bandwidth():
+    """``distributed.scheduler.bandwidth`` in bytes/s: Python's
+    ``WorkerState.bandwidth``, set from it when the worker registers."""
+    import dask.config
+    from dask.utils import parse_bytes
+
+    return parse_bytes(dask.config.get("distributed.scheduler.bandwidth"))
 
 
 def _run_spec_of(key):
