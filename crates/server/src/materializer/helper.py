@@ -1423,8 +1423,8 @@ class _TaskCopy(_StateCopy):
         "loose_restrictions": lambda s, raw, copy: bool(raw),
         # the result's type name, once the task has been in memory
         "type": _plain,
-        # the workers it erred on (an empty set when it inherited its
-        # failure), None unless erred
+        # the workers it erred on; None unless erred, and (as in Python)
+        # when it inherited its failure while waiting
         "erred_on": lambda s, raw, copy: None if raw is None else set(raw),
         "run_spec": lambda s, raw, copy: _run_spec_of(copy.key),
         # what its workers reported as its metadata, None until any
