@@ -261,8 +261,8 @@ def replace_the_tasks(dask_scheduler):
     dask_scheduler.tasks = {}
 
 
-def read_a_task_traceback(key, dask_scheduler):
-    return dask_scheduler.tasks[key].traceback
+def read_a_worker_time_delay(key, dask_scheduler):
+    return next(iter(dask_scheduler.tasks[key].who_has)).time_delay
 
 
 @pytest.mark.rust_only
@@ -276,8 +276,8 @@ def test_the_copies_are_read_only_and_name_what_they_lack(client):
         client.run_on_scheduler(set_a_task_state, key)
     with pytest.raises(NotImplementedError, match=r"cannot set Scheduler\.tasks"):
         client.run_on_scheduler(replace_the_tasks)
-    with pytest.raises(NotImplementedError, match=r"TaskState\.traceback is not available"):
-        client.run_on_scheduler(read_a_task_traceback, key)
+    with pytest.raises(NotImplementedError, match=r"WorkerState\.time_delay is not available"):
+        client.run_on_scheduler(read_a_worker_time_delay, key)
     with pytest.raises(AttributeError, match="no_such_field"):
         client.run_on_scheduler(lambda k, dask_scheduler: dask_scheduler.tasks[k].no_such_field,
                                 key)
@@ -560,3 +560,37 @@ def test_a_task_s_metadata_is_what_its_worker_reported(make_cluster):
     assert stamped.result(timeout=TIMEOUT) == 3
     got = client.run_on_scheduler(metadata_of, [plain.key, stamped.key])
     assert got == [None, {"stamped": stamped.key}], got
+
+
+def failures_of(keys, dask_scheduler):
+    from distributed.protocol import deserialize
+    from distributed.protocol.serialize import Serialized
+
+    def plain(x):
+        # the worker sends its exception pickled (inside a Serialized),
+        # and the scheduler keeps it so
+        import pickle
+
+        if isinstance(x, Serialized):
+            x = deserialize(x.header, x.frames)
+        return pickle.loads(x) if isinstance(x, bytes) else x
+
+    out = []
+    for k in keys:
+        ts = dask_scheduler.tasks[k]
+        exc, tb = plain(ts.exception), plain(ts.traceback)
+        out.append((repr(exc) if exc is not None else None, tb is not None))
+    return out
+
+
+def test_a_failed_task_keeps_the_exception_its_worker_sent(client):
+    # Python's TaskState.exception and .traceback: what the worker sent
+    # (pickled), on the task that raised only
+    bad = client.submit(boom, 7, key=unique("raises"))
+    after = client.submit(inc, bad, key=unique("raises-after"))
+    fine = client.submit(inc, 1, key=unique("fine"))
+    assert fine.result(timeout=TIMEOUT) == 2
+    with pytest.raises(ValueError):
+        after.result(timeout=TIMEOUT)
+    got = client.run_on_scheduler(failures_of, [bad.key, after.key, fine.key])
+    assert got == [("ValueError('boom 7')", True), (None, False), (None, False)], got

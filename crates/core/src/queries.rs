@@ -188,6 +188,25 @@ impl State {
             .map_or(Value::Nil, |r| Value::Opaque(Box::new(r.to_opaque()))))
     }
 
+    /// A task's failure as its worker sent it, for the `run_on_scheduler`
+    /// stand-in's `TaskState.exception` and `.traceback`: `{"exception",
+    /// "traceback"}`, both nil unless the task itself raised. `Err` names a
+    /// key this scheduler does not know.
+    pub fn error_of(&self, key: &Key) -> Result<Value, String> {
+        let id = self.task_id(key).ok_or_else(|| key.name())?;
+        let error = self.task(id).error();
+        Ok(Value::map([
+            (
+                "exception",
+                error.map_or(Value::Nil, |e| e.exception.clone()),
+            ),
+            (
+                "traceback",
+                error.map_or(Value::Nil, |e| e.traceback.clone()),
+            ),
+        ]))
+    }
+
     /// `get_error_cause` (behind `client.recreate_error_locally`): the key
     /// blamed for the failure of the first of `keys` that failed, itself or
     /// through a dependency; `Nil` if none did.

@@ -368,6 +368,12 @@ fn an_erred_task_names_the_workers_it_erred_on_and_holds_nothing() {
     assert!(failed["who_has"].is_nil(), "{:?}", failed["who_has"]);
     // y inherited the failure while waiting: Python's erred_on is None
     assert!(tasks[&k("y")]["erred_on"].is_nil());
+    // the stand-in's `exception`: what the worker sent, on x only
+    let error = sim.s.error_of(&k("x")).unwrap();
+    assert_eq!(error.get("exception"), Some(&exception("boom")));
+    let inherited = sim.s.error_of(&k("y")).unwrap();
+    assert!(inherited.get("exception").is_some_and(Value::is_nil));
+    assert!(sim.s.error_of(&k("nothing")).is_err());
     // released, x no longer names the worker
     sim.release(&["y"]);
     let tasks = task_rows(&snapshot(&sim, true));

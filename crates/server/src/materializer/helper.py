@@ -1427,6 +1427,10 @@ class _TaskCopy(_StateCopy):
         # when it inherited its failure while waiting
         "erred_on": lambda s, raw, copy: None if raw is None else set(raw),
         "run_spec": lambda s, raw, copy: _run_spec_of(copy.key),
+        # the failure as its worker sent it (serialized, as Python keeps
+        # it), asked of the scheduler when first read
+        "exception": lambda s, raw, copy: _error_of(copy.key, "exception"),
+        "traceback": lambda s, raw, copy: _error_of(copy.key, "traceback"),
         # what its workers reported as its metadata, None until any
         "metadata": _plain,
     }
@@ -2078,6 +2082,15 @@ def _run_spec_of(key):
     if isinstance(spec, Serialized):
         spec = deserialize(spec.header, spec.frames)
     return spec
+
+
+def _error_of(key, name):
+    """``TaskState.exception`` or ``.traceback`` of the task ``key``: what
+    its worker sent, left serialized as Python's scheduler leaves it; None
+    unless the task itself raised."""
+    if _STAND_IN is None:
+        raise NotImplementedError(_STAND_IN_ERROR.format(name=name))
+    return _STAND_IN._relay_now("stand_in_error", key=key).get(name)
 
 
 def _without_gc(call, *args, **kwargs):

@@ -195,6 +195,17 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .ok_or_else(lost)?
                 .map_err(|k| error_reply("KeyError", &k))?
         }
+        // this scheduler's own: the stand-in's `TaskState.exception` and
+        // `.traceback`, asked when first read
+        "stand_in_error" => {
+            let key = dask_core::ops_client::key_of(op, msg, "key")
+                .map_err(|e| error_reply("TypeError", &e.to_string()))?;
+            sched
+                .with_state(move |s, _| s.error_of(&key))
+                .await
+                .ok_or_else(lost)?
+                .map_err(|k| error_reply("KeyError", &k))?
+        }
         "get_error_cause" => {
             let keys = keys_opt(op, msg, "keys")?.unwrap_or_default();
             sched
