@@ -375,13 +375,7 @@ impl State {
                     "type",
                     self.typename_of_task(t).map_or(Value::Nil, Value::str),
                 ),
-                (
-                    "metadata",
-                    t.extra
-                        .as_ref()
-                        .and_then(|e| e.metadata.clone())
-                        .unwrap_or(Value::Nil),
-                ),
+                ("metadata", t.metadata().cloned().unwrap_or(Value::Nil)),
                 ("group", Value::str(group)),
                 ("group_key", Value::str(self.groups.name(t.group))),
                 ("prefix", Value::str(prefix)),

@@ -512,13 +512,7 @@ impl State {
                 F_LOOSE_RESTRICTIONS,
                 or_nil(Value::Bool(r.is_some_and(|r| r.loose))),
             ),
-            (
-                F_METADATA,
-                t.extra
-                    .as_ref()
-                    .and_then(|e| e.metadata.clone())
-                    .unwrap_or(Value::Nil),
-            ),
+            (F_METADATA, t.metadata().cloned().unwrap_or(Value::Nil)),
         ]
     }
 

@@ -304,6 +304,12 @@ impl Task {
             .map_or(&NO_ANNOTATIONS, |e| &e.annotations)
     }
 
+    /// What its workers reported as its metadata (Python's
+    /// `TaskState.metadata`), if any had entries.
+    pub fn metadata(&self) -> Option<&Value> {
+        self.extra.as_ref()?.metadata.as_ref()
+    }
+
     /// Placement restrictions, if any.
     pub fn restrictions(&self) -> Option<&Restrictions> {
         self.extra.as_ref()?.restrictions.as_ref()

@@ -186,26 +186,10 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .await
                 .ok_or_else(lost)?
         }
-        "get_runspec" => {
-            let key = dask_core::ops_client::key_of(op, msg, "key")
-                .map_err(|e| error_reply("TypeError", &e.to_string()))?;
-            sched
-                .with_state(move |s, _| s.runspec_of(&key))
-                .await
-                .ok_or_else(lost)?
-                .map_err(|k| error_reply("KeyError", &k))?
-        }
+        "get_runspec" => one_task_query(sched, op, msg, dask_core::State::runspec_of).await?,
         // this scheduler's own: the stand-in's `TaskState.exception` and
         // `.traceback`, asked when first read
-        "stand_in_error" => {
-            let key = dask_core::ops_client::key_of(op, msg, "key")
-                .map_err(|e| error_reply("TypeError", &e.to_string()))?;
-            sched
-                .with_state(move |s, _| s.error_of(&key))
-                .await
-                .ok_or_else(lost)?
-                .map_err(|k| error_reply("KeyError", &k))?
-        }
+        "stand_in_error" => one_task_query(sched, op, msg, dask_core::State::error_of).await?,
         "get_error_cause" => {
             let keys = keys_opt(op, msg, "keys")?.unwrap_or_default();
             sched
@@ -1067,6 +1051,24 @@ fn uncaught_error_text(reply: &Value) -> Option<String> {
             .unwrap_or("")
             .to_string()
     })
+}
+
+/// An RPC about the one task named by the request's `key`: `query`'s
+/// answer, a `TypeError` for a `key` that is not a key, a `KeyError` for
+/// one the scheduler does not know.
+async fn one_task_query(
+    sched: &Arc<Scheduler>,
+    op: &str,
+    msg: &Value,
+    query: fn(&dask_core::State, &Key) -> Result<Value, String>,
+) -> Result<Value, Value> {
+    let key = dask_core::ops_client::key_of(op, msg, "key")
+        .map_err(|e| error_reply("TypeError", &e.to_string()))?;
+    sched
+        .with_state(move |s, _| query(s, &key))
+        .await
+        .ok_or_else(super::errors::shutting_down)?
+        .map_err(|k| error_reply("KeyError", &k))
 }
 
 /// `call_stack`: ask the workers processing `keys` (all if nil) for their stacks.
