@@ -539,7 +539,7 @@ impl State {
             self.record_task_stream(w, source, &fields.startstops);
         }
         if self.task_metadata.is_active() {
-            self.collect_task_metadata(id, TaskState::Memory, fields.metadata());
+            self.collect_task_metadata(id, TaskState::Memory);
         }
         if self.progress.is_active() {
             self.progress_computed(id);

@@ -1,8 +1,10 @@
 //! `get_task_metadata` (Python's `CollectTaskMetaDataPlugin`): while a
 //! client's `with get_task_metadata() as tasks:` block runs, the keys of the
 //! graphs it submits are watched, and each one's final state (`memory` or
-//! `erred`) and the `metadata` its worker reported are kept, to be handed
-//! back when the block ends (`stop_task_metadata`).
+//! `erred`) and its `metadata` then (what its workers reported, merged
+//! over its computations as Python's `TaskState.metadata`; nil if none had
+//! entries) are kept, to be handed back when the block ends
+//! (`stop_task_metadata`).
 //!
 //! Why: it is how a user learns what each of a computation's outputs ended
 //! as, without polling. Nothing is watched while no block is open, so the
@@ -78,10 +80,14 @@ impl State {
         }
     }
 
-    /// Task `id` entered `finish` (memory or erred), its worker having
-    /// reported `metadata` (nil if none): blocks watching its key keep both.
-    pub(crate) fn collect_task_metadata(&mut self, id: TaskId, finish: TaskState, metadata: Value) {
-        let key = self.task(id).key.clone();
+    /// Task `id` entered `finish` (memory or erred): blocks watching its
+    /// key keep that and its metadata.
+    pub(crate) fn collect_task_metadata(&mut self, id: TaskId, finish: TaskState) {
+        let task = self.task(id);
+        let (key, metadata) = (
+            task.key.clone(),
+            task.metadata().cloned().unwrap_or(Value::Nil),
+        );
         for c in &mut self.task_metadata.open {
             if c.keys.remove(&key) {
                 c.metadata.push((key.to_value(), metadata.clone()));

@@ -514,7 +514,7 @@ impl State {
             self.report_to_wanters(id, msg);
         }
         if self.task_metadata.is_active() {
-            self.collect_task_metadata(id, TaskState::Erred, Value::Nil);
+            self.collect_task_metadata(id, TaskState::Erred);
         }
         if self.progress.is_active() {
             self.progress_erred(id);

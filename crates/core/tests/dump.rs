@@ -163,6 +163,48 @@ fn a_task_metadata_block_keeps_its_requested_keys_final_states_and_metadata() {
     assert!(sim.s.stop_task_metadata("block").is_err());
 }
 
+/// As Python's plugin keeps `TaskState.metadata`: what the task's workers
+/// reported over all its computations, merged, and nil while no report had
+/// entries.
+#[test]
+fn a_task_metadata_block_keeps_the_metadata_merged_over_computations() {
+    let mut sim = Sim::new();
+    let a = sim.worker("tcp://a:1", 1);
+    let meta = |entries: &[(&str, i64)]| {
+        Value::Map(
+            entries
+                .iter()
+                .map(|(k, v)| (Value::str(*k), Value::Int(*v)))
+                .collect(),
+        )
+    };
+    let finish_with = |sim: &mut Sim, metadata: Value| {
+        let c = sim.one_compute();
+        let msg = task_finished_msg(&c.key, c.run_id, 8, sim.now);
+        sim.wop(c.worker, with_field(msg, "metadata", metadata))
+            .unwrap();
+    };
+    // computed once before the block, its worker then lost with the result
+    sim.submit(&["e"], vec![t("e", &[])]);
+    finish_with(&mut sim, meta(&[("first", 1), ("both", 1)]));
+    sim.s.remove_worker(a, sim.now);
+    sim.drain();
+    sim.s.start_task_metadata("block");
+    sim.submit(&["e"], vec![t("e", &[])]);
+    sim.worker("tcp://b:1", 1);
+    finish_with(&mut sim, meta(&[("second", 2), ("both", 2)]));
+    // a task whose worker reported an empty map
+    sim.submit(&["f"], vec![t("f", &[])]);
+    finish_with(&mut sim, meta(&[]));
+    let got = sim.s.stop_task_metadata("block").unwrap();
+    let metadata = key_map(got.get("metadata").unwrap());
+    assert_eq!(
+        metadata[&k("e")],
+        meta(&[("first", 1), ("both", 2), ("second", 2)])
+    );
+    assert_eq!(metadata[&k("f")], Value::Nil);
+}
+
 #[test]
 fn an_erred_task_lists_the_workers_it_erred_on_not_as_holders() {
     let mut sim = Sim::new();
