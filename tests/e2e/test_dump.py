@@ -24,6 +24,9 @@ from .helpers import (
 def test_a_local_dump_has_scheduler_tasks_workers_and_versions(client, tmp_path):
     done = client.submit(inc, 1, key=unique("dumpdone"))
     assert done.result(timeout=30) == 2
+    failed = client.submit(div, 1, 0, key=unique("dumpfailed"))
+    wait(failed, timeout=30)
+    assert failed.status == "error"
     started, stop = tmp_path / "started", tmp_path / "stop"
     running = client.submit(touch_then_sleep_until_file, str(started), str(stop),
                             key=unique("dumprunning"))
@@ -46,11 +49,25 @@ def test_a_local_dump_has_scheduler_tasks_workers_and_versions(client, tmp_path)
     assert tasks[running.key]["state"] == "processing"
     assert "WorkerState" in tasks[running.key]["processing_on"]
     assert "run_spec" not in tasks[done.key], "excluded by default"
+    # Python writes the repr of the serialized exception and traceback it
+    # keeps (the texts are beside them)
+    assert tasks[done.key]["exception"] is None and tasks[done.key]["traceback"] is None
+    assert "Serialized object" in tasks[failed.key]["exception"]
+    assert "Serialized object" in tasks[failed.key]["traceback"]
+    assert "ZeroDivisionError" in tasks[failed.key]["exception_text"]
     assert done.key in [t["key"] for t in dump.scheduler_tasks_in_state("memory")]
 
     # the workers the scheduler knows all answered with their own state
     assert set(sched["workers"]) == set(client.scheduler_info()["workers"])
     assert dump.missing_workers() == []
+    for ws in sched["workers"].values():
+        # the clock difference of its last heartbeat, the configured
+        # bandwidth, what it executes and its processing tasks by prefix
+        assert isinstance(ws["time_delay"], float) and abs(ws["time_delay"]) < 5, ws
+        assert ws["bandwidth"] == 100_000_000, ws
+        assert isinstance(ws["executing"], dict), ws
+    counts = [ws["task_prefix_count"] for ws in sched["workers"].values()]
+    assert sorted(counts, key=len) == [{}] * (len(counts) - 1) + [{"dumprunning": 1}], counts
     assert all(isinstance(w, dict) and "tasks" in w for w in dump["workers"].values())
     assert running.key in [t["key"] for t in dump.worker_tasks_in_state("executing")]
 
@@ -62,7 +79,7 @@ def test_a_local_dump_has_scheduler_tasks_workers_and_versions(client, tmp_path)
     # Dask's splitter of a dump into YAML files takes it too
     dump.to_yamls(tmp_path / "yamls")
     assert (tmp_path / "yamls" / "scheduler" / "tasks.yaml").exists()
-    client.cancel([done, running])
+    client.cancel([done, running, failed])
 
 
 def test_exclude_leaves_fields_out(client, tmp_path):

@@ -261,8 +261,8 @@ def replace_the_tasks(dask_scheduler):
     dask_scheduler.tasks = {}
 
 
-def read_a_worker_time_delay(key, dask_scheduler):
-    return next(iter(dask_scheduler.tasks[key].who_has)).time_delay
+def read_a_worker_scheduler(key, dask_scheduler):
+    return next(iter(dask_scheduler.tasks[key].who_has)).scheduler
 
 
 @pytest.mark.rust_only
@@ -276,8 +276,8 @@ def test_the_copies_are_read_only_and_name_what_they_lack(client):
         client.run_on_scheduler(set_a_task_state, key)
     with pytest.raises(NotImplementedError, match=r"cannot set Scheduler\.tasks"):
         client.run_on_scheduler(replace_the_tasks)
-    with pytest.raises(NotImplementedError, match=r"WorkerState\.time_delay is not available"):
-        client.run_on_scheduler(read_a_worker_time_delay, key)
+    with pytest.raises(NotImplementedError, match=r"WorkerState\.scheduler is not available"):
+        client.run_on_scheduler(read_a_worker_scheduler, key)
     with pytest.raises(AttributeError, match="no_such_field"):
         client.run_on_scheduler(lambda k, dask_scheduler: dask_scheduler.tasks[k].no_such_field,
                                 key)
@@ -446,7 +446,9 @@ def long_task_view(key, dask_scheduler):
     prefix = ts.prefix
     return {"running_for": ws.executing.get(ts), "longest": prefix.max_exec_time,
             "average": prefix.duration_average, "occupancy": ws.occupancy,
-            "others_on_worker": len(ws.processing) - 1}
+            "others_on_worker": len(ws.processing) - 1,
+            "prefix_count": dict(ws.task_prefix_count), "prefix": prefix.name,
+            "time_delay": ws.time_delay}
 
 
 def n_tasks(dask_scheduler):
@@ -475,6 +477,13 @@ def test_heartbeats_say_how_long_a_running_task_has_run(client, tmp_path):
     assert view["average"] == -1
     assert view["others_on_worker"] == 0
     assert view["occupancy"] == pytest.approx(2 * view["longest"])
+    # its worker counts its processing tasks by prefix (the occupancy is
+    # derived from these)
+    assert view["prefix_count"] == {word: 1}, view
+    # the scheduler's clock minus the worker's when its heartbeat came: on
+    # one host, the time the message took, well under a second
+    assert isinstance(view["time_delay"], float) and view["time_delay"] != 0, view
+    assert abs(view["time_delay"]) < 1, view
     assert client.run_on_scheduler(n_tasks) == sent_before + 1
     stop.write_text("")
     assert fut.result(timeout=TIMEOUT) == "done"
@@ -520,6 +529,24 @@ def test_the_bandwidth_follows_what_the_workers_measured(client):
     # a moving average of the scheduler's value and the reports
     seen = [before, *reported_before.values(), *reported.values()]
     assert min(seen) - 1 <= now <= max(seen) + 1, (now, seen)
+
+    # the same per pair of workers (the receiver's address first) and per
+    # type of the data moved, as the dashboard's bandwidth tables show them
+    addrs = {info["name"]: a for a, info in client.scheduler_info()["workers"].items()}
+    pair = (addrs["beta"], addrs["alpha"])
+
+    def pair_measured(pair, dask_scheduler):
+        return pair in dask_scheduler.bandwidth_workers
+
+    wait_on_scheduler(client, pair_measured, pair)
+
+    def tables(dask_scheduler):
+        return dict(dask_scheduler.bandwidth_workers), dict(dask_scheduler.bandwidth_types)
+
+    by_pair, by_type = client.run_on_scheduler(tables)
+    assert by_pair[pair] > 0, by_pair
+    assert set(by_pair) <= {pair, pair[::-1]}, by_pair
+    assert by_type.get("bytes", 0) > 0, by_type
 
 
 def run_specs(keys, dask_scheduler):

@@ -391,6 +391,10 @@ impl State {
                         .filter(|&b| self.exists(b))
                         .map_or(Value::Nil, |b| self.task_repr(b)),
                 ),
+                // Python writes the repr of the serialized objects it keeps;
+                // the texts below are what they say
+                ("exception", serialized_repr(error.map(|e| &e.exception))),
+                ("traceback", serialized_repr(error.map(|e| &e.traceback))),
                 (
                     "exception_text",
                     text(error.map(|e| e.exception_text.as_str())),
@@ -434,6 +438,9 @@ impl State {
                 ("extra", w.info.extra.clone()),
                 ("metrics", w.info.metrics.clone()),
                 ("last_seen", Value::Float(w.last_seen)),
+                ("time_delay", Value::Float(w.time_delay)),
+                // as in Python, the configured bandwidth, never updated
+                ("bandwidth", Value::Float(self.config.bandwidth)),
                 ("resources", resources_map(&w.info.resources)),
                 ("used_resources", resources_map(&w.used_resources)),
                 ("nbytes", Value::Int(w.nbytes)),
@@ -443,6 +450,18 @@ impl State {
                 ("processing", self.task_reprs(processing.into_iter())),
                 ("long_running", self.task_reprs(long_running.into_iter())),
                 ("actors", self.task_reprs(self.actors_on(w.id).into_iter())),
+                ("task_prefix_count", self.task_prefix_count(w)),
+                (
+                    "executing",
+                    Value::Map(
+                        w.executing
+                            .iter()
+                            .filter_map(|(key, seconds)| {
+                                Some((self.task_repr(self.task_id(key)?), Value::Float(*seconds)))
+                            })
+                            .collect(),
+                    ),
+                ),
                 (
                     "needs_what",
                     Value::Map(
@@ -455,6 +474,15 @@ impl State {
             ],
             exclude,
         )
+    }
+}
+
+/// What Python's dump has for a `Serialized` exception or traceback it
+/// keeps: the object's repr (without its memory address), or None.
+fn serialized_repr(v: Option<&Value>) -> Value {
+    match v {
+        Some(v) if !v.is_nil() => Value::str("<distributed.protocol.serialize.Serialized object>"),
+        _ => Value::Nil,
     }
 }
 

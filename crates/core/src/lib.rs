@@ -13,6 +13,7 @@
 
 pub mod actors;
 pub mod amm;
+pub mod bandwidth;
 pub mod config;
 pub mod coordination;
 pub mod dump;

@@ -9,6 +9,18 @@ use crate::worker::{Worker, WorkerStatus};
 use dask_wire::{Key, Value};
 use std::collections::BTreeMap;
 
+/// [`State::bandwidth_report`]: the bandwidth estimates, owned, for a
+/// report written away from the state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BandwidthReport {
+    /// The estimate transfer costs use (bytes/s).
+    pub overall: f64,
+    /// `(receiving worker, sending worker, bytes/s)`, by name.
+    pub workers: Vec<(String, String, f64)>,
+    /// `(type name, bytes/s)`.
+    pub types: Vec<(String, f64)>,
+}
+
 /// The heartbeat interval Dask asks of workers for a cluster of `n` workers.
 pub fn heartbeat_interval(n: usize) -> f64 {
     match n {
@@ -357,39 +369,96 @@ impl State {
         (self.workers.len(), threads, memory)
     }
 
-    /// Record a heartbeat. `None` if the worker is unknown (reply `missing`).
+    /// Record a heartbeat (`sent_at`: the worker's clock when it sent it,
+    /// its `now`). `None` if the worker is unknown (reply `missing`).
     pub fn heartbeat_worker(
         &mut self,
         address: &str,
         metrics: Option<Value>,
+        sent_at: Option<f64>,
         now: f64,
     ) -> Option<f64> {
         let id = self.worker_id(address)?;
-        let n = self.workers.len();
-        let w = self.workers.get_mut(&id)?;
-        w.last_seen = now;
+        self.workers.get_mut(&id)?.last_seen = now;
+        self.observe_worker_clock(id, sent_at, now);
         if let Some(m) = metrics {
-            // Python's `Scheduler.bandwidth`: each heartbeat moves it a
-            // 1/n-th of the way to the worker's measured bandwidth
-            let total = m
-                .get("bandwidth")
-                .and_then(|b| b.get("total"))
-                .and_then(Value::as_f64);
-            if let Some(total) = total.filter(|t| t.is_finite() && *t > 0.0) {
-                let frac = 1.0 / n as f64;
-                self.bandwidth = self.bandwidth * (1.0 - frac) + total * frac;
-            }
-            let w = self.workers.get_mut(&id)?;
-            // unmanaged = process - managed, where managed excludes what was
-            // spilled; floored at zero as nbytes and the heartbeat disagree
-            // for a moment (Python's heartbeat_worker)
-            let (process, spilled_memory, _) = crate::memory::heartbeat_memory(&m);
+            self.observe_worker_metrics(id, &m, now);
+            self.workers.get_mut(&id)?.info.metrics = m;
+        }
+        Some(heartbeat_interval(self.workers.len()))
+    }
+
+    /// Python's `time_delay`: how far our clock is ahead of the worker's
+    /// `sent_at` (left as it was when the worker sent none, or 0).
+    pub(crate) fn observe_worker_clock(&mut self, id: WorkerId, sent_at: Option<f64>, now: f64) {
+        let sent_at = sent_at.filter(|t| t.is_finite() && *t != 0.0);
+        if let (Some(t), Some(w)) = (sent_at, self.workers.get_mut(&id)) {
+            w.time_delay = now - t;
+        }
+    }
+
+    /// What Python's `heartbeat_worker` learns from a worker's `metrics`
+    /// (at registration too): the bandwidth estimates and the worker's
+    /// unmanaged memory.
+    pub(crate) fn observe_worker_metrics(&mut self, id: WorkerId, m: &Value, now: f64) {
+        let n = self.workers.len();
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        // unmanaged = process - managed, where managed excludes what was
+        // spilled; floored at zero as nbytes and the heartbeat disagree
+        // for a moment (Python's heartbeat_worker). Metrics without a
+        // memory reading (Python's would raise on them) give none.
+        if m.get("memory").and_then(Value::as_i64).is_some() {
+            let (process, spilled_memory, _) = crate::memory::heartbeat_memory(m);
             let size = (process - w.nbytes + spilled_memory).max(0);
             w.unmanaged
                 .record(now, size, self.config.recent_to_old_time);
-            w.info.metrics = m;
         }
-        Some(heartbeat_interval(n))
+        let Some(bandwidth) = m.get("bandwidth") else {
+            return;
+        };
+        // Python's `Scheduler.bandwidth`: each heartbeat moves it a 1/n-th
+        // of the way to the worker's measured bandwidth
+        let total = bandwidth.get("total").and_then(Value::as_f64);
+        if let Some(total) = total.filter(|t| t.is_finite() && *t > 0.0) {
+            let frac = 1.0 / n as f64;
+            self.bandwidth = self.bandwidth * (1.0 - frac) + total * frac;
+        }
+        self.peer_bandwidth.observe(&w.info.address, bandwidth, n);
+    }
+
+    /// Python's `bandwidth_workers` as `(receiver, sender, bytes/s)`, sorted.
+    pub fn bandwidth_workers(&self) -> Vec<(&str, &str, f64)> {
+        self.peer_bandwidth.workers()
+    }
+
+    /// Python's `bandwidth_types` as `(type name, bytes/s)`, sorted.
+    pub fn bandwidth_types(&self) -> Vec<(&str, f64)> {
+        self.peer_bandwidth.types()
+    }
+
+    /// What Python's dashboard bandwidth charts (and so its performance
+    /// report) show: the overall estimate, the pairs with a connected
+    /// worker named by its name (else by its address), and the types.
+    pub fn bandwidth_report(&self) -> BandwidthReport {
+        let name = |address: &str| match self.worker_id(address) {
+            Some(id) => self.workers[&id].name_str.clone(),
+            None => address.to_string(),
+        };
+        BandwidthReport {
+            overall: self.bandwidth,
+            workers: self
+                .bandwidth_workers()
+                .into_iter()
+                .map(|(to, from, bw)| (name(to), name(from), bw))
+                .collect(),
+            types: self
+                .bandwidth_types()
+                .into_iter()
+                .map(|(t, bw)| (t.to_string(), bw))
+                .collect(),
+        }
     }
 
     /// Record what a worker's heartbeat says it is executing (`{key:

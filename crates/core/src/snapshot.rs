@@ -247,8 +247,10 @@ fn or_nil(value: Value) -> Value {
 }
 
 impl State {
-    /// `{"prefixes", "n_tasks", "bandwidth", "task_count", "task_columns",
-    /// "task_sparse", "groups", "workers", "clients", "versions"}`: every
+    /// `{"prefixes", "n_tasks", "bandwidth", "bandwidth_workers" (`[to,
+    /// from, bytes/s]` rows), "bandwidth_types", "task_count",
+    /// "task_columns", "task_sparse", "groups", "workers", "clients",
+    /// "versions"}`: every
     /// task's fields by [`TASK_FIELDS`] (columns and
     /// sparse maps, as that describes), every worker and client as a map
     /// with its id `i`, fields named as Python's `TaskState`, `WorkerState`
@@ -361,6 +363,26 @@ impl State {
             ("prefixes", self.prefixes_snapshot()),
             ("n_tasks", Value::Int(self.n_tasks as i64)),
             ("bandwidth", Value::Float(self.bandwidth)),
+            (
+                "bandwidth_workers",
+                Value::Array(
+                    self.bandwidth_workers()
+                        .into_iter()
+                        .map(|(to, from, bw)| {
+                            Value::Array(vec![Value::str(to), Value::str(from), Value::Float(bw)])
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "bandwidth_types",
+                Value::Map(
+                    self.bandwidth_types()
+                        .into_iter()
+                        .map(|(t, bw)| (Value::str(t), Value::Float(bw)))
+                        .collect(),
+                ),
+            ),
             ("task_count", Value::Int(count)),
             ("task_columns", Value::Map(task_columns)),
             ("task_sparse", Value::Map(task_sparse)),
@@ -533,6 +555,8 @@ impl State {
         f.put("extra", w.info.extra.clone());
         f.put("metrics", w.info.metrics.clone());
         f.put("last_seen", Value::Float(w.last_seen));
+        f.put("time_delay", Value::Float(w.time_delay));
+        f.put("task_prefix_count", self.task_prefix_count(w));
         f.put("resources", resources_map(&w.info.resources));
         f.put("used_resources", resources_map(&w.used_resources));
         f.put("nbytes", Value::Int(w.nbytes));

@@ -106,6 +106,9 @@ pub struct State {
     /// of what the workers' heartbeats say their transfers measured
     /// (`queries.rs`, `heartbeat_worker`).
     pub(crate) bandwidth: f64,
+    /// Transfer speeds between pairs of workers and per type of data, from
+    /// the heartbeats (Python's `bandwidth_workers` and `bandwidth_types`).
+    pub(crate) peer_bandwidth: crate::bandwidth::PeerBandwidth,
     /// The task of each run still under way, by run id: finds the task of
     /// a `task-finished` without hashing its key.
     pub(crate) run_index: crate::runindex::RunIndex,
@@ -260,6 +263,7 @@ impl State {
             run_counter: 0,
             n_tasks: 0,
             bandwidth,
+            peer_bandwidth: Default::default(),
             run_index: Default::default(),
             generation: 0.0,
             last_graph_time: f64::NEG_INFINITY,
@@ -619,6 +623,23 @@ impl State {
         compute + w.network_occ as f64 / self.bandwidth
     }
 
+    /// `w`'s processing tasks by prefix name, sorted (Python's
+    /// `WorkerState.task_prefix_count`, for the stand-in and the dump).
+    pub fn task_prefix_count(&self, w: &Worker) -> Value {
+        let mut counts: Vec<(&str, u32)> = w
+            .prefix_counts
+            .iter()
+            .map(|(p, n)| (self.prefixes[*p as usize].name.as_str(), *n))
+            .collect();
+        counts.sort_unstable();
+        Value::Map(
+            counts
+                .into_iter()
+                .map(|(name, n)| (Value::str(name), Value::Int(i64::from(n))))
+                .collect(),
+        )
+    }
+
     pub(crate) fn record_duration(&mut self, id: TaskId, seconds: f64) {
         let p = self.task(id).prefix as usize;
         let stats = &mut self.prefixes[p];
@@ -897,6 +918,7 @@ impl State {
         self.worker_by_addr.insert(reg.address.clone(), id);
         let address = reg.address.clone();
         let package_set = self.package_sets.add(&reg.versions);
+        let sent_at = reg.sent_at;
         self.workers.insert(
             id,
             Worker {
@@ -924,9 +946,19 @@ impl State {
                 last_seen: now,
                 unmanaged: Default::default(),
                 executing: Vec::new(),
+                time_delay: 0.0,
                 package_set,
             },
         );
+        // Python's `add_worker` takes the registration as a first heartbeat
+        self.observe_worker_clock(id, sent_at, now);
+        if let Some(w) = self.workers.get_mut(&id) {
+            let metrics = std::mem::replace(&mut w.info.metrics, Value::Nil);
+            self.observe_worker_metrics(id, &metrics, now);
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.info.metrics = metrics;
+            }
+        }
         self.refresh_slot_index(id);
         self.event_add_worker(&address);
         self.plugin_hook(hooks::ADD_WORKER, "add_worker", || {
@@ -1005,6 +1037,7 @@ impl State {
         }
         self.total_nthreads -= u64::from(worker.info.nthreads);
         self.worker_by_addr.remove(&worker.info.address);
+        self.peer_bandwidth.forget_worker(&worker.info.address);
         if let Some(slot) = worker.package_set {
             self.package_sets.remove(slot);
         }

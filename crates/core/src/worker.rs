@@ -75,6 +75,9 @@ pub struct WorkerRegistration {
     pub metrics: Value,
     /// Package versions.
     pub versions: Value,
+    /// The worker's clock when it sent the registration (its `now`), for
+    /// [`Worker::time_delay`].
+    pub sent_at: Option<f64>,
 }
 
 impl WorkerRegistration {
@@ -98,6 +101,7 @@ impl WorkerRegistration {
             extra: Value::Map(vec![]),
             metrics: Value::Map(vec![]),
             versions: Value::Map(vec![]),
+            sent_at: None,
         }
     }
 }
@@ -158,6 +162,10 @@ pub struct Worker {
     /// each had run (s): Python's `WorkerState.executing`, which user code
     /// reads through the `run_on_scheduler` stand-in.
     pub executing: Vec<(dask_wire::Key, f64)>,
+    /// How far the scheduler's clock was ahead of the worker's when its
+    /// last heartbeat (or registration) arrived, transit included (s;
+    /// Python's `WorkerState.time_delay`, 0 until a message says).
+    pub time_delay: f64,
     /// Its packages' slot in `State::package_sets`, if it sent versions.
     pub(crate) package_set: Option<u32>,
 }

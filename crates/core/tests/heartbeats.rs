@@ -6,7 +6,12 @@
 //!   finished, read here as the worker's occupancy; and
 //!   `WorkerState.executing`, as the `run_on_scheduler` copy shows it;
 //! - the bandwidth a worker measured (`metrics.bandwidth.total`), which
-//!   `Scheduler.bandwidth` follows and transfer costs are divided by.
+//!   `Scheduler.bandwidth` follows and transfer costs are divided by, and
+//!   per pair of workers and per type (`bandwidth_workers`,
+//!   `bandwidth_types`);
+//! - how far the worker's clock is behind (`time_delay`, from its `now`).
+//!
+//! As in Python, a registration counts as a first heartbeat.
 
 mod common;
 
@@ -53,7 +58,7 @@ fn prefix_row(sim: &Sim, name: &str) -> Vec<Value> {
 }
 
 fn heartbeat(sim: &mut Sim, executing: &[(&Key, f64)]) {
-    assert!(sim.s.heartbeat_worker(ADDR, None, sim.now).is_some());
+    assert!(sim.s.heartbeat_worker(ADDR, None, None, sim.now).is_some());
     let executing = executing.iter().map(|(k, s)| ((*k).clone(), *s)).collect();
     sim.s.record_executing(ADDR, executing);
 }
@@ -345,7 +350,7 @@ fn the_bandwidth_follows_the_workers_measurements() {
         for (i, metrics) in case.heartbeats {
             assert!(sim
                 .s
-                .heartbeat_worker(&addrs[i], Some(metrics), sim.now)
+                .heartbeat_worker(&addrs[i], Some(metrics), None, sim.now)
                 .is_some());
         }
         // a worker the scheduler does not know changes nothing
@@ -354,6 +359,7 @@ fn the_bandwidth_follows_the_workers_measurements() {
             .heartbeat_worker(
                 "tcp://10.0.0.1:1",
                 Some(bandwidth_metrics(Value::Float(1.0))),
+                None,
                 sim.now
             )
             .is_none());
@@ -387,6 +393,7 @@ fn transfer_times_use_the_measured_bandwidth() {
     sim.s.heartbeat_worker(
         &addr_a,
         Some(bandwidth_metrics(Value::Float(1.9e9))),
+        None,
         sim.now,
     );
     assert!((bandwidth(&sim) - 1e9).abs() < 1e-3);
@@ -395,4 +402,76 @@ fn transfer_times_use_the_measured_bandwidth() {
         "{}",
         occupancy(&sim, b)
     );
+}
+
+fn pair_metrics(other: &str, sum: f64, count: i64) -> Value {
+    let entry =
+        |k: &str| Value::map([(k, Value::Array(vec![Value::Float(sum), Value::Int(count)]))]);
+    Value::map([
+        ("memory", Value::Int(0)),
+        (
+            "bandwidth",
+            Value::map([
+                ("total", Value::Float(2e8)),
+                ("workers", entry(other)),
+                ("types", entry("bytes")),
+            ]),
+        ),
+    ])
+}
+
+/// A worker's snapshot field `name` as a float.
+fn worker_float(sim: &Sim, w: WorkerId, name: &str) -> f64 {
+    worker_entry(sim, false, w)
+        .get(name)
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn time_delay_is_our_clock_minus_the_workers() {
+    let mut sim = Sim::new();
+    sim.now = 1000.0;
+    let mut reg = registration(ADDR, 1);
+    reg.sent_at = Some(999.75);
+    let w = sim.worker_reg(reg);
+    // the registration's `now` counts, as Python's add_worker passes it on
+    assert!((worker_float(&sim, w, "time_delay") - 0.25).abs() < 1e-9);
+    sim.now = 1010.0;
+    sim.s.heartbeat_worker(ADDR, None, Some(1010.5), sim.now);
+    assert!((worker_float(&sim, w, "time_delay") + 0.5).abs() < 1e-9);
+    // a heartbeat without a time (or with 0, as Python's `if now:`) keeps it
+    sim.s.heartbeat_worker(ADDR, None, None, sim.now);
+    sim.s.heartbeat_worker(ADDR, None, Some(0.0), sim.now);
+    assert!((worker_float(&sim, w, "time_delay") + 0.5).abs() < 1e-9);
+    // a worker that never says starts at 0
+    let other = sim.worker("tcp://127.0.0.1:2", 1);
+    assert_eq!(worker_float(&sim, other, "time_delay"), 0.0);
+}
+
+#[test]
+fn pair_and_type_bandwidths_follow_the_heartbeats_and_leave_with_a_worker() {
+    let mut sim = Sim::new();
+    let (a, b) = ("tcp://127.0.0.1:1", "tcp://127.0.0.1:2");
+    let mut reg = registration(a, 1);
+    // a registration's metrics count: the mean of its two transfers
+    reg.metrics = pair_metrics(b, 6e8, 2);
+    sim.worker_reg(reg);
+    assert_eq!(sim.s.bandwidth_workers(), vec![(a, b, 3e8)]);
+    assert_eq!(sim.s.bandwidth_types(), vec![("bytes", 3e8)]);
+    // its total moved the overall estimate all the way (one worker)
+    assert!((bandwidth(&sim) - 2e8).abs() < 1e-3);
+    let wb = sim.worker(b, 1);
+    // two workers, one transfer: half the way to its sum
+    sim.s
+        .heartbeat_worker(a, Some(pair_metrics(b, 1e8, 1)), None, sim.now);
+    sim.s
+        .heartbeat_worker(b, Some(pair_metrics(a, 5e8, 1)), None, sim.now);
+    assert_eq!(sim.s.bandwidth_workers(), vec![(a, b, 2e8), (b, a, 5e8)]);
+    // the type: 3e8 -> 2e8 (a's heartbeat) -> 3.5e8 (b's)
+    assert_eq!(sim.s.bandwidth_types(), vec![("bytes", 3.5e8)]);
+    sim.s.remove_worker(wb, sim.now);
+    assert!(sim.s.bandwidth_workers().is_empty());
+    // the types are the cluster's, not the worker's: they stay
+    assert_eq!(sim.s.bandwidth_types(), vec![("bytes", 3.5e8)]);
 }

@@ -284,9 +284,13 @@ fn heartbeat_worker_and_expiry() {
     let mut sim = Sim::new();
     let w = sim.worker("tcp://127.0.0.1:1", 1);
     let addr = sim.addr(w);
-    assert_eq!(sim.s.heartbeat_worker(&addr, None, sim.now), Some(0.5));
     assert_eq!(
-        sim.s.heartbeat_worker("tcp://nobody:1", None, sim.now),
+        sim.s.heartbeat_worker(&addr, None, None, sim.now),
+        Some(0.5)
+    );
+    assert_eq!(
+        sim.s
+            .heartbeat_worker("tcp://nobody:1", None, None, sim.now),
         None
     );
     assert!(sim.s.expired_workers(sim.now + 10.0).is_empty());
@@ -797,7 +801,7 @@ fn cluster_memory_sums_the_workers_readings() {
     for (w, memory, disk) in [(a, 1_000, 50), (b, 2_000, 0)] {
         let addr = sim.addr(w);
         sim.s
-            .heartbeat_worker(&addr, Some(metrics(memory, disk)), sim.now);
+            .heartbeat_worker(&addr, Some(metrics(memory, disk)), None, sim.now);
     }
     // process 3000, managed 300 (x's nbytes), spilled 50; unmanaged_old is
     // the minimum unmanaged over the window: one reading each, so all of it

@@ -43,7 +43,7 @@ fn heartbeat(sim: &mut Sim, addr: &str, process: i64) {
         ),
     ]);
     let now = sim.now;
-    sim.s.heartbeat_worker(addr, Some(metrics), now);
+    sim.s.heartbeat_worker(addr, Some(metrics), None, now);
 }
 
 fn started(start: ReplicateStart) -> (dask_core::replicas::Replication, Vec<WorkerBatch>) {

@@ -1295,7 +1295,7 @@ def _scheduler_local_directory():
 # Scheduler attributes the stand-in reads from a copy of the scheduler's state
 _COPIED = frozenset(
     {"tasks", "workers", "clients", "task_groups", "task_prefixes", "running",
-     "total_nthreads", "n_tasks", "bandwidth"}
+     "total_nthreads", "n_tasks", "bandwidth", "bandwidth_workers", "bandwidth_types"}
 )
 
 # Scheduler methods the stand-in asks of the scheduler over its RPC
@@ -1503,6 +1503,12 @@ def _memory(s, raw, copy):
     )
 
 
+def _defaultdict_int(raw):
+    from collections import defaultdict
+
+    return defaultdict(int, raw or {})
+
+
 class _WorkerCopy(_StateCopy):
     """``WorkerState``, as ``_StateCopy`` describes."""
 
@@ -1520,6 +1526,10 @@ class _WorkerCopy(_StateCopy):
         "extra": _or({}),
         "metrics": _or({}),
         "last_seen": _or(0.0),
+        # how far the scheduler's clock was ahead of the worker's
+        "time_delay": _or(0.0),
+        # its processing tasks by prefix name
+        "task_prefix_count": lambda s, raw, copy: _defaultdict_int(raw),
         "resources": _or({}),
         "used_resources": _or({}),
         "nbytes": _or(0),
@@ -1720,6 +1730,8 @@ class _SchedulerSnapshot:
     names."""
 
     def __init__(self, raw, complete, completed=None):
+        from collections import defaultdict
+
         from sortedcontainers import SortedDict
 
         self.complete = complete
@@ -1728,6 +1740,11 @@ class _SchedulerSnapshot:
         self.n_tasks = raw.get("n_tasks") or 0
         # bytes/s assumed for transfers, following the workers' measurements
         self.bandwidth = raw.get("bandwidth")
+        # the same per (receiving, sending) worker pair and per type of data
+        self.bandwidth_workers = defaultdict(
+            float, {(to, frm): bw for to, frm, bw in raw.get("bandwidth_workers") or ()}
+        )
+        self.bandwidth_types = defaultdict(float, raw.get("bandwidth_types") or {})
         self._count = raw.get("task_count") or 0
         self._dense = raw.get("task_columns") or {}
         self._sparse = raw.get("task_sparse") or {}

@@ -218,6 +218,7 @@ pub fn parse_registration(msg: &Value) -> Result<WorkerRegistration, String> {
             .cloned()
             .unwrap_or(Value::Map(Vec::new())),
         versions: field("versions"),
+        sent_at: msg.get("now").and_then(Value::as_f64),
     })
 }
 

@@ -7,8 +7,9 @@
 //! scheduler writes plain HTML and SVG from what it holds: the summary
 //! Python's has (duration, tasks and time per action, the cluster, the
 //! calling code), the task stream, its own CPU and memory, the workers'
-//! profiles and its logs. The scheduler profile is left out (there is no
-//! Python event loop here to profile), and so are the bandwidth tables.
+//! profiles, its logs and the bandwidth the workers measured (as tables:
+//! Python draws them as charts). The scheduler profile is left out (there
+//! is no Python event loop here to profile).
 //!
 //! The block's entry reads the system monitor's sample count through
 //! `run_on_scheduler(lambda dask_scheduler: dask_scheduler.monitor.count)`;
@@ -20,6 +21,7 @@ use super::Scheduler;
 use crate::http::json::{escape, format_bytes};
 use crate::logging::format_time;
 use crate::monitor::{self, Sample};
+use dask_core::queries::BandwidthReport;
 use dask_wire::{Key, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -59,6 +61,8 @@ pub struct ReportInput {
     pub logs: Vec<Value>,
     /// This process's samples since the block started.
     pub samples: Vec<Sample>,
+    /// The bandwidth estimates when the block ended.
+    pub bandwidth: BandwidthReport,
 }
 
 /// `performance_report(start, last_count, code, mode)`: the HTML text.
@@ -74,12 +78,13 @@ pub async fn rpc_performance_report(sched: &Arc<Scheduler>, msg: &Value) -> Resu
         .unwrap_or("")
         .to_string();
     let stop = super::now();
-    let (task_stream, (workers, threads, memory)) = sched
+    let (task_stream, (workers, threads, memory), bandwidth) = sched
         .with_state(move |s, now| {
             let from = Value::Float(start);
             (
                 s.task_stream(Some(&from), None, None, None, now),
                 s.cluster_totals(),
+                s.bandwidth_report(),
             )
         })
         .await
@@ -129,6 +134,7 @@ pub async fn rpc_performance_report(sched: &Arc<Scheduler>, msg: &Value) -> Resu
             .unwrap_or(&[])
             .to_vec(),
         samples: monitor::since(last_count.max(0) as u64),
+        bandwidth,
     };
     let html = tokio::task::spawn_blocking(move || render(&input))
         .await
@@ -412,7 +418,7 @@ pub fn render(r: &ReportInput) -> String {
         out,
         "<li>Scheduler: the Rust dask-scheduler {}</li></ul><h2>Calling Code</h2><pre>{}</pre>\
          <p>Not in this report: the scheduler's profile (this scheduler runs no Python event \
-         loop to profile) and the bandwidth tables.</p></section>",
+         loop to profile).</p></section>",
         env!("CARGO_PKG_VERSION"),
         escape(&r.code),
     );
@@ -453,8 +459,60 @@ pub fn render(r: &ReportInput) -> String {
     profile_table(&r.profiles[0], &mut out);
     out.push_str("</section><section id=\"workers\"><h2>Worker Profile (administrative)</h2>");
     profile_table(&r.profiles[1], &mut out);
-    out.push_str("</section></body></html>\n");
+    out.push_str("</section>");
+    bandwidth_tables(&r.bandwidth, &mut out);
+    out.push_str("</body></html>\n");
     out
+}
+
+/// Bytes per second as Dask's dashboard writes them (`format_bytes`).
+fn rate(bytes_per_s: f64) -> String {
+    escape(&format_bytes(bytes_per_s.clamp(0.0, i64::MAX as f64) as i64))
+}
+
+/// Python's "Bandwidth (Workers)" and "Bandwidth (Types)" tabs, as tables:
+/// what the workers measured of their transfers of more than 1 MB, by pair
+/// and by type of data, headed by the overall estimate.
+fn bandwidth_tables(b: &BandwidthReport, out: &mut String) {
+    let _ = write!(
+        out,
+        "<section id=\"bandwidth-workers\"><h2>Bandwidth (Workers)</h2>\
+         <p>Bandwidth: {}/s</p>",
+        rate(b.overall)
+    );
+    if b.workers.is_empty() {
+        out.push_str("<p>No transfer between workers measured.</p>");
+    } else {
+        out.push_str(
+            "<table><tr><th>Receiving worker</th><th>Sending worker</th><th>Bandwidth</th></tr>",
+        );
+        for (to, from, bw) in &b.workers {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}/s</td></tr>",
+                escape(to),
+                escape(from),
+                rate(*bw)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section><section id=\"bandwidth-types\"><h2>Bandwidth (Types)</h2>");
+    if b.types.is_empty() {
+        out.push_str("<p>No transfer measured.</p>");
+    } else {
+        out.push_str("<table><tr><th>Type</th><th>Bandwidth</th></tr>");
+        for (name, bw) in &b.types {
+            let _ = write!(
+                out,
+                "<tr><td><code>{}</code></td><td>{}/s</td></tr>",
+                escape(name),
+                rate(*bw)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section>");
 }
 
 #[cfg(test)]
@@ -589,6 +647,11 @@ mod tests {
                     memory: 1e8,
                 })
                 .collect(),
+            bandwidth: BandwidthReport {
+                overall: 2.5e8,
+                workers: vec![("b".into(), "tcp://gone:1".into(), 1.5e8)],
+                types: vec![("numpy.ndarray".into(), 3e8)],
+            },
         };
         let html = render(&input);
         for want in [
@@ -604,6 +667,9 @@ mod tests {
             "<code>work (f.py:1)</code>",
             "4 samples over 1.50 s",
             "id=\"task-stream\"",
+            "<p>Bandwidth: 238.42 MiB/s</p>",
+            "<tr><td>b</td><td>tcp://gone:1</td><td>143.05 MiB/s</td></tr>",
+            "<tr><td><code>numpy.ndarray</code></td><td>286.10 MiB/s</td></tr>",
         ] {
             assert!(html.contains(want), "missing {want:?}");
         }

@@ -252,10 +252,11 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .ok_or_else(|| error_reply("TypeError", "heartbeat_worker without 'address'"))?
                 .to_string();
             let metrics = field("metrics");
+            let sent_at = msg.get("now").and_then(Value::as_f64);
             let executing = msg.get("executing").and_then(executing_field);
             let hb = sched
                 .with_state(move |s, now| {
-                    let interval = s.heartbeat_worker(&address, metrics, now);
+                    let interval = s.heartbeat_worker(&address, metrics, sent_at, now);
                     if let (Some(_), Some(executing)) = (interval, executing) {
                         s.record_executing(&address, executing);
                     }
