@@ -206,6 +206,15 @@ pub fn heartbeat(address: &str, now: f64, executing: usize) -> Value {
     ])
 }
 
+/// How long each simulated task says it ran (s): its `startstops` end at
+/// the moment it is answered and start this much earlier. Never zero, as
+/// no real task's is: on a prefix whose tasks all took 0 s, the Python
+/// scheduler's work stealing fails an assertion (`steal_time_ratio`) for
+/// every transition of a task with dependencies and logs the traceback,
+/// which made it spend most of its time writing logs in these benchmarks
+/// until the thirty-ninth session.
+pub const SIMULATED_RUN_S: f64 = 100e-6;
+
 /// The `task-finished` op a real worker sends for a small int result.
 pub fn task_finished(key: Value, run_id: Value, now: f64, thread: i64) -> Value {
     Value::map([
@@ -220,7 +229,7 @@ pub fn task_finished(key: Value, run_id: Value, now: f64, thread: i64) -> Value 
             "startstops",
             Value::Array(vec![Value::map([
                 ("action", Value::str("compute")),
-                ("start", Value::Float(now)),
+                ("start", Value::Float(now - SIMULATED_RUN_S)),
                 ("stop", Value::Float(now)),
             ])]),
         ),
@@ -276,7 +285,7 @@ pub fn write_task_finished(
     msgpack::write_str(out, "action");
     msgpack::write_str(out, "compute");
     msgpack::write_str(out, "start");
-    float(out, now);
+    float(out, now - SIMULATED_RUN_S);
     msgpack::write_str(out, "stop");
     float(out, now);
     msgpack::write_str(out, "op");
@@ -539,6 +548,14 @@ mod tests {
                 let tree =
                     task_finished(key.clone(), run_id.map_or(Value::Nil, Value::Int), now, 9);
                 assert_eq!(out, msgpack::encode(&tree));
+                // a task that took no time at all would trip the Python
+                // scheduler's work stealing (see SIMULATED_RUN_S)
+                let span = &tree.get("startstops").unwrap().as_seq().unwrap()[0];
+                let (start, stop) = (span.get("start").unwrap(), span.get("stop").unwrap());
+                assert!(
+                    stop.as_f64().unwrap() - start.as_f64().unwrap() >= 50e-6,
+                    "{span:?}"
+                );
             }
         }
     }
