@@ -621,3 +621,33 @@ def test_a_failed_task_keeps_the_exception_its_worker_sent(client):
         after.result(timeout=TIMEOUT)
     got = client.run_on_scheduler(failures_of, [bad.key, after.key, fine.key])
     assert got == [("ValueError('boom 7')", True), (None, False), (None, False)], got
+
+
+def identities(dask_scheduler):
+    return {a: ws.identity() for a, ws in dask_scheduler.workers.items()}
+
+
+def test_a_worker_s_identity_is_its_entry_in_the_scheduler_s(client):
+    # WorkerState.identity(), which scheduler_info() lists: the id is the
+    # worker's name
+    from_function = client.run_on_scheduler(identities)
+    listed = client.scheduler_info()["workers"]
+    assert set(from_function) == set(listed)
+    for address, ident in from_function.items():
+        assert ident["id"] == ident["name"] == listed[address]["name"]
+        for field in ("type", "id", "host", "name", "nthreads", "memory_limit", "status",
+                      "nanny", "resources", "services", "local_directory"):
+            assert ident[field] == listed[address][field], field
+
+
+def input_sizes(keys, dask_scheduler):
+    x, y = (dask_scheduler.tasks[k] for k in keys)
+    return y.get_nbytes_deps(), x.get_nbytes()
+
+
+def test_a_task_sums_its_inputs_sizes(client):
+    x = client.submit(payload, 100_000, key=unique("input"))
+    y = client.submit(len, x, key=unique("sized"))
+    assert y.result(timeout=TIMEOUT) == 100_000
+    deps, size = client.run_on_scheduler(input_sizes, [x.key, y.key])
+    assert deps == size >= 100_000

@@ -46,6 +46,8 @@ def test_heartbeats_keep_worker_alive(make_cluster):
     c = make_cluster([WorkerSpec(name="hb")])
     client = c.client()
     [(addr, first)] = worker_entries(client).items()
+    # as Python's WorkerState.identity(), the id is the worker's name
+    assert first["id"] == first["name"] == "hb", first
     t0 = time.time()
     time.sleep(12)
     entries = worker_entries(client)

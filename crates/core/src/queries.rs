@@ -308,7 +308,8 @@ impl State {
     pub fn worker_identity(&self, w: &Worker) -> Value {
         let mut entries = vec![
             ("type", Value::str("Worker")),
-            ("id", Value::str(w.info.server_id.as_str())),
+            // Python's `WorkerState.identity()` gives the name as the id
+            ("id", w.info.name.clone()),
             ("host", Value::str(w.host.as_str())),
             (
                 "resources",

@@ -1463,6 +1463,10 @@ class _TaskCopy(_StateCopy):
 
         return parse_bytes(dask.config.get("distributed.scheduler.default-data-size"))
 
+    def get_nbytes_deps(self):
+        """``TaskState.get_nbytes_deps``: the sizes of its dependencies."""
+        return sum(ts.get_nbytes() for ts in self.dependencies)
+
 
 def _of_complete(name, read):
     """``read`` for a worker's or client's field that names tasks: a copy
@@ -1554,6 +1558,26 @@ class _WorkerCopy(_StateCopy):
 
     def __hash__(self):
         return hash(self.server_id)
+
+    def identity(self):
+        """``WorkerState.identity()``: the worker as the scheduler's
+        ``identity()`` lists it."""
+        return {
+            "type": "Worker",
+            "id": self.name,
+            "host": self.host,
+            "resources": self.resources,
+            "local_directory": self.local_directory,
+            "name": self.name,
+            "nthreads": self.nthreads,
+            "memory_limit": self.memory_limit,
+            "last_seen": self.last_seen,
+            "services": self.services,
+            "metrics": self.metrics,
+            "status": self.status.name,
+            "nanny": self.nanny,
+            **self.extra,
+        }
 
     def __eq__(self, other):
         return isinstance(other, _WorkerCopy) and self.server_id == other.server_id
