@@ -18,6 +18,10 @@
 use dask_wire::Value;
 use rustc_hash::FxHashMap;
 
+/// Distinct type names kept; names beyond these are ignored, so heartbeats
+/// naming ever new types cannot grow the table without bound.
+pub const MAX_TYPES: usize = 1_000;
+
 /// The per-pair and per-type transfer speed estimates (bytes/s).
 #[derive(Debug, Default)]
 pub struct PeerBandwidth {
@@ -52,8 +56,17 @@ fn update(slot: Option<&mut f64>, sum: f64, count: f64, frac: f64) -> Option<f64
 impl PeerBandwidth {
     /// Fold in the `bandwidth` part of a heartbeat from `address`, `n`
     /// workers being connected. Entries that are not `[sum, count]` with a
-    /// positive count are skipped (Python would raise on them).
-    pub fn observe(&mut self, address: &str, bandwidth: &Value, n: usize) {
+    /// positive count are skipped (Python would raise on them), and so are
+    /// pairs with a worker that `connected` does not know (Python keeps
+    /// those: a worker that left would be named until the reporter leaves
+    /// too) and new types beyond [`MAX_TYPES`].
+    pub fn observe(
+        &mut self,
+        address: &str,
+        bandwidth: &Value,
+        n: usize,
+        connected: impl Fn(&str) -> bool,
+    ) {
         let frac = 1.0 / n.max(1) as f64;
         let entries = |name: &str| {
             bandwidth
@@ -64,6 +77,9 @@ impl PeerBandwidth {
                 .filter_map(|(k, v)| Some((k.as_str()?, sum_and_count(v)?)))
         };
         for (other, (sum, count)) in entries("workers") {
+            if !connected(other) {
+                continue;
+            }
             let key = (address.to_string(), other.to_string());
             if let Some(first) = update(self.workers.get_mut(&key), sum, count, frac) {
                 self.workers.insert(key, first);
@@ -71,7 +87,9 @@ impl PeerBandwidth {
         }
         for (name, (sum, count)) in entries("types") {
             if let Some(first) = update(self.types.get_mut(name), sum, count, frac) {
-                self.types.insert(name.to_string(), first);
+                if self.types.len() < MAX_TYPES {
+                    self.types.insert(name.to_string(), first);
+                }
             }
         }
     }
@@ -152,7 +170,7 @@ mod tests {
             let mut bw = PeerBandwidth::default();
             for (sum, count, n) in beats.iter() {
                 let beat = heartbeat(&[("tcp://b", *sum, *count)], &[("bytes", *sum, *count)]);
-                bw.observe("tcp://a", &beat, *n);
+                bw.observe("tcp://a", &beat, *n, |_| true);
             }
             let got = bw.workers();
             assert_eq!(got.len(), 1, "{beats:?}");
@@ -182,9 +200,10 @@ mod tests {
             ),
             ("types", Value::Int(3)),
         ]);
-        bw.observe("tcp://a", &odd, 3);
-        bw.observe("tcp://d", &heartbeat(&[("tcp://a", 6.0, 1.0)], &[]), 3);
-        bw.observe("tcp://b", &heartbeat(&[("tcp://c", 1.0, 1.0)], &[]), 3);
+        let all = |_: &str| true;
+        bw.observe("tcp://a", &odd, 3, all);
+        bw.observe("tcp://d", &heartbeat(&[("tcp://a", 6.0, 1.0)], &[]), 3, all);
+        bw.observe("tcp://b", &heartbeat(&[("tcp://c", 1.0, 1.0)], &[]), 3, all);
         assert_eq!(
             bw.workers(),
             vec![
@@ -196,7 +215,20 @@ mod tests {
         assert!(bw.types().is_empty());
         bw.forget_worker("tcp://a");
         assert_eq!(bw.workers(), vec![("tcp://b", "tcp://c", 1.0)]);
-        bw.observe("tcp://x", &Value::Nil, 0);
+        bw.observe("tcp://x", &Value::Nil, 0, all);
         assert_eq!(bw.workers().len(), 1);
+        // a pair with a worker that is not connected (any more) is not
+        // recorded, and the types stop growing at MAX_TYPES
+        bw.observe(
+            "tcp://b",
+            &heartbeat(&[("tcp://gone", 1.0, 1.0)], &[]),
+            3,
+            |a| a != "tcp://gone",
+        );
+        assert_eq!(bw.workers(), vec![("tcp://b", "tcp://c", 1.0)]);
+        let names: Vec<String> = (0..MAX_TYPES + 5).map(|i| format!("T{i}")).collect();
+        let many: Vec<(&str, f64, f64)> = names.iter().map(|n| (n.as_str(), 1.0, 1.0)).collect();
+        bw.observe("tcp://b", &heartbeat(&[], &many), 3, all);
+        assert_eq!(bw.types().len(), MAX_TYPES);
     }
 }

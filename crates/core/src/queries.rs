@@ -426,7 +426,9 @@ impl State {
             let frac = 1.0 / n as f64;
             self.bandwidth = self.bandwidth * (1.0 - frac) + total * frac;
         }
-        self.peer_bandwidth.observe(&w.info.address, bandwidth, n);
+        let known = &self.worker_by_addr;
+        self.peer_bandwidth
+            .observe(&w.info.address, bandwidth, n, |a| known.contains_key(a));
     }
 
     /// Python's `bandwidth_workers` as `(receiver, sender, bytes/s)`, sorted.

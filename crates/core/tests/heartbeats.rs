@@ -453,15 +453,28 @@ fn time_delay_is_our_clock_minus_the_workers() {
 fn pair_and_type_bandwidths_follow_the_heartbeats_and_leave_with_a_worker() {
     let mut sim = Sim::new();
     let (a, b) = ("tcp://127.0.0.1:1", "tcp://127.0.0.1:2");
+    // a registration's metrics count: the mean of its two transfers; a
+    // pair with a worker not connected is left out
+    let wb = sim.worker(b, 1);
     let mut reg = registration(a, 1);
-    // a registration's metrics count: the mean of its two transfers
-    reg.metrics = pair_metrics(b, 6e8, 2);
+    let mut metrics = pair_metrics(b, 6e8, 2);
+    let mut bw = metrics
+        .get("bandwidth")
+        .cloned()
+        .expect("bandwidth metrics");
+    let mut pairs = bw.get("workers").cloned().expect("pairs");
+    pairs.set(
+        "tcp://10.0.0.9:1",
+        Value::Array(vec![Value::Float(1.0), Value::Int(1)]),
+    );
+    bw.set("workers", pairs);
+    metrics.set("bandwidth", bw);
+    reg.metrics = metrics;
     sim.worker_reg(reg);
     assert_eq!(sim.s.bandwidth_workers(), vec![(a, b, 3e8)]);
     assert_eq!(sim.s.bandwidth_types(), vec![("bytes", 3e8)]);
-    // its total moved the overall estimate all the way (one worker)
-    assert!((bandwidth(&sim) - 2e8).abs() < 1e-3);
-    let wb = sim.worker(b, 1);
+    // its total moved the overall estimate half the way (two workers)
+    assert!((bandwidth(&sim) - 1.5e8).abs() < 1e-3);
     // two workers, one transfer: half the way to its sum
     sim.s
         .heartbeat_worker(a, Some(pair_metrics(b, 1e8, 1)), None, sim.now);
