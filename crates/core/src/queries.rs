@@ -383,8 +383,8 @@ impl State {
         self.workers.get_mut(&id)?.last_seen = now;
         self.observe_worker_clock(id, sent_at, now);
         if let Some(m) = metrics {
-            self.observe_worker_metrics(id, &m, now);
             self.workers.get_mut(&id)?.info.metrics = m;
+            self.observe_worker_metrics(id, now);
         }
         Some(heartbeat_interval(self.workers.len()))
     }
@@ -398,14 +398,15 @@ impl State {
         }
     }
 
-    /// What Python's `heartbeat_worker` learns from a worker's `metrics`
-    /// (at registration too): the bandwidth estimates and the worker's
-    /// unmanaged memory.
-    pub(crate) fn observe_worker_metrics(&mut self, id: WorkerId, m: &Value, now: f64) {
+    /// What Python's `heartbeat_worker` learns from a worker's `metrics`,
+    /// just stored (at registration too): the bandwidth estimates and the
+    /// worker's unmanaged memory.
+    pub(crate) fn observe_worker_metrics(&mut self, id: WorkerId, now: f64) {
         let n = self.workers.len();
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
+        let m = &w.info.metrics;
         // unmanaged = process - managed, where managed excludes what was
         // spilled; floored at zero as nbytes and the heartbeat disagree
         // for a moment (Python's heartbeat_worker). Metrics without a

@@ -952,13 +952,7 @@ impl State {
         );
         // Python's `add_worker` takes the registration as a first heartbeat
         self.observe_worker_clock(id, sent_at, now);
-        if let Some(w) = self.workers.get_mut(&id) {
-            let metrics = std::mem::replace(&mut w.info.metrics, Value::Nil);
-            self.observe_worker_metrics(id, &metrics, now);
-            if let Some(w) = self.workers.get_mut(&id) {
-                w.info.metrics = metrics;
-            }
-        }
+        self.observe_worker_metrics(id, now);
         self.refresh_slot_index(id);
         self.event_add_worker(&address);
         self.plugin_hook(hooks::ADD_WORKER, "add_worker", || {
