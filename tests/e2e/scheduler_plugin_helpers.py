@@ -92,6 +92,28 @@ class Downscaling(SchedulerPlugin):
         return []
 
 
+class Counting(SchedulerPlugin):
+    """Adds an RPC of its own when started, as plugins that serve clients
+    do: ``<prefix>_count`` counts the keys in memory on the scheduler,
+    from what the plugin heard of their transitions."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.in_memory = set()
+
+    def start(self, scheduler):
+        scheduler.handlers[f"{self.prefix}_count"] = self.count
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if finish == "memory":
+            self.in_memory.add(key)
+        else:
+            self.in_memory.discard(key)
+
+    def count(self, comm=None, prefix=""):
+        return sum(1 for k in self.in_memory if str(k).startswith(prefix))
+
+
 def calls(name, dask_scheduler=None):
     """The calls plugin ``name`` recorded (run on the scheduler)."""
     return list(dask_scheduler.plugins[name].calls)

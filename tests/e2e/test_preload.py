@@ -123,6 +123,31 @@ def test_a_plugin_a_preload_adds_is_started_and_told_of_transitions(make_schedul
         del future
 
 
+def test_a_handler_a_preload_adds_is_called_by_clients(make_scheduler, tmp_path):
+    """A preload that extends the scheduler with an RPC of its own, as
+    libraries do with ``scheduler.handlers``: clients call it by name."""
+    from distributed import Client
+
+    module = write_module(
+        tmp_path,
+        "handler_preload",
+        """
+        def dask_setup(scheduler):
+            greetings = []
+
+            async def greet(comm, name):
+                greetings.append(name)
+                return f"hello {name}, #{len(greetings)}"
+
+            scheduler.handlers["preload_greet"] = greet
+        """,
+    )
+    sched = make_scheduler(extra=["--preload", str(module)])
+    with Client(sched.address, timeout=TIMEOUT) as client:
+        assert client.sync(client.scheduler.preload_greet, name="a") == "hello a, #1"
+        assert client.sync(client.scheduler.preload_greet, name="b") == "hello b, #2"
+
+
 def test_a_module_that_cannot_be_loaded_stops_the_scheduler(make_scheduler, tmp_path):
     sched = make_scheduler(extra=["--preload", "no_such_preload_module_xyz"], wait=False)
     assert sched.wait(TIMEOUT) not in (None, 0), sched.describe()
@@ -136,11 +161,11 @@ def test_scheduler_attributes_a_preload_needs_are_named(make_scheduler, tmp_path
         "plugin_preload",
         """
         def dask_setup(scheduler):
-            scheduler.extensions
+            scheduler.stream_handlers
         """,
     )
     sched = make_scheduler(extra=["--preload", str(module)])
-    wait_until(lambda: "Scheduler.extensions is not available" in sched.log_text(), TIMEOUT,
+    wait_until(lambda: "Scheduler.stream_handlers is not available" in sched.log_text(), TIMEOUT,
                "the failure naming the attribute", context=sched.describe)
     assert "Failed to start preload" in sched.log_text()
 

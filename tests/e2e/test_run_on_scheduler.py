@@ -121,8 +121,8 @@ def identity_of(dask_scheduler):
     return dask_scheduler.address, dask_scheduler.id
 
 
-def count_extensions(dask_scheduler):
-    return len(dask_scheduler.extensions)
+def count_stream_handlers(dask_scheduler):
+    return len(dask_scheduler.stream_handlers)
 
 
 def allow_more_failures(dask_scheduler):
@@ -272,8 +272,8 @@ def test_the_scheduler_object_s_story(client):
 def test_other_scheduler_attributes_are_refused_naming_them(client):
     # The Python scheduler answers these from its own state; here there is
     # no such object, and a value read or set would be wrong or have no effect.
-    with pytest.raises(NotImplementedError, match=r"Scheduler\.extensions is not available"):
-        client.run_on_scheduler(count_extensions)
+    with pytest.raises(NotImplementedError, match=r"Scheduler\.stream_handlers is not available"):
+        client.run_on_scheduler(count_stream_handlers)
     with pytest.raises(NotImplementedError, match=r"Scheduler\.allowed_failures is not available"):
         client.run_on_scheduler(allow_more_failures)
     # a name no scheduler has is missing, as on the real object

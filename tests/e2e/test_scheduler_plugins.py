@@ -12,6 +12,7 @@ import pytest
 from .cluster import WorkerSpec, wait_until
 from .helpers import inc, unique
 from .scheduler_plugin_helpers import (
+    Counting,
     Downscaling,
     Failing,
     FailingStart,
@@ -186,3 +187,15 @@ def test_update_graph_gets_the_annotations_and_priorities(client):
     assert graph["priority_keys"] == [key]
     assert graph["priority_types"] == ["tuple"]
     client.unregister_scheduler_plugin(name)
+
+
+def test_a_handler_a_plugin_adds_when_started_serves_clients(client):
+    prefix = unique("counting").replace("-", "_")
+    client.register_plugin(Counting(prefix), name=prefix)
+    futures = client.map(inc, range(5), key=[f"{prefix}-{i}" for i in range(5)])
+    client.gather(futures)
+    count = getattr(client.scheduler, f"{prefix}_count")
+    # the transition events reach the plugin a moment after the results
+    wait_until(lambda: client.sync(count, prefix=prefix) == 5, TIMEOUT, "the count")
+    del futures
+    wait_until(lambda: client.sync(count, prefix=prefix) == 0, TIMEOUT, "the count after release")

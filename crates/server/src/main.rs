@@ -322,13 +322,21 @@ async fn start_preloads(
     if names.is_empty() {
         return Ok(());
     }
-    let (failed, reply) = sched
+    // calls of operations the scheduler does not know wait for this
+    sched.preloading.send_replace(true);
+    let started = sched
         .materializer
         .start_preloads(&names, argv, &sched.info.address, &sched.info.id)
-        .await
-        .map_err(|why| anyhow::anyhow!("--preload {}: {why}", names.join(", ")))?;
-    // the plugins the preloads added (`scheduler.add_plugin`)
-    dask_scheduler::scheduler::scheduler_plugins::adopt_runner_table(sched, &reply);
+        .await;
+    if let Ok((_, reply)) = &started {
+        // the plugins and handlers the preloads added (`scheduler.add_plugin`,
+        // `scheduler.handlers[name] = ...`), known before those calls go on
+        dask_scheduler::scheduler::scheduler_plugins::adopt_runner_table(sched, reply);
+        sched.runner_handlers.adopt(reply);
+    }
+    sched.preloading.send_replace(false);
+    let (failed, _) =
+        started.map_err(|why| anyhow::anyhow!("--preload {}: {why}", names.join(", ")))?;
     for f in failed {
         tracing::error!("Failed to start preload: {f}");
     }

@@ -23,7 +23,7 @@ exits 1).  EOF on stdin exits 0.  See ``mod.rs`` for the request schema.
 import os
 import struct
 import sys
-from collections.abc import ItemsView, Mapping, ValuesView
+from collections.abc import ItemsView, Mapping, MutableMapping, ValuesView
 
 _LEN = struct.Struct("<Q")
 
@@ -1241,9 +1241,9 @@ _STAND_IN_ERROR = (
     "a Python process beside it and get, as the scheduler, a stand-in with only "
     "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', "
     "'identity', 'log_event', 'story', 'retire_workers', the worker and nanny plugin "
-    "(un)registrations, read-only copies of 'tasks', 'workers', 'clients', 'task_groups', "
-    "'task_prefixes', 'running' and 'total_nthreads', and the attributes set on it (state "
-    "such as raft-dask's)"
+    "(un)registrations, new entries in 'handlers' and 'extensions', read-only copies of "
+    "'tasks', 'workers', 'clients', 'task_groups', 'task_prefixes', 'running' and "
+    "'total_nthreads', and the attributes set on it (state such as raft-dask's)"
 )
 
 
@@ -1912,6 +1912,274 @@ def _forget_snapshot():
     _SNAPSHOT = None
 
 
+# The scheduler's own RPC handlers: Python's ``Scheduler.handlers`` in
+# distributed 2026.8.0, its default extensions' included (a test checks the
+# list against a real ``Scheduler``), and this scheduler's own. Python code
+# here cannot replace them: they run in the Rust dask-scheduler.
+_BUILTIN_HANDLERS = frozenset(
+    """
+    adaptive_target add_keys amm_handler benchmark_hardware broadcast call_stack
+    check_idle connection_stream dump_cluster_state_to_url dump_state echo
+    event_clear event_is_set event_set event_wait events feed gather
+    get_cluster_state get_error_cause get_logs get_metadata get_runspec get_story
+    get_task_prefix_states get_task_status get_task_stream get_task_stream_index
+    has_what heartbeat_worker identity log_event logs memory_sampler_start
+    memory_sampler_stop multi_lock_acquire multi_lock_release nbytes ncores
+    ncores_running performance_report processing profile proxy publish_delete
+    publish_get publish_list publish_put queue_create queue_get queue_put
+    queue_qsize rebalance register-client register-worker register_nanny
+    register_nanny_plugin register_scheduler_plugin register_worker_plugin
+    replicate restart restart_workers retire_workers retry run_function scatter
+    semaphore_acquire semaphore_close semaphore_refresh_leases semaphore_register
+    semaphore_release semaphore_value set_metadata set_resources set_restrictions
+    shuffle_barrier shuffle_get shuffle_get_or_create shuffle_restrict_task
+    start_task_metadata stop_task_metadata subscribe_worker_status terminate
+    unregister unregister_nanny_plugin unregister_scheduler_plugin
+    unregister_worker_plugin update_data variable_get variable_set versions
+    who_has worker_logs workers_to_close
+    close stand_in_snapshot stand_in_error
+    """.split()
+)
+
+# Python's default scheduler extensions (``Scheduler.extensions``), whose
+# work this scheduler does itself
+_BUILTIN_EXTENSIONS = frozenset(
+    """
+    amm events memory_sampler multi_locks publish queues replay-tasks semaphores
+    shuffle spans stealing variables
+    """.split()
+)
+
+# RPC handlers that Python code here registered (``scheduler.handlers[name] =
+# handler`` in a run_on_scheduler function, a preload or a plugin's
+# ``start``, as optuna's ``DaskStorage`` does): the scheduler forwards calls
+# of these names here (``rpc_handler``)
+_RPC_HANDLERS = {}
+# set when ``_RPC_HANDLERS`` changed since the last reply, which then carries
+# the names (``rpc_handlers``); set at first, so that the first reply of a
+# fresh runner tells the scheduler that an earlier one's handlers are gone
+_RPC_HANDLERS_CHANGED = True
+_RPC_HANDLERS_VERSION = 0
+
+# extensions Python code here added (``scheduler.extensions[name] = ext``)
+_EXTENSIONS = {}
+
+
+def _rpc_handlers_changed():
+    global _RPC_HANDLERS_CHANGED, _RPC_HANDLERS_VERSION
+    _RPC_HANDLERS_CHANGED = True
+    _RPC_HANDLERS_VERSION += 1
+
+
+class _HandlerTable(MutableMapping):
+    """``Scheduler.handlers`` in the stand-in. New names can be added and
+    removed as on Python's dict, and clients call them as on Python's
+    scheduler (``client.scheduler.<name>(...)``): the scheduler forwards the
+    call's message here and sends the handler's return value back. The
+    scheduler's own handlers are listed, but reading, replacing or removing
+    one raises ``NotImplementedError``: they run in the Rust scheduler."""
+
+    def __getitem__(self, name):
+        if name in _RPC_HANDLERS:
+            return _RPC_HANDLERS[name]
+        if name in _BUILTIN_HANDLERS:
+            raise NotImplementedError(
+                f"Scheduler.handlers[{name!r}]: the scheduler's own handlers run in the "
+                "Rust dask-scheduler, not in Python; call it over RPC, as a client does"
+            )
+        raise KeyError(name)
+
+    def __setitem__(self, name, handler):
+        if name in _BUILTIN_HANDLERS:
+            raise NotImplementedError(
+                f"cannot replace the scheduler's handler {name!r}: it runs in the Rust "
+                "dask-scheduler. Handlers of new names can be added; their calls are "
+                "forwarded to this Python process"
+            )
+        if not isinstance(name, str):
+            raise TypeError(f"a handler's name must be a str, not {type(name).__name__}")
+        _RPC_HANDLERS[name] = handler
+        _rpc_handlers_changed()
+
+    def __delitem__(self, name):
+        if name in _BUILTIN_HANDLERS:
+            raise NotImplementedError(
+                f"cannot remove the scheduler's handler {name!r}: it runs in the Rust "
+                "dask-scheduler"
+            )
+        del _RPC_HANDLERS[name]
+        _rpc_handlers_changed()
+
+    def __contains__(self, name):
+        return name in _BUILTIN_HANDLERS or name in _RPC_HANDLERS
+
+    def __iter__(self):
+        yield from sorted(_BUILTIN_HANDLERS)
+        yield from list(_RPC_HANDLERS)
+
+    def __len__(self):
+        return len(_BUILTIN_HANDLERS) + len(_RPC_HANDLERS)
+
+    def __repr__(self):
+        return f"<Scheduler.handlers stand-in: {len(self)} handlers, added here: {list(_RPC_HANDLERS)}>"
+
+
+class _RustExtension:
+    """What the stand-in's ``extensions`` holds for one of Python's default
+    extensions: its work is done by the Rust scheduler, so any attribute
+    raises ``NotImplementedError`` naming it."""
+
+    def __init__(self, name):
+        object.__setattr__(self, "_name", name)
+
+    def __getattr__(self, attr):
+        raise NotImplementedError(
+            f"Scheduler.extensions[{self._name!r}].{attr}: the Rust dask-scheduler does the "
+            f"work of Python's {self._name!r} extension itself; it has no Python object"
+        )
+
+    def __setattr__(self, attr, value):
+        self.__getattr__(attr)
+
+    def __repr__(self):
+        return f"<{self._name!r} extension of the Rust dask-scheduler>"
+
+
+class _ExtensionTable(MutableMapping):
+    """``Scheduler.extensions`` in the stand-in: Python's default extensions
+    by name (``_RustExtension`` placeholders), and whatever Python code here
+    adds, as libraries keep their state there (optuna's ``DaskStorage``)."""
+
+    def __getitem__(self, name):
+        if name in _EXTENSIONS:
+            return _EXTENSIONS[name]
+        if name in _BUILTIN_EXTENSIONS:
+            return _RustExtension(name)
+        raise KeyError(name)
+
+    def __setitem__(self, name, extension):
+        if name in _BUILTIN_EXTENSIONS:
+            raise NotImplementedError(
+                f"cannot replace the scheduler extension {name!r}: the Rust dask-scheduler "
+                "does its work itself"
+            )
+        _EXTENSIONS[name] = extension
+
+    def __delitem__(self, name):
+        if name in _BUILTIN_EXTENSIONS:
+            raise NotImplementedError(
+                f"cannot remove the scheduler extension {name!r}: the Rust dask-scheduler "
+                "does its work itself"
+            )
+        del _EXTENSIONS[name]
+
+    def __contains__(self, name):
+        return name in _BUILTIN_EXTENSIONS or name in _EXTENSIONS
+
+    def __iter__(self):
+        yield from sorted(_BUILTIN_EXTENSIONS)
+        yield from list(_EXTENSIONS)
+
+    def __len__(self):
+        return len(_BUILTIN_EXTENSIONS) + len(_EXTENSIONS)
+
+
+class _ForwardedComm:
+    """The ``comm`` a forwarded handler that asks for one gets: the client's
+    connection stays with the scheduler, which sends the handler's return
+    value as the reply, so only its addresses are here."""
+
+    def __init__(self, peer_address, local_address):
+        self.peer_address = peer_address
+        self.local_address = local_address
+        self.name = "forwarded by the Rust dask-scheduler"
+
+    def closed(self):
+        return False
+
+    def _refuse(self, what):
+        raise NotImplementedError(
+            f"comm.{what} in a scheduler handler: the Rust dask-scheduler keeps the "
+            "client's connection and forwards only the call's message to the handler; "
+            "its return value is the reply"
+        )
+
+    async def read(self, *args, **kwargs):
+        self._refuse("read")
+
+    async def write(self, *args, **kwargs):
+        self._refuse("write")
+
+    def __repr__(self):
+        return f"<forwarded comm from {self.peer_address!r}>"
+
+
+async def _rpc_handler(req, send):
+    """One call of a handler Python code here registered, as Python's
+    ``Server._handle_comm`` makes it: the client's message (``frames``, as
+    on the wire) loaded as the scheduler loads it (``deserialize=False``),
+    the handler called with ``comm`` if it asks for one, a coroutine
+    awaited, and the result, or Python's ``uncaught-error`` message for an
+    exception, sent back as frames."""
+    import inspect
+
+    from distributed.core import Status, _expects_comm, error_message
+    from distributed.protocol import dumps, loads
+    from distributed.utils import has_keyword
+
+    rid = req.get("id")
+    name = req.get("name")
+    serializers = None
+    try:
+        msg = loads(list(req.get("frames") or ()), deserialize=False)
+        if not isinstance(msg, dict):
+            raise TypeError(f"Bad message type.  Expected dict, got\n  {msg}")
+        msg.pop("op", None)
+        serializers = msg.pop("serializers", None)
+        msg.pop("close", None)
+        msg.pop("reply", None)
+        handler = _RPC_HANDLERS.get(name)
+        if handler is None:
+            raise NotImplementedError(
+                f"The Rust dask-scheduler does not implement the operation {name!r}: no "
+                "handler of that name is registered in its Python process (one registered "
+                "there is lost if that process ends)"
+            )
+        if serializers is not None and has_keyword(handler, "serializers"):
+            msg["serializers"] = serializers
+        log.debug("Calling into handler %s", getattr(handler, "__name__", handler))
+        if _expects_comm(handler):
+            result = handler(_ForwardedComm(req.get("peer"), req.get("address")), **msg)
+        else:
+            result = handler(**msg)
+        if inspect.iscoroutine(result):
+            result = await result
+        elif inspect.isawaitable(result):
+            raise RuntimeError(
+                "Comm handler returned unknown awaitable. Expected coroutine, instead got "
+                f"{type(result)}"
+            )
+    except Exception as e:  # noqa: BLE001 - the client raises it, as from Python's
+        log.exception("Exception while handling op %s", name)
+        result = error_message(e, status="uncaught-error")
+    if result is Status.dont_reply:
+        send({"id": rid, "status": "OK", "reply": False})
+        return
+    # as on the client's connection, whose handshake with this scheduler
+    # agreed on no compression
+    context = {
+        "sender": {"address": req.get("address")},
+        "recipient": {"address": req.get("peer")},
+        "compression": None,
+    }
+    try:
+        frames = dumps(result, serializers=serializers, on_error="message", context=context)
+    except Exception as e:  # noqa: BLE001 - a result that cannot travel
+        log.exception("Exception while serializing the reply of op %s", name)
+        frames = dumps(error_message(e, status="uncaught-error"), context=context)
+    send({"id": rid, "status": "OK", "frames": [bytes(memoryview(f)) for f in frames]})
+
+
 class _SchedulerStandIn:
     """What a ``run_on_scheduler`` function that takes ``dask_scheduler``
     (or ``dask_worker``, which Python fills with the scheduler too) gets
@@ -1923,8 +2191,10 @@ class _SchedulerStandIn:
     ``plugins`` (the scheduler plugins registered, by name), ``add_plugin``,
     ``remove_plugin``, and, asked of the scheduler over its RPC, the worker
     and nanny plugin (un)registrations (``UploadDirectory.start`` uses them),
-    ``identity``, ``log_event``, ``story`` and ``retire_workers``, and
-    read-only copies of ``tasks``, ``workers``, ``clients``,
+    ``identity``, ``log_event``, ``story`` and ``retire_workers``,
+    ``handlers`` and ``extensions`` (to which new entries can be added:
+    clients call such a handler as on Python's scheduler, ``_HandlerTable``),
+    and read-only copies of ``tasks``, ``workers``, ``clients``,
     ``task_groups``, ``task_prefixes``, ``running``, ``total_nthreads``,
     ``n_tasks`` and ``bandwidth``
     (``_snapshot``).
@@ -1940,7 +2210,7 @@ class _SchedulerStandIn:
         if names is None:
             names = _scheduler_attribute_names() - {
                 "address", "id", "plugins", "add_plugin", "remove_plugin",
-                "local_directory", *_RELAYED, *_COPIED
+                "local_directory", "handlers", "extensions", *_RELAYED, *_COPIED
             }
             object.__setattr__(self, "_stand_in_reserved", names)
         return names
@@ -1951,6 +2221,10 @@ class _SchedulerStandIn:
             return _PLUGINS
         if name == "local_directory":
             return _scheduler_local_directory()
+        if name == "handlers":
+            return _HandlerTable()
+        if name == "extensions":
+            return _ExtensionTable()
         if name in _COPIED:
             snapshot = self._snapshot(tasks=name in ("tasks", "task_groups", "task_prefixes"))
             return getattr(snapshot, name)
@@ -1959,6 +2233,11 @@ class _SchedulerStandIn:
         raise AttributeError(f"'Scheduler' object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
+        if name in ("handlers", "extensions"):
+            raise NotImplementedError(
+                f"cannot replace Scheduler.{name}: add or remove entries of it instead "
+                "(the Rust dask-scheduler's own stay as they are)"
+            )
         if name in _COPIED:
             raise NotImplementedError(
                 f"cannot set Scheduler.{name}: run_on_scheduler functions, --preload modules "
@@ -2546,13 +2825,17 @@ def runner_main(proto_in, proto_out):
     lock = threading.Lock()
 
     def send(reply):
-        global _PLUGINS_CHANGED
+        global _PLUGINS_CHANGED, _RPC_HANDLERS_CHANGED
         if _PLUGINS_CHANGED:
             reply["plugin_hooks"] = _plugin_table()
             # replies may be handled out of order: the scheduler keeps the
             # newest table of this process
             reply["plugin_version"] = [os.getpid(), _PLUGINS_VERSION]
             _PLUGINS_CHANGED = False
+        if _RPC_HANDLERS_CHANGED:
+            reply["rpc_handlers"] = sorted(_RPC_HANDLERS)
+            reply["rpc_handlers_version"] = [os.getpid(), _RPC_HANDLERS_VERSION]
+            _RPC_HANDLERS_CHANGED = False
         body = _packed_reply(reply, reply.get("id"))
         with lock:
             try:
@@ -2581,10 +2864,12 @@ def runner_main(proto_in, proto_out):
                 _keep(loop.create_task(_plugin_add(req, send)))
             elif op == "plugin_remove":
                 _plugin_remove(req, send)
+            elif op == "rpc_handler":
+                _keep(loop.create_task(_rpc_handler(req, send)))
             else:
                 raise ValueError(
                     f"unknown op {op!r} (expected 'run', 'preload', 'close', 'plugin_add', "
-                    "'plugin_remove', 'plugin_events' or 'ping')"
+                    "'plugin_remove', 'plugin_events', 'rpc_handler' or 'ping')"
                 )
         except BaseException as e:  # noqa: BLE001 - every request gets a reply
             reply = error_reply(e)

@@ -29,6 +29,7 @@ pub mod restart;
 pub mod retire;
 pub mod rpc;
 pub mod run_function;
+pub mod runner_handlers;
 pub mod scheduler_plugins;
 pub mod worker_status;
 
@@ -113,6 +114,11 @@ pub struct Scheduler {
     pub memory_samplers: memory_sampler::MemorySamplers,
     /// Scheduler plugins registered, by name.
     pub scheduler_plugins: scheduler_plugins::SchedulerPlugins,
+    /// RPC handlers Python code added in the function runner, whose calls
+    /// are forwarded there.
+    pub runner_handlers: runner_handlers::RunnerHandlers,
+    /// True while `--preload` modules are starting (they may add handlers).
+    pub preloading: tokio::sync::watch::Sender<bool>,
     /// `distributed.scheduler.blocked-handlers`: RPCs an operator switched
     /// off (set once at start-up, before the listeners open).
     blocked_handlers: std::sync::OnceLock<Vec<String>>,
@@ -141,6 +147,8 @@ impl Scheduler {
             replica_lock: tokio::sync::Mutex::new(()),
             memory_samplers: memory_sampler::MemorySamplers::default(),
             scheduler_plugins: scheduler_plugins::SchedulerPlugins::default(),
+            runner_handlers: runner_handlers::RunnerHandlers::default(),
+            preloading: tokio::sync::watch::Sender::new(false),
             blocked_handlers: std::sync::OnceLock::new(),
         });
         let handle = tokio::spawn(event_loop::run(
@@ -152,6 +160,13 @@ impl Scheduler {
             sched.materializer.clone(),
         ));
         (sched, handle)
+    }
+
+    /// Wait until no `--preload` module is starting.
+    pub async fn preloads_started(&self) {
+        let mut preloading = self.preloading.subscribe();
+        // an error: the sender is gone, and the scheduler with it
+        let _ = preloading.wait_for(|starting| !*starting).await;
     }
 
     /// Switch the RPCs named in `distributed.scheduler.blocked-handlers` off;

@@ -31,7 +31,7 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
             return;
         };
         crate::metrics::global().count_op("rpc", Some(&op));
-        let wants_reply = msg.get("reply").is_none_or(Value::truthy);
+        let mut wants_reply = msg.get("reply").is_none_or(Value::truthy);
         let close_after = msg.get("close").is_some_and(Value::truthy);
         // as Python's `handle_comm`: `close` first, then the blocked ones
         let mut blocked = (op != "close").then(|| sched.blocked_reply(&op)).flatten();
@@ -61,7 +61,41 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
                     _ => return,
                 }
             }
-            _ => dispatch(&sched, &op, &msg).await,
+            // an RPC Python code added in the function runner
+            op if sched.runner_handlers.contains(op) => {
+                let reply = super::runner_handlers::forward(&sched, op, &msg, &peer).await;
+                // `Status.dont_reply`
+                wants_reply &= reply.is_some();
+                reply.unwrap_or(Value::Nil)
+            }
+            _ => {
+                let reply = dispatch(&sched, &op, &msg).await;
+                // Python's scheduler serves no call before its preloads ran;
+                // this one serves meanwhile, so a call of a name a preload
+                // may add waits for them before it is refused
+                if *sched.preloading.borrow() && reply == unknown_op_reply(&op) {
+                    let waited = tokio::time::timeout(PRELOAD_WAIT, sched.preloads_started()).await;
+                    if waited.is_err() {
+                        error_reply(
+                            "NotImplementedError",
+                            &format!(
+                                "The Rust dask-scheduler does not implement the operation \
+                                 '{op}' (its --preload modules, which may add it, have been \
+                                 starting for {} s and are not done)",
+                                PRELOAD_WAIT.as_secs()
+                            ),
+                        )
+                    } else if sched.runner_handlers.contains(&op) {
+                        let reply = super::runner_handlers::forward(&sched, &op, &msg, &peer).await;
+                        wants_reply &= reply.is_some();
+                        reply.unwrap_or(Value::Nil)
+                    } else {
+                        reply
+                    }
+                } else {
+                    reply
+                }
+            }
         };
         if wants_reply && conn.write(&reply).await.is_err() {
             return;
@@ -459,12 +493,21 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
         }
         other => {
             tracing::warn!("Unsupported RPC '{other}' ({})", brief(msg));
-            return Err(error_reply(
-                "NotImplementedError",
-                &format!("The Rust dask-scheduler does not implement the operation '{other}'"),
-            ));
+            return Err(unknown_op_reply(other));
         }
     })
+}
+
+/// How long a call of an operation this scheduler does not know waits for
+/// `--preload` modules still starting, which may add it as a handler.
+const PRELOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// The reply to an operation this scheduler does not know.
+fn unknown_op_reply(op: &str) -> Value {
+    error_reply(
+        "NotImplementedError",
+        &format!("The Rust dask-scheduler does not implement the operation '{op}'"),
+    )
 }
 
 /// `get_story(keys_or_stimuli)` (`client.story`): the logged transitions

@@ -118,8 +118,9 @@ pub(super) async fn runner_reply(
             &format!("{what}: malformed reply from the function runner: {e}"),
         )
     })?;
-    // a function may have added or removed scheduler plugins
+    // a function may have added or removed scheduler plugins or handlers
     super::scheduler_plugins::adopt_runner_table(sched, &reply);
+    sched.runner_handlers.adopt(&reply);
     Ok(reply)
 }
 
