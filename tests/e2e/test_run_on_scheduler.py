@@ -19,18 +19,13 @@ import os
 import socket
 import threading
 import time
-import uuid
 
 import numpy as np
 import pytest
 
-from .helpers import inc
+from .helpers import inc, unique
 
 TIMEOUT = 120
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 # --------------------------------------------------------------------------
@@ -266,6 +261,64 @@ def test_the_scheduler_object_s_story(client):
     assert all(k == key and name == "Transition" for k, _, _, name in moves), moves
     steps = [(a, b) for _, a, b, _ in moves]
     assert steps[0] == ("released", "waiting") and steps[-1] == ("processing", "memory"), steps
+
+
+def the_scheduler_s_answers(keys, dask_scheduler):
+    """The scheduler's methods behind its RPCs, as a debugging function or
+    an autoscaling plugin calls them."""
+    dask_scheduler.set_metadata([keys[0], "tag"], {"by": "run_on_scheduler"})
+    return {
+        "who_has": dask_scheduler.get_who_has(keys),
+        "has_what": dask_scheduler.get_has_what(),
+        "ncores": dask_scheduler.get_ncores(),
+        "ncores_running": dask_scheduler.get_ncores_running(),
+        "processing": dask_scheduler.get_processing(),
+        "nbytes": dask_scheduler.get_nbytes(keys, summary=False),
+        "status": dask_scheduler.get_task_status(keys),
+        "metadata": dask_scheduler.get_metadata([keys[0], "tag"]),
+        "default": dask_scheduler.get_metadata(["no-such-key"], default="none"),
+        "target": dask_scheduler.adaptive_target(),
+        "to_close": dask_scheduler.workers_to_close(),
+        "prefixes": dask_scheduler.get_task_prefix_states(),
+    }
+
+
+async def the_scheduler_s_coroutines(dask_scheduler):
+    identities = await dask_scheduler.broadcast(msg={"op": "identity"})
+    stacks = await dask_scheduler.get_call_stack()
+    logs = await dask_scheduler.get_worker_logs(n=1)
+    try:
+        await dask_scheduler.restart()  # Python's needs a stimulus_id
+    except TypeError as e:
+        refused = str(e)
+    return {a: i["type"] for a, i in identities.items()}, stacks, sorted(logs), refused
+
+
+def test_the_scheduler_s_methods_answer_as_its_rpcs(client):
+    keys = [unique("held"), unique("held")]
+    futures = [client.submit(inc, i, key=k) for i, k in enumerate(keys)]
+    client.gather(futures)
+    got = client.run_on_scheduler(the_scheduler_s_answers, keys)
+    who_has = client.who_has(futures)
+    assert got["who_has"] == {k: list(who_has[k]) for k in keys}
+    assert all(isinstance(v, list) for v in got["who_has"].values())
+    held = {w: set(ks) for w, ks in got["has_what"].items()}
+    assert all(k in held[w] for k in keys for w in got["who_has"][k])
+    assert got["ncores"] == client.ncores() == got["ncores_running"]
+    assert got["processing"] == {w: [] for w in client.ncores()}
+    assert set(got["nbytes"]) == set(keys) and all(n > 0 for n in got["nbytes"].values())
+    assert got["status"] == {k: "memory" for k in keys}
+    assert got["metadata"] == {"by": "run_on_scheduler"}
+    assert client.get_metadata([keys[0], "tag"]) == {"by": "run_on_scheduler"}
+    assert got["default"] == "none"
+    assert isinstance(got["target"], int) and isinstance(got["to_close"], list)
+    assert got["prefixes"]["held"]["memory"] >= 2
+    workers = set(client.scheduler_info()["workers"])
+    identities, stacks, logs, refused = client.run_on_scheduler(the_scheduler_s_coroutines)
+    assert identities == {w: "Worker" for w in workers}
+    assert stacks == {}  # nothing runs
+    assert logs == sorted(workers)
+    assert "stimulus_id" in refused
 
 
 @pytest.mark.rust_only

@@ -1241,7 +1241,8 @@ _STAND_IN_ERROR = (
     "a Python process beside it and get, as the scheduler, a stand-in with only "
     "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', "
     "'identity', 'log_event', 'story', 'retire_workers', the worker and nanny plugin "
-    "(un)registrations, new entries in 'handlers' and 'extensions', read-only copies of "
+    "(un)registrations, the methods behind its RPCs (get_who_has, workers_to_close, "
+    "broadcast, ...), new entries in 'handlers' and 'extensions', read-only copies of "
     "'tasks', 'workers', 'clients', 'task_groups', 'task_prefixes', 'running' and "
     "'total_nthreads', and the attributes set on it (state such as raft-dask's)"
 )
@@ -1290,6 +1291,81 @@ def _scheduler_local_directory():
         if _WORKDIR.dir_path not in sys.path:
             sys.path.insert(0, _WORKDIR.dir_path)
     return _WORKDIR.dir_path
+
+
+# Scheduler methods the stand-in asks of the scheduler over its RPC (that
+# name), taking the real method's arguments, and, where Python's returns
+# lists, making the reply's tuples lists (``_relayed_method``)
+_RELAYED_METHODS = {
+    "get_who_has": ("who_has", "values"),
+    "get_has_what": ("has_what", "values"),
+    "get_ncores": ("ncores", None),
+    "get_ncores_running": ("ncores_running", None),
+    "get_processing": ("processing", "values"),
+    "get_nbytes": ("nbytes", None),
+    "get_task_status": ("get_task_status", None),
+    "get_task_prefix_states": ("get_task_prefix_states", None),
+    "get_metadata": ("get_metadata", None),
+    "set_metadata": ("set_metadata", None),
+    "get_events": ("events", None),
+    "get_task_stream": ("get_task_stream", "list"),
+    "adaptive_target": ("adaptive_target", None),
+    "workers_to_close": ("workers_to_close", "list"),
+    "check_idle": ("check_idle", None),
+    "versions": ("versions", None),
+    "broadcast": ("broadcast", None),
+    "rebalance": ("rebalance", None),
+    "replicate": ("replicate", None),
+    "restart": ("restart", None),
+    "get_call_stack": ("call_stack", None),
+    "get_worker_logs": ("worker_logs", None),
+}
+
+
+def _relayed_method(stand_in, name):
+    """The stand-in's ``name``: a function with the real ``Scheduler``
+    method's signature (a coroutine function where that is one), which asks
+    the scheduler's RPC with the arguments given (defaults are the
+    scheduler's, as when a client calls it)."""
+    import functools
+    import inspect
+    import pickle
+
+    from distributed import Scheduler
+
+    op, shape = _RELAYED_METHODS[name]
+    real = getattr(Scheduler, name)
+    signature = inspect.signature(real)
+    signature = signature.replace(
+        parameters=[p for p in signature.parameters.values() if p.name not in ("self", "comm")]
+    )
+
+    def arguments(args, kwargs):
+        given = dict(signature.bind(*args, **kwargs).arguments)
+        # a callable (``workers_to_close(key=...)``) travels pickled, as a
+        # client sends it
+        return {k: pickle.dumps(v) if callable(v) else v for k, v in given.items()}
+
+    def shaped(reply):
+        if shape == "values" and isinstance(reply, dict):
+            return {k: list(v) for k, v in reply.items()}
+        if shape == "list" and isinstance(reply, tuple):
+            return list(reply)
+        return reply
+
+    if inspect.iscoroutinefunction(real):
+
+        async def method(*args, **kwargs):
+            return shaped(await stand_in._relay(op, **arguments(args, kwargs)))
+
+    else:
+
+        def method(*args, **kwargs):
+            return shaped(stand_in._relay_now(op, **arguments(args, kwargs)))
+
+    functools.update_wrapper(method, real)
+    method.__signature__ = signature
+    return method
 
 
 # Scheduler attributes the stand-in reads from a copy of the scheduler's state
@@ -2194,6 +2270,8 @@ class _SchedulerStandIn:
     ``identity``, ``log_event``, ``story`` and ``retire_workers``,
     ``handlers`` and ``extensions`` (to which new entries can be added:
     clients call such a handler as on Python's scheduler, ``_HandlerTable``),
+    the methods that answer the scheduler's RPCs (``_RELAYED_METHODS``:
+    ``get_who_has``, ``workers_to_close``, ``broadcast``, ...), asked of it,
     and read-only copies of ``tasks``, ``workers``, ``clients``,
     ``task_groups``, ``task_prefixes``, ``running``, ``total_nthreads``,
     ``n_tasks`` and ``bandwidth``
@@ -2210,7 +2288,8 @@ class _SchedulerStandIn:
         if names is None:
             names = _scheduler_attribute_names() - {
                 "address", "id", "plugins", "add_plugin", "remove_plugin",
-                "local_directory", "handlers", "extensions", *_RELAYED, *_COPIED
+                "local_directory", "handlers", "extensions", *_RELAYED, *_COPIED,
+                *_RELAYED_METHODS
             }
             object.__setattr__(self, "_stand_in_reserved", names)
         return names
@@ -2225,6 +2304,8 @@ class _SchedulerStandIn:
             return _HandlerTable()
         if name == "extensions":
             return _ExtensionTable()
+        if name in _RELAYED_METHODS:
+            return _relayed_method(self, name)
         if name in _COPIED:
             snapshot = self._snapshot(tasks=name in ("tasks", "task_groups", "task_prefixes"))
             return getattr(snapshot, name)
