@@ -2047,57 +2047,85 @@ def _rpc_handlers_changed():
     _RPC_HANDLERS_VERSION += 1
 
 
-class _HandlerTable(MutableMapping):
+class _OwnAndAdded(MutableMapping):
+    """A table of the scheduler's (``handlers``, ``extensions``) as the
+    stand-in has it: the Rust scheduler's own entries (``builtin``, listed,
+    but not to be replaced or removed) and those Python code here added
+    (``added``). ``what`` names the table in errors."""
+
+    builtin = frozenset()
+    added = {}
+    what = ""
+
+    def own(self, name):
+        """The value of one of the scheduler's own entries."""
+        raise NotImplementedError
+
+    def changed(self):
+        """Called after an added entry was set or removed."""
+
+    def __getitem__(self, name):
+        if name in self.added:
+            return self.added[name]
+        if name in self.builtin:
+            return self.own(name)
+        raise KeyError(name)
+
+    def _refuse(self, doing, name):
+        raise NotImplementedError(
+            f"cannot {doing} the scheduler's {self.what} {name!r}: the Rust dask-scheduler "
+            f"has it itself. New {self.what}s can be added here"
+        )
+
+    def __setitem__(self, name, value):
+        if name in self.builtin:
+            self._refuse("replace", name)
+        if not isinstance(name, str):
+            raise TypeError(f"a {self.what}'s name must be a str, not {type(name).__name__}")
+        self.added[name] = value
+        self.changed()
+
+    def __delitem__(self, name):
+        if name in self.builtin:
+            self._refuse("remove", name)
+        del self.added[name]
+        self.changed()
+
+    def __contains__(self, name):
+        return name in self.builtin or name in self.added
+
+    def __iter__(self):
+        yield from sorted(self.builtin)
+        yield from list(self.added)
+
+    def __len__(self):
+        return len(self.builtin) + len(self.added)
+
+    def __repr__(self):
+        return f"<Scheduler {self.what}s: {len(self.builtin)} of its own, added here: {list(self.added)}>"
+
+
+class _HandlerTable(_OwnAndAdded):
     """``Scheduler.handlers`` in the stand-in. New names can be added and
     removed as on Python's dict, and clients call them as on Python's
     scheduler (``client.scheduler.<name>(...)``): the scheduler forwards the
-    call's message here and sends the handler's return value back. The
-    scheduler's own handlers are listed, but reading, replacing or removing
-    one raises ``NotImplementedError``: they run in the Rust scheduler."""
+    call's message here and sends the handler's return value back
+    (``_rpc_handler``). The scheduler's own handlers are listed, but
+    reading, replacing or removing one raises ``NotImplementedError``: they
+    run in the Rust scheduler."""
 
-    def __getitem__(self, name):
-        if name in _RPC_HANDLERS:
-            return _RPC_HANDLERS[name]
-        if name in _BUILTIN_HANDLERS:
-            raise NotImplementedError(
-                f"Scheduler.handlers[{name!r}]: the scheduler's own handlers run in the "
-                "Rust dask-scheduler, not in Python; call it over RPC, as a client does"
-            )
-        raise KeyError(name)
+    builtin = _BUILTIN_HANDLERS
+    added = _RPC_HANDLERS
+    what = "handler"
 
-    def __setitem__(self, name, handler):
-        if name in _BUILTIN_HANDLERS:
-            raise NotImplementedError(
-                f"cannot replace the scheduler's handler {name!r}: it runs in the Rust "
-                "dask-scheduler. Handlers of new names can be added; their calls are "
-                "forwarded to this Python process"
-            )
-        if not isinstance(name, str):
-            raise TypeError(f"a handler's name must be a str, not {type(name).__name__}")
-        _RPC_HANDLERS[name] = handler
+    def own(self, name):
+        raise NotImplementedError(
+            f"Scheduler.handlers[{name!r}]: the scheduler's own handlers run in the "
+            "Rust dask-scheduler, not in Python; call it over RPC, as a client does"
+        )
+
+    def changed(self):
         _rpc_handlers_changed()
-
-    def __delitem__(self, name):
-        if name in _BUILTIN_HANDLERS:
-            raise NotImplementedError(
-                f"cannot remove the scheduler's handler {name!r}: it runs in the Rust "
-                "dask-scheduler"
-            )
-        del _RPC_HANDLERS[name]
-        _rpc_handlers_changed()
-
-    def __contains__(self, name):
-        return name in _BUILTIN_HANDLERS or name in _RPC_HANDLERS
-
-    def __iter__(self):
-        yield from sorted(_BUILTIN_HANDLERS)
-        yield from list(_RPC_HANDLERS)
-
-    def __len__(self):
-        return len(_BUILTIN_HANDLERS) + len(_RPC_HANDLERS)
-
-    def __repr__(self):
-        return f"<Scheduler.handlers stand-in: {len(self)} handlers, added here: {list(_RPC_HANDLERS)}>"
 
 
 class _RustExtension:
@@ -2121,43 +2149,17 @@ class _RustExtension:
         return f"<{self._name!r} extension of the Rust dask-scheduler>"
 
 
-class _ExtensionTable(MutableMapping):
+class _ExtensionTable(_OwnAndAdded):
     """``Scheduler.extensions`` in the stand-in: Python's default extensions
     by name (``_RustExtension`` placeholders), and whatever Python code here
     adds, as libraries keep their state there (optuna's ``DaskStorage``)."""
 
-    def __getitem__(self, name):
-        if name in _EXTENSIONS:
-            return _EXTENSIONS[name]
-        if name in _BUILTIN_EXTENSIONS:
-            return _RustExtension(name)
-        raise KeyError(name)
+    builtin = _BUILTIN_EXTENSIONS
+    added = _EXTENSIONS
+    what = "extension"
 
-    def __setitem__(self, name, extension):
-        if name in _BUILTIN_EXTENSIONS:
-            raise NotImplementedError(
-                f"cannot replace the scheduler extension {name!r}: the Rust dask-scheduler "
-                "does its work itself"
-            )
-        _EXTENSIONS[name] = extension
-
-    def __delitem__(self, name):
-        if name in _BUILTIN_EXTENSIONS:
-            raise NotImplementedError(
-                f"cannot remove the scheduler extension {name!r}: the Rust dask-scheduler "
-                "does its work itself"
-            )
-        del _EXTENSIONS[name]
-
-    def __contains__(self, name):
-        return name in _BUILTIN_EXTENSIONS or name in _EXTENSIONS
-
-    def __iter__(self):
-        yield from sorted(_BUILTIN_EXTENSIONS)
-        yield from list(_EXTENSIONS)
-
-    def __len__(self):
-        return len(_BUILTIN_EXTENSIONS) + len(_EXTENSIONS)
+    def own(self, name):
+        return _RustExtension(name)
 
 
 class _ForwardedComm:

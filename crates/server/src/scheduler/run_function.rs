@@ -124,6 +124,24 @@ pub(super) async fn runner_reply(
     Ok(reply)
 }
 
+/// Which runner process sent a table in its replies, and how many changes it
+/// had made to it: `[pid, count]` (the plugin table's `plugin_version`, the
+/// handlers' `rpc_handlers_version`).
+pub(super) type RunnerVersion = (i64, i64);
+
+/// The version a runner reply gives in `field`.
+pub(super) fn runner_version(reply: &Value, field: &str) -> Option<RunnerVersion> {
+    let v = reply.get(field)?.as_seq()?;
+    Some((v.first()?.as_i64()?, v.get(1)?.as_i64()?))
+}
+
+/// Whether a table of version `new` is older than the one kept (`last`):
+/// replies may be handled out of order, so a late reply of the same process
+/// must not undo a newer table; another process's table always replaces it.
+pub(super) fn is_stale(new: Option<RunnerVersion>, last: Option<RunnerVersion>) -> bool {
+    matches!((new, last), (Some((pid, v)), Some((last_pid, last_v))) if pid == last_pid && v < last_v)
+}
+
 /// Run the call in the function runner and shape its reply as Python's.
 async fn run(sched: &Arc<Scheduler>, request: Value) -> Result<Value, Value> {
     let reply = runner_reply(sched, request, "run_on_scheduler").await?;

@@ -24,6 +24,7 @@ use dask_wire::Value;
 
 use super::errors::error_reply;
 use super::rpc::helper_error;
+use super::run_function::{is_stale, runner_version, RunnerVersion};
 use super::Scheduler;
 use crate::materializer::Availability;
 
@@ -36,8 +37,8 @@ pub struct RunnerHandlers {
 
 #[derive(Debug, Default)]
 struct Table {
-    /// `(pid, change count)` of the runner whose table this is.
-    version: Option<(i64, i64)>,
+    /// Of the runner whose table this is.
+    version: Option<RunnerVersion>,
     names: HashSet<String>,
 }
 
@@ -54,15 +55,10 @@ impl RunnerHandlers {
         let Some(names) = reply.get("rpc_handlers").and_then(Value::as_seq) else {
             return;
         };
-        let version = reply
-            .get("rpc_handlers_version")
-            .and_then(Value::as_seq)
-            .and_then(|v| Some((v.first()?.as_i64()?, v.get(1)?.as_i64()?)));
+        let version = runner_version(reply, "rpc_handlers_version");
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        if let (Some((pid, v)), Some((last_pid, last_v))) = (version, table.version) {
-            if pid == last_pid && v < last_v {
-                return;
-            }
+        if is_stale(version, table.version) {
+            return;
         }
         table.version = version;
         table.names = names

@@ -49,7 +49,7 @@ struct Table {
     by_name: BTreeMap<String, Registered>,
     /// The runner's process id and plugin version of the table adopted
     /// last: an older one (a reply handled late) is not adopted.
-    runner_version: Option<(i64, i64)>,
+    runner_version: Option<super::run_function::RunnerVersion>,
 }
 
 impl SchedulerPlugins {
@@ -81,10 +81,7 @@ pub fn adopt_runner_table(sched: &Scheduler, reply: &Value) {
     let Some(table) = reply.get("plugin_hooks").and_then(Value::as_map) else {
         return;
     };
-    let version = reply
-        .get("plugin_version")
-        .and_then(Value::as_seq)
-        .and_then(|v| Some((v.first()?.as_i64()?, v.get(1)?.as_i64()?)));
+    let version = super::run_function::runner_version(reply, "plugin_version");
     let table: Vec<(String, u16)> = table
         .iter()
         .filter_map(|(name, hooks)| {
@@ -97,10 +94,8 @@ pub fn adopt_runner_table(sched: &Scheduler, reply: &Value) {
         })
         .collect();
     sched.scheduler_plugins.change(sched, |t| {
-        if let (Some((pid, v)), Some((last_pid, last_v))) = (version, t.runner_version) {
-            if pid == last_pid && v < last_v {
-                return;
-            }
+        if super::run_function::is_stale(version, t.runner_version) {
+            return;
         }
         t.runner_version = version;
         t.by_name.retain(|_, p| !p.in_runner);
