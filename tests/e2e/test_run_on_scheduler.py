@@ -23,6 +23,7 @@ import time
 import numpy as np
 import pytest
 
+from .cluster import wait_until
 from .helpers import inc, unique
 
 TIMEOUT = 120
@@ -319,6 +320,37 @@ def test_the_scheduler_s_methods_answer_as_its_rpcs(client):
     assert stacks == {}  # nothing runs
     assert logs == sorted(workers)
     assert "stimulus_id" in refused
+
+
+def process_attributes(key, dask_scheduler):
+    log = dask_scheduler.transition_log
+    return {
+        "loop_time": dask_scheduler.loop.time(),
+        "dashboard": dask_scheduler.services["dashboard"].port,
+        "started": dask_scheduler.time_started,
+        "logged": [(t.key, t.start, t.finish) for t in log if t.key == key],
+        "unrunnable": {ts.key: since for ts, since in dask_scheduler.unrunnable.items()},
+    }
+
+
+def test_the_scheduler_s_loop_services_start_log_and_unrunnable_tasks(client):
+    """What dask-gateway's preload reads (tests/e2e/test_dask_gateway.py):
+    the event loop, the dashboard's port, when the scheduler started, its
+    transition log and the tasks no worker can run."""
+    key = unique("stranded")
+    stranded = client.submit(inc, 1, key=key, workers=["tcp://127.0.0.1:9"], allow_other_workers=False)
+    info = client.scheduler_info()
+    wait_until(lambda: client.run_on_scheduler(process_attributes, key)["unrunnable"], TIMEOUT,
+               "the task in no-worker")
+    got = client.run_on_scheduler(process_attributes, key)
+    assert got["loop_time"] > 0
+    assert got["dashboard"] == info["services"]["dashboard"]
+    assert got["started"] == pytest.approx(info["started"])
+    assert ("released", "waiting") in [(a, b) for _, a, b in got["logged"]]
+    assert got["logged"][-1][2] == "no-worker"
+    assert list(got["unrunnable"]) == [key]
+    assert abs(got["unrunnable"][key] - time.monotonic()) < TIMEOUT
+    del stranded
 
 
 @pytest.mark.rust_only

@@ -202,7 +202,9 @@ def test_the_scheduler_s_own_names_are_python_s(client):
         {n for n in names if not n.startswith("kv_")}
         for names in client.run_on_scheduler(handler_and_extension_names)
     ]
-    assert ours[0] - handlers == {"close", "stand_in_snapshot", "stand_in_error"}
+    assert ours[0] - handlers == {
+        "close", "stand_in_snapshot", "stand_in_error", "stand_in_transition_log"
+    }
     assert handlers <= ours[0]
     assert ours[1] == extensions
 

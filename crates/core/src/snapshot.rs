@@ -248,7 +248,8 @@ fn or_nil(value: Value) -> Value {
 
 impl State {
     /// `{"prefixes", "n_tasks", "bandwidth", "bandwidth_workers" (`[to,
-    /// from, bytes/s]` rows), "bandwidth_types", "task_count",
+    /// from, bytes/s]` rows), "bandwidth_types", "task_count", "unrunnable"
+    /// (`[task id, since]` rows),
     /// "task_columns", "task_sparse", "groups", "workers", "clients",
     /// "versions"}`: every
     /// task's fields by [`TASK_FIELDS`] (columns and
@@ -384,6 +385,21 @@ impl State {
                 ),
             ),
             ("task_count", Value::Int(count)),
+            // Python's `unrunnable`: the tasks in `no-worker`, by id, with
+            // when each got there (empty without the tasks)
+            (
+                "unrunnable",
+                Value::Array(if with_tasks {
+                    self.unrunnable
+                        .iter()
+                        .map(|(id, since)| {
+                            Value::Array(vec![Value::Int(i64::from(*id)), Value::Float(*since)])
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                }),
+            ),
             ("task_columns", Value::Map(task_columns)),
             ("task_sparse", Value::Map(task_sparse)),
             ("groups", Value::Array(groups)),

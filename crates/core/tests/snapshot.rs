@@ -453,3 +453,29 @@ fn a_task_keeps_the_metadata_its_worker_reported() {
     assert_eq!(tasks[&k("b")]["metadata"], stamped("b"));
     assert!(tasks[&k("c")]["metadata"].is_nil());
 }
+
+#[test]
+fn unrunnable_tasks_travel_by_id_with_when_they_got_there_only_with_the_tasks() {
+    // a task restricted to a worker that is not there: no-worker
+    let mut sim = Sim::new();
+    sim.worker("tcp://a:1", 1);
+    sim.now = 7.5;
+    sim.submit(
+        &["stuck", "fine"],
+        vec![
+            t("stuck", &[]).ann("workers", workers_ann(&["tcp://elsewhere:1"])),
+            t("fine", &[]),
+        ],
+    );
+    let snap = snapshot(&sim, true);
+    let rows = task_rows(&snap);
+    let unrunnable = array(snap.get("unrunnable").unwrap());
+    assert_eq!(unrunnable.len(), 1, "{unrunnable:?}");
+    let entry = array(&unrunnable[0]);
+    let stuck = &rows[&k("stuck")];
+    assert_eq!(stuck["state"], Value::str("no-worker"));
+    assert_eq!(int(&entry[0]), int(&stuck["i"]));
+    assert_eq!(entry[1].as_f64(), Some(7.5));
+    // without the tasks, no task ids
+    assert!(array(snapshot(&sim, false).get("unrunnable").unwrap()).is_empty());
+}

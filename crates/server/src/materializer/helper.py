@@ -1242,7 +1242,8 @@ _STAND_IN_ERROR = (
     "'address', 'id', 'local_directory', 'plugins', 'add_plugin', 'remove_plugin', "
     "'identity', 'log_event', 'story', 'retire_workers', the worker and nanny plugin "
     "(un)registrations, the methods behind its RPCs (get_who_has, workers_to_close, "
-    "broadcast, ...), new entries in 'handlers' and 'extensions', read-only copies of "
+    "broadcast, ...), new entries in 'handlers' and 'extensions', 'loop', 'services', "
+    "'time_started', 'transition_log', 'unrunnable', read-only copies of "
     "'tasks', 'workers', 'clients', 'task_groups', 'task_prefixes', 'running' and "
     "'total_nthreads', and the attributes set on it (state such as raft-dask's)"
 )
@@ -1371,8 +1372,13 @@ def _relayed_method(stand_in, name):
 # Scheduler attributes the stand-in reads from a copy of the scheduler's state
 _COPIED = frozenset(
     {"tasks", "workers", "clients", "task_groups", "task_prefixes", "running",
-     "total_nthreads", "n_tasks", "bandwidth", "bandwidth_workers", "bandwidth_types"}
+     "total_nthreads", "n_tasks", "bandwidth", "bandwidth_workers", "bandwidth_types",
+     "unrunnable"}
 )
+
+# Attributes of the scheduler's Python process that the runner's own stand
+# for (the event loop, the services by name) or that its identity gives
+_PROCESS_ATTRIBUTES = frozenset({"loop", "io_loop", "services", "time_started", "transition_log"})
 
 # Scheduler methods the stand-in asks of the scheduler over its RPC
 _RELAYED = frozenset(
@@ -1845,6 +1851,7 @@ class _SchedulerSnapshot:
             float, {(to, frm): bw for to, frm, bw in raw.get("bandwidth_workers") or ()}
         )
         self.bandwidth_types = defaultdict(float, raw.get("bandwidth_types") or {})
+        self._raw_unrunnable = raw.get("unrunnable") or ()
         self._count = raw.get("task_count") or 0
         self._dense = raw.get("task_columns") or {}
         self._sparse = raw.get("task_sparse") or {}
@@ -1879,6 +1886,18 @@ class _SchedulerSnapshot:
     @property
     def total_nthreads(self):
         return sum(ws.nthreads for ws in self.workers.values())
+
+    @property
+    def unrunnable(self):
+        """The tasks in ``no-worker``, each with the ``time.monotonic()`` at
+        which it got there, as Python's (the scheduler's clock is the wall
+        clock, shifted here to this process's monotonic one)."""
+        import time
+
+        if not self.complete:
+            return self._completed().unrunnable
+        shift = time.monotonic() - time.time()
+        return {self._task(i): since + shift for i, since in self._raw_unrunnable}
 
     @property
     def task_groups(self):
@@ -2013,7 +2032,7 @@ _BUILTIN_HANDLERS = frozenset(
     unregister unregister_nanny_plugin unregister_scheduler_plugin
     unregister_worker_plugin update_data variable_get variable_set versions
     who_has worker_logs workers_to_close
-    close stand_in_snapshot stand_in_error
+    close stand_in_snapshot stand_in_error stand_in_transition_log
     """.split()
 )
 
@@ -2162,6 +2181,18 @@ class _ExtensionTable(_OwnAndAdded):
         return _RustExtension(name)
 
 
+class _ServiceStandIn:
+    """One of the scheduler's services (its dashboard) in the stand-in's
+    ``services``: what Python code reads of it is its ``port``."""
+
+    def __init__(self, name, port):
+        self.name = name
+        self.port = port
+
+    def __repr__(self):
+        return f"<{self.name} service of the Rust dask-scheduler on port {self.port}>"
+
+
 class _ForwardedComm:
     """The ``comm`` a forwarded handler that asks for one gets: the client's
     connection stays with the scheduler, which sends the handler's return
@@ -2274,6 +2305,9 @@ class _SchedulerStandIn:
     clients call such a handler as on Python's scheduler, ``_HandlerTable``),
     the methods that answer the scheduler's RPCs (``_RELAYED_METHODS``:
     ``get_who_has``, ``workers_to_close``, ``broadcast``, ...), asked of it,
+    ``loop`` (the runner's event loop), ``services`` (the scheduler's, by
+    name, with their ports, and those added here), ``time_started`` and
+    ``transition_log`` (asked of the scheduler),
     and read-only copies of ``tasks``, ``workers``, ``clients``,
     ``task_groups``, ``task_prefixes``, ``running``, ``total_nthreads``,
     ``n_tasks`` and ``bandwidth``
@@ -2291,7 +2325,7 @@ class _SchedulerStandIn:
             names = _scheduler_attribute_names() - {
                 "address", "id", "plugins", "add_plugin", "remove_plugin",
                 "local_directory", "handlers", "extensions", *_RELAYED, *_COPIED,
-                *_RELAYED_METHODS
+                *_RELAYED_METHODS, *_PROCESS_ATTRIBUTES
             }
             object.__setattr__(self, "_stand_in_reserved", names)
         return names
@@ -2308,6 +2342,17 @@ class _SchedulerStandIn:
             return _ExtensionTable()
         if name in _RELAYED_METHODS:
             return _relayed_method(self, name)
+        if name in ("loop", "io_loop"):
+            # the runner's event loop, where these functions and plugins run
+            from tornado.ioloop import IOLoop
+
+            return IOLoop.current()
+        if name == "services":
+            return self._services()
+        if name == "time_started":
+            return self.identity(n_workers=0)["started"]
+        if name == "transition_log":
+            return self._transition_log()
         if name in _COPIED:
             snapshot = self._snapshot(tasks=name in ("tasks", "task_groups", "task_prefixes"))
             return getattr(snapshot, name)
@@ -2357,6 +2402,37 @@ class _SchedulerStandIn:
         _SNAPSHOT = snapshot
         loop.call_soon(_forget_snapshot)
         return snapshot
+
+    def _services(self):
+        """``Scheduler.services``: the scheduler's (its dashboard), each with
+        the ``port`` it listens on, as its identity gives them, and those
+        Python code here adds (dask-gateway's preload adds its API server).
+        One dict for the runner's lifetime."""
+        services = self.__dict__.get("services")
+        if services is None:
+            services = {
+                name: _ServiceStandIn(name, port)
+                for name, port in (self.identity(n_workers=0).get("services") or {}).items()
+            }
+            object.__setattr__(self, "services", services)
+        return services
+
+    def _transition_log(self):
+        """``Scheduler.transition_log``: the scheduler's log of transitions
+        as Python's ``Transition`` tuples, oldest first, asked of it now."""
+        from collections import deque
+
+        import dask.config
+        from distributed.scheduler import Transition
+
+        records = self._relay_now("stand_in_transition_log")
+        maxlen = dask.config.get("distributed.admin.low-level-log-length")
+        return deque(
+            (Transition(_as_key(key), start, finish, {_as_key(k): v for k, v in recs.items()},
+                        stimulus, when)
+             for key, start, finish, recs, stimulus, when in records),
+            maxlen=maxlen,
+        )
 
     def add_plugin(self, plugin, *, idempotent=False, name=None, **kwargs):
         """``Scheduler.add_plugin``: keeps the plugin (its ``start`` is not

@@ -478,6 +478,13 @@ async fn handle(sched: &Arc<Scheduler>, op: &str, msg: &Value) -> Result<Value, 
                 .await
                 .ok_or_else(super::errors::shutting_down)?
         }
+        // the stand-in's `transition_log`: Python's `Transition` tuples
+        "stand_in_transition_log" => Value::Array(
+            sched
+                .with_state(|s, _| s.transition_log_values())
+                .await
+                .ok_or_else(super::errors::shutting_down)?,
+        ),
         "unregister_scheduler_plugin" => {
             super::scheduler_plugins::rpc_unregister(sched, msg).await?
         }
