@@ -48,6 +48,24 @@ TIMEOUT = 120.0
 
 pytestmark = pytest.mark.timeout(300)
 
+# The helper starts as the scheduler starts it (`materializer/process.rs`):
+# Linux caps one argument at 128 KiB and the script is larger, so it travels
+# in pieces that this bootstrap joins and runs as `__main__`.
+BOOTSTRAP = (
+    "import sys\n"
+    "_helper_source = ''.join(sys.argv[1:])\n"
+    "del sys.argv[1:]\n"
+    "exec(compile(_helper_source, '<string>', 'exec'))\n"
+)
+
+
+def helper_argv(python):
+    """``python -u -c BOOTSTRAP <pieces of helper.py>``, each piece at most
+    16,384 characters (64 KiB even if every one took four bytes)."""
+    source = HELPER.read_text()
+    pieces = [source[i : i + 16384] for i in range(0, len(source), 16384)]
+    return [python, "-u", "-c", BOOTSTRAP, *pieces]
+
 
 # ---------------------------------------------------------------------------
 # helper process driver
@@ -60,7 +78,7 @@ class Helper:
     def __init__(self, python=PYTHON, env=None, cwd=None):
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [python, "-u", "-c", HELPER.read_text()],
+            helper_argv(python),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
