@@ -1376,8 +1376,9 @@ _COPIED = frozenset(
      "unrunnable"}
 )
 
-# Attributes of the scheduler's Python process that the runner's own stand
-# for (the event loop, the services by name) or that its identity gives
+# Attributes of the Python scheduler's process: the runner's event loop and
+# the services by name stand in for the first two; the rest are asked of the
+# scheduler (``_SchedulerStandIn.__getattr__``)
 _PROCESS_ATTRIBUTES = frozenset({"loop", "io_loop", "services", "time_started", "transition_log"})
 
 # Scheduler methods the stand-in asks of the scheduler over its RPC

@@ -63,35 +63,12 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
             }
             // an RPC Python code added in the function runner
             op if sched.runner_handlers.contains(op) => {
-                let reply = super::runner_handlers::forward(&sched, op, &msg, &peer).await;
-                // `Status.dont_reply`
-                wants_reply &= reply.is_some();
-                reply.unwrap_or(Value::Nil)
+                forward_call(&sched, op, &msg, &peer, &mut wants_reply).await
             }
             _ => {
                 let reply = dispatch(&sched, &op, &msg).await;
-                // Python's scheduler serves no call before its preloads ran;
-                // this one serves meanwhile, so a call of a name a preload
-                // may add waits for them before it is refused
                 if *sched.preloading.borrow() && reply == unknown_op_reply(&op) {
-                    let waited = tokio::time::timeout(PRELOAD_WAIT, sched.preloads_started()).await;
-                    if waited.is_err() {
-                        error_reply(
-                            "NotImplementedError",
-                            &format!(
-                                "The Rust dask-scheduler does not implement the operation \
-                                 '{op}' (its --preload modules, which may add it, have been \
-                                 starting for {} s and are not done)",
-                                PRELOAD_WAIT.as_secs()
-                            ),
-                        )
-                    } else if sched.runner_handlers.contains(&op) {
-                        let reply = super::runner_handlers::forward(&sched, &op, &msg, &peer).await;
-                        wants_reply &= reply.is_some();
-                        reply.unwrap_or(Value::Nil)
-                    } else {
-                        reply
-                    }
+                    unknown_while_preloading(&sched, &op, &msg, &peer, &mut wants_reply).await
                 } else {
                     reply
                 }
@@ -120,6 +97,54 @@ pub async fn serve_rpcs(sched: Arc<Scheduler>, mut conn: Conn, first: Value) {
                 return;
             }
         };
+    }
+}
+
+/// A call of a handler Python code added in the function runner, forwarded
+/// there; `wants_reply` is cleared where the handler asked for none
+/// (`Status.dont_reply`).
+async fn forward_call(
+    sched: &Arc<Scheduler>,
+    op: &str,
+    msg: &Value,
+    peer: &str,
+    wants_reply: &mut bool,
+) -> Value {
+    let reply = super::runner_handlers::forward(sched, op, msg, peer).await;
+    *wants_reply &= reply.is_some();
+    reply.unwrap_or(Value::Nil)
+}
+
+/// A call of an operation this scheduler does not know while `--preload`
+/// modules are starting. Python's scheduler serves no call before its
+/// preloads ran; this one serves meanwhile, so the call waits for them (at
+/// most [`PRELOAD_WAIT`]), which may add it as a handler, before it is
+/// refused.
+async fn unknown_while_preloading(
+    sched: &Arc<Scheduler>,
+    op: &str,
+    msg: &Value,
+    peer: &str,
+    wants_reply: &mut bool,
+) -> Value {
+    if tokio::time::timeout(PRELOAD_WAIT, sched.preloads_started())
+        .await
+        .is_err()
+    {
+        return error_reply(
+            "NotImplementedError",
+            &format!(
+                "The Rust dask-scheduler does not implement the operation '{op}' (its \
+                 --preload modules, which may add it, have been starting for {} s and are \
+                 not done)",
+                PRELOAD_WAIT.as_secs()
+            ),
+        );
+    }
+    if sched.runner_handlers.contains(op) {
+        forward_call(sched, op, msg, peer, wants_reply).await
+    } else {
+        unknown_op_reply(op)
     }
 }
 
