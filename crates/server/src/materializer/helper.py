@@ -2424,16 +2424,10 @@ class _SchedulerStandIn:
         from collections import deque
 
         import dask.config
-        from distributed.scheduler import Transition
 
         records = self._relay_now("stand_in_transition_log")
         maxlen = dask.config.get("distributed.admin.low-level-log-length")
-        return deque(
-            (Transition(_as_key(key), start, finish, {_as_key(k): v for k, v in recs.items()},
-                        stimulus, when)
-             for key, start, finish, recs, stimulus, when in records),
-            maxlen=maxlen,
-        )
+        return deque(_transitions(records), maxlen=maxlen)
 
     def add_plugin(self, plugin, *, idempotent=False, name=None, **kwargs):
         """``Scheduler.add_plugin``: keeps the plugin (its ``start`` is not
@@ -2489,15 +2483,8 @@ class _SchedulerStandIn:
         """``Scheduler.story``: the records of the scheduler's transition log
         that touch these keys (its ``get_story`` RPC, asked now), as Python's
         ``Transition`` tuples."""
-        from distributed.scheduler import Transition
-
         keys = [getattr(k, "key", k) for k in keys_or_tasks_or_stimuli]
-        records = self._relay_now("get_story", keys_or_stimuli=keys)
-        return [
-            Transition(_as_key(key), start, finish,
-                       {_as_key(k): v for k, v in recs.items()}, stimulus, when)
-            for key, start, finish, recs, stimulus, when in records
-        ]
+        return list(_transitions(self._relay_now("get_story", keys_or_stimuli=keys)))
 
     def _relay_now(self, op, **kwargs):
         """``_relay`` for the scheduler's synchronous methods: the call may
@@ -2594,6 +2581,17 @@ def _as_key(key):
     if isinstance(key, (list, tuple)):
         return tuple(_as_key(k) for k in key)
     return key
+
+
+def _transitions(records):
+    """The scheduler's transition-log records (``get_story``,
+    ``stand_in_transition_log``) as Python's ``Transition`` tuples."""
+    from distributed.scheduler import Transition
+
+    for key, start, finish, recs, stimulus, when in records:
+        yield Transition(
+            _as_key(key), start, finish, {_as_key(k): v for k, v in recs.items()}, stimulus, when
+        )
 
 
 _STAND_IN = None
