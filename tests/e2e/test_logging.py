@@ -6,6 +6,7 @@ Dask user greps for, and the level from Dask's logging config
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -156,5 +157,177 @@ def test_a_log_format_naming_an_unknown_field_is_refused(tmp_path):
         wait_until(lambda: f"Receive client connection: {client_id}"
                    in scheduler_messages(s.log_text()), 30, "a line in the default format")
         assert "log-format field %(nope) is not supported" in s.log_text()
+    finally:
+        s.stop()
+
+
+def dict_config(tmp_path, body: str) -> dict[str, str]:
+    """A Dask config directory whose ``logging:`` is the dictConfig form
+    (``version: 1``) with ``body`` below it; the environment to use it."""
+    conf = tmp_path / "dask-config"
+    conf.mkdir()
+    lines = "\n".join("  " + line for line in body.strip("\n").splitlines())
+    (conf / "logging.yaml").write_text(f"logging:\n  version: 1\n{lines}\n")
+    return {"DASK_CONFIG": str(conf)}
+
+
+def connect_once(s) -> str:
+    from distributed import Client
+
+    with Client(s.address, timeout=30, set_as_default=False) as client:
+        assert client.scheduler_info()["type"] == "Scheduler"
+        return client.id
+
+
+def test_dictconfig_handlers_formats_and_levels(tmp_path):
+    """Dask's ``logging:`` config in its ``version: 1`` form (Python's
+    ``logging.config.dictConfig``): a logger's level, a file handler and a
+    stdout handler, each with its formatter (one in ``{`` style with a date
+    format), and propagation to the root's handler."""
+    log = tmp_path / "scheduler.log"
+    env = dict_config(tmp_path, f"""
+disable_existing_loggers: false
+formatters:
+  plain: {{format: "%(levelname)s|%(name)s|%(message)s"}}
+  brace: {{format: "{{asctime}} <{{name}}> {{levelname}}: {{message}}", style: "{{", datefmt: "%H:%M:%S"}}
+handlers:
+  file: {{class: logging.FileHandler, filename: "{log}", formatter: plain}}
+  out: {{class: logging.StreamHandler, stream: "ext://sys.stdout", formatter: brace}}
+loggers:
+  distributed.scheduler: {{level: INFO, handlers: [file]}}
+  distributed.core: {{level: CRITICAL}}
+root: {{level: WARNING, handlers: [out]}}
+""")
+    s = Scheduler(tmp_path, env=env)
+    try:
+        client_id = connect_once(s)
+        want = f"INFO|distributed.scheduler|Receive client connection: {client_id}"
+        wait_until(lambda: log.exists() and want in log.read_text().splitlines(), 30,
+                   f"the line {want!r} in the file", context=s.log_text)
+        # the record went on to the root's handler (its level is the
+        # logger's, not the root's), in the brace format with the date format
+        out = re.compile(r"^\d\d:\d\d:\d\d <distributed\.scheduler> INFO: "
+                         + re.escape(f"Receive client connection: {client_id}") + "$")
+        wait_until(lambda: any(out.match(line) for line in s.log_text().splitlines()), 30,
+                   "the line on stdout", context=s.log_text)
+        assert not scheduler_messages(s.log_text()), "a line in Dask's default format"
+        assert not scheduler_messages(log.read_text())
+    finally:
+        s.stop()
+
+
+def test_dictconfig_level_silences_the_scheduler(tmp_path):
+    env = dict_config(tmp_path, """
+disable_existing_loggers: false
+handlers:
+  err: {class: logging.StreamHandler, stream: "ext://sys.stderr"}
+loggers:
+  distributed: {level: ERROR, handlers: [err], propagate: false}
+""")
+    s = Scheduler(tmp_path, env=env)
+    try:
+        client_id = connect_once(s)
+        time.sleep(0.5)
+        assert f"Receive client connection: {client_id}" not in s.log_text()
+    finally:
+        s.stop()
+
+
+def test_rotating_file_handler_rolls_over(tmp_path):
+    log = tmp_path / "rot.log"
+    env = dict_config(tmp_path, f"""
+disable_existing_loggers: false
+handlers:
+  rot: {{class: logging.handlers.RotatingFileHandler, filename: "{log}", maxBytes: 400, backupCount: 2}}
+loggers:
+  distributed.scheduler: {{level: INFO, handlers: [rot]}}
+""")
+    s = Scheduler(tmp_path, env=env)
+    try:
+        ids = [connect_once(s) for _ in range(6)]
+        backup = tmp_path / "rot.log.1"
+        wait_until(lambda: backup.exists() and f"Close client connection: {ids[-1]}"
+                   in log.read_text(), 30, "a rolled-over log", context=s.log_text)
+        for f in (log, backup):
+            assert 0 < f.stat().st_size <= 400, f
+        assert not (tmp_path / "rot.log.3").exists()
+        text = "".join(f.read_text() for f in (tmp_path / "rot.log.2", backup, log)
+                       if f.exists())
+        # the newest lines, in order, the default formatter's message alone
+        assert f"Receive client connection: {ids[-1]}\n" in text
+    finally:
+        s.stop()
+
+
+def test_logging_file_config(tmp_path):
+    """``logging-file-config``: a ``logging.config.fileConfig`` ini file."""
+    log = tmp_path / "ini.log"
+    ini = tmp_path / "logging.ini"
+    ini.write_text(f"""\
+[loggers]
+keys=root,scheduler
+
+[handlers]
+keys=file
+
+[formatters]
+keys=f
+
+[logger_root]
+level=WARNING
+handlers=
+
+[logger_scheduler]
+level=INFO
+handlers=file
+qualname=distributed.scheduler
+
+[handler_file]
+class=FileHandler
+formatter=f
+args=({str(log)!r}, 'a')
+
+[formatter_f]
+format=ini %(name)s %(message)s
+""")
+    conf = tmp_path / "dask-config"
+    conf.mkdir()
+    # (Python reads the key from YAML only: DASK_LOGGING_FILE_CONFIG comes
+    # out as `logging_file_config`, which distributed does not look for)
+    (conf / "logging.yaml").write_text(f"logging-file-config: {ini}\n")
+    s = Scheduler(tmp_path, env={"DASK_CONFIG": str(conf)})
+    try:
+        client_id = connect_once(s)
+        want = f"ini distributed.scheduler Receive client connection: {client_id}"
+        wait_until(lambda: log.exists() and want in log.read_text().splitlines(), 30,
+                   f"the line {want!r}", context=s.log_text)
+    finally:
+        s.stop()
+
+
+@pytest.mark.rust_only  # Python's scheduler runs any handler or formatter class
+def test_dictconfig_parts_it_cannot_honour_are_named(tmp_path):
+    env = dict_config(tmp_path, """
+disable_existing_loggers: false
+formatters:
+  color: {(): colorlog.ColoredFormatter, fmt: "%(log_color)s%(message)s"}
+handlers:
+  sock: {class: logging.handlers.SocketHandler, host: 127.0.0.1, port: 9}
+  colored: {class: logging.StreamHandler, formatter: color}
+loggers:
+  distributed.scheduler: {level: INFO, handlers: [sock, colored]}
+""")
+    s = Scheduler(tmp_path, env=env)
+    try:
+        client_id = connect_once(s)
+        wait_until(lambda: f"Receive client connection: {client_id}"
+                   in scheduler_messages(s.log_text()), 30,
+                   "lines in Dask's default format", context=s.log_text)
+        text = s.log_text()
+        assert ("handler class logging.handlers.SocketHandler is not supported by this "
+                "scheduler") in text
+        assert re.search(r"formatter class colorlog[.\w]*\.ColoredFormatter is not supported", text)
+        # both handlers' lines: one each
+        assert scheduler_messages(text).count(f"Receive client connection: {client_id}") == 2
     finally:
         s.stop()

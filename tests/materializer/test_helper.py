@@ -1349,3 +1349,45 @@ def test_no_forked_order_when_memory_is_short(monkeypatch, caplog):
         assert mod._ForkedOrder.start(dsk) is None
     assert "ordering the graph in the helper itself" in caplog.text
     assert "599 MiB available, the graph holds 300 MiB" in caplog.text
+
+
+def test_config_describes_the_logging_dask_set_up(tmp_path):
+    """``logging-setup``: Python's logging as distributed's import set it up
+    from Dask's config (here the dictConfig form), for the scheduler to
+    route its lines through; the helper's own stderr handler left out, and
+    ``ext://sys.stdout`` told from stderr although the helper's fd 1 is."""
+    log = tmp_path / "s.log"
+    (tmp_path / "logging.yaml").write_text(f"""\
+logging:
+  version: 1
+  disable_existing_loggers: false
+  formatters:
+    brace: {{format: "{{name}}: {{message}} 100%", style: "{{"}}
+  handlers:
+    out: {{class: logging.StreamHandler, stream: "ext://sys.stdout", formatter: brace}}
+    file: {{class: logging.FileHandler, filename: "{log}", level: WARNING}}
+    mem: {{class: logging.handlers.MemoryHandler, capacity: 10}}
+  loggers:
+    distributed.scheduler: {{level: DEBUG, handlers: [file], propagate: false}}
+  root: {{level: INFO, handlers: [out, mem]}}
+""")
+    env = {k: v for k, v in helper_env().items() if not k.startswith("DASK_LOGGING")}
+    h = Helper(env={**env, "DASK_CONFIG": str(tmp_path)})
+    try:
+        setup = ok(h.call({"op": "config"}))["config"]["logging-setup"]
+    finally:
+        h.close()
+    handlers = setup["handlers"]
+    root = setup["root"]
+    assert root["level"] == 20 and len(root["handlers"]) == 2, setup
+    out, mem = (handlers[i] for i in root["handlers"])
+    assert (out["kind"], out["format"]) == ("stdout", "%(name)s: %(message)s 100%%")
+    assert mem["kind"] == "unsupported" and "MemoryHandler" in mem["why"]
+    sched = setup["loggers"]["distributed.scheduler"]
+    assert (sched["level"], sched["propagate"]) == (10, False)
+    (file,) = (handlers[i] for i in sched["handlers"])
+    assert (file["kind"], file["path"], file["level"]) == ("file", str(log), 30)
+    # no formatter: Python's default prints the message alone
+    assert file["format"] == "%(message)s"
+    last = handlers[setup["last-resort"]]
+    assert (last["kind"], last["level"]) == ("stderr", 30)

@@ -7,6 +7,8 @@ pub mod http;
 pub mod logformat;
 pub mod logging;
 pub mod logring;
+pub mod logroute;
+pub mod logsetup;
 pub mod materializer;
 pub mod metrics;
 pub mod monitor;

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::prelude::*;
@@ -37,18 +38,29 @@ pub fn init(level: &str) {
     let rust_log = from_env.is_some();
     let filter = from_env.unwrap_or_else(|| filter_for(directive));
     let (filter, handle) = reload::Layer::new(filter);
+    // Dask's format on stderr until Dask's logging config is known ...
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .event_format(DaskFormat);
-    // the same lines, kept for `get_scheduler_logs`
+        .event_format(DaskFormat)
+        .with_filter(filter_fn(|_| crate::logroute::current().is_none()));
+    // ... then its handlers
+    let routed = crate::logroute::RouteLayer;
+    // the same lines, kept for `get_scheduler_logs` (those the logger's
+    // level lets through, once the config is known)
     let ring = tracing_subscriber::fmt::layer()
         .with_writer(crate::logring::MakeRingWriter)
         .with_ansi(false)
-        .event_format(DaskFormat);
+        .event_format(DaskFormat)
+        .with_filter(filter_fn(|meta| {
+            crate::logroute::current().is_none_or(|r| {
+                r.enabled(&dask_logger_name(meta.target()), level_number(meta.level()))
+            })
+        }));
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
+        .with(routed)
         .with(ring)
         .try_init()
         .is_ok();
@@ -68,6 +80,38 @@ pub fn init(level: &str) {
 
 /// When logging started (Python's `relativeCreated` counts from it).
 static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Seconds since logging started.
+pub(crate) fn since_start() -> f64 {
+    START.get().map_or(0.0, |s| s.elapsed().as_secs_f64())
+}
+
+/// Write the lines through the handlers of Dask's logging config (as the
+/// materializer's Python describes it) from now on, and let through what
+/// its loggers' levels ask for. `explicit_level`: `--log-level` was given,
+/// which (like `RUST_LOG`) sets the level instead of the loggers. Each part
+/// of the config this scheduler cannot honour is logged as a warning.
+pub fn route_through(setup: crate::logsetup::LoggingSetup, explicit_level: bool) {
+    let handle = RELOAD.get();
+    let overridden = explicit_level || handle.is_none();
+    let (router, warnings) = crate::logroute::Router::new(setup, overridden);
+    let lowest = router.lowest_level();
+    crate::logroute::install(router);
+    if let (false, Some(handle)) = (overridden, handle) {
+        let directive = match lowest {
+            None => "off",
+            Some(..=5) => "trace",
+            Some(6..=10) => "debug",
+            Some(11..=20) => "info",
+            Some(21..=30) => "warn",
+            Some(_) => "error",
+        };
+        let _ = handle.reload(filter_for(directive));
+    }
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+}
 
 /// Format the lines with a Python logging format string
 /// (`distributed.admin.log-format`); one that cannot be rendered is refused
@@ -137,27 +181,38 @@ pub fn normalize_level(level: &str) -> Option<&'static str> {
     })
 }
 
+/// The Dask logger each of this scheduler's Rust modules logs as (by
+/// module path prefix, the longest first).
+const TARGET_LOGGERS: &[(&str, &str)] = &[
+    ("dask_scheduler::net::batched", "distributed.batched"),
+    ("dask_scheduler::net::rpc", "distributed.core"),
+    ("dask_scheduler::net", "distributed.comm.tcp"),
+    ("dask_scheduler::http", "distributed.http"),
+    (
+        "dask_scheduler::materializer",
+        "distributed.scheduler.materializer",
+    ),
+    ("dask_scheduler", "distributed.scheduler"),
+    ("dask_core", "distributed.scheduler"),
+    ("dask_wire", "distributed.protocol"),
+];
+
+/// The Dask loggers this scheduler's lines come from.
+pub fn dask_loggers() -> impl Iterator<Item = &'static str> {
+    let mut names: Vec<&'static str> = TARGET_LOGGERS.iter().map(|(_, n)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter()
+}
+
 /// The Dask logger name for a tracing target (a Rust module path).
 /// Targets that already look like Dask logger names (`distributed...`) are kept,
 /// so `tracing::info!(target: "distributed.scheduler", ...)` also works.
 pub fn dask_logger_name(target: &str) -> Cow<'_, str> {
-    const MAP: &[(&str, &str)] = &[
-        ("dask_scheduler::net::batched", "distributed.batched"),
-        ("dask_scheduler::net::rpc", "distributed.core"),
-        ("dask_scheduler::net", "distributed.comm.tcp"),
-        ("dask_scheduler::http", "distributed.http"),
-        (
-            "dask_scheduler::materializer",
-            "distributed.scheduler.materializer",
-        ),
-        ("dask_scheduler", "distributed.scheduler"),
-        ("dask_core", "distributed.scheduler"),
-        ("dask_wire", "distributed.protocol"),
-    ];
     if target.starts_with("distributed") {
         return Cow::Borrowed(target);
     }
-    for (prefix, name) in MAP {
+    for (prefix, name) in TARGET_LOGGERS {
         if let Some(rest) = target.strip_prefix(prefix) {
             if rest.is_empty() || rest.starts_with("::") {
                 return Cow::Borrowed(name);
@@ -179,7 +234,7 @@ pub(crate) fn level_name(level: &Level) -> &'static str {
 }
 
 /// Python's level number of a tracing level.
-fn level_number(level: &Level) -> i64 {
+pub(crate) fn level_number(level: &Level) -> i64 {
     match *level {
         Level::TRACE => 5,
         Level::DEBUG => 10,
@@ -229,7 +284,7 @@ where
             levelno: level_number(meta.level()),
             message: &message,
             created: now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6,
-            relative: START.get().map_or(0.0, |s| s.elapsed().as_secs_f64()),
+            relative: since_start(),
             module_path: meta.module_path().unwrap_or(meta.target()),
             file: meta.file().unwrap_or(""),
             line: meta.line().unwrap_or(0),

@@ -154,9 +154,19 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         dashboard_port,
         started: now(),
     };
-    if let (false, Some(level)) = (explicit_log_level, extras.log_level.as_deref()) {
-        // Dask's `logging:` config (YAML or DASK_LOGGING__*), as Python resolved it.
-        logging::set_level(level);
+    match extras.logging_setup.clone() {
+        // Dask's `logging:` config (YAML or DASK_LOGGING__*), as Python set it up.
+        Some(Ok(setup)) => logging::route_through(setup, explicit_log_level),
+        other => {
+            if let Some(Err(why)) = other {
+                tracing::warn!(
+                    "Dask's logging config could not be read ({why}); logging in Dask's default format to stderr"
+                );
+            }
+            if let (false, Some(level)) = (explicit_log_level, extras.log_level.as_deref()) {
+                logging::set_level(level);
+            }
+        }
     }
     if let Some(namespace) = extras.prometheus_namespace.as_deref() {
         dask_scheduler::metrics::set_namespace(namespace);

@@ -36,7 +36,12 @@ def _take_stdio():
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    sys.stdout = sys.stderr
+    # a stdout of its own (on fd 1, now stderr), so that a logging handler
+    # Dask's config opens on ``ext://sys.stdout`` is told from stderr
+    sys.stdout = open(  # noqa: SIM115
+        1, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace",
+        closefd=False,
+    )
     sys.stdin = open(os.devnull)  # noqa: SIM115
     return proto_in, proto_out
 
@@ -82,6 +87,13 @@ def _read(inp):
     return body
 
 
+# ids of the handlers the helper adds for its own log lines (`_describe_logging`
+# leaves them out)
+_HELPER_LOG_HANDLERS = set()
+# the root logger's level before the helper's `basicConfig` changed it
+_HELPER_ROOT_LEVEL = None
+
+
 def _import_environment():
     """Import what the helper needs. Returns an error message or None."""
     global msgpack, dask, distributed, log
@@ -100,11 +112,20 @@ def _import_environment():
     import distributed
     import msgpack
 
+    before = list(logging.getLogger().handlers)
+    root_level = logging.getLogger().level
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # the helper's own output, not part of the logging Dask's config set up
+    added = [h for h in logging.getLogger().handlers if not any(h is b for b in before)]
+    _HELPER_LOG_HANDLERS.update(id(h) for h in added)
+    if added:
+        # basicConfig raised the root logger to INFO along with its handler
+        global _HELPER_ROOT_LEVEL
+        _HELPER_ROOT_LEVEL = root_level
     log = logging.getLogger("dask_scheduler.materializer")
     # The scheduler passes DEBUG when its own log shows materializer debug
     # lines (per-phase timings of each graph).
@@ -3074,6 +3095,131 @@ def _scheduler_log_level(logging_config):
     return None
 
 
+def _logging_format(formatter):
+    """A formatter as ``[format, datefmt]`` in ``%`` style (Python's default
+    formatter prints the message alone), or a string saying why it cannot
+    be rendered by this scheduler."""
+    import logging
+    import re
+
+    if formatter is None:
+        return ["%(message)s", None]
+    if type(formatter) is not logging.Formatter:
+        return f"formatter class {type(formatter).__module__}.{type(formatter).__qualname__}"
+    style = formatter._style
+    fmt = style._fmt
+    if type(style) is logging.PercentStyle:
+        pass
+    elif type(style) in (logging.StrFormatStyle, logging.StringTemplateStyle):
+        brace = type(style) is logging.StrFormatStyle
+        pattern = r"\{\{|\}\}|\{(\w+)\}" if brace else r"\$\$|\$\{(\w+)\}|\$(\w+)"
+        out, at = [], 0
+        for m in [*re.finditer(pattern, fmt), None]:
+            literal = fmt[at:m.start() if m else len(fmt)]
+            if brace and ("{" in literal or "}" in literal):
+                return f"format {fmt!r} (a '{{' field with a conversion or format spec)"
+            out.append(literal.replace("%", "%%"))
+            if m:
+                name = next((g for g in m.groups() if g), None)
+                # a field, or an escaped brace or dollar
+                out.append(f"%({name})s" if name else m.group(0)[0])
+                at = m.end()
+        fmt = "".join(out)
+    else:
+        return f"format style {type(style).__qualname__}"
+    return [fmt, formatter.datefmt]
+
+
+def _logging_handler(handler):
+    """What this scheduler needs to write a Python logging handler's
+    records itself: where, from which level, in which format."""
+    import logging
+    import logging.handlers
+
+    kind = type(handler)
+    out = {"level": int(handler.level), "class": f"{kind.__module__}.{kind.__qualname__}"}
+    if kind in (logging.FileHandler, logging.handlers.WatchedFileHandler):
+        out.update(kind="file", path=str(handler.baseFilename), mode=str(handler.mode))
+    elif kind is logging.handlers.RotatingFileHandler:
+        out.update(kind="rotating", path=str(handler.baseFilename), mode=str(handler.mode),
+                   **{"max-bytes": int(handler.maxBytes), "backup-count": int(handler.backupCount)})
+    elif kind in (logging.StreamHandler, type(logging.lastResort)):
+        stream = handler.stream
+        if stream in (sys.stderr, sys.__stderr__):
+            out["kind"] = "stderr"
+        elif stream in (sys.stdout, sys.__stdout__):
+            out["kind"] = "stdout"
+        else:
+            out["kind"] = "unsupported"
+            out["why"] = f"stream {stream!r}"
+    elif kind is logging.NullHandler:
+        out["kind"] = "null"
+    else:
+        out["kind"] = "unsupported"
+        out["why"] = f"handler class {out['class']}"
+    fmt = _logging_format(handler.formatter)
+    if isinstance(fmt, str):
+        out["format-error"] = fmt
+    else:
+        out["format"], out["datefmt"] = fmt
+    if handler.filters:
+        out["filters"] = [f"{type(f).__module__}.{type(f).__qualname__}" for f in handler.filters]
+    return out
+
+
+def _describe_logging():
+    """Python's logging as Dask's config (``logging:``, in its old or its
+    ``version: 1`` form, or ``logging-file-config``) set it up when this
+    helper imported distributed, as a Python scheduler's process has it:
+    every logger with a setting of its own (level, handlers, propagation,
+    disabled), the root logger, the handlers they use and the handler of
+    last resort. The scheduler routes its own lines through this."""
+    import logging
+
+    handlers, index = [], {}
+
+    def ref(h):
+        if id(h) not in index:
+            index[id(h)] = len(handlers)
+            handlers.append(_logging_handler(h))
+        return index[id(h)]
+
+    def describe(lg, level=None):
+        out = {
+            "level": int(lg.level if level is None else level),
+            "propagate": bool(lg.propagate),
+            "disabled": bool(lg.disabled),
+            "handlers": [ref(h) for h in lg.handlers if id(h) not in _HELPER_LOG_HANDLERS],
+        }
+        if lg.filters:
+            out["filters"] = [f"{type(f).__module__}.{type(f).__qualname__}" for f in lg.filters]
+        return out
+
+    root = logging.getLogger()
+    loggers = {}
+    for name, lg in sorted(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(lg, logging.Logger) or name.split(".")[0] == "dask_scheduler":
+            continue
+        d = describe(lg)
+        if d["level"] or d["handlers"] or not d["propagate"] or d["disabled"] or "filters" in d:
+            loggers[name] = d
+    return {
+        "root": describe(root, _HELPER_ROOT_LEVEL),
+        "loggers": loggers,
+        "handlers": handlers,
+        "last-resort": ref(logging.lastResort) if logging.lastResort is not None else None,
+    }
+
+
+def _logging_setup():
+    """`_describe_logging`, or why it failed (the scheduler then keeps its
+    own default output)."""
+    try:
+        return _describe_logging()
+    except Exception as e:  # noqa: BLE001 - reported, never fatal
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
 def op_config(req):
     """The scheduler settings of Dask's config as this environment resolves them
     (YAML files, ``DASK_*`` environment variables), parsed into plain numbers."""
@@ -3122,6 +3268,7 @@ def op_config(req):
                 int(get("distributed.scheduler.dashboard.tasks.task-stream-length", 100000)),
             ),
             "log-level": _scheduler_log_level(get("logging", None)),
+            "logging-setup": _logging_setup(),
             # a string, or nothing: Dask parses an environment value that
             # looks like a Python literal (a JSON object) as that literal
             "log-format": _string_or_none(get("distributed.admin.log-format")),

@@ -189,6 +189,9 @@ pub struct Extras {
     pub log_level: Option<String>,
     /// `distributed.admin.log-format` (Python's logging format string).
     pub log_format: Option<String>,
+    /// Python's logging as Dask's config sets it up (loggers, handlers,
+    /// formats), or why the materializer could not describe it.
+    pub logging_setup: Option<Result<crate::logsetup::LoggingSetup, String>>,
     /// `distributed.comm.socket-backlog`: pending connections per listener.
     pub socket_backlog: Option<u32>,
     /// `distributed.dashboard.prometheus.namespace` (`dask` by default).
@@ -267,6 +270,9 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         log_format: config_text(values, "log-format"),
+                        logging_setup: values
+                            .get("logging-setup")
+                            .map(crate::logsetup::LoggingSetup::from_value),
                         prometheus_namespace: values
                             .get("prometheus-namespace")
                             .and_then(Value::as_str)

@@ -1,0 +1,538 @@
+//! Writes the scheduler's log lines through the handlers of Dask's logging
+//! config ([`crate::logsetup`]): each logger's level, each handler's
+//! level, format, date format and destination (stderr, stdout, a file, a
+//! rotating file), as Python's scheduler does with the same config.
+//!
+//! Until the materializer's Python has described the set-up (and when it
+//! cannot), [`crate::logging`]'s default output stays in charge: Dask's
+//! format on stderr.
+
+use crate::logformat::{LogFormat, Record, DEFAULT};
+use crate::logsetup::{Destination, LoggingSetup, Route};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+/// Where one sink's lines go.
+enum Out {
+    Stderr,
+    Stdout,
+    File(File),
+    Rotating {
+        file: File,
+        path: String,
+        size: u64,
+        max_bytes: u64,
+        backup_count: u32,
+    },
+    Null,
+}
+
+impl Out {
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self {
+            Out::Stderr => std::io::stderr().lock().write_all(line),
+            Out::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(line)?;
+                out.flush()
+            }
+            Out::File(f) => f.write_all(line),
+            Out::Rotating {
+                file,
+                path,
+                size,
+                max_bytes,
+                backup_count,
+            } => {
+                // Python's `shouldRollover`: the line would reach maxBytes
+                if *max_bytes > 0 && *size + line.len() as u64 >= *max_bytes && *backup_count > 0 {
+                    rotate(path, *backup_count)?;
+                    *file = open_append(path)?;
+                    *size = 0;
+                }
+                file.write_all(line)?;
+                *size += line.len() as u64;
+                Ok(())
+            }
+            Out::Null => Ok(()),
+        }
+    }
+}
+
+fn open_append(path: &str) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Python's `RotatingFileHandler.doRollover`: `path.N-1` → `path.N`, ...,
+/// `path` → `path.1`.
+fn rotate(path: &str, backup_count: u32) -> std::io::Result<()> {
+    for i in (1..backup_count).rev() {
+        let from = format!("{path}.{i}");
+        if std::path::Path::new(&from).exists() {
+            std::fs::rename(&from, format!("{path}.{}", i + 1))?;
+        }
+    }
+    std::fs::rename(path, format!("{path}.1"))
+}
+
+/// One handler, ready to write.
+struct Sink {
+    level: i64,
+    format: LogFormat,
+    /// `datefmt` for `%(asctime)s` (Python: `time.strftime`); `None`:
+    /// Dask's `YYYY-mm-dd HH:MM:SS,mmm`.
+    datefmt: Option<String>,
+    out: Mutex<Out>,
+}
+
+/// The installed set-up: its sinks and the routes resolved so far.
+pub struct Router {
+    setup: LoggingSetup,
+    sinks: Vec<Sink>,
+    /// Levels come from `--log-level` or `RUST_LOG` instead of the loggers'.
+    levels_overridden: bool,
+    routes: Mutex<HashMap<String, Arc<Route>>>,
+}
+
+/// A line's parts, formatted once for every sink.
+pub struct Line<'a> {
+    /// The Dask logger name.
+    pub name: &'a str,
+    /// Python's level number.
+    pub levelno: i64,
+    /// Python's level name.
+    pub levelname: &'a str,
+    /// The message with its fields.
+    pub message: &'a str,
+    /// When, local time.
+    pub now: chrono::DateTime<chrono::Local>,
+    /// Seconds since logging started.
+    pub relative: f64,
+    /// The Rust module the line comes from.
+    pub module_path: &'a str,
+    /// Its source file.
+    pub file: &'a str,
+    /// And the line in it.
+    pub line: u32,
+}
+
+/// The Dask logger whose route lines of Rust libraries (hyper, ...) take:
+/// Python's scheduler has no such loggers.
+const LIBRARY_LOGGER: &str = "distributed.scheduler";
+
+impl Router {
+    /// Open every handler's destination; returns the router and a warning
+    /// for each part of the set-up this scheduler cannot honour, naming it.
+    /// A handler it cannot write for writes to stderr in Dask's default
+    /// format instead; a format or date format it cannot render is replaced
+    /// by Dask's.
+    pub fn new(setup: LoggingSetup, levels_overridden: bool) -> (Router, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut sinks = Vec::with_capacity(setup.handlers.len());
+        for h in &setup.handlers {
+            let (format, datefmt) = match &h.format {
+                Ok((f, d)) => match (LogFormat::parse(f), d.as_deref().map(check_datefmt)) {
+                    (Ok(f), None | Some(Ok(()))) => (f, d.clone()),
+                    (Err(e), _) => {
+                        warnings.push(format!(
+                            "logging handler {}: {e}; its lines use Dask's default format",
+                            h.class
+                        ));
+                        (default_format(), None)
+                    }
+                    (Ok(f), Some(Err(e))) => {
+                        warnings.push(format!("logging handler {}: {e}", h.class));
+                        (f, None)
+                    }
+                },
+                Err(why) => {
+                    warnings.push(format!(
+                        "logging handler {}: {why} is not supported by this scheduler; \
+                         its lines use Dask's default format",
+                        h.class
+                    ));
+                    (default_format(), None)
+                }
+            };
+            let out = match &h.destination {
+                Destination::Stderr => Out::Stderr,
+                Destination::Stdout => Out::Stdout,
+                Destination::Null => Out::Null,
+                Destination::File { path, mode } => {
+                    if mode.starts_with('w') {
+                        warnings.push(format!(
+                            "logging handler {} opens {path} with mode {mode:?}: every Python \
+                             helper of this scheduler applies the logging config when it starts \
+                             and truncates it; use mode 'a'",
+                            h.class
+                        ));
+                    }
+                    match open_append(path) {
+                        Ok(f) => Out::File(f),
+                        Err(e) => {
+                            warnings.push(format!(
+                                "logging handler {}: cannot open {path} ({e}); its lines go to stderr",
+                                h.class
+                            ));
+                            Out::Stderr
+                        }
+                    }
+                }
+                Destination::Rotating {
+                    path,
+                    max_bytes,
+                    backup_count,
+                } => match open_append(path) {
+                    Ok(file) => Out::Rotating {
+                        size: file.metadata().map_or(0, |m| m.len()),
+                        file,
+                        path: path.clone(),
+                        max_bytes: *max_bytes,
+                        backup_count: *backup_count,
+                    },
+                    Err(e) => {
+                        warnings.push(format!(
+                            "logging handler {}: cannot open {path} ({e}); its lines go to stderr",
+                            h.class
+                        ));
+                        Out::Stderr
+                    }
+                },
+                Destination::Unsupported(why) => {
+                    warnings.push(format!(
+                        "logging: {why} is not supported by this scheduler; its lines go to \
+                         stderr in Dask's default format"
+                    ));
+                    sinks.push(Sink {
+                        level: h.level,
+                        format: default_format(),
+                        datefmt: None,
+                        out: Mutex::new(Out::Stderr),
+                    });
+                    continue;
+                }
+            };
+            sinks.push(Sink {
+                level: h.level,
+                format,
+                datefmt,
+                out: Mutex::new(out),
+            });
+        }
+        let router = Router {
+            setup,
+            sinks,
+            levels_overridden,
+            routes: Mutex::new(HashMap::new()),
+        };
+        for name in crate::logging::dask_loggers() {
+            let filters = &router.route(name).filters;
+            if !filters.is_empty() {
+                warnings.push(format!(
+                    "logging: the filters on logger {name}'s way ({}) are not applied by this scheduler",
+                    filters.join(", ")
+                ));
+            }
+        }
+        (router, warnings)
+    }
+
+    /// The route of logger `name` (resolved once).
+    pub fn route(&self, name: &str) -> Arc<Route> {
+        let name = if name.starts_with("distributed") {
+            name
+        } else {
+            LIBRARY_LOGGER
+        };
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = routes.get(name) {
+            return r.clone();
+        }
+        let r = Arc::new(self.setup.resolve(name));
+        routes.insert(name.to_string(), r.clone());
+        r
+    }
+
+    /// Whether logger `name` writes a record of Python level `level`.
+    pub fn enabled(&self, name: &str, level: i64) -> bool {
+        self.levels_overridden || self.route(name).enabled(level)
+    }
+
+    /// The lowest Python level any of this scheduler's loggers writes (for
+    /// the global filter); `None` when all are disabled.
+    pub fn lowest_level(&self) -> Option<i64> {
+        crate::logging::dask_loggers()
+            .filter_map(|name| self.route(name).level)
+            .min()
+    }
+
+    /// Write `line` to every handler its logger's records reach.
+    pub fn write(&self, line: &Line<'_>) {
+        let route = self.route(line.name);
+        if !self.levels_overridden && !route.enabled(line.levelno) {
+            return;
+        }
+        let last = route
+            .last_resort
+            .then_some(self.setup.last_resort)
+            .flatten();
+        for &h in route.handlers.iter().chain(last.iter()) {
+            let sink = &self.sinks[h];
+            if line.levelno < sink.level {
+                continue;
+            }
+            let asctime = match &sink.datefmt {
+                Some(f) => line.now.format(f).to_string(),
+                None => line.now.format("%Y-%m-%d %H:%M:%S,%3f").to_string(),
+            };
+            let mut text = sink.format.render(&Record {
+                asctime: &asctime,
+                name: line.name,
+                levelname: line.levelname,
+                levelno: line.levelno,
+                message: line.message,
+                created: line.now.timestamp() as f64
+                    + f64::from(line.now.timestamp_subsec_micros()) / 1e6,
+                relative: line.relative,
+                module_path: line.module_path,
+                file: line.file,
+                line: line.line,
+            });
+            text.push('\n');
+            let mut out = sink.out.lock().unwrap_or_else(PoisonError::into_inner);
+            // a log line that cannot be written has nowhere to be reported
+            let _ = out.write_line(text.as_bytes());
+        }
+    }
+}
+
+fn default_format() -> LogFormat {
+    LogFormat::parse(DEFAULT).expect("Dask's default log format parses")
+}
+
+/// A `datefmt` chrono can render (Python renders it with `time.strftime`).
+fn check_datefmt(f: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+        Err(format!(
+            "datefmt {f:?} is not supported by this scheduler; its lines use Dask's date format"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The `tracing` layer that hands every event to the router in use (none
+/// before Dask's logging config is known: the default output writes then).
+pub struct RouteLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+        use tracing_subscriber::fmt::FormatFields;
+        let Some(router) = current() else {
+            return;
+        };
+        let meta = event.metadata();
+        let mut message = String::new();
+        if DefaultFields::new()
+            .format_fields(Writer::new(&mut message), event)
+            .is_err()
+        {
+            return;
+        }
+        let name = crate::logging::dask_logger_name(meta.target());
+        router.write(&Line {
+            name: &name,
+            levelno: crate::logging::level_number(meta.level()),
+            levelname: crate::logging::level_name(meta.level()),
+            message: &message,
+            now: chrono::Local::now(),
+            relative: crate::logging::since_start(),
+            module_path: meta.module_path().unwrap_or(meta.target()),
+            file: meta.file().unwrap_or(""),
+            line: meta.line().unwrap_or(0),
+        });
+    }
+}
+
+/// The router in use; `None` until Dask's logging config is known.
+static ROUTER: RwLock<Option<Arc<Router>>> = RwLock::new(None);
+
+/// Route the lines through `router` from now on.
+pub fn install(router: Router) {
+    *ROUTER.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(router));
+}
+
+/// The router in use, if any.
+pub fn current() -> Option<Arc<Router>> {
+    ROUTER
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logsetup::{HandlerConf, LoggerConf};
+
+    fn handler(level: i64, destination: Destination, format: &str) -> HandlerConf {
+        HandlerConf {
+            class: "logging.FileHandler".into(),
+            level,
+            destination,
+            format: Ok((format.into(), None)),
+            filters: Vec::new(),
+        }
+    }
+
+    fn line<'a>(name: &'a str, levelno: i64, message: &'a str) -> Line<'a> {
+        Line {
+            name,
+            levelno,
+            levelname: match levelno {
+                10 => "DEBUG",
+                20 => "INFO",
+                _ => "WARNING",
+            },
+            message,
+            now: chrono::Local::now(),
+            relative: 0.0,
+            module_path: "m",
+            file: "f.rs",
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn lines_reach_files_by_logger_and_handler_level() {
+        let dir = std::env::temp_dir().join(format!("logroute-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let all = dir.join("all.log").to_string_lossy().into_owned();
+        let warn = dir.join("warn.log").to_string_lossy().into_owned();
+        let file = |p: &str| Destination::File {
+            path: p.into(),
+            mode: "a".into(),
+        };
+        let setup = LoggingSetup {
+            root: LoggerConf {
+                level: 20,
+                handlers: vec![1],
+                ..LoggerConf::default()
+            },
+            loggers: [(
+                "distributed.scheduler".to_string(),
+                LoggerConf {
+                    level: 10,
+                    handlers: vec![0],
+                    ..LoggerConf::default()
+                },
+            )]
+            .into(),
+            handlers: vec![
+                handler(0, file(&all), "%(levelname)s %(name)s %(message)s"),
+                handler(30, file(&warn), "%(name)s: %(message)s"),
+            ],
+            last_resort: None,
+        };
+        let (router, warnings) = Router::new(setup, false);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        router.write(&line("distributed.scheduler", 10, "debug here"));
+        router.write(&line("distributed.scheduler", 30, "warned"));
+        router.write(&line("distributed.core", 20, "core info"));
+        router.write(&line("distributed.core", 10, "core debug"));
+        router.write(&line("hyper.proto", 30, "library"));
+        let read = |p: &str| std::fs::read_to_string(p).unwrap();
+        assert_eq!(
+            read(&all),
+            "DEBUG distributed.scheduler debug here\n\
+             WARNING distributed.scheduler warned\n\
+             WARNING hyper.proto library\n"
+        );
+        assert_eq!(
+            read(&warn),
+            "distributed.scheduler: warned\nhyper.proto: library\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rotating_file_rolls_over_as_pythons() {
+        let dir = std::env::temp_dir().join(format!("logroute-rot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.log").to_string_lossy().into_owned();
+        let setup = LoggingSetup {
+            root: LoggerConf {
+                level: 10,
+                handlers: vec![0],
+                ..LoggerConf::default()
+            },
+            loggers: HashMap::new(),
+            handlers: vec![handler(
+                0,
+                Destination::Rotating {
+                    path: path.clone(),
+                    max_bytes: 20,
+                    backup_count: 2,
+                },
+                "%(message)s",
+            )],
+            last_resort: None,
+        };
+        let (router, _) = Router::new(setup, false);
+        // 10 bytes a line: a line that would reach 20 bytes rolls over first
+        for m in ["aaaaaaaaa", "bbbbbbbbb", "ccccccccc", "ddddddddd"] {
+            router.write(&line("distributed.scheduler", 20, m));
+        }
+        let read = |p: String| std::fs::read_to_string(p).unwrap_or_default();
+        assert_eq!(read(path.clone()), "ddddddddd\n");
+        assert_eq!(read(format!("{path}.1")), "ccccccccc\n");
+        assert_eq!(read(format!("{path}.2")), "bbbbbbbbb\n");
+        assert!(!std::path::Path::new(&format!("{path}.3")).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unsupported_parts_are_named() {
+        let mut bad_format = handler(0, Destination::Stderr, "%(nope)s");
+        bad_format.class = "logging.StreamHandler".into();
+        bad_format.filters = vec!["x.Filter".into()];
+        let mut json = handler(0, Destination::Stderr, "");
+        json.format = Err("formatter class pythonjsonlogger.json.JsonFormatter".into());
+        let socket = handler(
+            0,
+            Destination::Unsupported("handler class logging.handlers.SocketHandler".into()),
+            "%(message)s",
+        );
+        let mut dated = handler(0, Destination::Null, "%(asctime)s");
+        dated.format = Ok(("%(asctime)s".into(), Some("%Q".into())));
+        let setup = LoggingSetup {
+            root: LoggerConf {
+                level: 20,
+                handlers: vec![0, 1, 2, 3],
+                ..LoggerConf::default()
+            },
+            loggers: HashMap::new(),
+            handlers: vec![bad_format, json, socket, dated],
+            last_resort: None,
+        };
+        let (_, warnings) = Router::new(setup, false);
+        let all = warnings.join("\n");
+        for want in [
+            "log-format field %(nope) is not supported",
+            "formatter class pythonjsonlogger.json.JsonFormatter is not supported",
+            "handler class logging.handlers.SocketHandler is not supported",
+            "datefmt \"%Q\" is not supported",
+            "x.Filter",
+        ] {
+            assert!(all.contains(want), "{want} not in {all}");
+        }
+    }
+}
