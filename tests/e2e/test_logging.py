@@ -331,3 +331,53 @@ loggers:
         assert scheduler_messages(text).count(f"Receive client connection: {client_id}") == 2
     finally:
         s.stop()
+
+
+def test_json_lines_from_python_json_logger(tmp_path):
+    """python-json-logger's ``JsonFormatter``, what an operator names in
+    Dask's logging config for a log collector that reads JSON: its fields
+    from the format, a renamed field, a static field, the UTC timestamp and
+    the date format, one object per line."""
+    import json
+
+    log = tmp_path / "scheduler.jsonl"
+    env = dict_config(tmp_path, f"""
+disable_existing_loggers: false
+formatters:
+  json:
+    (): pythonjsonlogger.json.JsonFormatter
+    fmt: "%(asctime)s %(levelname)s %(name)s %(message)s"
+    datefmt: "%Y-%m-%dT%H:%M:%S"
+    rename_fields: {{levelname: level}}
+    static_fields: {{service: dask-scheduler, tags: [a, "é"]}}
+    timestamp: true
+handlers:
+  file: {{class: logging.FileHandler, filename: "{log}", formatter: json}}
+loggers:
+  distributed.scheduler: {{level: INFO, handlers: [file], propagate: false}}
+""")
+    s = Scheduler(tmp_path, env=env)
+    try:
+        client_id = connect_once(s)
+
+        def record():
+            for line in log.read_text().splitlines() if log.exists() else []:
+                r = json.loads(line)
+                if r["message"] == f"Receive client connection: {client_id}":
+                    return r, line
+            return None
+
+        r, line = wait_until(record, 30, "the JSON line", context=s.log_text)
+        assert list(r) == ["asctime", "level", "name", "message", "service", "tags",
+                           "timestamp"], r
+        assert (r["level"], r["name"], r["service"], r["tags"]) == (
+            "INFO", "distributed.scheduler", "dask-scheduler", ["a", "é"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", r["asctime"]), r
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00",
+                            r["timestamp"]), r
+        # json.dumps's spacing and ASCII escapes, as the formatter writes them
+        assert '"tags": ["a", "\\u00e9"], "timestamp": "' in line, line
+        # every line of the file is one JSON object
+        assert all(json.loads(x) for x in log.read_text().splitlines())
+    finally:
+        s.stop()

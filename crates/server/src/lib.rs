@@ -6,6 +6,7 @@ pub mod files;
 pub mod http;
 pub mod logformat;
 pub mod logging;
+pub mod logjson;
 pub mod logring;
 pub mod logroute;
 pub mod logsetup;

@@ -229,50 +229,63 @@ impl LogFormat {
 }
 
 /// A field's value before conversion.
-enum Raw<'a> {
+pub(crate) enum Raw<'a> {
+    /// A string field.
     Text(&'a str),
+    /// An int field.
     Int(i64),
+    /// A float field.
     Float(f64),
 }
 
-impl Directive {
-    /// The field's value; `scratch` holds one made for this line (the
-    /// thread's name).
-    fn value<'a>(&self, r: &Record<'a>, scratch: &'a mut String) -> Raw<'a> {
-        let module = r.module_path.rsplit("::").next().unwrap_or(r.module_path);
-        let filename = r.file.rsplit('/').next().unwrap_or(r.file);
-        match self.field {
-            Field::Asctime => Raw::Text(r.asctime),
-            Field::Name => Raw::Text(r.name),
-            Field::Levelname => Raw::Text(r.levelname),
-            Field::Levelno => Raw::Int(r.levelno),
-            Field::Message => Raw::Text(r.message),
-            Field::Created => Raw::Float(r.created),
-            // Python's `int((ct - int(ct)) * 1000) + 0.0`
-            Field::Msecs => Raw::Float((r.created.fract() * 1000.0).trunc()),
-            Field::RelativeCreated => Raw::Float(r.relative * 1000.0),
-            Field::Process => Raw::Int(i64::from(std::process::id())),
-            Field::ProcessName => Raw::Text("MainProcess"),
-            Field::Thread => Raw::Int(thread_number()),
-            Field::ThreadName => {
-                *scratch = match std::thread::current().name() {
-                    Some("main") => "MainThread".to_string(),
-                    Some(name) => name.to_string(),
-                    None => format!("Thread-{}", thread_number()),
-                };
-                Raw::Text(scratch)
-            }
-            Field::Module => Raw::Text(module),
-            Field::Filename => Raw::Text(filename),
-            Field::Pathname => Raw::Text(r.file),
-            Field::FuncName => Raw::Text(r.module_path),
-            Field::Lineno => Raw::Int(i64::from(r.line)),
-        }
-    }
+/// The value of the record field Python's logging calls `name`, `None` for
+/// one this scheduler does not have; `scratch` holds one made for this line.
+pub(crate) fn named_value<'a>(
+    name: &str,
+    r: &Record<'a>,
+    scratch: &'a mut String,
+) -> Option<Raw<'a>> {
+    Field::parse(name).map(|f| field_value(f, r, scratch))
+}
 
+/// A field's value; `scratch` holds one made for this line (the thread's
+/// name).
+fn field_value<'a>(field: Field, r: &Record<'a>, scratch: &'a mut String) -> Raw<'a> {
+    let module = r.module_path.rsplit("::").next().unwrap_or(r.module_path);
+    let filename = r.file.rsplit('/').next().unwrap_or(r.file);
+    match field {
+        Field::Asctime => Raw::Text(r.asctime),
+        Field::Name => Raw::Text(r.name),
+        Field::Levelname => Raw::Text(r.levelname),
+        Field::Levelno => Raw::Int(r.levelno),
+        Field::Message => Raw::Text(r.message),
+        Field::Created => Raw::Float(r.created),
+        // Python's `int((ct - int(ct)) * 1000) + 0.0`
+        Field::Msecs => Raw::Float((r.created.fract() * 1000.0).trunc()),
+        Field::RelativeCreated => Raw::Float(r.relative * 1000.0),
+        Field::Process => Raw::Int(i64::from(std::process::id())),
+        Field::ProcessName => Raw::Text("MainProcess"),
+        Field::Thread => Raw::Int(thread_number()),
+        Field::ThreadName => {
+            *scratch = match std::thread::current().name() {
+                Some("main") => "MainThread".to_string(),
+                Some(name) => name.to_string(),
+                None => format!("Thread-{}", thread_number()),
+            };
+            Raw::Text(scratch)
+        }
+        Field::Module => Raw::Text(module),
+        Field::Filename => Raw::Text(filename),
+        Field::Pathname => Raw::Text(r.file),
+        Field::FuncName => Raw::Text(r.module_path),
+        Field::Lineno => Raw::Int(i64::from(r.line)),
+    }
+}
+
+impl Directive {
     fn render(&self, r: &Record<'_>, out: &mut String) {
         let mut scratch = String::new();
-        let raw = self.value(r, &mut scratch);
+        let raw = field_value(self.field, r, &mut scratch);
         let mut body = match (self.conversion, raw) {
             ('s', Raw::Text(t)) => match self.precision {
                 Some(p) => t.chars().take(p).collect(),
@@ -331,7 +344,7 @@ impl Directive {
 }
 
 /// `str(f)` of a Python float: the shortest repr, with `.0` for integers.
-fn python_float_str(f: f64) -> String {
+pub(crate) fn python_float_str(f: f64) -> String {
     if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
         format!("{f:.1}")
     } else {

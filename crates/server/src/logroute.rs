@@ -8,7 +8,7 @@
 //! format on stderr.
 
 use crate::logformat::{LogFormat, Record, DEFAULT};
-use crate::logsetup::{Destination, LoggingSetup, Route};
+use crate::logsetup::{Destination, Formatter, JsonSpec, LoggingSetup, Route};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -77,10 +77,18 @@ fn rotate(path: &str, backup_count: u32) -> std::io::Result<()> {
     std::fs::rename(path, format!("{path}.1"))
 }
 
+/// How a sink formats its lines.
+enum LineFormat {
+    /// `logging.Formatter`'s `%`-style format.
+    Text(LogFormat),
+    /// python-json-logger's `JsonFormatter`.
+    Json(JsonSpec),
+}
+
 /// One handler, ready to write.
 struct Sink {
     level: i64,
-    format: LogFormat,
+    format: LineFormat,
     /// `datefmt` for `%(asctime)s` (Python: `time.strftime`); `None`:
     /// Dask's `YYYY-mm-dd HH:MM:SS,mmm`.
     datefmt: Option<String>,
@@ -133,20 +141,17 @@ impl Router {
         let mut sinks = Vec::with_capacity(setup.handlers.len());
         for h in &setup.handlers {
             let (format, datefmt) = match &h.format {
-                Ok((f, d)) => match (LogFormat::parse(f), d.as_deref().map(check_datefmt)) {
-                    (Ok(f), None | Some(Ok(()))) => (f, d.clone()),
-                    (Err(e), _) => {
+                Ok(Formatter::Text { format, datefmt }) => match LogFormat::parse(format) {
+                    Ok(f) => (LineFormat::Text(f), datefmt.clone()),
+                    Err(e) => {
                         warnings.push(format!(
                             "logging handler {}: {e}; its lines use Dask's default format",
                             h.class
                         ));
                         (default_format(), None)
                     }
-                    (Ok(f), Some(Err(e))) => {
-                        warnings.push(format!("logging handler {}: {e}", h.class));
-                        (f, None)
-                    }
                 },
+                Ok(Formatter::Json(spec)) => (LineFormat::Json(spec.clone()), spec.datefmt.clone()),
                 Err(why) => {
                     warnings.push(format!(
                         "logging handler {}: {why} is not supported by this scheduler; \
@@ -156,6 +161,13 @@ impl Router {
                     (default_format(), None)
                 }
             };
+            let datefmt = datefmt.filter(|d| match check_datefmt(d) {
+                Ok(()) => true,
+                Err(e) => {
+                    warnings.push(format!("logging handler {}: {e}", h.class));
+                    false
+                }
+            });
             let out = match &h.destination {
                 Destination::Stderr => Out::Stderr,
                 Destination::Stdout => Out::Stdout,
@@ -287,7 +299,7 @@ impl Router {
                 Some(f) => line.now.format(f).to_string(),
                 None => line.now.format("%Y-%m-%d %H:%M:%S,%3f").to_string(),
             };
-            let mut text = sink.format.render(&Record {
+            let record = Record {
                 asctime: &asctime,
                 name: line.name,
                 levelname: line.levelname,
@@ -299,7 +311,11 @@ impl Router {
                 module_path: line.module_path,
                 file: line.file,
                 line: line.line,
-            });
+            };
+            let mut text = match &sink.format {
+                LineFormat::Text(f) => f.render(&record),
+                LineFormat::Json(spec) => crate::logjson::render(spec, &record),
+            };
             text.push('\n');
             let mut out = sink.out.lock().unwrap_or_else(PoisonError::into_inner);
             // a log line that cannot be written has nowhere to be reported
@@ -308,8 +324,8 @@ impl Router {
     }
 }
 
-fn default_format() -> LogFormat {
-    LogFormat::parse(DEFAULT).expect("Dask's default log format parses")
+fn default_format() -> LineFormat {
+    LineFormat::Text(LogFormat::parse(DEFAULT).expect("Dask's default log format parses"))
 }
 
 /// A `datefmt` chrono can render (Python renders it with `time.strftime`).
@@ -388,7 +404,10 @@ mod tests {
             class: "logging.FileHandler".into(),
             level,
             destination,
-            format: Ok((format.into(), None)),
+            format: Ok(Formatter::Text {
+                format: format.into(),
+                datefmt: None,
+            }),
             filters: Vec::new(),
         }
     }
@@ -512,7 +531,10 @@ mod tests {
             "%(message)s",
         );
         let mut dated = handler(0, Destination::Null, "%(asctime)s");
-        dated.format = Ok(("%(asctime)s".into(), Some("%Q".into())));
+        dated.format = Ok(Formatter::Text {
+            format: "%(asctime)s".into(),
+            datefmt: Some("%Q".into()),
+        });
         let setup = LoggingSetup {
             root: LoggerConf {
                 level: 20,

@@ -64,6 +64,49 @@ pub enum Destination {
     Unsupported(String),
 }
 
+/// How a handler formats its lines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Formatter {
+    /// `logging.Formatter`: a `%`-style format (converted from `{` or `$`
+    /// style by the materializer) and its `datefmt`.
+    Text {
+        /// The format string.
+        format: String,
+        /// `time.strftime` format of `%(asctime)s`; `None`: Python's default.
+        datefmt: Option<String>,
+    },
+    /// python-json-logger's `JsonFormatter`.
+    Json(JsonSpec),
+}
+
+/// What a `JsonFormatter` line holds, as the materializer worked it out
+/// from the formatter's settings (Python's `add_fields` order, renames,
+/// static fields and defaults already applied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonSpec {
+    /// Text before the JSON object.
+    pub prefix: String,
+    /// `json_indent` as the string one level indents by; `None`: one line.
+    pub indent: Option<String>,
+    /// `json_ensure_ascii`: non-ASCII characters as `\uXXXX`.
+    pub ensure_ascii: bool,
+    /// `datefmt` of the `asctime` field.
+    pub datefmt: Option<String>,
+    /// The object's members in order: each key's JSON text and its value.
+    pub entries: Vec<(String, JsonSource)>,
+}
+
+/// Where a JSON member's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonSource {
+    /// A field of the log record (`message`, `levelname`, ...).
+    Field(String),
+    /// A fixed value: its JSON text.
+    Value(String),
+    /// The record's time in UTC, ISO 8601 (`timestamp=True`).
+    Timestamp,
+}
+
 /// One handler.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HandlerConf {
@@ -73,9 +116,8 @@ pub struct HandlerConf {
     pub level: i64,
     /// Where it writes.
     pub destination: Destination,
-    /// Its formatter as a `%`-style format and `datefmt`, or why that
-    /// cannot be rendered here.
-    pub format: Result<(String, Option<String>), String>,
+    /// Its formatter, or why it cannot be rendered here.
+    pub format: Result<Formatter, String>,
     /// Its filters' classes (not applied by this scheduler).
     pub filters: Vec<String>,
 }
@@ -164,10 +206,14 @@ fn handler(v: &Value) -> HandlerConf {
         Some("null") => Destination::Null,
         _ => Destination::Unsupported(text(v, "why").unwrap_or_else(|| "unknown handler".into())),
     };
-    let format = match (text(v, "format"), text(v, "format-error")) {
-        (Some(f), None) => Ok((f, text(v, "datefmt"))),
-        (_, Some(why)) => Err(why),
-        (None, None) => Err("no format described".into()),
+    let format = match (text(v, "format"), v.get("json"), text(v, "format-error")) {
+        (_, _, Some(why)) => Err(why),
+        (Some(format), _, None) => Ok(Formatter::Text {
+            format,
+            datefmt: text(v, "datefmt"),
+        }),
+        (None, Some(json), None) => json_spec(json).map(Formatter::Json),
+        (None, None, None) => Err("no format described".into()),
     };
     HandlerConf {
         class: text(v, "class").unwrap_or_default(),
@@ -176,6 +222,30 @@ fn handler(v: &Value) -> HandlerConf {
         format,
         filters: strings(v, "filters"),
     }
+}
+
+fn json_spec(v: &Value) -> Result<JsonSpec, String> {
+    let mut entries = Vec::new();
+    for e in v.get("entries").and_then(Value::as_seq).unwrap_or(&[]) {
+        let part = |i: usize| e.as_seq().and_then(|p| p.get(i));
+        let key = part(0).and_then(Value::as_str);
+        let arg = part(2).and_then(Value::as_str).map(str::to_string);
+        let source = match (part(1).and_then(Value::as_str), arg) {
+            (Some("field"), Some(f)) => JsonSource::Field(f),
+            (Some("value"), Some(json)) => JsonSource::Value(json),
+            (Some("timestamp"), _) => JsonSource::Timestamp,
+            _ => return Err(format!("a JSON formatter member {e:?} not understood")),
+        };
+        let key = key.ok_or_else(|| format!("a JSON formatter member {e:?} without a key"))?;
+        entries.push((key.to_string(), source));
+    }
+    Ok(JsonSpec {
+        prefix: text(v, "prefix").unwrap_or_default(),
+        indent: text(v, "indent"),
+        ensure_ascii: v.get("ensure-ascii").is_none_or(Value::truthy),
+        datefmt: text(v, "datefmt"),
+        entries,
+    })
 }
 
 impl LoggingSetup {
@@ -270,7 +340,10 @@ mod tests {
             class: class.into(),
             level: 0,
             destination: Destination::Stderr,
-            format: Ok(("%(message)s".into(), None)),
+            format: Ok(Formatter::Text {
+                format: "%(message)s".into(),
+                datefmt: None,
+            }),
             filters: Vec::new(),
         };
         LoggingSetup {
@@ -432,7 +505,10 @@ mod tests {
         );
         assert_eq!(
             s.handlers[0].format,
-            Ok(("%(message)s".into(), Some("%H:%M".into())))
+            Ok(Formatter::Text {
+                format: "%(message)s".into(),
+                datefmt: Some("%H:%M".into())
+            })
         );
         assert_eq!(
             s.handlers[1].destination,

@@ -3104,6 +3104,9 @@ def _logging_format(formatter):
 
     if formatter is None:
         return ["%(message)s", None]
+    json_spec = _json_formatter(formatter)
+    if json_spec is not None:
+        return json_spec
     if type(formatter) is not logging.Formatter:
         return f"formatter class {type(formatter).__module__}.{type(formatter).__qualname__}"
     style = formatter._style
@@ -3128,6 +3131,67 @@ def _logging_format(formatter):
     else:
         return f"format style {type(style).__qualname__}"
     return [fmt, formatter.datefmt]
+
+
+def _json_formatter(formatter):
+    """python-json-logger's ``JsonFormatter`` (as configured, not
+    subclassed nor given its own serializer or encoder) as what a line of it
+    holds: ``{"json": {...}}`` with its keys in its order, each the JSON text
+    of the key and where its value comes from (a record field, a fixed JSON
+    text, the UTC timestamp). A string says why it cannot be rendered here;
+    ``None``: not one."""
+    try:
+        from pythonjsonlogger.json import JsonEncoder, JsonFormatter
+    except ImportError:
+        return None
+    if not isinstance(formatter, JsonFormatter):
+        return None
+    import json
+    import logging
+
+    name = f"{type(formatter).__module__}.{type(formatter).__qualname__}"
+    if type(formatter) is not JsonFormatter:
+        return f"formatter class {name} (a subclass of JsonFormatter)"
+    if (formatter.json_serializer is not json.dumps or formatter.json_default is not None
+            or formatter.json_encoder is not JsonEncoder):
+        return f"formatter {name} with its own json_serializer, json_default or json_encoder"
+    ascii_only = bool(formatter.json_ensure_ascii)
+
+    def dumps(value):
+        return json.dumps(value, cls=JsonEncoder, indent=formatter.json_indent,
+                          ensure_ascii=ascii_only)
+
+    rename = formatter.rename_fields
+    entries = {}
+    for field, value in formatter.defaults.items():
+        entries[rename.get(field, field)] = ["value", dumps(value)]
+    for field in formatter._required_fields:
+        entries[rename.get(field, field)] = ["field", field]
+    for field, value in formatter.static_fields.items():
+        entries[rename.get(field, field)] = ["value", dumps(value)]
+    # a record's other attributes, in a LogRecord's order (`message` is set
+    # when it is formatted, `asctime` only for a format that names it)
+    attrs = [*logging.makeLogRecord({}).__dict__, "message"]
+    if "asctime" in formatter._required_fields:
+        attrs.append("asctime")
+    for field in attrs:
+        if field not in formatter._skip_fields and not field.startswith("_"):
+            entries[rename.get(field, field)] = ["field", field]
+    if formatter.timestamp:
+        key = formatter.timestamp if isinstance(formatter.timestamp, str) else "timestamp"
+        entries[rename.get(key, key)] = ["timestamp", None]
+    if formatter.rename_fields_keep_missing:
+        for field in rename.values():
+            entries.setdefault(field, ["value", "null"])
+    indent = formatter.json_indent
+    return {"json": {
+        "prefix": str(formatter.prefix),
+        "indent": (" " * indent if isinstance(indent, int) else indent),
+        "ensure-ascii": ascii_only,
+        "datefmt": formatter.datefmt,
+        "entries": [[json.dumps(str(k), ensure_ascii=ascii_only), *v]
+                    for k, v in entries.items()],
+    }}
 
 
 def _logging_handler(handler):
@@ -3160,6 +3224,8 @@ def _logging_handler(handler):
     fmt = _logging_format(handler.formatter)
     if isinstance(fmt, str):
         out["format-error"] = fmt
+    elif isinstance(fmt, dict):
+        out.update(fmt)
     else:
         out["format"], out["datefmt"] = fmt
     if handler.filters:
