@@ -8,7 +8,7 @@
 //! format on stderr.
 
 use crate::logformat::{LogFormat, Record, DEFAULT};
-use crate::logsetup::{Destination, Formatter, JsonSpec, LoggingSetup, Route};
+use crate::logsetup::{Destination, Formatter, HandlerConf, JsonSpec, LoggingSetup, Route};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -137,117 +137,45 @@ impl Router {
     /// format instead; a format or date format it cannot render is replaced
     /// by Dask's.
     pub fn new(setup: LoggingSetup, levels_overridden: bool) -> (Router, Vec<String>) {
-        let mut warnings = Vec::new();
-        let mut sinks = Vec::with_capacity(setup.handlers.len());
-        for h in &setup.handlers {
-            let (format, datefmt) = match &h.format {
-                Ok(Formatter::Text { format, datefmt }) => match LogFormat::parse(format) {
-                    Ok(f) => (LineFormat::Text(f), datefmt.clone()),
-                    Err(e) => {
-                        warnings.push(format!(
-                            "logging handler {}: {e}; its lines use Dask's default format",
-                            h.class
-                        ));
-                        (default_format(), None)
-                    }
-                },
-                Ok(Formatter::Json(spec)) => (LineFormat::Json(spec.clone()), spec.datefmt.clone()),
-                Err(why) => {
-                    warnings.push(format!(
-                        "logging handler {}: {why} is not supported by this scheduler; \
-                         its lines use Dask's default format",
-                        h.class
-                    ));
-                    (default_format(), None)
-                }
-            };
-            let datefmt = datefmt.filter(|d| match check_datefmt(d) {
-                Ok(()) => true,
-                Err(e) => {
-                    warnings.push(format!("logging handler {}: {e}", h.class));
-                    false
-                }
-            });
-            let out = match &h.destination {
-                Destination::Stderr => Out::Stderr,
-                Destination::Stdout => Out::Stdout,
-                Destination::Null => Out::Null,
-                Destination::File { path, mode } => {
-                    if mode.starts_with('w') {
-                        warnings.push(format!(
-                            "logging handler {} opens {path} with mode {mode:?}: every Python \
-                             helper of this scheduler applies the logging config when it starts \
-                             and truncates it; use mode 'a'",
-                            h.class
-                        ));
-                    }
-                    match open_append(path) {
-                        Ok(f) => Out::File(f),
-                        Err(e) => {
-                            warnings.push(format!(
-                                "logging handler {}: cannot open {path} ({e}); its lines go to stderr",
-                                h.class
-                            ));
-                            Out::Stderr
-                        }
-                    }
-                }
-                Destination::Rotating {
-                    path,
-                    max_bytes,
-                    backup_count,
-                } => match open_append(path) {
-                    Ok(file) => Out::Rotating {
-                        size: file.metadata().map_or(0, |m| m.len()),
-                        file,
-                        path: path.clone(),
-                        max_bytes: *max_bytes,
-                        backup_count: *backup_count,
-                    },
-                    Err(e) => {
-                        warnings.push(format!(
-                            "logging handler {}: cannot open {path} ({e}); its lines go to stderr",
-                            h.class
-                        ));
-                        Out::Stderr
-                    }
-                },
-                Destination::Unsupported(why) => {
-                    warnings.push(format!(
-                        "logging: {why} is not supported by this scheduler; its lines go to \
-                         stderr in Dask's default format"
-                    ));
-                    sinks.push(Sink {
-                        level: h.level,
-                        format: default_format(),
-                        datefmt: None,
-                        out: Mutex::new(Out::Stderr),
-                    });
-                    continue;
-                }
-            };
-            sinks.push(Sink {
-                level: h.level,
-                format,
-                datefmt,
-                out: Mutex::new(out),
-            });
-        }
-        let router = Router {
+        let mut router = Router {
             setup,
-            sinks,
+            sinks: Vec::new(),
             levels_overridden,
             routes: Mutex::new(HashMap::new()),
         };
+        // the handlers this scheduler's loggers reach (only those are
+        // opened, and only their parts are warned about)
+        let mut used = vec![false; router.setup.handlers.len()];
+        let mut warnings = Vec::new();
         for name in crate::logging::dask_loggers() {
-            let filters = &router.route(name).filters;
-            if !filters.is_empty() {
+            let route = router.route(name);
+            let last = route.last_resort.then_some(router.setup.last_resort);
+            for &h in route.handlers.iter().chain(last.flatten().iter()) {
+                used[h] = true;
+            }
+            if !route.filters.is_empty() {
                 warnings.push(format!(
                     "logging: the filters on logger {name}'s way ({}) are not applied by this scheduler",
-                    filters.join(", ")
+                    route.filters.join(", ")
                 ));
             }
         }
+        let sinks = router
+            .setup
+            .handlers
+            .iter()
+            .zip(used)
+            .map(|(h, used)| match used {
+                true => sink(h, &mut warnings),
+                false => Sink {
+                    level: h.level,
+                    format: default_format(),
+                    datefmt: None,
+                    out: Mutex::new(Out::Null),
+                },
+            })
+            .collect();
+        router.sinks = sinks;
         (router, warnings)
     }
 
@@ -321,6 +249,80 @@ impl Router {
             // a log line that cannot be written has nowhere to be reported
             let _ = out.write_line(text.as_bytes());
         }
+    }
+}
+
+/// A handler ready to write, with a warning for each part of it that
+/// this scheduler cannot honour.
+fn sink(h: &HandlerConf, warnings: &mut Vec<String>) -> Sink {
+    let mut warn = |what: String| warnings.push(format!("logging handler {}: {what}", h.class));
+    let (format, datefmt) = match &h.format {
+        Ok(Formatter::Text { format, datefmt }) => match LogFormat::parse(format) {
+            Ok(f) => (LineFormat::Text(f), datefmt.clone()),
+            Err(e) => {
+                warn(format!("{e}; its lines use Dask's default format"));
+                (default_format(), None)
+            }
+        },
+        Ok(Formatter::Json(spec)) => (LineFormat::Json(spec.clone()), spec.datefmt.clone()),
+        Err(why) => {
+            warn(format!(
+                "{why} is not supported by this scheduler; its lines use Dask's default format"
+            ));
+            (default_format(), None)
+        }
+    };
+    let datefmt = datefmt.filter(|d| check_datefmt(d).map_err(&mut warn).is_ok());
+    let (path, out) = match &h.destination {
+        Destination::Stderr => (None, Ok(Out::Stderr)),
+        Destination::Stdout => (None, Ok(Out::Stdout)),
+        Destination::Null => (None, Ok(Out::Null)),
+        Destination::File { path, mode } => {
+            if mode.starts_with('w') {
+                warn(format!(
+                    "it opens {path} with mode {mode:?}: every Python helper of this scheduler \
+                     applies the logging config when it starts and truncates it; use mode 'a'"
+                ));
+            }
+            (Some(path), open_append(path).map(Out::File))
+        }
+        Destination::Rotating {
+            path,
+            max_bytes,
+            backup_count,
+        } => (
+            Some(path),
+            open_append(path).map(|file| Out::Rotating {
+                size: file.metadata().map_or(0, |m| m.len()),
+                file,
+                path: path.clone(),
+                max_bytes: *max_bytes,
+                backup_count: *backup_count,
+            }),
+        ),
+        Destination::Unsupported(why) => {
+            warn(format!(
+                "{why} is not supported by this scheduler; its lines go to stderr in Dask's \
+                 default format"
+            ));
+            return Sink {
+                level: h.level,
+                format: default_format(),
+                datefmt: None,
+                out: Mutex::new(Out::Stderr),
+            };
+        }
+    };
+    let out = out.unwrap_or_else(|e| {
+        let path = path.map_or("", String::as_str);
+        warn(format!("cannot open {path} ({e}); its lines go to stderr"));
+        Out::Stderr
+    });
+    Sink {
+        level: h.level,
+        format,
+        datefmt,
+        out: Mutex::new(out),
     }
 }
 
@@ -535,18 +537,32 @@ mod tests {
             format: "%(asctime)s".into(),
             datefmt: Some("%Q".into()),
         });
+        // a handler only another logger uses, never written to: no warning
+        let elsewhere = handler(
+            0,
+            Destination::Unsupported("handler class logging.handlers.SysLogHandler".into()),
+            "%(message)s",
+        );
         let setup = LoggingSetup {
             root: LoggerConf {
                 level: 20,
                 handlers: vec![0, 1, 2, 3],
                 ..LoggerConf::default()
             },
-            loggers: HashMap::new(),
-            handlers: vec![bad_format, json, socket, dated],
+            loggers: [(
+                "tornado".to_string(),
+                LoggerConf {
+                    handlers: vec![4],
+                    ..LoggerConf::default()
+                },
+            )]
+            .into(),
+            handlers: vec![bad_format, json, socket, dated, elsewhere],
             last_resort: None,
         };
         let (_, warnings) = Router::new(setup, false);
         let all = warnings.join("\n");
+        assert!(!all.contains("SysLogHandler"), "{all}");
         for want in [
             "log-format field %(nope) is not supported",
             "formatter class pythonjsonlogger.json.JsonFormatter is not supported",

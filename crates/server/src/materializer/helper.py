@@ -3097,8 +3097,9 @@ def _scheduler_log_level(logging_config):
 
 def _logging_format(formatter):
     """A formatter as ``[format, datefmt]`` in ``%`` style (Python's default
-    formatter prints the message alone), or a string saying why it cannot
-    be rendered by this scheduler."""
+    formatter prints the message alone; ``{`` and ``$`` formats converted),
+    python-json-logger's as ``{"json": ...}`` (`_json_formatter`), or a
+    string saying why it cannot be rendered by this scheduler."""
     import logging
     import re
 
