@@ -134,7 +134,7 @@ impl Default for Config {
             no_workers_timeout: None,
             events_cleanup_delay: 3600.0,
             bandwidth: 100e6,
-            work_stealing_interval: 0.1,
+            work_stealing_interval: 1.0,
             worker_saturation: 1.1,
             work_stealing: true,
             sibling_affinity: true,

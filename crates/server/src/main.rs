@@ -72,6 +72,33 @@ fn bind_socket(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSoc
     Ok(socket)
 }
 
+/// Dask's logging config as the materializer's Python resolved it: the
+/// handlers, levels and formats its loggers have in a Python process
+/// (Python's scheduler applies them at import; the lines before this, of the
+/// materializer's start, are in Dask's default format on stderr), and
+/// `distributed.admin.log-format` for `get_scheduler_logs`.
+fn apply_logging_config(
+    extras: &dask_scheduler::scheduler::config::Extras,
+    explicit_log_level: bool,
+) {
+    if let Some(format) = extras.log_format.as_deref() {
+        logging::set_format(format);
+    }
+    match extras.logging_setup.clone() {
+        Some(Ok(setup)) => logging::route_through(setup, explicit_log_level),
+        other => {
+            if let Some(Err(why)) = other {
+                tracing::warn!(
+                    "Dask's logging config could not be read ({why}); logging in Dask's default format to stderr"
+                );
+            }
+            if let (false, Some(level)) = (explicit_log_level, extras.log_level.as_deref()) {
+                logging::set_level(level);
+            }
+        }
+    }
+}
+
 /// `explicit_log_level`: `--log-level`/`DASK_SCHEDULER_LOG_LEVEL` was given,
 /// so Dask's YAML logging config does not override it.
 async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
@@ -99,6 +126,7 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
     .await;
     let sched_materializer = materializer.clone();
     let (config, extras) = dask_scheduler::scheduler::config::load(&sched_materializer).await;
+    apply_logging_config(&extras, explicit_log_level);
     let comm_plan = CommPlan::decide(&cli, &extras.comm)?;
     let security = comm_plan.load()?;
     let https = match cli.dashboard_enabled() {
@@ -154,26 +182,8 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
         dashboard_port,
         started: now(),
     };
-    match extras.logging_setup.clone() {
-        // Dask's `logging:` config (YAML or DASK_LOGGING__*), as Python set it up.
-        Some(Ok(setup)) => logging::route_through(setup, explicit_log_level),
-        other => {
-            if let Some(Err(why)) = other {
-                tracing::warn!(
-                    "Dask's logging config could not be read ({why}); logging in Dask's default format to stderr"
-                );
-            }
-            if let (false, Some(level)) = (explicit_log_level, extras.log_level.as_deref()) {
-                logging::set_level(level);
-            }
-        }
-    }
     if let Some(namespace) = extras.prometheus_namespace.as_deref() {
         dask_scheduler::metrics::set_namespace(namespace);
-    }
-    if let Some(format) = extras.log_format.as_deref() {
-        // `distributed.admin.log-format` from Dask's YAML config too
-        logging::set_format(format);
     }
     match materializer.availability() {
         Availability::Available { python, .. } => {

@@ -412,7 +412,7 @@ pub async fn run(
         scheduler_versions: None,
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    // Dask's `work-stealing-interval` (100 ms by default)
+    // Dask's `work-stealing-interval` (1 s by default in distributed 2026.8.0)
     let steal_every = lp
         .state
         .config()
