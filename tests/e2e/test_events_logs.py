@@ -190,9 +190,26 @@ def test_scheduler_logs_newest_first(client):
     levels = {level for level, _ in logs}
     assert levels <= {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
     assert any("Receive client connection" in line for _, line in logs)
-    assert all(" - distributed." in line or " - materializer" in line for _, line in logs)
+    assert all(" - distributed.scheduler" in line for _, line in logs), logs
     two = client.get_scheduler_logs(n=2)
     assert two == logs[:2]
+
+
+def test_scheduler_logs_hold_the_scheduler_loggers_lines_only(cluster, client):
+    """As Python's handler on the ``distributed.scheduler`` logger: a line of
+    ``distributed.comm.tcp`` (a connection closed before its handshake) is
+    logged but not kept for ``get_scheduler_logs``."""
+    import socket
+
+    from .cluster import wait_until
+
+    host, port = cluster.scheduler.address.rsplit("/", 1)[1].rsplit(":", 1)
+    socket.create_connection((host, int(port)), timeout=5).close()
+    wait_until(lambda: "closed before handshake completed" in cluster.scheduler.log_text(),
+               30, "the comm line in the scheduler's log")
+    logs = client.get_scheduler_logs(n=1000)
+    assert not [line for _, line in logs if "closed before handshake" in line], logs
+    assert any("Receive client connection" in line for _, line in logs)
 
 
 def test_worker_logs(client):

@@ -46,16 +46,21 @@ pub fn init(level: &str) {
         .with_filter(filter_fn(|_| crate::logroute::current().is_none()));
     // ... then its handlers
     let routed = crate::logroute::RouteLayer;
-    // the same lines, kept for `get_scheduler_logs` (those the logger's
+    // the `distributed.scheduler` lines, kept for `get_scheduler_logs` as
+    // Python's scheduler keeps them in a handler on that logger (those its
     // level lets through, once the config is known)
     let ring = tracing_subscriber::fmt::layer()
         .with_writer(crate::logring::MakeRingWriter)
         .with_ansi(false)
         .event_format(DaskFormat)
         .with_filter(filter_fn(|meta| {
-            crate::logroute::current().is_none_or(|r| {
-                r.enabled(&dask_logger_name(meta.target()), level_number(meta.level()))
-            })
+            let name = dask_logger_name(meta.target());
+            let scheduler = name
+                .strip_prefix("distributed.scheduler")
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
+            scheduler
+                && crate::logroute::current()
+                    .is_none_or(|r| r.enabled(&name, level_number(meta.level())))
         }));
     let installed = tracing_subscriber::registry()
         .with(filter)

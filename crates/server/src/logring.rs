@@ -2,8 +2,9 @@
 //! `Client.get_scheduler_logs` (the `logs` RPC), as Python keeps them in its
 //! deque handler (`distributed.admin.log-length` entries).
 //!
-//! A second formatting layer writes every line that passes the log filter
-//! here as well as to stderr, in the same format.
+//! A second formatting layer writes the lines of the `distributed.scheduler`
+//! logger (and its children) here, in Dask's format or `log-format`, as
+//! Python's handler on that logger keeps them.
 
 use dask_wire::Value;
 use std::collections::VecDeque;
