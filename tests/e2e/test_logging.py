@@ -381,3 +381,20 @@ loggers:
         assert all(json.loads(x) for x in log.read_text().splitlines())
     finally:
         s.stop()
+
+
+def test_log_length_bounds_the_scheduler_logs(tmp_path):
+    """``distributed.admin.log-length``: how many lines ``get_scheduler_logs``
+    keeps."""
+    s = Scheduler(tmp_path, env={"DASK_DISTRIBUTED__ADMIN__LOG_LENGTH": "3"})
+    try:
+        from distributed import Client
+
+        with Client(s.address, timeout=30, set_as_default=False) as client:
+            client_id = client.id
+            logs = client.get_scheduler_logs(n=100)
+            assert 0 < len(logs) <= 3, logs
+            assert any(f"Receive client connection: {client_id}" in line
+                       for _, line in logs), logs
+    finally:
+        s.stop()

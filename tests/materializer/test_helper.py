@@ -1387,6 +1387,7 @@ logging:
     assert (sched["level"], sched["propagate"]) == (10, False)
     (file,) = (handlers[i] for i in sched["handlers"])
     assert (file["kind"], file["path"], file["level"]) == ("file", str(log), 30)
+    assert file["watched"] is False
     # no formatter: Python's default prints the message alone
     assert file["format"] == "%(message)s"
     last = handlers[setup["last-resort"]]

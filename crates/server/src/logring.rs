@@ -8,11 +8,24 @@
 
 use dask_wire::Value;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Lines kept (Python's `distributed.admin.log-length` default).
+/// Lines kept by default (Python's `distributed.admin.log-length` default).
 pub const LOG_LENGTH: usize = 10_000;
+
+/// Lines kept: `distributed.admin.log-length` once Dask's config is known.
+static CAPACITY: AtomicUsize = AtomicUsize::new(LOG_LENGTH);
+
+/// Keep the last `n` lines from now on (`distributed.admin.log-length`;
+/// Python's `deque(maxlen=n)`: 0 keeps none).
+pub fn set_capacity(n: usize) {
+    CAPACITY.store(n, Ordering::Relaxed);
+    let mut ring = RING.lock().unwrap_or_else(PoisonError::into_inner);
+    let excess = ring.len().saturating_sub(n);
+    ring.drain(..excess);
+}
 
 struct Entry {
     created: f64,
@@ -23,9 +36,12 @@ struct Entry {
 static RING: Mutex<VecDeque<Entry>> = Mutex::new(VecDeque::new());
 
 fn push(entry: Entry) {
+    let capacity = CAPACITY.load(Ordering::Relaxed);
     let mut ring = RING.lock().unwrap_or_else(PoisonError::into_inner);
-    if ring.len() >= LOG_LENGTH {
-        ring.pop_front();
+    while ring.len() >= capacity {
+        if ring.pop_front().is_none() {
+            return;
+        }
     }
     ring.push_back(entry);
 }

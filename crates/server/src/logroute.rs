@@ -19,6 +19,12 @@ enum Out {
     Stderr,
     Stdout,
     File(File),
+    /// A `WatchedFileHandler`'s file and the (device, inode) it has open.
+    Watched {
+        file: File,
+        path: String,
+        id: Option<(u64, u64)>,
+    },
     Rotating {
         file: File,
         path: String,
@@ -39,6 +45,15 @@ impl Out {
                 out.flush()
             }
             Out::File(f) => f.write_all(line),
+            Out::Watched { file, path, id } => {
+                // Python's `WatchedFileHandler.reopenIfNeeded`
+                let now = file_id(std::fs::metadata(path.as_str()).ok());
+                if now.is_none() || now != *id {
+                    *file = open_append(path)?;
+                    *id = file_id(file.metadata().ok());
+                }
+                file.write_all(line)
+            }
             Out::Rotating {
                 file,
                 path,
@@ -59,6 +74,12 @@ impl Out {
             Out::Null => Ok(()),
         }
     }
+}
+
+/// The (device, inode) of a file, to tell when the one at a path changed.
+fn file_id(meta: Option<std::fs::Metadata>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    meta.map(|m| (m.dev(), m.ino()))
 }
 
 fn open_append(path: &str) -> std::io::Result<File> {
@@ -87,6 +108,10 @@ enum LineFormat {
 
 /// One handler, ready to write.
 struct Sink {
+    /// Its class, for messages.
+    class: String,
+    /// A write failed (reported once).
+    failed: std::sync::atomic::AtomicBool,
     level: i64,
     format: LineFormat,
     /// `datefmt` for `%(asctime)s` (Python: `time.strftime`); `None`:
@@ -168,6 +193,8 @@ impl Router {
             .map(|(h, used)| match used {
                 true => sink(h, &mut warnings),
                 false => Sink {
+                    class: h.class.clone(),
+                    failed: Default::default(),
                     level: h.level,
                     format: default_format(),
                     datefmt: None,
@@ -246,8 +273,17 @@ impl Router {
             };
             text.push('\n');
             let mut out = sink.out.lock().unwrap_or_else(PoisonError::into_inner);
-            // a log line that cannot be written has nowhere to be reported
-            let _ = out.write_line(text.as_bytes());
+            if let Err(e) = out.write_line(text.as_bytes()) {
+                // Python prints "--- Logging error ---" on stderr for each;
+                // once per handler is enough to know
+                if !sink.failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!(
+                        "--- Logging error --- logging handler {} cannot write ({e}); \
+                         its lines are lost while it cannot",
+                        sink.class
+                    );
+                }
+            }
         }
     }
 }
@@ -277,14 +313,26 @@ fn sink(h: &HandlerConf, warnings: &mut Vec<String>) -> Sink {
         Destination::Stderr => (None, Ok(Out::Stderr)),
         Destination::Stdout => (None, Ok(Out::Stdout)),
         Destination::Null => (None, Ok(Out::Null)),
-        Destination::File { path, mode } => {
+        Destination::File {
+            path,
+            mode,
+            watched,
+        } => {
             if mode.starts_with('w') {
                 warn(format!(
                     "it opens {path} with mode {mode:?}: every Python helper of this scheduler \
                      applies the logging config when it starts and truncates it; use mode 'a'"
                 ));
             }
-            (Some(path), open_append(path).map(Out::File))
+            let out = open_append(path).map(|file| match watched {
+                true => Out::Watched {
+                    id: file_id(file.metadata().ok()),
+                    file,
+                    path: path.clone(),
+                },
+                false => Out::File(file),
+            });
+            (Some(path), out)
         }
         Destination::Rotating {
             path,
@@ -306,6 +354,8 @@ fn sink(h: &HandlerConf, warnings: &mut Vec<String>) -> Sink {
                  default format"
             ));
             return Sink {
+                class: h.class.clone(),
+                failed: Default::default(),
                 level: h.level,
                 format: default_format(),
                 datefmt: None,
@@ -319,6 +369,8 @@ fn sink(h: &HandlerConf, warnings: &mut Vec<String>) -> Sink {
         Out::Stderr
     });
     Sink {
+        class: h.class.clone(),
+        failed: Default::default(),
         level: h.level,
         format,
         datefmt,
@@ -441,6 +493,7 @@ mod tests {
         let file = |p: &str| Destination::File {
             path: p.into(),
             mode: "a".into(),
+            watched: false,
         };
         let setup = LoggingSetup {
             root: LoggerConf {
@@ -481,6 +534,40 @@ mod tests {
             read(&warn),
             "distributed.scheduler: warned\nhyper.proto: library\n"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_watched_file_is_reopened_after_logrotate_moved_it() {
+        let dir = std::env::temp_dir().join(format!("logroute-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.log").to_string_lossy().into_owned();
+        let setup = LoggingSetup {
+            root: LoggerConf {
+                level: 10,
+                handlers: vec![0],
+                ..LoggerConf::default()
+            },
+            loggers: HashMap::new(),
+            handlers: vec![handler(
+                0,
+                Destination::File {
+                    path: path.clone(),
+                    mode: "a".into(),
+                    watched: true,
+                },
+                "%(message)s",
+            )],
+            last_resort: None,
+        };
+        let (router, warnings) = Router::new(setup, false);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        router.write(&line("distributed.scheduler", 20, "before"));
+        std::fs::rename(&path, format!("{path}.1")).unwrap();
+        router.write(&line("distributed.scheduler", 20, "after"));
+        let read = |p: String| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(format!("{path}.1")), "before\n");
+        assert_eq!(read(path.clone()), "after\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -48,9 +48,14 @@ pub enum Destination {
     Stderr,
     /// `StreamHandler(sys.stdout)`.
     Stdout,
-    /// `FileHandler` or `WatchedFileHandler`: the file, and the mode Python
-    /// opened it with.
-    File { path: String, mode: String },
+    /// `FileHandler` or `WatchedFileHandler` (`watched`: reopened when the
+    /// file at `path` is moved or removed, as by logrotate): the file, and
+    /// the mode Python opened it with.
+    File {
+        path: String,
+        mode: String,
+        watched: bool,
+    },
     /// `RotatingFileHandler`.
     Rotating {
         path: String,
@@ -197,6 +202,7 @@ fn handler(v: &Value) -> HandlerConf {
         Some("file") => Destination::File {
             path: path(),
             mode: text(v, "mode").unwrap_or_else(|| "a".into()),
+            watched: v.get("watched").is_some_and(Value::truthy),
         },
         Some("rotating") => Destination::Rotating {
             path: path(),

@@ -76,13 +76,16 @@ fn bind_socket(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSoc
 /// handlers, levels and formats its loggers have in a Python process
 /// (Python's scheduler applies them at import; the lines before this, of the
 /// materializer's start, are in Dask's default format on stderr), and
-/// `distributed.admin.log-format` for `get_scheduler_logs`.
+/// `distributed.admin.log-format` and `log-length` for `get_scheduler_logs`.
 fn apply_logging_config(
     extras: &dask_scheduler::scheduler::config::Extras,
     explicit_log_level: bool,
 ) {
     if let Some(format) = extras.log_format.as_deref() {
         logging::set_format(format);
+    }
+    if let Some(n) = extras.log_length {
+        dask_scheduler::logring::set_capacity(n);
     }
     match extras.logging_setup.clone() {
         Some(Ok(setup)) => logging::route_through(setup, explicit_log_level),

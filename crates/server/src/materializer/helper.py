@@ -3204,7 +3204,8 @@ def _logging_handler(handler):
     kind = type(handler)
     out = {"level": int(handler.level), "class": f"{kind.__module__}.{kind.__qualname__}"}
     if kind in (logging.FileHandler, logging.handlers.WatchedFileHandler):
-        out.update(kind="file", path=str(handler.baseFilename), mode=str(handler.mode))
+        out.update(kind="file", path=str(handler.baseFilename), mode=str(handler.mode),
+                   watched=kind is logging.handlers.WatchedFileHandler)
     elif kind is logging.handlers.RotatingFileHandler:
         out.update(kind="rotating", path=str(handler.baseFilename), mode=str(handler.mode),
                    **{"max-bytes": int(handler.maxBytes), "backup-count": int(handler.backupCount)})
@@ -3335,6 +3336,7 @@ def op_config(req):
                 int(get("distributed.scheduler.dashboard.tasks.task-stream-length", 100000)),
             ),
             "log-level": _scheduler_log_level(get("logging", None)),
+            "log-length": int(get("distributed.admin.log-length")),
             "logging-setup": _logging_setup(),
             # a string, or nothing: Dask parses an environment value that
             # looks like a Python literal (a JSON object) as that literal

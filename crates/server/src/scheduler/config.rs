@@ -189,6 +189,8 @@ pub struct Extras {
     pub log_level: Option<String>,
     /// `distributed.admin.log-format` (Python's logging format string).
     pub log_format: Option<String>,
+    /// `distributed.admin.log-length`: lines kept for `get_scheduler_logs`.
+    pub log_length: Option<usize>,
     /// Python's logging as Dask's config sets it up (loggers, handlers,
     /// formats), or why the materializer could not describe it.
     pub logging_setup: Option<Result<crate::logsetup::LoggingSetup, String>>,
@@ -270,6 +272,10 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         log_format: config_text(values, "log-format"),
+                        log_length: values
+                            .get("log-length")
+                            .and_then(Value::as_i64)
+                            .map(|n| n.clamp(0, 10_000_000) as usize),
                         logging_setup: values
                             .get("logging-setup")
                             .map(crate::logsetup::LoggingSetup::from_value),
