@@ -410,6 +410,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLayer {
             return;
         };
         let meta = event.metadata();
+        let name = crate::logging::dask_logger_name(meta.target());
+        let levelno = crate::logging::level_number(meta.level());
+        if !router.enabled(&name, levelno) {
+            return;
+        }
         let mut message = String::new();
         if DefaultFields::new()
             .format_fields(Writer::new(&mut message), event)
@@ -417,10 +422,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLayer {
         {
             return;
         }
-        let name = crate::logging::dask_logger_name(meta.target());
         router.write(&Line {
             name: &name,
-            levelno: crate::logging::level_number(meta.level()),
+            levelno,
             levelname: crate::logging::level_name(meta.level()),
             message: &message,
             now: chrono::Local::now(),
