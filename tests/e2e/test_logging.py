@@ -398,3 +398,35 @@ def test_log_length_bounds_the_scheduler_logs(tmp_path):
                        for _, line in logs), logs
     finally:
         s.stop()
+
+
+@pytest.mark.rust_only  # the materializer's lines are this scheduler's own
+def test_lines_before_the_config_is_read_go_through_it(tmp_path):
+    """The scheduler learns Dask's logging config from its materializer's
+    Python, so its first lines (that Python starting) come before it: they
+    are held and written through the config's handlers too, as Python's
+    scheduler writes every line (it applies the config at import)."""
+    log = tmp_path / "all.log"
+    env = dict_config(tmp_path, f"""
+disable_existing_loggers: false
+formatters:
+  f: {{format: "X %(name)s %(message)s"}}
+handlers:
+  file: {{class: logging.FileHandler, filename: "{log}", formatter: f}}
+root: {{level: INFO, handlers: [file]}}
+""")
+    s = Scheduler(tmp_path, env=env)
+    try:
+        connect_once(s)
+        wait_until(lambda: log.exists() and "X distributed.scheduler Receive client connection"
+                   in log.read_text(), 30, "the lines in the file", context=s.log_text)
+        lines = log.read_text().splitlines()
+        ready = [i for i, line in enumerate(lines) if "graph materializer ready" in line]
+        listening = [i for i, line in enumerate(lines) if "Scheduler at:" in line]
+        assert ready and listening and ready[0] < listening[0], lines
+        assert lines[ready[0]].startswith("X "), lines
+        # nothing in Dask's default format on stderr
+        assert not [line for line in s.log_text().splitlines() if LINE.match(line)], \
+            s.log_text()
+    finally:
+        s.stop()

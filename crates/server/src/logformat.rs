@@ -362,7 +362,8 @@ fn thread_number() -> i64 {
     ID.with(|id| *id)
 }
 
-fn default_format() -> &'static LogFormat {
+/// Dask's default format, parsed once.
+pub(crate) fn default_format() -> &'static LogFormat {
     static D: OnceLock<LogFormat> = OnceLock::new();
     D.get_or_init(|| LogFormat::parse(DEFAULT).expect("Dask's default parses"))
 }

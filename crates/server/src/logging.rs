@@ -1,6 +1,8 @@
 //! Log output in the shape of Dask's:
 //! `2026-11-22 02:14:38,123 - distributed.scheduler - INFO - Receive client connection: ...`
-//! (local time with comma milliseconds, logger name, level, message), on stderr.
+//! (local time with comma milliseconds, logger name, level, message), on
+//! stderr, or through the handlers of Dask's logging config once it is known
+//! ([`crate::logroute`]); levels, the Dask logger names of Rust modules.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,13 +40,9 @@ pub fn init(level: &str) {
     let rust_log = from_env.is_some();
     let filter = from_env.unwrap_or_else(|| filter_for(directive));
     let (filter, handle) = reload::Layer::new(filter);
-    // Dask's format on stderr until Dask's logging config is known ...
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .event_format(DaskFormat)
-        .with_filter(filter_fn(|_| crate::logroute::current().is_none()));
-    // ... then its handlers
+    // the lines: through the handlers of Dask's logging config once it is
+    // known; before, INFO and lower held for them, the rest in Dask's
+    // format on stderr
     let routed = crate::logroute::RouteLayer;
     // the `distributed.scheduler` lines, kept for `get_scheduler_logs` as
     // Python's scheduler keeps them in a handler on that logger (those its
@@ -64,13 +62,15 @@ pub fn init(level: &str) {
         }));
     let installed = tracing_subscriber::registry()
         .with(filter)
-        .with(fmt)
         .with(routed)
         .with(ring)
         .try_init()
         .is_ok();
     if installed && !rust_log {
         let _ = RELOAD.set(handle);
+    }
+    if installed {
+        crate::logroute::hold_early_lines();
     }
     if installed && bad_level {
         tracing::warn!("Unknown log level {level:?}; using info");

@@ -136,7 +136,7 @@ pub struct Line<'a> {
     /// Python's level number.
     pub levelno: i64,
     /// Python's level name.
-    pub levelname: &'a str,
+    pub levelname: &'static str,
     /// The message with its fields.
     pub message: &'a str,
     /// When, local time.
@@ -150,6 +150,28 @@ pub struct Line<'a> {
     /// And the line in it.
     pub line: u32,
 }
+
+impl Line<'_> {
+    /// What a format renders of this line, with `asctime` as given.
+    fn record<'b>(&'b self, asctime: &'b str) -> Record<'b> {
+        Record {
+            asctime,
+            name: self.name,
+            levelname: self.levelname,
+            levelno: self.levelno,
+            message: self.message,
+            created: self.now.timestamp() as f64
+                + f64::from(self.now.timestamp_subsec_micros()) / 1e6,
+            relative: self.relative,
+            module_path: self.module_path,
+            file: self.file,
+            line: self.line,
+        }
+    }
+}
+
+/// Python's default `asctime`: local time with comma milliseconds.
+const DASK_DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S,%3f";
 
 /// The Dask logger whose route lines of Rust libraries (hyper, ...) take:
 /// Python's scheduler has no such loggers.
@@ -252,21 +274,9 @@ impl Router {
             }
             let asctime = match &sink.datefmt {
                 Some(f) => line.now.format(f).to_string(),
-                None => line.now.format("%Y-%m-%d %H:%M:%S,%3f").to_string(),
+                None => line.now.format(DASK_DATE_FORMAT).to_string(),
             };
-            let record = Record {
-                asctime: &asctime,
-                name: line.name,
-                levelname: line.levelname,
-                levelno: line.levelno,
-                message: line.message,
-                created: line.now.timestamp() as f64
-                    + f64::from(line.now.timestamp_subsec_micros()) / 1e6,
-                relative: line.relative,
-                module_path: line.module_path,
-                file: line.file,
-                line: line.line,
-            };
+            let record = line.record(&asctime);
             let mut text = match &sink.format {
                 LineFormat::Text(f) => f.render(&record),
                 LineFormat::Json(spec) => crate::logjson::render(spec, &record),
@@ -394,8 +404,9 @@ fn check_datefmt(f: &str) -> Result<(), String> {
     }
 }
 
-/// The `tracing` layer that hands every event to the router in use (none
-/// before Dask's logging config is known: the default output writes then).
+/// The `tracing` layer that writes every event: through the router in use,
+/// or before Dask's logging config is known, held (INFO and below, to go
+/// through its handlers once it is) or on stderr in Dask's format.
 pub struct RouteLayer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLayer {
@@ -406,13 +417,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLayer {
     ) {
         use tracing_subscriber::fmt::format::{DefaultFields, Writer};
         use tracing_subscriber::fmt::FormatFields;
-        let Some(router) = current() else {
-            return;
-        };
         let meta = event.metadata();
         let name = crate::logging::dask_logger_name(meta.target());
         let levelno = crate::logging::level_number(meta.level());
-        if !router.enabled(&name, levelno) {
+        let router = current();
+        if router.as_ref().is_some_and(|r| !r.enabled(&name, levelno)) {
             return;
         }
         let mut message = String::new();
@@ -422,7 +431,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLayer {
         {
             return;
         }
-        router.write(&Line {
+        let line = Line {
             name: &name,
             levelno,
             levelname: crate::logging::level_name(meta.level()),
@@ -432,16 +441,116 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLayer {
             module_path: meta.module_path().unwrap_or(meta.target()),
             file: meta.file().unwrap_or(""),
             line: meta.line().unwrap_or(0),
-        });
+        };
+        match router {
+            Some(router) => router.write(&line),
+            None => hold_or_write(&line),
+        }
     }
+}
+
+/// A line logged before Dask's logging config is known.
+struct HeldLine {
+    name: String,
+    levelno: i64,
+    levelname: &'static str,
+    message: String,
+    now: chrono::DateTime<chrono::Local>,
+    relative: f64,
+    module_path: String,
+    file: String,
+    line: u32,
+}
+
+impl HeldLine {
+    fn line(&self) -> Line<'_> {
+        Line {
+            name: &self.name,
+            levelno: self.levelno,
+            levelname: self.levelname,
+            message: &self.message,
+            now: self.now,
+            relative: self.relative,
+            module_path: &self.module_path,
+            file: &self.file,
+            line: self.line,
+        }
+    }
+}
+
+/// Lines held until Dask's logging config is known (Python's scheduler
+/// applies it before its first line); `None`: not holding.
+static HELD: Mutex<Option<Vec<HeldLine>>> = Mutex::new(None);
+
+/// At most this many lines are held; more release them.
+const MAX_HELD: usize = 1000;
+
+/// Hold INFO and lower lines from now until [`install`] or
+/// [`release_held`] (warnings and errors are never held: they release the
+/// held lines, then are written at once).
+pub fn hold_early_lines() {
+    *HELD.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+}
+
+/// Stop holding: the held lines go to stderr in Dask's format (the config
+/// turned out unknown, or the scheduler is exiting).
+pub fn release_held() {
+    let held = HELD.lock().unwrap_or_else(PoisonError::into_inner).take();
+    for l in held.unwrap_or_default() {
+        write_default(&l.line());
+    }
+}
+
+fn hold_or_write(line: &Line<'_>) {
+    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(lines) = held.as_mut() {
+        if line.levelno <= 20 && lines.len() < MAX_HELD {
+            lines.push(HeldLine {
+                name: line.name.to_string(),
+                levelno: line.levelno,
+                levelname: line.levelname,
+                message: line.message.to_string(),
+                now: line.now,
+                relative: line.relative,
+                module_path: line.module_path.to_string(),
+                file: line.file.to_string(),
+                line: line.line,
+            });
+            return;
+        }
+        // a warning must not wait: what was held first, in order
+        for l in held.take().unwrap_or_default() {
+            write_default(&l.line());
+        }
+    }
+    drop(held);
+    write_default(line);
+}
+
+/// Dask's format (or `distributed.admin.log-format`) on stderr: the output
+/// before Dask's logging config is known, and without it.
+fn write_default(line: &Line<'_>) {
+    let asctime = line.now.format(DASK_DATE_FORMAT).to_string();
+    let record = line.record(&asctime);
+    let mut text = match crate::logformat::current() {
+        Some(custom) => custom.render(&record),
+        None => crate::logformat::default_format().render(&record),
+    };
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// The router in use; `None` until Dask's logging config is known.
 static ROUTER: RwLock<Option<Arc<Router>>> = RwLock::new(None);
 
-/// Route the lines through `router` from now on.
+/// Route the lines through `router` from now on, the held ones first.
 pub fn install(router: Router) {
-    *ROUTER.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(router));
+    let router = Arc::new(router);
+    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+    *ROUTER.write().unwrap_or_else(PoisonError::into_inner) = Some(router.clone());
+    for l in held.take().unwrap_or_default() {
+        router.write(&l.line());
+    }
 }
 
 /// The router in use, if any.

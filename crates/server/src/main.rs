@@ -47,7 +47,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(run(cli, explicit))
+    let result = runtime.block_on(run(cli, explicit));
+    // lines still held if it stopped before Dask's config was known
+    dask_scheduler::logroute::release_held();
+    result
 }
 
 fn scheduler_id() -> String {
@@ -73,10 +76,10 @@ fn bind_socket(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSoc
 }
 
 /// Dask's logging config as the materializer's Python resolved it: the
-/// handlers, levels and formats its loggers have in a Python process
-/// (Python's scheduler applies them at import; the lines before this, of the
-/// materializer's start, are in Dask's default format on stderr), and
-/// `distributed.admin.log-format` and `log-length` for `get_scheduler_logs`.
+/// handlers, levels and formats its loggers have in a Python process (the
+/// lines held until now, of the materializer's start, go through them too),
+/// and `distributed.admin.log-format` and `log-length` for
+/// `get_scheduler_logs`.
 fn apply_logging_config(
     extras: &dask_scheduler::scheduler::config::Extras,
     explicit_log_level: bool,
@@ -90,6 +93,8 @@ fn apply_logging_config(
     match extras.logging_setup.clone() {
         Some(Ok(setup)) => logging::route_through(setup, explicit_log_level),
         other => {
+            // no handlers to wait for: the held lines in Dask's format
+            dask_scheduler::logroute::release_held();
             if let Some(Err(why)) = other {
                 tracing::warn!(
                     "Dask's logging config could not be read ({why}); logging in Dask's default format to stderr"
