@@ -430,3 +430,13 @@ root: {{level: INFO, handlers: [file]}}
             s.log_text()
     finally:
         s.stop()
+
+
+def test_the_signal_line_is_pythons_logger_and_words(tmp_path):
+    """SIGTERM is logged as Python's ``distributed._signals`` logs it, so a
+    logging config naming that logger applies to it here too."""
+    s = Scheduler(tmp_path)
+    connect_once(s)
+    s.stop()
+    want = re.compile(r"^\S+ \S+ - distributed\._signals - INFO - Received signal SIGTERM \(15\)$")
+    assert any(want.match(line) for line in s.log_text().splitlines()), s.log_text()

@@ -304,11 +304,13 @@ async fn run(cli: Cli, explicit_log_level: bool) -> anyhow::Result<()> {
                 }
                 _ = &mut shutdown => break,
                 _ = &mut ctrl_c => {
-                    tracing::info!("Received signal SIGINT (2); closing");
+                    // Python's logger and words (`distributed._signals`)
+                    tracing::info!(target: "distributed._signals", "Received signal SIGINT (2)");
                     break;
                 }
                 _ = sigterm.recv() => {
-                    tracing::info!("Received signal SIGTERM (15); closing");
+                    // Python's logger and words (`distributed._signals`)
+                    tracing::info!(target: "distributed._signals", "Received signal SIGTERM (15)");
                     break;
                 }
             }

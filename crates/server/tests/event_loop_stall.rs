@@ -74,9 +74,7 @@ async fn long_stall_is_logged_and_measured() {
         .find(|l| l.contains("Event loop was unresponsive"))
         .unwrap_or_else(|| panic!("no stall warning in\n{out}"));
     assert!(
-        line.contains(
-            " - distributed.scheduler - INFO - Event loop was unresponsive in Scheduler for "
-        ),
+        line.contains(" - distributed.core - INFO - Event loop was unresponsive in Scheduler for "),
         "{line}"
     );
     let secs: f64 = line

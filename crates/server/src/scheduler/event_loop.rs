@@ -470,7 +470,9 @@ pub async fn run(
                 last_admin_tick = std::time::Instant::now();
                 metrics.tick(gap, now());
                 if gap > 3.0 {
+                    // Python's `Server._measure_tick` logs it as `distributed.core`
                     tracing::info!(
+                        target: "distributed.core",
                         "Event loop was unresponsive in Scheduler for {gap:.2}s.  This is often \
                          caused by long-running GIL-holding functions or moving large chunks of \
                          data. This can cause timeouts and instability."
