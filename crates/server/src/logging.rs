@@ -202,9 +202,16 @@ const TARGET_LOGGERS: &[(&str, &str)] = &[
     ("dask_wire", "distributed.protocol"),
 ];
 
+/// Dask loggers some lines name as their target directly.
+const NAMED_LOGGERS: &[&str] = &["distributed._signals"];
+
 /// The Dask loggers this scheduler's lines come from.
 pub fn dask_loggers() -> impl Iterator<Item = &'static str> {
-    let mut names: Vec<&'static str> = TARGET_LOGGERS.iter().map(|(_, n)| *n).collect();
+    let mut names: Vec<&'static str> = TARGET_LOGGERS
+        .iter()
+        .map(|(_, n)| *n)
+        .chain(NAMED_LOGGERS.iter().copied())
+        .collect();
     names.sort_unstable();
     names.dedup();
     names.into_iter()
