@@ -440,3 +440,34 @@ def test_the_signal_line_is_pythons_logger_and_words(tmp_path):
     s.stop()
     want = re.compile(r"^\S+ \S+ - distributed\._signals - INFO - Received signal SIGTERM \(15\)$")
     assert any(want.match(line) for line in s.log_text().splitlines()), s.log_text()
+
+
+def test_dictconfig_name_filters(tmp_path):
+    """``logging.Filter(name)`` on handlers: each file gets the lines of its
+    logger's subtree only."""
+    import socket
+
+    sched, comm = tmp_path / "sched.log", tmp_path / "comm.log"
+    env = dict_config(tmp_path, f"""
+disable_existing_loggers: false
+filters:
+  scheduler: {{name: distributed.scheduler}}
+  comm: {{name: distributed.comm}}
+handlers:
+  sched: {{class: logging.FileHandler, filename: "{sched}", filters: [scheduler]}}
+  comm: {{class: logging.FileHandler, filename: "{comm}", filters: [comm]}}
+root: {{level: INFO, handlers: [sched, comm]}}
+""")
+    s = Scheduler(tmp_path, env=env)
+    try:
+        client_id = connect_once(s)
+        host, port = s.address.rsplit("/", 1)[1].rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=5).close()
+        wait_until(lambda: comm.exists() and "closed before handshake" in comm.read_text(), 30,
+                   "the comm line in its file", context=s.log_text)
+        wait_until(lambda: f"Receive client connection: {client_id}" in sched.read_text(), 30,
+                   "the scheduler line in its file", context=s.log_text)
+        assert "closed before handshake" not in sched.read_text()
+        assert "Receive client connection" not in comm.read_text()
+    finally:
+        s.stop()

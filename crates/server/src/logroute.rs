@@ -724,7 +724,7 @@ mod tests {
     fn unsupported_parts_are_named() {
         let mut bad_format = handler(0, Destination::Stderr, "%(nope)s");
         bad_format.class = "logging.StreamHandler".into();
-        bad_format.filters = vec!["x.Filter".into()];
+        bad_format.filters = vec![crate::logsetup::FilterConf::Other("x.Filter".into())];
         let mut json = handler(0, Destination::Stderr, "");
         json.format = Err("formatter class pythonjsonlogger.json.JsonFormatter".into());
         let socket = handler(

@@ -24,8 +24,41 @@ pub struct LoggerConf {
     pub disabled: bool,
     /// Its handlers, as positions in [`LoggingSetup::handlers`].
     pub handlers: Vec<usize>,
-    /// Its filters' classes (not applied by this scheduler).
-    pub filters: Vec<String>,
+    /// Its filters.
+    pub filters: Vec<FilterConf>,
+}
+
+/// A logging filter on a logger or handler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterConf {
+    /// `logging.Filter(name)`: records of that logger and its children
+    /// (all, for an empty name).
+    Name(String),
+    /// Any other filter: its class (not applied by this scheduler).
+    Other(String),
+}
+
+impl FilterConf {
+    /// Python's `Filter.filter` for a record of logger `logger`; a filter
+    /// this scheduler cannot apply lets everything through.
+    pub fn passes(&self, logger: &str) -> bool {
+        match self {
+            FilterConf::Name(n) => {
+                n.is_empty()
+                    || logger
+                        .strip_prefix(n.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            }
+            FilterConf::Other(_) => true,
+        }
+    }
+
+    fn unapplied(&self) -> Option<&str> {
+        match self {
+            FilterConf::Other(class) => Some(class),
+            FilterConf::Name(_) => None,
+        }
+    }
 }
 
 impl Default for LoggerConf {
@@ -123,8 +156,8 @@ pub struct HandlerConf {
     pub destination: Destination,
     /// Its formatter, or why it cannot be rendered here.
     pub format: Result<Formatter, String>,
-    /// Its filters' classes (not applied by this scheduler).
-    pub filters: Vec<String>,
+    /// Its filters.
+    pub filters: Vec<FilterConf>,
 }
 
 /// The whole set-up: what the materializer's `_describe_logging` reports.
@@ -149,7 +182,8 @@ pub struct Route {
     pub handlers: Vec<usize>,
     /// No handler on the way: records go to the handler of last resort.
     pub last_resort: bool,
-    /// Filters on the way (logger's own and handlers'), not applied here.
+    /// The classes of the filters on the way (logger's own and handlers')
+    /// this scheduler does not apply.
     pub filters: Vec<String>,
 }
 
@@ -168,12 +202,19 @@ fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
+/// A `filters` list: `{"name": ...}` for `logging.Filter`, else the class.
+fn filters(v: &Value) -> Vec<FilterConf> {
+    v.get("filters")
         .and_then(Value::as_seq)
         .unwrap_or(&[])
         .iter()
-        .filter_map(|s| s.as_str().map(str::to_string))
+        .map(
+            |f| match (f.as_str(), f.get("name").and_then(Value::as_str)) {
+                (Some(class), _) => FilterConf::Other(class.to_string()),
+                (None, Some(name)) => FilterConf::Name(name.to_string()),
+                (None, None) => FilterConf::Other(format!("{f:?}")),
+            },
+        )
         .collect()
 }
 
@@ -190,7 +231,7 @@ fn logger(v: &Value, handlers: usize) -> Result<LoggerConf, String> {
         propagate: v.get("propagate").is_none_or(Value::truthy),
         disabled: v.get("disabled").is_some_and(Value::truthy),
         handlers: refs,
-        filters: strings(v, "filters"),
+        filters: filters(v),
     })
 }
 
@@ -226,7 +267,7 @@ fn handler(v: &Value) -> HandlerConf {
         level: int(v, "level").unwrap_or(NOTSET),
         destination,
         format,
-        filters: strings(v, "filters"),
+        filters: filters(v),
     }
 }
 
@@ -309,21 +350,36 @@ impl LoggingSetup {
             .find(|&l| l != NOTSET)
             .unwrap_or(NOTSET);
         let mut handlers: Vec<usize> = Vec::new();
-        let mut filters = chain[0].filters.clone();
         for l in &chain {
             handlers.extend(&l.handlers);
             if !l.propagate {
                 break;
             }
         }
+        // Python counts the handlers found, whether their filters pass or not
+        let last_resort = handlers.is_empty();
+        let own = &chain[0].filters;
+        let mut unapplied: Vec<String> = own
+            .iter()
+            .filter_map(FilterConf::unapplied)
+            .map(str::to_string)
+            .collect();
         for &h in &handlers {
-            filters.extend(self.handlers[h].filters.iter().cloned());
+            let f = &self.handlers[h].filters;
+            unapplied.extend(
+                f.iter()
+                    .filter_map(FilterConf::unapplied)
+                    .map(str::to_string),
+            );
         }
+        // a name filter depends on the record's logger only, which is `name`
+        handlers.retain(|&h| self.handlers[h].filters.iter().all(|f| f.passes(name)));
+        let passes = own.iter().all(|f| f.passes(name));
         Route {
-            level: (!chain[0].disabled).then_some(level),
-            last_resort: handlers.is_empty(),
+            level: (!chain[0].disabled && passes).then_some(level),
+            last_resort,
             handlers,
-            filters,
+            filters: unapplied,
         }
     }
 }
@@ -434,6 +490,34 @@ mod tests {
             assert_eq!(r.handlers, handlers, "{name} under {loggers:?}");
             assert_eq!(r.last_resort, last_resort, "{name} under {loggers:?}");
         }
+    }
+
+    #[test]
+    fn name_filters_apply_as_pythons() {
+        let only = |n: &str| FilterConf::Name(n.into());
+        for (filter, logger, passes) in [
+            (only(""), "distributed.core", true),
+            (only("distributed"), "distributed.core", true),
+            (only("distributed.core"), "distributed.core", true),
+            (only("distributed.co"), "distributed.core", false),
+            (only("distributed.scheduler"), "distributed.core", false),
+            (FilterConf::Other("m.F".into()), "distributed.core", true),
+        ] {
+            assert_eq!(filter.passes(logger), passes, "{filter:?} on {logger}");
+        }
+        // a handler whose filter rejects the logger is left out (but still
+        // counts as found: no last resort); a logger whose own filter
+        // rejects its records writes nothing
+        let mut s = setup(logger(20, true, &[0, 1]), &[]);
+        s.handlers[0].filters = vec![only("distributed.core")];
+        let r = s.resolve("distributed.scheduler");
+        assert_eq!((r.handlers.clone(), r.last_resort), (vec![1], false));
+        assert!(r.filters.is_empty());
+        let mut own = logger(0, true, &[]);
+        own.filters = vec![only("nothing")];
+        let s = setup(logger(20, true, &[0]), &[("distributed.core", own)]);
+        assert_eq!(s.resolve("distributed.core").level, None);
+        assert_eq!(s.resolve("distributed.scheduler").level, Some(20));
     }
 
     #[test]

@@ -3195,6 +3195,18 @@ def _json_formatter(formatter):
     }}
 
 
+def _logging_filters(filters):
+    """``{"name": ...}`` for each ``logging.Filter`` (which the scheduler
+    applies), the class of any other filter (which it names as not applied)."""
+    import logging
+
+    return [
+        {"name": f.name} if type(f) is logging.Filter
+        else f"{type(f).__module__}.{type(f).__qualname__}"
+        for f in filters
+    ]
+
+
 def _logging_handler(handler):
     """What this scheduler needs to write a Python logging handler's
     records itself: where, from which level, in which format."""
@@ -3231,7 +3243,7 @@ def _logging_handler(handler):
     else:
         out["format"], out["datefmt"] = fmt
     if handler.filters:
-        out["filters"] = [f"{type(f).__module__}.{type(f).__qualname__}" for f in handler.filters]
+        out["filters"] = _logging_filters(handler.filters)
     return out
 
 
@@ -3260,7 +3272,7 @@ def _describe_logging():
             "handlers": [ref(h) for h in lg.handlers if id(h) not in _HELPER_LOG_HANDLERS],
         }
         if lg.filters:
-            out["filters"] = [f"{type(f).__module__}.{type(f).__qualname__}" for f in lg.filters]
+            out["filters"] = _logging_filters(lg.filters)
         return out
 
     root = logging.getLogger()
