@@ -3,9 +3,9 @@
 //! level, format, date format and destination (stderr, stdout, a file, a
 //! rotating file), as Python's scheduler does with the same config.
 //!
-//! Until the materializer's Python has described the set-up (and when it
-//! cannot), [`crate::logging`]'s default output stays in charge: Dask's
-//! format on stderr.
+//! Until the materializer's Python has described the set-up, INFO and lower
+//! lines are held for it and the rest written in Dask's format on stderr,
+//! as every line is when there is no such Python.
 
 use crate::logformat::{LogFormat, Record, DEFAULT};
 use crate::logsetup::{Destination, Formatter, HandlerConf, JsonSpec, LoggingSetup, Route};
@@ -599,9 +599,7 @@ mod tests {
 
     #[test]
     fn lines_reach_files_by_logger_and_handler_level() {
-        let dir = std::env::temp_dir().join(format!("logroute-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let all = dir.join("all.log").to_string_lossy().into_owned();
+        let (dir, all) = scratch("levels", "all.log");
         let warn = dir.join("warn.log").to_string_lossy().into_owned();
         let file = |p: &str| Destination::File {
             path: p.into(),
@@ -650,29 +648,36 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn a_watched_file_is_reopened_after_logrotate_moved_it() {
-        let dir = std::env::temp_dir().join(format!("logroute-watch-{}", std::process::id()));
+    /// A fresh directory for one test's files, and the path of `file` in it.
+    fn scratch(test: &str, file: &str) -> (std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!("logroute-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("w.log").to_string_lossy().into_owned();
-        let setup = LoggingSetup {
+        let path = dir.join(file).to_string_lossy().into_owned();
+        (dir, path)
+    }
+
+    /// Everything from DEBUG up to one handler on the root, in `%(message)s`.
+    fn root_only(destination: Destination) -> LoggingSetup {
+        LoggingSetup {
             root: LoggerConf {
                 level: 10,
                 handlers: vec![0],
                 ..LoggerConf::default()
             },
             loggers: HashMap::new(),
-            handlers: vec![handler(
-                0,
-                Destination::File {
-                    path: path.clone(),
-                    mode: "a".into(),
-                    watched: true,
-                },
-                "%(message)s",
-            )],
+            handlers: vec![handler(0, destination, "%(message)s")],
             last_resort: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_watched_file_is_reopened_after_logrotate_moved_it() {
+        let (dir, path) = scratch("watch", "w.log");
+        let setup = root_only(Destination::File {
+            path: path.clone(),
+            mode: "a".into(),
+            watched: true,
+        });
         let (router, warnings) = Router::new(setup, false);
         assert!(warnings.is_empty(), "{warnings:?}");
         router.write(&line("distributed.scheduler", 20, "before"));
@@ -686,27 +691,12 @@ mod tests {
 
     #[test]
     fn a_rotating_file_rolls_over_as_pythons() {
-        let dir = std::env::temp_dir().join(format!("logroute-rot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("r.log").to_string_lossy().into_owned();
-        let setup = LoggingSetup {
-            root: LoggerConf {
-                level: 10,
-                handlers: vec![0],
-                ..LoggerConf::default()
-            },
-            loggers: HashMap::new(),
-            handlers: vec![handler(
-                0,
-                Destination::Rotating {
-                    path: path.clone(),
-                    max_bytes: 20,
-                    backup_count: 2,
-                },
-                "%(message)s",
-            )],
-            last_resort: None,
-        };
+        let (dir, path) = scratch("rot", "r.log");
+        let setup = root_only(Destination::Rotating {
+            path: path.clone(),
+            max_bytes: 20,
+            backup_count: 2,
+        });
         let (router, _) = Router::new(setup, false);
         // 10 bytes a line: a line that would reach 20 bytes rolls over first
         for m in ["aaaaaaaaa", "bbbbbbbbb", "ccccccccc", "ddddddddd"] {
