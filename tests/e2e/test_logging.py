@@ -471,3 +471,31 @@ root: {{level: INFO, handlers: [sched, comm]}}
         assert "Receive client connection" not in comm.read_text()
     finally:
         s.stop()
+
+
+def test_timed_rotating_file_handler(tmp_path):
+    """``TimedRotatingFileHandler`` (here every second): the file rolls over
+    into ``<name>.<time>`` files, ``backupCount`` of which are kept."""
+    log = tmp_path / "timed.log"
+    env = dict_config(tmp_path, f"""
+disable_existing_loggers: false
+handlers:
+  timed: {{class: logging.handlers.TimedRotatingFileHandler, filename: "{log}", when: S,
+           backupCount: 2}}
+loggers:
+  distributed.scheduler: {{level: INFO, handlers: [timed]}}
+""")
+    s = Scheduler(tmp_path, env=env)
+    try:
+        ids = []
+        for _ in range(5):
+            ids.append(connect_once(s))
+            time.sleep(1.1)
+        ids.append(connect_once(s))
+        stamped = re.compile(r"^timed\.log\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d$")
+        rotated = sorted(p.name for p in tmp_path.iterdir() if stamped.match(p.name))
+        assert 1 <= len(rotated) <= 2, sorted(p.name for p in tmp_path.iterdir())
+        assert f"Receive client connection: {ids[-1]}" in log.read_text()
+        assert f"Receive client connection: {ids[0]}" not in log.read_text()
+    finally:
+        s.stop()

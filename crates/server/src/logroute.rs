@@ -32,7 +32,110 @@ enum Out {
         max_bytes: u64,
         backup_count: u32,
     },
+    /// A `TimedRotatingFileHandler`'s file and its next rollover (epoch s).
+    Timed {
+        file: File,
+        timed: Timed,
+        next: i64,
+    },
     Null,
+}
+
+/// How a `TimedRotatingFileHandler` rolls over.
+struct Timed {
+    path: String,
+    interval: i64,
+    from_last: bool,
+    suffix: String,
+    utc: bool,
+    backup_count: u32,
+}
+
+impl Timed {
+    /// Python's `doRollover` for the rollover due at `due`: the file becomes
+    /// `path.<suffix of the interval's start>`, and rotated files beyond
+    /// `backup_count` are deleted, oldest first.
+    fn roll_over(&self, due: i64) -> std::io::Result<()> {
+        let rotated = format!("{}.{}", self.path, self.stamp(due - self.interval));
+        if std::path::Path::new(&rotated).exists() {
+            std::fs::remove_file(&rotated)?;
+        }
+        if std::path::Path::new(&self.path).exists() {
+            std::fs::rename(&self.path, &rotated)?;
+        }
+        if self.backup_count == 0 {
+            return Ok(());
+        }
+        let path = std::path::Path::new(&self.path);
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = dir.unwrap_or(std::path::Path::new("."));
+        let base = format!(
+            "{}.",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let mut old: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // Python's `extMatch`: a part after the base name in the
+                // suffix's shape
+                name.strip_prefix(&base)
+                    .is_some_and(|rest| rest.split('.').any(|p| self.is_stamp(p)))
+            })
+            .map(|e| e.path())
+            .collect();
+        old.sort();
+        let keep = self.backup_count as usize;
+        for f in &old[..old.len().saturating_sub(keep)] {
+            std::fs::remove_file(f)?;
+        }
+        Ok(())
+    }
+
+    /// `time.strftime(suffix, ...)` of the epoch second `t`.
+    fn stamp(&self, t: i64) -> String {
+        use chrono::TimeZone;
+        match self.utc {
+            true => chrono::Utc
+                .timestamp_opt(t, 0)
+                .single()
+                .map(|d| d.format(&self.suffix).to_string()),
+            false => chrono::Local
+                .timestamp_opt(t, 0)
+                .earliest()
+                .map(|d| d.format(&self.suffix).to_string()),
+        }
+        .unwrap_or_default()
+    }
+
+    fn is_stamp(&self, text: &str) -> bool {
+        let mut parsed = chrono::format::Parsed::new();
+        chrono::format::parse(
+            &mut parsed,
+            text,
+            chrono::format::StrftimeItems::new(&self.suffix),
+        )
+        .is_ok()
+    }
+
+    /// The rollover after one due at `due`, rolled over at `now`.
+    fn next(&self, due: i64, now: i64) -> i64 {
+        if !self.from_last {
+            return now + self.interval;
+        }
+        let mut next = due + self.interval;
+        while next <= now {
+            next += self.interval;
+        }
+        next
+    }
+}
+
+/// Seconds since the epoch, now.
+fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Out {
@@ -70,6 +173,16 @@ impl Out {
                 file.write_all(line)?;
                 *size += line.len() as u64;
                 Ok(())
+            }
+            Out::Timed { file, timed, next } => {
+                // Python's `shouldRollover`: the time has come
+                let now = epoch_now();
+                if now >= *next {
+                    timed.roll_over(*next)?;
+                    *file = open_append(&timed.path)?;
+                    *next = timed.next(*next, now);
+                }
+                file.write_all(line)
             }
             Out::Null => Ok(()),
         }
@@ -356,6 +469,29 @@ fn sink(h: &HandlerConf, warnings: &mut Vec<String>) -> Sink {
                 path: path.clone(),
                 max_bytes: *max_bytes,
                 backup_count: *backup_count,
+            }),
+        ),
+        Destination::Timed {
+            path,
+            rollover_at,
+            interval,
+            from_last,
+            suffix,
+            utc,
+            backup_count,
+        } => (
+            Some(path),
+            open_append(path).map(|file| Out::Timed {
+                file,
+                next: *rollover_at,
+                timed: Timed {
+                    path: path.clone(),
+                    interval: *interval,
+                    from_last: *from_last,
+                    suffix: suffix.clone(),
+                    utc: *utc,
+                    backup_count: *backup_count,
+                },
             }),
         ),
         Destination::Unsupported(why) => {
@@ -687,6 +823,67 @@ mod tests {
         assert_eq!(read(format!("{path}.1")), "before\n");
         assert_eq!(read(path.clone()), "after\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_timed_rotating_file_rolls_over_when_due_and_keeps_backup_count() {
+        let (dir, path) = scratch("timed", "t.log");
+        for old in ["2020-01-01_00-00-00", "2020-01-02_00-00-00", "keepme"] {
+            std::fs::write(format!("{path}.{old}"), "old\n").unwrap();
+        }
+        let due = epoch_now() - 5;
+        let setup = root_only(Destination::Timed {
+            path: path.clone(),
+            rollover_at: due,
+            interval: 3600,
+            from_last: false,
+            suffix: "%Y-%m-%d_%H-%M-%S".into(),
+            utc: true,
+            backup_count: 1,
+        });
+        std::fs::write(&path, "before\n").unwrap();
+        let (router, warnings) = Router::new(setup, false);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        router.write(&line("distributed.scheduler", 20, "after"));
+        router.write(&line("distributed.scheduler", 20, "again"));
+        // rolled over once (the next is an hour away), named for the start
+        // of the interval that ended, the older stamped files deleted
+        let rotated = format!(
+            "{path}.{}",
+            chrono::DateTime::from_timestamp(due - 3600, 0)
+                .unwrap()
+                .format("%Y-%m-%d_%H-%M-%S")
+        );
+        let read = |p: &str| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&rotated), "before\n");
+        assert_eq!(read(&path), "after\nagain\n");
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let want = ["t.log", "t.log.keepme", rotated.rsplit('/').next().unwrap()];
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(left, want);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn timed_rollovers_follow_the_last_or_the_moment() {
+        let timed = |from_last| Timed {
+            path: String::new(),
+            interval: 10,
+            from_last,
+            suffix: "%Y-%m-%d".into(),
+            utc: true,
+            backup_count: 0,
+        };
+        // MIDNIGHT / W: the next after the last that is still ahead
+        assert_eq!(timed(true).next(100, 105), 110);
+        assert_eq!(timed(true).next(100, 135), 140);
+        // S / M / H / D: an interval from the moment of rolling over
+        assert_eq!(timed(false).next(100, 135), 145);
     }
 
     #[test]

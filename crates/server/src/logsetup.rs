@@ -95,6 +95,20 @@ pub enum Destination {
         max_bytes: u64,
         backup_count: u32,
     },
+    /// `TimedRotatingFileHandler`, as Python set it up: the first rollover
+    /// time (epoch s), the seconds between rollovers, whether the next one
+    /// counts from the last (`MIDNIGHT`, `W0`-`W6`) or from the moment of
+    /// rolling over (`S`, `M`, `H`, `D`), the rotated files' `strftime`
+    /// suffix, UTC or local time, and how many rotated files are kept.
+    Timed {
+        path: String,
+        rollover_at: i64,
+        interval: i64,
+        from_last: bool,
+        suffix: String,
+        utc: bool,
+        backup_count: u32,
+    },
     /// `NullHandler`: nothing.
     Null,
     /// Anything else, and why (a handler class this scheduler cannot write
@@ -250,6 +264,18 @@ fn handler(v: &Value) -> HandlerConf {
             max_bytes: int(v, "max-bytes").unwrap_or(0).max(0) as u64,
             backup_count: int(v, "backup-count").unwrap_or(0).clamp(0, 1000) as u32,
         },
+        Some("timed") => {
+            let when = text(v, "when").unwrap_or_default();
+            Destination::Timed {
+                path: path(),
+                rollover_at: int(v, "rollover-at").unwrap_or(0),
+                interval: int(v, "interval").unwrap_or(86400).max(1),
+                from_last: when == "MIDNIGHT" || when.starts_with('W'),
+                suffix: text(v, "suffix").unwrap_or_else(|| "%Y-%m-%d".into()),
+                utc: v.get("utc").is_some_and(Value::truthy),
+                backup_count: int(v, "backup-count").unwrap_or(0).clamp(0, 100_000) as u32,
+            }
+        }
         Some("null") => Destination::Null,
         _ => Destination::Unsupported(text(v, "why").unwrap_or_else(|| "unknown handler".into())),
     };

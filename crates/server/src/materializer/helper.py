@@ -3218,6 +3218,12 @@ def _logging_handler(handler):
     if kind in (logging.FileHandler, logging.handlers.WatchedFileHandler):
         out.update(kind="file", path=str(handler.baseFilename), mode=str(handler.mode),
                    watched=kind is logging.handlers.WatchedFileHandler)
+    elif kind is logging.handlers.TimedRotatingFileHandler and handler.namer is None \
+            and handler.rotator is None:
+        out.update(kind="timed", path=str(handler.baseFilename), when=str(handler.when),
+                   suffix=str(handler.suffix), utc=bool(handler.utc),
+                   **{"interval": int(handler.interval), "rollover-at": int(handler.rolloverAt),
+                      "backup-count": int(handler.backupCount)})
     elif kind is logging.handlers.RotatingFileHandler:
         out.update(kind="rotating", path=str(handler.baseFilename), mode=str(handler.mode),
                    **{"max-bytes": int(handler.maxBytes), "backup-count": int(handler.backupCount)})
