@@ -326,13 +326,24 @@ def test_ping_and_versions(helper):
     assert packages["dask"] == dask.__version__ and 3 not in packages
 
 
+def _effective_level(setup, name):
+    """Python's ``getEffectiveLevel`` of ``name`` from ``logging-setup``."""
+    while name:
+        level = setup["loggers"].get(name, {}).get("level", 0)
+        if level:
+            return level
+        name = name.rpartition(".")[0]
+    return setup["root"]["level"]
+
+
 @pytest.mark.parametrize(
     "extra_env, yaml, want",
     [
-        ({}, None, None),
-        ({"DASK_LOGGING__DISTRIBUTED": "warning"}, None, "warning"),
+        # distributed's old-style default: `distributed` at INFO
+        ({}, None, 20),
+        ({"DASK_LOGGING__DISTRIBUTED": "warning"}, None, 30),
         # The logger-specific key, as Dask's old-style logging config spells it.
-        ({}, "logging:\n  distributed: info\n  distributed.scheduler: debug\n", "debug"),
+        ({}, "logging:\n  distributed: info\n  distributed.scheduler: debug\n", 10),
     ],
 )
 def test_config_reports_scheduler_log_level(tmp_path, extra_env, yaml, want):
@@ -343,7 +354,7 @@ def test_config_reports_scheduler_log_level(tmp_path, extra_env, yaml, want):
     h = Helper(env={**env, **extra_env})
     try:
         cfg = ok(h.call({"op": "config"}))["config"]
-        assert cfg["log-level"] == want
+        assert _effective_level(cfg["logging-setup"], "distributed.scheduler") == want
         assert cfg["default-task-durations"]["split-taskshuffle"] == pytest.approx(1e-6)
     finally:
         h.close()

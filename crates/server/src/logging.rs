@@ -138,16 +138,6 @@ fn filter_for(directive: &str) -> EnvFilter {
     EnvFilter::new(format!("{directive},{QUIET_DEPS}"))
 }
 
-/// Switch to a Dask-style `level` after start-up (the `logging:` section of
-/// Dask's YAML config, resolved by the materializer). Does nothing when
-/// `RUST_LOG` is set; returns whether the level was applied.
-pub fn set_level(level: &str) -> bool {
-    let (Some(handle), Some(directive)) = (RELOAD.get(), normalize_level(level)) else {
-        return false;
-    };
-    handle.reload(filter_for(directive)).is_ok()
-}
-
 /// The level to log at: `explicit` (from `--log-level` or
 /// `DASK_SCHEDULER_LOG_LEVEL`) if given, else Dask's logging config from the
 /// environment (`DASK_LOGGING__DISTRIBUTED__SCHEDULER`, then

@@ -100,9 +100,6 @@ fn apply_logging_config(
                     "Dask's logging config could not be read ({why}); logging in Dask's default format to stderr"
                 );
             }
-            if let (false, Some(level)) = (explicit_log_level, extras.log_level.as_deref()) {
-                logging::set_level(level);
-            }
         }
     }
 }

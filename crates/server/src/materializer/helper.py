@@ -3077,24 +3077,6 @@ def runner_main(proto_in, proto_out):
 # --------------------------------------------------------------------------
 
 
-def _scheduler_log_level(logging_config):
-    """The level Dask's logging config gives ``distributed.scheduler``: the
-    old-style map ``{"distributed.scheduler": "debug", "distributed": "info"}``
-    (``DASK_LOGGING__DISTRIBUTED`` sets ``distributed``). ``None`` when it
-    names none (or uses the ``version: 1`` dictConfig form)."""
-    if not isinstance(logging_config, dict) or "version" in logging_config:
-        return None
-    dist = logging_config.get("distributed")
-    for level in (
-        logging_config.get("distributed.scheduler"),
-        dist.get("scheduler") if isinstance(dist, dict) else None,
-        dist if not isinstance(dist, dict) else None,
-    ):
-        if isinstance(level, (str, int)) and not isinstance(level, bool):
-            return str(level)
-    return None
-
-
 def _logging_format(formatter):
     """A formatter as ``[format, datefmt]`` in ``%`` style (Python's default
     formatter prints the message alone; ``{`` and ``$`` formats converted),
@@ -3353,7 +3335,6 @@ def op_config(req):
                 int(get("distributed.scheduler.dashboard.status.task-stream-length", 1000)),
                 int(get("distributed.scheduler.dashboard.tasks.task-stream-length", 100000)),
             ),
-            "log-level": _scheduler_log_level(get("logging", None)),
             "log-length": int(get("distributed.admin.log-length")),
             "logging-setup": _logging_setup(),
             # a string, or nothing: Dask parses an environment value that

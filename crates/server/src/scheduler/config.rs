@@ -184,9 +184,6 @@ pub fn from_env() -> Config {
 /// What Dask's config says beyond the core's settings.
 #[derive(Debug, Clone, Default)]
 pub struct Extras {
-    /// The scheduler's log level from Dask's `logging:` config (YAML files
-    /// and `DASK_LOGGING__*`): `distributed.scheduler`, else `distributed`.
-    pub log_level: Option<String>,
     /// `distributed.admin.log-format` (Python's logging format string).
     pub log_format: Option<String>,
     /// `distributed.admin.log-length`: lines kept for `get_scheduler_logs`.
@@ -267,10 +264,6 @@ pub async fn load(pool: &MaterializerPool) -> (Config, Extras) {
                 if let Some(values) = v.get("config") {
                     apply(&mut config, values);
                     let extras = Extras {
-                        log_level: values
-                            .get("log-level")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
                         log_format: config_text(values, "log-format"),
                         log_length: values
                             .get("log-length")
